@@ -1,0 +1,87 @@
+// The CalmkitError family. Every error calmkit throws carries a stable `code`; the native codes are defined in
+// native/core/error.h and must stay in step with CODE_CLASSES below.
+
+export class CalmkitError extends Error {
+  readonly code: string;
+  /** The input (path, key, option) the error is about, when there is one. */
+  readonly input?: string;
+  constructor(code: string, message: string, options?: { input?: string; cause?: unknown }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = new.target.name;
+    this.code = code;
+    if (options?.input !== undefined) this.input = options.input;
+  }
+}
+
+/** Bad argument or option value (ranges, types, unknown names). */
+export class ArgumentError extends CalmkitError {}
+/** An audio input that cannot be used: missing, a directory, unreadable, not audio, empty, NaN. */
+export class AudioError extends CalmkitError {}
+/** A checkpoint that cannot be used: missing, truncated, not TorchScript, missing keys, wrong shapes. */
+export class ModelError extends CalmkitError {}
+/** A device that is not available (e.g. cuda without a CUDA build or GPU). */
+export class DeviceError extends CalmkitError {}
+/** Problems with datasets, labels, partitions and feature stores. */
+export class DataError extends CalmkitError {}
+/** Probe training and probe-set files. */
+export class ProbeError extends CalmkitError {}
+/** A call cancelled through its AbortSignal. */
+export class AbortError extends CalmkitError {
+  constructor(message = 'the operation was aborted', options?: { input?: string; cause?: unknown }) {
+    super('ERR_ABORTED', message, options);
+  }
+}
+/** Use of an object after dispose(). */
+export class DisposedError extends CalmkitError {
+  constructor(what: string) {
+    super('ERR_DISPOSED', `${what} has been disposed`);
+  }
+}
+/** The native addon could not be loaded, or failed unexpectedly. */
+export class NativeError extends CalmkitError {}
+
+const CODE_CLASSES: Record<string, new (code: string, message: string, options?: { input?: string; cause?: unknown }) => CalmkitError> = {
+  ERR_INVALID_ARGUMENT: ArgumentError,
+  ERR_AUDIO_NOT_FOUND: AudioError,
+  ERR_AUDIO_IS_DIRECTORY: AudioError,
+  ERR_AUDIO_UNREADABLE: AudioError,
+  ERR_AUDIO_DECODE: AudioError,
+  ERR_AUDIO_EMPTY: AudioError,
+  ERR_AUDIO_NOT_FINITE: AudioError,
+  ERR_MODEL_FILE: ModelError,
+  ERR_MODEL_FORMAT: ModelError,
+  ERR_MODEL_DISPOSED: ModelError,
+  ERR_DEVICE: DeviceError,
+  ERR_PROBE: ProbeError,
+  ERR_ADDON_LOAD: NativeError,
+  ERR_INTERNAL: NativeError,
+};
+
+/** Turns an error from the addon (an Error with a `code`) into its CalmkitError class. */
+export function fromNative(err: unknown, input?: string): CalmkitError {
+  if (err instanceof CalmkitError) return err;
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : 'ERR_INTERNAL';
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  if (code === 'ERR_ABORTED') return new AbortError(message, { input, cause: err });
+  const Cls = CODE_CLASSES[code] ?? NativeError;
+  return new Cls(code, message, { input, cause: err });
+}
+
+/** Awaits a native promise and rethrows its failure as a CalmkitError. */
+export async function native<T>(p: () => Promise<T>, input?: string): Promise<T> {
+  try {
+    return await p();
+  } catch (err) {
+    throw fromNative(err, input);
+  }
+}
+
+/** Calls a synchronous native function, rethrowing as a CalmkitError. */
+export function nativeSync<T>(fn: () => T, input?: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fromNative(err, input);
+  }
+}

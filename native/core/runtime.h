@@ -1,0 +1,44 @@
+// Process-wide runtime facts and settings: threads, BLAS, LibTorch build, devices.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace calmkit::runtime {
+
+struct CudaDevice {
+  int index = 0;
+  std::string name;
+  uint64_t totalMemory = 0;
+  uint64_t freeMemory = 0;
+  int major = 0, minor = 0;
+};
+
+struct BlasInfo {
+  std::string name;     // "OpenBLAS (openmp)", "OpenBLAS (pthread)", "reference BLAS (netlib)", "MKL", "unknown"
+  std::string detail;   // library path or openblas_get_config()
+  bool isReference = false;
+};
+
+struct Info {
+  std::string torchVersion;
+  std::string torchDir;
+  bool builtWithCuda = false;
+  std::string cudaVersion;     // runtime CUDA version LibTorch was built with, "" without CUDA
+  int threads = 1;
+  std::string threadsSource;   // "CALMKIT_THREADS", "OMP_NUM_THREADS", "cores"
+  int interopThreads = 1;
+  BlasInfo blas;
+  bool mkldnn = false;
+  std::vector<CudaDevice> cudaDevices;
+  std::string cudaUnavailableReason;  // why no device, when none
+};
+
+// Sets torch's thread count once per process from CALMKIT_THREADS, else OMP_NUM_THREADS, else the usable
+// cores (small VMs otherwise default to 1). Idempotent; returns the count in force.
+int configureThreads();
+
+BlasInfo detectBlas();
+Info collect();
+
+}  // namespace calmkit::runtime

@@ -1,0 +1,8 @@
+// Each binding file registers its functions here; module.cpp calls them all.
+#pragma once
+#include <napi.h>
+
+namespace calmkit_napi {
+void InitRuntime(Napi::Env env, Napi::Object exports);
+void InitAudio(Napi::Env env, Napi::Object exports);
+}  // namespace calmkit_napi

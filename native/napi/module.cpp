@@ -1,0 +1,18 @@
+// The addon's entry: configures torch threads once, then lets each binding file register itself.
+#include <napi.h>
+
+#include "core/runtime.h"
+#include "napi/exports.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  calmkit::runtime::configureThreads();
+  calmkit_napi::InitRuntime(env, exports);
+  calmkit_napi::InitAudio(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(calmkit, Init)

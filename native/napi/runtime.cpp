@@ -1,0 +1,47 @@
+// Binding of runtime facts: doctor().
+#include "core/runtime.h"
+#include "napi/exports.h"
+
+namespace calmkit_napi {
+namespace {
+
+Napi::Value Doctor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto r = calmkit::runtime::collect();
+  auto o = Napi::Object::New(env);
+  o.Set("torchVersion", r.torchVersion);
+  o.Set("torchDir", r.torchDir);
+  o.Set("builtWithCuda", r.builtWithCuda);
+  o.Set("cudaVersion", r.cudaVersion);
+  o.Set("threads", r.threads);
+  o.Set("threadsSource", r.threadsSource);
+  o.Set("interopThreads", r.interopThreads);
+  auto blas = Napi::Object::New(env);
+  blas.Set("name", r.blas.name);
+  blas.Set("detail", r.blas.detail);
+  blas.Set("isReference", r.blas.isReference);
+  o.Set("blas", blas);
+  o.Set("mkldnn", r.mkldnn);
+  auto devs = Napi::Array::New(env, r.cudaDevices.size());
+  for (size_t i = 0; i < r.cudaDevices.size(); ++i) {
+    const auto& d = r.cudaDevices[i];
+    auto dv = Napi::Object::New(env);
+    dv.Set("index", d.index);
+    dv.Set("name", d.name);
+    dv.Set("totalMemory", Napi::Number::New(env, static_cast<double>(d.totalMemory)));
+    dv.Set("freeMemory", Napi::Number::New(env, static_cast<double>(d.freeMemory)));
+    dv.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+    devs.Set(static_cast<uint32_t>(i), dv);
+  }
+  o.Set("cudaDevices", devs);
+  o.Set("cudaUnavailableReason", r.cudaUnavailableReason);
+  return o;
+}
+
+}  // namespace
+
+void InitRuntime(Napi::Env env, Napi::Object exports) {
+  exports.Set("doctor", Napi::Function::New(env, Doctor, "doctor"));
+}
+
+}  // namespace calmkit_napi
