@@ -6,7 +6,7 @@ import type { RawBinding } from './raw';
 
 export type { RawBinding } from './raw';
 
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = __dirname;
   for (let i = 0; i < 6; i++) {
     const pj = path.join(dir, 'package.json');

@@ -45,5 +45,6 @@ export type RawAudioInput = string | Uint8Array | { samples: Float32Array; sampl
 export interface RawBinding {
   doctor(): RawDoctor;
   decodeAudio(input: string | Uint8Array): Promise<RawDecoded>;
+  writeAudio(path: string, options: { interleaved: Float32Array; channels: number; sampleRate: number; container: string; encoding: string }): Promise<void>;
   loadAudio(input: RawAudioInput, options?: RawPrepareOptions): Promise<RawPrepared>;
 }

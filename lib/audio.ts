@@ -86,3 +86,37 @@ export function loadAudio(input: AudioInput, options: LoadAudioOptions = {}): Pr
 export function decodeAudio(input: string | Uint8Array): Promise<DecodedAudio> {
   return native(async () => binding().decodeAudio(input), inputLabel(input));
 }
+
+export type AudioContainer = 'wav' | 'flac' | 'ogg' | 'mp3';
+export type AudioEncoding = 'float' | 'pcm16' | 'pcm24';
+
+export interface WriteAudioOptions {
+  /** frames x channels, interleaved, nominally in [-1, 1] (clipped for integer encodings). */
+  interleaved: Float32Array;
+  channels: number;
+  sampleRate: number;
+  /** Default: from the file extension. */
+  container?: AudioContainer;
+  /** wav/flac sample format; ignored for ogg and mp3 (default pcm16). */
+  encoding?: AudioEncoding;
+}
+
+/** Encodes audio with libsndfile (WAV, FLAC, Ogg Vorbis, MP3), atomically (temp file + rename). */
+export function writeAudio(path: string, options: WriteAudioOptions): Promise<void> {
+  const ext = path.toLowerCase().split('.').pop() ?? '';
+  const container = options.container ?? (ext === 'oga' ? 'ogg' : (ext as AudioContainer));
+  if (!['wav', 'flac', 'ogg', 'mp3'].includes(container)) {
+    return Promise.reject(new ArgumentError('ERR_INVALID_ARGUMENT', `${path}: cannot tell the container from the extension; pass container`, { input: path }));
+  }
+  return native(
+    async () =>
+      binding().writeAudio(path, {
+        interleaved: options.interleaved,
+        channels: options.channels,
+        sampleRate: options.sampleRate,
+        container,
+        encoding: options.encoding ?? 'pcm16',
+      }),
+    path,
+  );
+}

@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
@@ -48,6 +50,22 @@ std::string formatName(int format) {
   return "unknown";
 }
 
+// libsndfile opens a WAV/AIFF whose data chunk is cut short and silently reports the frames present; its log
+// keeps the declared size ("data : 88200 (should be 19956)"). Streamed files declare 0 or 0xFFFFFFFF: not truncation.
+bool logShowsTruncatedData(SNDFILE* snd) {
+  char log[8192] = {0};
+  sf_command(snd, SFC_GET_LOG_INFO, log, sizeof(log) - 1);
+  for (const char* chunk : {"data : ", "SSND : "}) {
+    const char* p = std::strstr(log, chunk);
+    if (!p) continue;
+    unsigned long long declared = 0, actual = 0;
+    if (std::sscanf(p + std::strlen(chunk), "%llu (should be %llu)", &declared, &actual) == 2) {
+      if (declared > actual && declared != 0xFFFFFFFFull && declared != 0) return true;
+    }
+  }
+  return false;
+}
+
 // Reads every frame; libsndfile reports decode failures of truncated streams as short reads or errors.
 Decoded readAll(SNDFILE* snd, const SF_INFO& info, const std::string& label) {
   Decoded out;
@@ -75,6 +93,19 @@ Decoded readAll(SNDFILE* snd, const SF_INFO& info, const std::string& label) {
     throw Error(code::kAudioDecode, label + ": decode failed: " + sf_strerror(snd));
   }
   out.frames = static_cast<int64_t>(out.interleaved.size()) / info.channels;
+  // Containers with an exact frame count in the header: fewer decoded frames means a truncated file.
+  // (Ogg and MP3 report estimates, so they are judged by the decoder's own errors only.)
+  int major = info.format & SF_FORMAT_TYPEMASK;
+  bool exactHeader = major == SF_FORMAT_WAV || major == SF_FORMAT_WAVEX || major == SF_FORMAT_W64 ||
+                     major == SF_FORMAT_AIFF || major == SF_FORMAT_RF64 || major == SF_FORMAT_CAF ||
+                     major == SF_FORMAT_FLAC;
+  if (exactHeader && logShowsTruncatedData(snd)) {
+    throw Error(code::kAudioDecode, label + ": truncated: the data chunk is shorter than its header declares");
+  }
+  if (exactHeader && info.frames > 0 && out.frames < info.frames) {
+    throw Error(code::kAudioDecode, label + ": truncated: the header declares " + std::to_string(info.frames) +
+                                        " frames but only " + std::to_string(out.frames) + " could be decoded");
+  }
   if (out.frames == 0) throw Error(code::kAudioEmpty, label + ": the audio has zero frames");
   return out;
 }
@@ -137,6 +168,46 @@ Decoded decodeMemory(const uint8_t* data, size_t size, const std::string& label)
   } catch (...) {
     sf_close(snd);
     throw;
+  }
+}
+
+void encodeFile(const std::string& path, const float* x, int64_t frames, int channels, int sampleRate,
+                const std::string& container, const std::string& encoding) {
+  if (channels <= 0 || channels > 64) throw Error(code::kInvalidArgument, path + ": channels must be 1..64");
+  if (sampleRate < kMinRate || sampleRate > kMaxRate) throw Error(code::kInvalidArgument, path + ": implausible sample rate");
+  if (frames <= 0) throw Error(code::kInvalidArgument, path + ": nothing to write (0 frames)");
+  int sub = 0;
+  if (encoding == "float") sub = SF_FORMAT_FLOAT;
+  else if (encoding == "pcm16") sub = SF_FORMAT_PCM_16;
+  else if (encoding == "pcm24") sub = SF_FORMAT_PCM_24;
+  else throw Error(code::kInvalidArgument, path + ": encoding must be float, pcm16 or pcm24");
+  int format = 0;
+  if (container == "wav") format = SF_FORMAT_WAV | sub;
+  else if (container == "flac") format = SF_FORMAT_FLAC | (sub == SF_FORMAT_FLOAT ? SF_FORMAT_PCM_24 : sub);
+  else if (container == "ogg") format = SF_FORMAT_OGG | SF_FORMAT_VORBIS;
+  else if (container == "mp3") format = SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III;
+  else throw Error(code::kInvalidArgument, path + ": container must be wav, flac, ogg or mp3");
+  SF_INFO info;
+  std::memset(&info, 0, sizeof(info));
+  info.channels = channels;
+  info.samplerate = sampleRate;
+  info.format = format;
+  if (!sf_format_check(&info)) throw Error(code::kInvalidArgument, path + ": libsndfile cannot write this format combination");
+  static std::atomic<uint64_t> serial{0};
+  std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(serial++);
+  SNDFILE* snd = sf_open(tmp.c_str(), SFM_WRITE, &info);
+  if (!snd) throw Error(code::kAudioUnreadable, path + ": cannot open for writing: " + sf_strerror(nullptr));
+  // Floats beyond [-1, 1] would wrap in integer encodings; libsndfile clips them when asked.
+  sf_command(snd, SFC_SET_CLIPPING, nullptr, SF_TRUE);
+  sf_count_t wrote = sf_writef_float(snd, x, frames);
+  int closeErr = sf_close(snd);
+  if (wrote != frames || closeErr != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(code::kAudioUnreadable, path + ": write failed after " + std::to_string(wrote) + " frames");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(code::kAudioUnreadable, path + ": rename failed: " + std::strerror(errno));
   }
 }
 

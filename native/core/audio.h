@@ -28,6 +28,12 @@ struct Decoded {
 Decoded decodeFile(const std::string& path);
 Decoded decodeMemory(const uint8_t* data, size_t size, const std::string& label);
 
+// Encode interleaved float samples with libsndfile. container: wav | flac | ogg | mp3;
+// encoding: float | pcm16 | pcm24 (wav and flac; ogg and mp3 are always lossy). Written to a temp file and
+// renamed, so a failed write leaves nothing behind.
+void encodeFile(const std::string& path, const float* interleaved, int64_t frames, int channels, int sampleRate,
+                const std::string& container, const std::string& encoding);
+
 std::vector<float> mixToMono(const float* interleaved, int64_t frames, int channels);
 
 // Length of a resampled signal: ceil(n * outRate / inRate), librosa's convention (jukemirlib).

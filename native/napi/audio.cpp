@@ -118,10 +118,35 @@ Napi::Value LoadAudio(const Napi::CallbackInfo& info) {
       });
 }
 
+Napi::Value WriteAudio(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowCoded(env, calmkit::code::kInvalidArgument, "writeAudio: path must be a string");
+  if (!info[1].IsObject()) ThrowCoded(env, calmkit::code::kInvalidArgument, "writeAudio: options must be an object");
+  auto path = info[0].As<Napi::String>().Utf8Value();
+  auto o = info[1].As<Napi::Object>();
+  auto data = std::make_shared<std::vector<float>>(CopyFloat32(o.Get("interleaved"), "interleaved"));
+  int channels = static_cast<int>(GetNumber(o, "channels", 1));
+  int rate = static_cast<int>(GetNumber(o, "sampleRate", 0));
+  auto container = GetString(o, "container", "wav");
+  auto encoding = GetString(o, "encoding", "pcm16");
+  if (channels <= 0 || data->size() % static_cast<size_t>(channels) != 0) {
+    ThrowCoded(env, calmkit::code::kInvalidArgument, path + ": interleaved length is not a multiple of channels");
+  }
+  int64_t frames = static_cast<int64_t>(data->size()) / channels;
+  return Submit<bool>(
+      env, audioExecutor(),
+      [=] {
+        au::encodeFile(path, data->data(), frames, channels, rate, container, encoding);
+        return true;
+      },
+      [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+}
+
 }  // namespace
 
 void InitAudio(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeAudio", Napi::Function::New(env, DecodeAudio, "decodeAudio"));
+  exports.Set("writeAudio", Napi::Function::New(env, WriteAudio, "writeAudio"));
   exports.Set("loadAudio", Napi::Function::New(env, LoadAudio, "loadAudio"));
 }
 

@@ -1,0 +1,37 @@
+import type { Command } from 'commander';
+import { doctor } from '../doctor';
+
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('doctor')
+    .description('what calmkit runs on: platform, Node, addon, LibTorch, BLAS, threads, CUDA devices')
+    .option('--json', 'print JSON')
+    .action((opts: { json?: boolean }) => {
+      const r = doctor();
+      if (opts.json) {
+        console.log(JSON.stringify(r, null, 2));
+        return;
+      }
+      const lines = [
+        `platform      ${r.platform} (${r.arch}), ${r.cpus} CPUs, ${gib(r.memoryBytes)}`,
+        `node          ${r.node} (N-API ${r.napiVersion})`,
+        `addon         ${r.addonPath}`,
+        `libtorch      ${r.libtorch.version} (${r.libtorch.dir})${r.libtorch.builtWithCuda ? `, CUDA ${r.libtorch.cudaVersion}` : ', CPU only'}`,
+        `blas          ${r.blas.name} — ${r.blas.detail}`,
+        `threads       ${r.threads.count} (from ${r.threads.source}; CALMKIT_THREADS overrides)`,
+      ];
+      if (r.cuda.devices.length) {
+        for (const d of r.cuda.devices) {
+          lines.push(`cuda:${d.index}        ${d.name}, ${gib(d.totalMemory)} total, ${gib(d.freeMemory)} free, sm ${d.computeCapability}`);
+        }
+      } else {
+        lines.push(`cuda          none: ${r.cuda.unavailableReason}`);
+      }
+      console.log(lines.join('\n'));
+      for (const w of r.warnings) console.error(`WARNING: ${w}`);
+    });
+}

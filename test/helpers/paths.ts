@@ -1,0 +1,15 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const SHARED = path.resolve(ROOT, '..', 'shared');
+export const OPENMIC = path.join(SHARED, 'data', 'openmic-2018');
+export const GENUINE_CLIP = path.join(OPENMIC, 'audio', '000', '000046_3840.ogg');
+export const EMPTY_WAV = path.join(OPENMIC, 'empty.wav');
+/** Debian's python3 with python3-torch and python3-numpy (the python3 first on PATH may lack them). */
+export const PYTHON = process.env.CALMKIT_PYTHON ?? '/usr/bin/python3';
+
+export function tempDir(prefix = 'calmkit-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
