@@ -44,6 +44,7 @@ export type RawAudioInput = string | Uint8Array | { samples: Float32Array; sampl
 
 export interface RawBinding {
   doctor(): RawDoctor;
+  gemmPeak(options: { m?: number; n?: number; k?: number; dtype?: string; device?: string; repeats?: number }): Promise<number>;
   decodeAudio(input: string | Uint8Array): Promise<RawDecoded>;
   writeAudio(path: string, options: { interleaved: Float32Array; channels: number; sampleRate: number; container: string; encoding: string }): Promise<void>;
   loadAudio(input: RawAudioInput, options?: RawPrepareOptions): Promise<RawPrepared>;

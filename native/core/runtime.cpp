@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -93,6 +94,32 @@ BlasInfo detectBlas() {
     info.name = "unknown";
   }
   return info;
+}
+
+double measureGemmGflops(int64_t m, int64_t n, int64_t k, const std::string& dtype, const std::string& device,
+                         int repeats) {
+  configureThreads();
+  c10::InferenceMode guard;
+  auto st = dtype == "bfloat16" ? torch::kBFloat16 : dtype == "float16" ? torch::kFloat16 : torch::kFloat32;
+  torch::Device dev(device == "cuda" ? torch::kCUDA : torch::kCPU);
+  auto a = torch::randn({m, k}, torch::TensorOptions().dtype(st).device(dev));
+  auto b = torch::randn({k, n}, torch::TensorOptions().dtype(st).device(dev));
+  auto c = torch::empty({m, n}, a.options());
+  auto sync = [&] {
+#if CALMKIT_WITH_CUDA
+    if (dev.is_cuda()) torch::cuda::synchronize();
+#endif
+  };
+  torch::mm_out(c, a, b);  // warm-up: thread pools, kernel selection
+  sync();
+  double best = 1e30;
+  for (int r = 0; r < std::max(1, repeats); ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    torch::mm_out(c, a, b);
+    sync();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * m * n * k / best / 1e9;
 }
 
 Info collect() {

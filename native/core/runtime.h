@@ -39,6 +39,10 @@ struct Info {
 int configureThreads();
 
 BlasInfo detectBlas();
+
+// The machine's matrix-product peak as measured now: the best of `repeats` timings of an (m x k) @ (k x n)
+// product in `dtype` ("float32", "bfloat16", "float16") on `device` ("cpu", "cuda"); GFLOP/s.
+double measureGemmGflops(int64_t m, int64_t n, int64_t k, const std::string& dtype, const std::string& device, int repeats);
 Info collect();
 
 }  // namespace calmkit::runtime

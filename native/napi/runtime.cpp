@@ -1,5 +1,7 @@
 // Binding of runtime facts: doctor().
 #include "core/runtime.h"
+#include "napi/async.h"
+#include "napi/convert.h"
 #include "napi/exports.h"
 
 namespace calmkit_napi {
@@ -38,10 +40,25 @@ Napi::Value Doctor(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value GemmPeak(const Napi::CallbackInfo& info) {
+  auto o = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(info.Env());
+  int64_t m = static_cast<int64_t>(GetNumber(o, "m", 1024));
+  int64_t n = static_cast<int64_t>(GetNumber(o, "n", 1024));
+  int64_t k = static_cast<int64_t>(GetNumber(o, "k", 1024));
+  int repeats = static_cast<int>(GetNumber(o, "repeats", 5));
+  auto dtype = GetString(o, "dtype", "float32");
+  auto device = GetString(o, "device", "cpu");
+  return Submit<double>(
+      info.Env(), computeExecutor(),
+      [=] { return calmkit::runtime::measureGemmGflops(m, n, k, dtype, device, repeats); },
+      [](Napi::Env env, double& g) -> Napi::Value { return Napi::Number::New(env, g); });
+}
+
 }  // namespace
 
 void InitRuntime(Napi::Env env, Napi::Object exports) {
   exports.Set("doctor", Napi::Function::New(env, Doctor, "doctor"));
+  exports.Set("gemmPeak", Napi::Function::New(env, GemmPeak, "gemmPeak"));
 }
 
 }  // namespace calmkit_napi

@@ -1,5 +1,6 @@
 // doctor and audio: the foundation's subcommands.
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "core/audio.h"
@@ -27,6 +28,16 @@ Register doctor("doctor", "LibTorch, BLAS, threads and CUDA devices", [](int, ch
   }
   if (r.cudaDevices.empty()) std::cout << "CUDA: none: " << r.cudaUnavailableReason << "\n";
   if (r.blas.isReference) std::cerr << "WARNING: the reference BLAS is in use; install libopenblas0-openmp\n";
+  return 0;
+});
+
+Register gemm("gemm", "[M N K [dtype [device]]]: measured matrix-product GFLOP/s", [](int argc, char** argv) {
+  int64_t m = argc > 0 ? std::atoll(argv[0]) : 1024, n = argc > 1 ? std::atoll(argv[1]) : 4800,
+          k = argc > 2 ? std::atoll(argv[2]) : 1200;
+  std::string dtype = argc > 3 ? argv[3] : "float32", device = argc > 4 ? argv[4] : "cpu";
+  double g = calmkit::runtime::measureGemmGflops(m, n, k, dtype, device, 5);
+  std::printf("{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"dtype\":\"%s\",\"device\":\"%s\",\"gflops\":%.2f}\n",
+              (long long)m, (long long)n, (long long)k, dtype.c_str(), device.c_str(), g);
   return 0;
 });
 
