@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""The benchmark reference: Jukebox layer activations computed the jukemir/jukemirlib way.
+
+Plain eager PyTorch in fp32, one clip at a time, fp16 Conv1D weights upcast on every use (`w.type_as(x)`, as
+jukebox's Conv1D does), attention through the block reshapes of jukebox's factored attention, stopping after
+the deepest requested layer, mean pooling on the host with numpy. It reads a calmkit archive (docs/contracts.md)
+so both sides compute from the same weights.
+
+Protocol (driven by benchmarks/extract.ts, one JSON object per line on stdin/stdout):
+  {"cmd": "load", "model": PATH, "threads": N}                -> {"ok": true, "load_seconds": s}
+  {"cmd": "run", "audio": RAW_F32, "layers": [..], "out": DIR} -> {"ok": true, "seconds": s, "tokens": T}
+     (writes DIR/layer{L}.npy, the pooled features, for the cross-check)
+  {"cmd": "quit"}
+"""
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HP_INT = ["n_ctx", "width", "depth", "heads", "attn_order", "blocks", "bins", "t_bins", "vq_levels", "vq_emb_width",
+          "vq_l_bins", "vq_width", "vq_depth", "vq_dilation_growth_rate", "sample_rate", "cond_total_length",
+          "cond_offset", "cond_artist", "cond_genre"]
+HP_FLOAT = ["m_attn", "m_mlp", "min_duration", "max_duration", "vq_m_conv"]
+
+
+class Reference:
+    def __init__(self, path):
+        module = torch.jit.load(path, map_location="cpu")
+        self.sd = {k: v for k, v in module.state_dict().items()}
+        self.hp = {k: int(getattr(module, k)) for k in HP_INT}
+        self.hp.update({k: float(getattr(module, k)) for k in HP_FLOAT})
+        self.hp["vq_downs_t"] = list(getattr(module, "vq_downs_t"))
+        self.hp["vq_strides_t"] = list(getattr(module, "vq_strides_t"))
+        hop = 1
+        for s, d in zip(self.hp["vq_strides_t"], self.hp["vq_downs_t"]):
+            hop *= s ** d
+        self.hop = hop
+
+    # --- VQ-VAE level 2 -------------------------------------------------------------------------------
+    def encode(self, audio):
+        sd, hp = self.sd, self.hp
+        x = audio.view(1, 1, -1)
+        for b in range(hp["vq_levels"]):
+            pre = f"encoders.2.level_blocks.{b}.model."
+            n_down = hp["vq_downs_t"][b]
+            for i in range(n_down):
+                x = F.conv1d(x, sd[f"{pre}{i}.0.weight"], sd[f"{pre}{i}.0.bias"], stride=hp["vq_strides_t"][b], padding=1)
+                for j in range(hp["vq_depth"]):
+                    d = hp["vq_dilation_growth_rate"] ** j
+                    rp = f"{pre}{i}.1.model.{j}.model."
+                    h = F.conv1d(F.relu(x), sd[rp + "1.weight"], sd[rp + "1.bias"], padding=d, dilation=d)
+                    h = F.conv1d(F.relu(h), sd[rp + "3.weight"], sd[rp + "3.bias"])
+                    x = x + h
+            x = F.conv1d(x, sd[f"{pre}{n_down}.weight"], sd[f"{pre}{n_down}.bias"], padding=1)
+        x = x[0].t()  # (T, emb)
+        k = sd["bottleneck.level_blocks.2.k"]
+        dist = (x ** 2).sum(-1, keepdim=True) - 2 * x @ k.t() + (k ** 2).sum(-1)[None]
+        return dist.min(dim=-1)[1]
+
+    # --- prior ------------------------------------------------------------------------------------------
+    def range_bins(self, start, end, lo, hi, n_time):
+        # RangeEmbedding: position interpolated in float32, normalised, scaled by the bin count, floored.
+        t_bins = self.hp["t_bins"]
+        if n_time == 1:
+            pos = torch.tensor([[float(start)]], dtype=torch.float32)
+        else:
+            interp = torch.arange(0, n_time, dtype=torch.float32).view(1, n_time) / n_time
+            pos = torch.tensor([[start]], dtype=torch.float32) + (torch.tensor([[end]], dtype=torch.float32) - torch.tensor([[start]], dtype=torch.float32)) * interp
+        norm = (pos - lo) / (hi - lo)
+        return (t_bins * norm).floor().long().clamp(0, t_bins - 1)[0]
+
+    def conditioning(self, T):
+        hp, sd = self.hp, self.sd
+        n_ctx, sr = hp["n_ctx"], hp["sample_rate"]
+        total = hp["cond_total_length"]
+        start = hp["cond_offset"]
+        end = start + n_ctx * self.hop
+        lo, hi = hp["min_duration"] * sr, hp["max_duration"] * sr
+        tl = self.range_bins(total, None, lo, hi, 1)
+        ab = self.range_bins(start, end, 0.0, hi, n_ctx)
+        rel = self.range_bins(start / total, end / total, 0.0, 1.0, n_ctx)
+        c = sd["y_emb.total_length_emb.emb.weight"][tl] + sd["y_emb.absolute_pos_emb.emb.weight"][ab]
+        c = c + sd["y_emb.relative_pos_emb.emb.weight"][rel]
+        y_start = sd["y_emb.bow_genre_emb.emb.weight"][hp["cond_genre"]] + sd["y_emb.artist_emb.emb.weight"][hp["cond_artist"]]
+        return y_start, c[:T]
+
+    def conv1d(self, x, prefix):
+        w, b = self.sd[prefix + ".w"], self.sd[prefix + ".b"]
+        size_out = x.size()[:-1] + (w.size(-1),)
+        return torch.addmm(b.type_as(x), x.reshape(-1, x.size(-1)), w.type_as(x)).view(*size_out)
+
+    def dense_attn(self, q, k, v, causal):
+        heads = self.hp["heads"]
+        bs, l, d = q.shape
+        hd = d // heads
+        q = q.view(bs, l, heads, hd).permute(0, 2, 1, 3)
+        k = k.view(bs, k.shape[1], heads, hd).permute(0, 2, 3, 1)
+        v = v.view(bs, v.shape[1], heads, hd).permute(0, 2, 1, 3)
+        w = torch.matmul(q, k) * (1.0 / math.sqrt(hd))
+        if causal:
+            mask = torch.ones(w.shape[-2], w.shape[-1]).tril().view(1, 1, w.shape[-2], w.shape[-1])
+            w = w * mask + -1e9 * (1 - mask)
+        w = F.softmax(w.float(), dim=-1).type_as(q)
+        a = torch.matmul(w, v)
+        return a.permute(0, 2, 1, 3).contiguous().view(bs, l, d)
+
+    def attention(self, x, i, kind):
+        pre = f"prior.transformer._attn_mods.{i}.attn."
+        qkv = self.conv1d(x, pre + "c_attn")
+        q, k, v = qkv.chunk(3, dim=2)
+        bs, l, d = q.shape
+        bc = self.hp["n_ctx"] // self.hp["blocks"]
+        nb = l // bc
+        if kind == 0:
+            a = self.dense_attn(q.reshape(bs * nb, bc, d), k.reshape(bs * nb, bc, d), v.reshape(bs * nb, bc, d), True).view(bs, l, d)
+        elif kind == 1:
+            tr = lambda t: t.view(bs, nb, bc, d).transpose(1, 2).contiguous().view(bs * bc, nb, d)
+            a = self.dense_attn(tr(q), tr(k), tr(v), True)
+            a = a.view(bs, bc, nb, d).transpose(1, 2).contiguous().view(bs, l, d)
+        else:
+            prev = lambda t: F.pad(t.view(bs, nb, bc, d)[:, :-1], (0, 0, 0, 0, 1, 0)).view(bs * nb, bc, d)
+            a = self.dense_attn(q.reshape(bs * nb, bc, d), prev(k), prev(v), False).view(bs, l, d)
+        return self.conv1d(a, pre + "c_proj")
+
+    def layer_norm(self, x, prefix):
+        return F.layer_norm(x.float(), (x.shape[-1],), self.sd[prefix + ".weight"], self.sd[prefix + ".bias"], 1e-5).type_as(x)
+
+    def forward(self, audio, layers):
+        hp, sd = self.hp, self.sd
+        n = audio.numel() // self.hop * self.hop
+        tokens = self.encode(audio[: min(n, hp["n_ctx"] * self.hop)])[: hp["n_ctx"]]
+        T = tokens.numel()
+        bc = hp["n_ctx"] // hp["blocks"]
+        padded = (T + bc - 1) // bc * bc
+        y_start, cond = self.conditioning(T)
+        h = sd["prior.x_emb.weight"][tokens]
+        h = torch.cat([y_start.view(1, -1), h[:-1]], 0)
+        h = (h + sd["prior.pos_emb.pos_emb"][:T]) + cond
+        # Short inputs: jukemirlib pads q/k/v; padding rows of the stream never reach real rows, so pad here.
+        h = F.pad(h, (0, 0, 0, padded - T)).unsqueeze(0)
+        out = {}
+        for i in range(max(layers)):
+            pre = f"prior.transformer._attn_mods.{i}."
+            a = self.attention(self.layer_norm(h, pre + "ln_0"), i, i % 3)
+            h = h + a
+            m = self.conv1d(self.layer_norm(h, pre + "ln_1"), pre + "mlp.c_fc")
+            m = m * torch.sigmoid(1.702 * m)
+            h = h + self.conv1d(m, pre + "mlp.c_proj")
+            if i + 1 in layers:
+                out[i + 1] = np.mean(h[0, :T].cpu().numpy(), axis=0)
+        return tokens, out
+
+
+def main():
+    torch.set_grad_enabled(False)
+    ref = None
+    for line in sys.stdin:
+        msg = json.loads(line)
+        try:
+            if msg["cmd"] == "load":
+                torch.set_num_threads(int(msg.get("threads", 1)))
+                t0 = time.perf_counter()
+                ref = Reference(msg["model"])
+                reply = {"ok": True, "load_seconds": time.perf_counter() - t0}
+            elif msg["cmd"] == "run":
+                audio = torch.from_numpy(np.fromfile(msg["audio"], dtype="<f4").copy())
+                t0 = time.perf_counter()
+                tokens, out = ref.forward(audio, sorted(msg["layers"]))
+                seconds = time.perf_counter() - t0
+                if msg.get("out"):
+                    for layer, vec in out.items():
+                        np.save(f"{msg['out']}/layer{layer}.npy", vec.astype(np.float32))
+                    np.save(f"{msg['out']}/tokens.npy", tokens.numpy().astype(np.int64))
+                reply = {"ok": True, "seconds": seconds, "tokens": int(tokens.numel())}
+            elif msg["cmd"] == "quit":
+                break
+            else:
+                reply = {"ok": False, "error": f"unknown command {msg['cmd']}"}
+        except Exception as e:  # the driver reports it; the process stays up for the next command
+            reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
