@@ -36,10 +36,10 @@ np.save('empty.npy', np.zeros((0, 5), dtype='<f4'))
   t.deepEqual(Array.from(readNpy(path.join(tmp, 'f8.npy')).data as Float64Array), [1.5, -2.25, 1e300, 0]);
   t.deepEqual(Array.from(readNpy(path.join(tmp, 'i8.npy')).data as BigInt64Array), [-(2n ** 62n), 5n, 2n ** 40n]);
   t.deepEqual(Array.from(readNpy(path.join(tmp, 'i4.npy')).data as Int32Array), [-7, 8]);
-  t.deepEqual(Array.from(readNpy(path.join(tmp, 'u1.npy')).data), [0, 255, 17]);
+  t.deepEqual(Array.from(readNpy(path.join(tmp, 'u1.npy')).data as Uint8Array), [0, 255, 17]);
   const b1 = readNpy(path.join(tmp, 'b1.npy'));
   t.is(b1.dtype, '|b1');
-  t.deepEqual(Array.from(b1.data), [1, 0, 1]);
+  t.deepEqual(Array.from(b1.data as Uint8Array), [1, 0, 1]);
   const scalar = readNpy(path.join(tmp, 'scalar.npy'));
   t.deepEqual(scalar.shape, []);
   t.deepEqual(Array.from(scalar.data as Float32Array), [3.5]);
