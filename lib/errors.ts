@@ -74,6 +74,8 @@ const CODE_CLASSES: Record<string, new (code: string, message: string, options?:
   ERR_DATA_STORE_CORRUPT: DataError,
   ERR_DATA_STORE_KEY: DataError,
   ERR_DATA_STORE_SHAPE: DataError,
+  ERR_DATA_AUDIO_FORMAT: DataError,
+  ERR_DATA_DEMO_TOOL: DataError,
   ERR_ADDON_LOAD: NativeError,
   ERR_INTERNAL: NativeError,
 };
