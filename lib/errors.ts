@@ -53,6 +53,10 @@ const CODE_CLASSES: Record<string, new (code: string, message: string, options?:
   ERR_MODEL_DISPOSED: ModelError,
   ERR_DEVICE: DeviceError,
   ERR_PROBE: ProbeError,
+  ERR_PROBE_FILE: ProbeError,
+  ERR_DATA_MISMATCH: DataError,
+  ERR_DATA_NOT_FINITE: DataError,
+  ERR_DATA_SINGLE_CLASS: DataError,
   ERR_ADDON_LOAD: NativeError,
   ERR_INTERNAL: NativeError,
 };
