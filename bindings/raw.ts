@@ -42,10 +42,87 @@ export interface RawPrepared {
 
 export type RawAudioInput = string | Uint8Array | { samples: Float32Array; sampleRate: number };
 
+export interface RawSplit {
+  rows: Int32Array;
+  targets: Uint8Array;
+}
+
+export interface RawProbeTask {
+  instrument: string;
+  train: RawSplit;
+  val: RawSplit;
+  test: RawSplit;
+}
+
+export interface RawProbeConfig {
+  hidden: number[];
+  dropout: number;
+  l2: number;
+}
+
+export interface RawProbeOptions {
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  seed?: number;
+  standardize?: boolean;
+  device?: string;
+  maxStackBytes?: number;
+  maxProbesPerStack?: number;
+  keepAllWeights?: boolean;
+}
+
+export interface RawProbeProgress {
+  epoch: number;
+  epochs: number;
+  stack: number;
+  stacks: number;
+  probes: number;
+  probesDone: number;
+  probesTotal: number;
+}
+
+export interface RawProbeNet {
+  mean?: Float32Array;
+  std?: Float32Array;
+  layers: { in: number; out: number; weight: Float32Array; bias: Float32Array }[];
+}
+
+export interface RawProbeResult {
+  task: number;
+  config: number;
+  valLoss: Float32Array;
+  valAcc: Float32Array;
+  bestEpoch: number;
+  bestValLoss: number;
+  bestValAcc: number;
+  testProb: Float32Array;
+  net?: RawProbeNet;
+}
+
+export interface RawProbeGridResult {
+  /** Task-major: probes[task * configs + config]. */
+  probes: RawProbeResult[];
+  tasks: { selected: number; selectedNet: RawProbeNet; linear: number; linearNet?: RawProbeNet }[];
+  stacks: number;
+  seconds: number;
+  device: string;
+}
+
 export interface RawBinding {
   doctor(): RawDoctor;
   gemmPeak(options: { m?: number; n?: number; k?: number; dtype?: string; device?: string; repeats?: number }): Promise<number>;
   decodeAudio(input: string | Uint8Array): Promise<RawDecoded>;
   writeAudio(path: string, options: { interleaved: Float32Array; channels: number; sampleRate: number; container: string; encoding: string }): Promise<void>;
   loadAudio(input: RawAudioInput, options?: RawPrepareOptions): Promise<RawPrepared>;
+  trainProbeGrid(
+    features: Float32Array,
+    dim: number,
+    tasks: RawProbeTask[],
+    configs: RawProbeConfig[],
+    options: RawProbeOptions,
+    onProgress?: (p: RawProbeProgress) => void,
+  ): { promise: Promise<RawProbeGridResult>; cancel(): void };
+  /** P(present) for each row and net, row-major [n][nets]. */
+  predictProbes(features: Float32Array, dim: number, nets: RawProbeNet[], device: string): Promise<Float32Array>;
 }

@@ -40,45 +40,24 @@ export class DisposedError extends CalmkitError {
 /** The native addon could not be loaded, or failed unexpectedly. */
 export class NativeError extends CalmkitError {}
 
-const CODE_CLASSES: Record<string, new (code: string, message: string, options?: { input?: string; cause?: unknown }) => CalmkitError> = {
-  ERR_INVALID_ARGUMENT: ArgumentError,
-  ERR_AUDIO_NOT_FOUND: AudioError,
-  ERR_AUDIO_IS_DIRECTORY: AudioError,
-  ERR_AUDIO_UNREADABLE: AudioError,
-  ERR_AUDIO_DECODE: AudioError,
-  ERR_AUDIO_EMPTY: AudioError,
-  ERR_AUDIO_NOT_FINITE: AudioError,
-  ERR_MODEL_FILE: ModelError,
-  ERR_MODEL_FORMAT: ModelError,
-  ERR_MODEL_DISPOSED: ModelError,
-  ERR_DEVICE: DeviceError,
-  ERR_PROBE: ProbeError,
-  // Datasets, labels, .npy/.npz files and feature stores (raised in TS; listed so codes map to DataError).
-  ERR_DATA_NOT_FOUND: DataError,
-  ERR_DATA_NPY_FORMAT: DataError,
-  ERR_DATA_NPY_DTYPE: DataError,
-  ERR_DATA_NPY_TRUNCATED: DataError,
-  ERR_DATA_NPY_CORRUPT: DataError,
-  ERR_DATA_NPY_RANGE: DataError,
-  ERR_DATA_NPZ: DataError,
-  ERR_DATA_PICKLE: DataError,
-  ERR_DATA_CSV: DataError,
-  ERR_DATA_CLASS_MAP: DataError,
-  ERR_DATA_UNKNOWN_INSTRUMENT: DataError,
-  ERR_DATA_LABEL: DataError,
-  ERR_DATA_SPLIT: DataError,
-  ERR_DATA_MISSING_AUDIO: DataError,
-  ERR_DATA_METADATA: DataError,
-  ERR_DATA_STORE_NOT_FOUND: DataError,
-  ERR_DATA_STORE_SPEC: DataError,
-  ERR_DATA_STORE_CORRUPT: DataError,
-  ERR_DATA_STORE_KEY: DataError,
-  ERR_DATA_STORE_SHAPE: DataError,
-  ERR_DATA_AUDIO_FORMAT: DataError,
-  ERR_DATA_DEMO_TOOL: DataError,
-  ERR_ADDON_LOAD: NativeError,
-  ERR_INTERNAL: NativeError,
-};
+type ErrorClass = new (code: string, message: string, options?: { input?: string; cause?: unknown }) => CalmkitError;
+
+// Codes map to classes by family prefix, so a new ERR_DATA_* or ERR_AUDIO_* code needs no table entry.
+const CODE_FAMILIES: [prefix: string, cls: ErrorClass][] = [
+  ['ERR_INVALID_ARGUMENT', ArgumentError],
+  ['ERR_AUDIO_', AudioError],
+  ['ERR_MODEL_', ModelError],
+  ['ERR_DEVICE', DeviceError],
+  ['ERR_PROBE', ProbeError],
+  ['ERR_DATA_', DataError],
+  ['ERR_ADDON_LOAD', NativeError],
+  ['ERR_INTERNAL', NativeError],
+];
+
+/** The CalmkitError class for a code (NativeError for unknown codes). */
+export function errorClassFor(code: string): ErrorClass {
+  return CODE_FAMILIES.find(([prefix]) => code.startsWith(prefix))?.[1] ?? NativeError;
+}
 
 /** Turns an error from the addon (an Error with a `code`) into its CalmkitError class. */
 export function fromNative(err: unknown, input?: string): CalmkitError {
@@ -87,7 +66,7 @@ export function fromNative(err: unknown, input?: string): CalmkitError {
   const code = typeof e?.code === 'string' ? e.code : 'ERR_INTERNAL';
   const message = typeof e?.message === 'string' ? e.message : String(err);
   if (code === 'ERR_ABORTED') return new AbortError(message, { input, cause: err });
-  const Cls = CODE_CLASSES[code] ?? NativeError;
+  const Cls = errorClassFor(code);
   return new Cls(code, message, { input, cause: err });
 }
 

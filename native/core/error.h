@@ -20,6 +20,10 @@ inline constexpr const char* kModelDisposed = "ERR_MODEL_DISPOSED";
 inline constexpr const char* kDevice = "ERR_DEVICE";
 inline constexpr const char* kAborted = "ERR_ABORTED";
 inline constexpr const char* kProbe = "ERR_PROBE";
+inline constexpr const char* kProbeFile = "ERR_PROBE_FILE";
+inline constexpr const char* kDataMismatch = "ERR_DATA_MISMATCH";
+inline constexpr const char* kDataNotFinite = "ERR_DATA_NOT_FINITE";
+inline constexpr const char* kDataSingleClass = "ERR_DATA_SINGLE_CLASS";
 inline constexpr const char* kInternal = "ERR_INTERNAL";
 }  // namespace code
 

@@ -1,0 +1,273 @@
+// Binding of the probe trainer: trainProbeGrid (with progress and cancellation) and predictProbes.
+#include <atomic>
+#include <memory>
+
+#include "core/error.h"
+#include "core/probes.h"
+#include "napi/async.h"
+#include "napi/convert.h"
+#include "napi/exports.h"
+
+namespace calmkit_napi {
+namespace {
+
+namespace pr = calmkit::probes;
+
+template <typename T, napi_typedarray_type Kind>
+std::vector<T> CopyTyped(const Napi::Value& v, const std::string& what, const char* typeName) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Kind) {
+    ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, what + " must be a " + typeName);
+  }
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
+}
+
+Napi::Object ObjectAt(const Napi::Value& v, const std::string& what) {
+  if (!v.IsObject()) ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, what + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+Napi::Array ArrayAt(const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, what + " must be an array");
+  return v.As<Napi::Array>();
+}
+
+pr::Split ReadSplit(const Napi::Object& task, const char* key, const std::string& label) {
+  auto o = ObjectAt(task.Get(key), label + "." + key);
+  pr::Split s;
+  s.rows = CopyTyped<int32_t, napi_int32_array>(o.Get("rows"), label + "." + key + ".rows", "Int32Array");
+  s.targets = CopyTyped<uint8_t, napi_uint8_array>(o.Get("targets"), label + "." + key + ".targets", "Uint8Array");
+  return s;
+}
+
+std::vector<pr::Task> ReadTasks(const Napi::Value& v) {
+  auto arr = ArrayAt(v, "tasks");
+  std::vector<pr::Task> tasks;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    std::string label = "tasks[" + std::to_string(i) + "]";
+    auto o = ObjectAt(arr.Get(i), label);
+    pr::Task t;
+    t.instrument = GetString(o, "instrument", "");
+    t.train = ReadSplit(o, "train", label);
+    t.val = ReadSplit(o, "val", label);
+    t.test = ReadSplit(o, "test", label);
+    tasks.push_back(std::move(t));
+  }
+  return tasks;
+}
+
+std::vector<pr::Config> ReadConfigs(const Napi::Value& v) {
+  auto arr = ArrayAt(v, "configs");
+  std::vector<pr::Config> configs;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    std::string label = "configs[" + std::to_string(i) + "]";
+    auto o = ObjectAt(arr.Get(i), label);
+    pr::Config c;
+    auto hidden = ArrayAt(o.Get("hidden"), label + ".hidden");
+    for (uint32_t k = 0; k < hidden.Length(); ++k) {
+      c.hidden.push_back(static_cast<int64_t>(hidden.Get(k).As<Napi::Number>().Int64Value()));
+    }
+    c.dropout = GetNumber(o, "dropout", 0.5);
+    c.l2 = GetNumber(o, "l2", 0);
+    configs.push_back(std::move(c));
+  }
+  return configs;
+}
+
+pr::Options ReadOptions(const Napi::Value& v) {
+  pr::Options o;
+  if (v.IsUndefined() || v.IsNull()) return o;
+  auto obj = ObjectAt(v, "options");
+  o.epochs = static_cast<int64_t>(GetNumber(obj, "epochs", 800));
+  o.batchSize = static_cast<int64_t>(GetNumber(obj, "batchSize", 64));
+  o.lr = GetNumber(obj, "lr", 1e-4);
+  double seed = GetNumber(obj, "seed", 0);
+  if (!(seed >= 0) || seed != static_cast<double>(static_cast<uint64_t>(seed))) {
+    ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, "seed must be a non-negative integer");
+  }
+  o.seed = static_cast<uint64_t>(seed);
+  o.standardize = GetBool(obj, "standardize", true);
+  o.device = GetString(obj, "device", "cpu");
+  o.maxStackBytes = static_cast<int64_t>(GetNumber(obj, "maxStackBytes", 0));
+  o.maxProbesPerStack = static_cast<int64_t>(GetNumber(obj, "maxProbesPerStack", 0));
+  o.keepAllWeights = GetBool(obj, "keepAllWeights", false);
+  return o;
+}
+
+Napi::Value NetToJs(Napi::Env env, pr::Net& net) {
+  auto o = Napi::Object::New(env);
+  if (!net.mean.empty()) {
+    o.Set("mean", ToFloat32Array(env, std::move(net.mean)));
+    o.Set("std", ToFloat32Array(env, std::move(net.std)));
+  }
+  auto layers = Napi::Array::New(env, net.layers.size());
+  for (size_t l = 0; l < net.layers.size(); ++l) {
+    auto lo = Napi::Object::New(env);
+    lo.Set("in", Napi::Number::New(env, static_cast<double>(net.layers[l].in)));
+    lo.Set("out", Napi::Number::New(env, static_cast<double>(net.layers[l].out)));
+    lo.Set("weight", ToFloat32Array(env, std::move(net.layers[l].weight)));
+    lo.Set("bias", ToFloat32Array(env, std::move(net.layers[l].bias)));
+    layers.Set(static_cast<uint32_t>(l), lo);
+  }
+  o.Set("layers", layers);
+  return o;
+}
+
+pr::Net NetFromJs(const Napi::Value& v, const std::string& label) {
+  auto o = ObjectAt(v, label);
+  pr::Net net;
+  if (!o.Get("mean").IsUndefined()) {
+    net.mean = CopyFloat32(o.Get("mean"), "mean");
+    net.std = CopyFloat32(o.Get("std"), "std");
+  }
+  auto layers = ArrayAt(o.Get("layers"), label + ".layers");
+  for (uint32_t l = 0; l < layers.Length(); ++l) {
+    auto lo = ObjectAt(layers.Get(l), label + ".layers[" + std::to_string(l) + "]");
+    pr::Layer layer;
+    layer.in = static_cast<int64_t>(GetNumber(lo, "in", 0));
+    layer.out = static_cast<int64_t>(GetNumber(lo, "out", 0));
+    layer.weight = CopyFloat32(lo.Get("weight"), "weight");
+    layer.bias = CopyFloat32(lo.Get("bias"), "bias");
+    bool chained = l == 0 || layer.in == net.layers.back().out;
+    if (layer.in < 1 || layer.out < 1 || !chained || layer.weight.size() != static_cast<size_t>(layer.in * layer.out) ||
+        layer.bias.size() != static_cast<size_t>(layer.out)) {
+      ThrowCoded(v.Env(), calmkit::code::kProbe, label + ": layer " + std::to_string(l) + " has inconsistent shapes");
+    }
+    net.layers.push_back(std::move(layer));
+  }
+  if (net.layers.empty() || net.layers.back().out != 1) {
+    ThrowCoded(v.Env(), calmkit::code::kProbe, label + ": a probe must end in one logit");
+  }
+  if (!net.mean.empty() && (net.mean.size() != static_cast<size_t>(net.layers[0].in) || net.std.size() != net.mean.size())) {
+    ThrowCoded(v.Env(), calmkit::code::kProbe, label + ": standardisation does not match the input size");
+  }
+  return net;
+}
+
+Napi::Value ResultToJs(Napi::Env env, pr::Result& r) {
+  auto o = Napi::Object::New(env);
+  auto probes = Napi::Array::New(env, r.probes.size());
+  for (size_t i = 0; i < r.probes.size(); ++i) {
+    auto& p = r.probes[i];
+    auto po = Napi::Object::New(env);
+    po.Set("task", p.task);
+    po.Set("config", p.config);
+    po.Set("valLoss", ToFloat32Array(env, std::move(p.valLoss)));
+    po.Set("valAcc", ToFloat32Array(env, std::move(p.valAcc)));
+    po.Set("bestEpoch", Napi::Number::New(env, static_cast<double>(p.bestEpoch)));
+    po.Set("bestValLoss", p.bestValLoss);
+    po.Set("bestValAcc", p.bestValAcc);
+    po.Set("testProb", ToFloat32Array(env, std::move(p.testProb)));
+    if (p.hasNet) po.Set("net", NetToJs(env, p.net));
+    probes.Set(static_cast<uint32_t>(i), po);
+  }
+  auto tasks = Napi::Array::New(env, r.tasks.size());
+  for (size_t t = 0; t < r.tasks.size(); ++t) {
+    auto& tr = r.tasks[t];
+    auto to = Napi::Object::New(env);
+    to.Set("selected", tr.selected);
+    to.Set("selectedNet", NetToJs(env, tr.selectedNet));
+    to.Set("linear", tr.linear);
+    if (tr.linear >= 0) to.Set("linearNet", NetToJs(env, tr.linearNet));
+    tasks.Set(static_cast<uint32_t>(t), to);
+  }
+  o.Set("probes", probes);
+  o.Set("tasks", tasks);
+  o.Set("stacks", Napi::Number::New(env, static_cast<double>(r.stacks)));
+  o.Set("seconds", r.seconds);
+  o.Set("device", r.device);
+  return o;
+}
+
+// Progress goes to JS without blocking training: a dropped update is harmless, a stalled trainer is not.
+struct ProgressSink {
+  Napi::ThreadSafeFunction tsfn;
+  bool active = false;
+  ~ProgressSink() {
+    if (active) tsfn.Release();
+  }
+};
+
+Napi::Value TrainProbeGrid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto features = std::make_shared<std::vector<float>>(CopyFloat32(info[0], "features"));
+  if (!info[1].IsNumber()) ThrowCoded(env, calmkit::code::kInvalidArgument, "dim must be a number");
+  int64_t dim = info[1].As<Napi::Number>().Int64Value();
+  if (dim < 1 || features->size() % static_cast<size_t>(dim) != 0) {
+    ThrowCoded(env, calmkit::code::kDataMismatch,
+               "features has " + std::to_string(features->size()) + " values, not a multiple of dim " + std::to_string(dim));
+  }
+  auto tasks = std::make_shared<std::vector<pr::Task>>(ReadTasks(info[2]));
+  auto configs = std::make_shared<std::vector<pr::Config>>(ReadConfigs(info[3]));
+  pr::Options opt = ReadOptions(info[4]);
+  auto cancelled = std::make_shared<std::atomic<bool>>(false);
+  opt.cancelled = [cancelled] { return cancelled->load(); };
+
+  auto sink = std::make_shared<ProgressSink>();
+  if (info.Length() > 5 && info[5].IsFunction()) {
+    sink->tsfn = Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "calmkit-probe-progress", 0, 1);
+    sink->active = true;
+    opt.progress = [sink](const pr::Progress& p) {
+      auto* copy = new pr::Progress(p);
+      auto status = sink->tsfn.NonBlockingCall(copy, [](Napi::Env env, Napi::Function fn, pr::Progress* p) {
+        std::unique_ptr<pr::Progress> own(p);
+        auto o = Napi::Object::New(env);
+        o.Set("epoch", Napi::Number::New(env, static_cast<double>(p->epoch)));
+        o.Set("epochs", Napi::Number::New(env, static_cast<double>(p->epochs)));
+        o.Set("stack", Napi::Number::New(env, static_cast<double>(p->stack)));
+        o.Set("stacks", Napi::Number::New(env, static_cast<double>(p->stacks)));
+        o.Set("probes", Napi::Number::New(env, static_cast<double>(p->probes)));
+        o.Set("probesDone", Napi::Number::New(env, static_cast<double>(p->probesDone)));
+        o.Set("probesTotal", Napi::Number::New(env, static_cast<double>(p->probesTotal)));
+        try {
+          fn.Call({o});
+        } catch (const Napi::Error&) {
+          // A throwing progress callback must not take training (or the process) down with it.
+        }
+      });
+      if (status != napi_ok) delete copy;
+    };
+  }
+  int64_t n = static_cast<int64_t>(features->size()) / dim;
+  auto promise = Submit<std::shared_ptr<pr::Result>>(
+      env, computeExecutor(),
+      [features, tasks, configs, opt, n, dim]() mutable {
+        auto r = std::make_shared<pr::Result>(pr::trainGrid(features->data(), n, dim, *tasks, *configs, opt));
+        opt.progress = nullptr;  // drops this copy's hold on the sink, so the TSFN is released with the job
+        return r;
+      },
+      [](Napi::Env env, std::shared_ptr<pr::Result>& r) { return ResultToJs(env, *r); });
+  sink.reset();
+  auto job = Napi::Object::New(env);
+  job.Set("promise", promise);
+  job.Set("cancel", Napi::Function::New(env, [cancelled](const Napi::CallbackInfo&) { cancelled->store(true); }, "cancel"));
+  return job;
+}
+
+Napi::Value PredictProbes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto features = std::make_shared<std::vector<float>>(CopyFloat32(info[0], "features"));
+  if (!info[1].IsNumber()) ThrowCoded(env, calmkit::code::kInvalidArgument, "dim must be a number");
+  int64_t dim = info[1].As<Napi::Number>().Int64Value();
+  if (dim < 1 || features->size() % static_cast<size_t>(dim) != 0) {
+    ThrowCoded(env, calmkit::code::kDataMismatch,
+               "features has " + std::to_string(features->size()) + " values, not a multiple of dim " + std::to_string(dim));
+  }
+  auto arr = ArrayAt(info[2], "nets");
+  auto nets = std::make_shared<std::vector<pr::Net>>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) nets->push_back(NetFromJs(arr.Get(i), "nets[" + std::to_string(i) + "]"));
+  std::string device = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "cpu";
+  int64_t n = static_cast<int64_t>(features->size()) / dim;
+  return Submit<std::vector<float>>(
+      env, computeExecutor(), [features, nets, n, dim, device] { return pr::predict(features->data(), n, dim, *nets, device); },
+      [](Napi::Env env, std::vector<float>& out) -> Napi::Value { return ToFloat32Array(env, std::move(out)); });
+}
+
+}  // namespace
+
+void InitProbes(Napi::Env env, Napi::Object exports) {
+  exports.Set("trainProbeGrid", Napi::Function::New(env, TrainProbeGrid, "trainProbeGrid"));
+  exports.Set("predictProbes", Napi::Function::New(env, PredictProbes, "predictProbes"));
+}
+
+}  // namespace calmkit_napi
