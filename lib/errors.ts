@@ -1,5 +1,5 @@
 // The CalmkitError family. Every error calmkit throws carries a stable `code`; the native codes are defined in
-// native/core/error.h and must stay in step with CODE_CLASSES below.
+// native/core/error.h and map onto classes by family prefix (CODE_FAMILIES below).
 
 export class CalmkitError extends Error {
   readonly code: string;

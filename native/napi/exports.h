@@ -6,4 +6,5 @@ namespace calmkit_napi {
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitAudio(Napi::Env env, Napi::Object exports);
 void InitProbes(Napi::Env env, Napi::Object exports);
+void InitJukebox(Napi::Env env, Napi::Object exports);
 }  // namespace calmkit_napi

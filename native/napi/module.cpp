@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   calmkit_napi::InitRuntime(env, exports);
   calmkit_napi::InitAudio(env, exports);
   calmkit_napi::InitProbes(env, exports);
+  calmkit_napi::InitJukebox(env, exports);
   return exports;
 }
 
