@@ -1,0 +1,29 @@
+// Ctrl-C for long commands: the first SIGINT/SIGTERM aborts the work through its AbortSignal so finished work
+// is flushed and kept; a second one exits at once. Exit status 130 after an interrupt.
+import { AbortError } from '../errors';
+
+export async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T | undefined> {
+  const controller = new AbortController();
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write(`\n${sig}: stopping after the current step; finished work is kept (again to quit at once)\n`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await work(controller.signal);
+  } catch (err) {
+    if (interrupted || err instanceof AbortError) {
+      process.stderr.write('interrupted: run the same command again to resume\n');
+      process.exitCode = 130;
+      return undefined;
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
