@@ -164,6 +164,12 @@ export async function generateDemoData(options: DemoDataOptions): Promise<DemoDa
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, text);
   };
+  // Re-generating over an earlier demo replaces it entirely (no stale clips). The description is written
+  // first, marked incomplete, so that an interrupted run can be re-run into the same folder.
+  for (const sub of ['audio', 'midi', 'partitions', 'checksums']) fs.rmSync(path.join(out, sub), { recursive: true, force: true });
+  const describe = (complete: boolean) =>
+    w(DEMO_DESCRIPTION, `${JSON.stringify({ generator: 'calmkit demo-data', version: 1, complete, seed, clips: plan.clips.length, sampleRate: DEMO_SAMPLE_RATE, frames: DEMO_FRAMES, soundfont: path.basename(tools.soundfont), truth: plan.clips }, null, 1)}\n`);
+  describe(false);
   for (const c of plan.clips) {
     const sub = c.key.slice(0, 3);
     fs.mkdirSync(path.join(out, 'audio', sub), { recursive: true });
@@ -197,9 +203,6 @@ export async function generateDemoData(options: DemoDataOptions): Promise<DemoDa
     ['track_id,album_id,artist_id,artist_name,license_title,track_title,sample_key,start_time', ...plan.clips.map((c) => [c.trackId, `${c.artistId}.0`, c.artistId, `Demo Artist ${c.artistId}`, 'Attribution 4.0 International', `Demo ${c.parts.map((p) => p.instrument).join(', ')}`, c.key, c.startMs / 1000].map(csvField).join(','))].join('\n') + '\n',
   );
   w('checksums/openmic-2018-audio.csv', [',md5', ...plan.clips.map((c) => `${c.key},${crypto.createHash('md5').update(fs.readFileSync(path.join(out, 'audio', c.key.slice(0, 3), `${c.key}.ogg`))).digest('hex')}`)].join('\n') + '\n');
-  w(
-    DEMO_DESCRIPTION,
-    `${JSON.stringify({ generator: 'calmkit demo-data', version: 1, seed, clips: plan.clips.length, sampleRate: DEMO_SAMPLE_RATE, frames: DEMO_FRAMES, soundfont: path.basename(tools.soundfont), truth: plan.clips }, null, 1)}\n`,
-  );
+  describe(true);
   return { out, clips: plan.clips, train, test, renderSeconds };
 }

@@ -138,3 +138,14 @@ test('an existing folder that is not a demo dataset is refused', async (t) => {
   await t.throwsAsync(generateDemoData({ out: dir, clips: 2 }), { instanceOf: ArgumentError });
   t.deepEqual(fs.readdirSync(dir), ['thesis.tex']);
 });
+
+test('an interrupted or earlier demo folder is replaced cleanly', async (t) => {
+  const dir = path.join(tmp, 'again');
+  fs.mkdirSync(path.join(dir, 'audio', '999'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'audio', '999', '999999_0.ogg'), 'stale');
+  fs.writeFileSync(path.join(dir, 'calmkit-demo-data.json'), JSON.stringify({ generator: 'calmkit demo-data', complete: false }));
+  const result = await generateDemoData({ out: dir, clips: 2, seed: 11, jobs: 1 });
+  t.false(fs.existsSync(path.join(dir, 'audio', '999')));
+  t.is(JSON.parse(fs.readFileSync(path.join(dir, 'calmkit-demo-data.json'), 'utf8')).complete, true);
+  t.deepEqual(OpenMIC.open(dir).keys, result.clips.map((c) => c.key));
+});
