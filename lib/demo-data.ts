@@ -61,21 +61,44 @@ export function planDemoData(clips: number, seed: number): { clips: DemoClip[]; 
   if (!Number.isInteger(clips) || clips < 2) throw new ArgumentError('ERR_INVALID_ARGUMENT', `clips must be an integer >= 2; got ${clips}`);
   const rng = new Rng(`${seed}:demo-plan`);
   const usedTracks = new Set<number>(CORRUPTED_TRACK_IDS.map(Number));
-  const nArtists = Math.max(2, Math.round(clips / 3));
-  const usage = new Array<number>(OPENMIC_INSTRUMENTS.length).fill(0);
-  const negUsage = new Array<number>(OPENMIC_INSTRUMENTS.length).fill(0);
-  // Draw instruments inversely to how often they were used, so that every class gets positives and
-  // negatives even in a small demo set.
-  const drawBalanced = (counts: number[], exclude: Set<number>): number => rng.weighted(counts.map((c, i) => (exclude.has(i) ? 0 : 1 / (1 + c) ** 2)));
-  const planned: DemoClip[] = [];
-  const midi = new Map<string, Uint8Array>();
+  const nArtists = Math.max(3, Math.round(clips / 3));
+  // Keys, artists and the artist-disjoint ~75/25 split come first, so that instruments can then be balanced
+  // within each split: even a small demo set gets positives and negatives of every class in train and test.
+  const clipsPlan: { key: string; trackId: number; startMs: number; artistId: number; split: 'train' | 'test' }[] = [];
   for (let c = 0; c < clips; c++) {
     let trackId: number;
     do trackId = rng.int(0, 155_999);
     while (usedTracks.has(trackId));
     usedTracks.add(trackId);
     const startMs = 3840 * rng.int(0, 40);
-    const key = `${String(trackId).padStart(6, '0')}_${startMs}`;
+    clipsPlan.push({ key: `${String(trackId).padStart(6, '0')}_${startMs}`, trackId, startMs, artistId: rng.int(1, nArtists), split: 'train' });
+  }
+  const artists = rng.shuffle([...new Set(clipsPlan.map((p) => p.artistId))].sort((a, b) => a - b));
+  const target = Math.max(1, Math.round(clips * 0.25));
+  let nTest = 0;
+  for (const a of artists) {
+    const members = clipsPlan.filter((p) => p.artistId === a);
+    // Whole artists, taken while that brings the test share closer to a quarter; never all clips.
+    if (nTest + members.length >= clips || Math.abs(nTest + members.length - target) >= Math.abs(nTest - target)) continue;
+    for (const m of members) m.split = 'test';
+    nTest += members.length;
+  }
+  if (nTest === 0) {
+    const smallest = artists.map((a) => ({ a, n: clipsPlan.filter((p) => p.artistId === a).length })).sort((x, y) => x.n - y.n || x.a - y.a)[0]!;
+    for (const m of clipsPlan) if (m.artistId === smallest.a) m.split = 'test';
+  }
+  const counters = { train: { pos: new Array<number>(20).fill(0), neg: new Array<number>(20).fill(0) }, test: { pos: new Array<number>(20).fill(0), neg: new Array<number>(20).fill(0) } };
+  // The least-used instrument of this split (ties broken at random), so every class gets positives and
+  // negatives in train and test even in a small demo set.
+  const drawBalanced = (counts: number[], exclude: Set<number>): number => {
+    const open = counts.map((c, i) => ({ c, i })).filter(({ i }) => !exclude.has(i));
+    const least = Math.min(...open.map((o) => o.c));
+    return rng.pick(open.filter((o) => o.c === least)).i;
+  };
+  const planned: DemoClip[] = [];
+  const midi = new Map<string, Uint8Array>();
+  for (const clip of clipsPlan) {
+    const { pos: usage, neg: negUsage } = counters[clip.split];
     const nPresent = 1 + rng.weighted([0.5, 0.3, 0.13, 0.07]);
     const present = new Set<number>();
     while (present.size < nPresent) {
@@ -86,23 +109,12 @@ export function planDemoData(clips: number, seed: number): { clips: DemoClip[]; 
     const absent = drawBalanced(negUsage, present);
     negUsage[absent]!++;
     const names = [...present].sort((a, b) => a - b).map((i) => OPENMIC_INSTRUMENTS[i]!);
-    const clipRng = new Rng(`${seed}:demo-clip:${key}`);
-    const composition = composeClip(names, clipRng);
-    midi.set(key, composition.midi);
+    const composition = composeClip(names, new Rng(`${seed}:demo-clip:${clip.key}`));
+    midi.set(clip.key, composition.midi);
     // relevance = 0.5 +/- conf/2 as in the release; conf > 0 so no label is exactly 0.5.
     const label = (instrument: string, sign: 1 | -1) => ({ instrument, relevance: round5(0.5 + (sign * (0.3 + 0.7 * rng.next())) / 2), numResponses: rng.int(2, 5) });
     const labels = [...names.map((n) => label(n, 1)), label(OPENMIC_INSTRUMENTS[absent]!, -1)].sort((a, b) => (a.instrument < b.instrument ? -1 : 1));
-    planned.push({ key, trackId, startMs, artistId: rng.int(1, nArtists), split: 'train', bpm: composition.bpm, parts: composition.parts, labels });
-  }
-  // Artist-disjoint ~75/25 split, as the release's: whole artists go to test until a quarter of the clips.
-  const artists = rng.shuffle([...new Set(planned.map((p) => p.artistId))].sort((a, b) => a - b));
-  const target = Math.max(1, Math.round(clips * 0.25));
-  let nTest = 0;
-  for (const a of artists) {
-    const members = planned.filter((p) => p.artistId === a);
-    if (nTest >= target || nTest + members.length >= clips) break;
-    for (const m of members) m.split = 'test';
-    nTest += members.length;
+    planned.push({ ...clip, bpm: composition.bpm, parts: composition.parts, labels });
   }
   planned.sort((a, b) => (a.key < b.key ? -1 : 1));
   return { clips: planned, midi };
@@ -152,6 +164,12 @@ export async function generateDemoData(options: DemoDataOptions): Promise<DemoDa
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, text);
   };
+  // Re-generating over an earlier demo replaces it entirely (no stale clips). The description is written
+  // first, marked incomplete, so that an interrupted run can be re-run into the same folder.
+  for (const sub of ['audio', 'midi', 'partitions', 'checksums']) fs.rmSync(path.join(out, sub), { recursive: true, force: true });
+  const describe = (complete: boolean) =>
+    w(DEMO_DESCRIPTION, `${JSON.stringify({ generator: 'calmkit demo-data', version: 1, complete, seed, clips: plan.clips.length, sampleRate: DEMO_SAMPLE_RATE, frames: DEMO_FRAMES, soundfont: path.basename(tools.soundfont), truth: plan.clips }, null, 1)}\n`);
+  describe(false);
   for (const c of plan.clips) {
     const sub = c.key.slice(0, 3);
     fs.mkdirSync(path.join(out, 'audio', sub), { recursive: true });
@@ -185,9 +203,6 @@ export async function generateDemoData(options: DemoDataOptions): Promise<DemoDa
     ['track_id,album_id,artist_id,artist_name,license_title,track_title,sample_key,start_time', ...plan.clips.map((c) => [c.trackId, `${c.artistId}.0`, c.artistId, `Demo Artist ${c.artistId}`, 'Attribution 4.0 International', `Demo ${c.parts.map((p) => p.instrument).join(', ')}`, c.key, c.startMs / 1000].map(csvField).join(','))].join('\n') + '\n',
   );
   w('checksums/openmic-2018-audio.csv', [',md5', ...plan.clips.map((c) => `${c.key},${crypto.createHash('md5').update(fs.readFileSync(path.join(out, 'audio', c.key.slice(0, 3), `${c.key}.ogg`))).digest('hex')}`)].join('\n') + '\n');
-  w(
-    DEMO_DESCRIPTION,
-    `${JSON.stringify({ generator: 'calmkit demo-data', version: 1, seed, clips: plan.clips.length, sampleRate: DEMO_SAMPLE_RATE, frames: DEMO_FRAMES, soundfont: path.basename(tools.soundfont), truth: plan.clips }, null, 1)}\n`,
-  );
+  describe(true);
   return { out, clips: plan.clips, train, test, renderSeconds };
 }

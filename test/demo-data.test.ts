@@ -103,17 +103,19 @@ test('same seed: identical MIDI, labels, splits, metadata and audio bytes', asyn
 test('the plan balances instruments and labels like the release (no rendering)', (t) => {
   const { clips } = planDemoData(200, 0);
   t.is(new Set(clips.map((c) => c.key)).size, 200);
-  const pos = new Array(20).fill(0);
-  const neg = new Array(20).fill(0);
+  const count = { train: { pos: new Array(20).fill(0), neg: new Array(20).fill(0) }, test: { pos: new Array(20).fill(0), neg: new Array(20).fill(0) } };
   for (const c of clips) {
     t.true(c.parts.length >= 1 && c.parts.length <= 4);
     for (const l of c.labels) {
       t.not(l.relevance, 0.5);
-      (l.relevance > 0.5 ? pos : neg)[OPENMIC_INSTRUMENTS.indexOf(l.instrument)]++;
+      count[c.split][l.relevance > 0.5 ? 'pos' : 'neg'][OPENMIC_INSTRUMENTS.indexOf(l.instrument)]++;
     }
   }
-  t.true(pos.every((p) => p >= 8), `positives per class ${pos}`);
-  t.true(neg.every((p) => p >= 5), `negatives per class ${neg}`);
+  // balanced within each split, so probes can be trained and scored for every class
+  t.true(count.train.pos.every((p) => p >= 10), `train positives per class ${count.train.pos}`);
+  t.true(count.train.neg.every((p) => p >= 6), `train negatives per class ${count.train.neg}`);
+  t.true(count.test.pos.every((p) => p >= 3), `test positives per class ${count.test.pos}`);
+  t.true(count.test.neg.every((p) => p >= 2), `test negatives per class ${count.test.neg}`);
   const perClip = clips.reduce((n, c) => n + c.labels.length, 0) / clips.length;
   t.true(perClip > 2 && perClip < 3.2, `labels per clip ${perClip}`);
   const testShare = clips.filter((c) => c.split === 'test').length / 200;
@@ -135,4 +137,15 @@ test('an existing folder that is not a demo dataset is refused', async (t) => {
   fs.writeFileSync(path.join(dir, 'thesis.tex'), '...');
   await t.throwsAsync(generateDemoData({ out: dir, clips: 2 }), { instanceOf: ArgumentError });
   t.deepEqual(fs.readdirSync(dir), ['thesis.tex']);
+});
+
+test('an interrupted or earlier demo folder is replaced cleanly', async (t) => {
+  const dir = path.join(tmp, 'again');
+  fs.mkdirSync(path.join(dir, 'audio', '999'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'audio', '999', '999999_0.ogg'), 'stale');
+  fs.writeFileSync(path.join(dir, 'calmkit-demo-data.json'), JSON.stringify({ generator: 'calmkit demo-data', complete: false }));
+  const result = await generateDemoData({ out: dir, clips: 2, seed: 11, jobs: 1 });
+  t.false(fs.existsSync(path.join(dir, 'audio', '999')));
+  t.is(JSON.parse(fs.readFileSync(path.join(dir, 'calmkit-demo-data.json'), 'utf8')).complete, true);
+  t.deepEqual(OpenMIC.open(dir).keys, result.clips.map((c) => c.key));
 });

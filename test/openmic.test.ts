@@ -166,13 +166,19 @@ Y_true = np.full((len(keys), len(classes)), 0.5); Y_mask = np.zeros(Y_true.shape
 for r in csv.DictReader(open(root + '/openmic-2018-aggregated-labels.csv')):
     Y_true[idx[r['sample_key']], classes[r['instrument']]] = float(r['relevance']); Y_mask[idx[r['sample_key']], classes[r['instrument']]] = True
 if ${tamper ? 'True' : 'False'}: Y_true[np.argwhere(Y_mask)[0][0], np.argwhere(Y_mask)[0][1]] = 0.99
-X = np.zeros((len(keys), 10, 128), dtype=np.int64)
+X = (np.arange(len(keys) * 8, dtype=np.int64) % 256).reshape(len(keys), 2, 4)  # the release's is (n, 10, 128); small here to keep the test light
 np.savez(root + '/openmic-2018.npz', X=X, Y_true=Y_true, Y_mask=Y_mask, sample_key=np.array(keys, dtype=object))
 `]);
   const root = makeRoot(labels);
   pyBuild(root);
   const both = OpenMIC.open(root, NO_AUDIO);
   t.deepEqual(both.report.npz, { file: path.join(root, 'openmic-2018.npz'), rows: 20000, checkedAgainstCsv: true });
+  // X rows follow the sorted sample_key: row r holds (r * 8 + j) % 256
+  const sorted = [...TRAIN, ...TEST].sort();
+  const probe = [TEST[3]!, TRAIN[7]!];
+  const vg = both.vggishFeatures(probe);
+  t.deepEqual(vg.shape, [2, 2, 4]);
+  probe.forEach((k, i) => t.is(vg.data[i * 8 + 5], (sorted.indexOf(k) * 8 + 5) % 256));
   // npz only: the labels come from Y_true/Y_mask
   const csvDs = OpenMIC.open(root, { ...NO_AUDIO, npz: 'ignore' });
   fs.rmSync(path.join(root, 'openmic-2018-aggregated-labels.csv'));

@@ -393,6 +393,32 @@ export class OpenMIC {
     return partitionSummary(this.partitions(options));
   }
 
+  /**
+   * The release's quantised VGGish features (`X` of openmic-2018.npz, values 0-255, 10 frames x 128) for
+   * `keys` (default: all clips of this dataset), as float32 [keys.length, 10, 128]. Reads the archive once;
+   * only X and sample_key are inflated.
+   */
+  vggishFeatures(keys: readonly string[] = this.keys): { keys: string[]; data: Float32Array; shape: number[] } {
+    const file = this.root ? path.join(this.root, RELEASE_FILES.npz) : undefined;
+    if (!file || !fs.existsSync(file)) throw new DataError('ERR_DATA_NOT_FOUND', `no ${RELEASE_FILES.npz} under ${this.root ?? 'this dataset'}`, { input: file });
+    const m = readNpz(file, { names: ['X', 'sample_key'] });
+    const x = m.get('X')!;
+    const sk = m.get('sample_key')!;
+    if (x.dtype === '|O' || sk.dtype !== '|O' || x.shape.length < 2 || x.shape[0] !== sk.values.length) {
+      throw new DataError('ERR_DATA_NPZ', `${file}: X [${x.shape}] does not match sample_key (${sk.shape})`, { input: file });
+    }
+    const row = new Map(sk.values.map((k, i) => [k, i]));
+    const per = x.shape.slice(1).reduce((a, b) => a * b, 1);
+    const data = new Float32Array(keys.length * per);
+    const src = x.data;
+    keys.forEach((k, i) => {
+      const r = row.get(k);
+      if (r === undefined) throw new DataError('ERR_DATA_NPZ', `${file}: no row for '${k}' in sample_key`, { input: file });
+      for (let j = 0; j < per; j++) data[i * per + j] = Number(src[r * per + j]!);
+    });
+    return { keys: keys.slice(), data, shape: [keys.length, ...x.shape.slice(1)] };
+  }
+
   /** md5 of each clip's audio against checksums/openmic-2018-audio.csv (release layout only). */
   verifyChecksums(keys: readonly string[] = this.keys): { checked: number; mismatched: { key: string; expected: string; actual: string }[]; missing: string[] } {
     if (!this.checksumsPath) throw new DataError('ERR_DATA_NOT_FOUND', `no checksums/openmic-2018-audio.csv under ${this.root ?? 'this dataset'}`, { input: this.root });

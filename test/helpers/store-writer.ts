@@ -10,7 +10,7 @@ const w = store.writer({ id: id!, shardSize: Number(shardSizeS) });
 const bias = id!.startsWith('b') ? 0.5 : 0;
 const valueOf = (i: number, dim: number) => Float32Array.from({ length: dim }, (_, j) => i * 1000 + j + bias);
 if (mode === 'forever') {
-  const dim = 20000;
+  const dim = 8000;
   for (let i = 0; ; i++) w.put(`big${String(i).padStart(7, '0')}`, valueOf(i, dim));
 } else {
   for (let i = Number(fromS); i < Number(toS); i++) {
