@@ -1,0 +1,194 @@
+// scripts/export-jukebox.py on small random checkpoints in jukebox's layout.
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { exportArgs, makeCkptArgs, runOk, runPy, SMALL, tempDir, EXPORT } from './helpers/jukebox';
+
+const LAYERS = 5; // of depthFull = 8: blocks 5..7 and x_out must be dropped
+
+// Compares an archive with its source checkpoints. The expected key set is derived
+// here by filtering the source keys with the contract's rules, independently of how
+// the exporter enumerates them.
+const CHECK = `
+import json, sys, torch
+archive, src, L = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def load(p):
+    o = torch.load(p, map_location='cpu')
+    sd = o['model'] if isinstance(o, dict) and 'model' in o else o
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in sd.items()}
+source = {**load(src + '/vqvae.pth.tar'), **load(src + '/prior_level_2.pth.tar')}
+def wanted(k):
+    if k.startswith('encoders.2.') or k == 'bottleneck.level_blocks.2.k' or k.startswith('y_emb.'):
+        return True
+    if k in ('prior.x_emb.weight', 'prior.pos_emb.pos_emb'):
+        return True
+    pre = 'prior.transformer._attn_mods.'
+    return k.startswith(pre) and int(k[len(pre):].split('.')[0]) < L
+m = torch.jit.load(archive)
+sd = m.state_dict()
+expected = {k for k in source if wanted(k)}
+bits = {torch.float16: torch.int16, torch.float32: torch.int32}
+def same(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(bits[a.dtype]), b.view(bits[b.dtype]))
+attrs = ['calmkit_format', 'preset', 'source', 'sample_rate', 'vq_levels', 'vq_downs_t', 'vq_strides_t',
+         'vq_emb_width', 'vq_l_bins', 'vq_width', 'vq_depth', 'vq_m_conv', 'vq_dilation_growth_rate', 'n_ctx',
+         'width', 'depth', 'full_depth', 'heads', 'm_attn', 'm_mlp', 'attn_order', 'blocks', 'bins',
+         'y_bins_genre', 'y_bins_artist', 't_bins', 'max_bow_genre_size', 'min_duration', 'max_duration',
+         'cond_total_length', 'cond_offset', 'cond_artist', 'cond_genre']
+print(json.dumps({
+    'extra': sorted(set(sd) - expected),
+    'missing': sorted(expected - set(sd)),
+    'notIdentical': sorted(k for k in expected & set(sd) if not same(sd[k], source[k])),
+    'wDtypes': sorted({str(v.dtype) for k, v in sd.items() if k.endswith('.w')}),
+    'otherDtypes': sorted({str(v.dtype) for k, v in sd.items() if not k.endswith('.w')}),
+    'nW': sum(1 for k in sd if k.endswith('.w')),
+    'attrs': {a: getattr(m, a) for a in attrs},
+}))
+`;
+
+const s = SMALL;
+const EXPECTED_ATTRS = {
+  calmkit_format: 1,
+  preset: 'export',
+  sample_rate: 44100,
+  vq_levels: 3,
+  vq_downs_t: s.vqDowns,
+  vq_strides_t: s.vqStrides,
+  vq_emb_width: s.vqEmbWidth,
+  vq_l_bins: s.vqLBins,
+  vq_width: s.vqWidth,
+  vq_depth: s.vqDepth,
+  vq_m_conv: 1.0,
+  vq_dilation_growth_rate: 3,
+  n_ctx: s.nCtx,
+  width: s.width,
+  depth: LAYERS,
+  full_depth: s.depthFull,
+  heads: s.heads,
+  m_attn: s.mAttn,
+  m_mlp: s.mMlp,
+  attn_order: 2,
+  blocks: s.blocks,
+  bins: s.bins,
+  y_bins_genre: s.yBinsGenre,
+  y_bins_artist: s.yBinsArtist,
+  t_bins: s.tBins,
+  max_bow_genre_size: 5,
+  min_duration: 60.0,
+  max_duration: 600.0,
+  cond_total_length: 2734080,
+  cond_offset: 0,
+  cond_artist: 0,
+  cond_genre: 0,
+};
+
+const variants: Array<{ format: string; wrap: string; prefix: boolean }> = [
+  { format: 'legacy', wrap: 'model', prefix: false },
+  { format: 'legacy', wrap: 'bare', prefix: true },
+  { format: 'zip', wrap: 'model', prefix: true },
+  { format: 'zip', wrap: 'bare', prefix: false },
+];
+
+for (const v of variants) {
+  test(`export: ${v.format} container, ${v.wrap} state dict${v.prefix ? ", 'module.' prefix" : ''}`, async (t) => {
+    const dir = tempDir('export');
+    const extra = ['--format', v.format, '--wrap', v.wrap, '--seed', '3', ...(v.prefix ? ['--module-prefix'] : [])];
+    await runOk(makeCkptArgs(dir, extra));
+    const archive = path.join(dir, 'out.pt');
+    const log = await runOk(exportArgs(dir, archive, LAYERS));
+    t.regex(log, /wrote .*out\.pt: \d+ tensors/);
+    t.false(fs.existsSync(archive + '.tmp'));
+
+    const r = JSON.parse(await runOk(['-c', CHECK, archive, dir, `${LAYERS}`]));
+    t.deepEqual(r.extra, [], 'archive holds keys it should have dropped');
+    t.deepEqual(r.missing, [], 'archive lacks keys');
+    t.deepEqual(r.notIdentical, [], 'tensors differ from the source (values, dtype or shape)');
+    t.deepEqual(r.wDtypes, ['torch.float16']);
+    t.deepEqual(r.otherDtypes, ['torch.float32']);
+    t.is(r.nW, 4 * LAYERS);
+    const { source, ...attrs } = r.attrs;
+    t.deepEqual(attrs, EXPECTED_ATTRS);
+    t.regex(source, /vqvae\.pth\.tar/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+test('export: attributes follow the flags (preset, source, conditioning label)', async (t) => {
+  const dir = tempDir('export-attrs');
+  await runOk(makeCkptArgs(dir));
+  const archive = path.join(dir, 'out.pt');
+  await runOk(exportArgs(dir, archive, 2, [
+    '--preset', 'small', '--source', 'unit test', '--cond-total-length', '3000000', '--cond-offset', '44100',
+    '--cond-artist', '3', '--cond-genre', '5', '--max-bow-genre-size', '4',
+  ]));
+  const r = JSON.parse(await runOk(['-c', CHECK, archive, dir, '2']));
+  t.deepEqual(r.extra, []);
+  t.deepEqual(r.missing, []);
+  t.like(r.attrs, {
+    preset: 'small', source: 'unit test', depth: 2, cond_total_length: 3000000, cond_offset: 44100,
+    cond_artist: 3, cond_genre: 5, max_bow_genre_size: 4,
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('export: a missing key fails and names the key', async (t) => {
+  const dir = tempDir('export-missing');
+  const key = 'prior.transformer._attn_mods.3.mlp.c_fc.b';
+  await runOk(makeCkptArgs(dir, ['--drop-key', key, '--drop-key', 'encoders.2.level_blocks.1.model.2.bias']));
+  const r = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS));
+  t.not(r.code, 0);
+  // The VQ-VAE is read first, so its problem is what gets reported.
+  t.regex(r.stderr, /missing keys[\s\S]*encoders\.2\.level_blocks\.1\.model\.2\.bias/);
+  t.false(fs.existsSync(path.join(dir, 'out.pt')));
+
+  await runOk(makeCkptArgs(dir, ['--drop-key', key]));
+  const r2 = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS));
+  t.not(r2.code, 0);
+  t.regex(r2.stderr, /missing keys[\s\S]*prior\.transformer\._attn_mods\.3\.mlp\.c_fc\.b/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('export: a block beyond --layers may be missing', async (t) => {
+  const dir = tempDir('export-deep');
+  await runOk(makeCkptArgs(dir, ['--drop-key', `prior.transformer._attn_mods.${LAYERS}.ln_0.weight`]));
+  const r = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS));
+  t.is(r.code, 0, r.stderr);
+  const r2 = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS + 1));
+  t.not(r2.code, 0);
+  t.regex(r2.stderr, new RegExp(`_attn_mods\\.${LAYERS}\\.ln_0\\.weight`));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('export: wrong shapes fail and name the keys with both shapes', async (t) => {
+  const dir = tempDir('export-shape');
+  await runOk(makeCkptArgs(dir, ['--bad-shape-key', 'prior.transformer._attn_mods.1.attn.c_proj.w']));
+  const r = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS));
+  t.not(r.code, 0);
+  t.regex(r.stderr, /wrong shapes[\s\S]*_attn_mods\.1\.attn\.c_proj\.w: expected \(32, 64\), found \(33, 64\)/);
+
+  // Hyperparameters that disagree with the checkpoint are caught by the same check.
+  await runOk(makeCkptArgs(dir));
+  const r2 = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS, ['--m-mlp', '2.0']));
+  t.not(r2.code, 0);
+  t.regex(r2.stderr, /_attn_mods\.0\.mlp\.c_fc\.w: expected \(64, 128\), found \(64, 64\)/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('export: inconsistent hyperparameters are refused before reading anything', async (t) => {
+  const dir = tempDir('export-hp');
+  const r = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), 9)); // deeper than depthFull
+  t.not(r.code, 0);
+  t.regex(r.stderr, /--layers 9 must be in 1\.\.--depth-full \(8\)/);
+  const r2 = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), 2, ['--blocks', '7']));
+  t.not(r2.code, 0);
+  t.regex(r2.stderr, /not a multiple of --blocks 7/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('export: --help documents the flags', async (t) => {
+  const out = await runOk([EXPORT, '--help']);
+  for (const flag of ['--vqvae', '--prior', '--out', '--layers', '--width', '--heads', '--n-ctx', '--blocks',
+    '--depth-full', '--m-attn', '--m-mlp', '--attn-order', '--vq-downs', '--cond-total-length']) {
+    t.true(out.includes(flag), flag);
+  }
+});
