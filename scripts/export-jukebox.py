@@ -30,8 +30,10 @@ import os
 import sys
 import time
 
-import torch
-import torch.nn as nn
+# torch is imported in main() after the arguments are checked: importing it costs
+# over a second, which --help and hyperparameter mistakes should not pay.
+torch = None
+nn = None
 
 FORMAT_VERSION = 1
 
@@ -266,11 +268,14 @@ def build_module(tensors, attrs):
 
 def main(argv):
     a = parse_args(argv)
-    t0 = time.time()
     hop = hop_of(a) if len(a.vq_downs) == len(a.vq_strides) else 1
     if a.cond_total_length is None:
         a.cond_total_length = (int(62 * a.sample_rate) // hop) * hop
     check_hparams(a)
+    global torch, nn
+    import torch
+    import torch.nn as nn
+    t0 = time.time()
     if a.attn_order != 2:
         print(f'warning: --attn-order {a.attn_order}: calmkit only implements attn_order 2', file=sys.stderr)
     if a.layers > 36 and a.width == 4800:

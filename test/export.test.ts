@@ -131,43 +131,42 @@ test('export: attributes follow the flags (preset, source, conditioning label)',
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test('export: a missing key fails and names the key', async (t) => {
+test('export: a missing block key fails and names it; blocks beyond --layers may be missing', async (t) => {
   const dir = tempDir('export-missing');
-  const key = 'prior.transformer._attn_mods.3.mlp.c_fc.b';
-  await runOk(makeCkptArgs(dir, ['--drop-key', key, '--drop-key', 'encoders.2.level_blocks.1.model.2.bias']));
+  const key = `prior.transformer._attn_mods.${LAYERS}.ln_0.weight`;
+  await runOk(makeCkptArgs(dir, ['--drop-key', key]));
+  const ok = await runPy(exportArgs(dir, path.join(dir, 'ok.pt'), LAYERS));
+  t.is(ok.code, 0, ok.stderr);
+  const r = await runPy(exportArgs(dir, path.join(dir, 'bad.pt'), LAYERS + 1));
+  t.not(r.code, 0);
+  t.regex(r.stderr, new RegExp(`missing keys \\(1\\):\\s+${key.replace(/\./g, '\\.')}\\n`));
+  t.false(fs.existsSync(path.join(dir, 'bad.pt')));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('export: VQ-VAE problems are listed, missing keys and wrong shapes together', async (t) => {
+  const dir = tempDir('export-vq');
+  await runOk(makeCkptArgs(dir, [
+    '--drop-key', 'encoders.2.level_blocks.1.model.2.bias',
+    '--drop-key', 'bottleneck.level_blocks.2.k',
+    '--bad-shape-key', 'encoders.2.level_blocks.0.model.1.1.model.0.model.3.weight',
+  ]));
   const r = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS));
   t.not(r.code, 0);
-  // The VQ-VAE is read first, so its problem is what gets reported.
-  t.regex(r.stderr, /missing keys[\s\S]*encoders\.2\.level_blocks\.1\.model\.2\.bias/);
-  t.false(fs.existsSync(path.join(dir, 'out.pt')));
-
-  await runOk(makeCkptArgs(dir, ['--drop-key', key]));
-  const r2 = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS));
-  t.not(r2.code, 0);
-  t.regex(r2.stderr, /missing keys[\s\S]*prior\.transformer\._attn_mods\.3\.mlp\.c_fc\.b/);
+  t.regex(r.stderr, /VQ-VAE checkpoint .* does not match/);
+  t.regex(r.stderr, /missing keys \(2\):\s+encoders\.2\.level_blocks\.1\.model\.2\.bias\s+bottleneck\.level_blocks\.2\.k\n/);
+  t.regex(r.stderr, /wrong shapes \(1\):\s+encoders\.2\.level_blocks\.0\.model\.1\.1\.model\.0\.model\.3\.weight: expected \(16, 16, 1\), found \(17, 16, 1\)/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test('export: a block beyond --layers may be missing', async (t) => {
-  const dir = tempDir('export-deep');
-  await runOk(makeCkptArgs(dir, ['--drop-key', `prior.transformer._attn_mods.${LAYERS}.ln_0.weight`]));
-  const r = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS));
-  t.is(r.code, 0, r.stderr);
-  const r2 = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS + 1));
-  t.not(r2.code, 0);
-  t.regex(r2.stderr, new RegExp(`_attn_mods\\.${LAYERS}\\.ln_0\\.weight`));
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-test('export: wrong shapes fail and name the keys with both shapes', async (t) => {
+test('export: wrong prior shapes fail and name the keys with both shapes', async (t) => {
   const dir = tempDir('export-shape');
   await runOk(makeCkptArgs(dir, ['--bad-shape-key', 'prior.transformer._attn_mods.1.attn.c_proj.w']));
   const r = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS));
   t.not(r.code, 0);
-  t.regex(r.stderr, /wrong shapes[\s\S]*_attn_mods\.1\.attn\.c_proj\.w: expected \(32, 64\), found \(33, 64\)/);
+  t.regex(r.stderr, /wrong shapes \(1\):\s+prior\.transformer\._attn_mods\.1\.attn\.c_proj\.w: expected \(32, 64\), found \(33, 64\)/);
 
   // Hyperparameters that disagree with the checkpoint are caught by the same check.
-  await runOk(makeCkptArgs(dir));
   const r2 = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS, ['--m-mlp', '2.0']));
   t.not(r2.code, 0);
   t.regex(r2.stderr, /_attn_mods\.0\.mlp\.c_fc\.w: expected \(64, 128\), found \(64, 64\)/);

@@ -133,6 +133,19 @@ def attention_mask(kind, T, block_ctx):
     return k // block_ctx == q // block_ctx - 1
 
 
+def attend(q, k, v, kind, block_ctx, mask):
+    """Masked softmax attention for (heads, T, head_dim) q/k/v and a (T, T) mask."""
+    w = (q @ k.transpose(1, 2)) * (1.0 / math.sqrt(q.shape[-1]))
+    w = w.masked_fill(~mask, -1e9)
+    a = torch.softmax(w, dim=-1) @ v
+    if kind == 2:
+        # Block 0 has no previous block: jukebox gives it block_ctx zero keys/values, so
+        # its attention output is exactly 0. Masking alone would instead spread it
+        # uniformly over every key, including future ones.
+        a[:, :block_ctx] = 0
+    return a
+
+
 def layer_norm(x, sd, name):
     return F.layer_norm(x, (x.shape[-1],), sd[name + '.weight'], sd[name + '.bias'], eps=1e-5)
 
@@ -153,13 +166,7 @@ def block(h, d, sd, hp, masks):
 
     qkv = conv1d_linear(layer_norm(h, sd, p + 'ln_0'), sd, p + 'attn.c_attn')
     q, k, v = (t.reshape(T, heads, hd).transpose(0, 1) for t in qkv.split(n_state, dim=1))
-    w = (q @ k.transpose(1, 2)) * (1.0 / math.sqrt(hd))
-    w = w.masked_fill(~masks[kind], -1e9)
-    a = torch.softmax(w, dim=-1) @ v
-    if kind == 2:
-        # Block 0 has no previous block: jukebox gives it 64 zero keys/values, so its
-        # attention output is exactly 0. Masking alone would instead spread it uniformly.
-        a[:, :block_ctx] = 0
+    a = attend(q, k, v, kind, block_ctx, masks[kind])
     a = conv1d_linear(a.transpose(0, 1).reshape(T, n_state), sd, p + 'attn.c_proj')
     h = h + a
     u = conv1d_linear(layer_norm(h, sd, p + 'ln_1'), sd, p + 'mlp.c_fc')
