@@ -10,8 +10,13 @@ const LAYERS = 5; // of depthFull = 8: blocks 5..7 and x_out must be dropped
 // here by filtering the source keys with the contract's rules, independently of how
 // the exporter enumerates them.
 const CHECK = `
-import json, sys, torch
+import json, sys, types, torch
 archive, src, L = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# Lets the checker read sources written with --foreign-hps.
+hp = types.ModuleType('jukebox.hparams')
+hp.Hyperparams = type('Hyperparams', (dict,), {'__module__': 'jukebox.hparams'})
+sys.modules['jukebox'] = types.ModuleType('jukebox')
+sys.modules['jukebox.hparams'] = hp
 def load(p):
     o = torch.load(p, map_location='cpu')
     sd = o['model'] if isinstance(o, dict) and 'model' in o else o
@@ -82,21 +87,28 @@ const EXPECTED_ATTRS = {
   cond_genre: 0,
 };
 
-const variants: Array<{ format: string; wrap: string; prefix: boolean }> = [
-  { format: 'legacy', wrap: 'model', prefix: false },
-  { format: 'legacy', wrap: 'bare', prefix: true },
-  { format: 'zip', wrap: 'model', prefix: true },
-  { format: 'zip', wrap: 'bare', prefix: false },
+// `foreign`: the wrapper dict also pickles an object of a class (jukebox.hparams.Hyperparams)
+// that cannot be imported at load time, as real jukebox files may.
+const variants: Array<{ format: string; wrap: string; prefix: boolean; foreign: boolean }> = [
+  { format: 'legacy', wrap: 'model', prefix: false, foreign: true },
+  { format: 'legacy', wrap: 'bare', prefix: true, foreign: false },
+  { format: 'zip', wrap: 'model', prefix: true, foreign: false },
+  { format: 'zip', wrap: 'bare', prefix: false, foreign: false },
+  { format: 'zip', wrap: 'model', prefix: false, foreign: true },
 ];
 
 for (const v of variants) {
-  test(`export: ${v.format} container, ${v.wrap} state dict${v.prefix ? ", 'module.' prefix" : ''}`, async (t) => {
+  const name = `${v.format} container, ${v.wrap} state dict${v.prefix ? ", 'module.' prefix" : ''}` +
+    `${v.foreign ? ', unimportable extra object' : ''}`;
+  test(`export: ${name}`, async (t) => {
     const dir = tempDir('export');
-    const extra = ['--format', v.format, '--wrap', v.wrap, '--seed', '3', ...(v.prefix ? ['--module-prefix'] : [])];
+    const extra = ['--format', v.format, '--wrap', v.wrap, '--seed', '3', ...(v.prefix ? ['--module-prefix'] : []),
+      ...(v.foreign ? ['--foreign-hps'] : [])];
     await runOk(makeCkptArgs(dir, extra));
     const archive = path.join(dir, 'out.pt');
     const log = await runOk(exportArgs(dir, archive, LAYERS));
     t.regex(log, /wrote .*out\.pt: \d+ tensors/);
+    t.is(/stubbed out/.test(log), v.foreign);
     t.false(fs.existsSync(archive + '.tmp'));
 
     const r = JSON.parse(await runOk(['-c', CHECK, archive, dir, `${LAYERS}`]));

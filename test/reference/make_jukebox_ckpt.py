@@ -51,6 +51,9 @@ def parse_args(argv):
     p.add_argument('--vq-width', type=int, default=16)
     p.add_argument('--vq-depth', type=int, default=2)
     p.add_argument('--vq-m-conv', type=float, default=1.0)
+    p.add_argument('--foreign-hps', action='store_true',
+                   help="with --wrap model, add an 'hps' entry whose class (jukebox.hparams.Hyperparams) "
+                        "will not be importable when the file is read")
     # Corruptions for negative tests
     p.add_argument('--drop-key', action='append', default=[],
                    help='omit this (unprefixed) key from whichever file holds it; repeatable')
@@ -141,10 +144,27 @@ def corrupt(sd, a):
     return sd
 
 
+def foreign_hps():
+    """An object pickled as jukebox.hparams.Hyperparams, a module the reader lacks."""
+    import types
+    if 'jukebox.hparams' in sys.modules:  # pickle insists on one class object per name
+        return sys.modules['jukebox.hparams'].Hyperparams(width=4800, depth=72, sr=44100)
+    pkg = types.ModuleType('jukebox')
+    mod = types.ModuleType('jukebox.hparams')
+    Hyperparams = type('Hyperparams', (dict,), {'__module__': 'jukebox.hparams'})
+    mod.Hyperparams = Hyperparams
+    pkg.hparams = mod
+    sys.modules['jukebox'] = pkg
+    sys.modules['jukebox.hparams'] = mod
+    return Hyperparams(width=4800, depth=72, sr=44100)
+
+
 def save(sd, path, a):
     if a.module_prefix:
         sd = {'module.' + k: v for k, v in sd.items()}
     obj = {'model': sd, 'step': 0} if a.wrap == 'model' else sd
+    if a.foreign_hps and a.wrap == 'model':
+        obj['hps'] = foreign_hps()
     if a.format == 'legacy':
         torch.save(obj, path, _use_new_zipfile_serialization=False)
     else:
