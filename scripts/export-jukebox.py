@@ -339,7 +339,7 @@ def main(argv):
     vq, vq_drop, vq_copy = take(sd, expected_vqvae(a), a.vqvae, 'VQ-VAE')
     del sd
     gc.collect()
-    print(f'  kept {len(vq)} tensors ({gb(nbytes(vq.values()))}), dropped {vq_drop}, in {time.time() - t:.1f} s', flush=True)
+    print(f'  kept {len(vq)} tensors ({gb(nbytes(vq.values()))}), dropped {vq_drop}, in {time.time() - t:.2f} s', flush=True)
 
     print(f'reading prior {a.prior} ({gb(os.path.getsize(a.prior))})', flush=True)
     t = time.time()
@@ -347,7 +347,7 @@ def main(argv):
     pr, pr_drop, pr_copy = take(sd, expected_prior(a), a.prior, 'prior')
     del sd
     gc.collect()
-    print(f'  kept {len(pr)} tensors ({gb(nbytes(pr.values()))}), dropped {pr_drop}, in {time.time() - t:.1f} s', flush=True)
+    print(f'  kept {len(pr)} tensors ({gb(nbytes(pr.values()))}), dropped {pr_drop}, in {time.time() - t:.2f} s', flush=True)
     t_load = time.time() - t
 
     tensors = {**vq, **pr}
@@ -406,7 +406,7 @@ def main(argv):
     print(f'wrote {a.out}: {len(tensors)} tensors, {gb(total)} of tensor data '
           f'({dtypes}), '
           f'file {gb(os.path.getsize(a.out))}; {vq_copy + pr_copy} tensors copied')
-    print(f'time: prior load+select {t_load:.1f} s, script+save {t_save:.1f} s, total {time.time() - t0:.1f} s '
+    print(f'time: prior load+select {t_load:.2f} s, script+save {t_save:.2f} s, total {time.time() - t0:.2f} s '
           f'({total / 1e6 / max(time.time() - t0, 1e-9):.0f} MB/s of kept data)')
     return 0
 
