@@ -2,54 +2,9 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { exportArgs, makeCkptArgs, runOk, runPy, SMALL, tempDir, EXPORT } from './helpers/jukebox';
+import { exportArgs, makeCkptArgs, ROOT, runOk, runPy, SMALL, tempDir, EXPORT } from './helpers/jukebox';
 
 const LAYERS = 5; // of depthFull = 8: blocks 5..7 and x_out must be dropped
-
-// Compares an archive with its source checkpoints. The expected key set is derived
-// here by filtering the source keys with the contract's rules, independently of how
-// the exporter enumerates them.
-const CHECK = `
-import json, sys, types, torch
-archive, src, L = sys.argv[1], sys.argv[2], int(sys.argv[3])
-# Lets the checker read sources written with --foreign-hps.
-hp = types.ModuleType('jukebox.hparams')
-hp.Hyperparams = type('Hyperparams', (dict,), {'__module__': 'jukebox.hparams'})
-sys.modules['jukebox'] = types.ModuleType('jukebox')
-sys.modules['jukebox.hparams'] = hp
-def load(p):
-    o = torch.load(p, map_location='cpu')
-    sd = o['model'] if isinstance(o, dict) and 'model' in o else o
-    return {(k[7:] if k.startswith('module.') else k): v for k, v in sd.items()}
-source = {**load(src + '/vqvae.pth.tar'), **load(src + '/prior_level_2.pth.tar')}
-def wanted(k):
-    if k.startswith('encoders.2.') or k == 'bottleneck.level_blocks.2.k' or k.startswith('y_emb.'):
-        return True
-    if k in ('prior.x_emb.weight', 'prior.pos_emb.pos_emb'):
-        return True
-    pre = 'prior.transformer._attn_mods.'
-    return k.startswith(pre) and int(k[len(pre):].split('.')[0]) < L
-m = torch.jit.load(archive)
-sd = m.state_dict()
-expected = {k for k in source if wanted(k)}
-bits = {torch.float16: torch.int16, torch.float32: torch.int32}
-def same(a, b):
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(bits[a.dtype]), b.view(bits[b.dtype]))
-attrs = ['calmkit_format', 'preset', 'source', 'sample_rate', 'vq_levels', 'vq_downs_t', 'vq_strides_t',
-         'vq_emb_width', 'vq_l_bins', 'vq_width', 'vq_depth', 'vq_m_conv', 'vq_dilation_growth_rate', 'n_ctx',
-         'width', 'depth', 'full_depth', 'heads', 'm_attn', 'm_mlp', 'attn_order', 'blocks', 'bins',
-         'y_bins_genre', 'y_bins_artist', 't_bins', 'max_bow_genre_size', 'min_duration', 'max_duration',
-         'cond_total_length', 'cond_offset', 'cond_artist', 'cond_genre']
-print(json.dumps({
-    'extra': sorted(set(sd) - expected),
-    'missing': sorted(expected - set(sd)),
-    'notIdentical': sorted(k for k in expected & set(sd) if not same(sd[k], source[k])),
-    'wDtypes': sorted({str(v.dtype) for k, v in sd.items() if k.endswith('.w')}),
-    'otherDtypes': sorted({str(v.dtype) for k, v in sd.items() if not k.endswith('.w')}),
-    'nW': sum(1 for k in sd if k.endswith('.w')),
-    'attrs': {a: getattr(m, a) for a in attrs},
-}))
-`;
 
 const s = SMALL;
 const EXPECTED_ATTRS = {
@@ -97,21 +52,60 @@ const variants: Array<{ format: string; wrap: string; prefix: boolean; foreign: 
   { format: 'zip', wrap: 'model', prefix: false, foreign: true },
 ];
 
-for (const v of variants) {
+const ATTRS_FLAGS = [
+  '--preset', 'small', '--source', 'unit test', '--cond-total-length', '3000000', '--cond-offset', '44100',
+  '--cond-artist', '3', '--cond-genre', '5', '--max-bow-genre-size', '4',
+];
+
+interface Comparison {
+  code: number;
+  log: string;
+  extra: string[];
+  missing: string[];
+  notIdentical: string[];
+  wDtypes: string[];
+  otherDtypes: string[];
+  nW: number;
+  attrs: Record<string, unknown>;
+}
+
+// Every positive case runs in one Python process (test/reference/export_roundtrip.py):
+// it calls the maker's and the exporter's main() in turn and compares the results.
+const root = tempDir('export');
+const jobs = [
+  ...variants.map((v, i) => {
+    const dir = path.join(root, `v${i}`);
+    const extra = ['--format', v.format, '--wrap', v.wrap, '--seed', `${3 + i}`,
+      ...(v.prefix ? ['--module-prefix'] : []), ...(v.foreign ? ['--foreign-hps'] : [])];
+    return { dir, layers: LAYERS, make: makeCkptArgs(dir, extra).slice(1),
+      export: exportArgs(dir, path.join(dir, 'out.pt'), LAYERS).slice(1) };
+  }),
+  (() => {
+    const dir = path.join(root, 'attrs');
+    return { dir, layers: 2, make: makeCkptArgs(dir).slice(1),
+      export: exportArgs(dir, path.join(dir, 'out.pt'), 2, ATTRS_FLAGS).slice(1) };
+  })(),
+];
+let results: Promise<Comparison[]> | undefined;
+function roundtrip(): Promise<Comparison[]> {
+  results ??= runOk([path.join(ROOT, 'test', 'reference', 'export_roundtrip.py')], JSON.stringify(jobs))
+    .then((out) => JSON.parse(out) as Comparison[]);
+  return results;
+}
+
+test.after.always(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+variants.forEach((v, i) => {
   const name = `${v.format} container, ${v.wrap} state dict${v.prefix ? ", 'module.' prefix" : ''}` +
     `${v.foreign ? ', unimportable extra object' : ''}`;
   test(`export: ${name}`, async (t) => {
-    const dir = tempDir('export');
-    const extra = ['--format', v.format, '--wrap', v.wrap, '--seed', '3', ...(v.prefix ? ['--module-prefix'] : []),
-      ...(v.foreign ? ['--foreign-hps'] : [])];
-    await runOk(makeCkptArgs(dir, extra));
-    const archive = path.join(dir, 'out.pt');
-    const log = await runOk(exportArgs(dir, archive, LAYERS));
-    t.regex(log, /wrote .*out\.pt: \d+ tensors/);
-    t.is(/stubbed out/.test(log), v.foreign);
-    t.false(fs.existsSync(archive + '.tmp'));
-
-    const r = JSON.parse(await runOk(['-c', CHECK, archive, dir, `${LAYERS}`]));
+    const r = (await roundtrip())[i];
+    t.is(r.code, 0);
+    t.regex(r.log, /wrote .*out\.pt: \d+ tensors/);
+    t.is(/stubbed out/.test(r.log), v.foreign);
+    t.false(fs.existsSync(path.join(jobs[i].dir, 'out.pt.tmp')));
     t.deepEqual(r.extra, [], 'archive holds keys it should have dropped');
     t.deepEqual(r.missing, [], 'archive lacks keys');
     t.deepEqual(r.notIdentical, [], 'tensors differ from the source (values, dtype or shape)');
@@ -120,27 +114,19 @@ for (const v of variants) {
     t.is(r.nW, 4 * LAYERS);
     const { source, ...attrs } = r.attrs;
     t.deepEqual(attrs, EXPECTED_ATTRS);
-    t.regex(source, /vqvae\.pth\.tar/);
-    fs.rmSync(dir, { recursive: true, force: true });
+    t.regex(String(source), /vqvae\.pth\.tar/);
   });
-}
+});
 
 test('export: attributes follow the flags (preset, source, conditioning label)', async (t) => {
-  const dir = tempDir('export-attrs');
-  await runOk(makeCkptArgs(dir));
-  const archive = path.join(dir, 'out.pt');
-  await runOk(exportArgs(dir, archive, 2, [
-    '--preset', 'small', '--source', 'unit test', '--cond-total-length', '3000000', '--cond-offset', '44100',
-    '--cond-artist', '3', '--cond-genre', '5', '--max-bow-genre-size', '4',
-  ]));
-  const r = JSON.parse(await runOk(['-c', CHECK, archive, dir, '2']));
+  const r = (await roundtrip())[variants.length];
+  t.is(r.code, 0);
   t.deepEqual(r.extra, []);
   t.deepEqual(r.missing, []);
   t.like(r.attrs, {
     preset: 'small', source: 'unit test', depth: 2, cond_total_length: 3000000, cond_offset: 44100,
     cond_artist: 3, cond_genre: 5, max_bow_genre_size: 4,
   });
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('export: a missing block key fails and names it; blocks beyond --layers may be missing', async (t) => {

@@ -18,22 +18,46 @@ export interface RunResult {
   stderr: string;
 }
 
-export function runPy(args: string[], timeoutMs = 120_000): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(
-      PY,
-      args,
-      { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, OMP_NUM_THREADS: '1' } },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
-  });
+// The machine has two shared cores and every Python start imports torch (over a
+// second of CPU): more than two at once per test file only adds thrashing.
+const MAX_PARALLEL = 2;
+let running = 0;
+const waiting: Array<() => void> = [];
+
+async function slot<T>(work: () => Promise<T>): Promise<T> {
+  // A finishing job hands its slot straight to the next waiter, so `running`
+  // never overshoots between a release and the waiter resuming.
+  if (running >= MAX_PARALLEL) await new Promise<void>((r) => waiting.push(r));
+  else running++;
+  try {
+    return await work();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  }
 }
 
-export async function runOk(args: string[]): Promise<string> {
-  const r = await runPy(args);
+export function runPy(args: string[], timeoutMs = 120_000, input?: string): Promise<RunResult> {
+  return slot(
+    () =>
+      new Promise<RunResult>((resolve) => {
+        const child = execFile(
+          PY,
+          args,
+          { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, OMP_NUM_THREADS: '1' } },
+          (err, stdout, stderr) => {
+            const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+            resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+          },
+        );
+        child.stdin?.end(input ?? '');
+      }),
+  );
+}
+
+export async function runOk(args: string[], input?: string): Promise<string> {
+  const r = await runPy(args, 120_000, input);
   if (r.code !== 0) {
     throw new Error(`${path.basename(args[0])} exited ${r.code}\n${r.stderr}\n${r.stdout}`);
   }

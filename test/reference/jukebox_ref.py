@@ -48,6 +48,13 @@ def load_archive(path):
         hp[name] = getattr(m, name)
     # The spec's activations are fp32 with fp16-exact weights: upcasting is exact.
     sd = {k: v.detach().to(torch.float32) for k, v in m.state_dict().items()}
+    top = hp['vq_levels'] - 1
+    needed = [f'bottleneck.level_blocks.{top}.k', 'prior.x_emb.weight', 'prior.pos_emb.pos_emb',
+              f'encoders.{top}.level_blocks.0.model.0.0.weight',
+              f"prior.transformer._attn_mods.{hp['depth'] - 1}.mlp.c_proj.w"]
+    missing = [k for k in needed if k not in sd]
+    if missing:
+        raise RefError(f'archive {path} lacks tensors: ' + ', '.join(missing))
     return sd, hp
 
 
