@@ -11,10 +11,13 @@ const archive = path.join(dir, 'small.pt');
 const longAudio = path.join(dir, 'long.f32');
 const shortAudio = path.join(dir, 'short.f32');
 const SHORT_T = 100; // not a multiple of block_ctx (32): ends inside a block
+const COND_OFFSET = 2000000;
 
 test.before(async () => {
   await runOk(makeCkptArgs(dir, ['--seed', '7']));
-  await runOk(exportArgs(dir, archive, DEPTH));
+  // A label 2,000,000 samples into the song puts every position in absolute bin 1 and
+  // relative bin 11 (of 16), so a mix-up of the timing tables cannot hide behind bin 0.
+  await runOk(exportArgs(dir, archive, DEPTH, ['--cond-offset', `${COND_OFFSET}`]));
   // One token more than the window, so the long run is cut to n_ctx tokens.
   const a = writeAudio(longAudio, (SMALL.nCtx + 1) * HOP + 77);
   fs.writeFileSync(shortAudio, Buffer.from(a.slice(0, SHORT_T * HOP + 37).buffer));
@@ -165,21 +168,29 @@ test('reference --bins-only: 5B timing bins match the spec table', async (t) => 
 });
 
 test('reference --bins-only: reads the hyperparameters from an archive', async (t) => {
-  const [fromArchive, explicit] = await Promise.all([
+  const explicitArgs = [REF, '--bins-only', '--n-ctx', `${SMALL.nCtx}`, '--hop', `${HOP}`, '--t-bins', `${SMALL.tBins}`];
+  const [fromArchive, explicit, atZero] = await Promise.all([
     runOk([REF, '--bins-only', '--model', archive]),
-    runOk([REF, '--bins-only', '--n-ctx', `${SMALL.nCtx}`, '--hop', `${HOP}`, '--t-bins', `${SMALL.tBins}`]),
+    runOk([...explicitArgs, '--cond-offset', `${COND_OFFSET}`]),
+    runOk(explicitArgs),
   ]);
   const a: Bins = JSON.parse(fromArchive);
-  const e: Bins = JSON.parse(explicit);
   t.is(a.absolute.length, SMALL.nCtx);
-  t.deepEqual(a, e);
-  // A 32768-sample window at offset 0 of a 2734080-sample song stays below 1/16 of
-  // both ranges, so with 16 bins every position is in bin 0.
-  t.true(a.relative.every((v) => v === 0) && a.absolute.every((v) => v === 0));
-  // A different label must change the bins, so the attributes are really used.
-  const shifted: Bins = JSON.parse(await runOk([REF, '--bins-only', '--n-ctx', `${SMALL.nCtx}`, '--hop', `${HOP}`,
-    '--t-bins', `${SMALL.tBins}`, '--cond-offset', '2000000']));
-  t.true(shifted.relative[0] > 0 && shifted.absolute[0] > 0);
+  t.deepEqual(a, JSON.parse(explicit));
+  // 16 * 2000000 / 26460000 = 1.2 and 16 * 2000000 / 2734080 = 11.7; the 32768-sample
+  // window moves neither across a bin edge.
+  t.true(a.absolute.every((v) => v === 1), JSON.stringify(a.absolute.slice(0, 4)));
+  t.true(a.relative.every((v) => v === 11), JSON.stringify(a.relative.slice(0, 4)));
+  t.is(a.total_length_bin, 0);
+  const z: Bins = JSON.parse(atZero);
+  t.true(z.absolute.every((v) => v === 0) && z.relative.every((v) => v === 0));
+});
+
+test('reference: first positions of layers 1-3 match a float64 numpy recomputation', async (t) => {
+  const out = await fullNone();
+  const r = await runPy([path.join(path.dirname(REF), 'check_first_positions.py'), archive, out, '32']);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.deepEqual(Object.keys(JSON.parse(r.stdout)).sort(), ['1', '2', '3']);
 });
 
 test('reference: masked T x T attention equals the block-reshape formulation for all three kinds', async (t) => {
