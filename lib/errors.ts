@@ -1,5 +1,5 @@
 // The CalmkitError family. Every error calmkit throws carries a stable `code`; the native codes are defined in
-// native/core/error.h and must stay in step with CODE_CLASSES below.
+// native/core/error.h and map onto classes by family prefix (CODE_FAMILIES below).
 
 export class CalmkitError extends Error {
   readonly code: string;
@@ -40,22 +40,24 @@ export class DisposedError extends CalmkitError {
 /** The native addon could not be loaded, or failed unexpectedly. */
 export class NativeError extends CalmkitError {}
 
-const CODE_CLASSES: Record<string, new (code: string, message: string, options?: { input?: string; cause?: unknown }) => CalmkitError> = {
-  ERR_INVALID_ARGUMENT: ArgumentError,
-  ERR_AUDIO_NOT_FOUND: AudioError,
-  ERR_AUDIO_IS_DIRECTORY: AudioError,
-  ERR_AUDIO_UNREADABLE: AudioError,
-  ERR_AUDIO_DECODE: AudioError,
-  ERR_AUDIO_EMPTY: AudioError,
-  ERR_AUDIO_NOT_FINITE: AudioError,
-  ERR_MODEL_FILE: ModelError,
-  ERR_MODEL_FORMAT: ModelError,
-  ERR_MODEL_DISPOSED: ModelError,
-  ERR_DEVICE: DeviceError,
-  ERR_PROBE: ProbeError,
-  ERR_ADDON_LOAD: NativeError,
-  ERR_INTERNAL: NativeError,
-};
+type ErrorClass = new (code: string, message: string, options?: { input?: string; cause?: unknown }) => CalmkitError;
+
+// Codes map to classes by family prefix, so a new ERR_DATA_* or ERR_AUDIO_* code needs no table entry.
+const CODE_FAMILIES: [prefix: string, cls: ErrorClass][] = [
+  ['ERR_INVALID_ARGUMENT', ArgumentError],
+  ['ERR_AUDIO_', AudioError],
+  ['ERR_MODEL_', ModelError],
+  ['ERR_DEVICE', DeviceError],
+  ['ERR_PROBE', ProbeError],
+  ['ERR_DATA_', DataError],
+  ['ERR_ADDON_LOAD', NativeError],
+  ['ERR_INTERNAL', NativeError],
+];
+
+/** The CalmkitError class for a code (NativeError for unknown codes). */
+export function errorClassFor(code: string): ErrorClass {
+  return CODE_FAMILIES.find(([prefix]) => code.startsWith(prefix))?.[1] ?? NativeError;
+}
 
 /** Turns an error from the addon (an Error with a `code`) into its CalmkitError class. */
 export function fromNative(err: unknown, input?: string): CalmkitError {
@@ -64,7 +66,7 @@ export function fromNative(err: unknown, input?: string): CalmkitError {
   const code = typeof e?.code === 'string' ? e.code : 'ERR_INTERNAL';
   const message = typeof e?.message === 'string' ? e.message : String(err);
   if (code === 'ERR_ABORTED') return new AbortError(message, { input, cause: err });
-  const Cls = CODE_CLASSES[code] ?? NativeError;
+  const Cls = errorClassFor(code);
   return new Cls(code, message, { input, cause: err });
 }
 

@@ -131,8 +131,10 @@ class Reference:
 
     def forward(self, audio, layers):
         hp, sd = self.hp, self.sd
+        # Like jukemir: encode the whole (already cropped) input, then keep the first n_ctx tokens. The encoder
+        # sees past the window's end, which changes the last tokens' codes.
         n = audio.numel() // self.hop * self.hop
-        tokens = self.encode(audio[: min(n, hp["n_ctx"] * self.hop)])[: hp["n_ctx"]]
+        tokens = self.encode(audio[:n])[: hp["n_ctx"]]
         T = tokens.numel()
         bc = hp["n_ctx"] // hp["blocks"]
         padded = (T + bc - 1) // bc * bc
