@@ -56,6 +56,19 @@ void checkFinite(const std::vector<float>& x, const std::string& label) {
   }
 }
 
+// Whether the device has matrix products in this dtype (LibTorch 1.13's CPU has none for float16).
+void checkPrecisionSupported(torch::Device device, c10::ScalarType dtype, Precision p) {
+  try {
+    c10::InferenceMode guard;
+    auto a = torch::ones({2, 2}, torch::TensorOptions().dtype(dtype).device(device));
+    (void)torch::addmm(a, a, a);
+  } catch (const std::exception&) {
+    throw Error(code::kDevice, std::string("precision ") + precisionName(p) + " is not supported on " + device.str() +
+                                   " by this LibTorch (" + TORCH_VERSION + "); use fp32" +
+                                   (device.is_cpu() ? " or bf16 on the CPU, or fp16 on a GPU" : ""));
+  }
+}
+
 }  // namespace
 
 Precision parsePrecision(const std::string& s) {
@@ -150,6 +163,9 @@ int64_t encoderReceptiveField(const Hparams& hp) {
 
 std::shared_ptr<Model> Model::load(const std::string& path, const std::string& deviceSpec, Precision precision) {
   const torch::Device device = resolveDevice(deviceSpec);
+  if (precision != Precision::Fp32) {
+    checkPrecisionSupported(device, precision == Precision::Fp16 ? torch::kFloat16 : torch::kBFloat16, precision);
+  }
   return fromCheckpoint(loadCheckpoint(path), device, precision);
 }
 
