@@ -175,7 +175,8 @@ export class Jukebox {
   /**
    * Raw activations (pooling `none`, the default here) as they are computed, in bounded memory: the forward
    * pass waits while the consumer holds more than a couple of chunks. Pooled modes yield one chunk per clip and
-   * layer at the end. Breaking out of the loop cancels the pass.
+   * layer at the end. Breaking out of the loop cancels the pass; an iterator that is neither drained nor
+   * returned keeps the pass waiting (and later calls queued behind it) until its `signal` aborts.
    */
   stream(input: JukeboxInput | JukeboxInput[], options: JukeboxExtractOptions = {}): AsyncIterable<JukeboxChunk> {
     const self = this;
@@ -189,6 +190,8 @@ export class Jukebox {
         let done = false;
         let error: unknown;
         let control: RawControl | undefined;
+        // A consumer may leave before the audio has loaded and the native job has its control object.
+        let cancelRequested = false;
         const wake = () => {
           if (!waiting) return;
           const resolve = waiting;
@@ -206,7 +209,10 @@ export class Jukebox {
           .#run(inputs, { ...options, pooling }, (chunk) => {
             queue.push(chunk);
             wake();
-          }, false, (c) => (control = c))
+          }, false, (c) => {
+            control = c;
+            if (cancelRequested) binding().jukeboxCancel(c);
+          })
           .then(
             (result) => {
               if (pooling !== 'none') {
@@ -218,8 +224,13 @@ export class Jukebox {
               wake();
             },
             (e) => {
-              error = e;
               done = true;
+              // After return() the abort is expected: pending reads just end.
+              if (cancelRequested) {
+                wake();
+                return;
+              }
+              error = e;
               if (failing) {
                 const reject = failing;
                 waiting = undefined;
@@ -248,7 +259,10 @@ export class Jukebox {
             });
           },
           async return(): Promise<IteratorResult<JukeboxChunk>> {
-            if (!done && control) binding().jukeboxCancel(control);
+            if (!done) {
+              cancelRequested = true;
+              if (control) binding().jukeboxCancel(control);
+            }
             done = true;
             queue.length = 0;
             await started.catch(() => undefined);

@@ -178,6 +178,15 @@ test('stream holds back while the consumer is slow, and breaking out cancels it'
   t.is(r.tokens.length, N_CTX);
 });
 
+test('a stream left before its first chunk cancels cleanly', async (t) => {
+  const it = model.stream(OPENMIC_CLIP, { layers: [6], windows: 'all' })[Symbol.asyncIterator]();
+  const pending = it.next();
+  await it.return?.();
+  t.deepEqual(await pending, { value: undefined, done: true });
+  const r = await model.extract({ tokens: randomTokens(64, 3) }, { layers: [1] });
+  t.deepEqual(r.layers[1].shape, [W]);
+});
+
 test('progress reports layers and windows; abort rejects with AbortError and the model stays usable', async (t) => {
   const events: { windowsDone: number; layersDone: number }[] = [];
   await model.extract(OPENMIC_CLIP, { layers: [4], windows: 'all', onProgress: (p) => events.push(p) });
