@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { Jukebox } from '../lib';
-import { maxRelDiff, synthAudio, tinyCheckpoint } from './helpers/jukebox';
+import { maxRelDiff, readNpy, synthAudio, tinyCheckpoint } from './helpers/jukebox';
 
 process.env.CALMKIT_THREADS ??= '1';
 
@@ -31,20 +31,6 @@ test.after.always(() => {
   model?.dispose();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
-
-/** Reads a little-endian .npy of float32 or int64 (C order), as written by numpy. */
-function readNpy(file: string): { shape: number[]; data: Float32Array | BigInt64Array } {
-  const buf = fs.readFileSync(file);
-  const headerLen = buf.readUInt16LE(8);
-  const header = buf.subarray(10, 10 + headerLen).toString('latin1');
-  const descr = /'descr':\s*'([^']+)'/.exec(header)![1];
-  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)![1].split(',').map((s) => s.trim()).filter(Boolean).map(Number);
-  const body = buf.subarray(10 + headerLen);
-  const copy = new Uint8Array(body).buffer;
-  if (descr === '<f4') return { shape, data: new Float32Array(copy) };
-  if (descr === '<i8') return { shape, data: new BigInt64Array(copy) };
-  throw new Error(`unexpected dtype ${descr} in ${file}`);
-}
 
 function runReference(samples: Float32Array, layers: number[], pooling: string, name: string): string {
   const out = path.join(dir, name);

@@ -1,9 +1,11 @@
 // The Jukebox extractor end to end on a tiny random checkpoint: info, layer taps, batching, short inputs,
 // windows, pooling, streaming, progress, cancellation and disposal.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import test from 'ava';
 import { AbortError, DisposedError, Jukebox, type JukeboxChunk } from '../lib';
-import { OPENMIC_CLIP, maxRelDiff, meanRows, rows, synthAudio, tinyCheckpoint } from './helpers/jukebox';
+import { OPENMIC_CLIP, maxRelDiff, meanRows, readNpy, rows, synthAudio, tinyCheckpoint } from './helpers/jukebox';
 
 // One torch thread: on a shared 2-core machine two OpenMP threads lose far more to each other's descheduling
 // than they gain (the addon reads this when it loads, on first use).
@@ -224,4 +226,26 @@ test('dispose: later use throws DisposedError; asyncDispose disposes', async (t)
   t.throws(() => m.info, { instanceOf: DisposedError });
   await t.throwsAsync(m.extract(OPENMIC_CLIP), { instanceOf: DisposedError });
   t.notThrows(() => m.dispose(), 'dispose twice is harmless');
+});
+
+test('calmkit-core extract writes tokens.npy and layer{L}.npy equal to the addon\'s features', async (t) => {
+  const tool = path.join(__dirname, '..', 'build', 'calmkit-core');
+  t.true(fs.existsSync(tool), `${tool} is missing: build with npx cmake-js compile --out build`);
+  const samples = synthAudio(N_CTX * 128 + 25000, 9);
+  const out = fs.mkdtempSync(path.join(dir, 'tool-'));
+  const raw = path.join(out, 'audio.f32');
+  fs.writeFileSync(raw, Buffer.from(samples.buffer));
+  execFileSync(tool, ['extract', file, raw, '--out', out, '--layers', '2,5', '--pooling', 'segments:300'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CALMKIT_THREADS: '1' },
+  });
+  const ours = await model.extract({ samples, sampleRate: 44100 }, { layers: [2, 5], pooling: 'segments', segmentTokens: 300, normalise: false });
+  const tokens = readNpy(path.join(out, 'tokens.npy'));
+  t.deepEqual(tokens.shape, [N_CTX]);
+  t.deepEqual(Array.from(tokens.data as BigInt64Array, Number), Array.from(ours.tokens));
+  for (const layer of [2, 5]) {
+    const f = readNpy(path.join(out, `layer${layer}.npy`));
+    t.deepEqual(f.shape, [4, W]);
+    t.deepEqual(f.data, ours.layers[layer].data);
+  }
 });
