@@ -249,3 +249,15 @@ test('calmkit-core extract writes tokens.npy and layer{L}.npy equal to the addon
     t.deepEqual(f.data, ours.layers[layer].data);
   }
 });
+
+test('stream: pooled modes yield one chunk per clip and layer; failures reject the read', async (t) => {
+  const audio = { samples: synthAudio(60000, 10), sampleRate: 44100 };
+  const chunks: JukeboxChunk[] = [];
+  for await (const c of model.stream([audio, audio], { layers: [2, 4], pooling: 'mean' })) chunks.push(c);
+  t.deepEqual(chunks.map((c) => `${c.clip}:${c.layer}`), ['0:2', '0:4', '1:2', '1:4']);
+  t.deepEqual(chunks[0].shape, [1, W]);
+  t.deepEqual(chunks[0].data, chunks[2].data);
+  const it = model.stream(audio, { layers: [9] })[Symbol.asyncIterator]();
+  await t.throwsAsync(it.next(), { message: /layer 9 is out of range/ });
+  t.deepEqual(await it.next(), { value: undefined, done: true });
+});
