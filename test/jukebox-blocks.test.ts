@@ -1,6 +1,7 @@
 // Building blocks without a model or Python: the three attention kinds (who may influence whom) and the
 // timing-conditioning bins for the real 5B hyperparameters (docs/jukebox-spec.md 3.2, 3.4).
 import test from 'ava';
+import { ArgumentError } from '../lib/errors';
 import { jukeboxAttention, jukeboxTimingBins } from '../lib/jukebox';
 
 const B = 1, H = 2, T = 24, D = 4, BC = 4; // 6 blocks of 4
@@ -115,4 +116,10 @@ test('timing bins follow other hyperparameters (tiny window, later offset)', (t)
   const later = jukeboxTimingBins({ offset: 441000 * 5 });
   t.true(later.absolute[0] > 0);
   t.true(later.relative[0] > 0);
+});
+
+test('timing bins reject impossible hyperparameters', (t) => {
+  t.throws(() => jukeboxTimingBins({ nCtx: 1e30 }), { instanceOf: ArgumentError, message: /nCtx/ });
+  t.throws(() => jukeboxTimingBins({ hop: 1.5 }), { instanceOf: ArgumentError, message: /hop/ });
+  t.throws(() => jukeboxTimingBins({ minDuration: 700 }), { instanceOf: ArgumentError, message: /minDuration/ });
 });
