@@ -1,5 +1,6 @@
 #include "core/jukebox.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/version.h>
 
 #include <algorithm>
