@@ -17,3 +17,18 @@ export { generateDemoData, planDemoData, OPENMIC_INSTRUMENTS } from './demo-data
 export type { DemoDataOptions, DemoDataResult, DemoClip } from './demo-data';
 export { oggVorbisInfo } from './ogg';
 export type { OggVorbisInfo } from './ogg';
+export { Jukebox, CALM_LAYER, jukeboxTimingBins, jukeboxAttention } from './jukebox';
+export type {
+  JukeboxDevice,
+  JukeboxPrecision,
+  JukeboxPooling,
+  JukeboxLoadOptions,
+  JukeboxInfo,
+  JukeboxCheckpointInfo,
+  JukeboxInput,
+  JukeboxProgress,
+  JukeboxExtractOptions,
+  LayerFeatures,
+  JukeboxFeatures,
+  JukeboxChunk,
+} from './jukebox';
