@@ -8,7 +8,10 @@ so both sides compute from the same weights.
 
 Protocol (driven by benchmarks/extract.ts, one JSON object per line on stdin/stdout):
   {"cmd": "load", "model": PATH, "threads": N}                -> {"ok": true, "load_seconds": s}
-  {"cmd": "run", "audio": RAW_F32, "layers": [..], "out": DIR} -> {"ok": true, "seconds": s, "tokens": T}
+  {"cmd": "run", "audio": RAW_F32, "layers": [..], "out": DIR, "tokens": RAW_I32?}
+                                                              -> {"ok": true, "seconds": s, "tokens": T}
+     (with "tokens", the prior runs on those tokens: the cross-check of the prior is then exact even where
+     the VQ argmin has near-ties that two correct implementations break differently)
      (writes DIR/layer{L}.npy, the pooled features, for the cross-check)
   {"cmd": "quit"}
 """
@@ -129,12 +132,21 @@ class Reference:
     def layer_norm(self, x, prefix):
         return F.layer_norm(x.float(), (x.shape[-1],), self.sd[prefix + ".weight"], self.sd[prefix + ".bias"], 1e-5).type_as(x)
 
-    def forward(self, audio, layers):
+    def forward(self, audio, layers, tokens=None):
         hp, sd = self.hp, self.sd
+        if tokens is None:
+            tokens = self.tokens(audio)
+        return tokens, self.prior(tokens, layers)
+
+    def tokens(self, audio):
+        hp = self.hp
         # Like jukemir: encode the whole (already cropped) input, then keep the first n_ctx tokens. The encoder
         # sees past the window's end, which changes the last tokens' codes.
         n = audio.numel() // self.hop * self.hop
-        tokens = self.encode(audio[:n])[: hp["n_ctx"]]
+        return self.encode(audio[:n])[: hp["n_ctx"]]
+
+    def prior(self, tokens, layers):
+        hp, sd = self.hp, self.sd
         T = tokens.numel()
         bc = hp["n_ctx"] // hp["blocks"]
         padded = (T + bc - 1) // bc * bc
@@ -154,7 +166,7 @@ class Reference:
             h = h + self.conv1d(m, pre + "mlp.c_proj")
             if i + 1 in layers:
                 out[i + 1] = np.mean(h[0, :T].cpu().numpy(), axis=0)
-        return tokens, out
+        return out
 
 
 def main():
@@ -171,7 +183,10 @@ def main():
             elif msg["cmd"] == "run":
                 audio = torch.from_numpy(np.fromfile(msg["audio"], dtype="<f4").copy())
                 t0 = time.perf_counter()
-                tokens, out = ref.forward(audio, sorted(msg["layers"]))
+                given = None
+                if msg.get("tokens"):
+                    given = torch.from_numpy(np.fromfile(msg["tokens"], dtype="<i4").astype(np.int64))
+                tokens, out = ref.forward(audio, sorted(msg["layers"]), given)
                 seconds = time.perf_counter() - t0
                 if msg.get("out"):
                     for layer, vec in out.items():

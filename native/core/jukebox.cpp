@@ -370,6 +370,15 @@ void writeRandomModel(const Hparams& hp, uint64_t seed, const std::string& path)
     const int64_t n = (frames / clips + 1) * hp.hop();
     torch::Tensor feats = model->encodeFeatures(syntheticAudio(clips, n, gen));
     torch::Tensor flat = feats.permute({0, 2, 1}).reshape({-1, hp.vqEmbWidth});
+    // A random encoder's frames crowd around one point (|x|^2 ~ 2 with neighbours 1e-6 apart), so the fp32
+    // argmin becomes a coin toss that two correct implementations toss differently. Standardising the output
+    // conv per channel spreads them out; a trained encoder would not need it.
+    torch::Tensor mu = flat.mean(0), sigma = flat.std(0).clamp_min(1e-6);
+    const std::string out = "encoders.2.level_blocks." + std::to_string(hp.vqLevels - 1) + ".model." +
+                            std::to_string(hp.vqDownsT[hp.vqLevels - 1]) + ".";
+    ck.tensors[out + "weight"] = ck.tensors[out + "weight"].div(sigma.view({-1, 1, 1})).contiguous();
+    ck.tensors[out + "bias"] = ck.tensors[out + "bias"].sub(mu).div(sigma).contiguous();
+    flat = flat.sub(mu).div(sigma);
     torch::Tensor pick = torch::randperm(flat.size(0), gen, torch::kInt64).narrow(0, 0, std::min(flat.size(0), hp.vqLBins));
     if (pick.size(0) < hp.vqLBins) pick = torch::randint(0, flat.size(0), {hp.vqLBins}, gen, torch::kInt64);
     torch::Tensor k = flat.index_select(0, pick);
