@@ -1,0 +1,80 @@
+// Durable, atomic file publication on local and shared (NFS-like) filesystems. Readers must never see a
+// partial file: content is written to a temp file in the destination's filesystem, fsynced, then made visible
+// by one rename (replace) or one link (no-clobber), and the directory entry is fsynced.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/** Temp names carry host, pid and randomness so writers on different machines never collide. */
+export function tempName(base: string): string {
+  return `${base}.${os.hostname().replace(/[^A-Za-z0-9_-]/g, '_')}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+}
+
+/** Creates `file` exclusively (fails if it exists), writes all of `data`, fsyncs and closes it. */
+export function writeDurableExclusive(file: string, data: Uint8Array | string): void {
+  const fd = fs.openSync(file, 'wx');
+  try {
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    let off = 0;
+    while (off < buf.byteLength) off += fs.writeSync(fd, buf, off, buf.byteLength - off);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** fsync of a directory makes a rename/link inside it durable; some filesystems refuse it, which is harmless. */
+export function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // EISDIR/EINVAL/EPERM on filesystems without directory fsync: nothing more we can do.
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** Atomically replaces `file` with `data` (temp file in the same directory, fsync, rename, fsync dir). */
+export function atomicReplace(file: string, data: Uint8Array | string): void {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, tempName(`.${path.basename(file)}`));
+  try {
+    writeDurableExclusive(tmp, data);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  fsyncDir(dir);
+}
+
+/**
+ * Makes the durable temp file `tmp` visible as `final` only if `final` does not exist yet; returns false
+ * (leaving `tmp` in place) when it does. link(2) is atomic and no-clobber on POSIX filesystems including
+ * NFS; where hard links are unsupported we fall back to an exclusive-create check plus rename.
+ */
+export function publishNoClobber(tmp: string, final: string): boolean {
+  try {
+    fs.linkSync(tmp, final);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw err;
+    // Fallback: reserve the name with O_EXCL, then rename over our own reservation.
+    try {
+      fs.closeSync(fs.openSync(final, 'wx'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw e;
+    }
+    fs.renameSync(tmp, final);
+    fsyncDir(path.dirname(final));
+    return true;
+  }
+  fs.rmSync(tmp, { force: true });
+  fsyncDir(path.dirname(final));
+  return true;
+}
