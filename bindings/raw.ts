@@ -42,10 +42,82 @@ export interface RawPrepared {
 
 export type RawAudioInput = string | Uint8Array | { samples: Float32Array; sampleRate: number };
 
+/** Opaque native handles (type-tagged Externals). */
+export type RawJukeboxHandle = { readonly __brand: 'JukeboxHandle' };
+export type RawControl = { readonly __brand: 'JukeboxControl' };
+
+export interface RawJukeboxInfo {
+  preset: string;
+  source: string;
+  sampleRate: number;
+  hop: number;
+  nCtx: number;
+  windowSamples: number;
+  encoderMarginSamples: number;
+  width: number;
+  layers: number;
+  fullDepth: number;
+  heads: number;
+  nState: number;
+  mlpWidth: number;
+  blocks: number;
+  blockCtx: number;
+  attnOrder: number;
+  bins: number;
+  vqvae: { levels: number; downsT: number[]; stridesT: number[]; width: number; depth: number; embWidth: number; codebookSize: number; dilationGrowthRate: number };
+  label: { totalLength: number; offset: number; artist: number; genre: number; minDuration: number; maxDuration: number; tBins: number };
+  parameters: number;
+  bytes: number;
+  fileBytes: number;
+  blockBytes: number;
+  dtypes: { dtype: string; tensors: number; elements: number; bytes: number }[];
+  device?: string;
+  precision?: string;
+}
+
+export type RawJukeboxInput = { samples: Float32Array; label?: string } | { tokens: Int32Array; label?: string };
+
+export interface RawJukeboxExtractOptions {
+  layers: number[];
+  pooling: string;
+  segmentTokens?: number;
+  segmentSeconds?: number;
+  windows: string;
+}
+
+export interface RawJukeboxResult {
+  windows: number;
+  segmentTokens: number;
+  clips: { tokens: Int32Array; layers: { layer: number; shape: number[]; data: Float32Array }[] }[];
+}
+
+export type RawJukeboxEvent =
+  | { type: 'progress'; windowsDone: number; windowsTotal: number; layersDone: number; layersTotal: number }
+  | { type: 'chunk'; clip: number; layer: number; window: number; start: number; rows: number; data: Float32Array };
+
 export interface RawBinding {
   doctor(): RawDoctor;
   gemmPeak(options: { m?: number; n?: number; k?: number; dtype?: string; device?: string; repeats?: number }): Promise<number>;
   decodeAudio(input: string | Uint8Array): Promise<RawDecoded>;
   writeAudio(path: string, options: { interleaved: Float32Array; channels: number; sampleRate: number; container: string; encoding: string }): Promise<void>;
   loadAudio(input: RawAudioInput, options?: RawPrepareOptions): Promise<RawPrepared>;
+  jukeboxLoad(path: string, options: { device: string; precision: string }): Promise<RawJukeboxHandle>;
+  jukeboxInfo(handle: RawJukeboxHandle): RawJukeboxInfo;
+  jukeboxInspect(path: string): Promise<RawJukeboxInfo>;
+  jukeboxInit(options: { preset: string; layers?: number; seed?: number; out: string }): Promise<void>;
+  jukeboxDispose(handle: RawJukeboxHandle): void;
+  jukeboxControl(): RawControl;
+  jukeboxCancel(control: RawControl): void;
+  jukeboxConsumed(control: RawControl): void;
+  jukeboxExtract(
+    handle: RawJukeboxHandle,
+    inputs: RawJukeboxInput[],
+    options: RawJukeboxExtractOptions,
+    control: RawControl,
+    onEvent?: (event: RawJukeboxEvent) => void,
+  ): Promise<RawJukeboxResult>;
+  jukeboxTimingBins(hparams?: {
+    nCtx?: number; hop?: number; sampleRate?: number; tBins?: number; minDuration?: number; maxDuration?: number; totalLength?: number; offset?: number;
+  }): { total: number; absolute: Int32Array; relative: Int32Array };
+  jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number): Float32Array;
 }

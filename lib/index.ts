@@ -4,3 +4,18 @@ export { loadAudio, decodeAudio, writeAudio, resolveFormatting, MODEL_SAMPLE_RAT
 export type { AudioContainer, AudioEncoding, WriteAudioOptions, AudioInput, LoadAudioOptions, LoadedAudio, DecodedAudio, Formatting } from './audio';
 export { doctor } from './doctor';
 export type { DoctorReport } from './doctor';
+export { Jukebox, CALM_LAYER, jukeboxTimingBins, jukeboxAttention } from './jukebox';
+export type {
+  JukeboxDevice,
+  JukeboxPrecision,
+  JukeboxPooling,
+  JukeboxLoadOptions,
+  JukeboxInfo,
+  JukeboxCheckpointInfo,
+  JukeboxInput,
+  JukeboxProgress,
+  JukeboxExtractOptions,
+  LayerFeatures,
+  JukeboxFeatures,
+  JukeboxChunk,
+} from './jukebox';

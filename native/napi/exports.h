@@ -5,4 +5,5 @@
 namespace calmkit_napi {
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InitAudio(Napi::Env env, Napi::Object exports);
+void InitJukebox(Napi::Env env, Napi::Object exports);
 }  // namespace calmkit_napi

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   calmkit::runtime::configureThreads();
   calmkit_napi::InitRuntime(env, exports);
   calmkit_napi::InitAudio(env, exports);
+  calmkit_napi::InitJukebox(env, exports);
   return exports;
 }
 

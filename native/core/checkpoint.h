@@ -1,0 +1,108 @@
+// The calmkit Jukebox checkpoint: a TorchScript archive whose state_dict keys are jukebox's own names and whose
+// root attributes are the hyperparameters (docs/contracts.md). Reading validates every key's presence, shape
+// and dtype before anything runs; writing makes random-weight checkpoints with jukebox's init scales.
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace calmkit::jukebox {
+
+struct Hparams {
+  int64_t calmkitFormat = 1;
+  std::string preset = "5b";
+  std::string source;
+  int64_t sampleRate = 44100;
+  int64_t vqLevels = 3;
+  std::vector<int64_t> vqDownsT{3, 2, 2};
+  std::vector<int64_t> vqStridesT{2, 2, 2};
+  int64_t vqEmbWidth = 64;
+  int64_t vqLBins = 2048;
+  int64_t vqWidth = 32;
+  int64_t vqDepth = 4;
+  double vqMConv = 1.0;
+  int64_t vqDilationGrowthRate = 3;
+  int64_t nCtx = 8192;
+  int64_t width = 4800;
+  int64_t depth = 36;
+  int64_t fullDepth = 72;
+  int64_t heads = 8;
+  double mAttn = 0.25;
+  double mMlp = 1.0;
+  int64_t attnOrder = 2;
+  int64_t blocks = 128;
+  int64_t bins = 2048;
+  int64_t yBinsGenre = 120;
+  int64_t yBinsArtist = 4111;
+  int64_t tBins = 128;
+  int64_t maxBowGenreSize = 5;
+  double minDuration = 60.0;
+  double maxDuration = 600.0;
+  int64_t condTotalLength = 2734080;
+  int64_t condOffset = 0;
+  int64_t condArtist = 0;
+  int64_t condGenre = 0;
+
+  int64_t hop() const;            // samples per top-level token
+  int64_t blockCtx() const { return nCtx / blocks; }
+  int64_t nState() const { return static_cast<int64_t>(static_cast<double>(width) * mAttn); }
+  int64_t hidden() const { return static_cast<int64_t>(static_cast<double>(width) * mMlp); }
+  int64_t vqState() const { return static_cast<int64_t>(static_cast<double>(vqWidth) * vqMConv); }
+  int64_t windowSamples() const { return nCtx * hop(); }
+};
+
+// The shapes that must hold between hyperparameters (divisibility, positivity); throws ModelError listing
+// every violation.
+void checkHparams(const Hparams& hp, const std::string& label);
+
+// Built-in shapes for `model init`: "tiny" (tests), "small" (CPU timing), "5b" (the real model's shapes).
+Hparams presetHparams(const std::string& preset);
+
+struct TensorSpec {
+  std::string key;
+  std::vector<int64_t> shape;
+  torch::ScalarType dtype;
+  bool buffer = false;
+};
+
+// Every tensor calmkit reads, with the shape and dtype the hyperparameters imply.
+std::vector<TensorSpec> expectedTensors(const Hparams& hp);
+
+struct Checkpoint {
+  Hparams hp;
+  // Tensors as stored (no copies, no casts), keyed by jukebox's state_dict names.
+  std::map<std::string, torch::Tensor> tensors;
+  int64_t fileBytes = 0;
+};
+
+// Loads and validates. Errors: ERR_MODEL_FILE (missing, unreadable), ERR_MODEL_FORMAT (not TorchScript,
+// truncated, missing attributes or keys, wrong shapes or dtypes).
+Checkpoint loadCheckpoint(const std::string& path);
+
+// Random weights with jukebox's init scales (docs/jukebox-spec.md section 5.7), as stored (fp16 `.w`). The
+// codebook is a placeholder here: jukebox.h's writeRandomModel sets it from encoder outputs.
+std::map<std::string, torch::Tensor> randomTensors(const Hparams& hp, at::Generator& gen);
+
+// Writes tensors (state_dict names) and hyperparameters as a TorchScript archive.
+void saveCheckpoint(const Hparams& hp, const std::map<std::string, torch::Tensor>& tensors, const std::string& path);
+
+struct DtypeBytes {
+  std::string dtype;
+  int64_t tensors = 0;
+  int64_t elements = 0;
+  int64_t bytes = 0;
+};
+struct Summary {
+  int64_t parameters = 0;  // elements
+  int64_t bytes = 0;       // tensor bytes as stored
+  std::vector<DtypeBytes> byDtype;
+  int64_t blockBytes = 0;  // one transformer block
+};
+Summary summarise(const Checkpoint& ck);
+
+std::string dtypeName(torch::ScalarType t);
+
+}  // namespace calmkit::jukebox

@@ -1,0 +1,576 @@
+#include "core/jukebox.h"
+
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "core/error.h"
+
+namespace calmkit::jukebox {
+namespace {
+
+std::string blockPrefix(int64_t i) { return "prior.transformer._attn_mods." + std::to_string(i) + "."; }
+
+int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Output length of the level-2 encoder for n samples: only the strided convs change the length.
+int64_t encodedLength(const Hparams& hp, int64_t n) {
+  for (int64_t b = 0; b < hp.vqLevels; ++b) {
+    const int64_t s = hp.vqStridesT[b];
+    for (int64_t i = 0; i < hp.vqDownsT[b]; ++i) {
+      const int64_t num = n + 2 * (s / 2) - 2 * s;
+      n = num < 0 ? 0 : num / s + 1;
+    }
+  }
+  return n;
+}
+
+// RangeEmbedding's binning with jukebox's float32 ops: normalise into [0, 1) and scale to the bins.
+torch::Tensor rangeBins(const torch::Tensor& position, double lo, double hi, int64_t bins) {
+  torch::Tensor normalised = (position - lo) / (hi - lo);
+  return (normalised * bins).floor().to(torch::kInt64);
+}
+
+// Positions interpolated over the window like RangeEmbedding with n_time > 1: start + (end - start) * t / n.
+torch::Tensor interpolate(const torch::Tensor& start, const torch::Tensor& end, int64_t nTime) {
+  torch::Tensor t = torch::arange(0, nTime, torch::kFloat32).view({1, nTime}) / nTime;
+  return start + (end - start) * t;
+}
+
+void checkBins(const torch::Tensor& bins, int64_t tBins, const char* what) {
+  int64_t lo = bins.min().item<int64_t>(), hi = bins.max().item<int64_t>();
+  if (lo < 0 || hi >= tBins) {
+    throw Error(code::kModelFormat, std::string("the conditioning label puts the ") + what + " timing bins in [" +
+                                        std::to_string(lo) + ", " + std::to_string(hi) + "], outside [0, t_bins=" +
+                                        std::to_string(tBins) + "): check cond_total_length, cond_offset, min/max_duration");
+  }
+}
+
+void checkFinite(const std::vector<float>& x, const std::string& label) {
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!std::isfinite(x[i])) {
+      throw Error(code::kAudioNotFinite, label + ": sample " + std::to_string(i) + " is not finite (NaN or infinity)");
+    }
+  }
+}
+
+}  // namespace
+
+Precision parsePrecision(const std::string& s) {
+  if (s == "fp32") return Precision::Fp32;
+  if (s == "fp16") return Precision::Fp16;
+  if (s == "bf16") return Precision::Bf16;
+  throw Error(code::kInvalidArgument, "precision must be fp32, fp16 or bf16; got '" + s + "'");
+}
+
+const char* precisionName(Precision p) {
+  switch (p) {
+    case Precision::Fp32: return "fp32";
+    case Precision::Fp16: return "fp16";
+    case Precision::Bf16: return "bf16";
+  }
+  return "?";
+}
+
+torch::Device resolveDevice(const std::string& spec) {
+  if (spec == "cpu") return torch::kCPU;
+  const bool cuda = torch::cuda::is_available();
+  if (spec == "auto") return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    if (!cuda) {
+      throw Error(code::kDevice, "device '" + spec + "' is not available: " +
+                                     (CALMKIT_WITH_CUDA ? std::string("no CUDA device is visible")
+                                                        : std::string("this build's LibTorch has no CUDA")));
+    }
+    int64_t index = 0;
+    if (spec.size() > 5) {
+      const std::string digits = spec.substr(5);
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 3) {
+        throw Error(code::kInvalidArgument, "device must be cpu, cuda, cuda:N or auto; got '" + spec + "'");
+      }
+      index = std::stoll(digits);
+    }
+    if (index >= static_cast<int64_t>(torch::cuda::device_count())) {
+      throw Error(code::kDevice, "device '" + spec + "' is not available: " + std::to_string(torch::cuda::device_count()) +
+                                     " CUDA device(s) visible");
+    }
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw Error(code::kInvalidArgument, "device must be cpu, cuda, cuda:N or auto; got '" + spec + "'");
+}
+
+TimingBins timingBins(const Hparams& hp) {
+  c10::InferenceMode guard;
+  const double sr = static_cast<double>(hp.sampleRate);
+  torch::Tensor total = torch::tensor({hp.condTotalLength}, torch::kInt64).view({1, 1});
+  torch::Tensor offset = torch::tensor({hp.condOffset}, torch::kInt64).view({1, 1});
+  torch::Tensor length = torch::tensor({hp.windowSamples()}, torch::kInt64).view({1, 1});
+  torch::Tensor start = offset.to(torch::kFloat32);
+  torch::Tensor end = (offset + length).to(torch::kFloat32);
+  torch::Tensor totalF = total.to(torch::kFloat32);
+
+  TimingBins out;
+  torch::Tensor tl = rangeBins(totalF, hp.minDuration * sr, hp.maxDuration * sr, hp.tBins);
+  torch::Tensor ab = rangeBins(interpolate(start, end, hp.nCtx), 0.0, hp.maxDuration * sr, hp.tBins);
+  // The relative embedding clamps its end into [0, 1]: a window may run past the labelled song length.
+  torch::Tensor relStart = start / totalF;
+  torch::Tensor relEnd = (end / totalF).clamp(0.0, 1.0);
+  torch::Tensor re = rangeBins(interpolate(relStart, relEnd, hp.nCtx), 0.0, 1.0, hp.tBins);
+  out.total = tl.item<int64_t>();
+  auto toVec = [](const torch::Tensor& t) {
+    auto c = t.reshape(-1).contiguous();
+    return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+  };
+  out.absolute = toVec(ab);
+  out.relative = toVec(re);
+  return out;
+}
+
+int64_t encoderReceptiveField(const Hparams& hp) {
+  int64_t rf = 1, jump = 1;
+  for (int64_t b = 0; b < hp.vqLevels; ++b) {
+    const int64_t s = hp.vqStridesT[b];
+    for (int64_t i = 0; i < hp.vqDownsT[b]; ++i) {
+      rf += (2 * s - 1) * jump;
+      jump *= s;
+      int64_t dil = 1;
+      for (int64_t j = 0; j < hp.vqDepth; ++j) {
+        rf += 2 * dil * jump;
+        dil *= hp.vqDilationGrowthRate;
+      }
+    }
+    rf += 2 * jump;  // output conv, kernel 3
+  }
+  return rf;
+}
+
+// ---- Model -------------------------------------------------------------------------------------------------
+
+std::shared_ptr<Model> Model::load(const std::string& path, const std::string& deviceSpec, Precision precision) {
+  const torch::Device device = resolveDevice(deviceSpec);
+  return fromCheckpoint(loadCheckpoint(path), device, precision);
+}
+
+std::shared_ptr<Model> Model::fromCheckpoint(Checkpoint&& ck, torch::Device device, Precision precision) {
+  std::shared_ptr<Model> m(new Model());
+  m->hp_ = ck.hp;
+  m->summary_ = summarise(ck);
+  m->fileBytes_ = ck.fileBytes;
+  m->device_ = device;
+  m->precision_ = precision;
+  m->stream_ = precision == Precision::Fp16 ? torch::kFloat16 : precision == Precision::Bf16 ? torch::kBFloat16 : torch::kFloat32;
+  if (device.is_cuda()) {
+    // Faithful codes need float32 convolutions (TF32 can flip near-tie VQ codes); fp32 mode also needs fp32 GEMMs.
+    at::globalContext().setAllowTF32CuDNN(false);
+    if (precision == Precision::Fp32) at::globalContext().setAllowTF32CuBLAS(false);
+  }
+  std::set<std::string> wanted;
+  for (const auto& s : expectedTensors(m->hp_)) wanted.insert(s.key);
+  // Move tensor by tensor and drop each host copy at once, so host memory never holds the weights twice.
+  for (auto it = ck.tensors.begin(); it != ck.tensors.end(); it = ck.tensors.erase(it)) {
+    if (!wanted.count(it->first)) continue;
+    torch::Tensor t = it->second.to(device);
+    const bool blockTensor = it->first.rfind("prior.transformer.", 0) == 0 && it->first.find(".ln_") == std::string::npos;
+    if (precision != Precision::Fp32 && blockTensor) t = t.to(m->stream_);
+    m->t_.emplace(it->first, std::move(t));
+  }
+
+  c10::InferenceMode guard;
+  TimingBins bins = timingBins(m->hp_);
+  const auto idx = [&](const std::vector<int64_t>& v) { return torch::tensor(v, torch::kInt64).to(device); };
+  torch::Tensor tlBins = idx({bins.total}), abBins = idx(bins.absolute), reBins = idx(bins.relative);
+  checkBins(tlBins, m->hp_.tBins, "total-length");
+  checkBins(abBins, m->hp_.tBins, "absolute-position");
+  checkBins(reBins, m->hp_.tBins, "relative-position");
+  torch::Tensor tl = m->param("y_emb.total_length_emb.emb.weight").index_select(0, tlBins);
+  torch::Tensor ab = m->param("y_emb.absolute_pos_emb.emb.weight").index_select(0, abBins);
+  torch::Tensor re = m->param("y_emb.relative_pos_emb.emb.weight").index_select(0, reBins);
+  m->cond_ = (tl + ab) + re;
+
+  // Bag-of-words genre: one slot holds the genre, the other slots are -1, clamped to 0 and masked out.
+  std::vector<int64_t> genreIds(static_cast<size_t>(m->hp_.maxBowGenreSize), -1);
+  genreIds[0] = m->hp_.condGenre;
+  torch::Tensor gid = idx(genreIds);
+  torch::Tensor mask = gid.ge(0).to(torch::kFloat32).unsqueeze(1);
+  torch::Tensor genre = (m->param("y_emb.bow_genre_emb.emb.weight").index_select(0, gid.clamp_min(0)) * mask).sum(0);
+  torch::Tensor artist = m->param("y_emb.artist_emb.emb.weight").index_select(0, idx({m->hp_.condArtist})).squeeze(0);
+  m->start_ = genre + artist;
+
+  // jukebox scales logits once by (1/sqrt(sqrt(n_state // heads)))^2, computed in double.
+  const double scale = 1.0 / std::sqrt(std::sqrt(static_cast<double>(m->hp_.nState() / m->hp_.heads)));
+  m->scale2_ = scale * scale;
+  return m;
+}
+
+torch::Tensor Model::param(const std::string& key) const {
+  auto it = t_.find(key);
+  if (it == t_.end()) throw Error(code::kInternal, "tensor '" + key + "' is not loaded");
+  return it->second;
+}
+
+torch::Tensor Model::computeType(const torch::Tensor& w) const {
+  // fp32 mode: stored fp16 weights are upcast here, per layer, which is exact.
+  return w.scalar_type() == stream_ ? w : w.to(stream_);
+}
+
+torch::Tensor Model::conv1d(const torch::Tensor& x, const std::string& prefix, int64_t stride, int64_t padding,
+                            int64_t dilation) const {
+  return torch::conv1d(x, param(prefix + "weight"), param(prefix + "bias"), stride, padding, dilation);
+}
+
+torch::Tensor Model::encoderLevel(torch::Tensor x, int64_t b) const {
+  const std::string pre = "encoders.2.level_blocks." + std::to_string(b) + ".model.";
+  const int64_t s = hp_.vqStridesT[b];
+  for (int64_t i = 0; i < hp_.vqDownsT[b]; ++i) {
+    const std::string blk = pre + std::to_string(i) + ".";
+    x = conv1d(x, blk + "0.", s, s / 2, 1);
+    int64_t dil = 1;
+    for (int64_t j = 0; j < hp_.vqDepth; ++j) {
+      const std::string res = blk + "1.model." + std::to_string(j) + ".model.";
+      // Pre-activation residual block: the skip path has no ReLU.
+      torch::Tensor y = conv1d(torch::relu(x), res + "1.", 1, dil, dil);
+      x = x + conv1d(torch::relu(y), res + "3.", 1, 0, 1);
+      dil *= hp_.vqDilationGrowthRate;
+    }
+  }
+  return conv1d(x, pre + std::to_string(hp_.vqDownsT[b]) + ".", 1, 1, 1);
+}
+
+torch::Tensor Model::encodeFeatures(const torch::Tensor& audio) const {
+  TORCH_CHECK(audio.dim() == 2, "audio must be [B, N]");
+  torch::Tensor x = audio.to(device_, torch::kFloat32).unsqueeze(1);
+  for (int64_t b = 0; b < hp_.vqLevels; ++b) x = encoderLevel(x, b);
+  return x;
+}
+
+torch::Tensor Model::encode(const torch::Tensor& audio) const {
+  torch::Tensor x = encodeFeatures(audio);
+  const int64_t B = x.size(0), T = x.size(2);
+  torch::Tensor flat = x.permute({0, 2, 1}).reshape({-1, hp_.vqEmbWidth});
+  torch::Tensor kw = param("bottleneck.level_blocks.2.k").t();
+  // The expanded squared distance, in jukebox's order; argmin through min() like jukebox.
+  torch::Tensor dist = (flat.pow(2).sum(-1, true) - 2 * torch::matmul(flat, kw)) + kw.pow(2).sum(0, true);
+  return std::get<1>(dist.min(-1)).view({B, T});
+}
+
+torch::Tensor Model::embed(const torch::Tensor& tokens) const {
+  const int64_t B = tokens.size(0), L = tokens.size(1), W = hp_.width;
+  TORCH_CHECK(L >= 1 && L <= hp_.nCtx, "token count must be in 1..n_ctx");
+  torch::Tensor e = param("prior.x_emb.weight").index_select(0, tokens.reshape(-1)).view({B, L, W});
+  // Shift right by one: position 0 is the start vector, position t the embedding of token t-1.
+  torch::Tensor h = torch::cat({start_.view({1, 1, W}).expand({B, 1, W}), e.narrow(1, 0, L - 1)}, 1);
+  return (h + param("prior.pos_emb.pos_emb").narrow(0, 0, L)) + cond_.narrow(0, 0, L);
+}
+
+namespace {
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  // jukebox's Conv1D: y = b + x @ w with w stored (n_in, n_out).
+  auto sizes = x.sizes().vec();
+  sizes.back() = w.size(1);
+  return torch::addmm(b, x.reshape({-1, x.size(-1)}), w).view(sizes);
+}
+
+}  // namespace
+
+torch::Tensor Model::block(int64_t index, const torch::Tensor& x) const {
+  const std::string p = blockPrefix(index);
+  const int64_t W = hp_.width;
+  auto layerNorm = [&](const torch::Tensor& in, const std::string& name) {
+    // float32 LayerNorm whatever the stream's dtype, cast back (jukebox's LayerNorm).
+    return torch::layer_norm(in.to(torch::kFloat32), {W}, param(p + name + ".weight"), param(p + name + ".bias"), 1e-5)
+        .to(in.scalar_type());
+  };
+  auto conv = [&](const torch::Tensor& in, const std::string& name) {
+    return linear(in, computeType(param(p + name + ".w")), computeType(param(p + name + ".b")));
+  };
+
+  // Attention on LN_0(x).
+  const int64_t B = x.size(0), L = x.size(1), H = hp_.heads, ns = hp_.nState(), hd = ns / H;
+  const int64_t bc = hp_.blockCtx(), Lp = roundUp(L, bc);
+  auto qkv = conv(layerNorm(x, "ln_0"), "attn.c_attn").chunk(3, -1);
+  auto heads = [&](const torch::Tensor& t) {
+    torch::Tensor s = t.reshape({B, L, H, hd}).permute({0, 2, 1, 3});
+    // Short inputs: zeros after the end up to a whole block (jukemirlib's cache path, spec 3.5).
+    return Lp > L ? torch::constant_pad_nd(s, {0, 0, 0, Lp - L}) : s;
+  };
+  torch::Tensor att = blockAttention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), attnKindForBlock(index), bc, scale2_);
+  att = att.narrow(2, 0, L).permute({0, 2, 1, 3}).reshape({B, L, ns});
+  torch::Tensor h = x + conv(att, "attn.c_proj");
+
+  // MLP with quick-GELU on LN_1(x + a).
+  torch::Tensor u = conv(layerNorm(h, "ln_1"), "mlp.c_fc");
+  u = u * torch::sigmoid(1.702 * u);
+  return h + conv(u, "mlp.c_proj");
+}
+
+void Model::forward(const torch::Tensor& tokens, const std::vector<int>& layers, const Tap& tap,
+                    const std::function<void(int)>& between) const {
+  if (layers.empty()) return;
+  torch::Tensor h = embed(tokens.to(device_)).to(stream_);
+  size_t next = 0;
+  for (int d = 0; d < layers.back(); ++d) {
+    if (between) between(d);
+    h = block(d, h);
+    if (next < layers.size() && layers[next] == d + 1) {
+      tap(d + 1, h);
+      ++next;
+    }
+  }
+}
+
+namespace {
+
+// Chirps, harmonics and noise bursts: enough variety that a random encoder's frames spread out.
+torch::Tensor syntheticAudio(int64_t clips, int64_t n, at::Generator& gen) {
+  torch::Tensor t = torch::arange(n, torch::kFloat64).div(44100.0).unsqueeze(0);
+  torch::Tensor f0 = torch::empty({clips, 1}, torch::kFloat64).uniform_(50.0, 2000.0, gen);
+  torch::Tensor sweep = torch::empty({clips, 1}, torch::kFloat64).uniform_(-400.0, 400.0, gen);
+  torch::Tensor phase = 2 * M_PI * (f0 * t + 0.5 * sweep * t * t);
+  torch::Tensor x = phase.sin() + 0.5 * (2 * phase).sin() + 0.25 * (3 * phase).sin();
+  torch::Tensor envelope = (t * torch::empty({clips, 1}, torch::kFloat64).uniform_(1.0, 8.0, gen) * 2 * M_PI).sin().abs();
+  x = x * envelope + torch::empty({clips, n}, torch::kFloat64).normal_(0.0, 0.3, gen) * (1 - envelope);
+  return (x / x.abs().amax(1, true)).to(torch::kFloat32);
+}
+
+}  // namespace
+
+void writeRandomModel(const Hparams& hp, uint64_t seed, const std::string& path) {
+  c10::InferenceMode guard;
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  Checkpoint ck;
+  ck.hp = hp;
+  ck.tensors = randomTensors(hp, gen);
+  const std::string codebook = "bottleneck.level_blocks.2.k";
+  {
+    Checkpoint encoderOnly;
+    encoderOnly.hp = hp;
+    encoderOnly.tensors = ck.tensors;  // shares storage; nothing is copied
+    auto model = Model::fromCheckpoint(std::move(encoderOnly), torch::kCPU, Precision::Fp32);
+    const int64_t frames = hp.vqLBins * 2, clips = 8;
+    const int64_t n = (frames / clips + 1) * hp.hop();
+    torch::Tensor feats = model->encodeFeatures(syntheticAudio(clips, n, gen));
+    torch::Tensor flat = feats.permute({0, 2, 1}).reshape({-1, hp.vqEmbWidth});
+    torch::Tensor pick = torch::randperm(flat.size(0), gen, torch::kInt64).narrow(0, 0, std::min(flat.size(0), hp.vqLBins));
+    if (pick.size(0) < hp.vqLBins) pick = torch::randint(0, flat.size(0), {hp.vqLBins}, gen, torch::kInt64);
+    torch::Tensor k = flat.index_select(0, pick);
+    // A little noise breaks exact duplicates between entries, which would make ties.
+    k = k + torch::empty_like(k).normal_(0.0, 1e-3, gen) * k.std();
+    ck.tensors[codebook] = k.contiguous();
+  }
+  saveCheckpoint(hp, ck.tensors, path);
+}
+
+// ---- extraction --------------------------------------------------------------------------------------------
+
+Pooling parsePooling(const std::string& s) {
+  if (s == "mean") return Pooling::Mean;
+  if (s == "segments") return Pooling::Segments;
+  if (s == "none") return Pooling::None;
+  throw Error(code::kInvalidArgument, "pooling must be mean, segments or none; got '" + s + "'");
+}
+
+std::vector<int> validateLayers(const std::vector<int>& layers, const Hparams& hp) {
+  if (layers.empty()) throw Error(code::kInvalidArgument, "layers must name at least one layer");
+  std::vector<std::string> bad;
+  for (int l : layers) {
+    if (l < 1 || l > hp.depth) bad.push_back(std::to_string(l));
+  }
+  if (!bad.empty()) {
+    std::string list;
+    for (size_t i = 0; i < bad.size(); ++i) list += (i ? ", " : "") + bad[i];
+    throw Error(code::kInvalidArgument, "layers out of range: " + list + " (this checkpoint has layers 1.." +
+                                            std::to_string(hp.depth) + "; layers are 1-based)");
+  }
+  std::vector<int> out(layers);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+int64_t segmentTokensFor(const ExtractOptions& o, const Hparams& hp) {
+  if (o.segmentTokens > 0 && o.segmentSeconds > 0) {
+    throw Error(code::kInvalidArgument, "give segment length in tokens or in seconds, not both");
+  }
+  if (o.segmentTokens > 0) return o.segmentTokens;
+  if (o.segmentSeconds > 0 && std::isfinite(o.segmentSeconds)) {
+    const double tokens = o.segmentSeconds * static_cast<double>(hp.sampleRate) / static_cast<double>(hp.hop());
+    return std::max<int64_t>(1, static_cast<int64_t>(std::llround(tokens)));
+  }
+  throw Error(code::kInvalidArgument, "segments pooling needs a positive segment length (tokens or seconds)");
+}
+
+namespace {
+
+// Per clip, per layer: rows of `width` floats appended window after window.
+struct Accumulator {
+  std::vector<std::vector<std::vector<float>>> data;  // [clip][layerIndex]
+  std::vector<std::vector<int64_t>> rows;
+  void init(size_t clips, size_t layers) {
+    data.assign(clips, std::vector<std::vector<float>>(layers));
+    rows.assign(clips, std::vector<int64_t>(layers, 0));
+  }
+  void append(size_t clip, size_t layer, const torch::Tensor& cpuRows) {
+    auto c = cpuRows.contiguous();
+    auto& d = data[clip][layer];
+    d.insert(d.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    rows[clip][layer] += c.size(0);
+  }
+};
+
+// [B, L, W] -> [B, S, W]: means over consecutive runs of k positions, the last one possibly shorter.
+torch::Tensor segmentMeans(const torch::Tensor& h, int64_t k) {
+  const int64_t B = h.size(0), L = h.size(1), W = h.size(2), full = L / k;
+  std::vector<torch::Tensor> parts;
+  if (full > 0) parts.push_back(h.narrow(1, 0, full * k).reshape({B, full, k, W}).mean(2));
+  if (L % k) parts.push_back(h.narrow(1, full * k, L - full * k).mean(1, true));
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
+}
+
+struct Plan {
+  int64_t tokensTotal = 0;  // tokens available per clip
+  int64_t windows = 0;
+  bool tokens = false;
+  int64_t samples = 0;
+};
+
+Plan planClips(const Model& model, const std::vector<ClipInput>& clips, bool allWindows) {
+  const Hparams& hp = model.hparams();
+  if (clips.empty()) throw Error(code::kInvalidArgument, "no input clips");
+  Plan p;
+  p.tokens = clips[0].isTokens;
+  for (const auto& c : clips) {
+    if (c.isTokens != p.tokens) throw Error(code::kInvalidArgument, "a batch must be all audio or all tokens");
+    const size_t n = p.tokens ? c.tokens.size() : c.samples.size();
+    const size_t n0 = p.tokens ? clips[0].tokens.size() : clips[0].samples.size();
+    if (n != n0) {
+      throw Error(code::kInvalidArgument, "clips of a batch must have equal lengths: " + clips[0].label + " has " +
+                                              std::to_string(n0) + ", " + c.label + " has " + std::to_string(n));
+    }
+    if (p.tokens) {
+      if (c.tokens.empty()) throw Error(code::kInvalidArgument, c.label + ": no tokens");
+      for (int64_t t : c.tokens) {
+        if (t < 0 || t >= hp.bins) {
+          throw Error(code::kInvalidArgument, c.label + ": token " + std::to_string(t) + " outside 0.." + std::to_string(hp.bins - 1));
+        }
+      }
+    } else {
+      if (c.samples.empty()) throw Error(code::kAudioEmpty, c.label + ": no audio samples");
+      checkFinite(c.samples, c.label);
+    }
+  }
+  if (p.tokens) {
+    p.tokensTotal = static_cast<int64_t>(clips[0].tokens.size());
+  } else {
+    p.samples = static_cast<int64_t>(clips[0].samples.size());
+    p.tokensTotal = encodedLength(hp, p.samples);
+    if (p.tokensTotal < 1) {
+      throw Error(code::kAudioEmpty, clips[0].label + ": " + std::to_string(p.samples) + " samples is shorter than one token (" +
+                                         std::to_string(hp.hop()) + " samples)");
+    }
+  }
+  p.windows = allWindows ? (p.tokensTotal + hp.nCtx - 1) / hp.nCtx : 1;
+  return p;
+}
+
+// Tokens [B, Lw] of window w: encoded from the window's audio plus a margin of at least the encoder's receptive
+// field on each side, so they equal the codes of the whole signal (jukemir encodes 25 s to use 23.78 s).
+torch::Tensor windowTokens(const Model& model, const std::vector<ClipInput>& clips, const Plan& p, int64_t w) {
+  const Hparams& hp = model.hparams();
+  const int64_t B = static_cast<int64_t>(clips.size());
+  const int64_t first = w * hp.nCtx, count = std::min(hp.nCtx, p.tokensTotal - first);
+  if (p.tokens) {
+    torch::Tensor t = torch::empty({B, count}, torch::kInt64);
+    for (int64_t i = 0; i < B; ++i) {
+      std::copy_n(clips[i].tokens.begin() + first, count, t[i].data_ptr<int64_t>());
+    }
+    return t.to(model.device());
+  }
+  const int64_t hop = hp.hop(), margin = roundUp(encoderReceptiveField(hp), hop);
+  const int64_t a = std::max<int64_t>(0, first * hop - margin);
+  const int64_t b = std::min(p.samples, (first + count) * hop + margin);
+  torch::Tensor audio = torch::empty({B, b - a}, torch::kFloat32);
+  for (int64_t i = 0; i < B; ++i) std::copy_n(clips[i].samples.begin() + a, b - a, audio[i].data_ptr<float>());
+  torch::Tensor codes = model.encode(audio);
+  return codes.narrow(1, (first * hop - a) / hop, count);
+}
+
+}  // namespace
+
+ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, const ExtractOptions& opts, Sink& sink,
+                      bool collectNone) {
+  const Hparams& hp = model.hparams();
+  const std::vector<int> layers = validateLayers(opts.layers, hp);
+  const int64_t segTokens = opts.pooling == Pooling::Segments ? segmentTokensFor(opts, hp) : 0;
+  const Plan plan = planClips(model, clips, opts.allWindows);
+  const size_t B = clips.size();
+
+  ExtractResult result;
+  result.windows = plan.windows;
+  result.segmentTokens = segTokens;
+  result.clips.resize(B);
+  Accumulator acc;
+  acc.init(B, layers.size());
+
+  Progress progress;
+  progress.windowsTotal = plan.windows;
+  progress.blocksTotal = layers.back();
+  auto checkCancel = [&] {
+    if (sink.cancelled()) throw Error(code::kAborted, "extraction aborted");
+  };
+
+  for (int64_t w = 0; w < plan.windows; ++w) {
+    checkCancel();
+    torch::Tensor tokens = windowTokens(model, clips, plan, w);
+    torch::Tensor tokensCpu = tokens.to(torch::kCPU).contiguous();
+    for (size_t i = 0; i < B; ++i) {
+      const int64_t* tp = tokensCpu[static_cast<int64_t>(i)].data_ptr<int64_t>();
+      result.clips[i].tokens.insert(result.clips[i].tokens.end(), tp, tp + tokensCpu.size(1));
+    }
+    progress.blocksDone = 0;
+    auto tap = [&](int layer, const torch::Tensor& h) {
+      const size_t li = static_cast<size_t>(std::find(layers.begin(), layers.end(), layer) - layers.begin());
+      // Pool on the device in float32; only the pooled rows cross to the host.
+      torch::Tensor hf = h.to(torch::kFloat32);
+      if (opts.pooling == Pooling::None) {
+        for (size_t i = 0; i < B; ++i) {
+          torch::Tensor rows = hf[static_cast<int64_t>(i)].to(torch::kCPU).contiguous();
+          if (collectNone) acc.append(i, li, rows);
+          sink.chunk(i, layer, w, w * hp.nCtx, rows);
+        }
+        return;
+      }
+      torch::Tensor pooled = opts.pooling == Pooling::Mean ? hf.mean(1, true) : segmentMeans(hf, segTokens);
+      pooled = pooled.to(torch::kCPU);
+      for (size_t i = 0; i < B; ++i) acc.append(i, li, pooled[static_cast<int64_t>(i)]);
+    };
+    auto between = [&](int blocksDone) {
+      checkCancel();
+      if (blocksDone > 0) {
+        progress.blocksDone = blocksDone;
+        sink.progress(progress);
+      }
+    };
+    model.forward(tokens, layers, tap, between);
+    progress.blocksDone = layers.back();
+    progress.windowsDone = w + 1;
+    sink.progress(progress);
+  }
+
+  const bool singleMean = opts.pooling == Pooling::Mean && !opts.allWindows;
+  for (size_t i = 0; i < B; ++i) {
+    for (size_t li = 0; li < layers.size(); ++li) {
+      LayerFeatures f;
+      f.layer = layers[li];
+      f.data = std::move(acc.data[i][li]);
+      f.shape = singleMean ? std::vector<int64_t>{hp.width} : std::vector<int64_t>{acc.rows[i][li], hp.width};
+      if (opts.pooling == Pooling::None && !collectNone) continue;
+      result.clips[i].layers.push_back(std::move(f));
+    }
+  }
+  return result;
+}
+
+}  // namespace calmkit::jukebox

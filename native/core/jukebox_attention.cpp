@@ -1,0 +1,76 @@
+#include "core/jukebox_attention.h"
+
+#include "core/error.h"
+
+namespace calmkit::jukebox {
+namespace {
+
+// jukebox masks with w*M - 1e9*(1-M); for finite logits that equals filling the masked entries with -1e9,
+// and doing it in float32 keeps -1e9 finite when the stream is half precision.
+torch::Tensor maskedSoftmax(const torch::Tensor& logits, const torch::Tensor& keep, c10::ScalarType outType) {
+  torch::Tensor w = logits.to(torch::kFloat32);
+  if (keep.defined()) w = w.masked_fill(keep.logical_not(), -1e9);
+  return torch::softmax(w, -1).to(outType);
+}
+
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& keep,
+                     double scale2) {
+  torch::Tensor w = torch::matmul(q, k.transpose(-1, -2));
+  w.mul_(scale2);
+  return torch::matmul(maskedSoftmax(w, keep, q.scalar_type()), v);
+}
+
+torch::Tensor causal(int64_t n, const torch::Device& device) {
+  return torch::ones({n, n}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
+}
+
+}  // namespace
+
+const char* attnKindName(AttnKind k) {
+  switch (k) {
+    case AttnKind::Row: return "row";
+    case AttnKind::Column: return "column";
+    case AttnKind::PrevBlock: return "prev";
+  }
+  return "?";
+}
+
+AttnKind parseAttnKind(const std::string& s) {
+  if (s == "row") return AttnKind::Row;
+  if (s == "column") return AttnKind::Column;
+  if (s == "prev" || s == "previous") return AttnKind::PrevBlock;
+  throw Error(code::kInvalidArgument, "attention kind must be row, column or prev; got '" + s + "'");
+}
+
+torch::Tensor blockAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, AttnKind kind,
+                             int64_t blockCtx, double scale2) {
+  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.sizes() == q.sizes(), "q, k, v must be [B, H, T, d] alike");
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), d = q.size(3);
+  TORCH_CHECK(blockCtx > 0 && T % blockCtx == 0, "T must be a multiple of block_ctx");
+  const int64_t nb = T / blockCtx;
+  auto blocked = [&](const torch::Tensor& x) { return x.reshape({B, H, nb, blockCtx, d}); };
+  switch (kind) {
+    case AttnKind::Row: {
+      auto out = attend(blocked(q), blocked(k), blocked(v), causal(blockCtx, q.device()), scale2);
+      return out.reshape({B, H, T, d});
+    }
+    case AttnKind::Column: {
+      // [B, H, nb, bc, d] -> [B, H, bc, nb, d]: each residue j becomes a causal sequence over blocks.
+      auto col = [&](const torch::Tensor& x) { return blocked(x).transpose(2, 3); };
+      auto out = attend(col(q), col(k), col(v), causal(nb, q.device()), scale2);
+      return out.transpose(2, 3).reshape({B, H, T, d});
+    }
+    case AttnKind::PrevBlock: {
+      // Keys/values shifted one block later with a zero block in front: block b attends to block b-1.
+      auto shift = [&](const torch::Tensor& x) {
+        auto xb = blocked(x);
+        return torch::cat({torch::zeros_like(xb.narrow(2, 0, 1)), xb.narrow(2, 0, nb - 1)}, 2);
+      };
+      auto out = attend(blocked(q), shift(k), shift(v), torch::Tensor(), scale2);
+      return out.reshape({B, H, T, d});
+    }
+  }
+  throw Error(code::kInternal, "unknown attention kind");
+}
+
+}  // namespace calmkit::jukebox

@@ -1,0 +1,558 @@
+// Binding of the Jukebox extractor: load, info, extract (pooled results, or raw activations streamed in chunks
+// with backpressure), cancellation, dispose; and two small building blocks for tests (timing bins, attention).
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
+#include "core/error.h"
+#include "core/jukebox.h"
+#include "napi/async.h"
+#include "napi/convert.h"
+#include "napi/exports.h"
+
+namespace calmkit_napi {
+namespace {
+
+namespace jb = calmkit::jukebox;
+namespace code = calmkit::code;
+
+// Distinct tags so a handle of one kind is never taken for another (or for any other External).
+const napi_type_tag kModelTag = {0x6a756b65626f7831ULL, 0x6d6f64656c000001ULL};
+const napi_type_tag kControlTag = {0x6a756b65626f7831ULL, 0x636f6e74726f6c01ULL};
+
+// Raw activations a stream may have sent and JS not yet taken: bounds host memory when JS consumes slowly.
+constexpr int64_t kMaxPendingChunks = 2;
+
+struct ModelHandle {
+  std::mutex mu;
+  std::shared_ptr<jb::Model> model;  // null once disposed; running jobs keep their own reference
+};
+
+// Shared between the JS side (cancel, consumed) and a running extraction.
+struct Control {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool cancelled = false;
+  int64_t pending = 0;    // chunks sent, not yet consumed
+  int64_t sent = 0;       // events handed to the thread-safe function
+  int64_t delivered = 0;  // events that ran on the JS thread (or were dropped at teardown)
+};
+
+template <typename T>
+T* Unwrap(const Napi::Value& v, const napi_type_tag& tag, const char* what) {
+  if (!v.IsExternal() || !v.As<Napi::External<T>>().CheckTypeTag(&tag)) {
+    ThrowCoded(v.Env(), code::kInvalidArgument, std::string(what) + " is not a valid handle");
+  }
+  return v.As<Napi::External<T>>().Data();
+}
+
+std::shared_ptr<jb::Model> LiveModel(const Napi::Value& v) {
+  auto* h = Unwrap<ModelHandle>(v, kModelTag, "model");
+  std::lock_guard<std::mutex> lock(h->mu);
+  if (!h->model) ThrowCoded(v.Env(), code::kModelDisposed, "the Jukebox model has been disposed");
+  return h->model;
+}
+
+// A Float32Array over a CPU tensor's memory, which the array keeps alive.
+Napi::Float32Array TensorToFloat32Array(Napi::Env env, const torch::Tensor& t) {
+  auto* owned = new torch::Tensor(t.contiguous());
+  const size_t n = static_cast<size_t>(owned->numel());
+  if (n == 0) {
+    delete owned;
+    return Napi::Float32Array::New(env, 0);
+  }
+  auto buf = Napi::ArrayBuffer::New(env, owned->data_ptr<float>(), n * sizeof(float),
+                                    [](Napi::Env, void*, torch::Tensor* p) { delete p; }, owned);
+  return Napi::Float32Array::New(env, n, buf, 0);
+}
+
+Napi::Int32Array ToInt32Array(Napi::Env env, const std::vector<int64_t>& v) {
+  auto a = Napi::Int32Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a[i] = static_cast<int32_t>(v[i]);
+  return a;
+}
+
+Napi::Array ToNumberArray(Napi::Env env, const std::vector<int64_t>& v) {
+  auto a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(v[i])));
+  return a;
+}
+
+// ---- load / info / dispose ---------------------------------------------------------------------------------
+
+Napi::Value Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowCoded(env, code::kInvalidArgument, "model path must be a string");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  std::string device = "cpu", precision = "fp32";
+  if (info[1].IsObject()) {
+    device = GetString(info[1].As<Napi::Object>(), "device", "cpu");
+    precision = GetString(info[1].As<Napi::Object>(), "precision", "fp32");
+  }
+  jb::Precision prec;
+  try {
+    prec = jb::parsePrecision(precision);
+  } catch (const calmkit::Error& e) {
+    ThrowCoded(env, e.code(), e.what());
+  }
+  return Submit<std::shared_ptr<jb::Model>>(
+      env, computeExecutor(), [path, device, prec] { return jb::Model::load(path, device, prec); },
+      [](Napi::Env env, std::shared_ptr<jb::Model>& m) -> Napi::Value {
+        auto* h = new ModelHandle();
+        h->model = std::move(m);
+        auto ext = Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) { delete p; });
+        ext.TypeTag(&kModelTag);
+        return ext;
+      });
+}
+
+Napi::Object InfoObject(Napi::Env env, const jb::Hparams& h, const jb::Summary& s, int64_t fileBytes) {
+  auto o = Napi::Object::New(env);
+  auto num = [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); };
+  o.Set("preset", h.preset);
+  o.Set("source", h.source);
+  num("sampleRate", h.sampleRate);
+  num("hop", h.hop());
+  num("nCtx", h.nCtx);
+  num("windowSamples", h.windowSamples());
+  num("encoderMarginSamples", ((jb::encoderReceptiveField(h) + h.hop() - 1) / h.hop()) * h.hop());
+  num("width", h.width);
+  num("layers", h.depth);
+  num("fullDepth", h.fullDepth);
+  num("heads", h.heads);
+  num("nState", h.nState());
+  num("mlpWidth", h.hidden());
+  num("blocks", h.blocks);
+  num("blockCtx", h.blockCtx());
+  num("attnOrder", h.attnOrder);
+  num("bins", h.bins);
+  auto vq = Napi::Object::New(env);
+  vq.Set("levels", Napi::Number::New(env, h.vqLevels));
+  vq.Set("downsT", ToNumberArray(env, h.vqDownsT));
+  vq.Set("stridesT", ToNumberArray(env, h.vqStridesT));
+  vq.Set("width", Napi::Number::New(env, h.vqWidth));
+  vq.Set("depth", Napi::Number::New(env, h.vqDepth));
+  vq.Set("embWidth", Napi::Number::New(env, h.vqEmbWidth));
+  vq.Set("codebookSize", Napi::Number::New(env, h.vqLBins));
+  vq.Set("dilationGrowthRate", Napi::Number::New(env, h.vqDilationGrowthRate));
+  o.Set("vqvae", vq);
+  auto label = Napi::Object::New(env);
+  label.Set("totalLength", Napi::Number::New(env, h.condTotalLength));
+  label.Set("offset", Napi::Number::New(env, h.condOffset));
+  label.Set("artist", Napi::Number::New(env, h.condArtist));
+  label.Set("genre", Napi::Number::New(env, h.condGenre));
+  label.Set("minDuration", Napi::Number::New(env, h.minDuration));
+  label.Set("maxDuration", Napi::Number::New(env, h.maxDuration));
+  label.Set("tBins", Napi::Number::New(env, h.tBins));
+  o.Set("label", label);
+  num("parameters", s.parameters);
+  num("bytes", s.bytes);
+  num("fileBytes", fileBytes);
+  num("blockBytes", s.blockBytes);
+  auto dtypes = Napi::Array::New(env, s.byDtype.size());
+  for (size_t i = 0; i < s.byDtype.size(); ++i) {
+    auto d = Napi::Object::New(env);
+    d.Set("dtype", s.byDtype[i].dtype);
+    d.Set("tensors", Napi::Number::New(env, s.byDtype[i].tensors));
+    d.Set("elements", Napi::Number::New(env, s.byDtype[i].elements));
+    d.Set("bytes", Napi::Number::New(env, s.byDtype[i].bytes));
+    dtypes.Set(static_cast<uint32_t>(i), d);
+  }
+  o.Set("dtypes", dtypes);
+  return o;
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  auto m = LiveModel(info[0]);
+  auto o = InfoObject(info.Env(), m->hparams(), m->summary(), m->fileBytes());
+  o.Set("device", m->device().str());
+  o.Set("precision", jb::precisionName(m->precision()));
+  return o;
+}
+
+struct Inspected {
+  jb::Hparams hp;
+  jb::Summary summary;
+  int64_t fileBytes = 0;
+};
+
+// inspect(path): validates a checkpoint and describes it without preparing it for a forward pass.
+Napi::Value Inspect(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) ThrowCoded(info.Env(), code::kInvalidArgument, "model path must be a string");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  return Submit<Inspected>(
+      info.Env(), computeExecutor(),
+      [path] {
+        jb::Checkpoint ck = jb::loadCheckpoint(path);
+        return Inspected{ck.hp, jb::summarise(ck), ck.fileBytes};
+      },
+      [](Napi::Env env, Inspected& r) -> Napi::Value { return InfoObject(env, r.hp, r.summary, r.fileBytes); });
+}
+
+// init({preset, layers?, seed?, out}): writes a random-weight checkpoint.
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) ThrowCoded(env, code::kInvalidArgument, "init options must be an object");
+  auto o = info[0].As<Napi::Object>();
+  const std::string out = GetString(o, "out", "");
+  if (out.empty()) ThrowCoded(env, code::kInvalidArgument, "init needs an output path ('out')");
+  jb::Hparams hp;
+  try {
+    hp = jb::presetHparams(GetString(o, "preset", "tiny"));
+  } catch (const calmkit::Error& e) {
+    ThrowCoded(env, e.code(), e.what());
+  }
+  const double layers = GetNumber(o, "layers", 0);
+  if (layers != 0) {
+    if (!(layers >= 1 && layers <= 4096) || layers != static_cast<double>(static_cast<int64_t>(layers))) {
+      ThrowCoded(env, code::kInvalidArgument, "layers must be an integer in 1..4096");
+    }
+    hp.depth = static_cast<int64_t>(layers);
+    hp.fullDepth = std::max(hp.fullDepth, hp.depth);
+  }
+  const double seed = GetNumber(o, "seed", 0);
+  if (!(seed >= 0 && seed <= 9007199254740991.0) || seed != static_cast<double>(static_cast<int64_t>(seed))) {
+    ThrowCoded(env, code::kInvalidArgument, "seed must be a non-negative integer");
+  }
+  hp.source = "random init, seed " + std::to_string(static_cast<int64_t>(seed));
+  return Submit<bool>(
+      env, computeExecutor(),
+      [hp, seed, out] {
+        jb::writeRandomModel(hp, static_cast<uint64_t>(seed), out);
+        return true;
+      },
+      [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value Dispose(const Napi::CallbackInfo& info) {
+  auto* h = Unwrap<ModelHandle>(info[0], kModelTag, "model");
+  std::lock_guard<std::mutex> lock(h->mu);
+  h->model.reset();
+  return info.Env().Undefined();
+}
+
+// ---- cancellation and flow control -------------------------------------------------------------------------
+
+// The External may be collected while a job still runs; jobs hold the Control through a shared_ptr instead.
+struct ControlBox {
+  std::shared_ptr<Control> ctl = std::make_shared<Control>();
+};
+
+std::shared_ptr<Control> GetControl(const Napi::Value& v) {
+  auto* box = Unwrap<ControlBox>(v, kControlTag, "control");
+  return box->ctl;
+}
+
+Napi::Value NewControlBox(const Napi::CallbackInfo& info) {
+  auto ext = Napi::External<ControlBox>::New(info.Env(), new ControlBox(), [](Napi::Env, ControlBox* c) { delete c; });
+  ext.TypeTag(&kControlTag);
+  return ext;
+}
+
+Napi::Value Cancel(const Napi::CallbackInfo& info) {
+  auto ctl = GetControl(info[0]);
+  {
+    std::lock_guard<std::mutex> lock(ctl->mu);
+    ctl->cancelled = true;
+  }
+  ctl->cv.notify_all();
+  return info.Env().Undefined();
+}
+
+Napi::Value Consumed(const Napi::CallbackInfo& info) {
+  auto ctl = GetControl(info[0]);
+  {
+    std::lock_guard<std::mutex> lock(ctl->mu);
+    if (ctl->pending > 0) --ctl->pending;
+  }
+  ctl->cv.notify_all();
+  return info.Env().Undefined();
+}
+
+// ---- extract -----------------------------------------------------------------------------------------------
+
+// Forwards core events to a JS callback. Chunks wait for credit so at most kMaxPendingChunks raw arrays are
+// in flight; the job ends only after every event has run on the JS thread, so none arrives after the result.
+class JsSink : public jb::Sink {
+ public:
+  JsSink(std::shared_ptr<Control> ctl, std::optional<Napi::ThreadSafeFunction> tsfn) : ctl_(std::move(ctl)), tsfn_(std::move(tsfn)) {}
+
+  void chunk(size_t clip, int layer, int64_t window, int64_t start, torch::Tensor rows) override {
+    if (!tsfn_) return;
+    {
+      std::unique_lock<std::mutex> lock(ctl_->mu);
+      ctl_->cv.wait(lock, [&] { return ctl_->cancelled || ctl_->pending < kMaxPendingChunks; });
+      if (ctl_->cancelled) throw calmkit::Error(code::kAborted, "extraction aborted");
+      ++ctl_->pending;
+    }
+    send([clip, layer, window, start, rows](Napi::Env env) {
+      auto o = Napi::Object::New(env);
+      o.Set("type", "chunk");
+      o.Set("clip", Napi::Number::New(env, static_cast<double>(clip)));
+      o.Set("layer", layer);
+      o.Set("window", Napi::Number::New(env, static_cast<double>(window)));
+      o.Set("start", Napi::Number::New(env, static_cast<double>(start)));
+      o.Set("rows", Napi::Number::New(env, static_cast<double>(rows.size(0))));
+      o.Set("data", TensorToFloat32Array(env, rows));
+      return o;
+    });
+  }
+
+  void progress(const jb::Progress& p) override {
+    if (!tsfn_) return;
+    send([p](Napi::Env env) {
+      auto o = Napi::Object::New(env);
+      o.Set("type", "progress");
+      o.Set("windowsDone", Napi::Number::New(env, static_cast<double>(p.windowsDone)));
+      o.Set("windowsTotal", Napi::Number::New(env, static_cast<double>(p.windowsTotal)));
+      o.Set("layersDone", Napi::Number::New(env, static_cast<double>(p.blocksDone)));
+      o.Set("layersTotal", Napi::Number::New(env, static_cast<double>(p.blocksTotal)));
+      return o;
+    });
+  }
+
+  bool cancelled() override {
+    std::lock_guard<std::mutex> lock(ctl_->mu);
+    return ctl_->cancelled;
+  }
+
+  // Waits for all events to be delivered, then releases the function.
+  void finish() {
+    if (!tsfn_) return;
+    {
+      std::unique_lock<std::mutex> lock(ctl_->mu);
+      ctl_->cv.wait(lock, [&] { return ctl_->delivered >= ctl_->sent; });
+    }
+    tsfn_->Release();
+    tsfn_.reset();
+  }
+
+ private:
+  void send(std::function<Napi::Value(Napi::Env)> make) {
+    {
+      std::lock_guard<std::mutex> lock(ctl_->mu);
+      ++ctl_->sent;
+    }
+    auto ctl = ctl_;
+    auto* job = new std::function<Napi::Value(Napi::Env)>(std::move(make));
+    napi_status st = tsfn_->BlockingCall(job, [ctl](Napi::Env env, Napi::Function fn, std::function<Napi::Value(Napi::Env)>* job) {
+      std::unique_ptr<std::function<Napi::Value(Napi::Env)>> own(job);
+      if (env != nullptr && fn != nullptr) {
+        Napi::HandleScope scope(env);
+        try {
+          fn.Call({(*own)(env)});
+        } catch (const Napi::Error&) {
+          // A throwing listener must not take the job down; the JS side reports its own errors.
+        }
+      }
+      markDelivered(ctl);
+    });
+    if (st != napi_ok) {
+      delete job;
+      markDelivered(ctl);
+    }
+  }
+
+  static void markDelivered(const std::shared_ptr<Control>& ctl) {
+    {
+      std::lock_guard<std::mutex> lock(ctl->mu);
+      ++ctl->delivered;
+    }
+    ctl->cv.notify_all();
+  }
+
+  std::shared_ptr<Control> ctl_;
+  std::optional<Napi::ThreadSafeFunction> tsfn_;
+};
+
+std::vector<jb::ClipInput> ReadInputs(const Napi::Value& v) {
+  Napi::Env env = v.Env();
+  if (!v.IsArray()) ThrowCoded(env, code::kInvalidArgument, "inputs must be an array");
+  auto arr = v.As<Napi::Array>();
+  std::vector<jb::ClipInput> clips(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value item = arr.Get(i);
+    if (!item.IsObject()) ThrowCoded(env, code::kInvalidArgument, "input " + std::to_string(i) + " must be an object");
+    auto o = item.As<Napi::Object>();
+    auto& c = clips[i];
+    c.label = GetString(o, "label", "input " + std::to_string(i));
+    Napi::Value tokens = o.Get("tokens");
+    if (tokens.IsTypedArray() && tokens.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+      auto t = tokens.As<Napi::Int32Array>();
+      c.isTokens = true;
+      c.tokens.assign(t.Data(), t.Data() + t.ElementLength());
+    } else {
+      c.samples = CopyFloat32(o.Get("samples"), "samples");
+    }
+  }
+  return clips;
+}
+
+jb::ExtractOptions ReadExtractOptions(const Napi::Value& v) {
+  Napi::Env env = v.Env();
+  jb::ExtractOptions o;
+  if (!v.IsObject()) ThrowCoded(env, code::kInvalidArgument, "extract options must be an object");
+  auto obj = v.As<Napi::Object>();
+  Napi::Value layers = obj.Get("layers");
+  if (!layers.IsArray()) ThrowCoded(env, code::kInvalidArgument, "layers must be an array of integers");
+  auto la = layers.As<Napi::Array>();
+  for (uint32_t i = 0; i < la.Length(); ++i) {
+    Napi::Value l = la.Get(i);
+    const double d = l.IsNumber() ? l.As<Napi::Number>().DoubleValue() : -1e300;
+    if (d != static_cast<double>(static_cast<int>(d))) {
+      ThrowCoded(env, code::kInvalidArgument, "layers must be integers; got " + l.ToString().Utf8Value());
+    }
+    o.layers.push_back(static_cast<int>(d));
+  }
+  try {
+    o.pooling = jb::parsePooling(GetString(obj, "pooling", "mean"));
+  } catch (const calmkit::Error& e) {
+    ThrowCoded(env, e.code(), e.what());
+  }
+  const double tokens = GetNumber(obj, "segmentTokens", 0);
+  if (tokens < 0 || tokens != static_cast<double>(static_cast<int64_t>(tokens))) {
+    ThrowCoded(env, code::kInvalidArgument, "segmentTokens must be a positive integer");
+  }
+  o.segmentTokens = static_cast<int64_t>(tokens);
+  o.segmentSeconds = GetNumber(obj, "segmentSeconds", 0);
+  if (!(o.segmentSeconds >= 0)) ThrowCoded(env, code::kInvalidArgument, "segmentSeconds must be positive");
+  const std::string windows = GetString(obj, "windows", "first");
+  if (windows != "first" && windows != "all") {
+    ThrowCoded(env, code::kInvalidArgument, "windows must be 'first' or 'all'; got '" + windows + "'");
+  }
+  o.allWindows = windows == "all";
+  return o;
+}
+
+Napi::Value ResultToJs(Napi::Env env, jb::ExtractResult& r) {
+  auto o = Napi::Object::New(env);
+  o.Set("windows", Napi::Number::New(env, static_cast<double>(r.windows)));
+  o.Set("segmentTokens", Napi::Number::New(env, static_cast<double>(r.segmentTokens)));
+  auto clips = Napi::Array::New(env, r.clips.size());
+  for (size_t i = 0; i < r.clips.size(); ++i) {
+    auto c = Napi::Object::New(env);
+    c.Set("tokens", ToInt32Array(env, r.clips[i].tokens));
+    auto layers = Napi::Array::New(env, r.clips[i].layers.size());
+    for (size_t j = 0; j < r.clips[i].layers.size(); ++j) {
+      auto& f = r.clips[i].layers[j];
+      auto lo = Napi::Object::New(env);
+      lo.Set("layer", f.layer);
+      lo.Set("shape", ToNumberArray(env, f.shape));
+      lo.Set("data", ToFloat32Array(env, std::move(f.data)));
+      layers.Set(static_cast<uint32_t>(j), lo);
+    }
+    c.Set("layers", layers);
+    clips.Set(static_cast<uint32_t>(i), c);
+  }
+  o.Set("clips", clips);
+  return o;
+}
+
+// extract(model, inputs, options, control, onEvent?): pooled features per clip and layer; with pooling 'none'
+// the raw rows arrive only through onEvent ({type: 'chunk'}), each to be acknowledged with consumed(control).
+Napi::Value Extract(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto model = LiveModel(info[0]);
+  auto clips = std::make_shared<std::vector<jb::ClipInput>>(ReadInputs(info[1]));
+  auto opts = ReadExtractOptions(info[2]);
+  auto ctl = GetControl(info[3]);
+  std::optional<Napi::ThreadSafeFunction> tsfn;
+  if (info[4].IsFunction()) {
+    tsfn = Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "calmkit-jukebox-events", 0, 1);
+  }
+  auto sink = std::make_shared<JsSink>(ctl, tsfn);
+  return Submit<jb::ExtractResult>(
+      env, computeExecutor(),
+      [model, clips, opts, sink] {
+        try {
+          auto r = jb::extract(*model, *clips, opts, *sink, /*collectNone=*/false);
+          sink->finish();
+          return r;
+        } catch (...) {
+          sink->finish();
+          throw;
+        }
+      },
+      ResultToJs);
+}
+
+// ---- building blocks for tests -----------------------------------------------------------------------------
+
+Napi::Value TimingBinsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  jb::Hparams hp;  // the 5B's
+  if (info[0].IsObject()) {
+    auto o = info[0].As<Napi::Object>();
+    hp.nCtx = static_cast<int64_t>(GetNumber(o, "nCtx", static_cast<double>(hp.nCtx)));
+    hp.sampleRate = static_cast<int64_t>(GetNumber(o, "sampleRate", static_cast<double>(hp.sampleRate)));
+    hp.tBins = static_cast<int64_t>(GetNumber(o, "tBins", static_cast<double>(hp.tBins)));
+    hp.minDuration = GetNumber(o, "minDuration", hp.minDuration);
+    hp.maxDuration = GetNumber(o, "maxDuration", hp.maxDuration);
+    hp.condTotalLength = static_cast<int64_t>(GetNumber(o, "totalLength", static_cast<double>(hp.condTotalLength)));
+    hp.condOffset = static_cast<int64_t>(GetNumber(o, "offset", static_cast<double>(hp.condOffset)));
+    const int64_t hop = static_cast<int64_t>(GetNumber(o, "hop", 128));
+    hp.vqLevels = 1;
+    hp.vqDownsT = {1};
+    hp.vqStridesT = {hop};
+  }
+  if (hp.nCtx < 1 || hp.nCtx > (1 << 24) || hp.hop() < 1 || hp.tBins < 1 || hp.sampleRate < 1) {
+    ThrowCoded(env, code::kInvalidArgument, "timing bins need positive nCtx (at most 2^24), hop, tBins and sampleRate");
+  }
+  auto bins = jb::timingBins(hp);
+  auto o = Napi::Object::New(env);
+  o.Set("total", Napi::Number::New(env, static_cast<double>(bins.total)));
+  o.Set("absolute", ToInt32Array(env, bins.absolute));
+  o.Set("relative", ToInt32Array(env, bins.relative));
+  return o;
+}
+
+// attention(q, k, v, [B, H, T, d], kind, blockCtx): jukebox's scale 1/sqrt(d), float32.
+Napi::Value AttentionJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto q = CopyFloat32(info[0], "q"), k = CopyFloat32(info[1], "k"), v = CopyFloat32(info[2], "v");
+  if (!info[3].IsArray() || info[3].As<Napi::Array>().Length() != 4) {
+    ThrowCoded(env, code::kInvalidArgument, "shape must be [B, H, T, d]");
+  }
+  std::vector<int64_t> shape;
+  int64_t n = 1;
+  for (uint32_t i = 0; i < 4; ++i) {
+    Napi::Value s = info[3].As<Napi::Array>().Get(i);
+    const int64_t d = s.IsNumber() ? s.As<Napi::Number>().Int64Value() : 0;
+    if (d < 1) ThrowCoded(env, code::kInvalidArgument, "shape entries must be positive integers");
+    shape.push_back(d);
+    n *= d;
+  }
+  if (static_cast<int64_t>(q.size()) != n || k.size() != q.size() || v.size() != q.size()) {
+    ThrowCoded(env, code::kInvalidArgument, "q, k and v must each hold B*H*T*d values");
+  }
+  if (!info[4].IsString() || !info[5].IsNumber()) ThrowCoded(env, code::kInvalidArgument, "need a kind and a blockCtx");
+  const int64_t bc = info[5].As<Napi::Number>().Int64Value();
+  if (bc < 1 || shape[2] % bc != 0) ThrowCoded(env, code::kInvalidArgument, "T must be a multiple of blockCtx");
+  try {
+    const jb::AttnKind kind = jb::parseAttnKind(info[4].As<Napi::String>().Utf8Value());
+    c10::InferenceMode guard;
+    auto t = [&](std::vector<float>& x) { return torch::from_blob(x.data(), shape, torch::kFloat32); };
+    torch::Tensor out = jb::blockAttention(t(q), t(k), t(v), kind, bc, 1.0 / std::sqrt(static_cast<double>(shape[3])));
+    return TensorToFloat32Array(env, out.clone());
+  } catch (const calmkit::Error& e) {
+    ThrowCoded(env, e.code(), e.what());
+  }
+}
+
+}  // namespace
+
+void InitJukebox(Napi::Env env, Napi::Object exports) {
+  exports.Set("jukeboxLoad", Napi::Function::New(env, Load, "jukeboxLoad"));
+  exports.Set("jukeboxInfo", Napi::Function::New(env, Info, "jukeboxInfo"));
+  exports.Set("jukeboxInspect", Napi::Function::New(env, Inspect, "jukeboxInspect"));
+  exports.Set("jukeboxInit", Napi::Function::New(env, Init, "jukeboxInit"));
+  exports.Set("jukeboxDispose", Napi::Function::New(env, Dispose, "jukeboxDispose"));
+  exports.Set("jukeboxControl", Napi::Function::New(env, NewControlBox, "jukeboxControl"));
+  exports.Set("jukeboxCancel", Napi::Function::New(env, Cancel, "jukeboxCancel"));
+  exports.Set("jukeboxConsumed", Napi::Function::New(env, Consumed, "jukeboxConsumed"));
+  exports.Set("jukeboxExtract", Napi::Function::New(env, Extract, "jukeboxExtract"));
+  exports.Set("jukeboxTimingBins", Napi::Function::New(env, TimingBinsJs, "jukeboxTimingBins"));
+  exports.Set("jukeboxAttention", Napi::Function::New(env, AttentionJs, "jukeboxAttention"));
+}
+
+}  // namespace calmkit_napi

@@ -1,0 +1,230 @@
+// Jukebox subcommands of calmkit-core: init, info, extract, bench-forward. They drive the same core as the
+// addon, for hosts without Node (the GPU machines) and for cross-checks against the Python reference.
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+#include "core/jukebox.h"
+#include "tools/commands.h"
+
+namespace calmkit_tools {
+namespace {
+
+namespace jb = calmkit::jukebox;
+using calmkit::Error;
+namespace code = calmkit::code;
+
+// --name value pairs after the positional arguments.
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;
+  std::string get(const std::string& k, const std::string& fallback) const {
+    auto it = options.find(k);
+    return it == options.end() ? fallback : it->second;
+  }
+};
+
+Args parseArgs(int argc, char** argv) {
+  Args a;
+  for (int i = 0; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) == 0) {
+      if (i + 1 >= argc) throw Error(code::kInvalidArgument, "option " + s + " needs a value");
+      a.options[s.substr(2)] = argv[++i];
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  return a;
+}
+
+int64_t toInt(const std::string& s, const std::string& what) {
+  try {
+    size_t used = 0;
+    long long v = std::stoll(s, &used);
+    if (used != s.size()) throw std::invalid_argument(s);
+    return v;
+  } catch (const std::exception&) {
+    throw Error(code::kInvalidArgument, what + " must be an integer; got '" + s + "'");
+  }
+}
+
+std::vector<int> parseLayers(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(static_cast<int>(toInt(item, "layer")));
+  return out;
+}
+
+// Minimal .npy (format 1.0) writer: little-endian, C order.
+void writeNpy(const std::string& path, const void* data, size_t bytes, const char* descr, const std::vector<int64_t>& shape) {
+  std::string dims;
+  for (size_t i = 0; i < shape.size(); ++i) dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
+  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+  const size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw Error(code::kInvalidArgument, path + ": cannot be written");
+  const unsigned short len = static_cast<unsigned short>(header.size());
+  f.write("\x93NUMPY\x01\x00", 8);
+  f.write(reinterpret_cast<const char*>(&len), 2);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  f.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+  if (!f) throw Error(code::kInvalidArgument, path + ": write failed");
+}
+
+std::string humanBytes(int64_t b) {
+  char buf[64];
+  if (b >= (int64_t(1) << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", b / double(int64_t(1) << 30));
+  else if (b >= (1 << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", b / double(1 << 20));
+  else std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  return buf;
+}
+
+void printHparams(const jb::Hparams& h) {
+  auto ints = [](const std::vector<int64_t>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s + "]";
+  };
+  std::cout << "preset: " << h.preset << "\nsource: " << h.source << "\n"
+            << "vq-vae: levels " << h.vqLevels << ", downs_t " << ints(h.vqDownsT) << ", strides_t " << ints(h.vqStridesT)
+            << ", width " << h.vqWidth << ", depth " << h.vqDepth << ", codebook " << h.vqLBins << " x " << h.vqEmbWidth
+            << ", hop " << h.hop() << " samples\n"
+            << "prior: width " << h.width << ", layers " << h.depth << " of " << h.fullDepth << ", heads " << h.heads
+            << ", n_state " << h.nState() << ", mlp " << h.hidden() << ", n_ctx " << h.nCtx << ", blocks " << h.blocks
+            << " (block_ctx " << h.blockCtx() << "), attn_order " << h.attnOrder << "\n"
+            << "window: " << h.windowSamples() << " samples (" << double(h.windowSamples()) / h.sampleRate << " s at "
+            << h.sampleRate << " Hz)\n"
+            << "label: total_length " << h.condTotalLength << ", offset " << h.condOffset << ", artist " << h.condArtist
+            << ", genre " << h.condGenre << ", durations [" << h.minDuration << ", " << h.maxDuration << ") s, t_bins "
+            << h.tBins << "\n";
+}
+
+Register init("init", "--preset tiny|small|5b [--layers N] [--seed S] --out FILE: random-weight checkpoint",
+              [](int argc, char** argv) {
+                Args a = parseArgs(argc, argv);
+                const std::string out = a.get("out", "");
+                if (out.empty()) throw Error(code::kInvalidArgument, "init needs --out FILE");
+                jb::Hparams hp = jb::presetHparams(a.get("preset", "tiny"));
+                if (a.options.count("layers")) {
+                  hp.depth = toInt(a.get("layers", ""), "--layers");
+                  hp.fullDepth = std::max(hp.fullDepth, hp.depth);
+                }
+                const uint64_t seed = static_cast<uint64_t>(toInt(a.get("seed", "0"), "--seed"));
+                hp.source = "random init, seed " + std::to_string(seed);
+                auto t0 = std::chrono::steady_clock::now();
+                jb::writeRandomModel(hp, seed, out);
+                double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                std::printf("wrote %s (%s, %lld layers) in %.2f s\n", out.c_str(), hp.preset.c_str(),
+                            static_cast<long long>(hp.depth), s);
+                return 0;
+              });
+
+Register info("info", "FILE: hyperparameters, layers, dtypes, bytes of a checkpoint", [](int argc, char** argv) {
+  if (argc < 1) throw Error(code::kInvalidArgument, "usage: calmkit-core info FILE");
+  jb::Checkpoint ck = jb::loadCheckpoint(argv[0]);
+  printHparams(ck.hp);
+  jb::Summary s = jb::summarise(ck);
+  std::cout << "tensors: " << ck.tensors.size() << ", " << s.parameters << " values, " << humanBytes(s.bytes)
+            << " (file " << humanBytes(ck.fileBytes) << ", one block " << humanBytes(s.blockBytes) << ")\n";
+  for (const auto& d : s.byDtype) {
+    std::cout << "  " << d.dtype << ": " << d.tensors << " tensors, " << d.elements << " values, " << humanBytes(d.bytes) << "\n";
+  }
+  return 0;
+});
+
+Register extract("extract",
+                 "MODEL RAW.f32 --out DIR [--layers 1,2] [--pooling mean|segments:K|none] [--windows first|all] "
+                 "[--device cpu] [--precision fp32]: tokens.npy and layer{L}.npy",
+                 [](int argc, char** argv) {
+                   Args a = parseArgs(argc, argv);
+                   if (a.positional.size() != 2 || a.get("out", "").empty()) {
+                     throw Error(code::kInvalidArgument, "usage: calmkit-core extract MODEL RAW.f32 --out DIR ...");
+                   }
+                   auto model = jb::Model::load(a.positional[0], a.get("device", "cpu"),
+                                                jb::parsePrecision(a.get("precision", "fp32")));
+                   std::ifstream f(a.positional[1], std::ios::binary | std::ios::ate);
+                   if (!f) throw Error(code::kAudioNotFound, a.positional[1] + ": cannot be read");
+                   jb::ClipInput clip;
+                   clip.label = a.positional[1];
+                   clip.samples.resize(static_cast<size_t>(f.tellg()) / sizeof(float));
+                   f.seekg(0);
+                   f.read(reinterpret_cast<char*>(clip.samples.data()), static_cast<std::streamsize>(clip.samples.size() * sizeof(float)));
+                   jb::ExtractOptions o;
+                   o.layers = parseLayers(a.get("layers", std::to_string(model->hparams().depth)));
+                   const std::string pooling = a.get("pooling", "mean");
+                   if (pooling.rfind("segments:", 0) == 0) {
+                     o.pooling = jb::Pooling::Segments;
+                     o.segmentTokens = toInt(pooling.substr(9), "segment tokens");
+                   } else {
+                     o.pooling = jb::parsePooling(pooling);
+                   }
+                   o.allWindows = a.get("windows", "first") == "all";
+                   jb::Sink sink;
+                   c10::InferenceMode guard;
+                   auto t0 = std::chrono::steady_clock::now();
+                   auto r = jb::extract(*model, {clip}, o, sink, /*collectNone=*/true);
+                   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                   const std::string dir = a.get("out", "");
+                   const auto& c = r.clips[0];
+                   writeNpy(dir + "/tokens.npy", c.tokens.data(), c.tokens.size() * sizeof(int64_t), "<i8",
+                            {static_cast<int64_t>(c.tokens.size())});
+                   for (const auto& l : c.layers) {
+                     writeNpy(dir + "/layer" + std::to_string(l.layer) + ".npy", l.data.data(), l.data.size() * sizeof(float),
+                              "<f4", l.shape);
+                   }
+                   std::printf("%zu tokens, %zu layers, %lld window(s) in %.3f s\n", c.tokens.size(), c.layers.size(),
+                               static_cast<long long>(r.windows), s);
+                   return 0;
+                 });
+
+Register benchForward("bench-forward",
+                      "MODEL [--device auto] [--precision fp32] [--batch 1] [--layer DEPTH] [--repeat 3] [--tokens n_ctx]: "
+                      "time the prior's forward pass on random tokens",
+                      [](int argc, char** argv) {
+                        Args a = parseArgs(argc, argv);
+                        if (a.positional.size() != 1) throw Error(code::kInvalidArgument, "usage: calmkit-core bench-forward MODEL ...");
+                        auto t0 = std::chrono::steady_clock::now();
+                        auto model = jb::Model::load(a.positional[0], a.get("device", "auto"),
+                                                     jb::parsePrecision(a.get("precision", "fp32")));
+                        double loadS = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                        const auto& hp = model->hparams();
+                        const int64_t batch = toInt(a.get("batch", "1"), "--batch");
+                        const int layer = static_cast<int>(toInt(a.get("layer", std::to_string(hp.depth)), "--layer"));
+                        const int64_t repeat = toInt(a.get("repeat", "3"), "--repeat");
+                        const int64_t tokens = toInt(a.get("tokens", std::to_string(hp.nCtx)), "--tokens");
+                        auto layers = jb::validateLayers({layer}, hp);
+                        c10::InferenceMode guard;
+                        torch::Tensor x = torch::randint(0, hp.bins, {batch, tokens}, torch::kInt64);
+                        auto sync = [&] {
+                          if (model->device().is_cuda()) torch::cuda::synchronize();
+                        };
+                        std::printf("device %s, precision %s, load %.2f s, batch %lld x %lld tokens, layers 1..%d\n",
+                                    model->device().str().c_str(), jb::precisionName(model->precision()), loadS,
+                                    static_cast<long long>(batch), static_cast<long long>(tokens), layer);
+                        double best = 1e30;
+                        for (int64_t r = 0; r < repeat + 1; ++r) {
+                          double checksum = 0;
+                          sync();
+                          auto s0 = std::chrono::steady_clock::now();
+                          model->forward(x, layers, [&](int, const torch::Tensor& h) { checksum = h.to(torch::kFloat32).mean().item<double>(); }, nullptr);
+                          sync();
+                          double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+                          std::printf("  %s %.3f s (%.0f tokens/s, mean %.6g)\n", r == 0 ? "warm-up" : "run    ", s,
+                                      batch * tokens / s, checksum);
+                          if (r > 0) best = std::min(best, s);
+                        }
+                        std::printf("best %.3f s per forward, %.1f clips/s\n", best, batch / best);
+                        return 0;
+                      });
+
+}  // namespace
+}  // namespace calmkit_tools
