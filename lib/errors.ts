@@ -76,6 +76,7 @@ const CODE_CLASSES: Record<string, new (code: string, message: string, options?:
   ERR_DATA_STORE_SHAPE: DataError,
   ERR_DATA_AUDIO_FORMAT: DataError,
   ERR_DATA_DEMO_TOOL: DataError,
+  ERR_DATA_DUPLICATE_KEY: DataError,
   ERR_ADDON_LOAD: NativeError,
   ERR_INTERNAL: NativeError,
 };
