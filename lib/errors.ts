@@ -25,6 +25,8 @@ export class DeviceError extends CalmkitError {}
 export class DataError extends CalmkitError {}
 /** Probe training and probe-set files. */
 export class ProbeError extends CalmkitError {}
+/** The extraction queue: bad Redis URLs or queue names, malformed jobs, jobs a worker cannot serve. */
+export class QueueError extends CalmkitError {}
 /** A call cancelled through its AbortSignal. */
 export class AbortError extends CalmkitError {
   constructor(message = 'the operation was aborted', options?: { input?: string; cause?: unknown }) {
@@ -77,6 +79,10 @@ const CODE_CLASSES: Record<string, new (code: string, message: string, options?:
   ERR_DATA_AUDIO_FORMAT: DataError,
   ERR_DATA_DEMO_TOOL: DataError,
   ERR_DATA_DUPLICATE_KEY: DataError,
+  ERR_QUEUE_REDIS_URL: QueueError,
+  ERR_QUEUE_NAME: QueueError,
+  ERR_QUEUE_JOB: QueueError,
+  ERR_QUEUE_SETTINGS: QueueError,
   ERR_ADDON_LOAD: NativeError,
   ERR_INTERNAL: NativeError,
 };

@@ -9,14 +9,14 @@
 import os from 'node:os';
 import crypto from 'node:crypto';
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import { AudioError, CalmkitError, DataError } from './errors';
+import { AudioError, CalmkitError, DataError, QueueError } from './errors';
+
+export { QueueError };
 import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from './jukebox';
 import { decodeForModel, LayerStores, modelId, runModel, settingsHash, type Decoded, type ExtractionSettings, type LayerWriters, type WorkItem } from './pipeline';
 
 export const DEFAULT_QUEUE = 'calmkit-extract';
 
-/** Queue problems: bad Redis URLs, malformed jobs, jobs whose settings this worker cannot serve. */
-export class QueueError extends CalmkitError {}
 
 export interface QueueJobData {
   v: 1;
