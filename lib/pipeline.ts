@@ -196,7 +196,8 @@ export function datasetItems(root: string): WorkItem[] {
   if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new DataError('ERR_DATA_NOT_FOUND', `dataset root ${root} is not a directory`, { input: root });
   if (fs.existsSync(path.join(root, 'class-map.json'))) {
     const ds = OpenMIC.open(root, { audio: 'skip', npz: 'ignore' });
-    return ds.keys.map((key) => ({ key, input: ds.audioPath(key) }));
+    // Absolute paths: queue jobs carry them to workers whose working directory is anywhere.
+    return ds.keys.map((key) => ({ key, input: path.resolve(ds.audioPath(key)) }));
   }
   const files: string[] = [];
   const walk = (d: string) => {
@@ -221,7 +222,7 @@ export function fileItems(files: readonly string[]): WorkItem[] {
     if (key === '') throw new DataError('ERR_DATA_DUPLICATE_KEY', `cannot derive a sample key from ${f}`, { input: f });
     const prev = byKey.get(key);
     if (prev !== undefined) throw new DataError('ERR_DATA_DUPLICATE_KEY', `${prev} and ${f} both have the sample key '${key}' (keys are file names without extension); rename one`, { input: f });
-    byKey.set(key, f);
+    byKey.set(key, path.resolve(f));
   }
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, input]) => ({ key, input }));
 }

@@ -61,7 +61,8 @@ export function redisConnection(url: string, options: RedisOptions = {}): Connec
   if (!Number.isInteger(db) || db < 0) throw new QueueError('ERR_QUEUE_REDIS_URL', `'${url}': the database must be a non-negative integer`, { input: url });
   const maxBackoff = options.maxBackoffMs ?? 5000;
   return {
-    host: u.hostname || '127.0.0.1',
+    // URL keeps IPv6 literals bracketed; ioredis wants them bare.
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
     port: u.port ? Number(u.port) : 6379,
     db,
     ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
@@ -303,7 +304,8 @@ export class ExtractionWorker {
     this.model = model;
     this.id = id;
     this.modelId = mid;
-    this.batch = opts.batch ?? (opts.device && opts.device !== 'cpu' ? 8 : 1);
+    // Batching pays on a GPU; on a CPU the forward pass is already compute-bound per clip.
+    this.batch = opts.batch ?? (model.info.device.startsWith('cuda') ? 8 : 1);
     this.batchWaitMs = opts.batchWaitMs ?? 200;
     this.log = opts.log ?? ((line) => process.stderr.write(line + '\n'));
   }
@@ -369,6 +371,16 @@ export class ExtractionWorker {
   }
 
   private async process(job: Job): Promise<QueueJobResult> {
+    try {
+      return await this.processOne(job);
+    } catch (err) {
+      // Failures of batched jobs are counted where they are decided (runBatch); these are the early ones.
+      if (err instanceof UnrecoverableError && !(err as { counted?: boolean }).counted) this.stats.failed++;
+      throw err;
+    }
+  }
+
+  private async processOne(job: Job): Promise<QueueJobResult> {
     const t0 = Date.now();
     const data = job.data as unknown;
     if (!validJobData(data)) throw new UnrecoverableError(`ERR_QUEUE_JOB: job ${job.id} is not a calmkit extraction job (v1)`);
@@ -477,12 +489,14 @@ export class ExtractionWorker {
         this.stats.failed++;
         const reason = `${error.code}: ${error.message}`;
         // Bad audio stays bad: no retries. Anything else (I/O, the device) gets the job's bounded attempts.
-        p.reject(error instanceof AudioError || error instanceof DataError ? new UnrecoverableError(reason) : new Error(reason));
+        const e = error instanceof AudioError || error instanceof DataError ? new UnrecoverableError(reason) : new Error(reason);
+        (e as { counted?: boolean }).counted = true;
+        p.reject(e);
       }
     } catch (err) {
       const e = err as CalmkitError;
       const reason = `${e.code ?? 'ERR_INTERNAL'}: ${e.message}`;
-      for (const p of batch) p.reject(new Error(reason));
+      for (const p of batch) p.reject(Object.assign(new Error(reason), { counted: true }));
       this.stats.failed += batch.length;
     }
   }

@@ -97,11 +97,23 @@ test.serial('3 workers: every clip extracted exactly once, bad files fail with r
     t.regex(again.stdout, /added 0 job\(s\), 12 already queued/);
 
     const ws = [0, 1, 2].map(() => worker(url, model, q, store));
+    // Graceful stop mid-run: the first worker finishes what it has taken and hands nothing back half-done.
+    await waitFor('three completions', async () => (await status(url, q)).counts.completed >= 3, 90_000, 100);
+    ws[0]!.child.kill('SIGTERM');
+    const first = await ws[0]!.done;
+    t.is(first.code, 0, first.stderr);
+    t.regex(first.stderr, /stopping: finishing \d+ taken job\(s\)/);
     const s = await settled(url, q, 12);
-    const results = await stopAll(ws);
+    const results = [first, ...(await stopAll(ws.slice(1)))];
     for (const r of results) {
       t.is(r.code, 0, r.stderr);
       t.regex(r.stderr, /stopped: \d+ done/);
+    }
+    const queue = new Queue(q, { connection: redisConnection(url) });
+    try {
+      t.true((await queue.getJobs(['completed'])).every((j) => j.stalledCounter === 0), 'no job stalled: the stopped worker finished its own');
+    } finally {
+      await queue.close();
     }
     t.is(s.counts.completed, 10);
     checkFailures(t, s, bad);
