@@ -80,6 +80,7 @@ const CODE_CLASSES: Record<string, new (code: string, message: string, options?:
   ERR_DATA_DEMO_TOOL: DataError,
   ERR_DATA_DUPLICATE_KEY: DataError,
   ERR_QUEUE_REDIS_URL: QueueError,
+  ERR_QUEUE_REDIS: QueueError,
   ERR_QUEUE_NAME: QueueError,
   ERR_QUEUE_JOB: QueueError,
   ERR_QUEUE_SETTINGS: QueueError,

@@ -42,6 +42,11 @@ export function jobIdFor(hash: string, key: string): string {
 export interface RedisOptions {
   /** Upper bound of the reconnect backoff (default 5000 ms). */
   maxBackoffMs?: number;
+  /**
+   * For one-shot commands (`queue add`, `queue status`): give up after a few reconnects instead of waiting
+   * forever, so an unreachable Redis is an error rather than a hang.
+   */
+  failFast?: boolean;
 }
 
 /**
@@ -60,6 +65,9 @@ export function redisConnection(url: string, options: RedisOptions = {}): Connec
   const db = u.pathname && u.pathname !== '/' ? Number(u.pathname.slice(1)) : 0;
   if (!Number.isInteger(db) || db < 0) throw new QueueError('ERR_QUEUE_REDIS_URL', `'${url}': the database must be a non-negative integer`, { input: url });
   const maxBackoff = options.maxBackoffMs ?? 5000;
+  const failFast = options.failFast
+    ? { maxRetriesPerRequest: 2, connectTimeout: 5000, retryStrategy: (times: number) => (times > 4 ? null : 250 * times) }
+    : {};
   return {
     // URL keeps IPv6 literals bracketed; ioredis wants them bare.
     host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
@@ -71,7 +79,24 @@ export function redisConnection(url: string, options: RedisOptions = {}): Connec
     maxRetriesPerRequest: null,
     enableOfflineQueue: true,
     retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 10), maxBackoff),
+    ...failFast,
   };
+}
+
+/** Runs `fn` on a Queue for one-shot commands; connection failures become ERR_QUEUE_REDIS naming the URL. */
+async function withQueue<T>(url: string, name: string, fn: (queue: Queue) => Promise<T>): Promise<T> {
+  const queue = new Queue(checkQueueName(name), { connection: redisConnection(url, { failFast: true }) });
+  let lastError: Error | undefined;
+  queue.on('error', (err) => (lastError = err));
+  try {
+    return await fn(queue);
+  } catch (err) {
+    if (err instanceof CalmkitError) throw err;
+    const why = lastError && lastError !== err ? `${(err as Error).message} (${lastError.message})` : (err as Error).message;
+    throw new QueueError('ERR_QUEUE_REDIS', `Redis at ${url}, queue '${name}': ${why}`, { input: url, cause: err });
+  } finally {
+    await queue.close().catch(() => undefined);
+  }
 }
 
 function checkQueueName(name: string): string {
@@ -103,10 +128,8 @@ export interface AddJobsResult {
 
 export async function addJobs(options: AddJobsOptions): Promise<AddJobsResult> {
   const hash = settingsHash(options.settings);
-  const queue = new Queue(checkQueueName(options.queue ?? DEFAULT_QUEUE), { connection: redisConnection(options.redis) });
-  queue.on('error', () => undefined);
   const result: AddJobsResult = { added: 0, existing: 0, retried: 0, settingsHash: hash };
-  try {
+  return withQueue(options.redis, options.queue ?? DEFAULT_QUEUE, async (queue) => {
     const client = await queue.client;
     const CHUNK = 500;
     for (let i = 0; i < options.items.length; i += CHUNK) {
@@ -144,10 +167,8 @@ export async function addJobs(options: AddJobsOptions): Promise<AddJobsResult> {
         }
       }
     }
-  } finally {
-    await queue.close();
-  }
-  return result;
+    return result;
+  });
 }
 
 // --- status -----------------------------------------------------------------------------------------------
@@ -161,9 +182,7 @@ export interface QueueStatus {
 
 export async function queueStatus(options: { redis: string; queue?: string; windowMinutes?: number; failedLimit?: number }): Promise<QueueStatus> {
   const name = checkQueueName(options.queue ?? DEFAULT_QUEUE);
-  const queue = new Queue(name, { connection: redisConnection(options.redis) });
-  queue.on('error', () => undefined);
-  try {
+  return withQueue(options.redis, name, async (queue) => {
     const c = await queue.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized', 'paused');
     const windowMinutes = options.windowMinutes ?? 5;
     const since = Date.now() - windowMinutes * 60_000;
@@ -209,9 +228,7 @@ export async function queueStatus(options: { redis: string; queue?: string; wind
         finishedOn: j.finishedOn,
       })),
     };
-  } finally {
-    await queue.close();
-  }
+  });
 }
 
 // --- the worker -------------------------------------------------------------------------------------------

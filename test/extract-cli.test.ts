@@ -100,10 +100,11 @@ test.serial('SIGINT stops cleanly: exit 130, finished clips flushed, the rerun c
   sameStore(t, out, full);
 });
 
-test.serial('--shard 0/2 and 1/2, run at the same time into one store, add up to the whole', async (t) => {
+test.serial('--shard 0/2 and 1/2, run at the same time into one store (one batching), add up to the whole', async (t) => {
   const { model, full, keys } = await setup;
   const out = path.join(tmp, 'sharded');
-  const [a, b] = await Promise.all([runCli(args(model, out, '--shard', '0/2')), runCli(args(model, out, '--shard', '1/2'))]);
+  // One of them batches 3 clips per forward pass: same bits.
+  const [a, b] = await Promise.all([runCli(args(model, out, '--shard', '0/2', '--batch', '3')), runCli(args(model, out, '--shard', '1/2'))]);
   t.is(a.code, 0, a.stderr);
   t.is(b.code, 0, b.stderr);
   t.regex(a.stdout, /4 extracted/);

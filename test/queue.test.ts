@@ -96,7 +96,8 @@ test.serial('3 workers: every clip extracted exactly once, bad files fail with r
     t.is(again.code, 0, again.stderr);
     t.regex(again.stdout, /added 0 job\(s\), 12 already queued/);
 
-    const ws = [0, 1, 2].map(() => worker(url, model, q, store));
+    // Different micro-batch shapes: batching must not change a single bit.
+    const ws = [[], ['--batch', '3', '--concurrency', '4'], ['--batch', '2', '--batch-wait', '50']].map((more) => worker(url, model, q, store, ...more));
     // Graceful stop mid-run: the first worker finishes what it has taken and hands nothing back half-done.
     await waitFor('three completions', async () => (await status(url, q)).counts.completed >= 3, 90_000, 100);
     ws[0]!.child.kill('SIGTERM');
@@ -215,6 +216,13 @@ test.serial('a job whose settings do not match the worker fails with a clear, un
   t.regex(reasons.find((r) => r.includes('precision'))!, /^ERR_QUEUE_SETTINGS: job .* wants precision bf16, this worker runs fp32$/);
   t.regex(reasons.find((r) => r.includes(modelId(other)))!, new RegExp(`^ERR_QUEUE_SETTINGS: job .* wants model ${modelId(other)}, this worker serves ${modelId(model)}`));
   t.true(s.failed.every((f) => f.attemptsMade === 1));
+});
+
+test('one-shot commands fail with ERR_QUEUE_REDIS when Redis cannot be reached', async (t) => {
+  const url = `redis://127.0.0.1:${await freePort()}`;
+  const err = await t.throwsAsync(queueStatus({ redis: url }), { instanceOf: QueueError });
+  t.is(err.code, 'ERR_QUEUE_REDIS');
+  t.regex(err.message, new RegExp(`Redis at ${url}.*ECONNREFUSED`));
 });
 
 test('redis URLs: bad ones are typed errors naming the URL', (t) => {
