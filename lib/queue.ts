@@ -13,7 +13,7 @@ import { AudioError, CalmkitError, DataError, QueueError } from './errors';
 
 export { QueueError };
 import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from './jukebox';
-import { decodeForModel, LayerStores, modelId, runModel, settingsHash, type Decoded, type ExtractionSettings, type LayerWriters, type WorkItem } from './pipeline';
+import { decodeForModel, LayerStores, modelId, resolveSettings, runModel, settingsHash, type Decoded, type ExtractionSettings, type LayerWriters, type WorkItem } from './pipeline';
 
 export const DEFAULT_QUEUE = 'calmkit-extract';
 
@@ -392,7 +392,7 @@ export class ExtractionWorker {
       return await this.processOne(job);
     } catch (err) {
       // Failures of batched jobs are counted where they are decided (runBatch); these are the early ones.
-      if (err instanceof UnrecoverableError && !(err as { counted?: boolean }).counted) this.stats.failed++;
+      if (!(err as { counted?: boolean }).counted) this.stats.failed++;
       throw err;
     }
   }
@@ -401,7 +401,13 @@ export class ExtractionWorker {
     const t0 = Date.now();
     const data = job.data as unknown;
     if (!validJobData(data)) throw new UnrecoverableError(`ERR_QUEUE_JOB: job ${job.id} is not a calmkit extraction job (v1)`);
-    const { settings } = data;
+    let settings: ExtractionSettings;
+    try {
+      // Re-resolving is the identity on well-formed settings and rejects anything else.
+      settings = resolveSettings(data.settings);
+    } catch (err) {
+      throw new UnrecoverableError(`ERR_QUEUE_JOB: job ${job.id} (${data.key}): bad settings: ${(err as Error).message}`);
+    }
     const hash = settingsHash(settings);
     if (hash !== data.settingsHash) throw new UnrecoverableError(`ERR_QUEUE_JOB: job ${job.id} (${data.key}): its settings hash to ${hash}, not the ${data.settingsHash} it names`);
     const mismatch: string[] = [];
@@ -412,10 +418,13 @@ export class ExtractionWorker {
     if (mismatch.length) throw new UnrecoverableError(`ERR_QUEUE_SETTINGS: job ${job.id} (${data.key}) wants ${mismatch.join('; ')}`);
     let g: Group;
     try {
-      g = this.group(data);
+      g = this.group({ ...data, settings });
     } catch (err) {
-      const e = err as CalmkitError;
-      throw new UnrecoverableError(`${e.code ?? 'ERR_INTERNAL'}: ${e.message}`);
+      // A store with other settings (or a corrupt one) stays so; a system error (a shared filesystem that is
+      // briefly away) may not, and gets the job's bounded attempts.
+      const e = err as { code?: string; message: string };
+      const reason = `${e.code ?? 'ERR_INTERNAL'}: ${e.message}`;
+      throw err instanceof CalmkitError ? new UnrecoverableError(reason) : new Error(reason);
     }
     if (g.stores.has(data.key)) {
       this.done(true);

@@ -208,14 +208,36 @@ test.serial('a job whose settings do not match the worker fails with a clear, un
   const add2 = await runCli(['queue', 'add', item[0]!.input, '--model', model, '--redis', url, '--queue', q, '--layers', '6', '--precision', 'bf16']);
   t.is(add1.code, 0, add1.stderr);
   t.is(add2.code, 0, add2.stderr);
+  // And a job not made by `queue add`: malformed settings.
+  const raw = new Queue(q, { connection: redisConnection(url) });
+  await raw.add('extract', { v: 1, key: 'odd', input: item[0]!.input, settings: { model: { id: modelId(model) }, pooling: 'max' }, settingsHash: 'x' }, { jobId: 'odd-job' });
+  await raw.close();
   const w = worker(url, model, q, path.join(tmp, 'store-mismatch'));
-  const s = await settled(url, q, 2, 60_000);
+  const s = await settled(url, q, 3, 60_000);
   await stopAll([w]);
-  t.is(s.counts.failed, 2);
+  t.is(s.counts.failed, 3);
+  t.regex(s.failed.find((f) => f.id === 'odd-job')!.failedReason, /^ERR_QUEUE_JOB: job odd-job \(odd\): bad settings: pooling must be mean, segments or none; got 'max'$/);
   const reasons = s.failed.map((f) => f.failedReason).sort();
   t.regex(reasons.find((r) => r.includes('precision'))!, /^ERR_QUEUE_SETTINGS: job .* wants precision bf16, this worker runs fp32$/);
   t.regex(reasons.find((r) => r.includes(modelId(other)))!, new RegExp(`^ERR_QUEUE_SETTINGS: job .* wants model ${modelId(other)}, this worker serves ${modelId(model)}`));
   t.true(s.failed.every((f) => f.attemptsMade === 1));
+});
+
+test.serial('other errors are retried with backoff, a bounded number of times', async (t) => {
+  const { model, good, url } = await setup;
+  const q = 'retried';
+  const input = path.join(DATA, 'audio', good[0]!.slice(0, 3), `${good[0]}.ogg`);
+  const add = await runCli(['queue', 'add', input, '--model', model, '--redis', url, '--queue', q, '--layers', '6', '--attempts', '2']);
+  t.is(add.code, 0, add.stderr);
+  // The store cannot be created (its parent is a file): a system error, not a verdict on the job.
+  const blocker = path.join(tmp, 'not-a-directory');
+  fs.writeFileSync(blocker, '');
+  const w = worker(url, model, q, path.join(blocker, 'store'));
+  const s = await settled(url, q, 1, 60_000);
+  await stopAll([w]);
+  t.is(s.counts.failed, 1);
+  t.is(s.failed[0]!.attemptsMade, 2);
+  t.regex(s.failed[0]!.failedReason, /^ENOTDIR: .*not-a-directory/);
 });
 
 test('one-shot commands fail with ERR_QUEUE_REDIS when Redis cannot be reached', async (t) => {
