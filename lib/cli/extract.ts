@@ -133,7 +133,11 @@ export function register(program: Command): void {
     const controller = new AbortController();
     let interrupted = false;
     const onSignal = () => {
-      if (interrupted) return;
+      if (interrupted) {
+        // A second Ctrl-C: leave at once. Only what was already published is kept, which is always consistent.
+        process.stderr.write('calmkit extract: interrupted again; exiting without flushing\n');
+        process.exit(130);
+      }
       interrupted = true;
       process.stderr.write('\ncalmkit extract: interrupted; flushing finished clips (they are kept; rerun to resume)\n');
       controller.abort();
