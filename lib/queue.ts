@@ -447,7 +447,9 @@ export class ExtractionWorker {
   private done(skipped: boolean): void {
     this.stats.completed++;
     if (skipped) this.stats.skipped++;
-    this.recent.push(Date.now());
+    const now = Date.now();
+    this.recent.push(now);
+    while (this.recent[0]! < now - 60_000) this.recent.shift();
   }
 
   /** Runs ready batches one after another: a full batch, one that waited batchWaitMs, or anything when closing. */
