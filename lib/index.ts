@@ -32,3 +32,24 @@ export type {
   JukeboxFeatures,
   JukeboxChunk,
 } from './jukebox';
+export {
+  modelId,
+  isModelId,
+  resolveSettings,
+  settingsHash,
+  settingsIdentity,
+  layerStoreSpec,
+  layerDir,
+  datasetItems,
+  fileItems,
+  parseShard,
+  selectShard,
+  LayerStores,
+  LayerWriters,
+  extractToStore,
+} from './pipeline';
+export type { ExtractionSettings, SettingsInput, WorkItem, Shard, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './pipeline';
+export { FeatureStore, StoreWriter } from './store';
+export type { StoreSpec, StoreDtype, StoreEntry, FailureRecord, VerifyReport } from './store';
+// The BullMQ queue (addJobs, ExtractionWorker, queueStatus) is the 'calmkit/queue' entry: it loads bullmq and
+// ioredis, which users of the extractor alone should not pay for.
