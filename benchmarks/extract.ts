@@ -3,7 +3,8 @@
 // interleaved rounds after a warm-up, outputs cross-checked before timing.
 //   npm run bench -- extract [--config tiny|small|5b] [--rounds 3] [--layers N] [--device cpu|cuda]
 //                            [--precision fp32|bf16|fp16] [--batch 1] [--no-reference]
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,7 +29,7 @@ export function priorFlops(info: JukeboxInfo, layers: number, tokens: number): {
 }
 
 class Reference {
-  private proc: ChildProcessWithoutNullStreams;
+  private proc: ChildProcessByStdio<Writable, Readable, null>;
   private lines: AsyncIterableIterator<string>;
   constructor() {
     this.proc = spawn(PYTHON, [path.join(__dirname, 'reference', 'jukebox_eager.py')], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -106,8 +107,8 @@ async function main(): Promise<void> {
   const extractOnce = async () => {
     const inputs = Array.from({ length: batch }, () => clip);
     const s = performance.now();
-    const out = (await model.extract(batch === 1 ? clip : inputs, { layers: [layers], pooling: 'mean' })) as JukeboxFeatures | JukeboxFeatures[];
-    return { seconds: (performance.now() - s) / 1000, out: Array.isArray(out) ? out[0] : out };
+    const out = await model.extract(inputs, { layers: [layers], pooling: 'mean' });
+    return { seconds: (performance.now() - s) / 1000, out: out[0] };
   };
   const first = await extractOnce();
   const tokens = first.out.tokens;

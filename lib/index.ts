@@ -49,7 +49,5 @@ export {
   extractToStore,
 } from './pipeline';
 export type { ExtractionSettings, SettingsInput, WorkItem, Shard, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './pipeline';
-export { FeatureStore, StoreWriter } from './store';
-export type { StoreSpec, StoreDtype, StoreEntry, FailureRecord, VerifyReport } from './store';
 // The BullMQ queue (addJobs, ExtractionWorker, queueStatus) is the 'calmkit/queue' entry: it loads bullmq and
 // ioredis, which users of the extractor alone should not pay for.
