@@ -234,7 +234,11 @@ torch::Tensor Model::computeType(const torch::Tensor& w) const {
 
 torch::Tensor Model::conv1d(const torch::Tensor& x, const std::string& prefix, int64_t stride, int64_t padding,
                             int64_t dilation) const {
-  return torch::conv1d(x, param(prefix + "weight"), param(prefix + "bias"), stride, padding, dilation);
+  // x is [B, C, 1, L] in channels-last layout: oneDNN's channels-last 2-D convolution runs the encoder's
+  // 32-channel convolutions about 3x faster than conv1d's path on CPU (same products, other summation order).
+  torch::Tensor w = param(prefix + "weight").unsqueeze(2).contiguous(at::MemoryFormat::ChannelsLast);
+  const std::vector<int64_t> strides{1, stride}, pads{0, padding}, dils{1, dilation};
+  return torch::conv2d(x, w, param(prefix + "bias"), strides, pads, dils);
 }
 
 torch::Tensor Model::encoderLevel(torch::Tensor x, int64_t b) const {
@@ -257,9 +261,10 @@ torch::Tensor Model::encoderLevel(torch::Tensor x, int64_t b) const {
 
 torch::Tensor Model::encodeFeatures(const torch::Tensor& audio) const {
   TORCH_CHECK(audio.dim() == 2, "audio must be [B, N]");
-  torch::Tensor x = audio.to(device_, torch::kFloat32).unsqueeze(1);
+  torch::Tensor x = audio.to(device_, torch::kFloat32).view({audio.size(0), 1, 1, audio.size(1)});
+  x = x.contiguous(at::MemoryFormat::ChannelsLast);
   for (int64_t b = 0; b < hp_.vqLevels; ++b) x = encoderLevel(x, b);
-  return x;
+  return x.squeeze(2).contiguous();
 }
 
 torch::Tensor Model::encode(const torch::Tensor& audio) const {
