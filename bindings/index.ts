@@ -28,8 +28,16 @@ export function addonPath(): string {
   return loadAddon().path;
 }
 
+// libgomp reads its settings once, when LibTorch loads it with the addon. Its default spin-waiting turns two
+// threads into a 3-30x slowdown whenever another process shares the cores (seen here); passive waiting costs
+// microseconds per parallel region on an idle machine. A user's own setting wins.
+function defaultOpenMpSettings(): void {
+  if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
+}
+
 export function loadAddon(): { binding: RawBinding; path: string } {
   if (cached) return cached;
+  defaultOpenMpSettings();
   const root = packageRoot();
   const tried: string[] = [];
   const explicit = process.env.CALMKIT_ADDON_PATH;

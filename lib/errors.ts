@@ -25,6 +25,8 @@ export class DeviceError extends CalmkitError {}
 export class DataError extends CalmkitError {}
 /** Probe training and probe-set files. */
 export class ProbeError extends CalmkitError {}
+/** The extraction queue: bad Redis URLs or queue names, malformed jobs, jobs a worker cannot serve. */
+export class QueueError extends CalmkitError {}
 /** A call cancelled through its AbortSignal. */
 export class AbortError extends CalmkitError {
   constructor(message = 'the operation was aborted', options?: { input?: string; cause?: unknown }) {
@@ -50,6 +52,7 @@ const CODE_FAMILIES: [prefix: string, cls: ErrorClass][] = [
   ['ERR_DEVICE', DeviceError],
   ['ERR_PROBE', ProbeError],
   ['ERR_DATA_', DataError],
+  ['ERR_QUEUE_', QueueError],
   ['ERR_ADDON_LOAD', NativeError],
   ['ERR_INTERNAL', NativeError],
 ];

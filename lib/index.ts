@@ -4,6 +4,19 @@ export { loadAudio, decodeAudio, writeAudio, resolveFormatting, MODEL_SAMPLE_RAT
 export type { AudioContainer, AudioEncoding, WriteAudioOptions, AudioInput, LoadAudioOptions, LoadedAudio, DecodedAudio, Formatting } from './audio';
 export { doctor } from './doctor';
 export type { DoctorReport } from './doctor';
+// Data: .npy/.npz, the feature store, OpenMIC-2018, the demo dataset.
+export { readNpy, writeNpy, encodeNpy, decodeNpy, readNpyHeader, readNpyRows, NPY_DTYPES } from './npy';
+export type { NpyArray, NpyDtype, NpyData, NpyHeader, EncodeNpyOptions } from './npy';
+export { readNpz } from './npz';
+export type { NpzMember, NpzStringArray, ReadNpzOptions } from './npz';
+export { toHalfBits, fromHalfBits, float32ToHalf, halfToFloat32 } from './float16';
+export { FeatureStore, StoreWriter } from './store';
+export type { StoreSpec, StoreDtype, StoreEntry, FailureInfo, FailureRecord, CorruptShard, VerifyReport, WriterOptions, OpenStoreOptions } from './store';
+export * from './openmic';
+export { generateDemoData, planDemoData, OPENMIC_INSTRUMENTS } from './demo-data';
+export type { DemoDataOptions, DemoDataResult, DemoClip } from './demo-data';
+export { oggVorbisInfo } from './ogg';
+export type { OggVorbisInfo } from './ogg';
 export { Jukebox, CALM_LAYER, jukeboxTimingBins, jukeboxAttention } from './jukebox';
 export type {
   JukeboxDevice,
@@ -19,16 +32,22 @@ export type {
   JukeboxFeatures,
   JukeboxChunk,
 } from './jukebox';
-// Data: .npy/.npz, the feature store, OpenMIC-2018, the demo dataset.
-export { readNpy, writeNpy, encodeNpy, decodeNpy, readNpyHeader, readNpyRows, NPY_DTYPES } from './npy';
-export type { NpyArray, NpyDtype, NpyData, NpyHeader, EncodeNpyOptions } from './npy';
-export { readNpz } from './npz';
-export type { NpzMember, NpzStringArray, ReadNpzOptions } from './npz';
-export { toHalfBits, fromHalfBits, float32ToHalf, halfToFloat32 } from './float16';
-export { FeatureStore, StoreWriter } from './store';
-export type { StoreSpec, StoreDtype, StoreEntry, FailureInfo, FailureRecord, CorruptShard, VerifyReport, WriterOptions, OpenStoreOptions } from './store';
-export * from './openmic';
-export { generateDemoData, planDemoData, OPENMIC_INSTRUMENTS } from './demo-data';
-export type { DemoDataOptions, DemoDataResult, DemoClip } from './demo-data';
-export { oggVorbisInfo } from './ogg';
-export type { OggVorbisInfo } from './ogg';
+export {
+  modelId,
+  isModelId,
+  resolveSettings,
+  settingsHash,
+  settingsIdentity,
+  layerStoreSpec,
+  layerDir,
+  datasetItems,
+  fileItems,
+  parseShard,
+  selectShard,
+  LayerStores,
+  LayerWriters,
+  extractToStore,
+} from './pipeline';
+export type { ExtractionSettings, SettingsInput, WorkItem, Shard, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './pipeline';
+// The BullMQ queue (addJobs, ExtractionWorker, queueStatus) is the 'calmkit/queue' entry: it loads bullmq and
+// ioredis, which users of the extractor alone should not pay for.

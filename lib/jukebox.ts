@@ -175,83 +175,31 @@ export class Jukebox {
   /**
    * Raw activations (pooling `none`, the default here) as they are computed, in bounded memory: the forward
    * pass waits while the consumer holds more than a couple of chunks. Pooled modes yield one chunk per clip and
-   * layer at the end. Breaking out of the loop cancels the pass.
+   * layer at the end. Breaking out of the loop cancels the pass; an iterator that is neither drained nor
+   * returned keeps the pass waiting (and later calls queued behind it) until its `signal` aborts.
    */
   stream(input: JukeboxInput | JukeboxInput[], options: JukeboxExtractOptions = {}): AsyncIterable<JukeboxChunk> {
-    const self = this;
     const inputs = Array.isArray(input) ? input : [input];
     const pooling = options.pooling ?? 'none';
+    const width = this.#info.width;
     return {
-      [Symbol.asyncIterator](): AsyncIterator<JukeboxChunk> {
-        const queue: JukeboxChunk[] = [];
-        let waiting: ((r: IteratorResult<JukeboxChunk>) => void) | undefined;
-        let failing: ((e: unknown) => void) | undefined;
-        let done = false;
-        let error: unknown;
-        let control: RawControl | undefined;
-        const wake = () => {
-          if (!waiting) return;
-          const resolve = waiting;
-          waiting = undefined;
-          failing = undefined;
-          if (queue.length) {
-            const chunk = queue.shift()!;
-            if (control) binding().jukeboxConsumed(control);
-            resolve({ value: chunk, done: false });
-          } else if (done) {
-            resolve({ value: undefined, done: true });
-          }
-        };
-        const started = self
-          .#run(inputs, { ...options, pooling }, (chunk) => {
-            queue.push(chunk);
-            wake();
-          }, false, (c) => (control = c))
-          .then(
-            (result) => {
-              if (pooling !== 'none') {
-                result.clips.forEach((clip, i) =>
-                  clip.layers.forEach((l) => queue.push({ clip: i, layer: l.layer, window: 0, start: 0, shape: [l.shape.length === 1 ? 1 : l.shape[0], self.#info.width], data: l.data })),
-                );
-              }
-              done = true;
-              wake();
-            },
-            (e) => {
-              error = e;
-              done = true;
-              if (failing) {
-                const reject = failing;
-                waiting = undefined;
-                failing = undefined;
-                reject(e);
-              }
-            },
-          );
-        void started;
-        return {
-          next(): Promise<IteratorResult<JukeboxChunk>> {
-            if (queue.length) {
-              const chunk = queue.shift()!;
-              if (control) binding().jukeboxConsumed(control);
-              return Promise.resolve({ value: chunk, done: false });
-            }
-            if (error !== undefined) {
-              const e = error;
-              error = undefined;
-              return Promise.reject(e);
-            }
-            if (done) return Promise.resolve({ value: undefined, done: true });
-            return new Promise((resolve, reject) => {
-              waiting = resolve;
-              failing = reject;
-            });
+      [Symbol.asyncIterator]: (): AsyncIterator<JukeboxChunk> => {
+        const channel = new ChunkChannel();
+        const finished = this.#run(inputs, { ...options, pooling }, (chunk) => channel.push(chunk), false, (c) => channel.attach(c)).then(
+          (result) => {
+            // Pooled modes have nothing to stream while running: their features come with the result.
+            result.clips.forEach((clip, i) =>
+              clip.layers.forEach((l) => channel.push({ clip: i, layer: l.layer, window: 0, start: 0, shape: [l.shape.length === 1 ? 1 : l.shape[0], width], data: l.data })),
+            );
+            channel.end();
           },
-          async return(): Promise<IteratorResult<JukeboxChunk>> {
-            if (!done && control) binding().jukeboxCancel(control);
-            done = true;
-            queue.length = 0;
-            await started.catch(() => undefined);
+          (e: unknown) => channel.fail(e),
+        );
+        return {
+          next: () => channel.next(),
+          return: async () => {
+            channel.cancel();
+            await finished;
             return { value: undefined, done: true };
           },
         };
@@ -365,6 +313,77 @@ export class Jukebox {
       );
     } finally {
       signal?.removeEventListener('abort', cancel);
+    }
+  }
+}
+
+/**
+ * Chunks between the native job and one async iterator. Taking a chunk returns its credit to the job (see
+ * jukeboxConsumed), which is what bounds the memory a slow consumer can cost.
+ */
+class ChunkChannel {
+  readonly #queue: JukeboxChunk[] = [];
+  #reader: { resolve: (r: IteratorResult<JukeboxChunk>) => void; reject: (e: unknown) => void } | undefined;
+  #control: RawControl | undefined;
+  #done = false;
+  #error: { value: unknown } | undefined;
+  #cancelled = false;
+
+  /** The job's control arrives once the inputs are loaded; a consumer may have left before that. */
+  attach(control: RawControl): void {
+    this.#control = control;
+    if (this.#cancelled) binding().jukeboxCancel(control);
+  }
+
+  push(chunk: JukeboxChunk): void {
+    this.#queue.push(chunk);
+    this.#serve();
+  }
+
+  end(): void {
+    this.#done = true;
+    this.#serve();
+  }
+
+  fail(e: unknown): void {
+    this.#done = true;
+    // After cancel() the abort is expected: reads just end.
+    if (!this.#cancelled) this.#error = { value: e };
+    this.#serve();
+  }
+
+  cancel(): void {
+    if (this.#done) return;
+    this.#cancelled = true;
+    this.#queue.length = 0;
+    if (this.#control) binding().jukeboxCancel(this.#control);
+    this.#serve();
+  }
+
+  next(): Promise<IteratorResult<JukeboxChunk>> {
+    return new Promise((resolve, reject) => {
+      this.#reader = { resolve, reject };
+      this.#serve();
+    });
+  }
+
+  #serve(): void {
+    const reader = this.#reader;
+    if (!reader) return;
+    if (this.#queue.length && !this.#cancelled) {
+      this.#reader = undefined;
+      const chunk = this.#queue.shift()!;
+      if (this.#control) binding().jukeboxConsumed(this.#control);
+      reader.resolve({ value: chunk, done: false });
+    } else if (this.#error) {
+      this.#reader = undefined;
+      const e = this.#error.value;
+      this.#error = undefined;
+      this.#done = true;
+      reader.reject(e);
+    } else if (this.#done || this.#cancelled) {
+      this.#reader = undefined;
+      reader.resolve({ value: undefined, done: true });
     }
   }
 }

@@ -1,3 +1,4 @@
+import { OPENMIC } from './helpers/paths';
 import test from 'ava';
 import { Command } from 'commander';
 import crypto from 'node:crypto';
@@ -11,7 +12,7 @@ import { ArgumentError } from '../lib/errors';
 import { oggVorbisInfo } from '../lib/ogg';
 import { OpenMIC } from '../lib/openmic';
 
-const SHARED = '/work/shared/data/openmic-2018';
+const SHARED = OPENMIC;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-demo-'));
 test.after.always(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const md5 = (f: string) => crypto.createHash('md5').update(fs.readFileSync(f)).digest('hex');

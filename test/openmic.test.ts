@@ -1,3 +1,4 @@
+import { OPENMIC } from './helpers/paths';
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -7,7 +8,7 @@ import { DataError } from '../lib/errors';
 import { OpenMIC, readGururaniSplit, type OpenMICOptions } from '../lib/openmic';
 import { Rng } from '../lib/random';
 
-const SHARED = '/work/shared/data/openmic-2018';
+const SHARED = OPENMIC;
 const TRAIN = fs.readFileSync(path.join(SHARED, 'partitions/split01_train.csv'), 'utf8').split('\n').filter(Boolean);
 const TEST = fs.readFileSync(path.join(SHARED, 'partitions/split01_test.csv'), 'utf8').split('\n').filter(Boolean);
 const INSTRUMENTS = Object.keys(JSON.parse(fs.readFileSync(path.join(SHARED, 'class-map.json'), 'utf8')));

@@ -6,9 +6,19 @@ jukebox's Conv1D does), attention through the block reshapes of jukebox's factor
 the deepest requested layer, mean pooling on the host with numpy. It reads a calmkit archive (docs/contracts.md)
 so both sides compute from the same weights.
 
+Two modes, chosen per run:
+- "jukemirlib" (default): what jukemirlib.extract does: crop the audio to 25 s, run `vqvae.encode` over ALL
+  three VQ-VAE levels (only level 2's codes are used; jukebox's encoders are independent, so levels 0 and 1
+  cost time and change nothing: the archive does not keep their weights, so they get seeded random weights of
+  jukebox's real shapes: level 0 width 64 depth 8, level 1 width 32 depth 4), rebuild the conditioning on every
+  call, copy each requested layer's full activations to the host and take the mean there.
+- "minimal": exactly calmkit's computation (level 2 only, on the window plus the encoder's margin), for a
+  like-for-like comparison of the two implementations.
+
 Protocol (driven by benchmarks/extract.ts, one JSON object per line on stdin/stdout):
   {"cmd": "load", "model": PATH, "threads": N}                -> {"ok": true, "load_seconds": s}
-  {"cmd": "run", "audio": RAW_F32, "layers": [..], "out": DIR, "tokens": RAW_I32?}
+  {"cmd": "run", "audio": RAW_F32, "layers": [..], "out": DIR, "tokens": RAW_I32?, "mode": "jukemirlib"|"minimal",
+   "crop": SAMPLES (minimal mode: the window plus margin)}
                                                               -> {"ok": true, "seconds": s, "tokens": T}
      (with "tokens", the prior runs on those tokens: the cross-check of the prior is then exact even where
      the VQ argmin has near-ties that two correct implementations break differently)
@@ -43,16 +53,16 @@ class Reference:
             hop *= s ** d
         self.hop = hop
 
-    # --- VQ-VAE level 2 -------------------------------------------------------------------------------
-    def encode(self, audio):
-        sd, hp = self.sd, self.hp
+    # --- VQ-VAE -----------------------------------------------------------------------------------------
+    def run_encoder(self, audio, sd, level, depth):
+        hp = self.hp
         x = audio.view(1, 1, -1)
-        for b in range(hp["vq_levels"]):
-            pre = f"encoders.2.level_blocks.{b}.model."
+        for b in range(level + 1):
+            pre = f"encoders.{level}.level_blocks.{b}.model."
             n_down = hp["vq_downs_t"][b]
             for i in range(n_down):
                 x = F.conv1d(x, sd[f"{pre}{i}.0.weight"], sd[f"{pre}{i}.0.bias"], stride=hp["vq_strides_t"][b], padding=1)
-                for j in range(hp["vq_depth"]):
+                for j in range(depth):
                     d = hp["vq_dilation_growth_rate"] ** j
                     rp = f"{pre}{i}.1.model.{j}.model."
                     h = F.conv1d(F.relu(x), sd[rp + "1.weight"], sd[rp + "1.bias"], padding=d, dilation=d)
@@ -60,9 +70,40 @@ class Reference:
                     x = x + h
             x = F.conv1d(x, sd[f"{pre}{n_down}.weight"], sd[f"{pre}{n_down}.bias"], padding=1)
         x = x[0].t()  # (T, emb)
-        k = sd["bottleneck.level_blocks.2.k"]
+        k = sd[f"bottleneck.level_blocks.{level}.k"]
         dist = (x ** 2).sum(-1, keepdim=True) - 2 * x @ k.t() + (k ** 2).sum(-1)[None]
         return dist.min(dim=-1)[1]
+
+    def encode(self, audio):
+        return self.run_encoder(audio, self.sd, 2, self.hp["vq_depth"])
+
+    def lower_levels(self):
+        """Seeded random weights of jukebox's level-0 and level-1 encoders (hvqvae multipliers 2, 1)."""
+        if hasattr(self, "_lower"):
+            return self._lower
+        hp = self.hp
+        gen = torch.Generator().manual_seed(0)
+        sd = {}
+        emb, base_w, base_d = hp["vq_emb_width"], hp["vq_width"], hp["vq_depth"]
+        shapes = {}
+        for level, mult in ((0, 2), (1, 1)):
+            w, depth = base_w * mult, base_d * mult
+            for b in range(level + 1):
+                pre = f"encoders.{level}.level_blocks.{b}.model."
+                cin = 1 if b == 0 else emb
+                for i in range(hp["vq_downs_t"][b]):
+                    shapes[f"{pre}{i}.0"] = (w, cin if i == 0 else w, 4)
+                    for j in range(depth):
+                        shapes[f"{pre}{i}.1.model.{j}.model.1"] = (w, w, 3)
+                        shapes[f"{pre}{i}.1.model.{j}.model.3"] = (w, w, 1)
+                shapes[f"{pre}{hp['vq_downs_t'][b]}"] = (emb, w, 3)
+            sd[f"bottleneck.level_blocks.{level}.k"] = torch.randn(hp["vq_l_bins"], emb, generator=gen)
+        for name, shape in shapes.items():
+            fan_in = shape[1] * shape[2]
+            sd[name + ".weight"] = torch.randn(*shape, generator=gen) / math.sqrt(fan_in)
+            sd[name + ".bias"] = torch.zeros(shape[0])
+        self._lower = ({0: base_d * 2, 1: base_d}, sd)
+        return self._lower
 
     # --- prior ------------------------------------------------------------------------------------------
     def range_bins(self, start, end, lo, hi, n_time):
@@ -132,9 +173,15 @@ class Reference:
     def layer_norm(self, x, prefix):
         return F.layer_norm(x.float(), (x.shape[-1],), self.sd[prefix + ".weight"], self.sd[prefix + ".bias"], 1e-5).type_as(x)
 
-    def forward(self, audio, layers, tokens=None):
-        hp, sd = self.hp, self.sd
+    def forward(self, audio, layers, tokens=None, mode="jukemirlib", crop=None):
         if tokens is None:
+            if mode == "jukemirlib":
+                audio = audio[: self.hp["sample_rate"] * 25]
+                depths, lower = self.lower_levels()
+                for level in (0, 1):
+                    self.run_encoder(audio, lower, level, depths[level])
+            elif crop:
+                audio = audio[:crop]
             tokens = self.tokens(audio)
         return tokens, self.prior(tokens, layers)
 
@@ -186,7 +233,7 @@ def main():
                 given = None
                 if msg.get("tokens"):
                     given = torch.from_numpy(np.fromfile(msg["tokens"], dtype="<i4").astype(np.int64))
-                tokens, out = ref.forward(audio, sorted(msg["layers"]), given)
+                tokens, out = ref.forward(audio, sorted(msg["layers"]), given, msg.get("mode", "jukemirlib"), msg.get("crop"))
                 seconds = time.perf_counter() - t0
                 if msg.get("out"):
                     for layer, vec in out.items():

@@ -6,7 +6,11 @@ import { Command } from 'commander';
 import { packageRoot } from '../../bindings';
 import { CalmkitError } from '../errors';
 import { register as registerAudio } from './audio';
+import { register as registerDemoData } from './demo-data';
 import { register as registerDoctor } from './doctor';
+import { register as registerExtract } from './extract';
+import { register as registerModel } from './model';
+import { register as registerQueue } from './queue';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -14,7 +18,7 @@ export function buildProgram(): Command {
     .name('calmkit')
     .description('Jukebox CALM representations and instrument-recognition probes')
     .version(JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version as string);
-  for (const register of [registerDoctor, registerAudio]) register(program);
+  for (const register of [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerQueue]) register(program);
   return program;
 }
 

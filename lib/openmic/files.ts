@@ -1,4 +1,4 @@
-// Readers for the OpenMIC-2018 release files (formats: /work/shared/docs/openmic.md section 1). Each reader
+// Readers for the OpenMIC-2018 release files (formats: ../shared/docs/openmic.md section 1). Each reader
 // validates as it goes and throws a DataError naming the file and line of the first bad row.
 import fs from 'node:fs';
 import { parse } from 'csv-parse/sync';

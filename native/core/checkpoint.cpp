@@ -196,7 +196,7 @@ enum class Init { Normal, Zeros, Ones, ConvUniform };
 
 // jukebox's init (spec 5.7) for the prior; PyTorch's default Conv1d init for the VQ-VAE (which jukebox keeps);
 // the codebook is filled later from encoder outputs.
-std::pair<Init, double> initFor(const TensorSpec& s, const Hparams& hp) {
+std::pair<Init, double> initFor(const TensorSpec& s) {
   const std::string& k = s.key;
   auto endsWith = [&](const char* suffix) {
     std::string suf(suffix);
@@ -205,10 +205,8 @@ std::pair<Init, double> initFor(const TensorSpec& s, const Hparams& hp) {
   constexpr double initScale = 0.1;
   if (k.rfind("encoders.", 0) == 0) {
     int64_t fanIn = s.shape.size() == 3 ? s.shape[1] * s.shape[2] : 0;
-    if (endsWith(".bias")) {
-      // Bias bound uses the weight's fan-in, which the spec list carries just before it.
-      return {Init::ConvUniform, 0.0};
-    }
+    // A bias's bound is its weight's, which expectedTensors lists just before it (scale 0: reuse it).
+    if (endsWith(".bias")) return {Init::ConvUniform, 0.0};
     return {Init::ConvUniform, 1.0 / std::sqrt(static_cast<double>(fanIn))};
   }
   if (k == "bottleneck.level_blocks.2.k") return {Init::Zeros, 0.0};
@@ -218,7 +216,6 @@ std::pair<Init, double> initFor(const TensorSpec& s, const Hparams& hp) {
   if (endsWith(".w")) return {Init::Normal, 0.02 * initScale};
   if (endsWith(".b")) return {Init::Zeros, 0.0};
   if (k.find(".ln_") != std::string::npos) return {endsWith(".weight") ? Init::Ones : Init::Zeros, 0.0};
-  (void)hp;
   return {Init::Zeros, 0.0};
 }
 
@@ -244,11 +241,20 @@ void checkHparams(const Hparams& hp, const std::string& label) {
   need(static_cast<int64_t>(hp.vqStridesT.size()) == hp.vqLevels, "vq_strides_t must have vq_levels entries");
   for (auto d : hp.vqDownsT) need(d >= 1 && d <= 8, "vq_downs_t entries must be in 1..8");
   for (auto s : hp.vqStridesT) need(s >= 2 && s % 2 == 0 && s <= 16, "vq_strides_t entries must be even, 2..16");
+  double hop = 1;
+  for (size_t i = 0; i < hp.vqDownsT.size() && i < hp.vqStridesT.size(); ++i) hop *= std::pow(double(hp.vqStridesT[i]), double(hp.vqDownsT[i]));
+  need(hop <= 65536, "the hop (product of strides_t ** downs_t) must be at most 65536");
   need(hp.vqEmbWidth > 0 && hp.vqLBins > 0 && hp.vqWidth > 0 && hp.vqDepth >= 0 && hp.vqState() > 0,
        "vq widths, depth and l_bins must be positive");
   need(hp.vqDilationGrowthRate >= 1, "vq_dilation_growth_rate must be >= 1");
   need(hp.nCtx > 0 && hp.width > 0 && hp.depth > 0 && hp.heads > 0 && hp.blocks > 0, "n_ctx, width, depth, heads, blocks must be positive");
   need(hp.fullDepth >= hp.depth, "full_depth must be >= depth");
+  // Bounds far above any real Jukebox, so a corrupt header fails here rather than in a huge allocation.
+  need(hp.nCtx <= (1 << 20) && hp.width <= (1 << 16) && hp.depth <= 4096 && hp.heads <= 1024 && hp.bins <= (1 << 20) &&
+           hp.yBinsGenre <= (1 << 20) && hp.yBinsArtist <= (1 << 20) && hp.tBins <= (1 << 20) && hp.vqLBins <= (1 << 20) &&
+           hp.vqWidth <= 4096 && hp.vqEmbWidth <= 4096 && hp.vqDepth <= 64 && hp.mAttn <= 16 && hp.mMlp <= 16 &&
+           hp.vqMConv <= 16 && hp.maxBowGenreSize <= 1024 && hp.vqDilationGrowthRate <= 16,
+       "a hyperparameter is implausibly large (n_ctx <= 2^20, width <= 65536, depth <= 4096, ...)");
   need(hp.blocks > 0 && hp.nCtx % std::max<int64_t>(hp.blocks, 1) == 0, "n_ctx must be a multiple of blocks");
   need(hp.nState() > 0 && hp.nState() % std::max<int64_t>(hp.heads, 1) == 0, "int(width * m_attn) must be a positive multiple of heads");
   need(hp.hidden() > 0, "int(width * m_mlp) must be positive");
@@ -394,7 +400,7 @@ std::map<std::string, torch::Tensor> randomTensors(const Hparams& hp, at::Genera
   std::map<std::string, torch::Tensor> out;
   double lastFanBound = 0.0;
   for (const auto& s : expectedTensors(hp)) {
-    auto [init, scale] = initFor(s, hp);
+    auto [init, scale] = initFor(s);
     torch::Tensor t;
     switch (init) {
       case Init::Normal:

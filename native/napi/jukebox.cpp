@@ -1,5 +1,6 @@
 // Binding of the Jukebox extractor: load, info, extract (pooled results, or raw activations streamed in chunks
 // with backpressure), cancellation, dispose; and two small building blocks for tests (timing bins, attention).
+#include <cmath>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -398,8 +399,9 @@ jb::ExtractOptions ReadExtractOptions(const Napi::Value& v) {
   auto la = layers.As<Napi::Array>();
   for (uint32_t i = 0; i < la.Length(); ++i) {
     Napi::Value l = la.Get(i);
-    const double d = l.IsNumber() ? l.As<Napi::Number>().DoubleValue() : -1e300;
-    if (d != static_cast<double>(static_cast<int>(d))) {
+    const double d = l.IsNumber() ? l.As<Napi::Number>().DoubleValue() : 0.5;
+    // Range first: casting an out-of-range double to int is undefined.
+    if (!(std::fabs(d) <= 1e6) || d != std::floor(d)) {
       ThrowCoded(env, code::kInvalidArgument, "layers must be integers; got " + l.ToString().Utf8Value());
     }
     o.layers.push_back(static_cast<int>(d));
@@ -410,7 +412,7 @@ jb::ExtractOptions ReadExtractOptions(const Napi::Value& v) {
     ThrowCoded(env, e.code(), e.what());
   }
   const double tokens = GetNumber(obj, "segmentTokens", 0);
-  if (tokens < 0 || tokens != static_cast<double>(static_cast<int64_t>(tokens))) {
+  if (!(tokens >= 0 && tokens <= 1e9) || tokens != std::floor(tokens)) {
     ThrowCoded(env, code::kInvalidArgument, "segmentTokens must be a positive integer");
   }
   o.segmentTokens = static_cast<int64_t>(tokens);
@@ -478,25 +480,35 @@ Napi::Value Extract(const Napi::CallbackInfo& info) {
 
 // ---- building blocks for tests -----------------------------------------------------------------------------
 
+// An integer option within [lo, hi], else ERR_INVALID_ARGUMENT naming it.
+int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, double lo, double hi) {
+  const double v = GetNumber(o, key, static_cast<double>(fallback));
+  if (!(v >= lo && v <= hi) || v != std::floor(v)) {
+    ThrowCoded(o.Env(), code::kInvalidArgument, std::string("option '") + key + "' must be an integer in [" +
+                                                    std::to_string(static_cast<int64_t>(lo)) + ", " + std::to_string(static_cast<int64_t>(hi)) + "]");
+  }
+  return static_cast<int64_t>(v);
+}
+
 Napi::Value TimingBinsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   jb::Hparams hp;  // the 5B's
   if (info[0].IsObject()) {
     auto o = info[0].As<Napi::Object>();
-    hp.nCtx = static_cast<int64_t>(GetNumber(o, "nCtx", static_cast<double>(hp.nCtx)));
-    hp.sampleRate = static_cast<int64_t>(GetNumber(o, "sampleRate", static_cast<double>(hp.sampleRate)));
-    hp.tBins = static_cast<int64_t>(GetNumber(o, "tBins", static_cast<double>(hp.tBins)));
+    hp.nCtx = GetInt(o, "nCtx", hp.nCtx, 1, 1 << 24);
+    hp.sampleRate = GetInt(o, "sampleRate", hp.sampleRate, 1, 1e7);
+    hp.tBins = GetInt(o, "tBins", hp.tBins, 1, 1 << 24);
     hp.minDuration = GetNumber(o, "minDuration", hp.minDuration);
     hp.maxDuration = GetNumber(o, "maxDuration", hp.maxDuration);
-    hp.condTotalLength = static_cast<int64_t>(GetNumber(o, "totalLength", static_cast<double>(hp.condTotalLength)));
-    hp.condOffset = static_cast<int64_t>(GetNumber(o, "offset", static_cast<double>(hp.condOffset)));
-    const int64_t hop = static_cast<int64_t>(GetNumber(o, "hop", 128));
+    hp.condTotalLength = GetInt(o, "totalLength", hp.condTotalLength, 1, 1e15);
+    hp.condOffset = GetInt(o, "offset", hp.condOffset, 0, 1e15);
+    const int64_t hop = GetInt(o, "hop", 128, 1, 1 << 16);
     hp.vqLevels = 1;
     hp.vqDownsT = {1};
     hp.vqStridesT = {hop};
   }
-  if (hp.nCtx < 1 || hp.nCtx > (1 << 24) || hp.hop() < 1 || hp.tBins < 1 || hp.sampleRate < 1) {
-    ThrowCoded(env, code::kInvalidArgument, "timing bins need positive nCtx (at most 2^24), hop, tBins and sampleRate");
+  if (!(hp.minDuration >= 0 && hp.maxDuration > hp.minDuration)) {
+    ThrowCoded(env, code::kInvalidArgument, "timing bins need 0 <= minDuration < maxDuration");
   }
   auto bins = jb::timingBins(hp);
   auto o = Napi::Object::New(env);

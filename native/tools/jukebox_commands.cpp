@@ -203,6 +203,7 @@ Register benchForward("bench-forward",
                         const int64_t tokens = toInt(a.get("tokens", std::to_string(hp.nCtx)), "--tokens");
                         auto layers = jb::validateLayers({layer}, hp);
                         c10::InferenceMode guard;
+                        torch::manual_seed(0);  // the same tokens on every run and device
                         torch::Tensor x = torch::randint(0, hp.bins, {batch, tokens}, torch::kInt64);
                         auto sync = [&] {
                           if (model->device().is_cuda()) torch::cuda::synchronize();

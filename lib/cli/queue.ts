@@ -1,0 +1,154 @@
+// `calmkit queue add|status` and `calmkit worker`: extraction scaled out over BullMQ (docs/queue.md).
+import type { Command } from 'commander';
+import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from '../jukebox';
+import { isModelId, modelId } from '../pipeline';
+import { addJobs, DEFAULT_QUEUE, ExtractionWorker, queueStatus, type QueueStatus } from '../queue';
+import { addSettingsOptions, choice, intArg, positiveNumber, settingsFromOptions, workItems, type SettingsOptions } from './extract';
+
+interface AddOptions extends SettingsOptions {
+  dataset?: string;
+  model: string;
+  redis: string;
+  queue: string;
+  shard?: string;
+  attempts: number;
+  retryFailed?: boolean;
+}
+
+interface WorkerCliOptions {
+  redis: string;
+  queue: string;
+  model: string;
+  device: JukeboxDevice;
+  precision: JukeboxPrecision;
+  store: string;
+  concurrency?: number;
+  batch?: number;
+  batchWait: number;
+  lockDuration: number;
+  stalledInterval: number;
+  maxStalled: number;
+  progressSeconds: number;
+}
+
+function formatStatus(s: QueueStatus): string {
+  const c = s.counts;
+  const lines = [
+    `queue ${s.queue}: ${c.waiting} waiting, ${c.active} active, ${c.completed} completed, ${c.failed} failed, ${c.delayed} delayed` +
+      (c.prioritized || c.paused ? `, ${c.prioritized} prioritized, ${c.paused} paused` : ''),
+    `throughput: ${s.throughput.completed} completed in the last ${s.throughput.windowMinutes} min (${s.throughput.perMinute.toFixed(1)}/min)`,
+    ...Object.entries(s.throughput.byWorker)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([w, t]) => `  ${w}: ${t.completed} (${t.perMinute.toFixed(1)}/min)`),
+  ];
+  if (s.failed.length) {
+    lines.push(`failed jobs${s.failed.length < c.failed ? ` (first ${s.failed.length} of ${c.failed})` : ''}:`);
+    for (const f of s.failed) lines.push(`  ${f.key ?? f.id} (${f.input ?? '?'}), ${f.attemptsMade} attempt(s): ${f.failedReason}`);
+  }
+  return lines.join('\n');
+}
+
+export function register(program: Command): void {
+  const queue = program.command('queue').description('extraction jobs on a BullMQ queue in Redis (see `calmkit worker`)');
+
+  const add = queue
+    .command('add')
+    .description('enqueue one job per clip; idempotent per (clip, model, settings): adding again adds nothing')
+    .argument('[files...]', 'audio files (key = file name without extension); or use --dataset')
+    .option('--dataset <root>', 'dataset root: OpenMIC-2018 layout, or any folder of audio files (paths must be valid on the workers)')
+    .requiredOption('--model <id|file>', `checkpoint file, or its id (${'fl1m-sha256:<64 hex>'}, printed by \`calmkit queue model-id\`)`)
+    .requiredOption('--redis <url>', 'redis://host:port[/db]')
+    .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
+    .option('--shard <i/N>', 'only the clips whose index in key order is i mod N')
+    .option('--attempts <n>', 'attempts for errors other than bad audio (which fail at once)', intArg('--attempts', 1), 3)
+    .option('--retry-failed', 'put failed jobs of these clips back to waiting');
+  addSettingsOptions(add).action(async (files: string[], opts: AddOptions) => {
+    const items = workItems(opts.dataset, files, opts.shard);
+    let model: { id: string; path?: string; preset?: string };
+    let modelLayers: number | undefined;
+    if (isModelId(opts.model)) model = { id: opts.model };
+    else {
+      const info = await Jukebox.inspect(opts.model);
+      model = { id: modelId(opts.model), path: opts.model, preset: info.preset };
+      modelLayers = info.layers;
+    }
+    const settings = settingsFromOptions(model, opts, modelLayers);
+    const r = await addJobs({ redis: opts.redis, queue: opts.queue, items, settings, attempts: opts.attempts, retryFailed: opts.retryFailed });
+    process.stdout.write(
+      `queue ${opts.queue}: added ${r.added} job(s), ${r.existing} already queued` + (opts.retryFailed ? `, ${r.retried} failed job(s) retried` : '') + ` (settings ${r.settingsHash})\n`,
+    );
+  });
+
+  queue
+    .command('status')
+    .description('job counts, throughput over the last minutes (overall and per worker), failed jobs with their errors')
+    .requiredOption('--redis <url>', 'redis://host:port[/db]')
+    .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
+    .option('--minutes <n>', 'throughput window', positiveNumber('--minutes'), 5)
+    .option('--failed <n>', 'failed jobs to list', intArg('--failed', 0), 100)
+    .option('--json', 'print JSON')
+    .action(async (opts: { redis: string; queue: string; minutes: number; failed: number; json?: boolean }) => {
+      const s = await queueStatus({ redis: opts.redis, queue: opts.queue, windowMinutes: opts.minutes, failedLimit: opts.failed });
+      process.stdout.write((opts.json ? JSON.stringify(s, null, 2) : formatStatus(s)) + '\n');
+    });
+
+  queue
+    .command('model-id')
+    .description('the id of a checkpoint, as jobs and stores name it (sha256 of size, first and last MiB)')
+    .argument('<file>', 'checkpoint')
+    .action((file: string) => {
+      process.stdout.write(modelId(file) + '\n');
+    });
+
+  program
+    .command('worker')
+    .description('take extraction jobs from the queue and write features into a shared store; SIGTERM/SIGINT stop it gracefully')
+    .requiredOption('--redis <url>', 'redis://host:port[/db]')
+    .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
+    .requiredOption('--model <file>', 'checkpoint (jobs must name its id)')
+    .requiredOption('--store <dir>', 'store root (features go to <dir>/layer-<L>/); shared by all workers')
+    .option('--device <device>', 'cpu | cuda | auto', 'cpu')
+    .option('--precision <p>', 'fp32 | bf16 | fp16 (jobs must ask for the same)', choice('--precision', ['fp32', 'bf16', 'fp16'] as const), 'fp32')
+    .option('--batch <n>', 'clips per forward pass (default 1 on cpu, 8 on cuda)', intArg('--batch', 1))
+    .option('--concurrency <n>', 'jobs held at once (default 2 x batch)', intArg('--concurrency', 1))
+    .option('--batch-wait <ms>', 'longest wait for a partial batch to fill', intArg('--batch-wait', 0), 200)
+    .option('--lock-duration <ms>', 'job lock lifetime; a dead worker\'s jobs return to the queue after about this', intArg('--lock-duration', 1000), 60_000)
+    .option('--stalled-interval <ms>', 'how often to look for stalled jobs', intArg('--stalled-interval', 100), 30_000)
+    .option('--max-stalled <n>', 'stalls a job may survive before it fails', intArg('--max-stalled', 0), 2)
+    .option('--progress-seconds <s>', 'seconds between progress lines (0: none)', intArg('--progress-seconds', 0), 10)
+    .action(async (opts: WorkerCliOptions) => {
+      const worker = await ExtractionWorker.start({
+        redis: opts.redis,
+        queue: opts.queue,
+        model: opts.model,
+        device: opts.device,
+        precision: opts.precision,
+        store: opts.store,
+        batch: opts.batch,
+        concurrency: opts.concurrency,
+        batchWaitMs: opts.batchWait,
+        lockDurationMs: opts.lockDuration,
+        stalledIntervalMs: opts.stalledInterval,
+        maxStalledCount: opts.maxStalled,
+        progressSeconds: opts.progressSeconds,
+      });
+      await new Promise<void>((resolve) => {
+        let signals = 0;
+        const stop = (sig: NodeJS.Signals) => {
+          signals++;
+          if (signals > 1) {
+            // A second signal: leave now. Taken jobs are not lost: their locks lapse and others redo them.
+            process.stderr.write(`worker ${worker.id}: ${sig} again: exiting without finishing taken jobs\n`);
+            process.exit(130);
+          }
+          worker.close().then(() => resolve(), (err) => {
+            process.stderr.write(`worker ${worker.id}: error while stopping: ${(err as Error).message}\n`);
+            process.exitCode = 1;
+            resolve();
+          });
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+    });
+}

@@ -1,0 +1,169 @@
+// Helpers shared by the export and reference tests: running the Python tools,
+// a small jukebox-shaped configuration, and a minimal .npy reader.
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+// Debian's torch lives only under this interpreter (see docs/contracts.md).
+export const PY = '/usr/bin/python3';
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const MAKE_CKPT = path.join(ROOT, 'test', 'reference', 'make_jukebox_ckpt.py');
+export const EXPORT = path.join(ROOT, 'scripts', 'export-jukebox.py');
+export const REF = path.join(ROOT, 'test', 'reference', 'jukebox_ref.py');
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+// The machine has two shared cores and every Python start imports torch (over a
+// second of CPU): more than two at once per test file only adds thrashing.
+const MAX_PARALLEL = 2;
+let running = 0;
+const waiting: Array<() => void> = [];
+
+async function slot<T>(work: () => Promise<T>): Promise<T> {
+  // A finishing job hands its slot straight to the next waiter, so `running`
+  // never overshoots between a release and the waiter resuming.
+  if (running >= MAX_PARALLEL) await new Promise<void>((r) => waiting.push(r));
+  else running++;
+  try {
+    return await work();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  }
+}
+
+export function runPy(args: string[], timeoutMs = 120_000, input?: string): Promise<RunResult> {
+  return slot(
+    () =>
+      new Promise<RunResult>((resolve) => {
+        const child = execFile(
+          PY,
+          args,
+          { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, OMP_NUM_THREADS: '1' } },
+          (err, stdout, stderr) => {
+            const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+            resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+          },
+        );
+        child.stdin?.end(input ?? '');
+      }),
+  );
+}
+
+export async function runOk(args: string[], input?: string): Promise<string> {
+  const r = await runPy(args, 120_000, input);
+  if (r.code !== 0) {
+    throw new Error(`${path.basename(args[0])} exited ${r.code}\n${r.stderr}\n${r.stdout}`);
+  }
+  return r.stdout;
+}
+
+export function tempDir(tag: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `calmkit-${tag}-`));
+}
+
+// A jukebox-shaped model small enough to run in about a second. block_ctx = 256/8 = 32,
+// so a 256-token window has 8 blocks and every attention kind has real structure.
+export const SMALL = {
+  width: 64,
+  heads: 2,
+  nCtx: 256,
+  blocks: 8,
+  depthFull: 8,
+  mAttn: 0.5,
+  mMlp: 1.0,
+  bins: 64,
+  yBinsGenre: 6,
+  yBinsArtist: 7,
+  tBins: 16,
+  vqDowns: [3, 2, 2],
+  vqStrides: [2, 2, 2],
+  vqEmbWidth: 16,
+  vqLBins: 64,
+  vqWidth: 16,
+  vqDepth: 2,
+};
+export const HOP = 128;
+
+export function makeCkptArgs(out: string, extra: string[] = []): string[] {
+  const s = SMALL;
+  return [
+    MAKE_CKPT, '--out', out,
+    '--width', `${s.width}`, '--n-ctx', `${s.nCtx}`, '--depth-full', `${s.depthFull}`,
+    '--m-attn', `${s.mAttn}`, '--m-mlp', `${s.mMlp}`, '--bins', `${s.bins}`,
+    '--y-bins-genre', `${s.yBinsGenre}`, '--y-bins-artist', `${s.yBinsArtist}`, '--t-bins', `${s.tBins}`,
+    '--vq-downs', s.vqDowns.join(','), '--vq-strides', s.vqStrides.join(','),
+    '--vq-emb-width', `${s.vqEmbWidth}`, '--vq-l-bins', `${s.vqLBins}`, '--vq-width', `${s.vqWidth}`,
+    '--vq-depth', `${s.vqDepth}`,
+    ...extra,
+  ];
+}
+
+export function exportArgs(dir: string, out: string, layers: number, extra: string[] = []): string[] {
+  const s = SMALL;
+  return [
+    EXPORT, '--vqvae', path.join(dir, 'vqvae.pth.tar'), '--prior', path.join(dir, 'prior_level_2.pth.tar'),
+    '--out', out, '--layers', `${layers}`,
+    '--width', `${s.width}`, '--heads', `${s.heads}`, '--n-ctx', `${s.nCtx}`, '--blocks', `${s.blocks}`,
+    '--depth-full', `${s.depthFull}`, '--m-attn', `${s.mAttn}`, '--m-mlp', `${s.mMlp}`, '--bins', `${s.bins}`,
+    '--y-bins-genre', `${s.yBinsGenre}`, '--y-bins-artist', `${s.yBinsArtist}`, '--t-bins', `${s.tBins}`,
+    '--vq-downs', s.vqDowns.join(','), '--vq-strides', s.vqStrides.join(','),
+    '--vq-emb-width', `${s.vqEmbWidth}`, '--vq-l-bins', `${s.vqLBins}`, '--vq-width', `${s.vqWidth}`,
+    '--vq-depth', `${s.vqDepth}`,
+    ...extra,
+  ];
+}
+
+export interface Npy {
+  shape: number[];
+  data: Float32Array | BigInt64Array;
+}
+
+// Just enough of the .npy format for what the reference writes: little-endian
+// float32 / int64, C order, format versions 1-3.
+export function readNpy(file: string): Npy {
+  const buf = fs.readFileSync(file);
+  if (buf.readUInt8(0) !== 0x93 || buf.toString('latin1', 1, 6) !== 'NUMPY') {
+    throw new Error(`${file}: not an .npy file`);
+  }
+  const major = buf.readUInt8(6);
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = major === 1 ? 10 : 12;
+  const header = buf.toString('latin1', start, start + headerLen);
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${file}: Fortran order not supported`);
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '';
+  const shape = shapeText.split(',').map((v) => v.trim()).filter((v) => v !== '').map(Number);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const body = buf.subarray(start + headerLen);
+  const copy = new Uint8Array(body.length);
+  copy.set(body); // aligned copy: typed arrays need an offset that is a multiple of the element size
+  if (descr === '<f4') return { shape, data: new Float32Array(copy.buffer, 0, n) };
+  if (descr === '<i8') return { shape, data: new BigInt64Array(copy.buffer, 0, n) };
+  throw new Error(`${file}: unsupported dtype ${descr}`);
+}
+
+// Deterministic test audio: a chirp plus noise, peak-normalised, as raw little-endian float32.
+export function writeAudio(file: string, samples: number, seed = 1): Float32Array {
+  const a = new Float32Array(samples);
+  let s = seed >>> 0;
+  const rnd = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+  let peak = 0;
+  for (let i = 0; i < samples; i++) {
+    const t = i / 44100;
+    a[i] = 0.5 * Math.sin(2 * Math.PI * 220 * t * (1 + 4 * t)) + 0.4 * rnd();
+    peak = Math.max(peak, Math.abs(a[i]));
+  }
+  for (let i = 0; i < samples; i++) a[i] /= peak;
+  fs.writeFileSync(file, Buffer.from(a.buffer));
+  return a;
+}
