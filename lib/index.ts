@@ -4,3 +4,33 @@ export { loadAudio, decodeAudio, resolveFormatting, MODEL_SAMPLE_RATE, PAPER_TIL
 export type { AudioInput, LoadAudioOptions, LoadedAudio, DecodedAudio, Formatting } from './audio';
 export { doctor } from './doctor';
 export type { DoctorReport } from './doctor';
+export {
+  trainProbeGrid,
+  ProbeSet,
+  PAPER_GRID,
+  PROBE_THRESHOLD,
+  expandGrid,
+  binaryMetrics,
+  macroMetrics,
+} from './probes';
+export type {
+  ProbeConfig,
+  ProbeGrid,
+  ProbeSplit,
+  ProbeTask,
+  ProbeProgress,
+  ProbeDevice,
+  TrainProbeGridOptions,
+  ProbeNet,
+  ConfigResult,
+  ClassCounts,
+  InstrumentResult,
+  SkippedInstrument,
+  TableRow,
+  ProbeTable,
+  Predictions,
+  PredictOptions,
+  ProbeSetInfo,
+  BinaryMetrics,
+  MacroMetrics,
+} from './probes';

@@ -152,11 +152,15 @@ void ensureEvalData(Shared& sh, int t) {
   sh.testX[t] = standardized(sh.X, task.test, sh.scalers[t]).to(sh.device);
 }
 
+// Rows per parallel task: small enough stacks run on the calling thread, where a parallel region would cost more
+// than the work (and spins badly on a shared, oversubscribed machine).
+int64_t rowsPerTask(int64_t cols) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, cols)); }
+
 // Fills a dropout mask, already scaled by 1/keep as torch's Dropout does, for rows*cols units of each probe.
 void fillMasks(float* out, const std::vector<ProbeSpec>& ps, int64_t pa, int64_t rows, int64_t cols, uint64_t layer,
                const std::vector<int64_t>& steps) {
   int64_t per = rows * cols;
-  at::parallel_for(0, pa * rows, 16, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, pa * rows, rowsPerTask(cols), [&](int64_t b0, int64_t b1) {
     for (int64_t r = b0; r < b1; ++r) {
       int64_t p = r / rows, row = r % rows;
       float keep = static_cast<float>(1.0 - ps[p].dropout);
@@ -174,7 +178,7 @@ void fillInputs(float* out, const Shared& sh, const std::vector<ProbeSpec>& ps, 
                 const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
                 const std::vector<int64_t>& steps) {
   const int64_t d = sh.dim;
-  at::parallel_for(0, pa * B, 4, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, pa * B, rowsPerTask(d), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       int64_t p = r / B, b = r % B;
       const Scaler& sc = sh.scalers[ps[p].task];
@@ -538,6 +542,22 @@ void validateSplit(const Task& t, const Split& s, const char* which, int64_t n) 
   }
 }
 
+// Intra-op threads for one stack. Small stacks finish each operation in microseconds, where waking and joining
+// worker threads costs more than the work (and far more when the cores are oversubscribed and OpenMP workers
+// spin): below ~50 MFLOP a step, stay on one thread.
+int threadsFor(const Options& opt, int64_t dim, const std::vector<int64_t>& hidden, int64_t probes, int available) {
+  if (opt.threads > 0) return opt.threads;
+  double macs = 0;
+  int64_t in = dim;
+  for (auto h : hidden) {
+    macs += static_cast<double>(in) * h;
+    in = h;
+  }
+  macs += in;
+  double flopsPerStep = 6.0 * macs * static_cast<double>(opt.batchSize) * static_cast<double>(probes);
+  return flopsPerStep < 5e7 ? 1 : available;
+}
+
 }  // namespace
 
 uint64_t probeKey(uint64_t seed, const std::string& instrument, const Config& config) {
@@ -649,10 +669,18 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   }
   res.stacks = static_cast<int64_t>(stacks.size());
   int64_t done = 0;
-  for (size_t s = 0; s < stacks.size(); ++s) {
-    Stack stack(sh, stacks[s].first, std::move(stacks[s].second));
-    stack.run(res, static_cast<int64_t>(s), res.stacks, done);
+  const int threadsBefore = at::get_num_threads();
+  try {
+    for (size_t s = 0; s < stacks.size(); ++s) {
+      at::set_num_threads(threadsFor(opt, dim, stacks[s].first, static_cast<int64_t>(stacks[s].second.size()), threadsBefore));
+      Stack stack(sh, stacks[s].first, std::move(stacks[s].second));
+      stack.run(res, static_cast<int64_t>(s), res.stacks, done);
+    }
+  } catch (...) {
+    at::set_num_threads(threadsBefore);
+    throw;
   }
+  at::set_num_threads(threadsBefore);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return res;
 }
