@@ -34,3 +34,5 @@ export type {
   BinaryMetrics,
   MacroMetrics,
 } from './probes';
+export { writeReport, tableMarkdown, tableCsv, tableJson, DEFAULT_FONT_DIR } from './probes/report';
+export type { ReportOptions } from './probes/report';
