@@ -209,30 +209,45 @@ struct Param {
   torch::Tensor value, grad, m, v, best;  // [P, ...]
 };
 
-// torch.optim.Adam with coupled L2 (grad += wd * w), one fused pass per probe on CPU.
-void adamCpu(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps, double lr) {
-  int64_t per = prm.value[0].numel();
-  float* w = prm.value.data_ptr<float>();
-  float* g = prm.grad.data_ptr<float>();
-  float* m = prm.m.data_ptr<float>();
-  float* v = prm.v.data_ptr<float>();
-  for (int64_t p = 0; p < pa; ++p) {
-    double t = static_cast<double>(steps[p]);
-    float wd = static_cast<float>(ps[p].l2);
-    float stepSize = static_cast<float>(lr / (1 - std::pow(kBeta1, t)));
-    float bc2Sqrt = static_cast<float>(std::sqrt(1 - std::pow(kBeta2, t)));
-    const float b1 = kBeta1, b2 = kBeta2, c1 = 1 - kBeta1, c2 = 1 - kBeta2, eps = kEps;
-    int64_t off = p * per;
-    at::parallel_for(0, per, 32768, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = off + i0; i < off + i1; ++i) {
-        float gi = g[i] + wd * w[i];
-        float mi = m[i] * b1 + c1 * gi;
-        float vi = v[i] * b2 + c2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] -= stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + eps));
-      }
+// torch.optim.Adam with coupled L2 (grad += wd * w) for one probe's slice of a stacked parameter, in one fused
+// pass. Inside a parallel loop over probes it runs on the calling thread; alone it splits the slice.
+void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr) {
+  int64_t per = prm.value.numel() / prm.value.size(0);
+  float* w = prm.value.data_ptr<float>() + p * per;
+  float* g = prm.grad.data_ptr<float>() + p * per;
+  float* m = prm.m.data_ptr<float>() + p * per;
+  float* v = prm.v.data_ptr<float>() + p * per;
+  double t = static_cast<double>(step);
+  const float wd = static_cast<float>(spec.l2);
+  const float stepSize = static_cast<float>(lr / (1 - std::pow(kBeta1, t)));
+  const float bc2Sqrt = static_cast<float>(std::sqrt(1 - std::pow(kBeta2, t)));
+  const float b1 = static_cast<float>(kBeta1), b2 = static_cast<float>(kBeta2);
+  const float c1 = static_cast<float>(1 - kBeta1), c2 = static_cast<float>(1 - kBeta2), eps = static_cast<float>(kEps);
+  at::parallel_for(0, per, 32768, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float gi = g[i] + wd * w[i];
+      float mi = m[i] * b1 + c1 * gi;
+      float vi = v[i] * b2 + c2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      w[i] -= stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + eps));
+    }
+  });
+}
+
+// Runs fn(p) for the first `pa` probes. With several probes and threads, each thread takes whole probes: one
+// parallel region per layer instead of one per probe and operation (ATen's CPU bmm is a serial loop of GEMMs,
+// each fanning out to BLAS threads and joining again), and a probe's gradient is consumed by its Adam update
+// while still in cache. A single probe keeps the threads inside its operations instead.
+template <typename Fn>
+void forEachProbe(int64_t pa, const Fn& fn) {
+  if (pa > 1 && at::get_num_threads() > 1) {
+    at::parallel_for(0, pa, 1, [&](int64_t p0, int64_t p1) {
+      c10::InferenceMode inference;  // thread-local: the pool's threads do not inherit the caller's
+      for (int64_t p = p0; p < p1; ++p) fn(p);
     });
+  } else {
+    for (int64_t p = 0; p < pa; ++p) fn(p);
   }
 }
 
@@ -421,6 +436,55 @@ class Stack {
     for (size_t l = 0; l < masks_.size(); ++l) {
       fillMasks(masks_[l].data_ptr<float>(), ps_, pa, B_, masks_[l].size(2), l + 1, steps);
     }
+    if (sh_.device.is_cpu()) {
+      stepCpu(pa, steps);
+    } else {
+      stepBatched(pa, steps);
+    }
+  }
+
+  torch::Tensor mask(size_t l, int64_t pa) const { return masks_[l].narrow(0, 0, pa).to(sh_.device); }
+
+  // CPU: the stack's products run as one parallel loop over probes per layer, each probe's backward fused with
+  // its Adam update.
+  void stepCpu(int64_t pa, const std::vector<int64_t>& steps) {
+    const size_t L = W_.size();
+    std::vector<torch::Tensor> acts{inputs_.narrow(0, 0, pa)}, pre;
+    for (size_t l = 0; l < L; ++l) {
+      auto z = torch::empty({pa, B_, dims_[l + 1]}, acts.back().options());
+      const auto &a = acts.back(), &w = W_[l].value, &b = Bs_[l].value;
+      forEachProbe(pa, [&](int64_t p) {
+        auto out = z[p];
+        at::addmm_out(out, b[p], a[p], w[p]);
+      });
+      if (l + 1 == L) {
+        acts.push_back(z);
+        break;
+      }
+      pre.push_back(z);
+      acts.push_back(z.relu().mul_(mask(l, pa)));
+    }
+    auto dz = torch::sigmoid(acts.back()).sub_(y_).div_(static_cast<double>(B_));
+    for (size_t l = L; l-- > 0;) {
+      torch::Tensor da = l > 0 ? torch::empty({pa, B_, dims_[l]}, dz.options()) : torch::Tensor();
+      const auto& a = acts[l];
+      forEachProbe(pa, [&](int64_t p) {
+        auto gw = W_[l].grad[p], gb = Bs_[l].grad[p], dzp = dz[p];
+        at::mm_out(gw, a[p].t(), dzp);
+        at::sum_out(gb, dzp, {0}, true);
+        if (l > 0) {  // through the weights before they move
+          auto dap = da[p];
+          at::mm_out(dap, dzp, W_[l].value[p].t());
+        }
+        adamProbe(W_[l], ps_[p], p, steps[p], sh_.opt.lr);
+        adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
+      });
+      if (l > 0) dz = da.mul_(mask(l - 1, pa)).mul_(pre[l - 1].gt(0));
+    }
+  }
+
+  // Other devices: batched products over the stack (bmm/baddbmm), then Adam in tensor operations.
+  void stepBatched(int64_t pa, const std::vector<int64_t>& steps) {
     const size_t L = W_.size();
     std::vector<torch::Tensor> acts{inputs_.narrow(0, 0, pa).to(sh_.device)}, pre;
     for (size_t l = 0; l < L; ++l) {
@@ -430,7 +494,7 @@ class Stack {
         break;
       }
       pre.push_back(z);
-      acts.push_back(z.relu().mul_(masks_[l].narrow(0, 0, pa).to(sh_.device)));
+      acts.push_back(z.relu().mul_(mask(l, pa)));
     }
     // d(mean BCE)/d(logit) per probe.
     auto dz = torch::sigmoid(acts.back()).sub_(y_).div_(static_cast<double>(B_));
@@ -440,16 +504,11 @@ class Stack {
       Bs_[l].grad.narrow(0, 0, pa).copy_(dz.sum(1, true));
       if (l == 0) break;
       auto da = torch::bmm(dz, W_[l].value.narrow(0, 0, pa).transpose(1, 2));
-      dz = da.mul_(masks_[l - 1].narrow(0, 0, pa).to(sh_.device)).mul_(pre[l - 1].gt(0));
+      dz = da.mul_(mask(l - 1, pa)).mul_(pre[l - 1].gt(0));
     }
     for (size_t l = 0; l < L; ++l) {
-      if (sh_.device.is_cpu()) {
-        adamCpu(W_[l], ps_, pa, steps, sh_.opt.lr);
-        adamCpu(Bs_[l], ps_, pa, steps, sh_.opt.lr);
-      } else {
-        adamTensor(W_[l], ps_, pa, steps, sh_.opt.lr);
-        adamTensor(Bs_[l], ps_, pa, steps, sh_.opt.lr);
-      }
+      adamTensor(W_[l], ps_, pa, steps, sh_.opt.lr);
+      adamTensor(Bs_[l], ps_, pa, steps, sh_.opt.lr);
     }
   }
 
