@@ -12,6 +12,10 @@
 
 #include "core/error.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace calmkit::probes {
 namespace {
 
@@ -157,10 +161,11 @@ void ensureEvalData(Shared& sh, int t) {
 int64_t rowsPerTask(int64_t cols) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, cols)); }
 
 // Fills a dropout mask, already scaled by 1/keep as torch's Dropout does, for rows*cols units of each probe.
-void fillMasks(float* out, const std::vector<ProbeSpec>& ps, int64_t pa, int64_t rows, int64_t cols, uint64_t layer,
-               const std::vector<int64_t>& steps) {
+// Probes [p0, p1) of the stack.
+void fillMasks(float* out, const std::vector<ProbeSpec>& ps, int64_t p0, int64_t p1, int64_t rows, int64_t cols,
+               uint64_t layer, const std::vector<int64_t>& steps) {
   int64_t per = rows * cols;
-  at::parallel_for(0, pa * rows, rowsPerTask(cols), [&](int64_t b0, int64_t b1) {
+  at::parallel_for(p0 * rows, p1 * rows, rowsPerTask(cols), [&](int64_t b0, int64_t b1) {
     for (int64_t r = b0; r < b1; ++r) {
       int64_t p = r / rows, row = r % rows;
       float keep = static_cast<float>(1.0 - ps[p].dropout);
@@ -173,12 +178,12 @@ void fillMasks(float* out, const std::vector<ProbeSpec>& ps, int64_t pa, int64_t
 }
 
 // The dropped-out, standardised input batch of every active probe, in one pass over the features:
-// out[p, b, :] = mask * (x[row(task(p), b)] - mean) / std.
-void fillInputs(float* out, const Shared& sh, const std::vector<ProbeSpec>& ps, int64_t pa, int64_t B,
+// out[p, b, :] = mask * (x[row(task(p), b)] - mean) / std, for probes [p0, p1).
+void fillInputs(float* out, const Shared& sh, const std::vector<ProbeSpec>& ps, int64_t p0, int64_t p1, int64_t B,
                 const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
                 const std::vector<int64_t>& steps) {
   const int64_t d = sh.dim;
-  at::parallel_for(0, pa * B, rowsPerTask(d), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(p0 * B, p1 * B, rowsPerTask(d), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       int64_t p = r / B, b = r % B;
       const Scaler& sc = sh.scalers[ps[p].task];
@@ -432,54 +437,50 @@ class Stack {
   // One training step of the first `pa` probes: forward, hand-written backward, Adam.
   void step(int64_t pa, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
             const std::vector<int64_t>& steps) {
-    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, pa, B_, slotOf, batchRows, steps);
-    for (size_t l = 0; l < masks_.size(); ++l) {
-      fillMasks(masks_[l].data_ptr<float>(), ps_, pa, B_, masks_[l].size(2), l + 1, steps);
-    }
     if (sh_.device.is_cpu()) {
-      stepCpu(pa, steps);
-    } else {
-      stepBatched(pa, steps);
+      forEachProbe(pa, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, steps); });
+      return;
     }
+    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, 0, pa, B_, slotOf, batchRows, steps);
+    for (size_t l = 0; l < masks_.size(); ++l) {
+      fillMasks(masks_[l].data_ptr<float>(), ps_, 0, pa, B_, masks_[l].size(2), l + 1, steps);
+    }
+    stepBatched(pa, steps);
   }
 
   torch::Tensor mask(size_t l, int64_t pa) const { return masks_[l].narrow(0, 0, pa).to(sh_.device); }
 
-  // CPU: the stack's products run as one parallel loop over probes per layer, each probe's backward fused with
-  // its Adam update.
-  void stepCpu(int64_t pa, const std::vector<int64_t>& steps) {
+  // CPU: each probe's whole step (its batch, masks, forward, backward, Adam) runs on one thread while its
+  // weights, moments and gradients are still in cache; the stack's probes are spread over the threads. ATen's
+  // CPU bmm would loop over the same per-probe GEMMs, but layer by layer, streaming the whole stack through
+  // memory several times a step and joining the threads after every probe's product.
+  void stepProbeCpu(int64_t p, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
+                    const std::vector<int64_t>& steps) {
+    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, p, p + 1, B_, slotOf, batchRows, steps);
+    for (size_t l = 0; l < masks_.size(); ++l) {
+      fillMasks(masks_[l].data_ptr<float>(), ps_, p, p + 1, B_, masks_[l].size(2), l + 1, steps);
+    }
     const size_t L = W_.size();
-    std::vector<torch::Tensor> acts{inputs_.narrow(0, 0, pa)}, pre;
+    std::vector<torch::Tensor> acts{inputs_[p]}, pre;
     for (size_t l = 0; l < L; ++l) {
-      auto z = torch::empty({pa, B_, dims_[l + 1]}, acts.back().options());
-      const auto &a = acts.back(), &w = W_[l].value, &b = Bs_[l].value;
-      forEachProbe(pa, [&](int64_t p) {
-        auto out = z[p];
-        at::addmm_out(out, b[p], a[p], w[p]);
-      });
+      auto z = torch::addmm(Bs_[l].value[p], acts.back(), W_[l].value[p]);
       if (l + 1 == L) {
         acts.push_back(z);
         break;
       }
       pre.push_back(z);
-      acts.push_back(z.relu().mul_(mask(l, pa)));
+      acts.push_back(z.relu().mul_(masks_[l][p]));
     }
-    auto dz = torch::sigmoid(acts.back()).sub_(y_).div_(static_cast<double>(B_));
+    auto dz = torch::sigmoid(acts.back()).sub_(y_[0]).div_(static_cast<double>(B_));
     for (size_t l = L; l-- > 0;) {
-      torch::Tensor da = l > 0 ? torch::empty({pa, B_, dims_[l]}, dz.options()) : torch::Tensor();
-      const auto& a = acts[l];
-      forEachProbe(pa, [&](int64_t p) {
-        auto gw = W_[l].grad[p], gb = Bs_[l].grad[p], dzp = dz[p];
-        at::mm_out(gw, a[p].t(), dzp);
-        at::sum_out(gb, dzp, {0}, true);
-        if (l > 0) {  // through the weights before they move
-          auto dap = da[p];
-          at::mm_out(dap, dzp, W_[l].value[p].t());
-        }
-        adamProbe(W_[l], ps_[p], p, steps[p], sh_.opt.lr);
-        adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
-      });
-      if (l > 0) dz = da.mul_(mask(l - 1, pa)).mul_(pre[l - 1].gt(0));
+      auto gw = W_[l].grad[p], gb = Bs_[l].grad[p];
+      at::mm_out(gw, acts[l].t(), dz);
+      at::sum_out(gb, dz, {0}, true);
+      torch::Tensor da;
+      if (l > 0) da = torch::mm(dz, W_[l].value[p].t());  // through the weights before they move
+      adamProbe(W_[l], ps_[p], p, steps[p], sh_.opt.lr);
+      adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
+      if (l > 0) dz = da.mul_(masks_[l - 1][p]).mul_(pre[l - 1].gt(0));
     }
   }
 
@@ -617,6 +618,16 @@ int threadsFor(const Options& opt, int64_t dim, const std::vector<int64_t>& hidd
   return flopsPerStep < 5e7 ? 1 : available;
 }
 
+// Sets this thread's intra-op threads only. at::set_num_threads would also change the default that other threads
+// pick up on their first parallel call.
+void setThreadsHere(int n) {
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#else
+  at::set_num_threads(n);
+#endif
+}
+
 }  // namespace
 
 uint64_t probeKey(uint64_t seed, const std::string& instrument, const Config& config) {
@@ -731,15 +742,15 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   const int threadsBefore = at::get_num_threads();
   try {
     for (size_t s = 0; s < stacks.size(); ++s) {
-      at::set_num_threads(threadsFor(opt, dim, stacks[s].first, static_cast<int64_t>(stacks[s].second.size()), threadsBefore));
+      setThreadsHere(threadsFor(opt, dim, stacks[s].first, static_cast<int64_t>(stacks[s].second.size()), threadsBefore));
       Stack stack(sh, stacks[s].first, std::move(stacks[s].second));
       stack.run(res, static_cast<int64_t>(s), res.stacks, done);
     }
   } catch (...) {
-    at::set_num_threads(threadsBefore);
+    setThreadsHere(threadsBefore);
     throw;
   }
-  at::set_num_threads(threadsBefore);
+  setThreadsHere(threadsBefore);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return res;
 }
