@@ -213,8 +213,11 @@ export interface ProbeSetInfo {
   grid: ProbeConfig[];
   options: { epochs: number; batchSize: number; lr: number; seed: number; standardize: boolean; threshold: number };
   training: { device: string; seconds: number; stacks: number };
-  /** sha256 of the feature matrix bytes and of each instrument's rows+targets per split. */
-  hashes: { features: string; rows: number; tasks: Record<string, { train: string; val: string; test: string }> };
+  /**
+   * sha256 (hex) of the feature matrix's bytes (featureRows x dim float32, little-endian) and, per instrument and
+   * split, of its rows (int32) followed by its targets (uint8).
+   */
+  hashes: { features: string; featureRows: number; tasks: Record<string, { train: string; val: string; test: string }> };
   manifest?: unknown;
 }
 
@@ -523,7 +526,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     training: { device: raw.device, seconds: raw.seconds, stacks: raw.stacks },
     hashes: {
       features: sha256(features),
-      rows: rowsInMatrix,
+      featureRows: rowsInMatrix,
       tasks: Object.fromEntries(trained.map((t) => [t.instrument, { train: splitHash(t.train), val: splitHash(t.val), test: splitHash(t.test) }])),
     },
   };
