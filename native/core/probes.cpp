@@ -240,13 +240,13 @@ void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, doubl
   });
 }
 
-// Runs fn(p) for the first `pa` probes. With several probes and threads, each thread takes whole probes: one
-// parallel region per layer instead of one per probe and operation (ATen's CPU bmm is a serial loop of GEMMs,
-// each fanning out to BLAS threads and joining again), and a probe's gradient is consumed by its Adam update
-// while still in cache. A single probe keeps the threads inside its operations instead.
+// Runs fn(p) for the first `pa` probes. Small probes are spread over the threads, each thread taking whole
+// probes (one parallel region a step instead of several per probe). Large probes run one after another with
+// the threads inside each probe's operations: two 4800x512 probes in flight at once need twice the cache and
+// memory bandwidth of one, and measured slower than one at a time on a 2-core machine.
 template <typename Fn>
-void forEachProbe(int64_t pa, const Fn& fn) {
-  if (pa > 1 && at::get_num_threads() > 1) {
+void forEachProbe(int64_t pa, bool acrossProbes, const Fn& fn) {
+  if (acrossProbes && pa > 1 && at::get_num_threads() > 1) {
     at::parallel_for(0, pa, 1, [&](int64_t p0, int64_t p1) {
       c10::InferenceMode inference;  // thread-local: the pool's threads do not inherit the caller's
       for (int64_t p = p0; p < p1; ++p) fn(p);
@@ -255,6 +255,9 @@ void forEachProbe(int64_t pa, const Fn& fn) {
     for (int64_t p = 0; p < pa; ++p) fn(p);
   }
 }
+
+// Above this much weight + gradient + Adam state per probe, probes of a stack run one after another.
+constexpr int64_t kAcrossProbesMaxBytes = 4 << 20;
 
 // The same update in tensor operations, for devices other than the CPU.
 void adamTensor(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps, double lr) {
@@ -330,6 +333,9 @@ class Stack {
     dims_.push_back(sh.dim);
     for (auto h : hidden) dims_.push_back(h);
     dims_.push_back(1);
+    int64_t params = 0;
+    for (size_t l = 0; l + 1 < dims_.size(); ++l) params += dims_[l] * dims_[l + 1] + dims_[l + 1];
+    acrossProbes_ = 4 * 4 * params <= kAcrossProbesMaxBytes;
     allocate();
   }
 
@@ -438,7 +444,7 @@ class Stack {
   void step(int64_t pa, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
             const std::vector<int64_t>& steps) {
     if (sh_.device.is_cpu()) {
-      forEachProbe(pa, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, steps); });
+      forEachProbe(pa, acrossProbes_, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, steps); });
       return;
     }
     fillInputs(inputs_.data_ptr<float>(), sh_, ps_, 0, pa, B_, slotOf, batchRows, steps);
@@ -580,6 +586,7 @@ class Stack {
   std::vector<Param> W_, Bs_;
   torch::Tensor y_, inputs_;
   std::vector<torch::Tensor> masks_;
+  bool acrossProbes_ = true;
 };
 
 std::string describeSplit(const Task& t, const char* which) { return "instrument '" + t.instrument + "' " + which; }
