@@ -51,3 +51,35 @@ export {
 export type { ExtractionSettings, SettingsInput, WorkItem, Shard, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './pipeline';
 // The BullMQ queue (addJobs, ExtractionWorker, queueStatus) is the 'calmkit/queue' entry: it loads bullmq and
 // ioredis, which users of the extractor alone should not pay for.
+export {
+  trainProbeGrid,
+  ProbeSet,
+  PAPER_GRID,
+  PROBE_THRESHOLD,
+  expandGrid,
+  binaryMetrics,
+  macroMetrics,
+} from './probes';
+export type {
+  ProbeConfig,
+  ProbeGrid,
+  ProbeSplit,
+  ProbeTask,
+  ProbeProgress,
+  ProbeDevice,
+  TrainProbeGridOptions,
+  ProbeNet,
+  ConfigResult,
+  ClassCounts,
+  InstrumentResult,
+  SkippedInstrument,
+  TableRow,
+  ProbeTable,
+  Predictions,
+  PredictOptions,
+  ProbeSetInfo,
+  BinaryMetrics,
+  MacroMetrics,
+} from './probes';
+export { writeReport, tableMarkdown, tableCsv, tableJson, DEFAULT_FONT_DIR } from './probes/report';
+export type { ReportOptions } from './probes/report';

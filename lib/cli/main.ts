@@ -11,6 +11,7 @@ import { register as registerDoctor } from './doctor';
 import { register as registerExtract } from './extract';
 import { register as registerModel } from './model';
 import { register as registerQueue } from './queue';
+import { register as registerStudy } from './study';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -18,7 +19,7 @@ export function buildProgram(): Command {
     .name('calmkit')
     .description('Jukebox CALM representations and instrument-recognition probes')
     .version(JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version as string);
-  for (const register of [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerQueue]) register(program);
+  for (const register of [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerStudy, registerQueue]) register(program);
   return program;
 }
 

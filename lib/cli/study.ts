@@ -143,8 +143,8 @@ export function register(program: Command): void {
         printTable(probes);
         console.log(`probe set: ${o.out}`);
         if (o.report) {
-          const r = await writeReport(probes, o.report);
-          console.log(`report: ${o.report} (${r.files.length} files)`);
+          const files = await writeReport(probes, o.report);
+          console.log(`report: ${o.report} (${files.length} files)`);
         }
       } finally {
         progress.stop();
@@ -206,9 +206,9 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'where to write')
     .action(async (o: { probes: string; out: string }) => {
       const probes = await ProbeSet.load(o.probes);
-      const r = await writeReport(probes, o.out);
+      const files = await writeReport(probes, o.out);
       printTable(probes);
-      console.log(`report: ${o.out} (${r.files.map((f) => path.basename(f)).join(', ')})`);
+      console.log(`report: ${o.out} (${files.map((f) => path.basename(f)).join(', ')})`);
     });
 
   addTrainingFlags(
@@ -253,7 +253,7 @@ export function register(program: Command): void {
         progress.stop();
         for (const v of result.variants) {
           console.log(`\n== ${v.variant.name} (${v.variant.formatting}): extracted ${v.extracted.done}, reused ${v.extracted.skipped}, failed ${v.extracted.failed}; macro F1 ${v.macroF1.toFixed(3)}`);
-          console.log(`   Table I: ${path.join(v.reportDir, 'table1.md')}`);
+          console.log(`   Table I: ${path.join(v.reportDir, 'table.md')}`);
         }
         console.log(`\n${fs.readFileSync(result.files[0], 'utf8')}`);
         console.log(`study report: ${path.resolve(o.out)}`);

@@ -99,6 +99,11 @@ export interface TrainProbeGridOptions {
   onSingleClass?: 'skip' | 'error';
   /** Keep the weights of every probe, not only the selected ones (memory: all probes' parameters). */
   keepAllWeights?: boolean;
+  /**
+   * Intra-op threads while training (default: 1 for stacks under ~50 MFLOP a step, where threading costs more than
+   * it gains, else the process setting from CALMKIT_THREADS / OMP_NUM_THREADS / cores).
+   */
+  threads?: number;
   /** Passed through into the saved file, e.g. the feature store's manifest. */
   manifest?: unknown;
   signal?: AbortSignal;
@@ -208,8 +213,11 @@ export interface ProbeSetInfo {
   grid: ProbeConfig[];
   options: { epochs: number; batchSize: number; lr: number; seed: number; standardize: boolean; threshold: number };
   training: { device: string; seconds: number; stacks: number };
-  /** sha256 of the feature matrix bytes and of each instrument's rows+targets per split. */
-  hashes: { features: string; rows: number; tasks: Record<string, { train: string; val: string; test: string }> };
+  /**
+   * sha256 (hex) of the feature matrix's bytes (featureRows x dim float32, little-endian) and, per instrument and
+   * split, of its rows (int32) followed by its targets (uint8).
+   */
+  hashes: { features: string; featureRows: number; tasks: Record<string, { train: string; val: string; test: string }> };
   manifest?: unknown;
 }
 
@@ -457,6 +465,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
   const onSingleClass = options.onSingleClass ?? 'skip';
   if (onSingleClass !== 'skip' && onSingleClass !== 'error') throw new ArgumentError('ERR_INVALID_ARGUMENT', `onSingleClass must be 'skip' or 'error'`);
   const rowsInMatrix = features.length / dim;
+  if (options.threads !== undefined) positiveInteger(options.threads, 'threads');
 
   const seen = new Set<string>();
   const skipped: SkippedInstrument[] = [];
@@ -499,6 +508,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
         maxStackBytes: options.maxStackBytes ?? 4 * 2 ** 30,
         maxProbesPerStack: options.maxProbesPerStack ?? 0,
         keepAllWeights: options.keepAllWeights ?? false,
+        threads: options.threads ?? 0,
       },
       onProgress,
     );
@@ -516,7 +526,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     training: { device: raw.device, seconds: raw.seconds, stacks: raw.stacks },
     hashes: {
       features: sha256(features),
-      rows: rowsInMatrix,
+      featureRows: rowsInMatrix,
       tasks: Object.fromEntries(trained.map((t) => [t.instrument, { train: splitHash(t.train), val: splitHash(t.val), test: splitHash(t.test) }])),
     },
   };

@@ -162,7 +162,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
         writeFileAtomic(keyFile, key);
       }
       const reportDir = path.join(dir, 'report');
-      const report = await writeReport(probes, reportDir, { title: `Table I — ${variant.name} (${variant.formatting}), layer ${layer}` });
+      const reportFiles = await writeReport(probes, reportDir);
       const table = probes.table();
       tables.push({ name: variant.name, rows: table.rows, macroF1: table.macro.f1Present });
       results.push({
@@ -173,7 +173,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
         extracted: { done: summary.done, skipped: summary.skipped, failed: summary.failed.length },
         reusedProbes,
         macroF1: table.macro.f1Present,
-        reportFiles: report.files,
+        reportFiles,
       });
     }
     return finish(options.out, layer, results, compareVariants(tables));

@@ -12,6 +12,10 @@
 
 #include "core/error.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace calmkit::probes {
 namespace {
 
@@ -152,11 +156,16 @@ void ensureEvalData(Shared& sh, int t) {
   sh.testX[t] = standardized(sh.X, task.test, sh.scalers[t]).to(sh.device);
 }
 
+// Rows per parallel task: small enough stacks run on the calling thread, where a parallel region would cost more
+// than the work (and spins badly on a shared, oversubscribed machine).
+int64_t rowsPerTask(int64_t cols) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, cols)); }
+
 // Fills a dropout mask, already scaled by 1/keep as torch's Dropout does, for rows*cols units of each probe.
-void fillMasks(float* out, const std::vector<ProbeSpec>& ps, int64_t pa, int64_t rows, int64_t cols, uint64_t layer,
-               const std::vector<int64_t>& steps) {
+// Probes [p0, p1) of the stack.
+void fillMasks(float* out, const std::vector<ProbeSpec>& ps, int64_t p0, int64_t p1, int64_t rows, int64_t cols,
+               uint64_t layer, const std::vector<int64_t>& steps) {
   int64_t per = rows * cols;
-  at::parallel_for(0, pa * rows, 16, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(p0 * rows, p1 * rows, rowsPerTask(cols), [&](int64_t b0, int64_t b1) {
     for (int64_t r = b0; r < b1; ++r) {
       int64_t p = r / rows, row = r % rows;
       float keep = static_cast<float>(1.0 - ps[p].dropout);
@@ -169,12 +178,12 @@ void fillMasks(float* out, const std::vector<ProbeSpec>& ps, int64_t pa, int64_t
 }
 
 // The dropped-out, standardised input batch of every active probe, in one pass over the features:
-// out[p, b, :] = mask * (x[row(task(p), b)] - mean) / std.
-void fillInputs(float* out, const Shared& sh, const std::vector<ProbeSpec>& ps, int64_t pa, int64_t B,
+// out[p, b, :] = mask * (x[row(task(p), b)] - mean) / std, for probes [p0, p1).
+void fillInputs(float* out, const Shared& sh, const std::vector<ProbeSpec>& ps, int64_t p0, int64_t p1, int64_t B,
                 const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
                 const std::vector<int64_t>& steps) {
   const int64_t d = sh.dim;
-  at::parallel_for(0, pa * B, 4, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(p0 * B, p1 * B, rowsPerTask(d), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       int64_t p = r / B, b = r % B;
       const Scaler& sc = sh.scalers[ps[p].task];
@@ -205,32 +214,50 @@ struct Param {
   torch::Tensor value, grad, m, v, best;  // [P, ...]
 };
 
-// torch.optim.Adam with coupled L2 (grad += wd * w), one fused pass per probe on CPU.
-void adamCpu(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps, double lr) {
-  int64_t per = prm.value[0].numel();
-  float* w = prm.value.data_ptr<float>();
-  float* g = prm.grad.data_ptr<float>();
-  float* m = prm.m.data_ptr<float>();
-  float* v = prm.v.data_ptr<float>();
-  for (int64_t p = 0; p < pa; ++p) {
-    double t = static_cast<double>(steps[p]);
-    float wd = static_cast<float>(ps[p].l2);
-    float stepSize = static_cast<float>(lr / (1 - std::pow(kBeta1, t)));
-    float bc2Sqrt = static_cast<float>(std::sqrt(1 - std::pow(kBeta2, t)));
-    const float b1 = kBeta1, b2 = kBeta2, c1 = 1 - kBeta1, c2 = 1 - kBeta2, eps = kEps;
-    int64_t off = p * per;
-    at::parallel_for(0, per, 32768, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = off + i0; i < off + i1; ++i) {
-        float gi = g[i] + wd * w[i];
-        float mi = m[i] * b1 + c1 * gi;
-        float vi = v[i] * b2 + c2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        w[i] -= stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + eps));
-      }
+// torch.optim.Adam with coupled L2 (grad += wd * w) for one probe's slice of a stacked parameter, in one fused
+// pass. Inside a parallel loop over probes it runs on the calling thread; alone it splits the slice.
+void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr) {
+  int64_t per = prm.value.numel() / prm.value.size(0);
+  float* w = prm.value.data_ptr<float>() + p * per;
+  float* g = prm.grad.data_ptr<float>() + p * per;
+  float* m = prm.m.data_ptr<float>() + p * per;
+  float* v = prm.v.data_ptr<float>() + p * per;
+  double t = static_cast<double>(step);
+  const float wd = static_cast<float>(spec.l2);
+  const float stepSize = static_cast<float>(lr / (1 - std::pow(kBeta1, t)));
+  const float bc2Sqrt = static_cast<float>(std::sqrt(1 - std::pow(kBeta2, t)));
+  const float b1 = static_cast<float>(kBeta1), b2 = static_cast<float>(kBeta2);
+  const float c1 = static_cast<float>(1 - kBeta1), c2 = static_cast<float>(1 - kBeta2), eps = static_cast<float>(kEps);
+  at::parallel_for(0, per, 32768, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float gi = g[i] + wd * w[i];
+      float mi = m[i] * b1 + c1 * gi;
+      float vi = v[i] * b2 + c2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      w[i] -= stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + eps));
+    }
+  });
+}
+
+// Runs fn(p) for the first `pa` probes. Small probes are spread over the threads, each thread taking whole
+// probes (one parallel region a step instead of several per probe). Large probes run one after another with
+// the threads inside each probe's operations: two 4800x512 probes in flight at once need twice the cache and
+// memory bandwidth of one, and measured slower than one at a time on a 2-core machine.
+template <typename Fn>
+void forEachProbe(int64_t pa, bool acrossProbes, const Fn& fn) {
+  if (acrossProbes && pa > 1 && at::get_num_threads() > 1) {
+    at::parallel_for(0, pa, 1, [&](int64_t p0, int64_t p1) {
+      c10::InferenceMode inference;  // thread-local: the pool's threads do not inherit the caller's
+      for (int64_t p = p0; p < p1; ++p) fn(p);
     });
+  } else {
+    for (int64_t p = 0; p < pa; ++p) fn(p);
   }
 }
+
+// Above this much weight + gradient + Adam state per probe, probes of a stack run one after another.
+constexpr int64_t kAcrossProbesMaxBytes = 4 << 20;
 
 // The same update in tensor operations, for devices other than the CPU.
 void adamTensor(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps, double lr) {
@@ -306,6 +333,9 @@ class Stack {
     dims_.push_back(sh.dim);
     for (auto h : hidden) dims_.push_back(h);
     dims_.push_back(1);
+    int64_t params = 0;
+    for (size_t l = 0; l + 1 < dims_.size(); ++l) params += dims_[l] * dims_[l + 1] + dims_[l + 1];
+    acrossProbes_ = 4 * 4 * params <= kAcrossProbesMaxBytes;
     allocate();
   }
 
@@ -413,10 +443,55 @@ class Stack {
   // One training step of the first `pa` probes: forward, hand-written backward, Adam.
   void step(int64_t pa, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
             const std::vector<int64_t>& steps) {
-    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, pa, B_, slotOf, batchRows, steps);
-    for (size_t l = 0; l < masks_.size(); ++l) {
-      fillMasks(masks_[l].data_ptr<float>(), ps_, pa, B_, masks_[l].size(2), l + 1, steps);
+    if (sh_.device.is_cpu()) {
+      forEachProbe(pa, acrossProbes_, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, steps); });
+      return;
     }
+    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, 0, pa, B_, slotOf, batchRows, steps);
+    for (size_t l = 0; l < masks_.size(); ++l) {
+      fillMasks(masks_[l].data_ptr<float>(), ps_, 0, pa, B_, masks_[l].size(2), l + 1, steps);
+    }
+    stepBatched(pa, steps);
+  }
+
+  torch::Tensor mask(size_t l, int64_t pa) const { return masks_[l].narrow(0, 0, pa).to(sh_.device); }
+
+  // CPU: each probe's whole step (its batch, masks, forward, backward, Adam) runs on one thread while its
+  // weights, moments and gradients are still in cache; the stack's probes are spread over the threads. ATen's
+  // CPU bmm would loop over the same per-probe GEMMs, but layer by layer, streaming the whole stack through
+  // memory several times a step and joining the threads after every probe's product.
+  void stepProbeCpu(int64_t p, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
+                    const std::vector<int64_t>& steps) {
+    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, p, p + 1, B_, slotOf, batchRows, steps);
+    for (size_t l = 0; l < masks_.size(); ++l) {
+      fillMasks(masks_[l].data_ptr<float>(), ps_, p, p + 1, B_, masks_[l].size(2), l + 1, steps);
+    }
+    const size_t L = W_.size();
+    std::vector<torch::Tensor> acts{inputs_[p]}, pre;
+    for (size_t l = 0; l < L; ++l) {
+      auto z = torch::addmm(Bs_[l].value[p], acts.back(), W_[l].value[p]);
+      if (l + 1 == L) {
+        acts.push_back(z);
+        break;
+      }
+      pre.push_back(z);
+      acts.push_back(z.relu().mul_(masks_[l][p]));
+    }
+    auto dz = torch::sigmoid(acts.back()).sub_(y_[0]).div_(static_cast<double>(B_));
+    for (size_t l = L; l-- > 0;) {
+      auto gw = W_[l].grad[p], gb = Bs_[l].grad[p];
+      at::mm_out(gw, acts[l].t(), dz);
+      at::sum_out(gb, dz, {0}, true);
+      torch::Tensor da;
+      if (l > 0) da = torch::mm(dz, W_[l].value[p].t());  // through the weights before they move
+      adamProbe(W_[l], ps_[p], p, steps[p], sh_.opt.lr);
+      adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
+      if (l > 0) dz = da.mul_(masks_[l - 1][p]).mul_(pre[l - 1].gt(0));
+    }
+  }
+
+  // Other devices: batched products over the stack (bmm/baddbmm), then Adam in tensor operations.
+  void stepBatched(int64_t pa, const std::vector<int64_t>& steps) {
     const size_t L = W_.size();
     std::vector<torch::Tensor> acts{inputs_.narrow(0, 0, pa).to(sh_.device)}, pre;
     for (size_t l = 0; l < L; ++l) {
@@ -426,7 +501,7 @@ class Stack {
         break;
       }
       pre.push_back(z);
-      acts.push_back(z.relu().mul_(masks_[l].narrow(0, 0, pa).to(sh_.device)));
+      acts.push_back(z.relu().mul_(mask(l, pa)));
     }
     // d(mean BCE)/d(logit) per probe.
     auto dz = torch::sigmoid(acts.back()).sub_(y_).div_(static_cast<double>(B_));
@@ -436,16 +511,11 @@ class Stack {
       Bs_[l].grad.narrow(0, 0, pa).copy_(dz.sum(1, true));
       if (l == 0) break;
       auto da = torch::bmm(dz, W_[l].value.narrow(0, 0, pa).transpose(1, 2));
-      dz = da.mul_(masks_[l - 1].narrow(0, 0, pa).to(sh_.device)).mul_(pre[l - 1].gt(0));
+      dz = da.mul_(mask(l - 1, pa)).mul_(pre[l - 1].gt(0));
     }
     for (size_t l = 0; l < L; ++l) {
-      if (sh_.device.is_cpu()) {
-        adamCpu(W_[l], ps_, pa, steps, sh_.opt.lr);
-        adamCpu(Bs_[l], ps_, pa, steps, sh_.opt.lr);
-      } else {
-        adamTensor(W_[l], ps_, pa, steps, sh_.opt.lr);
-        adamTensor(Bs_[l], ps_, pa, steps, sh_.opt.lr);
-      }
+      adamTensor(W_[l], ps_, pa, steps, sh_.opt.lr);
+      adamTensor(Bs_[l], ps_, pa, steps, sh_.opt.lr);
     }
   }
 
@@ -516,6 +586,7 @@ class Stack {
   std::vector<Param> W_, Bs_;
   torch::Tensor y_, inputs_;
   std::vector<torch::Tensor> masks_;
+  bool acrossProbes_ = true;
 };
 
 std::string describeSplit(const Task& t, const char* which) { return "instrument '" + t.instrument + "' " + which; }
@@ -536,6 +607,32 @@ void validateSplit(const Task& t, const Split& s, const char* which, int64_t n) 
                                            std::to_string(s.targets[i]));
     }
   }
+}
+
+// Intra-op threads for one stack. Small stacks finish each operation in microseconds, where waking and joining
+// worker threads costs more than the work (and far more when the cores are oversubscribed and OpenMP workers
+// spin): below ~50 MFLOP a step, stay on one thread.
+int threadsFor(const Options& opt, int64_t dim, const std::vector<int64_t>& hidden, int64_t probes, int available) {
+  if (opt.threads > 0) return opt.threads;
+  double macs = 0;
+  int64_t in = dim;
+  for (auto h : hidden) {
+    macs += static_cast<double>(in) * h;
+    in = h;
+  }
+  macs += in;
+  double flopsPerStep = 6.0 * macs * static_cast<double>(opt.batchSize) * static_cast<double>(probes);
+  return flopsPerStep < 5e7 ? 1 : available;
+}
+
+// Sets this thread's intra-op threads only. at::set_num_threads would also change the default that other threads
+// pick up on their first parallel call.
+void setThreadsHere(int n) {
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#else
+  at::set_num_threads(n);
+#endif
 }
 
 }  // namespace
@@ -649,10 +746,18 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   }
   res.stacks = static_cast<int64_t>(stacks.size());
   int64_t done = 0;
-  for (size_t s = 0; s < stacks.size(); ++s) {
-    Stack stack(sh, stacks[s].first, std::move(stacks[s].second));
-    stack.run(res, static_cast<int64_t>(s), res.stacks, done);
+  const int threadsBefore = at::get_num_threads();
+  try {
+    for (size_t s = 0; s < stacks.size(); ++s) {
+      setThreadsHere(threadsFor(opt, dim, stacks[s].first, static_cast<int64_t>(stacks[s].second.size()), threadsBefore));
+      Stack stack(sh, stacks[s].first, std::move(stacks[s].second));
+      stack.run(res, static_cast<int64_t>(s), res.stacks, done);
+    }
+  } catch (...) {
+    setThreadsHere(threadsBefore);
+    throw;
   }
+  setThreadsHere(threadsBefore);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return res;
 }

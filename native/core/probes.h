@@ -48,7 +48,8 @@ struct Options {
   // is the one-at-a-time reference.
   int64_t maxStackBytes = 0;
   int64_t maxProbesPerStack = 0;
-  bool keepAllWeights = false;  // return the kept weights of every probe, not only the selected ones
+  bool keepAllWeights = false;
+  int threads = 0;  // intra-op threads while training; 0 = by stack size (1 for small stacks, else all)  // return the kept weights of every probe, not only the selected ones
   std::function<bool()> cancelled;
   std::function<void(const Progress&)> progress;
 };

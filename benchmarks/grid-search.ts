@@ -1,0 +1,182 @@
+// The probe grid search on an OpenMIC-sized synthetic problem: the vectorised grid (probes stacked per
+// architecture) against the same protocol trained one config at a time, in the same run.
+//
+//   npx tsx benchmarks/grid-search.ts [--epochs 1] [--instruments 20] [--dim 4800] [--clips 20000]
+//                                     [--only vectorised|one-at-a-time] [--max-stack-bytes N]
+//
+// Prints a human table and one JSON line. Both modes run the same native trainer; one-at-a-time is
+// maxProbesPerStack: 1, so every probe trains alone through the whole protocol (its own init, sampler and masks,
+// per-epoch validation, kept-best weights, test pass).
+import os from 'node:os';
+import { PAPER_GRID, type ProbeSet, type ProbeTask, doctor, trainProbeGrid } from '../lib';
+
+// OpenMIC-2018 labeled counts per class, positive = relevance >= 0.5 (docs/openmic.md, section 1.5).
+const OPENMIC: [string, number, number, number, number][] = [
+  ['accordion', 374, 1159, 115, 423], ['banjo', 592, 1148, 140, 338], ['bass', 415, 1010, 134, 329],
+  ['cello', 598, 866, 226, 259], ['clarinet', 396, 1349, 137, 503], ['cymbals', 814, 485, 297, 139],
+  ['drums', 828, 495, 278, 146], ['flute', 472, 1050, 175, 387], ['guitar', 852, 362, 286, 150],
+  ['mallet_percussion', 522, 802, 211, 267], ['mandolin', 652, 1185, 193, 434], ['organ', 482, 977, 121, 310],
+  ['piano', 885, 420, 285, 130], ['saxophone', 830, 906, 305, 324], ['synthesizer', 823, 399, 268, 112],
+  ['trombone', 635, 1405, 228, 492], ['trumpet', 828, 1303, 318, 467], ['ukulele', 556, 1279, 182, 408],
+  ['violin', 779, 623, 394, 237], ['voice', 764, 426, 224, 150],
+];
+const VAL_FRACTION = 0.15;
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function gaussian(r: () => number): number {
+  return Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r());
+}
+
+/**
+ * Standard-normal clip features; each instrument scores its clips with its own planted direction plus noise
+ * and labels the top `pos` present, so every class has OpenMIC's exact counts and a learnable signal.
+ */
+function synthesize(instruments: number, dim: number, clips: number, seed: number): { features: Float32Array; tasks: ProbeTask[] } {
+  const r = rng(seed);
+  const features = new Float32Array(clips * dim);
+  for (let i = 0; i < features.length; i++) features[i] = gaussian(r);
+  const tasks = OPENMIC.slice(0, instruments).map(([instrument, trPos, trNeg, tePos, teNeg]) => {
+    if (trPos + trNeg + tePos + teNeg > clips) throw new Error(`${instrument} needs more than ${clips} clips`);
+    const w = Float32Array.from({ length: dim }, () => gaussian(r) / Math.sqrt(dim));
+    const order = Int32Array.from({ length: clips }, (_, i) => i);
+    for (let i = clips - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    const label = (from: number, pos: number, neg: number) => {
+      const rows = order.slice(from, from + pos + neg);
+      const scored = Array.from(rows, (row) => {
+        let s = 0;
+        for (let k = 0; k < dim; k++) s += features[row * dim + k] * w[k];
+        return { row, s: s + 0.7 * gaussian(r) };
+      }).sort((a, b) => b.s - a.s);
+      return scored.map((x, i) => ({ row: x.row, y: i < pos ? 1 : 0 }));
+    };
+    const split = (items: { row: number; y: number }[]) => ({ rows: Int32Array.from(items, (x) => x.row), targets: Uint8Array.from(items, (x) => x.y) });
+    const trainAll = label(0, trPos, trNeg);
+    // Stratified validation fold: every k-th clip of each class.
+    const step = Math.round(1 / VAL_FRACTION);
+    const val: typeof trainAll = [];
+    const train: typeof trainAll = [];
+    let seen = [0, 0];
+    for (const x of trainAll) (seen[x.y]++ % step === 0 ? val : train).push(x);
+    seen = [0, 0];
+    return { instrument, train: split(train), val: split(val), test: split(label(trPos + trNeg, tePos, teNeg)) };
+  });
+  return { features, tasks };
+}
+
+interface Run {
+  mode: string;
+  seconds: number;
+  probes: number;
+  stacks: number;
+  set: ProbeSet;
+}
+
+async function run(mode: 'vectorised' | 'one-at-a-time', features: Float32Array, dim: number, tasks: ProbeTask[], epochs: number, maxStackBytes?: number): Promise<Run> {
+  const t0 = process.hrtime.bigint();
+  let last = -1;
+  const set = await trainProbeGrid({
+    features,
+    dim,
+    tasks,
+    grid: PAPER_GRID,
+    epochs,
+    maxStackBytes,
+    maxProbesPerStack: mode === 'one-at-a-time' ? 1 : undefined,
+    onProgress: (p) => {
+      const done = Math.floor((100 * (p.probesDone + (p.probes * p.epoch) / p.epochs)) / p.probesTotal);
+      if (done >= last + 10) {
+        last = done;
+        process.stderr.write(`  ${mode}: ${done}% (stack ${p.stack + 1}/${p.stacks})\n`);
+      }
+    },
+  });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { mode, seconds, probes: set.results.length * set.grid.length, stacks: set.info.training.stacks, set };
+}
+
+function maxDiff(a: ProbeSet, b: ProbeSet): number {
+  let m = 0;
+  a.results.forEach((r, i) =>
+    r.configs.forEach((c, k) => {
+      const o = b.results[i].configs[k].testProbabilities;
+      c.testProbabilities.forEach((v, j) => (m = Math.max(m, Math.abs(v - o[j]))));
+    }),
+  );
+  return m;
+}
+
+async function main(): Promise<void> {
+  const epochs = Number(arg('epochs', '1'));
+  const instruments = Number(arg('instruments', '20'));
+  const dim = Number(arg('dim', '4800'));
+  const clips = Number(arg('clips', '20000'));
+  const only = arg('only', '');
+  const maxStackBytes = process.argv.includes('--max-stack-bytes') ? Number(arg('max-stack-bytes', '0')) : undefined;
+
+  const d = doctor();
+  process.stderr.write(`synthesising ${clips} clips x ${dim} features for ${instruments} instruments...\n`);
+  const { features, tasks } = synthesize(instruments, dim, clips, 2024);
+  const runs: Run[] = [];
+  if (only !== 'one-at-a-time') runs.push(await run('vectorised', features, dim, tasks, epochs, maxStackBytes));
+  if (only !== 'vectorised') runs.push(await run('one-at-a-time', features, dim, tasks, epochs, maxStackBytes));
+
+  const vec = runs.find((r) => r.mode === 'vectorised');
+  const one = runs.find((r) => r.mode === 'one-at-a-time');
+  const speedup = vec && one ? one.seconds / vec.seconds : null;
+  const sameResults = vec && one ? maxDiff(vec.set, one.set) : null;
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    loadAverage1m: os.loadavg()[0],
+    threads: d.threads.count,
+    blas: d.blas.name,
+    torch: d.libtorch.version,
+    node: process.version,
+    device: vec?.set.info.training.device ?? one?.set.info.training.device,
+  };
+  const pad = (s: string, n: number) => s.padEnd(n);
+  console.log('');
+  console.log(`probe grid search: ${instruments} instruments x ${PAPER_GRID.hidden.length * PAPER_GRID.dropout.length * PAPER_GRID.l2.length} configs, ${dim}-d, ${epochs} epoch(s), batch 64, OpenMIC class counts`);
+  console.log(`${pad('mode', 16)}${pad('stacks', 8)}${pad('wall s', 10)}${pad('probes/s', 10)}`);
+  for (const r of runs) console.log(`${pad(r.mode, 16)}${pad(String(r.stacks), 8)}${pad(r.seconds.toFixed(1), 10)}${pad((r.probes / r.seconds).toFixed(3), 10)}`);
+  if (speedup !== null) console.log(`speed-up (one-at-a-time / vectorised): ${speedup.toFixed(2)}x; max |test P difference| between modes: ${sameResults}`);
+  console.log(`machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.threads} torch threads, ${machine.blas}, LibTorch ${machine.torch}, load ${machine.loadAverage1m.toFixed(1)}`);
+  console.log(
+    JSON.stringify({
+      benchmark: 'grid-search',
+      epochs,
+      instruments,
+      configs: 27,
+      probes: vec?.probes ?? one?.probes,
+      dim,
+      clips,
+      vectorised: vec ? { seconds: vec.seconds, probesPerSecond: vec.probes / vec.seconds, stacks: vec.stacks } : null,
+      oneAtATime: one ? { seconds: one.seconds, probesPerSecond: one.probes / one.seconds, stacks: one.stacks } : null,
+      speedup,
+      maxTestProbabilityDifference: sameResults,
+      machine,
+    }),
+  );
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,183 @@
+// Probe training end to end: planted signal vs the Bayes-optimal F1, vectorised vs one-at-a-time, determinism,
+// predict, save/load, progress and cancellation. Problems are tiny so the file runs in seconds on 2 cores.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { AbortError, PAPER_GRID, ProbeSet, binaryMetrics, trainProbeGrid, type ProbeNet } from '../lib';
+import { synthProblem } from './helpers/probe-data';
+
+function maxAbsDiff(a: ProbeNet, b: ProbeNet): number {
+  let m = 0;
+  a.layers.forEach((l, i) => {
+    for (let k = 0; k < l.weight.length; k++) m = Math.max(m, Math.abs(l.weight[k] - b.layers[i].weight[k]));
+    for (let k = 0; k < l.bias.length; k++) m = Math.max(m, Math.abs(l.bias[k] - b.layers[i].bias[k]));
+  });
+  return m;
+}
+
+// Small, fast problem for the equivalence and determinism checks: the paper's grid on 12-d features.
+const small = synthProblem({
+  n: 900,
+  dim: 12,
+  seed: 7,
+  tasks: [
+    { instrument: 'banjo', flip: 0.1, train: 200, val: 80, test: 100 },
+    { instrument: 'cello', flip: 0.2, threshold: 0.6, train: 130, val: 60, test: 90 },
+  ],
+});
+
+test('selected probes come within 0.02 of the Bayes-optimal F1 of a noisy linear rule', async (t) => {
+  const flips = [0.05, 0.1, 0.2];
+  const p = synthProblem({
+    n: 16000,
+    dim: 4,
+    seed: 1,
+    tasks: flips.map((flip, i) => ({ instrument: `rule${i}`, flip, train: 6000, val: 1000, test: 3000 })),
+  });
+  const set = await trainProbeGrid({
+    features: p.features,
+    dim: p.dim,
+    tasks: p.tasks,
+    grid: { hidden: [[], [64]], dropout: [0.1, 0.25], l2: [0, 1e-4] },
+    epochs: 20,
+    lr: 1e-3,
+  });
+  set.results.forEach((r, i) => {
+    // The rule w.x > 0 splits N(0, I) in half; flipping a fraction rho of labels leaves the rule itself optimal,
+    // with precision = recall = 1 - rho, so the Bayes-optimal present-class F1 is 1 - rho. On this finite test
+    // set the optimal rule's realised F1 is the reference.
+    const bayes = 1 - flips[i];
+    const oracle = binaryMetrics(Float32Array.from(p.tasks[i].oracleTest), p.tasks[i].test.targets).f1;
+    t.true(Math.abs(oracle - bayes) < 0.02, `oracle realised ${oracle} vs analytic ${bayes}`);
+    const f1 = r.configs[r.selected].test.f1;
+    t.log(`${r.instrument}: flip ${flips[i]}, selected ${JSON.stringify(r.configs[r.selected].config)}, F1 ${f1.toFixed(4)}, Bayes ${oracle.toFixed(4)}`);
+    t.true(f1 >= oracle - 0.02 && f1 <= oracle + 0.02, `${r.instrument}: F1 ${f1} vs Bayes-optimal ${oracle}`);
+  });
+});
+
+test('the vectorised grid equals training each config alone with the same seed (weights within 1e-5)', async (t) => {
+  const base = { features: small.features, dim: small.dim, tasks: small.tasks, epochs: 3, seed: 11, keepAllWeights: true } as const;
+  const together = await trainProbeGrid(base);
+  const oneByOne = await trainProbeGrid({ ...base, maxProbesPerStack: 1 });
+  t.is(together.info.training.stacks, 3, 'one stack per architecture');
+  t.is(oneByOne.info.training.stacks, 2 * 27);
+  let worst = 0;
+  together.results.forEach((r, i) => {
+    r.configs.forEach((c, k) => {
+      const alone = oneByOne.results[i].configs[k];
+      worst = Math.max(worst, maxAbsDiff(c.net!, alone.net!));
+      for (let e = 0; e < c.valLoss.length; e++) t.true(Math.abs(c.valLoss[e] - alone.valLoss[e]) < 1e-5);
+    });
+    t.is(r.selected, oneByOne.results[i].selected);
+  });
+  t.log(`max |w_together - w_alone| = ${worst}`);
+  t.true(worst < 1e-5);
+
+  // A single config of a single instrument, in a grid of its own, follows the same streams.
+  const cfg = together.grid[13];
+  const solo = await trainProbeGrid({ ...base, tasks: [small.tasks[1]], grid: { hidden: [cfg.hidden], dropout: [cfg.dropout], l2: [cfg.l2] } });
+  const d = maxAbsDiff(solo.results[0].configs[0].net!, together.results[1].configs[13].net!);
+  t.true(d < 1e-5, `solo vs grid: ${d}`);
+});
+
+test('same seed, same result; another seed, another result', async (t) => {
+  const opts = { features: small.features, dim: small.dim, tasks: small.tasks, epochs: 2, grid: { hidden: [[], [16]], dropout: [0.5], l2: [1e-3] } };
+  const a = await trainProbeGrid({ ...opts, seed: 3, keepAllWeights: true });
+  const b = await trainProbeGrid({ ...opts, seed: 3, keepAllWeights: true });
+  const c = await trainProbeGrid({ ...opts, seed: 4, keepAllWeights: true });
+  a.results.forEach((r, i) => {
+    r.configs.forEach((cfg, k) => {
+      t.is(maxAbsDiff(cfg.net!, b.results[i].configs[k].net!), 0);
+      t.deepEqual(cfg.valLoss, b.results[i].configs[k].valLoss);
+      t.deepEqual(cfg.testProbabilities, b.results[i].configs[k].testProbabilities);
+      t.true(maxAbsDiff(cfg.net!, c.results[i].configs[k].net!) > 1e-4);
+    });
+  });
+});
+
+test('results, selection, table, predict, save/load round trip', async (t) => {
+  const progress: number[] = [];
+  const manifest = { store: 'unit-test', layers: [36] };
+  const set = await trainProbeGrid({
+    features: small.features,
+    dim: small.dim,
+    tasks: small.tasks,
+    epochs: 4,
+    manifest,
+    onProgress: (p) => progress.push(p.epoch),
+  });
+  t.deepEqual(set.grid.length, 27);
+  t.deepEqual(set.grid[0], { hidden: [], dropout: 0.25, l2: 0 });
+  t.true(progress.length > 0 && progress.includes(4), 'progress reports epochs');
+  for (const r of set.results) {
+    t.is(r.configs.length, 27);
+    const losses = r.configs.map((c) => c.bestValLoss);
+    t.is(r.configs[r.selected].bestValLoss, Math.min(...losses), 'selected = lowest validation loss');
+    for (const c of r.configs) {
+      t.is(c.valLoss.length, 4);
+      t.is(c.bestValLoss, c.valLoss[c.bestEpoch]);
+      t.is(c.testProbabilities.length, r.testTargets.length);
+    }
+    t.truthy(r.linear, 'the grid has linear probes, so the best one is kept');
+    t.is(r.linear!.net.layers.length, 1);
+  }
+  const table = set.table();
+  t.is(table.rows.length, 2);
+  t.is(table.rows[0].instrument, 'banjo');
+  t.true(table.macro.f1Present <= 1 && table.macro.f1PresentAbsent <= 1);
+
+  // Predicting the test rows reproduces the training-time test probabilities of the selected probes.
+  const r0 = set.result('cello');
+  const rows = small.tasks[1].test.rows;
+  const feats = new Float32Array(rows.length * small.dim);
+  rows.forEach((row, i) => feats.set(small.features.subarray(row * small.dim, (row + 1) * small.dim), i * small.dim));
+  const pred = await set.predict(feats);
+  t.deepEqual(pred.instruments, ['banjo', 'cello']);
+  t.is(pred.n, rows.length);
+  const expected = r0.configs[r0.selected].testProbabilities;
+  for (let i = 0; i < rows.length; i++) t.true(Math.abs(pred.probabilities[i * 2 + 1] - expected[i]) < 1e-5);
+  t.is(pred.clips[0].cello.present, pred.clips[0].cello.probability > 0.5);
+  const one = await set.predict(feats.subarray(0, small.dim), { instruments: ['cello'] });
+  t.is(one.n, 1);
+  t.true(Math.abs(one.probabilities[0] - pred.probabilities[1]) < 1e-6);
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-probes-'));
+  const file = path.join(dir, 'sub', 'probes.calmprobes');
+  await set.save(file);
+  t.deepEqual(fs.readdirSync(path.dirname(file)), ['probes.calmprobes'], 'no temporary file left behind');
+  const loaded = await ProbeSet.load(file);
+  t.deepEqual(loaded.info, set.info);
+  t.deepEqual(loaded.info.manifest, manifest);
+  t.deepEqual(loaded.table(), table);
+  t.deepEqual(loaded.results[1].configs[5].valLoss, set.results[1].configs[5].valLoss);
+  t.is(loaded.info.options.seed, 0);
+  t.regex(loaded.info.hashes.features, /^[0-9a-f]{64}$/);
+  t.truthy(loaded.info.hashes.tasks.cello.test);
+  const again = await loaded.predict(feats);
+  t.deepEqual(again.probabilities, pred.probabilities);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('an AbortSignal cancels training with AbortError (ERR_ABORTED)', async (t) => {
+  const ac = new AbortController();
+  const run = trainProbeGrid({
+    features: small.features,
+    dim: small.dim,
+    tasks: small.tasks,
+    epochs: 100000,
+    signal: ac.signal,
+    onProgress: (p) => {
+      if (p.epoch >= 1) ac.abort();
+    },
+  });
+  const err = await t.throwsAsync(run, { instanceOf: AbortError });
+  t.is(err!.code, 'ERR_ABORTED');
+  await t.throwsAsync(trainProbeGrid({ features: small.features, dim: small.dim, tasks: small.tasks, signal: ac.signal }), { instanceOf: AbortError });
+});
+
+test('the paper grid is 3 x 3 x 3', (t) => {
+  t.deepEqual(PAPER_GRID.hidden, [[], [512], [512, 256]]);
+  t.deepEqual(PAPER_GRID.dropout, [0.25, 0.5, 0.75]);
+  t.deepEqual(PAPER_GRID.l2, [0, 1e-4, 1e-3]);
+});
