@@ -39,7 +39,7 @@ interface TrainingFlags {
   validation: ValidationRule;
   valFraction?: number;
   gururani?: string;
-  standardize?: boolean;
+  standardize: boolean;
   device: 'cpu' | 'cuda' | 'auto';
   grid?: string;
 }
@@ -52,7 +52,7 @@ function addTrainingFlags(cmd: Command): Command {
     .option('--validation <rule>', 'stratified | gururani2019 | artist | none', 'stratified')
     .option('--val-fraction <f>', 'validation share of split01 train (stratified/artist)', parseFloat)
     .option('--gururani <csv>', 'gururani2019_trainval_split_keys.csv (for --validation gururani2019)')
-    .option('--standardize', 'standardise features with train mean/std')
+    .option('--no-standardize', 'do not standardise features (default: train mean/std, as jukemir)')
     .option('--grid <spec>', "grid, e.g. 'hidden=[];[512] dropout=0.5 l2=0,1e-4' (default: the paper's 27 configs)")
     .option('--device <device>', 'cpu | cuda | auto', 'auto');
 }
@@ -132,7 +132,7 @@ export function register(program: Command): void {
           batchSize: o.batch,
           seed: o.seed,
           grid: parseGrid(o.grid),
-          standardize: !!o.standardize,
+          standardize: o.standardize,
           device: o.device,
           signal,
           onProgress: (p) => progress.onEvent({ phase: 'train', variant: 'probes', progress: p }),
@@ -243,7 +243,7 @@ export function register(program: Command): void {
           batchSize: o.batch,
           seed: o.seed,
           grid: parseGrid(o.grid),
-          standardize: !!o.standardize,
+          standardize: o.standardize,
           device: o.device,
           precision: o.precision,
           extractBatch: o.extractBatch,

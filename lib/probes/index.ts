@@ -94,7 +94,8 @@ export interface TrainProbeGridOptions {
   maxProbesPerStack?: number;
   /**
    * What to do with an instrument whose train split lacks positives or negatives (balanced batches need
-   * both): 'skip' it and list it in `ProbeSet.skipped` (default), or 'error' (DataError ERR_DATA_SINGLE_CLASS).
+   * both), or whose validation or test split is empty: 'skip' it and list it in `ProbeSet.skipped` (default),
+   * or 'error' (DataError ERR_DATA_SINGLE_CLASS).
    */
   onSingleClass?: 'skip' | 'error';
   /** Keep the weights of every probe, not only the selected ones (memory: all probes' parameters). */
@@ -418,7 +419,6 @@ function checkSplit(task: ProbeTask, which: 'train' | 'val' | 'test', rowsInMatr
   if (s.rows.length !== s.targets.length) {
     throw new DataError('ERR_DATA_MISMATCH', `${label}: ${s.rows.length} rows but ${s.targets.length} targets`, { input: task.instrument });
   }
-  if (s.rows.length === 0) throw new DataError('ERR_DATA_MISMATCH', `${label} is empty`, { input: task.instrument });
   for (let i = 0; i < s.rows.length; i++) {
     if (s.rows[i] < 0 || s.rows[i] >= rowsInMatrix) {
       throw new DataError('ERR_DATA_MISMATCH', `${label}: row ${s.rows[i]} is outside the feature matrix (${rowsInMatrix} rows)`, { input: task.instrument });
@@ -442,7 +442,8 @@ function splitHash(s: ProbeSplit): string {
  * the config with the lowest validation loss and evaluates every config on test.
  *
  * Rejects with ArgumentError (bad options), DataError (shape mismatches, non-finite features, a train split
- * with one class when onSingleClass is 'error'), DeviceError, or AbortError (signal).
+ * with one class, or an empty validation or test split, when onSingleClass is 'error'), DeviceError, or
+ * AbortError (signal). With onSingleClass 'skip' (the default) such instruments are listed in `skipped`.
  */
 export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<ProbeSet> {
   const { features, tasks } = options;
@@ -478,8 +479,12 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     seen.add(task.instrument);
     for (const which of ['train', 'val', 'test'] as const) checkSplit(task, which, rowsInMatrix);
     const c = counts(task.train);
-    if (c.positives === 0 || c.negatives === 0) {
-      const reason = `its train split has no ${c.positives === 0 ? 'positives' : 'negatives'}; balanced batches need both classes`;
+    // Small datasets leave some instruments without validation or test clips: same treatment as one class.
+    const empty = (['val', 'test'] as const).filter((w) => task[w].rows.length === 0);
+    if (c.positives === 0 || c.negatives === 0 || empty.length) {
+      const reason = empty.length
+        ? `its ${empty.join(' and ')} split${empty.length > 1 ? 's are' : ' is'} empty`
+        : `its train split has no ${c.positives === 0 ? 'positives' : 'negatives'}; balanced batches need both classes`;
       if (onSingleClass === 'error') throw new DataError('ERR_DATA_SINGLE_CLASS', `instrument '${task.instrument}': ${reason}`, { input: task.instrument });
       skipped.push({ instrument: task.instrument, reason });
       continue;

@@ -54,6 +54,7 @@ export interface StudyOptions {
   batchSize?: number;
   seed?: number;
   grid?: ProbeGrid;
+  /** Standardise features with each instrument's train mean/std (jukemir's default; default true). */
   standardize?: boolean;
   device?: 'cpu' | 'cuda' | 'auto';
   precision?: JukeboxPrecision;
@@ -136,7 +137,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
         batchSize: options.batchSize ?? 64,
         seed: options.seed ?? 0,
         grid: options.grid ?? PAPER_GRID,
-        standardize: options.standardize ?? false,
+        standardize: options.standardize ?? true,
       };
       const key = trainingKey({ settings: store.spec, keys: store.keys(), partitions: options.partitions ?? {}, training });
       let probes: ProbeSet;
