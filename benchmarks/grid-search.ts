@@ -3,12 +3,13 @@
 //
 //   npx tsx benchmarks/grid-search.ts [--epochs 1] [--instruments 20] [--dim 4800] [--clips 20000]
 //                                     [--only vectorised|one-at-a-time] [--max-stack-bytes N]
+//                                     [--hidden paper|linear|512]   (default paper: [], [512], [512, 256])
 //
 // Prints a human table and one JSON line. Both modes run the same native trainer; one-at-a-time is
 // maxProbesPerStack: 1, so every probe trains alone through the whole protocol (its own init, sampler and masks,
 // per-epoch validation, kept-best weights, test pass).
 import os from 'node:os';
-import { PAPER_GRID, type ProbeSet, type ProbeTask, doctor, trainProbeGrid } from '../lib';
+import { PAPER_GRID, type ProbeGrid, type ProbeSet, type ProbeTask, doctor, trainProbeGrid } from '../lib';
 
 // OpenMIC-2018 labeled counts per class, positive = relevance >= 0.5 (docs/openmic.md, section 1.5).
 const OPENMIC: [string, number, number, number, number][] = [
@@ -88,14 +89,16 @@ interface Run {
   set: ProbeSet;
 }
 
-async function run(mode: 'vectorised' | 'one-at-a-time', features: Float32Array, dim: number, tasks: ProbeTask[], epochs: number, maxStackBytes?: number): Promise<Run> {
+const HIDDEN: Record<string, number[][]> = { paper: PAPER_GRID.hidden, linear: [[]], '512': [[512]] };
+
+async function run(mode: 'vectorised' | 'one-at-a-time', features: Float32Array, dim: number, tasks: ProbeTask[], epochs: number, grid: ProbeGrid, maxStackBytes?: number): Promise<Run> {
   const t0 = process.hrtime.bigint();
   let last = -1;
   const set = await trainProbeGrid({
     features,
     dim,
     tasks,
-    grid: PAPER_GRID,
+    grid,
     epochs,
     maxStackBytes,
     maxProbesPerStack: mode === 'one-at-a-time' ? 1 : undefined,
@@ -129,13 +132,17 @@ async function main(): Promise<void> {
   const clips = Number(arg('clips', '20000'));
   const only = arg('only', '');
   const maxStackBytes = process.argv.includes('--max-stack-bytes') ? Number(arg('max-stack-bytes', '0')) : undefined;
+  const hiddenName = arg('hidden', 'paper');
+  if (!HIDDEN[hiddenName]) throw new Error(`--hidden must be one of ${Object.keys(HIDDEN).join(', ')}`);
+  const grid: ProbeGrid = { ...PAPER_GRID, hidden: HIDDEN[hiddenName] };
+  const configs = grid.hidden.length * grid.dropout.length * grid.l2.length;
 
   const d = doctor();
   process.stderr.write(`synthesising ${clips} clips x ${dim} features for ${instruments} instruments...\n`);
   const { features, tasks } = synthesize(instruments, dim, clips, 2024);
   const runs: Run[] = [];
-  if (only !== 'one-at-a-time') runs.push(await run('vectorised', features, dim, tasks, epochs, maxStackBytes));
-  if (only !== 'vectorised') runs.push(await run('one-at-a-time', features, dim, tasks, epochs, maxStackBytes));
+  if (only !== 'one-at-a-time') runs.push(await run('vectorised', features, dim, tasks, epochs, grid, maxStackBytes));
+  if (only !== 'vectorised') runs.push(await run('one-at-a-time', features, dim, tasks, epochs, grid, maxStackBytes));
 
   const vec = runs.find((r) => r.mode === 'vectorised');
   const one = runs.find((r) => r.mode === 'one-at-a-time');
@@ -153,7 +160,7 @@ async function main(): Promise<void> {
   };
   const pad = (s: string, n: number) => s.padEnd(n);
   console.log('');
-  console.log(`probe grid search: ${instruments} instruments x ${PAPER_GRID.hidden.length * PAPER_GRID.dropout.length * PAPER_GRID.l2.length} configs, ${dim}-d, ${epochs} epoch(s), batch 64, OpenMIC class counts`);
+  console.log(`probe grid search: ${instruments} instruments x ${configs} configs (hidden ${JSON.stringify(grid.hidden)}), ${dim}-d, ${epochs} epoch(s), batch 64, OpenMIC class counts`);
   console.log(`${pad('mode', 16)}${pad('stacks', 8)}${pad('wall s', 10)}${pad('probes/s', 10)}`);
   for (const r of runs) console.log(`${pad(r.mode, 16)}${pad(String(r.stacks), 8)}${pad(r.seconds.toFixed(1), 10)}${pad((r.probes / r.seconds).toFixed(3), 10)}`);
   if (speedup !== null) console.log(`speed-up (one-at-a-time / vectorised): ${speedup.toFixed(2)}x; max |test P difference| between modes: ${sameResults}`);
@@ -163,7 +170,8 @@ async function main(): Promise<void> {
       benchmark: 'grid-search',
       epochs,
       instruments,
-      configs: 27,
+      configs,
+      hidden: grid.hidden,
       probes: vec?.probes ?? one?.probes,
       dim,
       clips,
