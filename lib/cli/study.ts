@@ -57,6 +57,19 @@ function addTrainingFlags(cmd: Command): Command {
     .option('--device <device>', 'cpu | cuda | auto', 'auto');
 }
 
+/** The training options `train` and `study` share, from their common flags. */
+function trainingOptions(f: TrainingFlags) {
+  return {
+    partitions: partitionOptions(f),
+    epochs: f.epochs,
+    batchSize: f.batch,
+    seed: f.seed,
+    grid: parseGrid(f.grid),
+    standardize: f.standardize,
+    device: f.device,
+  };
+}
+
 function partitionOptions(f: TrainingFlags): PartitionOptions {
   const p: PartitionOptions = { validation: f.validation, seed: f.seed };
   if (f.valFraction !== undefined) p.valFraction = f.valFraction;
@@ -127,13 +140,7 @@ export function register(program: Command): void {
         const { probes, missing } = await trainFromStore({
           dataset,
           store,
-          partitions: partitionOptions(o),
-          epochs: o.epochs,
-          batchSize: o.batch,
-          seed: o.seed,
-          grid: parseGrid(o.grid),
-          standardize: o.standardize,
-          device: o.device,
+          ...trainingOptions(o),
           signal,
           onProgress: (p) => progress.onEvent({ phase: 'train', variant: 'probes', progress: p }),
         });
@@ -238,13 +245,7 @@ export function register(program: Command): void {
           out: o.out,
           variants,
           layer: o.layer,
-          partitions: partitionOptions(o),
-          epochs: o.epochs,
-          batchSize: o.batch,
-          seed: o.seed,
-          grid: parseGrid(o.grid),
-          standardize: o.standardize,
-          device: o.device,
+          ...trainingOptions(o),
           precision: o.precision,
           extractBatch: o.extractBatch,
           signal,
