@@ -66,18 +66,8 @@ export function addSettingsOptions(cmd: Command): Command {
     .option('--precision <p>', 'fp32 | bf16 | fp16 (part of the settings: features differ)', choice('--precision', ['fp32', 'bf16', 'fp16'] as const), 'fp32');
 }
 
-export interface SettingsOptions {
-  layers?: number[];
-  pooling: JukeboxPooling;
-  segmentTokens?: number;
-  segmentSeconds?: number;
-  formatting: Formatting;
-  factor?: number;
-  targetSeconds?: number;
-  windows: 'first' | 'all';
-  dtype: StoreDtype;
-  precision: JukeboxPrecision;
-}
+/** The settings flags as commander parses them: the pipeline's settings, model and layers aside. */
+export type SettingsOptions = Omit<ExtractionSettings, 'model' | 'layers'> & { layers?: number[] };
 
 export function settingsFromOptions(model: { id: string; path?: string; preset?: string }, opts: SettingsOptions, modelLayers?: number): ExtractionSettings {
   return resolveSettings({
