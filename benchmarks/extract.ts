@@ -12,7 +12,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { Jukebox, type JukeboxFeatures, type JukeboxInfo } from '../lib/jukebox';
+import { Jukebox, type JukeboxInfo } from '../lib/jukebox';
+import { readNpy } from '../lib/npy';
 import { gemmPeak, interleaved, machine, parseArgs, peakRss, report } from './harness';
 
 const PYTHON = process.env.CALMKIT_PYTHON ?? '/usr/bin/python3';
@@ -56,12 +57,6 @@ class Reference {
   }
 }
 
-function readNpy(file: string): Float32Array {
-  const buf = fs.readFileSync(file);
-  const headerLen = buf.readUInt16LE(8);
-  const data = buf.subarray(10 + headerLen);
-  return new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
-}
 
 /** A deterministic music-like test signal: a few partials with a slow envelope plus a little noise. */
 function testSignal(n: number): Float32Array {
@@ -125,15 +120,14 @@ async function main(): Promise<void> {
     const loaded = await reference.call({ cmd: 'load', model: modelFile, threads: machine().threads });
     const outDir = fs.mkdtempSync(path.join(CACHE, 'ref-'));
     const ran = await reference.call({ cmd: 'run', audio: rawFile, layers: [layers], out: outDir, mode: 'jukemirlib' });
-    const refTokens = fs.readFileSync(path.join(outDir, 'tokens.npy'));
-    const refTok = new BigInt64Array(refTokens.buffer.slice(refTokens.byteOffset + 10 + refTokens.readUInt16LE(8)));
+    const refTok = readNpy(path.join(outDir, 'tokens.npy')).data as BigInt64Array;
     let tokenAgreement = 0;
     for (let i = 0; i < tokens.length; i++) tokenAgreement += Number(refTok[i]) === tokens[i] ? 1 : 0;
     // The prior is compared on the same tokens: VQ near-ties may be broken differently by two correct encoders.
     const tokFile = path.join(CACHE, `tokens-${config}.i32`);
     fs.writeFileSync(tokFile, Buffer.from(tokens.buffer, tokens.byteOffset, tokens.byteLength));
     await reference.call({ cmd: 'run', audio: rawFile, layers: [layers], out: outDir, tokens: tokFile, mode: 'minimal' });
-    const refVec = readNpy(path.join(outDir, `layer${layers}.npy`));
+    const refVec = readNpy(path.join(outDir, `layer${layers}.npy`)).data as Float32Array;
     const ours = first.out.layers[layers].data;
     let maxRel = 0;
     let dot = 0, na = 0, nb = 0;

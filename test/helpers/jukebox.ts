@@ -120,34 +120,10 @@ export function exportArgs(dir: string, out: string, layers: number, extra: stri
   ];
 }
 
-export interface Npy {
-  shape: number[];
-  data: Float32Array | BigInt64Array;
-}
 
-// Just enough of the .npy format for what the reference writes: little-endian
-// float32 / int64, C order, format versions 1-3.
-export function readNpy(file: string): Npy {
-  const buf = fs.readFileSync(file);
-  if (buf.readUInt8(0) !== 0x93 || buf.toString('latin1', 1, 6) !== 'NUMPY') {
-    throw new Error(`${file}: not an .npy file`);
-  }
-  const major = buf.readUInt8(6);
-  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = major === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + headerLen);
-  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
-  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${file}: Fortran order not supported`);
-  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1] ?? '';
-  const shape = shapeText.split(',').map((v) => v.trim()).filter((v) => v !== '').map(Number);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const body = buf.subarray(start + headerLen);
-  const copy = new Uint8Array(body.length);
-  copy.set(body); // aligned copy: typed arrays need an offset that is a multiple of the element size
-  if (descr === '<f4') return { shape, data: new Float32Array(copy.buffer, 0, n) };
-  if (descr === '<i8') return { shape, data: new BigInt64Array(copy.buffer, 0, n) };
-  throw new Error(`${file}: unsupported dtype ${descr}`);
-}
+// .npy files are read with the library's own reader (lib/npy.ts).
+export { readNpy } from '../../lib/npy';
+export type { NpyArray as Npy } from '../../lib/npy';
 
 // Deterministic test audio: a chirp plus noise, peak-normalised, as raw little-endian float32.
 export function writeAudio(file: string, samples: number, seed = 1): Float32Array {

@@ -60,16 +60,4 @@ export function meanRows(data: Float32Array, width: number, from: number, to: nu
   return out;
 }
 
-/** Reads a little-endian .npy of float32 or int64 (C order), as written by numpy. */
-export function readNpy(file: string): { shape: number[]; data: Float32Array | BigInt64Array } {
-  const buf = fs.readFileSync(file);
-  const headerLen = buf.readUInt16LE(8);
-  const header = buf.subarray(10, 10 + headerLen).toString('latin1');
-  const descr = /'descr':\s*'([^']+)'/.exec(header)![1];
-  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)![1].split(',').map((s) => s.trim()).filter(Boolean).map(Number);
-  const body = buf.subarray(10 + headerLen);
-  const copy = new Uint8Array(body).buffer;
-  if (descr === '<f4') return { shape, data: new Float32Array(copy) };
-  if (descr === '<i8') return { shape, data: new BigInt64Array(copy) };
-  throw new Error(`unexpected dtype ${descr} in ${file}`);
-}
+export { readNpy } from '../../lib/npy';
