@@ -41,6 +41,7 @@ export {
   layerStoreSpec,
   layerDir,
   datasetItems,
+  openmicItems,
   fileItems,
   parseShard,
   selectShard,

@@ -194,11 +194,7 @@ const AUDIO_EXTENSIONS = ['.ogg', '.wav', '.flac', '.mp3', '.aiff', '.aif', '.op
  */
 export function datasetItems(root: string): WorkItem[] {
   if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new DataError('ERR_DATA_NOT_FOUND', `dataset root ${root} is not a directory`, { input: root });
-  if (fs.existsSync(path.join(root, 'class-map.json'))) {
-    const ds = OpenMIC.open(root, { audio: 'skip', npz: 'ignore' });
-    // Absolute paths: queue jobs carry them to workers whose working directory is anywhere.
-    return ds.keys.map((key) => ({ key, input: path.resolve(ds.audioPath(key)) }));
-  }
+  if (fs.existsSync(path.join(root, 'class-map.json'))) return openmicItems(OpenMIC.open(root, { audio: 'skip', npz: 'ignore' }));
   const files: string[] = [];
   const walk = (d: string) => {
     for (const ent of fs.readdirSync(d, { withFileTypes: true })) {
@@ -213,6 +209,12 @@ export function datasetItems(root: string): WorkItem[] {
 }
 
 /** Files as work items, key = base name without extension; two files with one key are a DataError. */
+/** Every clip of an opened OpenMIC dataset, in key order. */
+export function openmicItems(ds: OpenMIC): WorkItem[] {
+  // Absolute paths: queue jobs carry them to workers whose working directory is anywhere.
+  return ds.keys.map((key) => ({ key, input: path.resolve(ds.audioPath(key)) }));
+}
+
 export function fileItems(files: readonly string[]): WorkItem[] {
   const byKey = new Map<string, string>();
   for (const f of files) {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { AbortError } from '../errors';
 import { Jukebox, CALM_LAYER, type JukeboxPrecision } from '../jukebox';
 import { OpenMIC, type PartitionOptions } from '../openmic';
-import { datasetItems, LayerStores, modelId, resolveSettings, type PipelineProgress, extractToStore } from '../pipeline';
+import { openmicItems, LayerStores, modelId, resolveSettings, type PipelineProgress, extractToStore } from '../pipeline';
 import { PAPER_GRID, ProbeSet, type ProbeGrid, type ProbeProgress } from '../probes';
 import { writeReport } from '../probes/report';
 import { writeFileAtomic } from '../probes/file';
@@ -95,7 +95,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
   };
   fs.mkdirSync(options.out, { recursive: true });
   const dataset = OpenMIC.open(options.dataset, { audio: 'skip', npz: 'ignore' });
-  const items = datasetItems(options.dataset);
+  const items = openmicItems(dataset);
   const model = await Jukebox.load(options.model, { device: options.device ?? 'auto', precision: options.precision ?? 'fp32', signal: options.signal });
   try {
     const layer = options.layer ?? Math.min(CALM_LAYER, model.info.layers);
