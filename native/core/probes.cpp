@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -52,6 +53,45 @@ enum Stream : uint64_t { kInit = 1, kMask = 2, kSampler = 3 };
 uint64_t subKey(uint64_t key, uint64_t tag, uint64_t a = 0, uint64_t b = 0) {
   return mix64(mix64(mix64(key ^ (tag * 0xd6e8feb86659fd93ULL)) + a) + b);
 }
+
+// ---- dropout kernels --------------------------------------------------------------------------------
+
+// One row of a dropout mask (x == nullptr: the mask itself, already scaled by 1/keep as torch's Dropout does) or
+// of a dropped-out, optionally standardised input: o[k] = keep(k) ? (x[k] - mu[k]) / sd[k] / keep : 0, where
+// keep(k) is draw base + k of the stream `key`. These dominate a probe step when written for the x86-64
+// baseline, which has no 64-bit vector multiply for the hash; the AVX-512 build of the same loop (vpmullq) runs
+// ~19x faster and gives the same bits, so it is compiled twice and chosen at run time.
+#define CALMKIT_DROPOUT_ROW(name, attrs)                                                                          \
+  attrs void name(float* __restrict o, const float* __restrict x, const float* __restrict mu,                    \
+                  const float* __restrict sd, int64_t n, uint64_t key, int64_t base, float keep, float scale) {  \
+    if (!x) {                                                                                                      \
+      for (int64_t k = 0; k < n; ++k) o[k] = uniform01(key, base + k) < keep ? scale : 0.0f;                      \
+    } else if (mu) {                                                                                               \
+      for (int64_t k = 0; k < n; ++k) {                                                                            \
+        float v = (x[k] - mu[k]) / sd[k];                                                                          \
+        o[k] = uniform01(key, base + k) < keep ? v * scale : 0.0f;                                                 \
+      }                                                                                                            \
+    } else {                                                                                                       \
+      for (int64_t k = 0; k < n; ++k) o[k] = uniform01(key, base + k) < keep ? x[k] * scale : 0.0f;               \
+    }                                                                                                              \
+  }
+
+using DropoutRow = void (*)(float*, const float*, const float*, const float*, int64_t, uint64_t, int64_t, float, float);
+CALMKIT_DROPOUT_ROW(dropoutRowBaseline, )
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+CALMKIT_DROPOUT_ROW(dropoutRowAvx512, __attribute__((target("avx512f,avx512dq,avx512vl"))))
+#endif
+#undef CALMKIT_DROPOUT_ROW
+
+DropoutRow pickDropoutRow() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+    return dropoutRowAvx512;
+  }
+#endif
+  return dropoutRowBaseline;
+}
+const DropoutRow dropoutRow = pickDropoutRow();
 
 // ---- data ------------------------------------------------------------------------------------------
 
@@ -169,10 +209,8 @@ void fillMasks(float* out, const std::vector<ProbeSpec>& ps, int64_t p0, int64_t
     for (int64_t r = b0; r < b1; ++r) {
       int64_t p = r / rows, row = r % rows;
       float keep = static_cast<float>(1.0 - ps[p].dropout);
-      float scale = 1.0f / keep;
       uint64_t key = subKey(ps[p].key, kMask, layer, static_cast<uint64_t>(steps[p]));
-      float* o = out + p * per + row * cols;
-      for (int64_t k = 0; k < cols; ++k) o[k] = uniform01(key, row * cols + k) < keep ? scale : 0.0f;
+      dropoutRow(out + p * per + row * cols, nullptr, nullptr, nullptr, cols, key, row * cols, keep, 1.0f / keep);
     }
   });
 }
@@ -191,13 +229,8 @@ void fillInputs(float* out, const Shared& sh, const std::vector<ProbeSpec>& ps, 
       const float* mu = sc.mean.defined() ? sc.mean.data_ptr<float>() : nullptr;
       const float* sd = sc.mean.defined() ? sc.std.data_ptr<float>() : nullptr;
       float keep = static_cast<float>(1.0 - ps[p].dropout);
-      float scale = 1.0f / keep;
       uint64_t key = subKey(ps[p].key, kMask, 0, static_cast<uint64_t>(steps[p]));
-      float* o = out + r * d;
-      for (int64_t k = 0; k < d; ++k) {
-        float v = mu ? (x[k] - mu[k]) / sd[k] : x[k];
-        o[k] = uniform01(key, b * d + k) < keep ? v * scale : 0.0f;
-      }
+      dropoutRow(out + r * d, x, mu, sd, d, key, b * d, keep, 1.0f / keep);
     }
   });
 }
@@ -214,22 +247,25 @@ struct Param {
   torch::Tensor value, grad, m, v, best;  // [P, ...]
 };
 
-// torch.optim.Adam with coupled L2 (grad += wd * w) for one probe's slice of a stacked parameter, in one fused
-// pass. Inside a parallel loop over probes it runs on the calling thread; alone it splits the slice.
-void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr) {
-  int64_t per = prm.value.numel() / prm.value.size(0);
-  float* w = prm.value.data_ptr<float>() + p * per;
-  float* g = prm.grad.data_ptr<float>() + p * per;
-  float* m = prm.m.data_ptr<float>() + p * per;
-  float* v = prm.v.data_ptr<float>() + p * per;
-  double t = static_cast<double>(step);
-  const float wd = static_cast<float>(spec.l2);
-  const float stepSize = static_cast<float>(lr / (1 - std::pow(kBeta1, t)));
-  const float bc2Sqrt = static_cast<float>(std::sqrt(1 - std::pow(kBeta2, t)));
-  const float b1 = static_cast<float>(kBeta1), b2 = static_cast<float>(kBeta2);
-  const float c1 = static_cast<float>(1 - kBeta1), c2 = static_cast<float>(1 - kBeta2), eps = static_cast<float>(kEps);
-  at::parallel_for(0, per, 32768, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
+// torch.optim.Adam's constants for one probe at one step.
+struct AdamStep {
+  float wd, stepSize, bc2Sqrt, b1, b2, c1, c2, eps;
+  AdamStep(const ProbeSpec& spec, int64_t step, double lr) {
+    double t = static_cast<double>(step);
+    wd = static_cast<float>(spec.l2);
+    stepSize = static_cast<float>(lr / (1 - std::pow(kBeta1, t)));
+    bc2Sqrt = static_cast<float>(std::sqrt(1 - std::pow(kBeta2, t)));
+    b1 = static_cast<float>(kBeta1);
+    b2 = static_cast<float>(kBeta2);
+    c1 = static_cast<float>(1 - kBeta1);
+    c2 = static_cast<float>(1 - kBeta2);
+    eps = static_cast<float>(kEps);
+  }
+  // torch.optim.Adam with coupled L2 (grad += wd * w), elements [0, n), in one pass. Built with
+  // -fno-math-errno so the square root vectorises.
+  void apply(float* __restrict w, const float* __restrict g, float* __restrict m, float* __restrict v,
+             int64_t n) const {
+    for (int64_t i = 0; i < n; ++i) {
       float gi = g[i] + wd * w[i];
       float mi = m[i] * b1 + c1 * gi;
       float vi = v[i] * b2 + c2 * gi * gi;
@@ -237,27 +273,69 @@ void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, doubl
       v[i] = vi;
       w[i] -= stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + eps));
     }
+  }
+};
+
+// Adam for one probe's slice of a stacked parameter whose gradient is already in prm.grad. Inside a parallel
+// loop over probes it runs on the calling thread; alone it splits the slice.
+void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr) {
+  int64_t per = prm.value.numel() / prm.value.size(0);
+  float* w = prm.value.data_ptr<float>() + p * per;
+  float* g = prm.grad.data_ptr<float>() + p * per;
+  float* m = prm.m.data_ptr<float>() + p * per;
+  float* v = prm.v.data_ptr<float>() + p * per;
+  AdamStep adam(spec, step, lr);
+  at::parallel_for(0, per, 32768, [&](int64_t i0, int64_t i1) { adam.apply(w + i0, g + i0, m + i0, v + i0, i1 - i0); });
+}
+
+// Rows of a weight matrix whose gradient is formed and consumed at once by gradAdamProbe: 64 rows of a
+// 512-wide layer are 128 KiB, which stays in L2 between the product and the update.
+constexpr int64_t kGradRows = 256;
+
+// Weight gradient A^T dz and Adam for probe p's weight [in, out], a block of rows at a time: the gradient of a
+// block is written to a small buffer and consumed while still in cache instead of going through memory as a
+// whole [in, out] tensor, and the update is split over the threads with the products. The same arithmetic as
+// mm_out + adamProbe, up to the summation order inside BLAS.
+void gradAdamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr, const torch::Tensor& A,
+                   const torch::Tensor& dz) {
+  const int64_t in = prm.value.size(1), out = prm.value.size(2);
+  float* w = prm.value.data_ptr<float>() + p * in * out;
+  float* m = prm.m.data_ptr<float>() + p * in * out;
+  float* v = prm.v.data_ptr<float>() + p * in * out;
+  AdamStep adam(spec, step, lr);
+  const int64_t blocks = (in + kGradRows - 1) / kGradRows;
+  at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
+    // Kept per thread: a fresh buffer of this size would be mmapped and page-faulted in on every call.
+    thread_local std::vector<float> storage;
+    storage.resize(static_cast<size_t>(kGradRows * out));
+    for (int64_t k = k0; k < k1; ++k) {
+      int64_t r0 = k * kGradRows, r = std::min(kGradRows, in - r0);
+      auto g = torch::from_blob(storage.data(), {r, out}, torch::kFloat);
+      at::mm_out(g, A.narrow(1, r0, r).t(), dz);
+      adam.apply(w + r0 * out, storage.data(), m + r0 * out, v + r0 * out, r * out);
+    }
   });
 }
 
-// Runs fn(p) for the first `pa` probes. Small probes are spread over the threads, each thread taking whole
-// probes (one parallel region a step instead of several per probe). Large probes run one after another with
-// the threads inside each probe's operations: two 4800x512 probes in flight at once need twice the cache and
-// memory bandwidth of one, and measured slower than one at a time on a 2-core machine.
+// Runs fn(p) for the first `pa` probes. With several probes each thread takes whole probe steps, pulling the
+// next probe from a shared counter (probes finish at different times), so a step of the stack is one parallel
+// region instead of several joins per probe, which on a shared machine cost more than the work they split.
+// A single probe (one-at-a-time training) gets the threads inside its own operations. Measured on 2 cores
+// after the fused gradient + Adam pass: as fast as splitting each probe's operations, and steadier under load
+// (the unfused step, which streamed every gradient through memory, was slower with two probes in flight).
 template <typename Fn>
-void forEachProbe(int64_t pa, bool acrossProbes, const Fn& fn) {
-  if (acrossProbes && pa > 1 && at::get_num_threads() > 1) {
-    at::parallel_for(0, pa, 1, [&](int64_t p0, int64_t p1) {
+void forEachProbe(int64_t pa, const Fn& fn) {
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), pa);
+  if (threads > 1) {
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
       c10::InferenceMode inference;  // thread-local: the pool's threads do not inherit the caller's
-      for (int64_t p = p0; p < p1; ++p) fn(p);
+      for (int64_t p = next++; p < pa; p = next++) fn(p);
     });
   } else {
     for (int64_t p = 0; p < pa; ++p) fn(p);
   }
 }
-
-// Above this much weight + gradient + Adam state per probe, probes of a stack run one after another.
-constexpr int64_t kAcrossProbesMaxBytes = 4 << 20;
 
 // The same update in tensor operations, for devices other than the CPU.
 void adamTensor(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps, double lr) {
@@ -333,9 +411,6 @@ class Stack {
     dims_.push_back(sh.dim);
     for (auto h : hidden) dims_.push_back(h);
     dims_.push_back(1);
-    int64_t params = 0;
-    for (size_t l = 0; l + 1 < dims_.size(); ++l) params += dims_[l] * dims_[l + 1] + dims_[l + 1];
-    acrossProbes_ = 4 * 4 * params <= kAcrossProbesMaxBytes;
     allocate();
   }
 
@@ -420,8 +495,8 @@ class Stack {
       for (int64_t p = 0; p < P_; ++p) {
         initLayer(w[p].data_ptr<float>(), b[p].data_ptr<float>(), in, out, ps_[p].key, l);
       }
-      W_.push_back(makeParam(w.to(sh_.device)));
-      Bs_.push_back(makeParam(b.to(sh_.device)));
+      W_.push_back(makeParam(w.to(sh_.device), !fusedGradAdam(l)));
+      Bs_.push_back(makeParam(b.to(sh_.device), true));
     }
     std::vector<float> y(B_);
     for (int64_t b = 0; b < B_; ++b) y[b] = b < B_ / 2 ? 1.0f : 0.0f;
@@ -430,10 +505,13 @@ class Stack {
     for (size_t l = 1; l + 1 < dims_.size(); ++l) masks_.push_back(torch::empty({P_, B_, dims_[l]}, f));
   }
 
-  static Param makeParam(torch::Tensor v) {
+  // CPU layers wide enough for gradAdamProbe never hold a whole gradient.
+  bool fusedGradAdam(size_t l) const { return sh_.device.is_cpu() && dims_[l] >= 2 * kGradRows; }
+
+  static Param makeParam(torch::Tensor v, bool withGrad) {
     Param p;
     p.value = v;
-    p.grad = torch::zeros_like(v);
+    if (withGrad) p.grad = torch::zeros_like(v);
     p.m = torch::zeros_like(v);
     p.v = torch::zeros_like(v);
     p.best = v.clone();
@@ -444,7 +522,7 @@ class Stack {
   void step(int64_t pa, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
             const std::vector<int64_t>& steps) {
     if (sh_.device.is_cpu()) {
-      forEachProbe(pa, acrossProbes_, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, steps); });
+      forEachProbe(pa, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, steps); });
       return;
     }
     fillInputs(inputs_.data_ptr<float>(), sh_, ps_, 0, pa, B_, slotOf, batchRows, steps);
@@ -479,12 +557,17 @@ class Stack {
     }
     auto dz = torch::sigmoid(acts.back()).sub_(y_[0]).div_(static_cast<double>(B_));
     for (size_t l = L; l-- > 0;) {
-      auto gw = W_[l].grad[p], gb = Bs_[l].grad[p];
-      at::mm_out(gw, acts[l].t(), dz);
+      auto gb = Bs_[l].grad[p];
       at::sum_out(gb, dz, {0}, true);
       torch::Tensor da;
       if (l > 0) da = torch::mm(dz, W_[l].value[p].t());  // through the weights before they move
-      adamProbe(W_[l], ps_[p], p, steps[p], sh_.opt.lr);
+      if (fusedGradAdam(l)) {
+        gradAdamProbe(W_[l], ps_[p], p, steps[p], sh_.opt.lr, acts[l], dz);
+      } else {
+        auto gw = W_[l].grad[p];
+        at::mm_out(gw, acts[l].t(), dz);
+        adamProbe(W_[l], ps_[p], p, steps[p], sh_.opt.lr);
+      }
       adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
       if (l > 0) dz = da.mul_(masks_[l - 1][p]).mul_(pre[l - 1].gt(0));
     }
@@ -586,7 +669,6 @@ class Stack {
   std::vector<Param> W_, Bs_;
   torch::Tensor y_, inputs_;
   std::vector<torch::Tensor> masks_;
-  bool acrossProbes_ = true;
 };
 
 std::string describeSplit(const Task& t, const char* which) { return "instrument '" + t.instrument + "' " + which; }
