@@ -2,14 +2,25 @@
 // architecture) against the same protocol trained one config at a time, in the same run.
 //
 //   npx tsx benchmarks/grid-search.ts [--epochs 1] [--instruments 20] [--dim 4800] [--clips 20000]
-//                                     [--only vectorised|one-at-a-time] [--max-stack-bytes N]
+//                                     [--only vectorised|one-at-a-time|pytorch] [--max-stack-bytes N]
 //                                     [--hidden paper|linear|512]   (default paper: [], [512], [512, 256])
+//                                     [--reference pytorch|none]
 //
-// Prints a human table and one JSON line. Both modes run the same native trainer; one-at-a-time is
-// maxProbesPerStack: 1, so every probe trains alone through the whole protocol (its own init, sampler and masks,
-// per-epoch validation, kept-best weights, test pass).
+// Prints a human table and one JSON line. Three modes, each the whole protocol (init, balanced sampler, masks,
+// per-epoch validation, kept-best weights, test pass) for every probe:
+// - vectorised: calmkit's native trainer, probes stacked per architecture;
+// - one-at-a-time: the same native trainer with maxProbesPerStack: 1 (isolates what stacking alone buys);
+// - pytorch: benchmarks/reference/probe_grid_eager.py, one config after another in eager PyTorch (nn.Sequential,
+//   torch.optim.Adam, BCEWithLogitsLoss) on the same data and threads: the way the study's probes are usually
+//   trained. Skipped, and said so, where CALMKIT_PYTHON (default /usr/bin/python3) has no torch.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { PAPER_GRID, type ProbeGrid, type ProbeSet, type ProbeTask, doctor, trainProbeGrid } from '../lib';
+import { writeNpy } from '../lib/npy';
+
+const PYTHON = process.env.CALMKIT_PYTHON ?? '/usr/bin/python3';
 
 // OpenMIC-2018 labeled counts per class, positive = relevance >= 0.5 (docs/openmic.md, section 1.5).
 const OPENMIC: [string, number, number, number, number][] = [
@@ -86,7 +97,50 @@ interface Run {
   seconds: number;
   probes: number;
   stacks: number;
-  set: ProbeSet;
+  set?: ProbeSet;
+  /** Mean over probes of the kept (best) validation loss: the modes train the same protocol, so these agree. */
+  meanBestValLoss: number;
+  torch?: string;
+}
+
+function meanBestValLoss(set: ProbeSet): number {
+  const losses = set.results.flatMap((r) => r.configs.map((c) => c.bestValLoss));
+  return losses.reduce((a, b) => a + b, 0) / losses.length;
+}
+
+/** The grid in eager PyTorch, one config at a time, on the same features, splits and thread count. */
+function runPytorch(features: Float32Array, dim: number, tasks: ProbeTask[], epochs: number, grid: ProbeGrid, threads: number): Run | null {
+  if (spawnSync(PYTHON, ['-c', 'import torch, numpy'], { stdio: 'ignore' }).status !== 0) {
+    process.stderr.write(`  pytorch: skipped, ${PYTHON} has no torch/numpy (set CALMKIT_PYTHON)\n`);
+    return null;
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-grid-ref-'));
+  try {
+    writeNpy(path.join(dir, 'features.npy'), features, { dtype: '<f4', shape: [features.length / dim, dim] });
+    const part = (s: { rows: Int32Array; targets: Uint8Array }) => ({ rows: Array.from(s.rows), targets: Array.from(s.targets) });
+    const problem = {
+      dim,
+      epochs,
+      batchSize: 64,
+      lr: 1e-4,
+      seed: 7,
+      threads,
+      grid,
+      tasks: tasks.map((t) => ({ instrument: t.instrument, train: part(t.train), val: part(t.val!), test: part(t.test!) })),
+    };
+    fs.writeFileSync(path.join(dir, 'problem.json'), JSON.stringify(problem));
+    const script = path.join(__dirname, 'reference', 'probe_grid_eager.py');
+    const res = spawnSync(PYTHON, [script, path.join(dir, 'problem.json'), path.join(dir, 'features.npy'), path.join(dir, 'out.json')], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, OMP_NUM_THREADS: String(threads) },
+    });
+    if (res.status !== 0) throw new Error(`${script} exited with ${res.status ?? res.signal}`);
+    const out = JSON.parse(fs.readFileSync(path.join(dir, 'out.json'), 'utf8')) as { seconds: number; probes: number; torch: string; probeResults: { bestValLoss: number }[] };
+    const losses = out.probeResults.map((r) => r.bestValLoss);
+    return { mode: 'pytorch', seconds: out.seconds, probes: out.probes, stacks: out.probes, meanBestValLoss: losses.reduce((a, b) => a + b, 0) / losses.length, torch: out.torch };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const HIDDEN: Record<string, number[][]> = { paper: PAPER_GRID.hidden, linear: [[]], '512': [[512]] };
@@ -111,7 +165,7 @@ async function run(mode: 'vectorised' | 'one-at-a-time', features: Float32Array,
     },
   });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { mode, seconds, probes: set.results.length * set.grid.length, stacks: set.info.training.stacks, set };
+  return { mode, seconds, probes: set.results.length * set.grid.length, stacks: set.info.training.stacks, set, meanBestValLoss: meanBestValLoss(set) };
 }
 
 function maxDiff(a: ProbeSet, b: ProbeSet): number {
@@ -142,12 +196,18 @@ async function main(): Promise<void> {
   const { features, tasks } = synthesize(instruments, dim, clips, 2024);
   const runs: Run[] = [];
   if (only !== 'one-at-a-time') runs.push(await run('vectorised', features, dim, tasks, epochs, grid, maxStackBytes));
-  if (only !== 'vectorised') runs.push(await run('one-at-a-time', features, dim, tasks, epochs, grid, maxStackBytes));
+  if (!only || only === 'one-at-a-time') runs.push(await run('one-at-a-time', features, dim, tasks, epochs, grid, maxStackBytes));
+  if ((!only || only === 'pytorch') && arg('reference', 'pytorch') !== 'none') {
+    const ref = runPytorch(features, dim, tasks, epochs, grid, d.threads.count);
+    if (ref) runs.push(ref);
+  }
 
   const vec = runs.find((r) => r.mode === 'vectorised');
   const one = runs.find((r) => r.mode === 'one-at-a-time');
+  const ref = runs.find((r) => r.mode === 'pytorch');
   const speedup = vec && one ? one.seconds / vec.seconds : null;
-  const sameResults = vec && one ? maxDiff(vec.set, one.set) : null;
+  const speedupVsPytorch = vec && ref ? ref.seconds / vec.seconds : null;
+  const sameResults = vec?.set && one?.set ? maxDiff(vec.set, one.set) : null;
   const machine = {
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -156,14 +216,18 @@ async function main(): Promise<void> {
     blas: d.blas.name,
     torch: d.libtorch.version,
     node: process.version,
-    device: vec?.set.info.training.device ?? one?.set.info.training.device,
+    device: vec?.set?.info.training.device ?? one?.set?.info.training.device,
+    pytorch: ref?.torch ?? null,
   };
   const pad = (s: string, n: number) => s.padEnd(n);
   console.log('');
   console.log(`probe grid search: ${instruments} instruments x ${configs} configs (hidden ${JSON.stringify(grid.hidden)}), ${dim}-d, ${epochs} epoch(s), batch 64, OpenMIC class counts`);
-  console.log(`${pad('mode', 16)}${pad('stacks', 8)}${pad('wall s', 10)}${pad('probes/s', 10)}`);
-  for (const r of runs) console.log(`${pad(r.mode, 16)}${pad(String(r.stacks), 8)}${pad(r.seconds.toFixed(1), 10)}${pad((r.probes / r.seconds).toFixed(3), 10)}`);
-  if (speedup !== null) console.log(`speed-up (one-at-a-time / vectorised): ${speedup.toFixed(2)}x; max |test P difference| between modes: ${sameResults}`);
+  console.log(`${pad('mode', 16)}${pad('stacks', 8)}${pad('wall s', 10)}${pad('probes/s', 10)}mean kept val loss`);
+  for (const r of runs) {
+    console.log(`${pad(r.mode, 16)}${pad(String(r.stacks), 8)}${pad(r.seconds.toFixed(1), 10)}${pad((r.probes / r.seconds).toFixed(3), 10)}${r.meanBestValLoss.toFixed(4)}`);
+  }
+  if (speedup !== null) console.log(`speed-up over native one-at-a-time: ${speedup.toFixed(2)}x; max |test P difference| between the native modes: ${sameResults}`);
+  if (speedupVsPytorch !== null) console.log(`speed-up over PyTorch one-at-a-time: ${speedupVsPytorch.toFixed(2)}x`);
   console.log(`machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.threads} torch threads, ${machine.blas}, LibTorch ${machine.torch}, load ${machine.loadAverage1m.toFixed(1)}`);
   console.log(
     JSON.stringify({
@@ -175,9 +239,11 @@ async function main(): Promise<void> {
       probes: vec?.probes ?? one?.probes,
       dim,
       clips,
-      vectorised: vec ? { seconds: vec.seconds, probesPerSecond: vec.probes / vec.seconds, stacks: vec.stacks } : null,
-      oneAtATime: one ? { seconds: one.seconds, probesPerSecond: one.probes / one.seconds, stacks: one.stacks } : null,
+      vectorised: vec ? { seconds: vec.seconds, probesPerSecond: vec.probes / vec.seconds, stacks: vec.stacks, meanBestValLoss: vec.meanBestValLoss } : null,
+      oneAtATime: one ? { seconds: one.seconds, probesPerSecond: one.probes / one.seconds, stacks: one.stacks, meanBestValLoss: one.meanBestValLoss } : null,
+      pytorchOneAtATime: ref ? { seconds: ref.seconds, probesPerSecond: ref.probes / ref.seconds, meanBestValLoss: ref.meanBestValLoss } : null,
       speedup,
+      speedupVsPytorch,
       maxTestProbabilityDifference: sameResults,
       machine,
     }),

@@ -17,7 +17,7 @@ const problem = (dim: number) =>
   synthProblem({ n: 120, dim, seed: 9, tasks: [{ instrument: 'mandolin', flip: 0.1, threshold: 0.4, train: 45, val: 20, test: 20 }] });
 
 // The 300 x 160 case goes through the CPU path that forms the gradient of wide layers a block of rows at a time
-// inside the Adam pass (160 rows: one full block and a partial one).
+// inside the Adam pass (300 and 160 rows: full blocks of 64 and a partial one).
 for (const [dim, config] of [
   [6, { hidden: [5, 3], dropout: 0.5, l2: 1e-3 }],
   [6, { hidden: [], dropout: 0.25, l2: 0 }],

@@ -290,7 +290,7 @@ void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, doubl
 
 // Rows of a weight matrix whose gradient is formed and consumed at once by gradAdamProbe: 64 rows of a
 // 512-wide layer are 128 KiB, which stays in L2 between the product and the update.
-constexpr int64_t kGradRows = 256;
+constexpr int64_t kGradRows = 64;
 
 // Weight gradient A^T dz and Adam for probe p's weight [in, out], a block of rows at a time: the gradient of a
 // block is written to a small buffer and consumed while still in cache instead of going through memory as a
@@ -506,7 +506,7 @@ class Stack {
   }
 
   // CPU layers wide enough for gradAdamProbe never hold a whole gradient.
-  bool fusedGradAdam(size_t l) const { return sh_.device.is_cpu() && dims_[l] >= 2 * kGradRows; }
+  bool fusedGradAdam(size_t l) const { return sh_.device.is_cpu() && dims_[l] >= kGradRows; }
 
   static Param makeParam(torch::Tensor v, bool withGrad) {
     Param p;
