@@ -6,7 +6,7 @@
 //                                     [--hidden paper|linear|512]   (default paper: [], [512], [512, 256])
 //                                     [--reference pytorch|none]
 //
-// Prints a human table and one JSON line. Three modes, each the whole protocol (init, balanced sampler, masks,
+// Prints a human table and one `BENCH_JSON {...}` line. Three modes, each the whole protocol (init, balanced sampler, masks,
 // per-epoch validation, kept-best weights, test pass) for every probe:
 // - vectorised: calmkit's native trainer, probes stacked per architecture;
 // - one-at-a-time: the same native trainer with maxProbesPerStack: 1 (isolates what stacking alone buys);
@@ -230,8 +230,10 @@ async function main(): Promise<void> {
   if (speedupVsPytorch !== null) console.log(`speed-up over PyTorch one-at-a-time: ${speedupVsPytorch.toFixed(2)}x`);
   console.log(`machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.threads} torch threads, ${machine.blas}, LibTorch ${machine.torch}, load ${machine.loadAverage1m.toFixed(1)}`);
   console.log(
+    'BENCH_JSON ' +
     JSON.stringify({
       benchmark: 'grid-search',
+      time: new Date().toISOString(),
       epochs,
       instruments,
       configs,
