@@ -165,6 +165,12 @@ export type RawJukeboxEvent =
 export interface RawBinding {
   doctor(): RawDoctor;
   gemmPeak(options: { m?: number; n?: number; k?: number; dtype?: string; device?: string; repeats?: number }): Promise<number>;
+  /** A cancellation (and, for streams, flow-control) handle for one long job. */
+  control(): RawControl;
+  /** Asks the job holding `control` to stop; it rejects with ERR_ABORTED at its next check. */
+  cancel(control: RawControl): void;
+  /** A streamed chunk was taken: lets a stream waiting on back-pressure send the next one. */
+  consumed(control: RawControl): void;
   decodeAudio(input: string | Uint8Array): Promise<RawDecoded>;
   writeAudio(path: string, options: { interleaved: Float32Array; channels: number; sampleRate: number; container: string; encoding: string }): Promise<void>;
   loadAudio(input: RawAudioInput, options?: RawPrepareOptions): Promise<RawPrepared>;
@@ -174,8 +180,9 @@ export interface RawBinding {
     tasks: RawProbeTask[],
     configs: RawProbeConfig[],
     options: RawProbeOptions,
+    control: RawControl,
     onProgress?: (p: RawProbeProgress) => void,
-  ): { promise: Promise<RawProbeGridResult>; cancel(): void };
+  ): Promise<RawProbeGridResult>;
   /** P(present) for each row and net, row-major [n][nets]. */
   predictProbes(features: Float32Array, dim: number, nets: RawProbeNet[], device: string): Promise<Float32Array>;
   jukeboxLoad(path: string, options: { device: string; precision: string }): Promise<RawJukeboxHandle>;
@@ -183,9 +190,6 @@ export interface RawBinding {
   jukeboxInspect(path: string): Promise<RawJukeboxInfo>;
   jukeboxInit(options: { preset: string; layers?: number; seed?: number; out: string }): Promise<void>;
   jukeboxDispose(handle: RawJukeboxHandle): void;
-  jukeboxControl(): RawControl;
-  jukeboxCancel(control: RawControl): void;
-  jukeboxConsumed(control: RawControl): void;
   jukeboxExtract(
     handle: RawJukeboxHandle,
     inputs: RawJukeboxInput[],

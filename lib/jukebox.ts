@@ -280,9 +280,9 @@ export class Jukebox {
     throwIfAborted(signal, 'extraction');
     // Disposal while the audio loaded counts: the handle is taken only now.
     const live = this.#live();
-    const control = binding().jukeboxControl();
+    const control = binding().control();
     onControl?.(control);
-    const cancel = () => binding().jukeboxCancel(control);
+    const cancel = () => binding().cancel(control);
     signal?.addEventListener('abort', cancel, { once: true });
     const width = this.#info.width;
     const onEvent = (event: RawJukeboxEvent) => {
@@ -297,7 +297,7 @@ export class Jukebox {
         return;
       }
       onChunk({ clip: event.clip, layer: event.layer, window: event.window, start: event.start, shape: [event.rows, width], data: event.data });
-      if (autoConsume) binding().jukeboxConsumed(control);
+      if (autoConsume) binding().consumed(control);
     };
     try {
       return await native(
@@ -319,7 +319,7 @@ export class Jukebox {
 
 /**
  * Chunks between the native job and one async iterator. Taking a chunk returns its credit to the job (see
- * jukeboxConsumed), which is what bounds the memory a slow consumer can cost.
+ * consumed), which is what bounds the memory a slow consumer can cost.
  */
 class ChunkChannel {
   readonly #queue: JukeboxChunk[] = [];
@@ -332,7 +332,7 @@ class ChunkChannel {
   /** The job's control arrives once the inputs are loaded; a consumer may have left before that. */
   attach(control: RawControl): void {
     this.#control = control;
-    if (this.#cancelled) binding().jukeboxCancel(control);
+    if (this.#cancelled) binding().cancel(control);
   }
 
   push(chunk: JukeboxChunk): void {
@@ -356,7 +356,7 @@ class ChunkChannel {
     if (this.#done) return;
     this.#cancelled = true;
     this.#queue.length = 0;
-    if (this.#control) binding().jukeboxCancel(this.#control);
+    if (this.#control) binding().cancel(this.#control);
     this.#serve();
   }
 
@@ -373,7 +373,7 @@ class ChunkChannel {
     if (this.#queue.length && !this.#cancelled) {
       this.#reader = undefined;
       const chunk = this.#queue.shift()!;
-      if (this.#control) binding().jukeboxConsumed(this.#control);
+      if (this.#control) binding().consumed(this.#control);
       reader.resolve({ value: chunk, done: false });
     } else if (this.#error) {
       this.#reader = undefined;

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { ArgumentError, DataError, ProbeError, ProbeSet, trainProbeGrid, type TrainProbeGridOptions } from '../lib';
+import { binding } from '../bindings';
 import { synthProblem } from './helpers/probe-data';
 
 const p = synthProblem({
@@ -139,4 +140,20 @@ test('a failed save leaves neither a partial file nor a temporary one, and keeps
   t.deepEqual(fs.readdirSync(dir).sort(), ['blocked.calmprobes', 'ok.calmprobes']);
   t.truthy(await ProbeSet.load(file));
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('the native trainer takes only a control handle (one shared mechanism with extraction) and names a wrong one', (t) => {
+  const raw = binding();
+  const call = (control: unknown) =>
+    raw.trainProbeGrid(p.features, p.dim, [], [], { epochs: 1 } as never, control as ReturnType<typeof raw.control>);
+  const err = t.throws(() => call({}));
+  t.is((err as Error & { code?: string }).code, 'ERR_INVALID_ARGUMENT');
+  t.regex(err!.message, /control is not a valid handle/);
+  // A cancelled control stops training before its first step, with the same error an AbortSignal gives.
+  const control = raw.control();
+  raw.cancel(control);
+  return t.throwsAsync(
+    raw.trainProbeGrid(p.features, p.dim, [{ instrument: 'organ', train: p.tasks[0].train, val: p.tasks[0].val!, test: p.tasks[0].test! }], [{ hidden: [], dropout: 0.25, l2: 0 }], { epochs: 1 } as never, control),
+    { message: /cancelled/ },
+  );
 });

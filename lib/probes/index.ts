@@ -498,6 +498,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
   const rawConfigs: RawProbeConfig[] = grid.map((c) => ({ hidden: c.hidden, dropout: c.dropout, l2: c.l2 }));
   const onProgress = options.onProgress ? (p: RawProbeProgress) => options.onProgress!({ ...p }) : undefined;
   const raw = await native(() => {
+    const control = binding().control();
     const job = binding().trainProbeGrid(
       features,
       dim,
@@ -515,11 +516,12 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
         keepAllWeights: options.keepAllWeights ?? false,
         threads: options.threads ?? 0,
       },
+      control,
       onProgress,
     );
-    const onAbort = () => job.cancel();
+    const onAbort = () => binding().cancel(control);
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    return job.promise.finally(() => options.signal?.removeEventListener('abort', onAbort));
+    return job.finally(() => options.signal?.removeEventListener('abort', onAbort));
   });
 
   const info: ProbeSetInfo = {

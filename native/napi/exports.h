@@ -4,6 +4,7 @@
 
 namespace calmkit_napi {
 void InitRuntime(Napi::Env env, Napi::Object exports);
+void InitControl(Napi::Env env, Napi::Object exports);
 void InitAudio(Napi::Env env, Napi::Object exports);
 void InitProbes(Napi::Env env, Napi::Object exports);
 void InitJukebox(Napi::Env env, Napi::Object exports);

@@ -1,5 +1,6 @@
 // Binding of the Jukebox extractor: load, info, extract (pooled results, or raw activations streamed in chunks
-// with backpressure), cancellation, dispose; and two small building blocks for tests (timing bins, attention).
+// with backpressure through the shared control handle), dispose; and two small building blocks for tests
+// (timing bins, attention).
 #include <cmath>
 #include <condition_variable>
 #include <memory>
@@ -8,6 +9,7 @@
 #include "core/error.h"
 #include "core/jukebox.h"
 #include "napi/async.h"
+#include "napi/control.h"
 #include "napi/convert.h"
 #include "napi/exports.h"
 
@@ -19,7 +21,6 @@ namespace code = calmkit::code;
 
 // Distinct tags so a handle of one kind is never taken for another (or for any other External).
 const napi_type_tag kModelTag = {0x6a756b65626f7831ULL, 0x6d6f64656c000001ULL};
-const napi_type_tag kControlTag = {0x6a756b65626f7831ULL, 0x636f6e74726f6c01ULL};
 
 // Raw activations a stream may have sent and JS not yet taken: bounds host memory when JS consumes slowly.
 constexpr int64_t kMaxPendingChunks = 2;
@@ -27,16 +28,6 @@ constexpr int64_t kMaxPendingChunks = 2;
 struct ModelHandle {
   std::mutex mu;
   std::shared_ptr<jb::Model> model;  // null once disposed; running jobs keep their own reference
-};
-
-// Shared between the JS side (cancel, consumed) and a running extraction.
-struct Control {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool cancelled = false;
-  int64_t pending = 0;    // chunks sent, not yet consumed
-  int64_t sent = 0;       // events handed to the thread-safe function
-  int64_t delivered = 0;  // events that ran on the JS thread (or were dropped at teardown)
 };
 
 template <typename T>
@@ -232,44 +223,6 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// ---- cancellation and flow control -------------------------------------------------------------------------
-
-// The External may be collected while a job still runs; jobs hold the Control through a shared_ptr instead.
-struct ControlBox {
-  std::shared_ptr<Control> ctl = std::make_shared<Control>();
-};
-
-std::shared_ptr<Control> GetControl(const Napi::Value& v) {
-  auto* box = Unwrap<ControlBox>(v, kControlTag, "control");
-  return box->ctl;
-}
-
-Napi::Value NewControlBox(const Napi::CallbackInfo& info) {
-  auto ext = Napi::External<ControlBox>::New(info.Env(), new ControlBox(), [](Napi::Env, ControlBox* c) { delete c; });
-  ext.TypeTag(&kControlTag);
-  return ext;
-}
-
-Napi::Value Cancel(const Napi::CallbackInfo& info) {
-  auto ctl = GetControl(info[0]);
-  {
-    std::lock_guard<std::mutex> lock(ctl->mu);
-    ctl->cancelled = true;
-  }
-  ctl->cv.notify_all();
-  return info.Env().Undefined();
-}
-
-Napi::Value Consumed(const Napi::CallbackInfo& info) {
-  auto ctl = GetControl(info[0]);
-  {
-    std::lock_guard<std::mutex> lock(ctl->mu);
-    if (ctl->pending > 0) --ctl->pending;
-  }
-  ctl->cv.notify_all();
-  return info.Env().Undefined();
-}
-
 // ---- extract -----------------------------------------------------------------------------------------------
 
 // Forwards core events to a JS callback. Chunks wait for credit so at most kMaxPendingChunks raw arrays are
@@ -313,8 +266,7 @@ class JsSink : public jb::Sink {
   }
 
   bool cancelled() override {
-    std::lock_guard<std::mutex> lock(ctl_->mu);
-    return ctl_->cancelled;
+    return ctl_->isCancelled();
   }
 
   // Waits for all events to be delivered, then releases the function.
@@ -559,9 +511,6 @@ void InitJukebox(Napi::Env env, Napi::Object exports) {
   exports.Set("jukeboxInspect", Napi::Function::New(env, Inspect, "jukeboxInspect"));
   exports.Set("jukeboxInit", Napi::Function::New(env, Init, "jukeboxInit"));
   exports.Set("jukeboxDispose", Napi::Function::New(env, Dispose, "jukeboxDispose"));
-  exports.Set("jukeboxControl", Napi::Function::New(env, NewControlBox, "jukeboxControl"));
-  exports.Set("jukeboxCancel", Napi::Function::New(env, Cancel, "jukeboxCancel"));
-  exports.Set("jukeboxConsumed", Napi::Function::New(env, Consumed, "jukeboxConsumed"));
   exports.Set("jukeboxExtract", Napi::Function::New(env, Extract, "jukeboxExtract"));
   exports.Set("jukeboxTimingBins", Napi::Function::New(env, TimingBinsJs, "jukeboxTimingBins"));
   exports.Set("jukeboxAttention", Napi::Function::New(env, AttentionJs, "jukeboxAttention"));

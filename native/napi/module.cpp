@@ -9,6 +9,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   calmkit::runtime::configureThreads();
   calmkit_napi::InitRuntime(env, exports);
+  calmkit_napi::InitControl(env, exports);
   calmkit_napi::InitAudio(env, exports);
   calmkit_napi::InitProbes(env, exports);
   calmkit_napi::InitJukebox(env, exports);

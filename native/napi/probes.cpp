@@ -1,10 +1,10 @@
 // Binding of the probe trainer: trainProbeGrid (with progress and cancellation) and predictProbes.
-#include <atomic>
 #include <memory>
 
 #include "core/error.h"
 #include "core/probes.h"
 #include "napi/async.h"
+#include "napi/control.h"
 #include "napi/convert.h"
 #include "napi/exports.h"
 
@@ -201,12 +201,12 @@ Napi::Value TrainProbeGrid(const Napi::CallbackInfo& info) {
   auto tasks = std::make_shared<std::vector<pr::Task>>(ReadTasks(info[2]));
   auto configs = std::make_shared<std::vector<pr::Config>>(ReadConfigs(info[3]));
   pr::Options opt = ReadOptions(info[4]);
-  auto cancelled = std::make_shared<std::atomic<bool>>(false);
-  opt.cancelled = [cancelled] { return cancelled->load(); };
+  auto ctl = GetControl(info[5]);
+  opt.cancelled = [ctl] { return ctl->isCancelled(); };
 
   auto sink = std::make_shared<ProgressSink>();
-  if (info.Length() > 5 && info[5].IsFunction()) {
-    sink->tsfn = Napi::ThreadSafeFunction::New(env, info[5].As<Napi::Function>(), "calmkit-probe-progress", 0, 1);
+  if (info.Length() > 6 && info[6].IsFunction()) {
+    sink->tsfn = Napi::ThreadSafeFunction::New(env, info[6].As<Napi::Function>(), "calmkit-probe-progress", 0, 1);
     sink->active = true;
     opt.progress = [sink](const pr::Progress& p) {
       auto* copy = new pr::Progress(p);
@@ -239,10 +239,7 @@ Napi::Value TrainProbeGrid(const Napi::CallbackInfo& info) {
       },
       [](Napi::Env env, std::shared_ptr<pr::Result>& r) { return ResultToJs(env, *r); });
   sink.reset();
-  auto job = Napi::Object::New(env);
-  job.Set("promise", promise);
-  job.Set("cancel", Napi::Function::New(env, [cancelled](const Napi::CallbackInfo&) { cancelled->store(true); }, "cancel"));
-  return job;
+  return promise;
 }
 
 Napi::Value PredictProbes(const Napi::CallbackInfo& info) {
