@@ -1,5 +1,6 @@
 // Probe training end to end: planted signal vs the Bayes-optimal F1, vectorised vs one-at-a-time, determinism,
 // predict, save/load, progress and cancellation. Problems are tiny so the file runs in seconds on 2 cores.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -180,4 +181,24 @@ test('the paper grid is 3 x 3 x 3', (t) => {
   t.deepEqual(PAPER_GRID.hidden, [[], [512], [512, 256]]);
   t.deepEqual(PAPER_GRID.dropout, [0.25, 0.5, 0.75]);
   t.deepEqual(PAPER_GRID.l2, [0, 1e-4, 1e-3]);
+});
+
+// The dropout masks come from one of two builds of the same loop (AVX-512 where the CPU has it, else the x86-64
+// baseline); CALMKIT_CPU_BASELINE=1 forces the baseline, so on an AVX-512 machine this compares the two builds.
+test('both builds of the dropout kernels train the same grid to the same bits (calmkit-core probe-grid)', (t) => {
+  const tool = path.join(__dirname, '..', 'build', 'calmkit-core');
+  const runGrid = (baseline: boolean) => {
+    const r = spawnSync(tool, ['probe-grid', '--instruments', '2', '--dim', '200', '--clips', '3000', '--scale', '0.3', '--epochs', '2'], {
+      encoding: 'utf8',
+      env: { ...process.env, CALMKIT_CPU_BASELINE: baseline ? '1' : '0' },
+    });
+    t.is(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { dropoutKernel: string; testProbabilitySum: number; probes: number };
+  };
+  const fast = runGrid(false);
+  const base = runGrid(true);
+  t.log(`kernels: ${fast.dropoutKernel} vs ${base.dropoutKernel}; test-probability fingerprint ${fast.testProbabilitySum}`);
+  t.is(base.dropoutKernel, 'x86-64 baseline');
+  t.is(fast.probes, 54);
+  t.is(fast.testProbabilitySum, base.testProbabilitySum);
 });

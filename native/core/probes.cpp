@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -83,8 +84,11 @@ CALMKIT_DROPOUT_ROW(dropoutRowAvx512, __attribute__((target("avx512f,avx512dq,av
 #endif
 #undef CALMKIT_DROPOUT_ROW
 
+// CALMKIT_CPU_BASELINE=1 keeps the baseline loop on any CPU: for tests of that loop on AVX-512 machines.
 DropoutRow pickDropoutRow() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  const char* baseline = std::getenv("CALMKIT_CPU_BASELINE");
+  if (baseline && std::string(baseline) == "1") return dropoutRowBaseline;
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
     return dropoutRowAvx512;
   }
@@ -92,6 +96,11 @@ DropoutRow pickDropoutRow() {
   return dropoutRowBaseline;
 }
 const DropoutRow dropoutRow = pickDropoutRow();
+}  // namespace
+
+const char* dropoutKernel() { return dropoutRow == dropoutRowBaseline ? "x86-64 baseline" : "avx512"; }
+
+namespace {
 
 // ---- data ------------------------------------------------------------------------------------------
 

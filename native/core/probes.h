@@ -99,6 +99,9 @@ void validate(const float* features, int64_t n, int64_t dim, const std::vector<T
 Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vector<Task>& tasks,
                  const std::vector<Config>& configs, const Options& opt);
 
+// Which build of the dropout kernels this process runs: "avx512" or "x86-64 baseline" (CALMKIT_CPU_BASELINE=1).
+const char* dropoutKernel();
+
 // P(present) for n rows and each net: out[row * nets + k].
 std::vector<float> predict(const float* features, int64_t n, int64_t dim, const std::vector<Net>& nets,
                            const std::string& device);

@@ -142,14 +142,19 @@ Register probeGrid(
       auto r = pr::trainGrid(X.data(), a.clips, a.dim, tasks, configs, opt);
       double meanAcc = 0;
       for (auto& t : r.tasks) meanAcc += r.probes[t.selected].bestValAcc / r.tasks.size();
+      // Every probe's test probabilities, summed in double: a fingerprint of the whole run for comparing builds.
+      double probSum = 0;
+      for (auto& pr : r.probes) {
+        for (float v : pr.testProb) probSum += v;
+      }
       auto info = calmkit::runtime::collect();
       std::printf(
           "{\"mode\":\"%s\",\"device\":\"%s\",\"instruments\":%d,\"probes\":%zu,\"stacks\":%lld,\"epochs\":%lld,"
           "\"dim\":%lld,\"seconds\":%.3f,\"probesPerSecond\":%.4f,\"meanSelectedValAcc\":%.4f,\"threads\":%d,"
-          "\"torch\":\"%s\"}\n",
+          "\"torch\":\"%s\",\"dropoutKernel\":\"%s\",\"testProbabilitySum\":%.17g}\n",
           a.oneAtATime ? "one-at-a-time" : "vectorised", r.device.c_str(), a.instruments, r.probes.size(),
           static_cast<long long>(r.stacks), static_cast<long long>(a.epochs), static_cast<long long>(a.dim), r.seconds,
-          r.probes.size() / r.seconds, meanAcc, info.threads, info.torchVersion.c_str());
+          r.probes.size() / r.seconds, meanAcc, info.threads, info.torchVersion.c_str(), pr::dropoutKernel(), probSum);
       return 0;
     });
 
