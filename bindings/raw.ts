@@ -70,6 +70,7 @@ export interface RawProbeOptions {
   maxStackBytes?: number;
   maxProbesPerStack?: number;
   keepAllWeights?: boolean;
+  batchedStep?: boolean;
   threads?: number;
 }
 

@@ -82,6 +82,29 @@ test('the vectorised grid equals training each config alone with the same seed (
   t.true(d < 1e-5, `solo vs grid: ${d}`);
 });
 
+// The batched step is what CUDA runs (bmm/baddbmm over the stack, Adam in tensor operations); forcing it on the CPU
+// checks its arithmetic against the per-probe CPU step (fused gradient + Adam) without a GPU. The two instruments
+// have different steps per epoch, so the stack's active prefix shrinks inside every epoch.
+test('the batched (CUDA-style) step trains the paper grid to the same weights as the per-probe CPU step', async (t) => {
+  const base = { features: small.features, dim: small.dim, tasks: small.tasks, epochs: 3, seed: 11, keepAllWeights: true } as const;
+  const perProbe = await trainProbeGrid(base);
+  const batched = await trainProbeGrid({ ...base, batchedStep: true });
+  let worst = 0;
+  let moved = 0;
+  batched.results.forEach((r, i) => {
+    r.configs.forEach((c, k) => {
+      const ref = perProbe.results[i].configs[k];
+      worst = Math.max(worst, maxAbsDiff(c.net!, ref.net!));
+      for (let e = 0; e < c.valLoss.length; e++) t.true(Math.abs(c.valLoss[e] - ref.valLoss[e]) < 1e-5);
+      if (c.valLoss[0] !== c.valLoss[c.valLoss.length - 1]) moved++;
+    });
+    t.is(r.selected, perProbe.results[i].selected);
+  });
+  t.log(`max |w_batched - w_perProbe| = ${worst}`);
+  t.true(moved > 40, 'the probes trained');
+  t.true(worst < 1e-5);
+});
+
 test('same seed, same result; another seed, another result', async (t) => {
   const opts = { features: small.features, dim: small.dim, tasks: small.tasks, epochs: 2, grid: { hidden: [[], [16]], dropout: [0.5], l2: [1e-3] } };
   const a = await trainProbeGrid({ ...opts, seed: 3, keepAllWeights: true });

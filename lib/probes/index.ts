@@ -101,6 +101,12 @@ export interface TrainProbeGridOptions {
   /** Keep the weights of every probe, not only the selected ones (memory: all probes' parameters). */
   keepAllWeights?: boolean;
   /**
+   * Step each stack with batched products over all its probes and Adam in tensor operations -- the step used on
+   * CUDA -- on any device. On the CPU the default per-probe step is faster; this checks the CUDA step's arithmetic
+   * where there is no GPU. Same results up to float summation order.
+   */
+  batchedStep?: boolean;
+  /**
    * Intra-op threads while training (default: 1 for stacks under ~50 MFLOP a step, where threading costs more than
    * it gains, else the process setting from CALMKIT_THREADS / OMP_NUM_THREADS / cores).
    */
@@ -514,6 +520,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
         maxStackBytes: options.maxStackBytes ?? 4 * 2 ** 30,
         maxProbesPerStack: options.maxProbesPerStack ?? 0,
         keepAllWeights: options.keepAllWeights ?? false,
+        batchedStep: options.batchedStep ?? false,
         threads: options.threads ?? 0,
       },
       control,

@@ -514,8 +514,10 @@ class Stack {
     for (size_t l = 1; l + 1 < dims_.size(); ++l) masks_.push_back(torch::empty({P_, B_, dims_[l]}, f));
   }
 
-  // CPU layers wide enough for gradAdamProbe never hold a whole gradient.
-  bool fusedGradAdam(size_t l) const { return sh_.device.is_cpu() && dims_[l] >= kGradRows; }
+  // On the CPU each probe steps on its own (stepProbeCpu); elsewhere, or on request, the stack steps at once.
+  bool perProbeCpu() const { return sh_.device.is_cpu() && !sh_.opt.batchedStep; }
+  // Layers of the per-probe CPU step wide enough for gradAdamProbe never hold a whole gradient.
+  bool fusedGradAdam(size_t l) const { return perProbeCpu() && dims_[l] >= kGradRows; }
 
   static Param makeParam(torch::Tensor v, bool withGrad) {
     Param p;
@@ -530,7 +532,7 @@ class Stack {
   // One training step of the first `pa` probes: forward, hand-written backward, Adam.
   void step(int64_t pa, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
             const std::vector<int64_t>& steps) {
-    if (sh_.device.is_cpu()) {
+    if (perProbeCpu()) {
       forEachProbe(pa, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, steps); });
       return;
     }

@@ -48,8 +48,11 @@ struct Options {
   // is the one-at-a-time reference.
   int64_t maxStackBytes = 0;
   int64_t maxProbesPerStack = 0;
-  bool keepAllWeights = false;
-  int threads = 0;  // intra-op threads while training; 0 = by stack size (1 for small stacks, else all)  // return the kept weights of every probe, not only the selected ones
+  bool keepAllWeights = false;  // return the kept weights of every probe, not only the selected ones
+  int threads = 0;  // intra-op threads while training; 0 = by stack size (1 for small stacks, else all)
+  // Step every stack with batched products over the stack (bmm/baddbmm) and Adam in tensor operations, the step
+  // CUDA uses, on any device: checks that path's arithmetic on a machine without a GPU.
+  bool batchedStep = false;
   std::function<bool()> cancelled;
   std::function<void(const Progress&)> progress;
 };

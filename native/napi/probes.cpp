@@ -91,6 +91,7 @@ pr::Options ReadOptions(const Napi::Value& v) {
   o.maxStackBytes = static_cast<int64_t>(GetNumber(obj, "maxStackBytes", 0));
   o.maxProbesPerStack = static_cast<int64_t>(GetNumber(obj, "maxProbesPerStack", 0));
   o.keepAllWeights = GetBool(obj, "keepAllWeights", false);
+  o.batchedStep = GetBool(obj, "batchedStep", false);
   o.threads = static_cast<int>(GetNumber(obj, "threads", 0));
   return o;
 }

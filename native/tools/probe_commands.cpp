@@ -40,6 +40,7 @@ struct Args {
   int64_t epochs = 1;
   double scale = 1.0;  // multiplies every count, for quick runs
   bool oneAtATime = false;
+  bool batched = false;
   int64_t maxStackBytes = 2LL << 30;
   std::string device = "cpu";
 };
@@ -58,6 +59,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--epochs") a.epochs = std::stoll(next());
     else if (k == "--scale") a.scale = std::stod(next());
     else if (k == "--one-at-a-time") a.oneAtATime = true;
+    else if (k == "--batched") a.batched = true;
     else if (k == "--max-stack-bytes") a.maxStackBytes = std::stoll(next());
     else if (k == "--device") a.device = next();
     else throw std::runtime_error("unknown option " + k);
@@ -126,7 +128,7 @@ std::vector<pr::Config> paperGrid() {
 
 Register probeGrid(
     "probe-grid",
-    "[--instruments 20] [--epochs 1] [--dim 4800] [--clips 20000] [--scale 1] [--one-at-a-time] [--device cpu]: "
+    "[--instruments 20] [--epochs 1] [--dim 4800] [--clips 20000] [--scale 1] [--one-at-a-time] [--batched] [--device cpu]: "
     "train the 27-config probe grid on synthetic OpenMIC-sized data, print JSON",
     [](int argc, char** argv) {
       Args a = parse(argc, argv);
@@ -139,6 +141,7 @@ Register probeGrid(
       opt.device = a.device;
       opt.maxStackBytes = a.maxStackBytes;
       if (a.oneAtATime) opt.maxProbesPerStack = 1;
+      opt.batchedStep = a.batched;
       auto r = pr::trainGrid(X.data(), a.clips, a.dim, tasks, configs, opt);
       double meanAcc = 0;
       for (auto& t : r.tasks) meanAcc += r.probes[t.selected].bestValAcc / r.tasks.size();
@@ -152,7 +155,7 @@ Register probeGrid(
           "{\"mode\":\"%s\",\"device\":\"%s\",\"instruments\":%d,\"probes\":%zu,\"stacks\":%lld,\"epochs\":%lld,"
           "\"dim\":%lld,\"seconds\":%.3f,\"probesPerSecond\":%.4f,\"meanSelectedValAcc\":%.4f,\"threads\":%d,"
           "\"torch\":\"%s\",\"dropoutKernel\":\"%s\",\"testProbabilitySum\":%.17g}\n",
-          a.oneAtATime ? "one-at-a-time" : "vectorised", r.device.c_str(), a.instruments, r.probes.size(),
+          a.oneAtATime ? "one-at-a-time" : a.batched ? "vectorised-batched" : "vectorised", r.device.c_str(), a.instruments, r.probes.size(),
           static_cast<long long>(r.stacks), static_cast<long long>(a.epochs), static_cast<long long>(a.dim), r.seconds,
           r.probes.size() / r.seconds, meanAcc, info.threads, info.torchVersion.c_str(), pr::dropoutKernel(), probSum);
       return 0;
