@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { AbortError, PAPER_GRID, ProbeSet, binaryMetrics, trainProbeGrid, type ProbeNet } from '../lib';
 import { synthProblem } from './helpers/probe-data';
 
@@ -15,6 +15,20 @@ function maxAbsDiff(a: ProbeNet, b: ProbeNet): number {
     for (let k = 0; k < l.bias.length; k++) m = Math.max(m, Math.abs(l.bias[k] - b.layers[i].bias[k]));
   });
   return m;
+}
+
+/** Asserts equal per-epoch validation losses (1e-5) and selections of two runs of one grid; returns the largest weight difference. */
+function compareSets(t: ExecutionContext, a: ProbeSet, b: ProbeSet): number {
+  let worst = 0;
+  a.results.forEach((r, i) => {
+    r.configs.forEach((c, k) => {
+      const o = b.results[i].configs[k];
+      worst = Math.max(worst, maxAbsDiff(c.net!, o.net!));
+      for (let e = 0; e < c.valLoss.length; e++) t.true(Math.abs(c.valLoss[e] - o.valLoss[e]) < 1e-5);
+    });
+    t.is(r.selected, b.results[i].selected);
+  });
+  return worst;
 }
 
 // Small, fast problem for the equivalence and determinism checks: the paper's grid on 12-d features.
@@ -63,15 +77,7 @@ test('the vectorised grid equals training each config alone with the same seed (
   const oneByOne = await trainProbeGrid({ ...base, maxProbesPerStack: 1 });
   t.is(together.info.training.stacks, 3, 'one stack per architecture');
   t.is(oneByOne.info.training.stacks, 2 * 27);
-  let worst = 0;
-  together.results.forEach((r, i) => {
-    r.configs.forEach((c, k) => {
-      const alone = oneByOne.results[i].configs[k];
-      worst = Math.max(worst, maxAbsDiff(c.net!, alone.net!));
-      for (let e = 0; e < c.valLoss.length; e++) t.true(Math.abs(c.valLoss[e] - alone.valLoss[e]) < 1e-5);
-    });
-    t.is(r.selected, oneByOne.results[i].selected);
-  });
+  const worst = compareSets(t, together, oneByOne);
   t.log(`max |w_together - w_alone| = ${worst}`);
   t.true(worst < 1e-5);
 
@@ -89,17 +95,8 @@ test('the batched (CUDA-style) step trains the paper grid to the same weights as
   const base = { features: small.features, dim: small.dim, tasks: small.tasks, epochs: 3, seed: 11, keepAllWeights: true } as const;
   const perProbe = await trainProbeGrid(base);
   const batched = await trainProbeGrid({ ...base, batchedStep: true });
-  let worst = 0;
-  let moved = 0;
-  batched.results.forEach((r, i) => {
-    r.configs.forEach((c, k) => {
-      const ref = perProbe.results[i].configs[k];
-      worst = Math.max(worst, maxAbsDiff(c.net!, ref.net!));
-      for (let e = 0; e < c.valLoss.length; e++) t.true(Math.abs(c.valLoss[e] - ref.valLoss[e]) < 1e-5);
-      if (c.valLoss[0] !== c.valLoss[c.valLoss.length - 1]) moved++;
-    });
-    t.is(r.selected, perProbe.results[i].selected);
-  });
+  const worst = compareSets(t, batched, perProbe);
+  const moved = batched.results.flatMap((r) => r.configs).filter((c) => c.valLoss[0] !== c.valLoss[c.valLoss.length - 1]).length;
   t.log(`max |w_batched - w_perProbe| = ${worst}`);
   t.true(moved > 40, 'the probes trained');
   t.true(worst < 1e-5);
