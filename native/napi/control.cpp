@@ -1,6 +1,5 @@
 #include "napi/control.h"
 
-#include "core/error.h"
 #include "napi/convert.h"
 
 namespace calmkit_napi {
@@ -41,10 +40,7 @@ Napi::Value Consumed(const Napi::CallbackInfo& info) {
 }  // namespace
 
 std::shared_ptr<Control> GetControl(const Napi::Value& v) {
-  if (!v.IsExternal() || !v.As<Napi::External<ControlBox>>().CheckTypeTag(&kControlTag)) {
-    ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, "control is not a valid handle");
-  }
-  return v.As<Napi::External<ControlBox>>().Data()->ctl;
+  return Unwrap<ControlBox>(v, kControlTag, "control")->ctl;
 }
 
 void InitControl(Napi::Env env, Napi::Object exports) {

@@ -30,14 +30,6 @@ struct ModelHandle {
   std::shared_ptr<jb::Model> model;  // null once disposed; running jobs keep their own reference
 };
 
-template <typename T>
-T* Unwrap(const Napi::Value& v, const napi_type_tag& tag, const char* what) {
-  if (!v.IsExternal() || !v.As<Napi::External<T>>().CheckTypeTag(&tag)) {
-    ThrowCoded(v.Env(), code::kInvalidArgument, std::string(what) + " is not a valid handle");
-  }
-  return v.As<Napi::External<T>>().Data();
-}
-
 std::shared_ptr<jb::Model> LiveModel(const Napi::Value& v) {
   auto* h = Unwrap<ModelHandle>(v, kModelTag, "model");
   std::lock_guard<std::mutex> lock(h->mu);
