@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PAPER_GRID, type ProbeGrid, type ProbeSet, type ProbeTask, doctor, trainProbeGrid } from '../lib';
 import { writeNpy } from '../lib/npy';
+import { mean } from './harness';
 
 const PYTHON = process.env.CALMKIT_PYTHON ?? '/usr/bin/python3';
 
@@ -104,8 +105,7 @@ interface Run {
 }
 
 function meanBestValLoss(set: ProbeSet): number {
-  const losses = set.results.flatMap((r) => r.configs.map((c) => c.bestValLoss));
-  return losses.reduce((a, b) => a + b, 0) / losses.length;
+  return mean(set.results.flatMap((r) => r.configs.map((c) => c.bestValLoss)));
 }
 
 /** The grid in eager PyTorch, one config at a time, on the same features, splits and thread count. */
@@ -136,8 +136,8 @@ function runPytorch(features: Float32Array, dim: number, tasks: ProbeTask[], epo
     });
     if (res.status !== 0) throw new Error(`${script} exited with ${res.status ?? res.signal}`);
     const out = JSON.parse(fs.readFileSync(path.join(dir, 'out.json'), 'utf8')) as { seconds: number; probes: number; torch: string; probeResults: { bestValLoss: number }[] };
-    const losses = out.probeResults.map((r) => r.bestValLoss);
-    return { mode: 'pytorch', seconds: out.seconds, probes: out.probes, stacks: out.probes, meanBestValLoss: losses.reduce((a, b) => a + b, 0) / losses.length, torch: out.torch };
+    const meanBestValLoss = mean(out.probeResults.map((r) => r.bestValLoss));
+    return { mode: 'pytorch', seconds: out.seconds, probes: out.probes, stacks: out.probes, meanBestValLoss, torch: out.torch };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -37,6 +37,10 @@ export async function gemmPeak(opts: { m?: number; n?: number; k?: number; dtype
   return binding().gemmPeak({ m: 1024, n: 4800, k: 1200, repeats: 5, ...opts });
 }
 
+export function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
