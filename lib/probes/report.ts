@@ -86,6 +86,19 @@ function thin(length: number, max: number): number[] {
   return [...out];
 }
 
+/** One small panel per instrument, five to a row, each with its own y scale. */
+function perInstrumentPanels(title: string, values: Record<string, unknown>[], mark: unknown, encoding: Record<string, unknown>): VlSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    data: { values },
+    facet: { field: 'instrument', type: 'nominal', title: null },
+    columns: 5,
+    spec: { width: 170, height: 110, mark, encoding },
+    resolve: { scale: { y: 'independent' } },
+  };
+}
+
 function curvesSpec(set: ProbeSet, metric: 'valLoss' | 'valAccuracy', maxPoints: number): VlSpec {
   const values: Record<string, unknown>[] = [];
   for (const r of set.results) {
@@ -98,27 +111,14 @@ function curvesSpec(set: ProbeSet, metric: 'valLoss' | 'valAccuracy', maxPoints:
     });
   }
   const title = metric === 'valLoss' ? 'Validation loss (BCE)' : 'Validation accuracy';
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: `${title} per epoch; thick line = selected config`,
-    data: { values },
-    facet: { field: 'instrument', type: 'nominal', title: null },
-    columns: 5,
-    spec: {
-      width: 170,
-      height: 110,
-      mark: { type: 'line', clip: true },
-      encoding: {
-        x: { field: 'epoch', type: 'quantitative', title: 'epoch' },
-        y: { field: 'value', type: 'quantitative', title: metric === 'valLoss' ? 'loss' : 'accuracy', scale: { zero: false } },
-        detail: { field: 'config', type: 'nominal' },
-        color: { field: 'architecture', type: 'nominal', title: 'hidden layers' },
-        strokeWidth: { condition: { test: 'datum.selected', value: 2.5 }, value: 0.6 },
-        opacity: { condition: { test: 'datum.selected', value: 1 }, value: 0.35 },
-      },
-    },
-    resolve: { scale: { y: 'independent' } },
-  };
+  return perInstrumentPanels(`${title} per epoch; thick line = selected config`, values, { type: 'line', clip: true }, {
+    x: { field: 'epoch', type: 'quantitative', title: 'epoch' },
+    y: { field: 'value', type: 'quantitative', title: metric === 'valLoss' ? 'loss' : 'accuracy', scale: { zero: false } },
+    detail: { field: 'config', type: 'nominal' },
+    color: { field: 'architecture', type: 'nominal', title: 'hidden layers' },
+    strokeWidth: { condition: { test: 'datum.selected', value: 2.5 }, value: 0.6 },
+    opacity: { condition: { test: 'datum.selected', value: 1 }, value: 0.35 },
+  });
 }
 
 function histogramSpec(set: ProbeSet): VlSpec {
@@ -127,24 +127,11 @@ function histogramSpec(set: ProbeSet): VlSpec {
     const probs = r.configs[r.selected].testProbabilities;
     probs.forEach((p, i) => values.push({ instrument: r.instrument, probability: p, label: r.testTargets[i] ? 'present' : 'absent' }));
   }
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: 'Predicted P(present) on test, selected probe per instrument (threshold 0.5)',
-    data: { values },
-    facet: { field: 'instrument', type: 'nominal', title: null },
-    columns: 5,
-    spec: {
-      width: 170,
-      height: 110,
-      mark: 'bar',
-      encoding: {
-        x: { field: 'probability', type: 'quantitative', bin: { extent: [0, 1], step: 0.05 }, title: 'P(present)' },
-        y: { aggregate: 'count', type: 'quantitative', title: 'test clips', stack: true },
-        color: { field: 'label', type: 'nominal', title: 'truth', scale: { domain: ['absent', 'present'], range: ['#9aa5b1', '#d6604d'] } },
-      },
-    },
-    resolve: { scale: { y: 'independent' } },
-  };
+  return perInstrumentPanels('Predicted P(present) on test, selected probe per instrument (threshold 0.5)', values, 'bar', {
+    x: { field: 'probability', type: 'quantitative', bin: { extent: [0, 1], step: 0.05 }, title: 'P(present)' },
+    y: { aggregate: 'count', type: 'quantitative', title: 'test clips', stack: true },
+    color: { field: 'label', type: 'nominal', title: 'truth', scale: { domain: ['absent', 'present'], range: ['#9aa5b1', '#d6604d'] } },
+  });
 }
 
 function linearWeightsSpec(set: ProbeSet, maxColumns: number): VlSpec | undefined {
