@@ -14,9 +14,8 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { Jukebox, type JukeboxInfo } from '../lib/jukebox';
 import { readNpy } from '../lib/npy';
-import { gemmPeak, interleaved, machine, parseArgs, peakRss, report } from './harness';
+import { PYTHON, gemmPeak, interleaved, machine, parseArgs, peakRss, report } from './harness';
 
-const PYTHON = process.env.CALMKIT_PYTHON ?? '/usr/bin/python3';
 const CACHE = process.env.CALMKIT_BENCH_CACHE ?? path.join(os.tmpdir(), 'calmkit-bench');
 
 /** FLOPs of layers 1..L on T tokens by the spec's count (section 7.2): Conv1D GEMMs plus the attention products. */

@@ -12,16 +12,15 @@
 // - one-at-a-time: the same native trainer with maxProbesPerStack: 1 (isolates what stacking alone buys);
 // - pytorch: benchmarks/reference/probe_grid_eager.py, one config after another in eager PyTorch (nn.Sequential,
 //   torch.optim.Adam, BCEWithLogitsLoss) on the same data and threads: the way the study's probes are usually
-//   trained. Skipped, and said so, where CALMKIT_PYTHON (default /usr/bin/python3) has no torch.
+//   trained. Skipped, and said so, where CALMKIT_PYTHON (default the project's .venv) has no torch.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PAPER_GRID, type ProbeGrid, type ProbeSet, type ProbeTask, doctor, trainProbeGrid } from '../lib';
 import { writeNpy } from '../lib/npy';
-import { mean } from './harness';
+import { PYTHON, mean } from './harness';
 
-const PYTHON = process.env.CALMKIT_PYTHON ?? '/usr/bin/python3';
 
 // OpenMIC-2018 labeled counts per class, positive = relevance >= 0.5 (docs/openmic.md, section 1.5).
 const OPENMIC: [string, number, number, number, number][] = [

@@ -3,8 +3,12 @@
 // (prefixed `BENCH_JSON `) per benchmark.
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { binding } from '../bindings';
 import { doctor } from '../lib/doctor';
+
+/** The project's Python with torch for the references (scripts/setup.sh's .venv); CALMKIT_PYTHON overrides. */
+export const PYTHON = process.env.CALMKIT_PYTHON ?? path.resolve(__dirname, '..', '.venv', 'bin', 'python');
 
 export interface Machine {
   cpu: string;

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Convert OpenAI Jukebox checkpoints into a calmkit Jukebox archive.
 
 Inputs are jukebox's own files: `vqvae.pth.tar` and `5b/prior_level_2.pth.tar`
@@ -14,15 +14,20 @@ prior.transformer._attn_mods.{0..L-1} from the prior. Tensors keep their stored
 dtypes (Conv1D .w stay float16); nothing is converted.
 
 Hyperparameter flags default to the real 5B model's values, so a plain
-    /usr/bin/python3 scripts/export-jukebox.py --vqvae vqvae.pth.tar \\
+    .venv/bin/python scripts/export-jukebox.py --vqvae vqvae.pth.tar \\
         --prior prior_level_2.pth.tar --out jukebox-5b-L36.pt
 converts the published files. Override them to convert a checkpoint of another
 size in jukebox's layout; every kept tensor's shape is checked against them and
 any mismatch or missing key aborts with a list of the offending keys.
 
-Memory: one checkpoint is loaded at a time (torch 1.13 cannot memory-map, so the
-peak is about the size of the prior file, ~10.3 GB for 5B) and the kept tensors
-are not copied.
+Memory: one checkpoint is loaded at a time (the peak is about the size of the prior
+file, ~10.3 GB for 5B) and the kept tensors are not copied.
+
+Loading (torch 2.11, whose torch.load defaults to weights_only=True): weights_only=True
+first; a file it refuses (OpenAI's files pickle jukebox's Hyperparams beside the
+weights) is read with a restricted unpickler that resolves only torch's own
+weights_only allowlist and turns every other class into an inert stub, so no
+pickled code runs either way.
 """
 import argparse
 import gc
@@ -212,39 +217,49 @@ class _Stub(dict):
         self.stub_state = state
 
 
-class _TolerantUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return type(name, (_Stub,), {'__module__': module})
+def _restricted_pickle_module():
+    """A pickle module for torch.load that imports nothing: the globals torch's own weights_only loader allows
+    (tensor and storage rebuilders, OrderedDict, ...) resolve to themselves, every other name to an inert _Stub.
+    No pickled callable outside torch's allowlist can run, so this is as safe as weights_only=True while it
+    tolerates the training extras that OpenAI's 2020 files pickle beside the weights (jukebox's Hyperparams, a
+    dict subclass that weights_only=True refuses to fill)."""
+    import types
+    from torch._weights_only_unpickler import _get_allowed_globals
+    allowed = _get_allowed_globals()
+    stubs = {}
 
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            full = f'{module}.{name}'
+            if full in allowed:
+                return allowed[full]
+            if full not in stubs:
+                stubs[full] = type(name, (_Stub,), {'__module__': module})
+            return stubs[full]
 
-def _load_tolerant(path):
-    # torch.load subclasses `pickle.Unpickler` at call time. Passing our own
-    # pickle_module would be cleaner, but Debian's torch 1.13 replaces any
-    # pickle_module with `pickle` unless weights_only is set, so the class is
-    # swapped in the pickle module itself for the duration of this one load.
-    original = pickle.Unpickler
-    pickle.Unpickler = _TolerantUnpickler
-    try:
-        return torch.load(path, map_location='cpu', pickle_module=pickle)
-    finally:
-        pickle.Unpickler = original
+    mod = types.ModuleType('calmkit_restricted_pickle')
+    mod.Unpickler = Restricted
+    mod.load = lambda f, **kw: Restricted(f, **kw).load()
+    return mod, stubs
 
 
 def load_state_dict(path, what):
+    """torch >= 2.6 loads with weights_only=True by default. That reads bare state dicts and {'model': ...} of
+    plain containers, in both the zip and the legacy (pre-1.6) container, and is tried first. A file that pickles
+    anything else (jukebox's 'hps' beside the weights) is read again through _restricted_pickle_module, never
+    with an unrestricted unpickler."""
     if not os.path.isfile(path):
         raise ExportError(f'{what} checkpoint not found: {path}')
     try:
         try:
-            obj = torch.load(path, map_location='cpu')
-        except (ImportError, AttributeError) as e:
-            # jukebox checkpoints carry training extras ('hps', metrics) next to the
-            # weights; if one of them pickled a class we cannot import, stub it out
-            # rather than demand jukebox be installed just to read tensors.
-            print(f'  note: {e}; retrying with unknown classes stubbed out', flush=True)
-            obj = _load_tolerant(path)
+            obj = torch.load(path, map_location='cpu', weights_only=True)
+        except pickle.UnpicklingError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            module, stubs = _restricted_pickle_module()
+            obj = torch.load(path, map_location='cpu', weights_only=False, pickle_module=module)
+            names = ', '.join(sorted(stubs)) or 'none'
+            print(f'  note: weights_only=True refused it ({first[:160]}); read with unknown classes as inert '
+                  f'stubs ({names})', flush=True)
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
@@ -280,7 +295,7 @@ def take(sd, expected, path, what):
         t = sd.pop(k)
         # TorchScript serialises whole storages: a view into a larger storage would
         # drag the rest of it into the archive, so only such tensors are copied.
-        if not t.is_contiguous() or t.storage_offset() != 0 or t.storage().size() != t.numel():
+        if not t.is_contiguous() or t.storage_offset() != 0 or t.untyped_storage().nbytes() != t.numel() * t.element_size():
             t = t.contiguous().clone()
             copied += 1
         kept[k] = t

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# System packages calmkit needs on Debian 12 (bookworm): LibTorch (CPU), OpenBLAS (openmp variant), libsndfile,
-# libsoxr, build tools; python3-torch for the reference and the export script; fluidsynth + the GM soundfont and
-# vorbis-tools for the demo data; redis-server for the queue tests; DejaVu fonts for PNG figures.
+# Everything calmkit needs on Debian 12 (bookworm) before `npm ci`:
+# - system packages: libsndfile and libsoxr (the audio front-end), cmake, a C++ compiler, python3-venv; fluidsynth,
+#   the GM soundfont and vorbis-tools for the demo data; redis-server for the queue tests; DejaVu fonts for PNG
+#   figures;
+# - the project's Python environment .venv (requirements.txt): PyPI's torch==2.11.0, whose LibTorch (with MKL,
+#   oneDNN and CUDA 13) the addon links, and numpy. About 2.6 GB of wheels; skipped when already in place.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
-  libtorch-dev libopenblas0-openmp libsndfile1-dev libsoxr-dev pkg-config cmake g++ make
-  python3-torch python3-numpy
+  libsndfile1-dev libsoxr-dev pkg-config cmake g++ make python3-venv
   fluidsynth fluid-soundfont-gm vorbis-tools
   redis-server fonts-dejavu-core
 )
@@ -23,10 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: all system packages present"
 fi
-# Without this, apt may satisfy libtorch with the reference BLAS (~30x slower), or pick OpenBLAS's pthread
-# variant whose threads ignore torch's thread setting.
-for lib in libblas.so.3 liblapack.so.3; do
-  alt="/usr/lib/x86_64-linux-gnu/openblas-openmp/${lib}"
-  if [ -e "$alt" ]; then $SUDO update-alternatives --set "${lib}-x86_64-linux-gnu" "$alt" >/dev/null 2>&1 || true; fi
-done
+
+# Debian's python3 (not whatever python3 is first on PATH): the venv must outlive shell set-ups like pyenv.
+PY=/usr/bin/python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+echo "setup: .venv <- requirements.txt (PyPI's torch and numpy; about 2.6 GB of wheels the first time)"
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-cache-dir -r requirements.txt
 echo "setup: done"

@@ -8,10 +8,10 @@ import path from 'node:path';
 import test from 'ava';
 import { Jukebox } from '../lib';
 import { maxRelDiff, readNpy, synthAudio, tinyCheckpoint } from './helpers/model';
+import { PYTHON } from './helpers/paths';
 
 process.env.CALMKIT_THREADS ??= '1';
 
-const PYTHON = '/usr/bin/python3';
 const REFERENCE = path.join(__dirname, 'reference', 'jukebox_ref.py');
 const haveReference = fs.existsSync(REFERENCE);
 const refTest = haveReference ? test.serial : test.skip;

@@ -8,8 +8,8 @@ import { fromHalfBits, toHalfBits } from '../lib/float16';
 import { decodeNpy, encodeNpy, readNpy, readNpyHeader, readNpyRows, writeNpy } from '../lib/npy';
 import { readNpz } from '../lib/npz';
 import { unpickleStringArray } from '../lib/pickle';
+import { PYTHON as PY } from './helpers/paths';
 
-const PY = '/usr/bin/python3';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-npy-'));
 test.after.always(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

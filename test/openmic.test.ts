@@ -1,4 +1,4 @@
-import { OPENMIC } from './helpers/paths';
+import { OPENMIC, PYTHON } from './helpers/paths';
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -156,7 +156,7 @@ test('artist-disjoint validation needs metadata and keeps every artist on one si
 test('openmic-2018.npz: labels and sample_key order from a numpy-written npz, cross-checked with the CSV', (t) => {
   const labels = syntheticLabels(40, 10, ['bass', 'organ']);
   const pyBuild = (root: string, dropOne = false, tamper = false) =>
-    execFileSync('/usr/bin/python3', ['-c', `
+    execFileSync(PYTHON, ['-c', `
 import numpy as np, csv, json
 root = ${JSON.stringify(root)}
 keys = sorted(open(root + '/partitions/split01_train.csv').read().split() + open(root + '/partitions/split01_test.csv').read().split())

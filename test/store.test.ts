@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DataError } from '../lib/errors';
 import { FeatureStore, type StoreSpec } from '../lib/store';
+import { PYTHON } from './helpers/paths';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-store-'));
 test.after.always(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -53,7 +54,7 @@ test('put/get/readMatrix round trip, resume skips existing keys, manifest descri
   t.deepEqual(manifest.shards[0].keys, ['k0', 'k1', 'k2']);
   t.is(manifest.entries, 8);
   // numpy reads a shard and agrees with the manifest's row order
-  const out = execFileSync('/usr/bin/python3', ['-c', `import numpy as np, json; m = json.load(open('manifest.json')); a = np.load(m['shards'][1]['file']); print(a.shape, m['shards'][1]['keys'], a[0].tolist())`], { cwd: dir, encoding: 'utf8' });
+  const out = execFileSync(PYTHON, ['-c', `import numpy as np, json; m = json.load(open('manifest.json')); a = np.load(m['shards'][1]['file']); print(a.shape, m['shards'][1]['keys'], a[0].tolist())`], { cwd: dir, encoding: 'utf8' });
   t.is(out.trim(), "(3, 3) ['k3', 'k4', 'k5'] [3.0, 3.25, -3.0]");
   t.is(t.throws(() => again.get('nope'), { instanceOf: DataError })?.code, 'ERR_DATA_STORE_KEY');
 });

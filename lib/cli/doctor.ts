@@ -20,7 +20,7 @@ export function register(program: Command): void {
         `platform      ${r.platform} (${r.arch}), ${r.cpus} CPUs, ${gib(r.memoryBytes)}`,
         `node          ${r.node} (N-API ${r.napiVersion})`,
         `addon         ${r.addonPath}`,
-        `libtorch      ${r.libtorch.version} (${r.libtorch.dir})${r.libtorch.builtWithCuda ? `, CUDA ${r.libtorch.cudaVersion}` : ', CPU only'}`,
+        `libtorch      ${r.libtorch.version} (${r.libtorch.dir})${r.libtorch.builtWithCuda ? `, compiled with CUDA ${r.libtorch.cudaVersion}` : ', CPU only'}`,
         `blas          ${r.blas.name} — ${r.blas.detail}`,
         `threads       ${r.threads.count} (from ${r.threads.source}; CALMKIT_THREADS overrides)`,
       ];

@@ -9,6 +9,12 @@ export interface Progress {
   stop(): void;
 }
 
+/** Plain mode prints a line at most this often (and always the last one); CALMKIT_PROGRESS_INTERVAL_MS sets it. */
+function plainIntervalMs(): number {
+  const v = Number(process.env.CALMKIT_PROGRESS_INTERVAL_MS);
+  return Number.isFinite(v) && v >= 0 ? v : 2000;
+}
+
 export function plainProgressWanted(): boolean {
   return !process.stderr.isTTY || !!process.env.CI || process.env.CALMKIT_PLAIN_PROGRESS === '1';
 }
@@ -29,12 +35,12 @@ export function createProgress(label: string, total: number, unit = 'items'): Pr
   let tot = total;
   const rateOf = (done: number) => done / Math.max(1e-3, (Date.now() - started) / 1000);
   if (plainProgressWanted()) {
+    const interval = plainIntervalMs();
     return {
       update(done, info) {
         current = done;
         const now = Date.now();
-        // One line every 2 s at most, and always the last one.
-        if (now - lastPlain < 2000 && done < tot) return;
+        if (now - lastPlain < interval && done < tot) return;
         lastPlain = now;
         const rate = rateOf(done);
         const extra = info ? ' ' + Object.entries(info).map(([k, v]) => `${k}=${v}`).join(' ') : '';

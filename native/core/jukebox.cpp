@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/runtime.h"
 
 namespace calmkit::jukebox {
 namespace {
@@ -94,9 +95,7 @@ torch::Device resolveDevice(const std::string& spec) {
   if (spec == "auto") return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
     if (!cuda) {
-      throw Error(code::kDevice, "device '" + spec + "' is not available: " +
-                                     (CALMKIT_WITH_CUDA ? std::string("no CUDA device is visible")
-                                                        : std::string("this build's LibTorch has no CUDA")));
+      throw Error(code::kDevice, "device '" + spec + "' is not available: " + runtime::cudaUnavailableReason());
     }
     int64_t index = 0;
     if (spec.size() > 5) {

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <sched.h>
+#include <ATen/Version.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -13,8 +14,8 @@
 #include <thread>
 
 #if CALMKIT_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
-#include <cuda_runtime_api.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/CachingDeviceAllocator.h>
 #endif
 
 namespace calmkit::runtime {
@@ -49,6 +50,76 @@ int findLibrary(struct dl_phdr_info* info, size_t, void* data) {
   if (info->dlpi_name && std::strstr(info->dlpi_name, "libblas.so")) *out = info->dlpi_name;
   return 0;
 }
+
+// The CUDA driver API, loaded by name (libcuda.so.1) so that no CUDA header or toolkit is needed to build: the
+// reason a CUDA LibTorch sees no device, and each device's name, memory and compute capability.
+class CudaDriver {
+ public:
+  CudaDriver() {
+    lib_ = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib_) return;
+    init_ = reinterpret_cast<int (*)(unsigned)>(dlsym(lib_, "cuInit"));
+    version_ = reinterpret_cast<int (*)(int*)>(dlsym(lib_, "cuDriverGetVersion"));
+    count_ = reinterpret_cast<int (*)(int*)>(dlsym(lib_, "cuDeviceGetCount"));
+    get_ = reinterpret_cast<int (*)(int*, int)>(dlsym(lib_, "cuDeviceGet"));
+    name_ = reinterpret_cast<int (*)(char*, int, int)>(dlsym(lib_, "cuDeviceGetName"));
+    attr_ = reinterpret_cast<int (*)(int*, int, int)>(dlsym(lib_, "cuDeviceGetAttribute"));
+    total_ = reinterpret_cast<int (*)(size_t*, int)>(dlsym(lib_, "cuDeviceTotalMem_v2"));
+  }
+  ~CudaDriver() {
+    if (lib_) dlclose(lib_);
+  }
+  CudaDriver(const CudaDriver&) = delete;
+  CudaDriver& operator=(const CudaDriver&) = delete;
+
+  bool usable() const { return lib_ && init_ && version_ && count_ && get_ && name_ && attr_ && total_; }
+
+  std::string whyNoDevice() {
+    if (!lib_) return "no NVIDIA driver: libcuda.so.1 is not installed on this machine";
+    if (!usable()) return "the NVIDIA driver's libcuda.so.1 lacks the CUDA driver API";
+    int version = 0;
+    version_(&version);
+    const std::string driver = "the NVIDIA driver (CUDA " + std::to_string(version / 1000) + "." +
+                               std::to_string((version % 1000) / 10) + ")";
+    std::string reason;
+    const int rc = init_(0);
+    int count = 0;
+    if (rc == 100 || (rc == 0 && (count_(&count) != 0 || count == 0))) {  // 100: CUDA_ERROR_NO_DEVICE
+      reason = driver + " finds no device";
+    } else if (rc != 0) {
+      reason = driver + " did not initialise (CUresult " + std::to_string(rc) + ")";
+    } else {
+      reason = driver + " sees " + std::to_string(count) + " device(s) that this LibTorch cannot use (a driver older than its CUDA?)";
+    }
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    if (visible) reason += std::string(" (CUDA_VISIBLE_DEVICES='") + visible + "')";
+    return reason;
+  }
+
+  // Name, total memory and compute capability of device `index` (runtime and driver share the ordering).
+  bool describe(int index, CudaDevice& d) {
+    if (!usable() || init_(0) != 0) return false;
+    int dev = 0;
+    if (get_(&dev, index) != 0) return false;
+    char name[256] = {0};
+    if (name_(name, sizeof(name) - 1, dev) == 0) d.name = name;
+    size_t total = 0;
+    if (total_(&total, dev) == 0) d.totalMemory = total;
+    attr_(&d.major, 75, dev);  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+    attr_(&d.minor, 76, dev);  // ..._MINOR
+    return true;
+  }
+
+ private:
+  void* lib_ = nullptr;
+  int (*init_)(unsigned) = nullptr;
+  int (*version_)(int*) = nullptr;
+  int (*count_)(int*) = nullptr;
+  int (*get_)(int*, int) = nullptr;
+  int (*name_)(char*, int, int) = nullptr;
+  int (*attr_)(int*, int, int) = nullptr;
+  int (*total_)(size_t*, int) = nullptr;
+};
 
 }  // namespace
 
@@ -86,6 +157,16 @@ BlasInfo detectBlas() {
   } else if (at::hasMKL()) {
     info.name = "MKL";
     info.detail = "bundled with LibTorch";
+    // at::show_config() names the MKL build and the CPU kernels ATen dispatches to on this machine.
+    const std::string cfg = at::show_config();
+    for (const char* key : {"Math Kernel Library Version", "CPU capability usage:"}) {
+      const size_t at = cfg.find(key);
+      if (at == std::string::npos) continue;
+      const size_t lineStart = cfg.rfind('\n', at) + 1, lineEnd = cfg.find('\n', at);
+      std::string line = cfg.substr(lineStart, lineEnd - lineStart);
+      line.erase(0, line.find_first_not_of(" -"));
+      info.detail += "; " + line;
+    }
   } else if (!libPath.empty()) {
     info.name = "reference BLAS (netlib)";
     info.detail = libPath;
@@ -133,34 +214,43 @@ Info collect() {
   info.blas = detectBlas();
   info.mkldnn = at::hasMKLDNN();
 #if CALMKIT_WITH_CUDA
-  int rt = 0;
-  if (cudaRuntimeGetVersion(&rt) == cudaSuccess) {
+  try {
+    const long rt = at::detail::getCUDAHooks().versionCUDART();
     info.cudaVersion = std::to_string(rt / 1000) + "." + std::to_string((rt % 1000) / 10);
+  } catch (const std::exception&) {
+    info.cudaVersion = "unknown (libtorch_cuda not loaded)";
   }
+  CudaDriver driver;
   if (torch::cuda::is_available()) {
-    int n = static_cast<int>(torch::cuda::device_count());
+    const int n = static_cast<int>(torch::cuda::device_count());
     for (int i = 0; i < n; ++i) {
-      const cudaDeviceProp* p = at::cuda::getDeviceProperties(i);
       CudaDevice d;
       d.index = i;
-      d.name = p->name;
-      d.totalMemory = p->totalGlobalMem;
-      d.major = p->major;
-      d.minor = p->minor;
-      size_t freeB = 0, totalB = 0;
-      int prev = 0;
-      cudaGetDevice(&prev);
-      if (cudaSetDevice(i) == cudaSuccess && cudaMemGetInfo(&freeB, &totalB) == cudaSuccess) d.freeMemory = freeB;
-      cudaSetDevice(prev);
+      if (!driver.describe(i, d)) d.name = "CUDA device " + std::to_string(i);
+      try {
+        d.freeMemory = c10::getDeviceAllocator(c10::DeviceType::CUDA)->getMemoryInfo(static_cast<c10::DeviceIndex>(i)).first;
+      } catch (const std::exception&) {
+        // Free memory is a nicety; the device list stands without it.
+      }
       info.cudaDevices.push_back(d);
     }
   } else {
-    info.cudaUnavailableReason = "LibTorch has CUDA but no CUDA device is visible (driver missing or CUDA_VISIBLE_DEVICES empty)";
+    info.cudaUnavailableReason = driver.whyNoDevice();
   }
 #else
-  info.cudaUnavailableReason = "this build's LibTorch has no CUDA (build against a CUDA LibTorch with CALMKIT_TORCH_DIR)";
+  info.cudaUnavailableReason = cudaUnavailableReason();
 #endif
   return info;
+}
+
+std::string cudaUnavailableReason() {
+#if CALMKIT_WITH_CUDA
+  if (torch::cuda::is_available()) return "";
+  CudaDriver driver;
+  return driver.whyNoDevice();
+#else
+  return "this build's LibTorch has no CUDA (build against a CUDA LibTorch, e.g. PyPI's torch, with CALMKIT_TORCH_DIR)";
+#endif
 }
 
 }  // namespace calmkit::runtime

@@ -44,5 +44,7 @@ BlasInfo detectBlas();
 // product in `dtype` ("float32", "bfloat16", "float16") on `device` ("cpu", "cuda"); GFLOP/s.
 double measureGemmGflops(int64_t m, int64_t n, int64_t k, const std::string& dtype, const std::string& device, int repeats);
 Info collect();
+// Why CUDA cannot be used here, in words ("no NVIDIA driver: ...", "this build's LibTorch has no CUDA ...").
+std::string cudaUnavailableReason();
 
 }  // namespace calmkit::runtime

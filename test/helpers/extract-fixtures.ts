@@ -13,7 +13,8 @@ import { ROOT } from './paths';
 export const CLI = path.join(ROOT, 'lib', 'cli', 'main.ts');
 
 /** One model thread per process: tests run several CLI processes on a 2-core machine. */
-export const CHILD_ENV = { ...process.env, CALMKIT_THREADS: '1', CALMKIT_PLAIN_PROGRESS: '1' };
+// A progress line per clip: tests that interrupt a run wait for the first finished clip, however fast it goes.
+export const CHILD_ENV = { ...process.env, CALMKIT_THREADS: '1', CALMKIT_PLAIN_PROGRESS: '1', CALMKIT_PROGRESS_INTERVAL_MS: '0' };
 
 export async function tinyModel(dir: string): Promise<string> {
   const file = path.join(dir, 'tiny.pt');

@@ -5,9 +5,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-// Debian's torch lives only under this interpreter (see docs/contracts.md).
-export const PY = '/usr/bin/python3';
-export const ROOT = path.resolve(__dirname, '..', '..');
+import { PYTHON, ROOT } from './paths';
+
+export const PY = PYTHON;
+export { ROOT };
 export const MAKE_CKPT = path.join(ROOT, 'test', 'reference', 'make_jukebox_ckpt.py');
 export const EXPORT = path.join(ROOT, 'scripts', 'export-jukebox.py');
 export const REF = path.join(ROOT, 'test', 'reference', 'jukebox_ref.py');

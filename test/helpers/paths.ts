@@ -7,8 +7,8 @@ export const SHARED = path.resolve(ROOT, '..', 'shared');
 export const OPENMIC = path.join(SHARED, 'data', 'openmic-2018');
 export const GENUINE_CLIP = path.join(OPENMIC, 'audio', '000', '000046_3840.ogg');
 export const EMPTY_WAV = path.join(OPENMIC, 'empty.wav');
-/** Debian's python3 with python3-torch and python3-numpy (the python3 first on PATH may lack them). */
-export const PYTHON = process.env.CALMKIT_PYTHON ?? '/usr/bin/python3';
+/** The project's Python (scripts/setup.sh: .venv with PyPI's torch 2.11 and numpy); CALMKIT_PYTHON overrides. */
+export const PYTHON = process.env.CALMKIT_PYTHON ?? path.join(ROOT, '.venv', 'bin', 'python');
 
 export function tempDir(prefix = 'calmkit-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

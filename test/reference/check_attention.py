@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Cross-check the reference's naive masked attention against the block-reshape
 formulation of spec 3.4 (how jukebox computes it on a full window).
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Recompute the first positions of layers 1-3 in float64 numpy and compare.
 
 Usage: check_first_positions.py ARCHIVE OUTDIR [P]

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Independent eager-PyTorch reference for calmkit's Jukebox CALM extractor.
 
 Written from docs/jukebox-spec.md (sections 0-5) and docs/contracts.md only. It

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Write small random checkpoints in OpenAI Jukebox's on-disk layout.
 
 Produces DIR/vqvae.pth.tar and DIR/prior_level_2.pth.tar with the same key
@@ -54,6 +54,9 @@ def parse_args(argv):
     p.add_argument('--foreign-hps', action='store_true',
                    help="with --wrap model, add an 'hps' entry whose class (jukebox.hparams.Hyperparams) "
                         "will not be importable when the file is read")
+    p.add_argument('--hostile-extra', metavar='MARKER',
+                   help="with --wrap model, add an 'hps' entry that, if unpickled without restriction, calls "
+                        "os.system to create the file MARKER (the exporter must never run it)")
     # Corruptions for negative tests
     p.add_argument('--drop-key', action='append', default=[],
                    help='omit this (unprefixed) key from whichever file holds it; repeatable')
@@ -159,12 +162,24 @@ def foreign_hps():
     return Hyperparams(width=4800, depth=72, sr=44100)
 
 
+class _Hostile:
+    """Unpickles as os.system('touch MARKER') under an unrestricted unpickler."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
 def save(sd, path, a):
     if a.module_prefix:
         sd = {'module.' + k: v for k, v in sd.items()}
     obj = {'model': sd, 'step': 0} if a.wrap == 'model' else sd
     if a.foreign_hps and a.wrap == 'model':
         obj['hps'] = foreign_hps()
+    if a.hostile_extra and a.wrap == 'model':
+        obj['hps'] = _Hostile(a.hostile_extra)
     if a.format == 'legacy':
         torch.save(obj, path, _use_new_zipfile_serialization=False)
     else:
