@@ -154,13 +154,12 @@ export interface RawJukeboxExtractOptions {
 }
 
 export interface RawJukeboxResult {
-  windows: number;
   segmentTokens: number;
-  clips: { tokens: Int32Array; layers: { layer: number; shape: number[]; data: Float32Array }[] }[];
+  clips: { tokens: Int32Array; windows: number; layers: { layer: number; shape: number[]; data: Float32Array }[] }[];
 }
 
 export type RawJukeboxEvent =
-  | { type: 'progress'; windowsDone: number; windowsTotal: number; layersDone: number; layersTotal: number }
+  | { type: 'progress'; clipsDone: number; clipsTotal: number; windowsDone: number; windowsTotal: number; layersDone: number; layersTotal: number }
   | { type: 'chunk'; clip: number; layer: number; window: number; start: number; rows: number; data: Float32Array };
 
 export interface RawBinding {

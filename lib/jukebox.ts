@@ -27,6 +27,10 @@ export type JukeboxCheckpointInfo = Omit<RawJukeboxInfo, 'device' | 'precision'>
 export type JukeboxInput = AudioInput | { tokens: Int32Array };
 
 export interface JukeboxProgress {
+  /** Clips of this call finished, of `clipsTotal`. */
+  clipsDone: number;
+  clipsTotal: number;
+  /** Windows finished over all clips of this call, of `windowsTotal`. */
   windowsDone: number;
   windowsTotal: number;
   /** Blocks done in the current window, of `layersTotal` (the deepest requested layer). */
@@ -145,7 +149,10 @@ export class Jukebox {
     return this.#handle === undefined;
   }
 
-  /** Features of one clip, or of each clip of a batch (equal lengths after formatting), from one forward pass. */
+  /**
+   * Features of one clip, or of each clip of a batch. A batch is one native call; inside it every clip runs on
+   * its own, so its features are the same bytes whatever else the batch holds (clips may differ in length).
+   */
   extract(input: JukeboxInput, options?: JukeboxExtractOptions): Promise<JukeboxFeatures>;
   extract(inputs: JukeboxInput[], options?: JukeboxExtractOptions): Promise<JukeboxFeatures[]>;
   async extract(input: JukeboxInput | JukeboxInput[], options: JukeboxExtractOptions = {}): Promise<JukeboxFeatures | JukeboxFeatures[]> {
@@ -165,7 +172,7 @@ export class Jukebox {
       } else {
         for (const l of clip.layers) layers[l.layer] = { layer: l.layer, shape: l.shape, data: l.data };
       }
-      const out: JukeboxFeatures = { layers, tokens: clip.tokens, windows: result.windows };
+      const out: JukeboxFeatures = { layers, tokens: clip.tokens, windows: clip.windows };
       if (pooling === 'segments') out.segmentTokens = result.segmentTokens;
       return out;
     });
@@ -249,10 +256,6 @@ export class Jukebox {
         return { samples: audio.samples, label };
       }),
     );
-    const lengths = prepared.map((p) => ('tokens' in p ? p.tokens.length : p.samples.length));
-    if (lengths.some((n) => n !== lengths[0])) {
-      throw new ArgumentError('ERR_INVALID_ARGUMENT', `clips of a batch must have equal lengths after formatting; got ${lengths.join(', ')}`);
-    }
     return prepared;
   }
 
@@ -289,7 +292,14 @@ export class Jukebox {
       if (event.type === 'progress') {
         if (onProgress) {
           try {
-            onProgress({ windowsDone: event.windowsDone, windowsTotal: event.windowsTotal, layersDone: event.layersDone, layersTotal: event.layersTotal });
+            onProgress({
+              clipsDone: event.clipsDone,
+              clipsTotal: event.clipsTotal,
+              windowsDone: event.windowsDone,
+              windowsTotal: event.windowsTotal,
+              layersDone: event.layersDone,
+              layersTotal: event.layersTotal,
+            });
           } catch {
             // A failing progress listener must not break the extraction.
           }

@@ -365,7 +365,7 @@ export interface ExtractToStoreOptions {
   items: readonly WorkItem[];
   stores: LayerStores;
   settings: ExtractionSettings;
-  /** Clips per forward pass (clips of a batch must have equal lengths after fitting; others run apart). */
+  /** Clips per native call (each still runs on its own inside it: batches do not change the features). */
   batchSize?: number;
   /** Clips between durable flushes (default 64); also flushed every `flushSeconds` (default 30). */
   flushEvery?: number;
@@ -411,20 +411,19 @@ function asCalmkit(err: unknown, input: string): CalmkitError {
 export type ClipResult = { key: string; layers: Record<number, { data: Float32Array; shape: number[] }> } | { key: string; error: CalmkitError };
 
 /**
- * Runs decoded clips through the model: equal-length clips share a forward pass; when a shared pass fails
- * for a reason other than an abort, each clip is retried alone so one bad clip cannot sink its neighbours.
+ * Runs decoded clips through the model in one native call (each clip still runs on its own inside it, so the
+ * features do not depend on the batch); when the call fails for a reason other than an abort, each clip is
+ * retried alone so one bad clip cannot sink its neighbours.
  */
 export async function runModel(model: Jukebox, decoded: readonly Decoded[], settings: ExtractionSettings, signal?: AbortSignal): Promise<ClipResult[]> {
   const results = new Map<string, ClipResult>();
-  const groups = new Map<number, Decoded[]>();
+  const ready: Decoded[] = [];
   for (const d of decoded) {
     if (d.error || !d.samples) {
       results.set(d.item.key, { key: d.item.key, error: d.error ?? new CalmkitError('ERR_INTERNAL', `${d.item.input}: no samples`) });
-      continue;
+    } else {
+      ready.push(d);
     }
-    const g = groups.get(d.samples.length) ?? [];
-    g.push(d);
-    groups.set(d.samples.length, g);
   }
   const options = {
     layers: settings.layers,
@@ -445,21 +444,21 @@ export async function runModel(model: Jukebox, decoded: readonly Decoded[], sett
       results.set(d.item.key, { key: d.item.key, layers });
     });
   };
-  for (const group of groups.values()) {
+  if (ready.length > 0) {
     try {
-      await run(group);
+      await run(ready);
     } catch (err) {
       if (err instanceof AbortError || signal?.aborted) throw err;
-      if (group.length === 1) {
-        results.set(group[0]!.item.key, { key: group[0]!.item.key, error: asCalmkit(err, group[0]!.item.input) });
-        continue;
-      }
-      for (const d of group) {
-        try {
-          await run([d]);
-        } catch (e) {
-          if (e instanceof AbortError || signal?.aborted) throw e;
-          results.set(d.item.key, { key: d.item.key, error: asCalmkit(e, d.item.input) });
+      if (ready.length === 1) {
+        results.set(ready[0]!.item.key, { key: ready[0]!.item.key, error: asCalmkit(err, ready[0]!.item.input) });
+      } else {
+        for (const d of ready) {
+          try {
+            await run([d]);
+          } catch (e) {
+            if (e instanceof AbortError || signal?.aborted) throw e;
+            results.set(d.item.key, { key: d.item.key, error: asCalmkit(e, d.item.input) });
+          }
         }
       }
     }

@@ -193,7 +193,7 @@ test('progress reports layers and windows; abort rejects with AbortError and the
   const events: { windowsDone: number; layersDone: number }[] = [];
   await model.extract(OPENMIC_CLIP, { layers: [4], windows: 'all', onProgress: (p) => events.push(p) });
   t.true(events.length >= 4 * 3);
-  t.deepEqual(events[events.length - 1], { windowsDone: 4, windowsTotal: 4, layersDone: 4, layersTotal: 4 } as never);
+  t.deepEqual(events[events.length - 1], { clipsDone: 1, clipsTotal: 1, windowsDone: 4, windowsTotal: 4, layersDone: 4, layersTotal: 4 } as never);
 
   const ac = new AbortController();
   const err = await t.throwsAsync(

@@ -16,7 +16,10 @@ Two modes, chosen per run:
   like-for-like comparison of the two implementations.
 
 Protocol (driven by benchmarks/extract.ts, one JSON object per line on stdin/stdout):
-  {"cmd": "load", "model": PATH, "threads": N}                -> {"ok": true, "load_seconds": s}
+  {"cmd": "load", "model": PATH, "threads": N, "device": "cpu"|"cuda"}
+                                                              -> {"ok": true, "load_seconds": s}
+     (on cuda everything runs on the GPU, as jukemirlib does there; a run's time ends when its features are on
+     the host, which synchronises)
   {"cmd": "run", "audio": RAW_F32, "layers": [..], "out": DIR, "tokens": RAW_I32?, "mode": "jukemirlib"|"minimal",
    "crop": SAMPLES (minimal mode: the window plus margin)}
                                                               -> {"ok": true, "seconds": s, "tokens": T}
@@ -41,9 +44,10 @@ HP_FLOAT = ["m_attn", "m_mlp", "min_duration", "max_duration", "vq_m_conv"]
 
 
 class Reference:
-    def __init__(self, path):
+    def __init__(self, path, device="cpu"):
+        self.device = torch.device(device)
         module = torch.jit.load(path, map_location="cpu")
-        self.sd = {k: v for k, v in module.state_dict().items()}
+        self.sd = {k: v.to(self.device) for k, v in module.state_dict().items()}
         self.hp = {k: int(getattr(module, k)) for k in HP_INT}
         self.hp.update({k: float(getattr(module, k)) for k in HP_FLOAT})
         self.hp["vq_downs_t"] = list(getattr(module, "vq_downs_t"))
@@ -102,6 +106,7 @@ class Reference:
             fan_in = shape[1] * shape[2]
             sd[name + ".weight"] = torch.randn(*shape, generator=gen) / math.sqrt(fan_in)
             sd[name + ".bias"] = torch.zeros(shape[0])
+        sd = {k: v.to(self.device) for k, v in sd.items()}
         self._lower = ({0: base_d * 2, 1: base_d}, sd)
         return self._lower
 
@@ -146,7 +151,7 @@ class Reference:
         v = v.view(bs, v.shape[1], heads, hd).permute(0, 2, 1, 3)
         w = torch.matmul(q, k) * (1.0 / math.sqrt(hd))
         if causal:
-            mask = torch.ones(w.shape[-2], w.shape[-1]).tril().view(1, 1, w.shape[-2], w.shape[-1])
+            mask = torch.ones(w.shape[-2], w.shape[-1], device=w.device).tril().view(1, 1, w.shape[-2], w.shape[-1])
             w = w * mask + -1e9 * (1 - mask)
         w = F.softmax(w.float(), dim=-1).type_as(q)
         a = torch.matmul(w, v)
@@ -225,20 +230,21 @@ def main():
             if msg["cmd"] == "load":
                 torch.set_num_threads(int(msg.get("threads", 1)))
                 t0 = time.perf_counter()
-                ref = Reference(msg["model"])
+                ref = Reference(msg["model"], msg.get("device", "cpu"))
                 reply = {"ok": True, "load_seconds": time.perf_counter() - t0}
             elif msg["cmd"] == "run":
                 audio = torch.from_numpy(np.fromfile(msg["audio"], dtype="<f4").copy())
                 t0 = time.perf_counter()
+                audio = audio.to(ref.device)
                 given = None
                 if msg.get("tokens"):
-                    given = torch.from_numpy(np.fromfile(msg["tokens"], dtype="<i4").astype(np.int64))
+                    given = torch.from_numpy(np.fromfile(msg["tokens"], dtype="<i4").astype(np.int64)).to(ref.device)
                 tokens, out = ref.forward(audio, sorted(msg["layers"]), given, msg.get("mode", "jukemirlib"), msg.get("crop"))
                 seconds = time.perf_counter() - t0
                 if msg.get("out"):
                     for layer, vec in out.items():
                         np.save(f"{msg['out']}/layer{layer}.npy", vec.astype(np.float32))
-                    np.save(f"{msg['out']}/tokens.npy", tokens.numpy().astype(np.int64))
+                    np.save(f"{msg['out']}/tokens.npy", tokens.cpu().numpy().astype(np.int64))
                 reply = {"ok": True, "seconds": seconds, "tokens": int(tokens.numel())}
             elif msg["cmd"] == "quit":
                 break

@@ -1,7 +1,9 @@
 #include "core/audio.h"
 
+#if CALMKIT_WITH_AUDIO
 #include <sndfile.h>
 #include <soxr.h>
+#endif
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 namespace calmkit::audio {
 namespace {
 
+#if CALMKIT_WITH_AUDIO
 struct MemoryFile {
   const uint8_t* data;
   sf_count_t size;
@@ -110,6 +113,8 @@ Decoded readAll(SNDFILE* snd, const SF_INFO& info, const std::string& label) {
   return out;
 }
 
+#endif  // CALMKIT_WITH_AUDIO
+
 void checkFinite(const std::vector<float>& x, const std::string& label) {
   for (float v : x) {
     if (!std::isfinite(v)) throw Error(code::kAudioNotFinite, label + ": the audio contains NaN or infinite samples");
@@ -125,6 +130,7 @@ void checkPositive(double v, double lo, double hi, const char* what, const std::
 
 }  // namespace
 
+#if CALMKIT_WITH_AUDIO
 Decoded decodeFile(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
@@ -211,6 +217,21 @@ void encodeFile(const std::string& path, const float* x, int64_t frames, int cha
   }
 }
 
+#else  // a core built without libsndfile and soxr (CALMKIT_AUDIO=OFF, e.g. for the Node-less GPU check)
+
+namespace {
+[[noreturn]] void noCodecs(const std::string& label) {
+  throw Error(code::kInternal, label + ": this build has no audio codecs or resampler (built with CALMKIT_AUDIO=OFF)");
+}
+}  // namespace
+
+Decoded decodeFile(const std::string& path) { noCodecs(path); }
+Decoded decodeMemory(const uint8_t*, size_t, const std::string& label) { noCodecs(label); }
+void encodeFile(const std::string& path, const float*, int64_t, int, int, const std::string&, const std::string&) {
+  noCodecs(path);
+}
+#endif  // CALMKIT_WITH_AUDIO
+
 std::vector<float> mixToMono(const float* x, int64_t frames, int channels) {
   std::vector<float> mono(static_cast<size_t>(frames));
   if (channels == 1) {
@@ -236,6 +257,7 @@ int64_t resampledLength(int64_t n, double inRate, double outRate) {
 
 std::vector<float> resample(const std::vector<float>& x, double inRate, double outRate) {
   if (inRate == outRate) return x;
+#if CALMKIT_WITH_AUDIO
   int64_t outLen = resampledLength(static_cast<int64_t>(x.size()), inRate, outRate);
   std::vector<float> y(static_cast<size_t>(outLen), 0.f);
   soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
@@ -245,6 +267,9 @@ std::vector<float> resample(const std::vector<float>& x, double inRate, double o
   if (err) throw Error(code::kInternal, std::string("soxr: ") + err);
   // soxr may deliver a sample or so short of the rounded-up length at the very end; those stay zero.
   return y;
+#else
+  throw Error(code::kInternal, "resampling needs soxr (this build has CALMKIT_AUDIO=OFF)");
+#endif
 }
 
 void peakNormalise(std::vector<float>& x) {

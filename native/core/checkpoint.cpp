@@ -1,5 +1,7 @@
 #include "core/checkpoint.h"
 
+#include <optional>
+
 #include <torch/script.h>
 
 #include <cmath>
@@ -395,33 +397,48 @@ Checkpoint loadCheckpoint(const std::string& path) {
   return ck;
 }
 
-std::map<std::string, torch::Tensor> randomTensors(const Hparams& hp, at::Generator& gen) {
+namespace {
+
+std::map<std::string, torch::Tensor> drawTensors(const Hparams& hp, std::optional<at::Generator> gen, torch::Device device) {
   checkHparams(hp, "model init");
   std::map<std::string, torch::Tensor> out;
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   double lastFanBound = 0.0;
   for (const auto& s : expectedTensors(hp)) {
     auto [init, scale] = initFor(s);
     torch::Tensor t;
     switch (init) {
       case Init::Normal:
-        t = torch::empty(s.shape, torch::kFloat32).normal_(0.0, scale, gen);
+        t = torch::empty(s.shape, f32).normal_(0.0, scale, gen);
         break;
       case Init::Zeros:
-        t = torch::zeros(s.shape, torch::kFloat32);
+        t = torch::zeros(s.shape, f32);
         break;
       case Init::Ones:
-        t = torch::ones(s.shape, torch::kFloat32);
+        t = torch::ones(s.shape, f32);
         break;
       case Init::ConvUniform: {
         const double bound = scale > 0 ? scale : lastFanBound;
         lastFanBound = bound;
-        t = torch::empty(s.shape, torch::kFloat32).uniform_(-bound, bound, gen);
+        t = torch::empty(s.shape, f32).uniform_(-bound, bound, gen);
         break;
       }
     }
     // Cast after drawing so fp16 weights are the rounded values of an fp32 draw, as jukebox's fp16_params.
     out.emplace(s.key, t.to(s.dtype));
   }
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, torch::Tensor> randomTensors(const Hparams& hp, at::Generator& gen) {
+  return drawTensors(hp, gen, torch::kCPU);
+}
+
+std::map<std::string, torch::Tensor> randomTensorsOn(const Hparams& hp, torch::Device device) {
+  auto out = drawTensors(hp, std::nullopt, device);
+  out["bottleneck.level_blocks.2.k"].normal_(0.0, 1.0);
   return out;
 }
 

@@ -124,11 +124,13 @@ struct LayerFeatures {
 struct ClipFeatures {
   std::vector<int64_t> tokens;   // the tokens the prior saw, window after window
   std::vector<LayerFeatures> layers;
+  int64_t windows = 0;
 };
 
 struct Progress {
-  int64_t windowsDone = 0, windowsTotal = 0;
-  int64_t blocksDone = 0, blocksTotal = 0;  // within the current window
+  int64_t clipsDone = 0, clipsTotal = 0;
+  int64_t windowsDone = 0, windowsTotal = 0;  // over all clips of the call
+  int64_t blocksDone = 0, blocksTotal = 0;    // within the current window
 };
 
 // Receives work as it happens. Called on the extraction thread.
@@ -144,12 +146,13 @@ class Sink {
 
 struct ExtractResult {
   std::vector<ClipFeatures> clips;
-  int64_t windows = 0;
   int64_t segmentTokens = 0;
 };
 
-// Clips of one batch must have equal lengths (samples or tokens). With pooling none, features arrive through
-// sink.chunk and `clips[i].layers` stays empty unless `collectNone`.
+// Batch-invariant: every clip of a call runs through the encoder and the prior on its own ([1, ...] tensors), so
+// its features are the same bytes alone or beside any other clips (docs/contracts.md, "Batch invariance"). Clips
+// of one call may differ in length and kind (audio or tokens); every clip is checked before any runs. With
+// pooling none, features arrive through sink.chunk and `clips[i].layers` stays empty unless `collectNone`.
 ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, const ExtractOptions& opts, Sink& sink,
                       bool collectNone);
 

@@ -249,6 +249,8 @@ class JsSink : public jb::Sink {
     send([p](Napi::Env env) {
       auto o = Napi::Object::New(env);
       o.Set("type", "progress");
+      o.Set("clipsDone", Napi::Number::New(env, static_cast<double>(p.clipsDone)));
+      o.Set("clipsTotal", Napi::Number::New(env, static_cast<double>(p.clipsTotal)));
       o.Set("windowsDone", Napi::Number::New(env, static_cast<double>(p.windowsDone)));
       o.Set("windowsTotal", Napi::Number::New(env, static_cast<double>(p.windowsTotal)));
       o.Set("layersDone", Napi::Number::New(env, static_cast<double>(p.blocksDone)));
@@ -372,12 +374,12 @@ jb::ExtractOptions ReadExtractOptions(const Napi::Value& v) {
 
 Napi::Value ResultToJs(Napi::Env env, jb::ExtractResult& r) {
   auto o = Napi::Object::New(env);
-  o.Set("windows", Napi::Number::New(env, static_cast<double>(r.windows)));
   o.Set("segmentTokens", Napi::Number::New(env, static_cast<double>(r.segmentTokens)));
   auto clips = Napi::Array::New(env, r.clips.size());
   for (size_t i = 0; i < r.clips.size(); ++i) {
     auto c = Napi::Object::New(env);
     c.Set("tokens", ToInt32Array(env, r.clips[i].tokens));
+    c.Set("windows", Napi::Number::New(env, static_cast<double>(r.clips[i].windows)));
     auto layers = Napi::Array::New(env, r.clips[i].layers.size());
     for (size_t j = 0; j < r.clips[i].layers.size(); ++j) {
       auto& f = r.clips[i].layers[j];

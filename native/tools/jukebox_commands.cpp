@@ -10,6 +10,7 @@
 #include "core/checkpoint.h"
 #include "core/error.h"
 #include "core/jukebox.h"
+#include "tools/args.h"
 #include "tools/commands.h"
 
 namespace calmkit_tools {
@@ -18,67 +19,6 @@ namespace {
 namespace jb = calmkit::jukebox;
 using calmkit::Error;
 namespace code = calmkit::code;
-
-// --name value pairs after the positional arguments.
-struct Args {
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> options;
-  std::string get(const std::string& k, const std::string& fallback) const {
-    auto it = options.find(k);
-    return it == options.end() ? fallback : it->second;
-  }
-};
-
-Args parseArgs(int argc, char** argv) {
-  Args a;
-  for (int i = 0; i < argc; ++i) {
-    std::string s = argv[i];
-    if (s.rfind("--", 0) == 0) {
-      if (i + 1 >= argc) throw Error(code::kInvalidArgument, "option " + s + " needs a value");
-      a.options[s.substr(2)] = argv[++i];
-    } else {
-      a.positional.push_back(s);
-    }
-  }
-  return a;
-}
-
-int64_t toInt(const std::string& s, const std::string& what) {
-  try {
-    size_t used = 0;
-    long long v = std::stoll(s, &used);
-    if (used != s.size()) throw std::invalid_argument(s);
-    return v;
-  } catch (const std::exception&) {
-    throw Error(code::kInvalidArgument, what + " must be an integer; got '" + s + "'");
-  }
-}
-
-std::vector<int> parseLayers(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(static_cast<int>(toInt(item, "layer")));
-  return out;
-}
-
-// Minimal .npy (format 1.0) writer: little-endian, C order.
-void writeNpy(const std::string& path, const void* data, size_t bytes, const char* descr, const std::vector<int64_t>& shape) {
-  std::string dims;
-  for (size_t i = 0; i < shape.size(); ++i) dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
-  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
-  const size_t total = 10 + header.size() + 1;
-  header.append((64 - total % 64) % 64, ' ');
-  header += '\n';
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw Error(code::kInvalidArgument, path + ": cannot be written");
-  const unsigned short len = static_cast<unsigned short>(header.size());
-  f.write("\x93NUMPY\x01\x00", 8);
-  f.write(reinterpret_cast<const char*>(&len), 2);
-  f.write(header.data(), static_cast<std::streamsize>(header.size()));
-  f.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
-  if (!f) throw Error(code::kInvalidArgument, path + ": write failed");
-}
 
 std::string humanBytes(int64_t b) {
   char buf[64];
@@ -182,7 +122,7 @@ Register extract("extract",
                               "<f4", l.shape);
                    }
                    std::printf("%zu tokens, %zu layers, %lld window(s) in %.3f s\n", c.tokens.size(), c.layers.size(),
-                               static_cast<long long>(r.windows), s);
+                               static_cast<long long>(c.windows), s);
                    return 0;
                  });
 

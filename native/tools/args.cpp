@@ -1,0 +1,134 @@
+#include "tools/args.h"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace calmkit_tools {
+
+using calmkit::Error;
+namespace code = calmkit::code;
+
+Args parseArgs(int argc, char** argv) {
+  Args a;
+  for (int i = 0; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) == 0) {
+      if (i + 1 >= argc) throw Error(code::kInvalidArgument, "option " + s + " needs a value");
+      a.options[s.substr(2)] = argv[++i];
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  return a;
+}
+
+int64_t toInt(const std::string& s, const std::string& what) {
+  try {
+    size_t used = 0;
+    long long v = std::stoll(s, &used);
+    if (used != s.size()) throw std::invalid_argument(s);
+    return v;
+  } catch (const std::exception&) {
+    throw Error(code::kInvalidArgument, what + " must be an integer; got '" + s + "'");
+  }
+}
+
+double toDouble(const std::string& s, const std::string& what) {
+  try {
+    size_t used = 0;
+    double v = std::stod(s, &used);
+    if (used != s.size() || !std::isfinite(v)) throw std::invalid_argument(s);
+    return v;
+  } catch (const std::exception&) {
+    throw Error(code::kInvalidArgument, what + " must be a number; got '" + s + "'");
+  }
+}
+
+std::vector<int> parseLayers(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(static_cast<int>(toInt(item, "layer")));
+  return out;
+}
+
+void writeNpy(const std::string& path, const void* data, size_t bytes, const char* descr, const std::vector<int64_t>& shape) {
+  std::string dims;
+  for (size_t i = 0; i < shape.size(); ++i) dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
+  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+  const size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw Error(code::kInvalidArgument, path + ": cannot be written");
+  const unsigned short len = static_cast<unsigned short>(header.size());
+  f.write("\x93NUMPY\x01\x00", 8);
+  f.write(reinterpret_cast<const char*>(&len), 2);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  f.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+  if (!f) throw Error(code::kInvalidArgument, path + ": write failed");
+}
+
+std::string jsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+void JsonObject::key(const std::string& k) {
+  if (!first_) body_ << ",";
+  first_ = false;
+  body_ << jsonString(k) << ":";
+}
+
+JsonObject& JsonObject::num(const std::string& k, double v) {
+  key(k);
+  if (std::isfinite(v)) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    body_ << buf;
+  } else {
+    body_ << "null";
+  }
+  return *this;
+}
+
+JsonObject& JsonObject::integer(const std::string& k, int64_t v) {
+  key(k);
+  body_ << v;
+  return *this;
+}
+
+JsonObject& JsonObject::boolean(const std::string& k, bool v) {
+  key(k);
+  body_ << (v ? "true" : "false");
+  return *this;
+}
+
+JsonObject& JsonObject::str(const std::string& k, const std::string& v) {
+  key(k);
+  body_ << jsonString(v);
+  return *this;
+}
+
+JsonObject& JsonObject::raw(const std::string& k, const std::string& json) {
+  key(k);
+  body_ << json;
+  return *this;
+}
+
+}  // namespace calmkit_tools

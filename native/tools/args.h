@@ -1,0 +1,48 @@
+// What the calmkit-core subcommands share: `--name value` options after positional arguments, number parsing with
+// errors that name the option, a .npy writer and a minimal JSON writer for machine-readable output.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace calmkit_tools {
+
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;
+  std::string get(const std::string& k, const std::string& fallback) const {
+    auto it = options.find(k);
+    return it == options.end() ? fallback : it->second;
+  }
+  bool has(const std::string& k) const { return options.count(k) > 0; }
+};
+
+Args parseArgs(int argc, char** argv);
+int64_t toInt(const std::string& s, const std::string& what);
+double toDouble(const std::string& s, const std::string& what);
+std::vector<int> parseLayers(const std::string& s);
+
+// .npy format 1.0: little-endian, C order.
+void writeNpy(const std::string& path, const void* data, size_t bytes, const char* descr, const std::vector<int64_t>& shape);
+
+// One flat JSON object, fields in insertion order (numbers printed with full precision, non-finite as null).
+class JsonObject {
+ public:
+  JsonObject& num(const std::string& k, double v);
+  JsonObject& integer(const std::string& k, int64_t v);
+  JsonObject& boolean(const std::string& k, bool v);
+  JsonObject& str(const std::string& k, const std::string& v);
+  JsonObject& raw(const std::string& k, const std::string& json);
+  std::string dump() const { return "{" + body_.str() + "}"; }
+
+ private:
+  void key(const std::string& k);
+  std::ostringstream body_;
+  bool first_ = true;
+};
+
+std::string jsonString(const std::string& s);
+
+}  // namespace calmkit_tools
