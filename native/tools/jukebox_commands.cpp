@@ -42,7 +42,8 @@ void printHparams(const jb::Hparams& h) {
             << ", n_state " << h.nState() << ", mlp " << h.hidden() << ", n_ctx " << h.nCtx << ", blocks " << h.blocks
             << " (block_ctx " << h.blockCtx() << "), attn_order " << h.attnOrder << "\n"
             << "window: " << h.windowSamples() << " samples (" << double(h.windowSamples()) / h.sampleRate << " s at "
-            << h.sampleRate << " Hz)\n"
+            << h.sampleRate << " Hz), encoder margin "
+            << (jb::encoderReceptiveField(h) + h.hop() - 1) / h.hop() * h.hop() << " samples\n"
             << "label: total_length " << h.condTotalLength << ", offset " << h.condOffset << ", artist " << h.condArtist
             << ", genre " << h.condGenre << ", durations [" << h.minDuration << ", " << h.maxDuration << ") s, t_bins "
             << h.tBins << "\n";
