@@ -95,11 +95,11 @@ async function main(): Promise<void> {
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssAfterLoad = peakRss();
   const info = model.info;
-  const layers = Number(args.layers ?? Math.min(36, info.layers));
+  const layers = Number(args.layers ?? Math.min(36, info.depth));
   const T = info.nCtx;
   const tenSeconds = testSignal(441000);
   const samples = new Float32Array(62 * 44100).map((_, i) => tenSeconds[i % tenSeconds.length]);
-  const crop = info.windowSamples + info.encoderMarginSamples;
+  const crop = info.firstWindowSamples;
   const clip = { samples, sampleRate: 44100 };
   const rawFile = path.join(CACHE, `input-${config}.f32`);
   fs.writeFileSync(rawFile, Buffer.from(samples.buffer));

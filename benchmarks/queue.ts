@@ -34,7 +34,7 @@ async function main() {
     await makeDataset(data, clips, [], 2);
     const items = datasetItems(data);
     const jb = await Jukebox.load(model);
-    const settings = resolveSettings({ model: { id: modelId(model), path: model, preset: 'tiny' }, modelLayers: jb.info.layers, layers: [6] });
+    const settings = resolveSettings({ model: { id: modelId(model), path: model, preset: 'tiny' }, modelLayers: jb.info.depth, layers: [6] });
 
     // Direct: one process, extractToStore (decode overlapped with the model), same settings and threads.
     const directOut = path.join(tmp, 'direct');

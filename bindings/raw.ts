@@ -105,6 +105,7 @@ export interface RawProbeResult {
 export interface RawProbeGridResult {
   /** Task-major: probes[task * configs + config]. */
   probes: RawProbeResult[];
+  /** Per task: the selected config (index into the grid) and the best linear one (-1: none in the grid). */
   tasks: { selected: number; selectedNet: RawProbeNet; linear: number; linearNet?: RawProbeNet }[];
   stacks: number;
   seconds: number;
@@ -122,8 +123,11 @@ export interface RawJukeboxInfo {
   nCtx: number;
   windowSamples: number;
   encoderMarginSamples: number;
+  /** Samples the first window needs: windowSamples + encoderMarginSamples (the front-end's crop for windows 'first'). */
+  firstWindowSamples: number;
   width: number;
-  layers: number;
+  /** Transformer blocks in the checkpoint: layers 1..depth can be extracted. */
+  depth: number;
   fullDepth: number;
   heads: number;
   nState: number;
@@ -160,7 +164,7 @@ export interface RawJukeboxResult {
 }
 
 export type RawJukeboxEvent =
-  | { type: 'progress'; windowsDone: number; windowsTotal: number; layersDone: number; layersTotal: number }
+  | { type: 'progress'; windowsDone: number; windowsTotal: number; blocksDone: number; blocksTotal: number }
   | { type: 'chunk'; clip: number; layer: number; window: number; start: number; rows: number; data: Float32Array };
 
 export interface RawBinding {
@@ -198,8 +202,9 @@ export interface RawBinding {
     control: RawControl,
     onEvent?: (event: RawJukeboxEvent) => void,
   ): Promise<RawJukeboxResult>;
-  jukeboxTimingBins(hparams?: {
+  /** Test-only building blocks (napi/testing.cpp). */
+  _jukeboxTimingBins(hparams?: {
     nCtx?: number; hop?: number; sampleRate?: number; tBins?: number; minDuration?: number; maxDuration?: number; totalLength?: number; offset?: number;
   }): { total: number; absolute: Int32Array; relative: Int32Array };
-  jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number): Float32Array;
+  _jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number): Float32Array;
 }

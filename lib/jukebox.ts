@@ -29,9 +29,9 @@ export type JukeboxInput = AudioInput | { tokens: Int32Array };
 export interface JukeboxProgress {
   windowsDone: number;
   windowsTotal: number;
-  /** Blocks done in the current window, of `layersTotal` (the deepest requested layer). */
-  layersDone: number;
-  layersTotal: number;
+  /** Transformer blocks done in the current window, of `blocksTotal` (the deepest requested layer). */
+  blocksDone: number;
+  blocksTotal: number;
 }
 
 export interface JukeboxExtractOptions extends Pick<LoadAudioOptions, 'formatting' | 'targetSeconds' | 'factor' | 'normalise'> {
@@ -223,7 +223,7 @@ export class Jukebox {
   }
 
   #layers(layers: number[] | undefined): number[] {
-    const list = layers ?? [Math.min(CALM_LAYER, this.#info.layers)];
+    const list = layers ?? [Math.min(CALM_LAYER, this.#info.depth)];
     return [...new Set(list)].sort((a, b) => a - b);
   }
 
@@ -231,7 +231,7 @@ export class Jukebox {
     if (inputs.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'no inputs given');
     const windows = options.windows ?? 'first';
     // The first window needs the window plus the encoder's margin (jukemir encodes 25 s to use 23.78 s).
-    const cropSamples = windows === 'first' ? this.#info.windowSamples + this.#info.encoderMarginSamples : undefined;
+    const cropSamples = windows === 'first' ? this.#info.firstWindowSamples : undefined;
     const prepared = await Promise.all(
       inputs.map(async (input, i): Promise<RawJukeboxInput> => {
         const label = inputLabel(input, i);
@@ -272,8 +272,8 @@ export class Jukebox {
     if (windows !== 'first' && windows !== 'all') throw new ArgumentError('ERR_INVALID_ARGUMENT', `windows must be 'first' or 'all'; got '${String(windows)}'`);
     const layers = this.#layers(options.layers);
     for (const l of layers) {
-      if (!Number.isInteger(l) || l < 1 || l > this.#info.layers) {
-        throw new ArgumentError('ERR_INVALID_ARGUMENT', `layer ${l} is out of range: this checkpoint has layers 1..${this.#info.layers} (1-based)`);
+      if (!Number.isInteger(l) || l < 1 || l > this.#info.depth) {
+        throw new ArgumentError('ERR_INVALID_ARGUMENT', `layer ${l} is out of range: this checkpoint has layers 1..${this.#info.depth} (1-based)`);
       }
     }
     const raw = await this.#prepare(inputs, options);
@@ -289,7 +289,7 @@ export class Jukebox {
       if (event.type === 'progress') {
         if (onProgress) {
           try {
-            onProgress({ windowsDone: event.windowsDone, windowsTotal: event.windowsTotal, layersDone: event.layersDone, layersTotal: event.layersTotal });
+            onProgress({ windowsDone: event.windowsDone, windowsTotal: event.windowsTotal, blocksDone: event.blocksDone, blocksTotal: event.blocksTotal });
           } catch {
             // A failing progress listener must not break the extraction.
           }
@@ -400,8 +400,8 @@ function concat(parts: Float32Array[]): Float32Array {
 }
 
 /** Timing-conditioning bins (spec 3.2) for the 5B's label, or for other hyperparameters. */
-export function jukeboxTimingBins(hparams?: Parameters<ReturnType<typeof binding>['jukeboxTimingBins']>[0]): { total: number; absolute: Int32Array; relative: Int32Array } {
-  return nativeSync(() => binding().jukeboxTimingBins(hparams));
+export function jukeboxTimingBins(hparams?: Parameters<ReturnType<typeof binding>['_jukeboxTimingBins']>[0]): { total: number; absolute: Int32Array; relative: Int32Array } {
+  return nativeSync(() => binding()._jukeboxTimingBins(hparams));
 }
 
 /**
@@ -409,5 +409,5 @@ export function jukeboxTimingBins(hparams?: Parameters<ReturnType<typeof binding
  * building block exposed for tests and experiments.
  */
 export function jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: [number, number, number, number], kind: 'row' | 'column' | 'prev', blockCtx: number): Float32Array {
-  return nativeSync(() => binding().jukeboxAttention(q, k, v, shape, kind, blockCtx));
+  return nativeSync(() => binding()._jukeboxAttention(q, k, v, shape, kind, blockCtx));
 }

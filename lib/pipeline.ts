@@ -394,7 +394,7 @@ export interface Decoded {
 /** Samples the model needs for a clip: decoded, fitted and cropped exactly as Jukebox.extract would. */
 export async function decodeForModel(item: WorkItem, settings: ExtractionSettings, model: Jukebox): Promise<Decoded> {
   const info = model.info;
-  const cropSamples = settings.windows === 'first' ? info.windowSamples + info.encoderMarginSamples : undefined;
+  const cropSamples = settings.windows === 'first' ? info.firstWindowSamples : undefined;
   try {
     const audio = await loadAudio(item.input, { formatting: settings.formatting, factor: settings.factor, targetSeconds: settings.targetSeconds, cropSamples });
     return { item, samples: audio.samples };

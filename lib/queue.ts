@@ -413,8 +413,8 @@ export class ExtractionWorker {
     const mismatch: string[] = [];
     if (settings.model.id !== this.modelId) mismatch.push(`model ${settings.model.id}${settings.model.path ? ` (${settings.model.path})` : ''}, this worker serves ${this.modelId} (${this.opts.model})`);
     if (settings.precision !== this.model.info.precision) mismatch.push(`precision ${settings.precision}, this worker runs ${this.model.info.precision}`);
-    const deep = settings.layers.filter((l) => l > this.model.info.layers);
-    if (deep.length) mismatch.push(`layers ${deep.join(',')}, the model has 1..${this.model.info.layers}`);
+    const deep = settings.layers.filter((l) => l > this.model.info.depth);
+    if (deep.length) mismatch.push(`layers ${deep.join(',')}, the model has 1..${this.model.info.depth}`);
     if (mismatch.length) throw new UnrecoverableError(`ERR_QUEUE_SETTINGS: job ${job.id} (${data.key}) wants ${mismatch.join('; ')}`);
     let g: Group;
     try {

@@ -118,7 +118,7 @@ export function register(program: Command): void {
   addSettingsOptions(cmd).action(async (files: string[], opts: ExtractOptions) => {
     const items = workItems(opts.dataset, files, opts.shard);
     const model = await Jukebox.load(opts.model, { device: opts.device, precision: opts.precision });
-    const settings = settingsFromOptions({ id: modelId(opts.model), path: opts.model, preset: model.info.preset }, opts, model.info.layers);
+    const settings = settingsFromOptions({ id: modelId(opts.model), path: opts.model, preset: model.info.preset }, opts, model.info.depth);
     const stores = LayerStores.open(opts.out, settings, { create: true });
     const controller = new AbortController();
     let interrupted = false;

@@ -26,7 +26,7 @@ export function formatInfo(path: string, info: JukeboxCheckpointInfo): string {
     `${path}`,
     `  preset: ${info.preset} (${info.source})`,
     `  vq-vae (level 2): levels ${vq.levels}, downs_t [${vq.downsT.join(', ')}], strides_t [${vq.stridesT.join(', ')}], width ${vq.width}, depth ${vq.depth}, codebook ${vq.codebookSize} x ${vq.embWidth}, hop ${info.hop}`,
-    `  prior: width ${info.width}, layers 1..${info.layers} (of ${info.fullDepth}), heads ${info.heads}, n_state ${info.nState}, mlp ${info.mlpWidth}, n_ctx ${info.nCtx}, blocks ${info.blocks} (block_ctx ${info.blockCtx}), attn_order ${info.attnOrder}`,
+    `  prior: width ${info.width}, layers 1..${info.depth} (of ${info.fullDepth}), heads ${info.heads}, n_state ${info.nState}, mlp ${info.mlpWidth}, n_ctx ${info.nCtx}, blocks ${info.blocks} (block_ctx ${info.blockCtx}), attn_order ${info.attnOrder}`,
     `  window: ${info.windowSamples} samples (${(info.windowSamples / info.sampleRate).toFixed(4)} s at ${info.sampleRate} Hz)`,
     `  label: total_length ${info.label.totalLength}, offset ${info.label.offset}, artist ${info.label.artist}, genre ${info.label.genre}, durations [${info.label.minDuration}, ${info.label.maxDuration}) s, t_bins ${info.label.tBins}`,
     `  tensors: ${info.parameters.toLocaleString('en-US')} values, ${bytes(info.bytes)} (file ${bytes(info.fileBytes)}, one block ${bytes(info.blockBytes)})`,
@@ -51,7 +51,7 @@ export function register(program: Command): void {
       const started = Date.now();
       await Jukebox.init({ preset: opts.preset, layers: opts.layers, seed: opts.seed, out: opts.out });
       const info = await Jukebox.inspect(opts.out);
-      process.stdout.write(`wrote ${opts.out}: ${opts.preset}, ${info.layers} layers, ${bytes(info.fileBytes)} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+      process.stdout.write(`wrote ${opts.out}: ${opts.preset}, ${info.depth} layers, ${bytes(info.fileBytes)} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     });
 
   model

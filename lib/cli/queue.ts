@@ -70,7 +70,7 @@ export function register(program: Command): void {
     else {
       const info = await Jukebox.inspect(opts.model);
       model = { id: modelId(opts.model), path: opts.model, preset: info.preset };
-      modelLayers = info.layers;
+      modelLayers = info.depth;
     }
     const settings = settingsFromOptions(model, opts, modelLayers);
     const r = await addJobs({ redis: opts.redis, queue: opts.queue, items, settings, attempts: opts.attempts, retryFailed: opts.retryFailed });

@@ -64,7 +64,8 @@ export interface ProbeProgress {
   probesTotal: number;
 }
 
-export type ProbeDevice = 'cpu' | 'cuda' | 'auto';
+/** The core's device grammar (native/core/device.h), shared with the extractor: `cuda:N` picks a GPU. */
+export type ProbeDevice = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
 
 export interface TrainProbeGridOptions {
   /** One row-major N x dim matrix shared by all instruments; tasks index into it. */
@@ -83,7 +84,7 @@ export interface TrainProbeGridOptions {
   seed?: number;
   /** Standardise features with the mean/std of each instrument's train rows (sklearn StandardScaler). Default true. */
   standardize?: boolean;
-  /** Default 'cpu'. 'auto' takes CUDA when LibTorch sees a device. */
+  /** Default 'cpu'. 'auto' takes cuda:0 when LibTorch sees a device. */
   device?: ProbeDevice;
   /**
    * Probes of one architecture train together in stacks of at most this many bytes of weights, Adam state and
@@ -316,7 +317,7 @@ export class ProbeSet {
     }
     const chosen = (opts.instruments ?? this.instruments).map((name) => this.result(name));
     const nets = chosen.map((r) => r.net as RawProbeNet);
-    const device = checkDevice(opts.device ?? 'cpu');
+    const device = opts.device ?? 'cpu';
     const probabilities = await native(() => binding().predictProbes(features, dim, nets, device));
     const present = new Uint8Array(probabilities.length);
     for (let i = 0; i < probabilities.length; i++) present[i] = probabilities[i] > PROBE_THRESHOLD ? 1 : 0;
@@ -374,13 +375,6 @@ function checkState(state: ProbeSetState, file: string): void {
   if (!Array.isArray(state.skipped)) state.skipped = [];
 }
 
-function checkDevice(device: string): ProbeDevice {
-  if (device !== 'cpu' && device !== 'cuda' && device !== 'auto') {
-    throw new ArgumentError('ERR_INVALID_ARGUMENT', `device must be 'cpu', 'cuda' or 'auto'; got '${device}'`);
-  }
-  return device;
-}
-
 /** The grid's configs in order: hidden-major, then dropout, then L2. */
 export function expandGrid(grid: ProbeGrid): ProbeConfig[] {
   const out: ProbeConfig[] = [];
@@ -388,26 +382,16 @@ export function expandGrid(grid: ProbeGrid): ProbeConfig[] {
   return out;
 }
 
-function checkGrid(grid: ProbeGrid): ProbeConfig[] {
+/** The grid's configs; the shape of `grid` is checked here, its numbers by the core. */
+function gridConfigs(grid: ProbeGrid): ProbeConfig[] {
   const bad = (msg: string): never => {
     throw new ArgumentError('ERR_INVALID_ARGUMENT', `grid: ${msg}`);
   };
   if (!grid || !Array.isArray(grid.hidden) || !Array.isArray(grid.dropout) || !Array.isArray(grid.l2)) bad('needs hidden, dropout and l2 arrays');
-  for (const h of grid.hidden) {
-    if (!Array.isArray(h) || h.some((s) => !Number.isInteger(s) || s < 1)) bad('hidden sizes must be arrays of positive integers');
-  }
-  if (grid.dropout.some((d) => typeof d !== 'number' || !(d >= 0 && d < 1))) bad('dropout rates must be in [0, 1)');
-  if (grid.l2.some((w) => typeof w !== 'number' || !(w >= 0) || !Number.isFinite(w))) bad('l2 must be non-negative numbers');
+  if (grid.hidden.some((h) => !Array.isArray(h))) bad('hidden sizes must be arrays of positive integers');
   const configs = expandGrid(grid);
   if (configs.length === 0) bad('is empty');
   return configs;
-}
-
-function positiveInteger(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    throw new ArgumentError('ERR_INVALID_ARGUMENT', `${name} must be a positive integer; got ${String(v)}`);
-  }
-  return v;
 }
 
 function counts(s: ProbeSplit): ClassCounts {
@@ -416,20 +400,10 @@ function counts(s: ProbeSplit): ClassCounts {
   return { positives, negatives: s.targets.length - positives };
 }
 
-function checkSplit(task: ProbeTask, which: 'train' | 'val' | 'test', rowsInMatrix: number): void {
+function checkSplitTypes(task: ProbeTask, which: 'train' | 'val' | 'test'): void {
   const s = task[which];
-  const label = `instrument '${task.instrument}' ${which}`;
   if (!s || !(s.rows instanceof Int32Array) || !(s.targets instanceof Uint8Array)) {
-    throw new ArgumentError('ERR_INVALID_ARGUMENT', `${label} must be { rows: Int32Array, targets: Uint8Array }`, { input: task.instrument });
-  }
-  if (s.rows.length !== s.targets.length) {
-    throw new DataError('ERR_DATA_MISMATCH', `${label}: ${s.rows.length} rows but ${s.targets.length} targets`, { input: task.instrument });
-  }
-  for (let i = 0; i < s.rows.length; i++) {
-    if (s.rows[i] < 0 || s.rows[i] >= rowsInMatrix) {
-      throw new DataError('ERR_DATA_MISMATCH', `${label}: row ${s.rows[i]} is outside the feature matrix (${rowsInMatrix} rows)`, { input: task.instrument });
-    }
-    if (s.targets[i] > 1) throw new DataError('ERR_DATA_MISMATCH', `${label}: targets must be 0 or 1`, { input: task.instrument });
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', `instrument '${task.instrument}' ${which} must be { rows: Int32Array, targets: Uint8Array }`, { input: task.instrument });
   }
 }
 
@@ -454,25 +428,20 @@ function splitHash(s: ProbeSplit): string {
 export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<ProbeSet> {
   const { features, tasks } = options;
   if (!(features instanceof Float32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'features must be a Float32Array');
-  const dim = positiveInteger(options.dim, 'dim');
-  if (features.length === 0 || features.length % dim !== 0) {
-    throw new DataError('ERR_DATA_MISMATCH', `features has ${features.length} values, not a positive multiple of dim ${dim}`);
-  }
+  const dim = options.dim;
+  if (features.length === 0) throw new DataError('ERR_DATA_MISMATCH', 'features is empty');
   if (!Array.isArray(tasks) || tasks.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'tasks must be a non-empty array');
-  const grid = checkGrid(options.grid ?? PAPER_GRID);
-  const epochs = positiveInteger(options.epochs ?? 800, 'epochs');
-  const batchSize = positiveInteger(options.batchSize ?? 64, 'batchSize');
-  if (batchSize % 2) throw new ArgumentError('ERR_INVALID_ARGUMENT', `batchSize must be even (half positives, half negatives); got ${batchSize}`);
+  // Option values (epochs, batch size, rates, the grid's numbers, the device) are the core's to check
+  // (native/core/probes.cpp validate); here only their defaults and the single-class policy.
+  const grid = gridConfigs(options.grid ?? PAPER_GRID);
+  const epochs = options.epochs ?? 800;
+  const batchSize = options.batchSize ?? 64;
   const lr = options.lr ?? 1e-4;
-  if (typeof lr !== 'number' || !(lr > 0) || !Number.isFinite(lr)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `lr must be a positive number`);
   const seed = options.seed ?? 0;
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', `seed must be a non-negative integer`);
   const standardize = options.standardize ?? true;
-  const device = checkDevice(options.device ?? 'cpu');
+  const device = options.device ?? 'cpu';
   const onSingleClass = options.onSingleClass ?? 'skip';
   if (onSingleClass !== 'skip' && onSingleClass !== 'error') throw new ArgumentError('ERR_INVALID_ARGUMENT', `onSingleClass must be 'skip' or 'error'`);
-  const rowsInMatrix = features.length / dim;
-  if (options.threads !== undefined) positiveInteger(options.threads, 'threads');
 
   const seen = new Set<string>();
   const skipped: SkippedInstrument[] = [];
@@ -483,7 +452,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     }
     if (seen.has(task.instrument)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `instrument '${task.instrument}' appears twice`, { input: task.instrument });
     seen.add(task.instrument);
-    for (const which of ['train', 'val', 'test'] as const) checkSplit(task, which, rowsInMatrix);
+    for (const which of ['train', 'val', 'test'] as const) checkSplitTypes(task, which);
     const c = counts(task.train);
     // Small datasets leave some instruments without validation or test clips: same treatment as one class.
     const empty = (['val', 'test'] as const).filter((w) => task[w].rows.length === 0);
@@ -531,6 +500,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     return job.finally(() => options.signal?.removeEventListener('abort', onAbort));
   });
 
+  const rowsInMatrix = features.length / dim;
   const info: ProbeSetInfo = {
     format: 1,
     createdAt: new Date().toISOString(),
@@ -571,11 +541,11 @@ function assemble(raw: RawProbeGridResult, tasks: ProbeTask[], grid: ProbeConfig
       instrument: task.instrument,
       counts: { train: counts(task.train), val: counts(task.val), test: counts(task.test) },
       configs,
-      selected: tr.selected - t * grid.length,
+      selected: tr.selected,
       testTargets: task.test.targets.slice(),
       net: tr.selectedNet,
     };
-    if (tr.linear >= 0 && tr.linearNet) out.linear = { configIndex: tr.linear - t * grid.length, net: tr.linearNet };
+    if (tr.linear >= 0 && tr.linearNet) out.linear = { configIndex: tr.linear, net: tr.linearNet };
     return out;
   });
 }

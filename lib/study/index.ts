@@ -98,7 +98,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
   const items = openmicItems(dataset);
   const model = await Jukebox.load(options.model, { device: options.device ?? 'auto', precision: options.precision ?? 'fp32', signal: options.signal });
   try {
-    const layer = options.layer ?? Math.min(CALM_LAYER, model.info.layers);
+    const layer = options.layer ?? Math.min(CALM_LAYER, model.info.depth);
     const id = modelId(options.model);
     const results: VariantResult[] = [];
     const tables: { name: string; rows: ReturnType<ProbeSet['table']>['rows']; macroF1: number }[] = [];
@@ -113,7 +113,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
         formatting: variant.formatting,
         factor: variant.factor,
         targetSeconds: variant.targetSeconds,
-        modelLayers: model.info.layers,
+        modelLayers: model.info.depth,
       });
       const stores = LayerStores.open(path.join(dir, 'features'), settings, { create: true });
       log(`extracting layer ${layer} (${variant.formatting}) for ${items.length} clips`, variant.name);

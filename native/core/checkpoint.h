@@ -1,6 +1,6 @@
 // The calmkit Jukebox checkpoint: a TorchScript archive whose state_dict keys are jukebox's own names and whose
 // root attributes are the hyperparameters (docs/contracts.md). Reading validates every key's presence, shape
-// and dtype before anything runs; writing makes random-weight checkpoints with jukebox's init scales.
+// and dtype before anything runs; writing saves tensors and hyperparameters (random weights: core/random_model.h).
 #pragma once
 #include <torch/torch.h>
 
@@ -81,10 +81,6 @@ struct Checkpoint {
 // Loads and validates. Errors: ERR_MODEL_FILE (missing, unreadable), ERR_MODEL_FORMAT (not TorchScript,
 // truncated, missing attributes or keys, wrong shapes or dtypes).
 Checkpoint loadCheckpoint(const std::string& path);
-
-// Random weights with jukebox's init scales (docs/jukebox-spec.md section 5.7), as stored (fp16 `.w`). The
-// codebook is a placeholder here: jukebox.h's writeRandomModel sets it from encoder outputs.
-std::map<std::string, torch::Tensor> randomTensors(const Hparams& hp, at::Generator& gen);
 
 // Writes tensors (state_dict names) and hyperparameters as a TorchScript archive.
 void saveCheckpoint(const Hparams& hp, const std::map<std::string, torch::Tensor>& tensors, const std::string& path);

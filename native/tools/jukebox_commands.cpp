@@ -9,7 +9,8 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
-#include "core/jukebox.h"
+#include "core/extract.h"
+#include "core/random_model.h"
 #include "tools/commands.h"
 
 namespace calmkit_tools {
@@ -167,7 +168,7 @@ Register extract("extract",
                    } else {
                      o.pooling = jb::parsePooling(pooling);
                    }
-                   o.allWindows = a.get("windows", "first") == "all";
+                   o.allWindows = jb::parseWindows(a.get("windows", "first"));
                    jb::Sink sink;
                    c10::InferenceMode guard;
                    auto t0 = std::chrono::steady_clock::now();
