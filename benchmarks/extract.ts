@@ -12,8 +12,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { Jukebox, type JukeboxInfo } from '../lib/jukebox';
-import { readNpy } from '../lib/npy';
+import { Jukebox, type JukeboxInfo } from '../lib/model/jukebox';
+import { readNpy } from '../lib/formats/npy';
 import { gemmPeak, interleaved, machine, parseArgs, peakRss, report } from './harness';
 
 const PYTHON = process.env.CALMKIT_PYTHON ?? '/usr/bin/python3';

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { binding } from '../bindings';
-import { doctor } from '../lib/doctor';
+import { doctor } from '../lib/runtime/doctor';
 
 export interface Machine {
   cpu: string;

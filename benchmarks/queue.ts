@@ -10,9 +10,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
-import { Jukebox } from '../lib/jukebox';
-import { datasetItems, extractToStore, fileItems, LayerStores, modelId, resolveSettings } from '../lib/pipeline';
-import { addJobs, redisConnection } from '../lib/queue';
+import { Jukebox } from '../lib/model/jukebox';
+import { datasetItems, extractToStore, fileItems, LayerStores, resolveSettings } from '../lib/extraction';
+import { modelId } from '../lib/model';
+import { addJobs, redisConnection } from '../lib/extraction/queue';
 import { freePort, makeDataset, RedisServer, spawnCli, tinyModel, waitFor } from '../test/helpers/extract-fixtures';
 import { machine, parseArgs, report } from './harness';
 

@@ -2,22 +2,23 @@
 export * from './errors';
 export { loadAudio, decodeAudio, writeAudio, resolveFormatting, MODEL_SAMPLE_RATE, PAPER_TILE_SECONDS, PAPER_UPSAMPLE_FACTOR, FORMATTINGS } from './audio';
 export type { AudioContainer, AudioEncoding, WriteAudioOptions, AudioInput, LoadAudioOptions, LoadedAudio, DecodedAudio, Formatting } from './audio';
-export { doctor } from './doctor';
-export type { DoctorReport } from './doctor';
+export { doctor } from './runtime/doctor';
+export type { DoctorReport } from './runtime/doctor';
 // Data: .npy/.npz, the feature store, OpenMIC-2018, the demo dataset.
-export { readNpy, writeNpy, encodeNpy, decodeNpy, readNpyHeader, readNpyRows, NPY_DTYPES } from './npy';
-export type { NpyArray, NpyDtype, NpyData, NpyHeader, EncodeNpyOptions } from './npy';
-export { readNpz } from './npz';
-export type { NpzMember, NpzStringArray, ReadNpzOptions } from './npz';
-export { toHalfBits, fromHalfBits, float32ToHalf, halfToFloat32 } from './float16';
-export { FeatureStore, StoreWriter } from './store';
-export type { StoreSpec, StoreDtype, StoreEntry, FailureInfo, FailureRecord, CorruptShard, VerifyReport, WriterOptions, OpenStoreOptions } from './store';
+export { readNpy, writeNpy, encodeNpy, decodeNpy, readNpyHeader, readNpyRows, NPY_DTYPES } from './formats/npy';
+export type { NpyArray, NpyDtype, NpyData, NpyHeader, EncodeNpyOptions } from './formats/npy';
+export { readNpz } from './formats/npz';
+export type { NpzMember, NpzStringArray, ReadNpzOptions } from './formats/npz';
+export { toHalfBits, fromHalfBits, float32ToHalf, halfToFloat32 } from './formats/float16';
+export { FeatureStore, StoreWriter } from './store/feature-store';
+export type { StoreSpec, StoreDtype, StoreEntry, FailureInfo, FailureRecord, CorruptShard, VerifyReport, WriterOptions, OpenStoreOptions } from './store/feature-store';
 export * from './openmic';
-export { generateDemoData, planDemoData, OPENMIC_INSTRUMENTS } from './demo-data';
-export type { DemoDataOptions, DemoDataResult, DemoClip } from './demo-data';
-export { oggVorbisInfo } from './ogg';
-export type { OggVorbisInfo } from './ogg';
-export { Jukebox, CALM_LAYER, jukeboxTimingBins, jukeboxAttention } from './jukebox';
+export { generateDemoData, planDemoData } from './demo';
+export type { DemoDataOptions, DemoDataResult, DemoClip } from './demo';
+export { oggVorbisInfo } from './formats/ogg';
+export type { OggVorbisInfo } from './formats/ogg';
+export { Jukebox, CALM_LAYER } from './model/jukebox';
+export { jukeboxTimingBins, jukeboxAttention } from './model/testing';
 export type {
   JukeboxDevice,
   JukeboxPrecision,
@@ -31,10 +32,9 @@ export type {
   LayerFeatures,
   JukeboxFeatures,
   JukeboxChunk,
-} from './jukebox';
+} from './model/jukebox';
+export { modelId, isModelId } from './model';
 export {
-  modelId,
-  isModelId,
   resolveSettings,
   settingsHash,
   settingsIdentity,
@@ -48,8 +48,8 @@ export {
   LayerStores,
   LayerWriters,
   extractToStore,
-} from './pipeline';
-export type { ExtractionSettings, SettingsInput, WorkItem, Shard, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './pipeline';
+} from './extraction';
+export type { ExtractionSettings, SettingsInput, WorkItem, Shard, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './extraction';
 // The BullMQ queue (addJobs, ExtractionWorker, queueStatus) is the 'calmkit/queue' entry: it loads bullmq and
 // ioredis, which users of the extractor alone should not pay for.
 export {

@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { Jukebox } from '../lib/jukebox';
-import { generateDemoData } from '../lib/demo-data';
+import { Jukebox } from '../lib/model/jukebox';
+import { generateDemoData } from '../lib/demo/generate';
 import { createProgress } from '../lib/cli/progress';
 
 async function main(): Promise<void> {

@@ -1,7 +1,7 @@
 // `calmkit demo-data --out DIR [--clips N] [--seed S] [--jobs J]`: renders a synthetic OpenMIC-layout dataset.
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
-import { generateDemoData } from '../demo-data';
+import { generateDemoData } from '../demo/generate';
 
 function integer(name: string, min: number) {
   return (v: string): number => {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { doctor } from '../doctor';
+import { doctor } from '../runtime/doctor';
 
 function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;

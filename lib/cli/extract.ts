@@ -3,22 +3,22 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { AbortError, ArgumentError } from '../errors';
-import { Jukebox, type JukeboxDevice, type JukeboxPooling, type JukeboxPrecision } from '../jukebox';
+import { Jukebox, type JukeboxDevice, type JukeboxPooling, type JukeboxPrecision } from '../model/jukebox';
 import type { Formatting } from '../audio';
 import {
   datasetItems,
   extractToStore,
   fileItems,
   LayerStores,
-  modelId,
   parseShard,
   resolveSettings,
   selectShard,
   settingsHash,
   type ExtractionSettings,
   type WorkItem,
-} from '../pipeline';
-import type { StoreDtype } from '../store';
+} from '../extraction';
+import { modelId } from '../model';
+import type { StoreDtype } from '../store/feature-store';
 import { createProgress } from './progress';
 
 export function intArg(name: string, min: number) {

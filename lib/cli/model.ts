@@ -1,7 +1,7 @@
 // `calmkit model init|info`: make random-weight Jukebox checkpoints and describe checkpoints.
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { Jukebox, type JukeboxCheckpointInfo } from '../jukebox';
+import { Jukebox, type JukeboxCheckpointInfo } from '../model/jukebox';
 
 const PRESETS = ['tiny', 'small', '5b'] as const;
 

@@ -1,8 +1,8 @@
 // `calmkit queue add|status` and `calmkit worker`: extraction scaled out over BullMQ (docs/queue.md).
 import type { Command } from 'commander';
-import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from '../jukebox';
-import { isModelId, modelId } from '../pipeline';
-import { addJobs, DEFAULT_QUEUE, ExtractionWorker, queueStatus, type QueueStatus } from '../queue';
+import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from '../model/jukebox';
+import { isModelId, modelId } from '../model';
+import { addJobs, DEFAULT_QUEUE, ExtractionWorker, queueStatus, type QueueStatus } from '../extraction/queue';
 import { addSettingsOptions, choice, intArg, positiveNumber, settingsFromOptions, workItems, type SettingsOptions } from './extract';
 
 interface AddOptions extends SettingsOptions {

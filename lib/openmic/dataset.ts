@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ArgumentError, DataError } from '../errors';
-import { readNpz, type NpzMember } from '../npz';
+import { readNpz, type NpzMember } from '../formats/npz';
 import { Rng } from '../random';
 import {
   RELEASE_KEY,

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ArgumentError } from '../errors';
 import { writeFileAtomic } from './file';
-import type { ProbeSet, ProbeTable, TableRow } from './index';
+import type { ProbeSet, ProbeTable, TableRow } from './probe-set';
 
 export const DEFAULT_FONT_DIR = '/usr/share/fonts/truetype/dejavu';
 const FONT = 'DejaVu Sans';

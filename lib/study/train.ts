@@ -4,7 +4,7 @@ import { DataError } from '../errors';
 import type { OpenMIC } from '../openmic';
 import type { InstrumentPartition, PartitionOptions, SplitPart } from '../openmic';
 import { trainProbeGrid, type ProbeSet, type ProbeTask, type TrainProbeGridOptions } from '../probes';
-import type { FeatureStore } from '../store';
+import type { FeatureStore } from '../store/feature-store';
 
 export interface TrainFromStoreOptions extends Omit<TrainProbeGridOptions, 'features' | 'dim' | 'tasks' | 'manifest'> {
   dataset: OpenMIC;

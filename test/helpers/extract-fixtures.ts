@@ -5,9 +5,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { writeAudio } from '../../lib/audio';
-import { OPENMIC_INSTRUMENTS } from '../../lib/demo-data';
-import { Jukebox } from '../../lib/jukebox';
-import { FeatureStore } from '../../lib/store';
+import { OPENMIC_INSTRUMENTS } from '../../lib/openmic';
+import { Jukebox } from '../../lib/model/jukebox';
+import { FeatureStore } from '../../lib/store/feature-store';
 import { ROOT } from './paths';
 
 export const CLI = path.join(ROOT, 'lib', 'cli', 'main.ts');

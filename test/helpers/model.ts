@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Jukebox } from '../../lib/jukebox';
+import { Jukebox } from '../../lib/model/jukebox';
 import { GENUINE_CLIP } from './paths';
 
 export const OPENMIC_CLIP = GENUINE_CLIP;
@@ -60,4 +60,4 @@ export function meanRows(data: Float32Array, width: number, from: number, to: nu
   return out;
 }
 
-export { readNpy } from '../../lib/npy';
+export { readNpy } from '../../lib/formats/npy';

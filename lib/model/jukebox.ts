@@ -1,12 +1,15 @@
 // The Jukebox extractor: a calmkit checkpoint loaded on a device, turning audio into per-layer features. The
 // forward pass runs in the native core on an addon thread; this file handles inputs, options, cancellation,
 // progress and streaming.
-import { binding } from '../bindings';
-import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../bindings/raw';
-import { loadAudio, type AudioInput, type LoadAudioOptions } from './audio';
-import { AbortError, ArgumentError, DisposedError, native, nativeSync } from './errors';
+import { binding } from '../../bindings';
+import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../../bindings/raw';
+import { loadAudio, type AudioInput, type LoadAudioOptions } from '../audio';
+import { AbortError, ArgumentError, DisposedError, native, nativeSync } from '../errors';
+import type { Device } from '../runtime/device';
+import { ChunkChannel } from './chunk-channel';
 
-export type JukeboxDevice = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
+/** Where the model runs: `cpu`, `cuda`, `cuda:N` or `auto` (runtime/device.ts). */
+export type JukeboxDevice = Device;
 export type JukeboxPrecision = 'fp32' | 'fp16' | 'bf16';
 export type JukeboxPooling = 'mean' | 'segments' | 'none';
 
@@ -184,7 +187,7 @@ export class Jukebox {
     const width = this.#info.width;
     return {
       [Symbol.asyncIterator]: (): AsyncIterator<JukeboxChunk> => {
-        const channel = new ChunkChannel();
+        const channel = new ChunkChannel<JukeboxChunk>();
         const finished = this.#run(inputs, { ...options, pooling }, (chunk) => channel.push(chunk), false, (c) => channel.attach(c)).then(
           (result) => {
             // Pooled modes have nothing to stream while running: their features come with the result.
@@ -317,77 +320,6 @@ export class Jukebox {
   }
 }
 
-/**
- * Chunks between the native job and one async iterator. Taking a chunk returns its credit to the job (see
- * consumed), which is what bounds the memory a slow consumer can cost.
- */
-class ChunkChannel {
-  readonly #queue: JukeboxChunk[] = [];
-  #reader: { resolve: (r: IteratorResult<JukeboxChunk>) => void; reject: (e: unknown) => void } | undefined;
-  #control: RawControl | undefined;
-  #done = false;
-  #error: { value: unknown } | undefined;
-  #cancelled = false;
-
-  /** The job's control arrives once the inputs are loaded; a consumer may have left before that. */
-  attach(control: RawControl): void {
-    this.#control = control;
-    if (this.#cancelled) binding().cancel(control);
-  }
-
-  push(chunk: JukeboxChunk): void {
-    this.#queue.push(chunk);
-    this.#serve();
-  }
-
-  end(): void {
-    this.#done = true;
-    this.#serve();
-  }
-
-  fail(e: unknown): void {
-    this.#done = true;
-    // After cancel() the abort is expected: reads just end.
-    if (!this.#cancelled) this.#error = { value: e };
-    this.#serve();
-  }
-
-  cancel(): void {
-    if (this.#done) return;
-    this.#cancelled = true;
-    this.#queue.length = 0;
-    if (this.#control) binding().cancel(this.#control);
-    this.#serve();
-  }
-
-  next(): Promise<IteratorResult<JukeboxChunk>> {
-    return new Promise((resolve, reject) => {
-      this.#reader = { resolve, reject };
-      this.#serve();
-    });
-  }
-
-  #serve(): void {
-    const reader = this.#reader;
-    if (!reader) return;
-    if (this.#queue.length && !this.#cancelled) {
-      this.#reader = undefined;
-      const chunk = this.#queue.shift()!;
-      if (this.#control) binding().consumed(this.#control);
-      reader.resolve({ value: chunk, done: false });
-    } else if (this.#error) {
-      this.#reader = undefined;
-      const e = this.#error.value;
-      this.#error = undefined;
-      this.#done = true;
-      reader.reject(e);
-    } else if (this.#done || this.#cancelled) {
-      this.#reader = undefined;
-      reader.resolve({ value: undefined, done: true });
-    }
-  }
-}
-
 function concat(parts: Float32Array[]): Float32Array {
   if (parts.length === 1) return parts[0];
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
@@ -397,17 +329,4 @@ function concat(parts: Float32Array[]): Float32Array {
     at += p.length;
   }
   return out;
-}
-
-/** Timing-conditioning bins (spec 3.2) for the 5B's label, or for other hyperparameters. */
-export function jukeboxTimingBins(hparams?: Parameters<ReturnType<typeof binding>['_jukeboxTimingBins']>[0]): { total: number; absolute: Int32Array; relative: Int32Array } {
-  return nativeSync(() => binding()._jukeboxTimingBins(hparams));
-}
-
-/**
- * One of the three block-attention kinds on q, k, v of shape [B, H, T, d] (float32), scale 1/sqrt(d); a
- * building block exposed for tests and experiments.
- */
-export function jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: [number, number, number, number], kind: 'row' | 'column' | 'prev', blockCtx: number): Float32Array {
-  return nativeSync(() => binding()._jukeboxAttention(q, k, v, shape, kind, blockCtx));
 }

@@ -9,11 +9,15 @@
 import os from 'node:os';
 import crypto from 'node:crypto';
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import { AudioError, CalmkitError, DataError, QueueError } from './errors';
+import { AudioError, CalmkitError, DataError, QueueError } from '../errors';
 
 export { QueueError };
-import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from './jukebox';
-import { decodeForModel, LayerStores, modelId, resolveSettings, runModel, settingsHash, type Decoded, type ExtractionSettings, type LayerWriters, type WorkItem } from './pipeline';
+import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from '../model/jukebox';
+import { modelId } from '../model/checkpoint-id';
+import { LayerStores, type LayerWriters } from './layer-stores';
+import { resolveSettings, settingsHash, type ExtractionSettings } from './recipe';
+import { decodeForModel, runModel, type Decoded } from './run';
+import type { WorkItem } from './work-items';
 
 export const DEFAULT_QUEUE = 'calmkit-extract';
 

@@ -1,7 +1,7 @@
 // doctor(): what calmkit runs on. Asked for in every bug report.
 import os from 'node:os';
-import { addonPath, binding } from '../bindings';
-import { nativeSync } from './errors';
+import { addonPath, binding } from '../../bindings';
+import { nativeSync } from '../errors';
 
 export interface DoctorReport {
   platform: string;

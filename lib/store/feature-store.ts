@@ -9,9 +9,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ArgumentError, DataError } from './errors';
+import { ArgumentError, DataError } from '../errors';
 import { atomicReplace, publishNoClobber, tempName, writeDurableExclusive } from './fsatomic';
-import { decodeElements, encodeNpyHeader, encodeElements, readNpyHeaderFd, type NpyDtype } from './npy';
+import { decodeElements, encodeNpyHeader, encodeElements, readNpyHeaderFd, type NpyDtype } from '../formats/npy';
 
 export type StoreDtype = 'float32' | 'float16';
 
