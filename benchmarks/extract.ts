@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   const withReference = !args['no-reference'];
   fs.mkdirSync(CACHE, { recursive: true });
   const modelFile = path.join(CACHE, `jukebox-${config}.pt`);
-  if (!fs.existsSync(modelFile)) await Jukebox.init({ preset: config, seed: 0, out: modelFile });
+  if (!fs.existsSync(modelFile)) await Jukebox.writeRandomCheckpoint({ preset: config, seed: 0, out: modelFile });
   const archiveBytes = fs.statSync(modelFile).size;
 
   // Load first, in a fresh process, after the addon and torch's thread pools are up (about 160 MB of

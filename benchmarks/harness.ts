@@ -3,8 +3,7 @@
 // (prefixed `BENCH_JSON `) per benchmark.
 import fs from 'node:fs';
 import os from 'node:os';
-import { binding } from '../bindings';
-import { doctor } from '../lib/runtime/doctor';
+import { doctor, gemmPeak as measureGemm } from '../lib/runtime';
 
 export interface Machine {
   cpu: string;
@@ -34,7 +33,7 @@ export function machine(device = 'cpu'): Machine {
 
 /** GFLOP/s of a large matrix product on this machine, now (best of `repeats`). */
 export async function gemmPeak(opts: { m?: number; n?: number; k?: number; dtype?: string; device?: string; repeats?: number } = {}): Promise<number> {
-  return binding().gemmPeak({ m: 1024, n: 4800, k: 1200, repeats: 5, ...opts });
+  return measureGemm({ m: 1024, n: 4800, k: 1200, repeats: 5, ...opts } as Parameters<typeof measureGemm>[0]);
 }
 
 export function mean(xs: number[]): number {

@@ -19,6 +19,7 @@ export interface RawDecoded {
   sampleRate: number;
   frames: number;
   format: string;
+  /** frames x channels, interleaved. */
   interleaved: Float32Array;
 }
 
@@ -31,8 +32,10 @@ export interface RawPrepareOptions {
 }
 
 export interface RawPrepared {
+  /** Mono samples at `sampleRate` (44100). */
   samples: Float32Array;
   sampleRate: number;
+  /** Always 1: the front-end mixes to mono by the mean of channels. */
   channels: number;
   sourceChannels: number;
   sourceSampleRate: number;

@@ -1,15 +1,11 @@
 // extractToStore, which `calmkit extract`, the queue workers and the study all use to turn clips into
 // feature-store entries: decode (on the audio threads) while the previous batch runs through the model.
 import { loadAudio } from '../audio';
-import { AbortError, ArgumentError, CalmkitError } from '../errors';
+import { AbortError, CalmkitError, invalidArgument } from '../errors';
 import type { Jukebox } from '../model/jukebox';
 import type { LayerStores } from './layer-stores';
 import type { ExtractionSettings } from './recipe';
 import type { WorkItem } from './work-items';
-
-function bad(message: string, input?: string): ArgumentError {
-  return new ArgumentError('ERR_INVALID_ARGUMENT', message, input !== undefined ? { input } : undefined);
-}
 
 export interface ClipFailure {
   key: string;
@@ -58,10 +54,13 @@ export interface Decoded {
   error?: CalmkitError;
 }
 
-/** Samples the model needs for a clip: decoded, fitted and cropped exactly as Jukebox.extract would. */
+/**
+ * The front-end's part of extraction for one clip: decoded, fitted and cropped as the settings say, to the samples
+ * the model needs (the first window plus the encoder's margin, or everything for windows 'all'). runModel passes
+ * them to the model as they are.
+ */
 export async function decodeForModel(item: WorkItem, settings: ExtractionSettings, model: Jukebox): Promise<Decoded> {
-  const info = model.info;
-  const cropSamples = settings.windows === 'first' ? info.firstWindowSamples : undefined;
+  const cropSamples = settings.windows === 'first' ? model.info.firstWindowSamples : undefined;
   try {
     const audio = await loadAudio(item.input, { formatting: settings.formatting, factor: settings.factor, targetSeconds: settings.targetSeconds, cropSamples });
     return { item, samples: audio.samples };
@@ -99,13 +98,11 @@ export async function runModel(model: Jukebox, decoded: readonly Decoded[], sett
     segmentTokens: settings.segmentTokens,
     segmentSeconds: settings.segmentSeconds,
     windows: settings.windows,
-    // The samples are already fitted and normalised; a second pass must leave them as they are.
-    formatting: 'none' as const,
-    normalise: false,
     signal,
   };
   const run = async (group: Decoded[]) => {
-    const feats = await model.extract(group.map((d) => ({ samples: d.samples!, sampleRate: 44100 })), options);
+    // The samples went through the front-end in decodeForModel: they go to the model as they are.
+    const feats = await model.extractPrepared(group.map((d) => ({ samples: d.samples!, label: d.item.input })), options);
     group.forEach((d, i) => {
       const layers: Record<number, { data: Float32Array; shape: number[] }> = {};
       for (const l of settings.layers) layers[l] = { data: feats[i]!.layers[l]!.data, shape: feats[i]!.layers[l]!.shape };
@@ -144,7 +141,7 @@ export async function extractToStore(options: ExtractToStoreOptions): Promise<Ex
   const started = Date.now();
   const { model, stores, settings, signal } = options;
   const batchSize = options.batchSize ?? 1;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw bad(`batchSize must be a positive integer; got ${batchSize}`, 'batchSize');
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw invalidArgument(`batchSize must be a positive integer; got ${batchSize}`, 'batchSize');
   const flushEvery = options.flushEvery ?? 64;
   const flushMs = (options.flushSeconds ?? 30) * 1000;
   stores.refresh();

@@ -2,20 +2,15 @@
 // files, as {key, input} work items, and the disjoint shards that split them between machines.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ArgumentError, DataError } from '../errors';
+import { AUDIO_EXTENSIONS, listAudioFiles } from '../audio';
+import { DataError, invalidArgument } from '../errors';
 import { OpenMIC } from '../openmic';
-
-function bad(message: string, input?: string): ArgumentError {
-  return new ArgumentError('ERR_INVALID_ARGUMENT', message, input !== undefined ? { input } : undefined);
-}
 
 export interface WorkItem {
   key: string;
   /** The audio file. */
   input: string;
 }
-
-const AUDIO_EXTENSIONS = ['.ogg', '.wav', '.flac', '.mp3', '.aiff', '.aif', '.opus', '.oga'];
 
 /**
  * Every clip of a dataset root that has audio, in key order. An OpenMIC release layout (class-map.json) is
@@ -25,26 +20,18 @@ const AUDIO_EXTENSIONS = ['.ogg', '.wav', '.flac', '.mp3', '.aiff', '.aif', '.op
 export function datasetItems(root: string): WorkItem[] {
   if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new DataError('ERR_DATA_NOT_FOUND', `dataset root ${root} is not a directory`, { input: root });
   if (fs.existsSync(path.join(root, 'class-map.json'))) return openmicItems(OpenMIC.open(root, { audio: 'skip', npz: 'ignore' }));
-  const files: string[] = [];
-  const walk = (d: string) => {
-    for (const ent of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, ent.name);
-      if (ent.isDirectory()) walk(p);
-      else if (AUDIO_EXTENSIONS.includes(path.extname(ent.name).toLowerCase())) files.push(p);
-    }
-  };
-  walk(root);
+  const files = listAudioFiles(root);
   if (files.length === 0) throw new DataError('ERR_DATA_NOT_FOUND', `no audio files under ${root} (looked for ${AUDIO_EXTENSIONS.join(' ')}) and no class-map.json`, { input: root });
   return fileItems(files);
 }
 
-/** Files as work items, key = base name without extension; two files with one key are a DataError. */
 /** Every clip of an opened OpenMIC dataset, in key order. */
 export function openmicItems(ds: OpenMIC): WorkItem[] {
   // Absolute paths: queue jobs carry them to workers whose working directory is anywhere.
   return ds.keys.map((key) => ({ key, input: path.resolve(ds.audioPath(key)) }));
 }
 
+/** Files as work items, key = base name without extension; two files with one key are a DataError. */
 export function fileItems(files: readonly string[]): WorkItem[] {
   const byKey = new Map<string, string>();
   for (const f of files) {
@@ -69,7 +56,7 @@ export function parseShard(text: string): Shard {
   const m = /^(\d+)\/(\d+)$/.exec(text.trim());
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
-  if (!m || !(count >= 1) || !(index < count)) throw bad(`--shard must be i/N with 0 <= i < N; got '${text}'`, '--shard');
+  if (!m || !(count >= 1) || !(index < count)) throw invalidArgument(`--shard must be i/N with 0 <= i < N; got '${text}'`, '--shard');
   return { index, count };
 }
 

@@ -1,9 +1,13 @@
-// The Jukebox model: a calmkit checkpoint loaded on a device (the Jukebox facade) and a checkpoint's identity.
-export { Jukebox, CALM_LAYER } from './jukebox';
+// The Jukebox model: a calmkit checkpoint loaded on a device (the Jukebox facade), the extraction options it takes
+// (their allowed values, defaults and checker), and a checkpoint's identity.
+export { Jukebox, CALM_LAYER, JUKEBOX_PRESETS } from './jukebox';
+export { PRECISIONS, POOLINGS, WINDOWS, defaultLayers, resolveExtractOptions } from './options';
 export type {
   JukeboxDevice,
   JukeboxPrecision,
   JukeboxPooling,
+  JukeboxWindows,
+  JukeboxPreset,
   JukeboxLoadOptions,
   JukeboxInfo,
   JukeboxCheckpointInfo,

@@ -4,19 +4,26 @@
 import { binding } from '../../bindings';
 import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../../bindings/raw';
 import { loadAudio, type AudioInput, type LoadAudioOptions } from '../audio';
-import { AbortError, ArgumentError, DisposedError, native, nativeSync } from '../errors';
+import { AbortError, ArgumentError, DisposedError, native, nativeSync, oneOf } from '../errors';
 import type { Device } from '../runtime/device';
+import { modelId } from './checkpoint-id';
 import { ChunkChannel } from './chunk-channel';
+import { PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows, type ResolvedExtractOptions } from './options';
+
+export type { JukeboxPooling, JukeboxPrecision, JukeboxWindows } from './options';
+export { CALM_LAYER } from './options';
 
 /** Where the model runs: `cpu`, `cuda`, `cuda:N` or `auto` (runtime/device.ts). */
 export type JukeboxDevice = Device;
-export type JukeboxPrecision = 'fp32' | 'fp16' | 'bf16';
-export type JukeboxPooling = 'mean' | 'segments' | 'none';
+
+/** The built-in shapes of random-weight checkpoints: `tiny` (tests), `small` (CPU timing), `5b` (the real shapes). */
+export const JUKEBOX_PRESETS = ['tiny', 'small', '5b'] as const;
+export type JukeboxPreset = (typeof JUKEBOX_PRESETS)[number];
 
 export interface JukeboxLoadOptions {
   /** `auto` picks cuda when this build and machine have it (default `cpu`). */
   device?: JukeboxDevice;
-  /** `fp32` is faithful (TF32 off, fp16 weights upcast exactly); `fp16`/`bf16` are fast paths for GPUs. */
+  /** Default `fp32` (see JukeboxPrecision). */
   precision?: JukeboxPrecision;
   signal?: AbortSignal;
 }
@@ -40,15 +47,12 @@ export interface JukeboxProgress {
 export interface JukeboxExtractOptions extends Pick<LoadAudioOptions, 'formatting' | 'targetSeconds' | 'factor' | 'normalise'> {
   /** 1-based layers (default: 36, or the deepest layer of a shallower checkpoint). One pass serves them all. */
   layers?: number[];
-  /**
-   * `mean` over all positions of a window (jukemir); `segments`: means over consecutive runs of
-   * `segmentTokens` tokens or `segmentSeconds` seconds ([S, width]); `none`: raw [T, width] activations.
-   */
+  /** Default `mean` (see JukeboxPooling). */
   pooling?: JukeboxPooling;
   segmentTokens?: number;
   segmentSeconds?: number;
-  /** `first`: the first window only (jukemir); `all`: every window of n_ctx tokens (the last may be shorter). */
-  windows?: 'first' | 'all';
+  /** Default `first` (see JukeboxWindows). */
+  windows?: JukeboxWindows;
   signal?: AbortSignal;
   onProgress?: (progress: JukeboxProgress) => void;
 }
@@ -83,8 +87,11 @@ export interface JukeboxChunk {
   data: Float32Array;
 }
 
-/** The CALM layer of the 5B model (the middle of 72). */
-export const CALM_LAYER = 36;
+/** @internal A clip the front-end has already decoded, fitted and cropped for this model (see extractPrepared). */
+export interface PreparedClip {
+  samples: Float32Array;
+  label: string;
+}
 
 function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw new AbortError(`${what} was aborted`);
@@ -105,6 +112,7 @@ export class Jukebox {
   #handle: RawJukeboxHandle | undefined;
   readonly #path: string;
   #info: JukeboxInfo;
+  #id: string | undefined;
 
   private constructor(handle: RawJukeboxHandle, path: string) {
     this.#handle = handle;
@@ -115,10 +123,7 @@ export class Jukebox {
   /** Loads and validates a calmkit Jukebox checkpoint (docs/contracts.md) onto a device. */
   static async load(path: string, options: JukeboxLoadOptions = {}): Promise<Jukebox> {
     if (typeof path !== 'string' || path === '') throw new ArgumentError('ERR_INVALID_ARGUMENT', 'model path must be a non-empty string');
-    const precision = options.precision ?? 'fp32';
-    if (!['fp32', 'fp16', 'bf16'].includes(precision)) {
-      throw new ArgumentError('ERR_INVALID_ARGUMENT', `precision must be fp32, fp16 or bf16; got '${String(precision)}'`);
-    }
+    const precision = oneOf('precision', PRECISIONS, options.precision ?? 'fp32');
     throwIfAborted(options.signal, 'loading ' + path);
     const handle = await native(() => binding().jukeboxLoad(path, { device: options.device ?? 'cpu', precision }), path);
     // Loading cannot be interrupted half-way; an abort during it releases the loaded model at once.
@@ -135,13 +140,30 @@ export class Jukebox {
   }
 
   /** Writes a random-weight checkpoint (`tiny`, `small` or the real `5b` shapes) with jukebox's init scales. */
-  static init(options: { preset: 'tiny' | 'small' | '5b'; layers?: number; seed?: number; out: string }): Promise<void> {
+  static writeRandomCheckpoint(options: { preset: JukeboxPreset; layers?: number; seed?: number; out: string }): Promise<void> {
     return native(() => binding().jukeboxInit(options), options.out);
+  }
+
+  /** @deprecated Use writeRandomCheckpoint, which says what it does. */
+  static init(options: { preset: JukeboxPreset; layers?: number; seed?: number; out: string }): Promise<void> {
+    return Jukebox.writeRandomCheckpoint(options);
   }
 
   get info(): JukeboxInfo {
     this.#live();
     return this.#info;
+  }
+
+  /** The checkpoint file this model was loaded from. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** The checkpoint's identity (modelId of its file, read on first use), as feature stores and probe sets record it. */
+  get id(): string {
+    this.#live();
+    this.#id ??= modelId(this.#path);
+    return this.#id;
   }
 
   get disposed(): boolean {
@@ -154,14 +176,34 @@ export class Jukebox {
   async extract(input: JukeboxInput | JukeboxInput[], options: JukeboxExtractOptions = {}): Promise<JukeboxFeatures | JukeboxFeatures[]> {
     const many = Array.isArray(input);
     const inputs = many ? input : [input];
-    const pooling = options.pooling ?? 'mean';
+    const features = await this.#collect(inputs, options, (resolved) => this.#prepare(inputs, options, resolved));
+    return many ? features : features[0];
+  }
+
+  /**
+   * @internal extract() for clips that went through the front-end already (decoded, fitted and cropped for this
+   * model, as the extraction pipeline's decodeForModel does): their samples go to the model as they are.
+   */
+  async extractPrepared(clips: readonly PreparedClip[], options: Omit<JukeboxExtractOptions, 'formatting' | 'targetSeconds' | 'factor' | 'normalise'> = {}): Promise<JukeboxFeatures[]> {
+    return this.#collect(clips, options, async () => {
+      if (clips.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'no inputs given');
+      return clips.map((c) => ({ samples: c.samples, label: c.label }));
+    });
+  }
+
+  async #collect(
+    inputs: readonly unknown[],
+    options: JukeboxExtractOptions,
+    prepare: (resolved: ResolvedExtractOptions) => Promise<RawJukeboxInput[]>,
+  ): Promise<JukeboxFeatures[]> {
+    const resolved = this.#resolve(options);
     // Raw activations arrive as chunks; collect them per clip and layer.
     const collected: JukeboxChunk[][] = inputs.map(() => []);
-    const result = await this.#run(inputs, { ...options, pooling }, (chunk) => collected[chunk.clip].push(chunk), true);
-    const features = result.clips.map((clip, i): JukeboxFeatures => {
+    const result = await this.#run(prepare, resolved, options, (chunk) => collected[chunk.clip].push(chunk), true);
+    return result.clips.map((clip, i): JukeboxFeatures => {
       const layers: Record<number, LayerFeatures> = {};
-      if (pooling === 'none') {
-        for (const layer of this.#layers(options.layers)) {
+      if (resolved.pooling === 'none') {
+        for (const layer of resolved.layers) {
           const parts = collected[i].filter((c) => c.layer === layer);
           layers[layer] = { layer, shape: [parts.reduce((n, c) => n + c.shape[0], 0), this.#info.width], data: concat(parts.map((c) => c.data)) };
         }
@@ -169,10 +211,9 @@ export class Jukebox {
         for (const l of clip.layers) layers[l.layer] = { layer: l.layer, shape: l.shape, data: l.data };
       }
       const out: JukeboxFeatures = { layers, tokens: clip.tokens, windows: result.windows };
-      if (pooling === 'segments') out.segmentTokens = result.segmentTokens;
+      if (resolved.pooling === 'segments') out.segmentTokens = result.segmentTokens;
       return out;
     });
-    return many ? features : features[0];
   }
 
   /**
@@ -183,12 +224,15 @@ export class Jukebox {
    */
   stream(input: JukeboxInput | JukeboxInput[], options: JukeboxExtractOptions = {}): AsyncIterable<JukeboxChunk> {
     const inputs = Array.isArray(input) ? input : [input];
-    const pooling = options.pooling ?? 'none';
     const width = this.#info.width;
     return {
       [Symbol.asyncIterator]: (): AsyncIterator<JukeboxChunk> => {
         const channel = new ChunkChannel<JukeboxChunk>();
-        const finished = this.#run(inputs, { ...options, pooling }, (chunk) => channel.push(chunk), false, (c) => channel.attach(c)).then(
+        const run = async () => {
+          const resolved = this.#resolve({ ...options, pooling: options.pooling ?? 'none' });
+          return this.#run((r) => this.#prepare(inputs, options, r), resolved, options, (chunk) => channel.push(chunk), false, (c) => channel.attach(c));
+        };
+        const finished = run().then(
           (result) => {
             // Pooled modes have nothing to stream while running: their features come with the result.
             result.clips.forEach((clip, i) =>
@@ -225,17 +269,18 @@ export class Jukebox {
     return this.#handle;
   }
 
-  #layers(layers: number[] | undefined): number[] {
-    const list = layers ?? [Math.min(CALM_LAYER, this.#info.depth)];
-    return [...new Set(list)].sort((a, b) => a - b);
+  /** The one TS check of the extraction options (model/options.ts), against this checkpoint's depth. */
+  #resolve(options: JukeboxExtractOptions): ResolvedExtractOptions {
+    this.#live();
+    return resolveExtractOptions(options, { depth: this.#info.depth, name: 'this checkpoint' });
   }
 
-  async #prepare(inputs: JukeboxInput[], options: JukeboxExtractOptions): Promise<RawJukeboxInput[]> {
+  /** Inputs through the front-end: decoded, fitted and cropped to what the requested windows need. */
+  async #prepare(inputs: JukeboxInput[], options: JukeboxExtractOptions, resolved: ResolvedExtractOptions): Promise<RawJukeboxInput[]> {
     if (inputs.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'no inputs given');
-    const windows = options.windows ?? 'first';
     // The first window needs the window plus the encoder's margin (jukemir encodes 25 s to use 23.78 s).
-    const cropSamples = windows === 'first' ? this.#info.firstWindowSamples : undefined;
-    const prepared = await Promise.all(
+    const cropSamples = resolved.windows === 'first' ? this.#info.firstWindowSamples : undefined;
+    return Promise.all(
       inputs.map(async (input, i): Promise<RawJukeboxInput> => {
         const label = inputLabel(input, i);
         if (isTokens(input)) {
@@ -252,16 +297,12 @@ export class Jukebox {
         return { samples: audio.samples, label };
       }),
     );
-    const lengths = prepared.map((p) => ('tokens' in p ? p.tokens.length : p.samples.length));
-    if (lengths.some((n) => n !== lengths[0])) {
-      throw new ArgumentError('ERR_INVALID_ARGUMENT', `clips of a batch must have equal lengths after formatting; got ${lengths.join(', ')}`);
-    }
-    return prepared;
   }
 
   async #run(
-    inputs: JukeboxInput[],
-    options: JukeboxExtractOptions,
+    prepare: (resolved: ResolvedExtractOptions) => Promise<RawJukeboxInput[]>,
+    resolved: ResolvedExtractOptions,
+    options: Pick<JukeboxExtractOptions, 'signal' | 'onProgress'>,
     onChunk: (chunk: JukeboxChunk) => void,
     autoConsume: boolean,
     onControl?: (control: RawControl) => void,
@@ -269,17 +310,11 @@ export class Jukebox {
     this.#live();
     const { signal, onProgress } = options;
     throwIfAborted(signal, 'extraction');
-    const pooling = options.pooling ?? 'mean';
-    const windows = options.windows ?? 'first';
-    if (!['mean', 'segments', 'none'].includes(pooling)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `pooling must be mean, segments or none; got '${String(pooling)}'`);
-    if (windows !== 'first' && windows !== 'all') throw new ArgumentError('ERR_INVALID_ARGUMENT', `windows must be 'first' or 'all'; got '${String(windows)}'`);
-    const layers = this.#layers(options.layers);
-    for (const l of layers) {
-      if (!Number.isInteger(l) || l < 1 || l > this.#info.depth) {
-        throw new ArgumentError('ERR_INVALID_ARGUMENT', `layer ${l} is out of range: this checkpoint has layers 1..${this.#info.depth} (1-based)`);
-      }
+    const raw = await prepare(resolved);
+    const lengths = raw.map((p) => ('tokens' in p ? p.tokens.length : p.samples.length));
+    if (lengths.some((n) => n !== lengths[0])) {
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', `clips of a batch must have equal lengths after formatting; got ${lengths.join(', ')}`);
     }
-    const raw = await this.#prepare(inputs, options);
     throwIfAborted(signal, 'extraction');
     // Disposal while the audio loaded counts: the handle is taken only now.
     const live = this.#live();
@@ -308,7 +343,7 @@ export class Jukebox {
           binding().jukeboxExtract(
             live,
             raw,
-            { layers, pooling, windows, segmentTokens: options.segmentTokens, segmentSeconds: options.segmentSeconds },
+            { layers: resolved.layers, pooling: resolved.pooling, windows: resolved.windows, segmentTokens: resolved.segmentTokens, segmentSeconds: resolved.segmentSeconds },
             control,
             onEvent,
           ),

@@ -5,8 +5,11 @@ import path from 'node:path';
 import { binding } from '../../bindings';
 import type { RawProbeNet } from '../../bindings/raw';
 import { ArgumentError, DataError, ProbeError, native } from '../errors';
+import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../extraction/recipe';
+import type { StoreSpec } from '../store/feature-store';
 import type { Device } from '../runtime/device';
-import { decodeProbeFile, encodeProbeFile, writeFileAtomic } from './file';
+import { atomicReplace } from '../store/fsatomic';
+import { decodeProbeFile, encodeProbeFile } from './file';
 import type { ProbeConfig } from './grid';
 import { type BinaryMetrics, type MacroMetrics, macroMetrics } from './metrics';
 
@@ -121,6 +124,13 @@ export interface ProbeSetInfo {
    * split, of its rows (int32) followed by its targets (uint8).
    */
   hashes: { features: string; featureRows: number; tasks: Record<string, { train: string; val: string; test: string }> };
+  /**
+   * How the features were made (extraction/recipe.ts): the path predictAudio takes for new audio. Absent when
+   * the probes were trained on features from elsewhere. Probe sets saved before the recipe existed get it from
+   * their store manifest (`manifest.store.spec`) when they are loaded.
+   */
+  recipe?: FeatureRecipe;
+  /** Free-form, as given to trainProbeGrid (trainFromStore: the store's manifest, partitions, missing clips). */
   manifest?: unknown;
 }
 
@@ -232,7 +242,7 @@ export class ProbeSet {
   async save(file: string): Promise<void> {
     const state: ProbeSetState = { info: this.info, instruments: this.results, skipped: this.skipped };
     await fs.promises.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-    writeFileAtomic(file, encodeProbeFile(state));
+    atomicReplace(file, encodeProbeFile(state));
   }
 
   /** Reads a file written by save(); ProbeError ERR_PROBE_FILE when it is missing, corrupt or inconsistent. */
@@ -269,4 +279,21 @@ function checkState(state: ProbeSetState, file: string): void {
     }
   }
   if (!Array.isArray(state.skipped)) state.skipped = [];
+  if (info.recipe !== undefined) {
+    try {
+      info.recipe = checkRecipe(info.recipe, `${file} (info.recipe)`);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+  } else {
+    // Saved before the recipe existed: the store's spec in the manifest says the same in the store's form. A spec
+    // that does not map leaves the set without a recipe (predictAudio then says so); everything else still works.
+    const spec = (info.manifest as { store?: { spec?: StoreSpec } } | undefined)?.store?.spec;
+    try {
+      const recipe = spec ? recipeOfStoreSpec(spec) : undefined;
+      if (recipe) info.recipe = recipe;
+    } catch {
+      // no recipe
+    }
+  }
 }

@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import { binding } from '../../bindings';
 import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../../bindings/raw';
 import { AbortError, ArgumentError, DataError, native } from '../errors';
+import { checkRecipe, type FeatureRecipe } from '../extraction/recipe';
 import type { Device } from '../runtime/device';
 import { gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
 import { binaryMetrics } from './metrics';
@@ -80,7 +81,12 @@ export interface TrainProbeGridOptions {
    * it gains, else the process setting from CALMKIT_THREADS / OMP_NUM_THREADS / cores).
    */
   threads?: number;
-  /** Passed through into the saved file, e.g. the feature store's manifest. */
+  /**
+   * How the features were made (checked, then saved with the probe set): what predictAudio retraces for new audio.
+   * trainFromStore fills it from the feature store.
+   */
+  recipe?: FeatureRecipe;
+  /** Passed through into the saved file as it is, e.g. the feature store's manifest. */
   manifest?: unknown;
   signal?: AbortSignal;
   onProgress?: (p: ProbeProgress) => void;
@@ -132,6 +138,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
   const seed = options.seed ?? 0;
   const standardize = options.standardize ?? true;
   const device = options.device ?? 'cpu';
+  const recipe = options.recipe === undefined ? undefined : checkRecipe(options.recipe, 'recipe');
   const onSingleClass = options.onSingleClass ?? 'skip';
   if (onSingleClass !== 'skip' && onSingleClass !== 'error') throw new ArgumentError('ERR_INVALID_ARGUMENT', `onSingleClass must be 'skip' or 'error'`);
 
@@ -206,6 +213,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
       tasks: Object.fromEntries(trained.map((t) => [t.instrument, { train: splitHash(t.train), val: splitHash(t.val), test: splitHash(t.test) }])),
     },
   };
+  if (recipe !== undefined) info.recipe = recipe;
   if (options.manifest !== undefined) info.manifest = options.manifest;
   return ProbeSet.fromState({ info, instruments: assemble(raw, trained, grid), skipped });
 }

@@ -6,13 +6,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { AbortError } from '../errors';
-import { Jukebox, CALM_LAYER, type JukeboxPrecision } from '../model/jukebox';
+import { defaultLayers, Jukebox, type JukeboxPrecision } from '../model';
+import type { Device } from '../runtime/device';
 import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type PipelineProgress, extractToStore } from '../extraction';
-import { modelId } from '../model';
 import { PAPER_GRID, ProbeSet, type ProbeGrid, type ProbeProgress } from '../probes';
 import { writeReport } from '../probes/report';
-import { writeFileAtomic } from '../probes/file';
+import { atomicReplace } from '../store/fsatomic';
 import type { Formatting } from '../audio';
 import { compareVariants, comparisonCsv, comparisonMarkdown, type Comparison } from './compare';
 import { trainFromStore } from './train';
@@ -52,7 +52,7 @@ export interface StudyOptions {
   grid?: ProbeGrid;
   /** Standardise features with each instrument's train mean/std (jukemir's default; default true). */
   standardize?: boolean;
-  device?: 'cpu' | 'cuda' | 'auto';
+  device?: Device;
   precision?: JukeboxPrecision;
   /** Clips per forward pass. */
   extractBatch?: number;
@@ -94,8 +94,8 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
   const items = openmicItems(dataset);
   const model = await Jukebox.load(options.model, { device: options.device ?? 'auto', precision: options.precision ?? 'fp32', signal: options.signal });
   try {
-    const layer = options.layer ?? Math.min(CALM_LAYER, model.info.depth);
-    const id = modelId(options.model);
+    const layer = options.layer ?? defaultLayers(model.info.depth)[0]!;
+    const id = model.id;
     const results: VariantResult[] = [];
     const tables: { name: string; rows: ReturnType<ProbeSet['table']>['rows']; macroF1: number }[] = [];
     for (const variant of variants) {
@@ -156,7 +156,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
         probes = trained.probes;
         if (trained.missing.length) log(`${trained.missing.length} labelled clips have no features and were left out`, variant.name);
         await probes.save(probesFile);
-        writeFileAtomic(keyFile, key);
+        atomicReplace(keyFile, key);
       }
       const reportDir = path.join(dir, 'report');
       const reportFiles = await writeReport(probes, reportDir);
@@ -181,8 +181,8 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
 
 function finish(out: string, layer: number, variants: VariantResult[], comparison: Comparison): StudyResult {
   const files = [path.join(out, 'comparison.md'), path.join(out, 'comparison.csv'), path.join(out, 'comparison.json')];
-  writeFileAtomic(files[0], `# Test F1 per instrument, layer ${layer}\n\n` + comparisonMarkdown(comparison));
-  writeFileAtomic(files[1], comparisonCsv(comparison));
-  writeFileAtomic(files[2], JSON.stringify({ layer, ...comparison }, null, 2) + '\n');
+  atomicReplace(files[0], `# Test F1 per instrument, layer ${layer}\n\n` + comparisonMarkdown(comparison));
+  atomicReplace(files[1], comparisonCsv(comparison));
+  atomicReplace(files[2], JSON.stringify({ layer, ...comparison }, null, 2) + '\n');
   return { out, layer, variants, comparison, files };
 }

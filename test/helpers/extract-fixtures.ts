@@ -17,7 +17,7 @@ export const CHILD_ENV = { ...process.env, CALMKIT_THREADS: '1', CALMKIT_PLAIN_P
 
 export async function tinyModel(dir: string): Promise<string> {
   const file = path.join(dir, 'tiny.pt');
-  await Jukebox.init({ preset: 'tiny', seed: 7, out: file });
+  await Jukebox.writeRandomCheckpoint({ preset: 'tiny', seed: 7, out: file });
   return file;
 }
 

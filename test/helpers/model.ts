@@ -11,7 +11,7 @@ export const OPENMIC_CLIP = GENUINE_CLIP;
 export async function tinyCheckpoint(options: { layers?: number; seed?: number } = {}): Promise<{ dir: string; file: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-jukebox-'));
   const file = path.join(dir, 'tiny.pt');
-  await Jukebox.init({ preset: 'tiny', layers: options.layers, seed: options.seed ?? 7, out: file });
+  await Jukebox.writeRandomCheckpoint({ preset: 'tiny', layers: options.layers, seed: options.seed ?? 7, out: file });
   return { dir, file };
 }
 
