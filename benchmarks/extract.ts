@@ -12,8 +12,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { Jukebox, type JukeboxInfo } from '../lib/jukebox';
-import { readNpy } from '../lib/npy';
+import { Jukebox, type JukeboxInfo } from '../lib/model/jukebox';
+import { readNpy } from '../lib/formats/npy';
 import { PYTHON, gemmPeak, interleaved, machine, parseArgs, peakRss, report } from './harness';
 
 const CACHE = process.env.CALMKIT_BENCH_CACHE ?? path.join(os.tmpdir(), 'calmkit-bench');
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   const withReference = !args['no-reference'];
   fs.mkdirSync(CACHE, { recursive: true });
   const modelFile = path.join(CACHE, `jukebox-${config}.pt`);
-  if (!fs.existsSync(modelFile)) await Jukebox.init({ preset: config, seed: 0, out: modelFile });
+  if (!fs.existsSync(modelFile)) await Jukebox.writeRandomCheckpoint({ preset: config, seed: 0, out: modelFile });
   const archiveBytes = fs.statSync(modelFile).size;
 
   // Load first, in a fresh process, after the addon and torch's thread pools are up (about 160 MB of
@@ -94,11 +94,11 @@ async function main(): Promise<void> {
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssAfterLoad = peakRss();
   const info = model.info;
-  const layers = Number(args.layers ?? Math.min(36, info.layers));
+  const layers = Number(args.layers ?? Math.min(36, info.depth));
   const T = info.nCtx;
   const tenSeconds = testSignal(441000);
   const samples = new Float32Array(62 * 44100).map((_, i) => tenSeconds[i % tenSeconds.length]);
-  const crop = info.windowSamples + info.encoderMarginSamples;
+  const crop = info.firstWindowSamples;
   const clip = { samples, sampleRate: 44100 };
   const rawFile = path.join(CACHE, `input-${config}.f32`);
   fs.writeFileSync(rawFile, Buffer.from(samples.buffer));

@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PAPER_GRID, type ProbeGrid, type ProbeSet, type ProbeTask, doctor, trainProbeGrid } from '../lib';
-import { writeNpy } from '../lib/npy';
+import { writeNpy } from '../lib/formats/npy';
 import { PYTHON, mean } from './harness';
 
 

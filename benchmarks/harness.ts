@@ -4,8 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { binding } from '../bindings';
-import { doctor } from '../lib/doctor';
+import { doctor, gemmPeak as measureGemm } from '../lib/runtime';
 
 /** The project's Python with torch for the references (scripts/setup.sh's .venv); CALMKIT_PYTHON overrides. */
 export const PYTHON = process.env.CALMKIT_PYTHON ?? path.resolve(__dirname, '..', '.venv', 'bin', 'python');
@@ -38,7 +37,7 @@ export function machine(device = 'cpu'): Machine {
 
 /** GFLOP/s of a large matrix product on this machine, now (best of `repeats`). */
 export async function gemmPeak(opts: { m?: number; n?: number; k?: number; dtype?: string; device?: string; repeats?: number } = {}): Promise<number> {
-  return binding().gemmPeak({ m: 1024, n: 4800, k: 1200, repeats: 5, ...opts });
+  return measureGemm({ m: 1024, n: 4800, k: 1200, repeats: 5, ...opts } as Parameters<typeof measureGemm>[0]);
 }
 
 export function mean(xs: number[]): number {

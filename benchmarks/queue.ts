@@ -10,9 +10,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
-import { Jukebox } from '../lib/jukebox';
-import { datasetItems, extractToStore, fileItems, LayerStores, modelId, resolveSettings } from '../lib/pipeline';
-import { addJobs, redisConnection } from '../lib/queue';
+import { Jukebox } from '../lib/model/jukebox';
+import { datasetItems, extractToStore, fileItems, LayerStores, resolveSettings } from '../lib/extraction';
+import { modelId } from '../lib/model';
+import { addJobs, redisConnection } from '../lib/extraction/queue';
 import { freePort, makeDataset, RedisServer, spawnCli, tinyModel, waitFor } from '../test/helpers/extract-fixtures';
 import { machine, parseArgs, report } from './harness';
 
@@ -34,7 +35,7 @@ async function main() {
     await makeDataset(data, clips, [], 2);
     const items = datasetItems(data);
     const jb = await Jukebox.load(model);
-    const settings = resolveSettings({ model: { id: modelId(model), path: model, preset: 'tiny' }, modelLayers: jb.info.layers, layers: [6] });
+    const settings = resolveSettings({ model: { id: modelId(model), path: model, preset: 'tiny' }, modelLayers: jb.info.depth, layers: [6] });
 
     // Direct: one process, extractToStore (decode overlapped with the model), same settings and threads.
     const directOut = path.join(tmp, 'direct');

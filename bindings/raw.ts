@@ -19,6 +19,7 @@ export interface RawDecoded {
   sampleRate: number;
   frames: number;
   format: string;
+  /** frames x channels, interleaved. */
   interleaved: Float32Array;
 }
 
@@ -31,8 +32,10 @@ export interface RawPrepareOptions {
 }
 
 export interface RawPrepared {
+  /** Mono samples at `sampleRate` (44100). */
   samples: Float32Array;
   sampleRate: number;
+  /** Always 1: the front-end mixes to mono by the mean of channels. */
   channels: number;
   sourceChannels: number;
   sourceSampleRate: number;
@@ -105,6 +108,7 @@ export interface RawProbeResult {
 export interface RawProbeGridResult {
   /** Task-major: probes[task * configs + config]. */
   probes: RawProbeResult[];
+  /** Per task: the selected config (index into the grid) and the best linear one (-1: none in the grid). */
   tasks: { selected: number; selectedNet: RawProbeNet; linear: number; linearNet?: RawProbeNet }[];
   stacks: number;
   seconds: number;
@@ -122,8 +126,11 @@ export interface RawJukeboxInfo {
   nCtx: number;
   windowSamples: number;
   encoderMarginSamples: number;
+  /** Samples the first window needs: windowSamples + encoderMarginSamples (the front-end's crop for windows 'first'). */
+  firstWindowSamples: number;
   width: number;
-  layers: number;
+  /** Transformer blocks in the checkpoint: layers 1..depth can be extracted. */
+  depth: number;
   fullDepth: number;
   heads: number;
   nState: number;
@@ -159,7 +166,7 @@ export interface RawJukeboxResult {
 }
 
 export type RawJukeboxEvent =
-  | { type: 'progress'; clipsDone: number; clipsTotal: number; windowsDone: number; windowsTotal: number; layersDone: number; layersTotal: number }
+  | { type: 'progress'; clipsDone: number; clipsTotal: number; windowsDone: number; windowsTotal: number; blocksDone: number; blocksTotal: number }
   | { type: 'chunk'; clip: number; layer: number; window: number; start: number; rows: number; data: Float32Array };
 
 export interface RawBinding {
@@ -197,8 +204,9 @@ export interface RawBinding {
     control: RawControl,
     onEvent?: (event: RawJukeboxEvent) => void,
   ): Promise<RawJukeboxResult>;
-  jukeboxTimingBins(hparams?: {
+  /** Test-only building blocks (napi/testing.cpp). */
+  _jukeboxTimingBins(hparams?: {
     nCtx?: number; hop?: number; sampleRate?: number; tBins?: number; minDuration?: number; maxDuration?: number; totalLength?: number; offset?: number;
   }): { total: number; absolute: Int32Array; relative: Int32Array };
-  jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number): Float32Array;
+  _jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number): Float32Array;
 }

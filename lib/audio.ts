@@ -1,16 +1,35 @@
 // Audio front-end: decode (libsndfile) -> mono -> 44.1 kHz (soxr HQ) -> peak-normalise -> fit -> crop.
 // All of it runs in the native core on an addon thread.
+import fs from 'node:fs';
+import path from 'node:path';
 import { binding } from '../bindings';
-import type { RawPrepareOptions } from '../bindings/raw';
-import { ArgumentError, native } from './errors';
+import type { RawDecoded, RawPrepared, RawPrepareOptions } from '../bindings/raw';
+import { ArgumentError, native, oneOf } from './errors';
 
 export const MODEL_SAMPLE_RATE = 44100;
 /** The paper's fitting of a 10 s clip: tile to 62 s, or load at 6.2x the rate. */
 export const PAPER_TILE_SECONDS = 62;
 export const PAPER_UPSAMPLE_FACTOR = 6.2;
 
-export type Formatting = 'none' | 'tile' | 'upsample' | 'pad';
-export const FORMATTINGS: readonly Formatting[] = ['none', 'tile', 'upsample', 'pad'];
+export const FORMATTINGS = ['none', 'tile', 'upsample', 'pad'] as const;
+export type Formatting = (typeof FORMATTINGS)[number];
+
+/** The extensions calmkit takes for audio files when it scans a folder (what libsndfile reads). */
+export const AUDIO_EXTENSIONS: readonly string[] = ['.ogg', '.oga', '.opus', '.wav', '.flac', '.mp3', '.aiff', '.aif'];
+
+/** Every audio file (by AUDIO_EXTENSIONS, any case) under `dir`, recursively, in path order. */
+export function listAudioFiles(dir: string): string[] {
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const ent of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, ent.name);
+      if (ent.isDirectory()) walk(p);
+      else if (AUDIO_EXTENSIONS.includes(path.extname(ent.name).toLowerCase())) files.push(p);
+    }
+  };
+  walk(dir);
+  return files.sort();
+}
 
 /** An audio input: a file path, encoded bytes (any format libsndfile reads), or mono samples with their rate. */
 export type AudioInput = string | Uint8Array | { samples: Float32Array; sampleRate: number };
@@ -33,26 +52,11 @@ export interface LoadAudioOptions {
   normalise?: boolean;
 }
 
-export interface LoadedAudio {
-  /** Mono samples at `sampleRate` (44100). */
-  samples: Float32Array;
-  sampleRate: number;
-  /** Always 1: the front-end mixes to mono by the mean of channels. */
-  channels: number;
-  sourceChannels: number;
-  sourceSampleRate: number;
-  sourceFrames: number;
-  durationSeconds: number;
-}
+/** A clip through the front-end: mono samples at 44100 Hz and what the source was (fields in bindings/raw.ts). */
+export type LoadedAudio = RawPrepared;
 
-export interface DecodedAudio {
-  channels: number;
-  sampleRate: number;
-  frames: number;
-  format: string;
-  /** frames x channels, interleaved. */
-  interleaved: Float32Array;
-}
+/** An audio file or buffer as decoded: all channels, interleaved, at the source rate. */
+export type DecodedAudio = RawDecoded;
 
 function inputLabel(input: AudioInput): string {
   if (typeof input === 'string') return input;
@@ -62,10 +66,7 @@ function inputLabel(input: AudioInput): string {
 
 /** Fills in the paper's defaults for tile (62 s) and upsample (6.2x). */
 export function resolveFormatting(options: LoadAudioOptions = {}): RawPrepareOptions {
-  const formatting = options.formatting ?? 'none';
-  if (!FORMATTINGS.includes(formatting)) {
-    throw new ArgumentError('ERR_INVALID_ARGUMENT', `formatting must be one of ${FORMATTINGS.join(', ')}; got '${String(formatting)}'`);
-  }
+  const formatting = oneOf('formatting', FORMATTINGS, options.formatting ?? 'none');
   const out: RawPrepareOptions = { formatting };
   if (options.targetSeconds !== undefined) out.targetSeconds = options.targetSeconds;
   if (options.factor !== undefined) out.factor = options.factor;

@@ -90,3 +90,21 @@ export function nativeSync<T>(fn: () => T, input?: string): T {
     throw fromNative(err, input);
   }
 }
+
+// --- argument checks: one wording for every bad option ----------------------------------------------------
+
+/** An ArgumentError (ERR_INVALID_ARGUMENT) about `input` (an option name, a flag, a value). */
+export function invalidArgument(message: string, input?: string): ArgumentError {
+  return new ArgumentError('ERR_INVALID_ARGUMENT', message, input !== undefined ? { input } : undefined);
+}
+
+/** "a, b or c": how a list of allowed values reads in a message. */
+export function orList(values: readonly string[]): string {
+  return values.length < 2 ? values.join('') : `${values.slice(0, -1).join(', ')} or ${values[values.length - 1]}`;
+}
+
+/** `value` when it is one of `values`, else an ArgumentError: "<name> must be a, b or c; got 'x'". */
+export function oneOf<T extends string>(name: string, values: readonly T[], value: unknown): T {
+  if (typeof value === 'string' && (values as readonly string[]).includes(value)) return value as T;
+  throw invalidArgument(`${name} must be ${orList(values)}; got '${String(value)}'`, name);
+}

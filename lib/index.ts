@@ -1,27 +1,37 @@
 // calmkit's public API. No top-level await: this entry loads from both require() and import.
-export * from './errors';
-export { loadAudio, decodeAudio, writeAudio, resolveFormatting, MODEL_SAMPLE_RATE, PAPER_TILE_SECONDS, PAPER_UPSAMPLE_FACTOR, FORMATTINGS } from './audio';
+// Other entries: `calmkit/formats` (.npy/.npz, float16, Ogg headers) and `calmkit/queue` (BullMQ scale-out, which
+// loads bullmq and ioredis that users of the extractor alone should not pay for).
+export {
+  CalmkitError,
+  ArgumentError,
+  AudioError,
+  ModelError,
+  DeviceError,
+  DataError,
+  ProbeError,
+  QueueError,
+  AbortError,
+  DisposedError,
+  NativeError,
+  errorClassFor,
+} from './errors';
+
+// What calmkit runs on.
+export { doctor, gemmPeak, calmkitVersion } from './runtime';
+export type { DoctorReport, GemmPeakOptions, Device } from './runtime';
+
+// The audio front-end.
+export { loadAudio, decodeAudio, writeAudio, listAudioFiles, MODEL_SAMPLE_RATE, PAPER_TILE_SECONDS, PAPER_UPSAMPLE_FACTOR, FORMATTINGS, AUDIO_EXTENSIONS } from './audio';
 export type { AudioContainer, AudioEncoding, WriteAudioOptions, AudioInput, LoadAudioOptions, LoadedAudio, DecodedAudio, Formatting } from './audio';
-export { doctor } from './doctor';
-export type { DoctorReport } from './doctor';
-// Data: .npy/.npz, the feature store, OpenMIC-2018, the demo dataset.
-export { readNpy, writeNpy, encodeNpy, decodeNpy, readNpyHeader, readNpyRows, NPY_DTYPES } from './npy';
-export type { NpyArray, NpyDtype, NpyData, NpyHeader, EncodeNpyOptions } from './npy';
-export { readNpz } from './npz';
-export type { NpzMember, NpzStringArray, ReadNpzOptions } from './npz';
-export { toHalfBits, fromHalfBits, float32ToHalf, halfToFloat32 } from './float16';
-export { FeatureStore, StoreWriter } from './store';
-export type { StoreSpec, StoreDtype, StoreEntry, FailureInfo, FailureRecord, CorruptShard, VerifyReport, WriterOptions, OpenStoreOptions } from './store';
-export * from './openmic';
-export { generateDemoData, planDemoData, OPENMIC_INSTRUMENTS } from './demo-data';
-export type { DemoDataOptions, DemoDataResult, DemoClip } from './demo-data';
-export { oggVorbisInfo } from './ogg';
-export type { OggVorbisInfo } from './ogg';
-export { Jukebox, CALM_LAYER, jukeboxTimingBins, jukeboxAttention } from './jukebox';
+
+// The model.
+export { Jukebox, CALM_LAYER, JUKEBOX_PRESETS, PRECISIONS, POOLINGS, WINDOWS, defaultLayers, modelId, isModelId } from './model';
 export type {
   JukeboxDevice,
   JukeboxPrecision,
   JukeboxPooling,
+  JukeboxWindows,
+  JukeboxPreset,
   JukeboxLoadOptions,
   JukeboxInfo,
   JukeboxCheckpointInfo,
@@ -31,27 +41,20 @@ export type {
   LayerFeatures,
   JukeboxFeatures,
   JukeboxChunk,
-} from './jukebox';
-export {
-  modelId,
-  isModelId,
-  resolveSettings,
-  settingsHash,
-  settingsIdentity,
-  layerStoreSpec,
-  layerDir,
-  datasetItems,
-  openmicItems,
-  fileItems,
-  parseShard,
-  selectShard,
-  LayerStores,
-  LayerWriters,
-  extractToStore,
-} from './pipeline';
-export type { ExtractionSettings, SettingsInput, WorkItem, Shard, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './pipeline';
-// The BullMQ queue (addJobs, ExtractionWorker, queueStatus) is the 'calmkit/queue' entry: it loads bullmq and
-// ioredis, which users of the extractor alone should not pay for.
+} from './model';
+
+// Extraction into feature stores, and the recipe of a set of features.
+export { resolveSettings, settingsHash, recipeOf, recipeFromStoreSpec, datasetItems, fileItems, LayerStores, extractToStore, RECIPE_VERSION } from './extraction';
+export type { ExtractionSettings, SettingsInput, FeatureRecipe, WorkItem, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './extraction';
+export { FeatureStore, StoreWriter, STORE_DTYPES } from './store';
+export type { StoreSpec, StoreDtype, StoreEntry, FailureInfo, FailureRecord, CorruptShard, VerifyReport, WriterOptions, OpenStoreOptions } from './store';
+
+// Datasets.
+export * from './openmic';
+export { generateDemoData, planDemoData } from './demo';
+export type { DemoDataOptions, DemoDataResult, DemoClip } from './demo';
+
+// Probes, and the study's way from stored features to probes and from new audio to probabilities.
 export {
   trainProbeGrid,
   ProbeSet,
@@ -60,6 +63,11 @@ export {
   expandGrid,
   binaryMetrics,
   macroMetrics,
+  writeReport,
+  tableMarkdown,
+  tableCsv,
+  tableJson,
+  DEFAULT_FONT_DIR,
 } from './probes';
 export type {
   ProbeConfig,
@@ -81,6 +89,7 @@ export type {
   ProbeSetInfo,
   BinaryMetrics,
   MacroMetrics,
+  ReportOptions,
 } from './probes';
-export { writeReport, tableMarkdown, tableCsv, tableJson, DEFAULT_FONT_DIR } from './probes/report';
-export type { ReportOptions } from './probes/report';
+export { trainFromStore, predictAudio } from './study';
+export type { TrainFromStoreOptions, TrainFromStoreResult, PredictAudioOptions, AudioPredictions } from './study';

@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { Jukebox } from '../lib/jukebox';
-import { generateDemoData } from '../lib/demo-data';
+import { Jukebox } from '../lib/model/jukebox';
+import { generateDemoData } from '../lib/demo/generate';
 import { createProgress } from '../lib/cli/progress';
 
 async function main(): Promise<void> {
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const model = path.join(out, 'jukebox-tiny.pt');
   if (!fs.existsSync(model)) {
     console.error(`demo: writing a tiny random-weight Jukebox checkpoint to ${model}`);
-    await Jukebox.init({ preset: 'tiny', seed: 0, out: model });
+    await Jukebox.writeRandomCheckpoint({ preset: 'tiny', seed: 0, out: model });
   }
   const dataset = path.join(out, 'openmic-demo');
   if (!fs.existsSync(path.join(dataset, 'partitions', 'split01_test.csv'))) {

@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { ArgumentError, AudioError, decodeAudio, loadAudio, writeAudio } from '../lib';
+import { ArgumentError, AUDIO_EXTENSIONS, AudioError, datasetItems, decodeAudio, listAudioFiles, loadAudio, writeAudio } from '../lib';
 import { EMPTY_WAV, GENUINE_CLIP, OPENMIC, tempDir } from './helpers/paths';
 import { interleave, maxAbsDiff, peakFrequency, reference, sine } from './helpers/signal';
 
@@ -215,4 +215,14 @@ test.serial('1000 concurrent loadAudio calls: no crash, no leaked handles', asyn
   const after = openFds();
   t.deepEqual(after.filter((f) => f.includes(dir)), [], 'no audio file left open');
   t.deepEqual(after, before);
+});
+
+test('one list of audio extensions and one folder walk serve extraction and OpenMIC', (t) => {
+  const dir = tempDir('calmkit-walk-');
+  fs.mkdirSync(path.join(dir, 'b', 'c'), { recursive: true });
+  for (const f of ['b/c/z.OGA', 'a.wav', 'b/y.flac', 'notes.txt', 'b/x.opus']) fs.writeFileSync(path.join(dir, f), '');
+  t.deepEqual(listAudioFiles(dir).map((f) => path.relative(dir, f)), ['a.wav', 'b/c/z.OGA', 'b/x.opus', 'b/y.flac']);
+  t.true(AUDIO_EXTENSIONS.includes('.oga') && AUDIO_EXTENSIONS.includes('.ogg'));
+  t.deepEqual(datasetItems(dir).map((i) => i.key), ['a', 'x', 'y', 'z']);
+  fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -3,7 +3,7 @@
 // length (one and two windows, a short one) and in kind (audio and tokens), which the API allows in one batch.
 import test from 'ava';
 import fs from 'node:fs';
-import { Jukebox, type JukeboxExtractOptions, type JukeboxFeatures, type JukeboxInput } from '../lib/jukebox';
+import { Jukebox, type JukeboxExtractOptions, type JukeboxFeatures, type JukeboxInput } from '../lib/model/jukebox';
 import { synthAudio, tinyCheckpoint } from './helpers/model';
 
 const ckpt = tinyCheckpoint({ seed: 11 });

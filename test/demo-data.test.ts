@@ -7,9 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { register } from '../lib/cli/demo-data';
 import { encodeSmf, noteOff, noteOn } from '../lib/demo/midi';
-import { generateDemoData, planDemoData, OPENMIC_INSTRUMENTS } from '../lib/demo-data';
+import { generateDemoData, planDemoData } from '../lib/demo';
+import { OPENMIC_INSTRUMENTS } from '../lib/openmic';
 import { ArgumentError } from '../lib/errors';
-import { oggVorbisInfo } from '../lib/ogg';
+import { oggVorbisInfo } from '../lib/formats/ogg';
 import { OpenMIC } from '../lib/openmic';
 
 const SHARED = OPENMIC;

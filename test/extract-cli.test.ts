@@ -2,7 +2,8 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DataError } from '../lib/errors';
-import { fileItems, layerDir, modelId, parseShard, resolveSettings, selectShard, settingsHash } from '../lib/pipeline';
+import { fileItems, layerDir, parseShard, resolveSettings, selectShard, settingsHash } from '../lib/extraction';
+import { modelId } from '../lib/model';
 import { makeDataset, publishedShards, runCli, snapshot, spawnCli, tinyModel, waitFor } from './helpers/extract-fixtures';
 import { tempDir } from './helpers/paths';
 

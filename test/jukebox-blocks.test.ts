@@ -2,7 +2,7 @@
 // timing-conditioning bins for the real 5B hyperparameters (docs/jukebox-spec.md 3.2, 3.4).
 import test from 'ava';
 import { ArgumentError } from '../lib/errors';
-import { jukeboxAttention, jukeboxTimingBins } from '../lib/jukebox';
+import { jukeboxAttention, jukeboxTimingBins } from '../lib/model/testing';
 
 const B = 1, H = 2, T = 24, D = 4, BC = 4; // 6 blocks of 4
 const SHAPE: [number, number, number, number] = [B, H, T, D];

@@ -151,7 +151,7 @@ test('model init and info through the CLI', (t) => {
   t.regex(text, /prior: width 128, layers 1\.\.2 \(of 6\), heads 2/);
   t.regex(text, /float16: 8 tensors/);
   const json = JSON.parse(cli('model', 'info', out, '--json'));
-  t.is(json.layers, 2);
+  t.is(json.depth, 2);
   t.is(json.source, 'random init, seed 3');
   const err = t.throws(() => cli('model', 'info', path.join(dir, 'none.pt'))) as { status?: number; stderr?: Buffer | string };
   t.is(err.status, 1);

@@ -13,7 +13,7 @@ test('loading adds about one copy of the checkpoint to resident memory', async (
   try {
     const file = path.join(dir, 'small6.pt');
     // 'small' has wide layers, so the weights dominate everything else that loading allocates.
-    await Jukebox.init({ preset: 'small', layers: 6, out: file });
+    await Jukebox.writeRandomCheckpoint({ preset: 'small', layers: 6, out: file });
     // A fresh process: this one's allocator still holds the memory that writing the checkpoint used.
     const out = execFileSync(process.execPath, ['--import=tsx', path.join(__dirname, 'helpers', 'load-rss.ts'), file], {
       encoding: 'utf8',

@@ -41,7 +41,7 @@ test('info: hyperparameters, storage dtypes and where it runs', (t) => {
   const info = model.info;
   t.is(info.preset, 'tiny');
   t.is(info.width, W);
-  t.is(info.layers, 6);
+  t.is(info.depth, 6);
   t.is(info.nCtx, N_CTX);
   t.is(info.hop, 128);
   t.is(info.blockCtx, 32);
@@ -190,14 +190,14 @@ test('a stream left before its first chunk cancels cleanly', async (t) => {
 });
 
 test('progress reports layers and windows; abort rejects with AbortError and the model stays usable', async (t) => {
-  const events: { windowsDone: number; layersDone: number }[] = [];
+  const events: { windowsDone: number; blocksDone: number }[] = [];
   await model.extract(OPENMIC_CLIP, { layers: [4], windows: 'all', onProgress: (p) => events.push(p) });
   t.true(events.length >= 4 * 3);
-  t.deepEqual(events[events.length - 1], { clipsDone: 1, clipsTotal: 1, windowsDone: 4, windowsTotal: 4, layersDone: 4, layersTotal: 4 } as never);
+  t.deepEqual(events[events.length - 1], { clipsDone: 1, clipsTotal: 1, windowsDone: 4, windowsTotal: 4, blocksDone: 4, blocksTotal: 4 } as never);
 
   const ac = new AbortController();
   const err = await t.throwsAsync(
-    model.extract(OPENMIC_CLIP, { layers: [6], windows: 'all', signal: ac.signal, onProgress: (p) => p.layersDone >= 2 && ac.abort() }),
+    model.extract(OPENMIC_CLIP, { layers: [6], windows: 'all', signal: ac.signal, onProgress: (p) => p.blocksDone >= 2 && ac.abort() }),
   );
   t.true(err instanceof AbortError);
   t.is((err as AbortError).code, 'ERR_ABORTED');

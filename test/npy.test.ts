@@ -4,10 +4,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DataError } from '../lib/errors';
-import { fromHalfBits, toHalfBits } from '../lib/float16';
-import { decodeNpy, encodeNpy, readNpy, readNpyHeader, readNpyRows, writeNpy } from '../lib/npy';
-import { readNpz } from '../lib/npz';
-import { unpickleStringArray } from '../lib/pickle';
+import { fromHalfBits, toHalfBits } from '../lib/formats/float16';
+import { decodeNpy, encodeNpy, readNpy, readNpyHeader, readNpyRows, writeNpy } from '../lib/formats/npy';
+import { readNpz } from '../lib/formats/npz';
+import { unpickleStringArray } from '../lib/formats/pickle';
 import { PYTHON as PY } from './helpers/paths';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-npy-'));

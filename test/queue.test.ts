@@ -4,9 +4,10 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
-import { fileItems, layerDir, modelId, resolveSettings, settingsHash } from '../lib/pipeline';
-import { jobIdFor, queueStatus, redisConnection, type QueueJobResult, type QueueStatus } from '../lib/queue';
-import { QueueError } from '../lib/queue';
+import { fileItems, layerDir, resolveSettings, settingsHash } from '../lib/extraction';
+import { modelId } from '../lib/model';
+import { jobIdFor, queueStatus, redisConnection, type QueueJobResult, type QueueStatus } from '../lib/extraction/queue';
+import { QueueError } from '../lib/extraction/queue';
 import { freePort, makeDataset, RedisServer, runCli, snapshot, spawnCli, tinyModel, waitFor, type CliResult } from './helpers/extract-fixtures';
 import { tempDir } from './helpers/paths';
 

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DataError } from '../lib/errors';
-import { FeatureStore, type StoreSpec } from '../lib/store';
+import { FeatureStore, type StoreSpec } from '../lib/store/feature-store';
 import { PYTHON } from './helpers/paths';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-store-'));

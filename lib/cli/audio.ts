@@ -1,14 +1,16 @@
+// `calmkit audio`: what the front-end makes of audio files.
 import type { Command } from 'commander';
-import { decodeAudio, loadAudio, type Formatting } from '../audio';
+import { decodeAudio, FORMATTINGS, loadAudio, type Formatting } from '../audio';
+import { choice, positiveNumber } from './options';
 
 export function register(program: Command): void {
   program
     .command('audio')
     .description('decode audio files and show what the front-end makes of them (mono, 44.1 kHz, normalised, fitted)')
     .argument('<files...>', 'audio files (WAV, FLAC, Ogg Vorbis, MP3)')
-    .option('--formatting <mode>', 'none | tile | upsample | pad', 'none')
-    .option('--factor <x>', 'tile/upsample factor (upsample default 6.2)', parseFloat)
-    .option('--target-seconds <s>', 'tile/pad target duration (default 62)', parseFloat)
+    .option('--formatting <mode>', FORMATTINGS.join(' | '), choice('--formatting', FORMATTINGS), 'none')
+    .option('--factor <x>', 'tile/upsample factor (upsample default 6.2)', positiveNumber('--factor'))
+    .option('--target-seconds <s>', 'tile/pad target duration (default 62)', positiveNumber('--target-seconds'))
     .option('--json', 'print JSON lines')
     .action(async (files: string[], opts: { formatting: Formatting; factor?: number; targetSeconds?: number; json?: boolean }) => {
       let failed = 0;

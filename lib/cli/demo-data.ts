@@ -1,24 +1,17 @@
 // `calmkit demo-data --out DIR [--clips N] [--seed S] [--jobs J]`: renders a synthetic OpenMIC-layout dataset.
-import { Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { generateDemoData } from '../demo-data';
-
-function integer(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
+import { generateDemoData } from '../demo';
+import { integer } from './options';
 
 export function register(program: Command): void {
   program
     .command('demo-data')
     .description('render a synthetic dataset in the exact OpenMIC-2018 layout (fluidsynth + oggenc)')
     .requiredOption('--out <dir>', 'output folder (created; an existing non-demo folder is refused)')
-    .option('--clips <n>', 'number of 10 s clips', integer('--clips', 2), 200)
-    .option('--seed <s>', 'seed: same seed, same MIDI, labels, splits and audio', integer('--seed', 0), 0)
-    .option('--jobs <j>', 'concurrent renders (default: min(2, CPUs))', integer('--jobs', 1))
+    .option('--clips <n>', 'number of 10 s clips', integer('--clips', { min: 2 }), 200)
+    .option('--seed <s>', 'seed: same seed, same MIDI, labels, splits and audio', integer('--seed', { min: 0 }), 0)
+    .option('--jobs <j>', 'concurrent renders (default: min(2, CPUs))', integer('--jobs', { min: 1 }))
     .option('--soundfont <sf2>', 'General MIDI SoundFont (default: CALMKIT_SOUNDFONT or FluidR3_GM)')
     .action(async (opts: { out: string; clips: number; seed: number; jobs?: number; soundfont?: string }) => {
       // A live bar only on a terminal; logs and CI get one plain line per 10 % instead.

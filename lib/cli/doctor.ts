@@ -1,5 +1,6 @@
+// `calmkit doctor`: what calmkit runs on, for bug reports.
 import type { Command } from 'commander';
-import { doctor } from '../doctor';
+import { doctor } from '../runtime';
 
 function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;

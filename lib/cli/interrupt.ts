@@ -1,20 +1,31 @@
 // Ctrl-C for long commands: the first SIGINT/SIGTERM aborts the work through its AbortSignal so finished work
-// is flushed and kept; a second one exits at once. Exit status 130 after an interrupt.
+// is flushed and kept; a second one exits at once (only what was already published is kept, which is always
+// consistent). Exit status 130 after an interrupt.
 import { AbortError } from '../errors';
 
-export async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T | undefined> {
+export interface InterruptOptions {
+  /** Printed on the first signal (default: "<SIGNAL>: stopping after the current step; ..."). */
+  message?: string;
+}
+
+export async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>, options: InterruptOptions = {}): Promise<T | undefined> {
   const controller = new AbortController();
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (interrupted) process.exit(130);
+    if (interrupted) {
+      process.stderr.write(`${sig} again: exiting without waiting for the current step\n`);
+      process.exit(130);
+    }
     interrupted = true;
-    process.stderr.write(`\n${sig}: stopping after the current step; finished work is kept (again to quit at once)\n`);
+    process.stderr.write(`\n${options.message ?? `${sig}: stopping after the current step; finished work is kept (again to quit at once)`}\n`);
     controller.abort();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    return await work(controller.signal);
+    const result = await work(controller.signal);
+    if (interrupted) process.exitCode = 130;
+    return result;
   } catch (err) {
     if (interrupted || err instanceof AbortError) {
       process.stderr.write('interrupted: run the same command again to resume\n');

@@ -1,25 +1,28 @@
 #!/usr/bin/env node
-// The calmkit CLI. Each topic registers its commands from its own file.
-import fs from 'node:fs';
-import path from 'node:path';
+// The calmkit CLI: one file per command, each exporting register(program); shared flag parsers in options.ts.
 import { Command } from 'commander';
-import { packageRoot } from '../../bindings';
 import { CalmkitError } from '../errors';
+import { calmkitVersion } from '../runtime';
 import { register as registerAudio } from './audio';
 import { register as registerDemoData } from './demo-data';
 import { register as registerDoctor } from './doctor';
 import { register as registerExtract } from './extract';
 import { register as registerModel } from './model';
+import { register as registerPredict } from './predict';
 import { register as registerQueue } from './queue';
+import { register as registerReport } from './report';
 import { register as registerStudy } from './study';
+import { register as registerTrain } from './train';
+import { register as registerWorker } from './worker';
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('calmkit')
     .description('Jukebox CALM representations and instrument-recognition probes')
-    .version(JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version as string);
-  for (const register of [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerStudy, registerQueue]) register(program);
+    .version(calmkitVersion());
+  const commands = [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerTrain, registerPredict, registerReport, registerStudy, registerQueue, registerWorker];
+  for (const register of commands) register(program);
   return program;
 }
 

@@ -1,17 +1,7 @@
 // `calmkit model init|info`: make random-weight Jukebox checkpoints and describe checkpoints.
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
-import { Jukebox, type JukeboxCheckpointInfo } from '../jukebox';
-
-const PRESETS = ['tiny', 'small', '5b'] as const;
-
-function positiveInt(what: string, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 0 || n > max) throw new InvalidArgumentError(`${what} must be an integer in 0..${max}`);
-    return n;
-  };
-}
+import { Jukebox, JUKEBOX_PRESETS, type JukeboxCheckpointInfo, type JukeboxPreset } from '../model';
+import { choice, integer } from './options';
 
 function bytes(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
@@ -26,7 +16,7 @@ export function formatInfo(path: string, info: JukeboxCheckpointInfo): string {
     `${path}`,
     `  preset: ${info.preset} (${info.source})`,
     `  vq-vae (level 2): levels ${vq.levels}, downs_t [${vq.downsT.join(', ')}], strides_t [${vq.stridesT.join(', ')}], width ${vq.width}, depth ${vq.depth}, codebook ${vq.codebookSize} x ${vq.embWidth}, hop ${info.hop}`,
-    `  prior: width ${info.width}, layers 1..${info.layers} (of ${info.fullDepth}), heads ${info.heads}, n_state ${info.nState}, mlp ${info.mlpWidth}, n_ctx ${info.nCtx}, blocks ${info.blocks} (block_ctx ${info.blockCtx}), attn_order ${info.attnOrder}`,
+    `  prior: width ${info.width}, layers 1..${info.depth} (of ${info.fullDepth}), heads ${info.heads}, n_state ${info.nState}, mlp ${info.mlpWidth}, n_ctx ${info.nCtx}, blocks ${info.blocks} (block_ctx ${info.blockCtx}), attn_order ${info.attnOrder}`,
     `  window: ${info.windowSamples} samples (${(info.windowSamples / info.sampleRate).toFixed(4)} s at ${info.sampleRate} Hz)`,
     `  label: total_length ${info.label.totalLength}, offset ${info.label.offset}, artist ${info.label.artist}, genre ${info.label.genre}, durations [${info.label.minDuration}, ${info.label.maxDuration}) s, t_bins ${info.label.tBins}`,
     `  tensors: ${info.parameters.toLocaleString('en-US')} values, ${bytes(info.bytes)} (file ${bytes(info.fileBytes)}, one block ${bytes(info.blockBytes)})`,
@@ -40,18 +30,15 @@ export function register(program: Command): void {
   model
     .command('init')
     .description('write a random-weight checkpoint with jukebox\'s init scales (5b: the real shapes, about 5 GB for 36 layers)')
-    .requiredOption('--preset <preset>', `one of ${PRESETS.join(', ')}`, (v: string) => {
-      if (!(PRESETS as readonly string[]).includes(v)) throw new InvalidArgumentError(`preset must be one of ${PRESETS.join(', ')}`);
-      return v;
-    })
-    .option('--layers <n>', 'transformer blocks to keep (default: the preset\'s)', positiveInt('--layers', 4096))
-    .option('--seed <s>', 'random seed', positiveInt('--seed', Number.MAX_SAFE_INTEGER), 0)
+    .requiredOption('--preset <preset>', JUKEBOX_PRESETS.join(' | '), choice('--preset', JUKEBOX_PRESETS))
+    .option('--layers <n>', 'transformer blocks to keep (default: the preset\'s)', integer('--layers', { min: 1, max: 4096 }))
+    .option('--seed <s>', 'random seed', integer('--seed', { min: 0 }), 0)
     .requiredOption('--out <file>', 'checkpoint to write')
-    .action(async (opts: { preset: (typeof PRESETS)[number]; layers?: number; seed: number; out: string }) => {
+    .action(async (opts: { preset: JukeboxPreset; layers?: number; seed: number; out: string }) => {
       const started = Date.now();
-      await Jukebox.init({ preset: opts.preset, layers: opts.layers, seed: opts.seed, out: opts.out });
+      await Jukebox.writeRandomCheckpoint({ preset: opts.preset, layers: opts.layers, seed: opts.seed, out: opts.out });
       const info = await Jukebox.inspect(opts.out);
-      process.stdout.write(`wrote ${opts.out}: ${opts.preset}, ${info.layers} layers, ${bytes(info.fileBytes)} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+      process.stdout.write(`wrote ${opts.out}: ${opts.preset}, ${info.depth} layers, ${bytes(info.fileBytes)} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     });
 
   model

@@ -1,9 +1,9 @@
-// `calmkit queue add|status` and `calmkit worker`: extraction scaled out over BullMQ (docs/queue.md).
+// `calmkit queue add|status|model-id`: extraction jobs on a BullMQ queue in Redis (docs/queue.md); the workers
+// that take them are `calmkit worker` (worker.ts).
 import type { Command } from 'commander';
-import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from '../jukebox';
-import { isModelId, modelId } from '../pipeline';
-import { addJobs, DEFAULT_QUEUE, ExtractionWorker, queueStatus, type QueueStatus } from '../queue';
-import { addSettingsOptions, choice, intArg, positiveNumber, settingsFromOptions, workItems, type SettingsOptions } from './extract';
+import { addJobs, DEFAULT_QUEUE, queueStatus, type QueueStatus } from '../extraction/queue';
+import { isModelId, Jukebox, modelId } from '../model';
+import { addSettingsOptions, integer, positiveNumber, settingsFromOptions, workItems, type SettingsOptions } from './options';
 
 interface AddOptions extends SettingsOptions {
   dataset?: string;
@@ -13,22 +13,6 @@ interface AddOptions extends SettingsOptions {
   shard?: string;
   attempts: number;
   retryFailed?: boolean;
-}
-
-interface WorkerCliOptions {
-  redis: string;
-  queue: string;
-  model: string;
-  device: JukeboxDevice;
-  precision: JukeboxPrecision;
-  store: string;
-  concurrency?: number;
-  batch?: number;
-  batchWait: number;
-  lockDuration: number;
-  stalledInterval: number;
-  maxStalled: number;
-  progressSeconds: number;
 }
 
 function formatStatus(s: QueueStatus): string {
@@ -60,7 +44,7 @@ export function register(program: Command): void {
     .requiredOption('--redis <url>', 'redis://host:port[/db]')
     .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
     .option('--shard <i/N>', 'only the clips whose index in key order is i mod N')
-    .option('--attempts <n>', 'attempts for errors other than bad audio (which fail at once)', intArg('--attempts', 1), 3)
+    .option('--attempts <n>', 'attempts for errors other than bad audio (which fail at once)', integer('--attempts', { min: 1 }), 3)
     .option('--retry-failed', 'put failed jobs of these clips back to waiting');
   addSettingsOptions(add).action(async (files: string[], opts: AddOptions) => {
     const items = workItems(opts.dataset, files, opts.shard);
@@ -70,7 +54,7 @@ export function register(program: Command): void {
     else {
       const info = await Jukebox.inspect(opts.model);
       model = { id: modelId(opts.model), path: opts.model, preset: info.preset };
-      modelLayers = info.layers;
+      modelLayers = info.depth;
     }
     const settings = settingsFromOptions(model, opts, modelLayers);
     const r = await addJobs({ redis: opts.redis, queue: opts.queue, items, settings, attempts: opts.attempts, retryFailed: opts.retryFailed });
@@ -85,7 +69,7 @@ export function register(program: Command): void {
     .requiredOption('--redis <url>', 'redis://host:port[/db]')
     .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
     .option('--minutes <n>', 'throughput window', positiveNumber('--minutes'), 5)
-    .option('--failed <n>', 'failed jobs to list', intArg('--failed', 0), 100)
+    .option('--failed <n>', 'failed jobs to list', integer('--failed', { min: 0 }), 100)
     .option('--json', 'print JSON')
     .action(async (opts: { redis: string; queue: string; minutes: number; failed: number; json?: boolean }) => {
       const s = await queueStatus({ redis: opts.redis, queue: opts.queue, windowMinutes: opts.minutes, failedLimit: opts.failed });
@@ -98,57 +82,5 @@ export function register(program: Command): void {
     .argument('<file>', 'checkpoint')
     .action((file: string) => {
       process.stdout.write(modelId(file) + '\n');
-    });
-
-  program
-    .command('worker')
-    .description('take extraction jobs from the queue and write features into a shared store; SIGTERM/SIGINT stop it gracefully')
-    .requiredOption('--redis <url>', 'redis://host:port[/db]')
-    .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
-    .requiredOption('--model <file>', 'checkpoint (jobs must name its id)')
-    .requiredOption('--store <dir>', 'store root (features go to <dir>/layer-<L>/); shared by all workers')
-    .option('--device <device>', 'cpu | cuda | auto', 'cpu')
-    .option('--precision <p>', 'fp32 | bf16 | fp16 (jobs must ask for the same)', choice('--precision', ['fp32', 'bf16', 'fp16'] as const), 'fp32')
-    .option('--batch <n>', 'clips per forward pass (default 1 on cpu, 8 on cuda)', intArg('--batch', 1))
-    .option('--concurrency <n>', 'jobs held at once (default 2 x batch)', intArg('--concurrency', 1))
-    .option('--batch-wait <ms>', 'longest wait for a partial batch to fill', intArg('--batch-wait', 0), 200)
-    .option('--lock-duration <ms>', 'job lock lifetime; a dead worker\'s jobs return to the queue after about this', intArg('--lock-duration', 1000), 60_000)
-    .option('--stalled-interval <ms>', 'how often to look for stalled jobs', intArg('--stalled-interval', 100), 30_000)
-    .option('--max-stalled <n>', 'stalls a job may survive before it fails', intArg('--max-stalled', 0), 2)
-    .option('--progress-seconds <s>', 'seconds between progress lines (0: none)', intArg('--progress-seconds', 0), 10)
-    .action(async (opts: WorkerCliOptions) => {
-      const worker = await ExtractionWorker.start({
-        redis: opts.redis,
-        queue: opts.queue,
-        model: opts.model,
-        device: opts.device,
-        precision: opts.precision,
-        store: opts.store,
-        batch: opts.batch,
-        concurrency: opts.concurrency,
-        batchWaitMs: opts.batchWait,
-        lockDurationMs: opts.lockDuration,
-        stalledIntervalMs: opts.stalledInterval,
-        maxStalledCount: opts.maxStalled,
-        progressSeconds: opts.progressSeconds,
-      });
-      await new Promise<void>((resolve) => {
-        let signals = 0;
-        const stop = (sig: NodeJS.Signals) => {
-          signals++;
-          if (signals > 1) {
-            // A second signal: leave now. Taken jobs are not lost: their locks lapse and others redo them.
-            process.stderr.write(`worker ${worker.id}: ${sig} again: exiting without finishing taken jobs\n`);
-            process.exit(130);
-          }
-          worker.close().then(() => resolve(), (err) => {
-            process.stderr.write(`worker ${worker.id}: error while stopping: ${(err as Error).message}\n`);
-            process.exitCode = 1;
-            resolve();
-          });
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
     });
 }

@@ -4,8 +4,9 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { listAudioFiles } from '../audio';
 import { ArgumentError, DataError } from '../errors';
-import { readNpz, type NpzMember } from '../npz';
+import { readNpz, type NpzMember } from '../formats/npz';
 import { Rng } from '../random';
 import {
   RELEASE_KEY,
@@ -40,8 +41,6 @@ export const RELEASE_FILES = {
   audioChecksums: 'checksums/openmic-2018-audio.csv',
   gururani: ['gururani2019_trainval_split_keys.csv', 'attentionmic-gururani2019/gururani2019_trainval_split_keys.csv'],
 } as const;
-
-const AUDIO_EXTENSIONS = ['.ogg', '.wav', '.flac', '.mp3', '.aiff', '.aif', '.opus'];
 
 export type MissingAudio = 'require' | 'skip' | 'ignore';
 
@@ -541,19 +540,11 @@ function crossCheckNpz(npz: ReleaseNpz, csv: Map<string, Map<number, LabelRow>>,
 
 function scanAudio(dir: string): Map<string, string> {
   const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const ent of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, ent.name);
-      if (ent.isDirectory()) walk(p);
-      else {
-        const ext = path.extname(ent.name).toLowerCase();
-        if (!AUDIO_EXTENSIONS.includes(ext)) continue;
-        const key = ent.name.slice(0, -ext.length);
-        if (out.has(key)) throw new DataError('ERR_DATA_SPLIT', `two audio files share the key '${key}': ${out.get(key)} and ${p}`, { input: p });
-        out.set(key, p);
-      }
-    }
-  };
-  walk(dir);
+  for (const p of listAudioFiles(dir)) {
+    const name = path.basename(p);
+    const key = name.slice(0, -path.extname(name).length);
+    if (out.has(key)) throw new DataError('ERR_DATA_SPLIT', `two audio files share the key '${key}': ${out.get(key)} and ${p}`, { input: p });
+    out.set(key, p);
+  }
   return out;
 }

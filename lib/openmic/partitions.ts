@@ -1,10 +1,12 @@
 // Per-instrument train/validation/test partitions. OpenMIC labels are partial, so each instrument is its own
 // binary task over the clips labelled for it (relevance > 0.5 present, < 0.5 absent); the test set is always
 // split01 test, and the validation fold is carved out of split01 train by one of three documented rules.
-import { DataError, ArgumentError } from '../errors';
+import { DataError, ArgumentError, oneOf } from '../errors';
 import { Rng } from '../random';
 
-export type ValidationRule = 'stratified' | 'gururani2019' | 'artist' | 'none';
+/** How a validation fold is drawn from split01 train (see PartitionOptions.validation). */
+export const VALIDATION_RULES = ['stratified', 'gururani2019', 'artist', 'none'] as const;
+export type ValidationRule = (typeof VALIDATION_RULES)[number];
 
 export interface PartitionOptions {
   /**
@@ -69,7 +71,7 @@ function part(keys: string[], target: (k: string) => 0 | 1): SplitPart {
 
 export function buildPartitions(src: PartitionSource, options: PartitionOptions = {}): InstrumentPartition[] {
   const rule = options.validation ?? 'stratified';
-  if (!['stratified', 'gururani2019', 'artist', 'none'].includes(rule)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `validation must be stratified, gururani2019, artist or none; got '${String(rule)}'`);
+  oneOf('validation', VALIDATION_RULES, rule);
   const frac = options.valFraction ?? 0.15;
   if (!(frac >= 0 && frac < 1)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `valFraction must be in [0, 1); got ${frac}`);
   const seed = options.seed ?? 0;

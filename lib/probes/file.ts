@@ -1,4 +1,4 @@
-// The probe-set file: a JSON header plus raw typed-array blobs, checksummed, written atomically.
+// The probe-set file: a JSON header plus raw typed-array blobs, checksummed (written atomically by ProbeSet.save).
 //
 // Layout (little-endian):
 //   "CALMKIT-PROBES\n\0" (16 bytes) | u32 format | u32 header bytes | header JSON (UTF-8) | blobs | sha256 (32 bytes)
@@ -6,8 +6,6 @@
 // type, offset (from the start of the blob area, 8-byte aligned) and element count. The sha256 covers
 // everything before it, so truncation and bit flips are both caught before any field is trusted.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { ProbeError } from '../errors';
 
 const MAGIC = Buffer.from('CALMKIT-PROBES\n\0', 'latin1');
@@ -134,24 +132,5 @@ export function decodeProbeFile(buf: Buffer, label: string): unknown {
     return joinBlobs(header.body, blobs);
   } catch (err) {
     return fail((err as Error).message);
-  }
-}
-
-/** Writes `data` to `file` through a temporary file in the same directory and a rename: never half-written. */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const dir = path.dirname(path.resolve(file));
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'w');
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw err;
   }
 }

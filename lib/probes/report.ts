@@ -4,8 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ArgumentError } from '../errors';
-import { writeFileAtomic } from './file';
-import type { ProbeSet, ProbeTable, TableRow } from './index';
+import { atomicReplace } from '../store/fsatomic';
+import type { ProbeSet, ProbeTable, TableRow } from './probe-set';
 
 export const DEFAULT_FONT_DIR = '/usr/share/fonts/truetype/dejavu';
 const FONT = 'DejaVu Sans';
@@ -178,7 +178,7 @@ async function renderChart(spec: VlSpec, base: string, opts: Required<Pick<Repor
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();
-  writeFileAtomic(`${base}.svg`, svg);
+  atomicReplace(`${base}.svg`, svg);
   const files = [`${base}.svg`];
   if (opts.png) {
     const { Resvg } = await import('@resvg/resvg-js');
@@ -188,7 +188,7 @@ async function renderChart(spec: VlSpec, base: string, opts: Required<Pick<Repor
     })
       .render()
       .asPng();
-    writeFileAtomic(`${base}.png`, png);
+    atomicReplace(`${base}.png`, png);
     files.push(`${base}.png`);
   }
   return files;
@@ -208,7 +208,7 @@ export async function writeReport(set: ProbeSet, dir: string, options: ReportOpt
   const files: string[] = [];
   const put = (name: string, text: string) => {
     const f = path.join(dir, name);
-    writeFileAtomic(f, text);
+    atomicReplace(f, text);
     files.push(f);
   };
   const table = set.table();

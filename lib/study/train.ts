@@ -1,12 +1,13 @@
 // From a feature store and a dataset's per-instrument partitions to a trained probe grid. The store holds one
 // pooled vector per clip; partitions name clips by key; the trainer wants one matrix plus row indices.
 import { DataError } from '../errors';
+import { recipeOfStoreSpec } from '../extraction/recipe';
 import type { OpenMIC } from '../openmic';
 import type { InstrumentPartition, PartitionOptions, SplitPart } from '../openmic';
 import { trainProbeGrid, type ProbeSet, type ProbeTask, type TrainProbeGridOptions } from '../probes';
-import type { FeatureStore } from '../store';
+import type { FeatureStore } from '../store/feature-store';
 
-export interface TrainFromStoreOptions extends Omit<TrainProbeGridOptions, 'features' | 'dim' | 'tasks' | 'manifest'> {
+export interface TrainFromStoreOptions extends Omit<TrainProbeGridOptions, 'features' | 'dim' | 'tasks' | 'recipe' | 'manifest'> {
   dataset: OpenMIC;
   store: FeatureStore;
   partitions?: PartitionOptions;
@@ -58,6 +59,8 @@ export async function trainFromStore(options: TrainFromStoreOptions): Promise<Tr
     features: matrix.data,
     dim: matrix.dim,
     tasks,
+    // The store's spec is the recipe of its features (undefined for a store calmkit's extraction did not make).
+    recipe: recipeOfStoreSpec(store.spec, store.dir),
     manifest: { store: store.manifest(), partitions: partitionOptions ?? {}, missing: missing.length },
   });
   return { probes, partitions, missing };

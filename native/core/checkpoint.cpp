@@ -1,7 +1,5 @@
 #include "core/checkpoint.h"
 
-#include <optional>
-
 #include <torch/script.h>
 
 #include <cmath>
@@ -194,33 +192,6 @@ class ModuleTree {
   std::map<std::string, torch::jit::Module> nodes_;
 };
 
-enum class Init { Normal, Zeros, Ones, ConvUniform };
-
-// jukebox's init (spec 5.7) for the prior; PyTorch's default Conv1d init for the VQ-VAE (which jukebox keeps);
-// the codebook is filled later from encoder outputs.
-std::pair<Init, double> initFor(const TensorSpec& s) {
-  const std::string& k = s.key;
-  auto endsWith = [&](const char* suffix) {
-    std::string suf(suffix);
-    return k.size() >= suf.size() && k.compare(k.size() - suf.size(), suf.size(), suf) == 0;
-  };
-  constexpr double initScale = 0.1;
-  if (k.rfind("encoders.", 0) == 0) {
-    int64_t fanIn = s.shape.size() == 3 ? s.shape[1] * s.shape[2] : 0;
-    // A bias's bound is its weight's, which expectedTensors lists just before it (scale 0: reuse it).
-    if (endsWith(".bias")) return {Init::ConvUniform, 0.0};
-    return {Init::ConvUniform, 1.0 / std::sqrt(static_cast<double>(fanIn))};
-  }
-  if (k == "bottleneck.level_blocks.2.k") return {Init::Zeros, 0.0};
-  if (k == "prior.x_emb.weight") return {Init::Normal, 0.02 * initScale};
-  if (k == "prior.pos_emb.pos_emb") return {Init::Normal, 0.01 * initScale};
-  if (k.rfind("y_emb.", 0) == 0) return {Init::Normal, 0.01 * initScale};
-  if (endsWith(".w")) return {Init::Normal, 0.02 * initScale};
-  if (endsWith(".b")) return {Init::Zeros, 0.0};
-  if (k.find(".ln_") != std::string::npos) return {endsWith(".weight") ? Init::Ones : Init::Zeros, 0.0};
-  return {Init::Zeros, 0.0};
-}
-
 }  // namespace
 
 int64_t Hparams::hop() const {
@@ -395,51 +366,6 @@ Checkpoint loadCheckpoint(const std::string& path) {
   }
   if (!problems.empty()) throwProblems(path, "checkpoint does not match its hyperparameters", problems);
   return ck;
-}
-
-namespace {
-
-std::map<std::string, torch::Tensor> drawTensors(const Hparams& hp, std::optional<at::Generator> gen, torch::Device device) {
-  checkHparams(hp, "model init");
-  std::map<std::string, torch::Tensor> out;
-  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
-  double lastFanBound = 0.0;
-  for (const auto& s : expectedTensors(hp)) {
-    auto [init, scale] = initFor(s);
-    torch::Tensor t;
-    switch (init) {
-      case Init::Normal:
-        t = torch::empty(s.shape, f32).normal_(0.0, scale, gen);
-        break;
-      case Init::Zeros:
-        t = torch::zeros(s.shape, f32);
-        break;
-      case Init::Ones:
-        t = torch::ones(s.shape, f32);
-        break;
-      case Init::ConvUniform: {
-        const double bound = scale > 0 ? scale : lastFanBound;
-        lastFanBound = bound;
-        t = torch::empty(s.shape, f32).uniform_(-bound, bound, gen);
-        break;
-      }
-    }
-    // Cast after drawing so fp16 weights are the rounded values of an fp32 draw, as jukebox's fp16_params.
-    out.emplace(s.key, t.to(s.dtype));
-  }
-  return out;
-}
-
-}  // namespace
-
-std::map<std::string, torch::Tensor> randomTensors(const Hparams& hp, at::Generator& gen) {
-  return drawTensors(hp, gen, torch::kCPU);
-}
-
-std::map<std::string, torch::Tensor> randomTensorsOn(const Hparams& hp, torch::Device device) {
-  auto out = drawTensors(hp, std::nullopt, device);
-  out["bottleneck.level_blocks.2.k"].normal_(0.0, 1.0);
-  return out;
 }
 
 void saveCheckpoint(const Hparams& hp, const std::map<std::string, torch::Tensor>& tensors, const std::string& path) {

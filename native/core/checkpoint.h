@@ -1,6 +1,6 @@
 // The calmkit Jukebox checkpoint: a TorchScript archive whose state_dict keys are jukebox's own names and whose
 // root attributes are the hyperparameters (docs/contracts.md). Reading validates every key's presence, shape
-// and dtype before anything runs; writing makes random-weight checkpoints with jukebox's init scales.
+// and dtype before anything runs; writing saves tensors and hyperparameters (random weights: core/random_model.h).
 #pragma once
 #include <torch/torch.h>
 
@@ -81,14 +81,6 @@ struct Checkpoint {
 // Loads and validates. Errors: ERR_MODEL_FILE (missing, unreadable), ERR_MODEL_FORMAT (not TorchScript,
 // truncated, missing attributes or keys, wrong shapes or dtypes).
 Checkpoint loadCheckpoint(const std::string& path);
-
-// Random weights with jukebox's init scales (docs/jukebox-spec.md section 5.7), as stored (fp16 `.w`). The
-// codebook is a placeholder here: jukebox.h's writeRandomModel sets it from encoder outputs.
-std::map<std::string, torch::Tensor> randomTensors(const Hparams& hp, at::Generator& gen);
-// The same init drawn on `device` with torch's default generator for it (seed it with torch::manual_seed): a
-// model of the real 5B shapes made where it runs, with no file and no host copy. The codebook (zeros in
-// randomTensors, filled from encoder outputs by writeRandomModel) is standard normal here.
-std::map<std::string, torch::Tensor> randomTensorsOn(const Hparams& hp, torch::Device device);
 
 // Writes tensors (state_dict names) and hyperparameters as a TorchScript archive.
 void saveCheckpoint(const Hparams& hp, const std::map<std::string, torch::Tensor>& tensors, const std::string& path);

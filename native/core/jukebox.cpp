@@ -1,14 +1,11 @@
 #include "core/jukebox.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <torch/version.h>
-
 #include <algorithm>
 #include <cmath>
 #include <set>
 
+#include "core/device.h"
 #include "core/error.h"
-#include "core/runtime.h"
 
 namespace calmkit::jukebox {
 namespace {
@@ -16,18 +13,6 @@ namespace {
 std::string blockPrefix(int64_t i) { return "prior.transformer._attn_mods." + std::to_string(i) + "."; }
 
 int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-// Output length of the level-2 encoder for n samples: only the strided convs change the length.
-int64_t encodedLength(const Hparams& hp, int64_t n) {
-  for (int64_t b = 0; b < hp.vqLevels; ++b) {
-    const int64_t s = hp.vqStridesT[b];
-    for (int64_t i = 0; i < hp.vqDownsT[b]; ++i) {
-      const int64_t num = n + 2 * (s / 2) - 2 * s;
-      n = num < 0 ? 0 : num / s + 1;
-    }
-  }
-  return n;
-}
 
 // RangeEmbedding's binning with jukebox's float32 ops: normalise into [0, 1) and scale to the bins.
 torch::Tensor rangeBins(const torch::Tensor& position, double lo, double hi, int64_t bins) {
@@ -49,28 +34,6 @@ void checkBins(const torch::Tensor& bins, int64_t tBins, const char* what) {
                                         std::to_string(tBins) + "): check cond_total_length, cond_offset, min/max_duration");
   }
 }
-
-void checkFinite(const std::vector<float>& x, const std::string& label) {
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) {
-      throw Error(code::kAudioNotFinite, label + ": sample " + std::to_string(i) + " is not finite (NaN or infinity)");
-    }
-  }
-}
-
-// Whether the device has matrix products in this dtype (LibTorch 1.13's CPU has none for float16).
-void checkPrecisionSupported(torch::Device device, c10::ScalarType dtype, Precision p) {
-  try {
-    c10::InferenceMode guard;
-    auto a = torch::ones({2, 2}, torch::TensorOptions().dtype(dtype).device(device));
-    (void)torch::addmm(a, a, a);
-  } catch (const std::exception&) {
-    throw Error(code::kDevice, std::string("precision ") + precisionName(p) + " is not supported on " + device.str() +
-                                   " by this LibTorch (" + TORCH_VERSION + "); use fp32" +
-                                   (device.is_cpu() ? " or bf16 on the CPU, or fp16 on a GPU" : ""));
-  }
-}
-
 }  // namespace
 
 Precision parsePrecision(const std::string& s) {
@@ -87,31 +50,6 @@ const char* precisionName(Precision p) {
     case Precision::Bf16: return "bf16";
   }
   return "?";
-}
-
-torch::Device resolveDevice(const std::string& spec) {
-  if (spec == "cpu") return torch::kCPU;
-  const bool cuda = torch::cuda::is_available();
-  if (spec == "auto") return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
-  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
-    if (!cuda) {
-      throw Error(code::kDevice, "device '" + spec + "' is not available: " + runtime::cudaUnavailableReason());
-    }
-    int64_t index = 0;
-    if (spec.size() > 5) {
-      const std::string digits = spec.substr(5);
-      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 3) {
-        throw Error(code::kInvalidArgument, "device must be cpu, cuda, cuda:N or auto; got '" + spec + "'");
-      }
-      index = std::stoll(digits);
-    }
-    if (index >= static_cast<int64_t>(torch::cuda::device_count())) {
-      throw Error(code::kDevice, "device '" + spec + "' is not available: " + std::to_string(torch::cuda::device_count()) +
-                                     " CUDA device(s) visible");
-    }
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-  }
-  throw Error(code::kInvalidArgument, "device must be cpu, cuda, cuda:N or auto; got '" + spec + "'");
 }
 
 TimingBins timingBins(const Hparams& hp) {
@@ -159,12 +97,29 @@ int64_t encoderReceptiveField(const Hparams& hp) {
   return rf;
 }
 
+int64_t encoderMarginSamples(const Hparams& hp) { return roundUp(encoderReceptiveField(hp), hp.hop()); }
+
+int64_t firstWindowSamples(const Hparams& hp) { return hp.windowSamples() + encoderMarginSamples(hp); }
+
+int64_t encodedLength(const Hparams& hp, int64_t n) {
+  for (int64_t b = 0; b < hp.vqLevels; ++b) {
+    const int64_t s = hp.vqStridesT[b];
+    for (int64_t i = 0; i < hp.vqDownsT[b]; ++i) {
+      const int64_t num = n + 2 * (s / 2) - 2 * s;
+      n = num < 0 ? 0 : num / s + 1;
+    }
+  }
+  return n;
+}
+
 // ---- Model -------------------------------------------------------------------------------------------------
 
 std::shared_ptr<Model> Model::load(const std::string& path, const std::string& deviceSpec, Precision precision) {
-  const torch::Device device = resolveDevice(deviceSpec);
+  const torch::Device device = device::resolve(deviceSpec);
   if (precision != Precision::Fp32) {
-    checkPrecisionSupported(device, precision == Precision::Fp16 ? torch::kFloat16 : torch::kBFloat16, precision);
+    device::checkMatmulDtype(device, precision == Precision::Fp16 ? torch::kFloat16 : torch::kBFloat16,
+                             std::string("precision ") + precisionName(precision),
+                             std::string("use fp32") + (device.is_cpu() ? " or bf16 on the CPU, or fp16 on a GPU" : ""));
   }
   return fromCheckpoint(loadCheckpoint(path), device, precision);
 }
@@ -340,236 +295,6 @@ void Model::forward(const torch::Tensor& tokens, const std::vector<int>& layers,
       ++next;
     }
   }
-}
-
-namespace {
-
-// Chirps, harmonics and noise bursts: enough variety that a random encoder's frames spread out.
-torch::Tensor syntheticAudio(int64_t clips, int64_t n, at::Generator& gen) {
-  torch::Tensor t = torch::arange(n, torch::kFloat64).div(44100.0).unsqueeze(0);
-  torch::Tensor f0 = torch::empty({clips, 1}, torch::kFloat64).uniform_(50.0, 2000.0, gen);
-  torch::Tensor sweep = torch::empty({clips, 1}, torch::kFloat64).uniform_(-400.0, 400.0, gen);
-  torch::Tensor phase = 2 * M_PI * (f0 * t + 0.5 * sweep * t * t);
-  torch::Tensor x = phase.sin() + 0.5 * (2 * phase).sin() + 0.25 * (3 * phase).sin();
-  torch::Tensor envelope = (t * torch::empty({clips, 1}, torch::kFloat64).uniform_(1.0, 8.0, gen) * 2 * M_PI).sin().abs();
-  x = x * envelope + torch::empty({clips, n}, torch::kFloat64).normal_(0.0, 0.3, gen) * (1 - envelope);
-  return (x / x.abs().amax(1, true)).to(torch::kFloat32);
-}
-
-}  // namespace
-
-void writeRandomModel(const Hparams& hp, uint64_t seed, const std::string& path) {
-  c10::InferenceMode guard;
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  Checkpoint ck;
-  ck.hp = hp;
-  ck.tensors = randomTensors(hp, gen);
-  const std::string codebook = "bottleneck.level_blocks.2.k";
-  {
-    Checkpoint encoderOnly;
-    encoderOnly.hp = hp;
-    encoderOnly.tensors = ck.tensors;  // shares storage; nothing is copied
-    auto model = Model::fromCheckpoint(std::move(encoderOnly), torch::kCPU, Precision::Fp32);
-    const int64_t frames = hp.vqLBins * 2, clips = 8;
-    const int64_t n = (frames / clips + 1) * hp.hop();
-    torch::Tensor feats = model->encodeFeatures(syntheticAudio(clips, n, gen));
-    torch::Tensor flat = feats.permute({0, 2, 1}).reshape({-1, hp.vqEmbWidth});
-    // A random encoder's frames crowd around one point (|x|^2 ~ 2 with neighbours 1e-6 apart), so the fp32
-    // argmin becomes a coin toss that two correct implementations toss differently. Standardising the output
-    // conv per channel spreads them out; a trained encoder would not need it.
-    torch::Tensor mu = flat.mean(0), sigma = flat.std(0).clamp_min(1e-6);
-    const std::string out = "encoders.2.level_blocks." + std::to_string(hp.vqLevels - 1) + ".model." +
-                            std::to_string(hp.vqDownsT[hp.vqLevels - 1]) + ".";
-    ck.tensors[out + "weight"] = ck.tensors[out + "weight"].div(sigma.view({-1, 1, 1})).contiguous();
-    ck.tensors[out + "bias"] = ck.tensors[out + "bias"].sub(mu).div(sigma).contiguous();
-    flat = flat.sub(mu).div(sigma);
-    torch::Tensor pick = torch::randperm(flat.size(0), gen, torch::kInt64).narrow(0, 0, std::min(flat.size(0), hp.vqLBins));
-    if (pick.size(0) < hp.vqLBins) pick = torch::randint(0, flat.size(0), {hp.vqLBins}, gen, torch::kInt64);
-    torch::Tensor k = flat.index_select(0, pick);
-    // A little noise breaks exact duplicates between entries, which would make ties.
-    k = k + torch::empty_like(k).normal_(0.0, 1e-3, gen) * k.std();
-    ck.tensors[codebook] = k.contiguous();
-  }
-  saveCheckpoint(hp, ck.tensors, path);
-}
-
-// ---- extraction --------------------------------------------------------------------------------------------
-
-Pooling parsePooling(const std::string& s) {
-  if (s == "mean") return Pooling::Mean;
-  if (s == "segments") return Pooling::Segments;
-  if (s == "none") return Pooling::None;
-  throw Error(code::kInvalidArgument, "pooling must be mean, segments or none; got '" + s + "'");
-}
-
-std::vector<int> validateLayers(const std::vector<int>& layers, const Hparams& hp) {
-  if (layers.empty()) throw Error(code::kInvalidArgument, "layers must name at least one layer");
-  std::vector<std::string> bad;
-  for (int l : layers) {
-    if (l < 1 || l > hp.depth) bad.push_back(std::to_string(l));
-  }
-  if (!bad.empty()) {
-    std::string list;
-    for (size_t i = 0; i < bad.size(); ++i) list += (i ? ", " : "") + bad[i];
-    throw Error(code::kInvalidArgument, "layers out of range: " + list + " (this checkpoint has layers 1.." +
-                                            std::to_string(hp.depth) + "; layers are 1-based)");
-  }
-  std::vector<int> out(layers);
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
-int64_t segmentTokensFor(const ExtractOptions& o, const Hparams& hp) {
-  if (o.segmentTokens > 0 && o.segmentSeconds > 0) {
-    throw Error(code::kInvalidArgument, "give segment length in tokens or in seconds, not both");
-  }
-  if (o.segmentTokens > 0) return o.segmentTokens;
-  if (o.segmentSeconds > 0 && std::isfinite(o.segmentSeconds)) {
-    const double tokens = o.segmentSeconds * static_cast<double>(hp.sampleRate) / static_cast<double>(hp.hop());
-    return std::max<int64_t>(1, static_cast<int64_t>(std::llround(tokens)));
-  }
-  throw Error(code::kInvalidArgument, "segments pooling needs a positive segment length (tokens or seconds)");
-}
-
-namespace {
-
-// [B, L, W] -> [B, S, W]: means over consecutive runs of k positions, the last one possibly shorter.
-torch::Tensor segmentMeans(const torch::Tensor& h, int64_t k) {
-  const int64_t B = h.size(0), L = h.size(1), W = h.size(2), full = L / k;
-  std::vector<torch::Tensor> parts;
-  if (full > 0) parts.push_back(h.narrow(1, 0, full * k).reshape({B, full, k, W}).mean(2));
-  if (L % k) parts.push_back(h.narrow(1, full * k, L - full * k).mean(1, true));
-  return parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
-}
-
-struct Plan {
-  int64_t tokensTotal = 0;  // tokens available in the clip
-  int64_t windows = 0;
-  int64_t samples = 0;
-};
-
-// Checks one clip and says how many tokens and windows it makes.
-Plan planClip(const Hparams& hp, const ClipInput& c, bool allWindows) {
-  Plan p;
-  if (c.isTokens) {
-    if (c.tokens.empty()) throw Error(code::kInvalidArgument, c.label + ": no tokens");
-    for (int64_t t : c.tokens) {
-      if (t < 0 || t >= hp.bins) {
-        throw Error(code::kInvalidArgument, c.label + ": token " + std::to_string(t) + " outside 0.." + std::to_string(hp.bins - 1));
-      }
-    }
-    p.tokensTotal = static_cast<int64_t>(c.tokens.size());
-  } else {
-    if (c.samples.empty()) throw Error(code::kAudioEmpty, c.label + ": no audio samples");
-    checkFinite(c.samples, c.label);
-    p.samples = static_cast<int64_t>(c.samples.size());
-    p.tokensTotal = encodedLength(hp, p.samples);
-    if (p.tokensTotal < 1) {
-      throw Error(code::kAudioEmpty, c.label + ": " + std::to_string(p.samples) + " samples is shorter than one token (" +
-                                         std::to_string(hp.hop()) + " samples)");
-    }
-  }
-  p.windows = allWindows ? (p.tokensTotal + hp.nCtx - 1) / hp.nCtx : 1;
-  return p;
-}
-
-// Tokens [1, Lw] of window w: encoded from the window's audio plus a margin of at least the encoder's receptive
-// field on each side, so they equal the codes of the whole signal (jukemir encodes 25 s to use 23.78 s).
-torch::Tensor windowTokens(const Model& model, const ClipInput& clip, const Plan& p, int64_t w) {
-  const Hparams& hp = model.hparams();
-  const int64_t first = w * hp.nCtx, count = std::min(hp.nCtx, p.tokensTotal - first);
-  if (clip.isTokens) {
-    torch::Tensor t = torch::empty({1, count}, torch::kInt64);
-    std::copy_n(clip.tokens.begin() + first, count, t.data_ptr<int64_t>());
-    return t.to(model.device());
-  }
-  const int64_t hop = hp.hop(), margin = roundUp(encoderReceptiveField(hp), hop);
-  const int64_t a = std::max<int64_t>(0, first * hop - margin);
-  const int64_t b = std::min(p.samples, (first + count) * hop + margin);
-  torch::Tensor audio = torch::empty({1, b - a}, torch::kFloat32);
-  std::copy_n(clip.samples.begin() + a, b - a, audio.data_ptr<float>());
-  torch::Tensor codes = model.encode(audio);
-  return codes.narrow(1, (first * hop - a) / hop, count);
-}
-
-}  // namespace
-
-ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, const ExtractOptions& opts, Sink& sink,
-                      bool collectNone) {
-  const Hparams& hp = model.hparams();
-  const std::vector<int> layers = validateLayers(opts.layers, hp);
-  const int64_t segTokens = opts.pooling == Pooling::Segments ? segmentTokensFor(opts, hp) : 0;
-  if (clips.empty()) throw Error(code::kInvalidArgument, "no input clips");
-  std::vector<Plan> plans;
-  plans.reserve(clips.size());
-  for (const auto& c : clips) plans.push_back(planClip(hp, c, opts.allWindows));
-
-  ExtractResult result;
-  result.segmentTokens = segTokens;
-  result.clips.resize(clips.size());
-  Progress progress;
-  progress.clipsTotal = static_cast<int64_t>(clips.size());
-  for (const auto& p : plans) progress.windowsTotal += p.windows;
-  progress.blocksTotal = layers.back();
-  auto checkCancel = [&] {
-    if (sink.cancelled()) throw Error(code::kAborted, "extraction aborted");
-  };
-
-  // One clip at a time, one window at a time: the shapes of every product depend on that clip alone, so the
-  // algorithms BLAS, oneDNN or cuBLAS pick for them (and their summation orders) do too.
-  for (size_t i = 0; i < clips.size(); ++i) {
-    const Plan& plan = plans[i];
-    ClipFeatures& out = result.clips[i];
-    out.windows = plan.windows;
-    std::vector<std::vector<float>> data(layers.size());
-    std::vector<int64_t> rows(layers.size(), 0);
-    for (int64_t w = 0; w < plan.windows; ++w) {
-      checkCancel();
-      torch::Tensor tokens = windowTokens(model, clips[i], plan, w);
-      torch::Tensor tokensCpu = tokens.to(torch::kCPU).contiguous();
-      out.tokens.insert(out.tokens.end(), tokensCpu.data_ptr<int64_t>(), tokensCpu.data_ptr<int64_t>() + tokensCpu.numel());
-      progress.blocksDone = 0;
-      auto tap = [&](int layer, const torch::Tensor& h) {
-        const size_t li = static_cast<size_t>(std::find(layers.begin(), layers.end(), layer) - layers.begin());
-        // Pool on the device in float32; only the pooled rows cross to the host.
-        torch::Tensor hf = h.to(torch::kFloat32);
-        torch::Tensor rowsCpu;
-        if (opts.pooling == Pooling::None) {
-          rowsCpu = hf[0].to(torch::kCPU).contiguous();
-          sink.chunk(i, layer, w, w * hp.nCtx, rowsCpu);
-          if (!collectNone) return;
-        } else {
-          torch::Tensor pooled = opts.pooling == Pooling::Mean ? hf.mean(1, true) : segmentMeans(hf, segTokens);
-          rowsCpu = pooled[0].to(torch::kCPU).contiguous();
-        }
-        data[li].insert(data[li].end(), rowsCpu.data_ptr<float>(), rowsCpu.data_ptr<float>() + rowsCpu.numel());
-        rows[li] += rowsCpu.size(0);
-      };
-      auto between = [&](int blocksDone) {
-        checkCancel();
-        if (blocksDone > 0) {
-          progress.blocksDone = blocksDone;
-          sink.progress(progress);
-        }
-      };
-      model.forward(tokens, layers, tap, between);
-      progress.blocksDone = layers.back();
-      progress.windowsDone += 1;
-      if (w + 1 == plan.windows) progress.clipsDone = static_cast<int64_t>(i) + 1;
-      sink.progress(progress);
-    }
-    if (opts.pooling == Pooling::None && !collectNone) continue;
-    const bool singleMean = opts.pooling == Pooling::Mean && !opts.allWindows;
-    for (size_t li = 0; li < layers.size(); ++li) {
-      LayerFeatures f;
-      f.layer = layers[li];
-      f.data = std::move(data[li]);
-      f.shape = singleMean ? std::vector<int64_t>{hp.width} : std::vector<int64_t>{rows[li], hp.width};
-      out.layers.push_back(std::move(f));
-    }
-  }
-  return result;
 }
 
 }  // namespace calmkit::jukebox

@@ -1,11 +1,12 @@
-// calmkit's own Jukebox forward pass (docs/jukebox-spec.md): level-2 VQ-VAE encoder and codebook, the
-// conditioned token embedding, the factorised-attention prior with layer taps, and extraction with pooling.
+// calmkit's own Jukebox model (docs/jukebox-spec.md): level-2 VQ-VAE encoder and codebook, the conditioned token
+// embedding, the factorised-attention prior with layer taps, and the geometry that ties samples to tokens.
+// Extraction (windows, pooling) is core/extract.h; random-weight checkpoints are core/random_model.h.
 #pragma once
 #include <torch/torch.h>
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,9 +20,6 @@ enum class Precision { Fp32, Fp16, Bf16 };
 Precision parsePrecision(const std::string& s);
 const char* precisionName(Precision p);
 
-// "cpu", "cuda", "cuda:N" or "auto" (cuda when available). Throws ERR_DEVICE when unavailable.
-torch::Device resolveDevice(const std::string& spec);
-
 struct TimingBins {
   int64_t total = 0;               // total-length bin (n_time 1)
   std::vector<int64_t> absolute;   // [n_ctx]
@@ -30,9 +28,18 @@ struct TimingBins {
 // Bins of jukebox's RangeEmbeddings for the label in the hyperparameters, with jukebox's float32 op order.
 TimingBins timingBins(const Hparams& hp);
 
-// Layers reachable in a receptive-field sense: the encoder's extent in samples, used as the margin that makes a
-// window's tokens equal those of encoding the whole signal.
+// ---- geometry: samples <-> tokens -------------------------------------------------------------------------
+
+// The encoder's receptive field in samples.
 int64_t encoderReceptiveField(const Hparams& hp);
+// The receptive field rounded up to whole tokens: audio kept on each side of a window so that its tokens equal
+// those of encoding the whole signal (jukemir encodes 25 s to use 23.78 s).
+int64_t encoderMarginSamples(const Hparams& hp);
+// Samples the first window needs: the window plus the margin after it. The front-end crops to this for
+// windows 'first', and extraction encodes no more.
+int64_t firstWindowSamples(const Hparams& hp);
+// Tokens the level-2 encoder makes of n samples: only the strided convs change the length.
+int64_t encodedLength(const Hparams& hp, int64_t n);
 
 class Model {
  public:
@@ -84,76 +91,5 @@ class Model {
   c10::ScalarType stream_ = torch::kFloat32;
   double scale2_ = 1.0;
 };
-
-// A random-weight checkpoint (`model init`). Like jukebox's codebook init, the codebook is a random sample of
-// the (random) encoder's outputs, here on a fixed synthetic signal, so random models still use many codes.
-void writeRandomModel(const Hparams& hp, uint64_t seed, const std::string& path);
-
-// ---- extraction --------------------------------------------------------------------------------------------
-
-enum class Pooling { Mean, Segments, None };
-Pooling parsePooling(const std::string& s);
-
-struct ExtractOptions {
-  std::vector<int> layers;        // 1-based; sorted and de-duplicated by validateLayers
-  Pooling pooling = Pooling::Mean;
-  int64_t segmentTokens = 0;      // segments: tokens per segment (or from segmentSeconds)
-  double segmentSeconds = 0.0;
-  bool allWindows = false;        // false: the first window only (jukemir)
-};
-
-// Sorted unique layers in 1..depth, else ERR_INVALID_ARGUMENT naming the bad ones.
-std::vector<int> validateLayers(const std::vector<int>& layers, const Hparams& hp);
-// Tokens per segment for the options (>= 1), or ERR_INVALID_ARGUMENT.
-int64_t segmentTokensFor(const ExtractOptions& o, const Hparams& hp);
-
-// An input clip: samples at the model rate, or tokens given directly (skips the encoder).
-struct ClipInput {
-  std::vector<float> samples;
-  std::vector<int64_t> tokens;
-  bool isTokens = false;
-  std::string label;
-};
-
-struct LayerFeatures {
-  int layer = 0;
-  std::vector<float> data;
-  std::vector<int64_t> shape;
-};
-
-struct ClipFeatures {
-  std::vector<int64_t> tokens;   // the tokens the prior saw, window after window
-  std::vector<LayerFeatures> layers;
-  int64_t windows = 0;
-};
-
-struct Progress {
-  int64_t clipsDone = 0, clipsTotal = 0;
-  int64_t windowsDone = 0, windowsTotal = 0;  // over all clips of the call
-  int64_t blocksDone = 0, blocksTotal = 0;    // within the current window
-};
-
-// Receives work as it happens. Called on the extraction thread.
-class Sink {
- public:
-  virtual ~Sink() = default;
-  // Pooling none: rows [start, start + rows) of clip `clip`'s layer output, [rows, width] float32 on the CPU.
-  virtual void chunk(size_t clip, int layer, int64_t window, int64_t start, torch::Tensor rows) {}
-  virtual void progress(const Progress& p) {}
-  // Polled between blocks and windows; true aborts with ERR_ABORTED.
-  virtual bool cancelled() { return false; }
-};
-
-struct ExtractResult {
-  std::vector<ClipFeatures> clips;
-  int64_t segmentTokens = 0;
-};
-
-// Batch-invariant: every clip of a call runs through the encoder and the prior on its own ([1, ...] tensors), so
-// its features are the same bytes alone or beside any other clips (docs/contracts.md, "Batch invariance"). Clips
-// of one call may differ in length and kind (audio or tokens); every clip is checked before any runs. With
-// pooling none, features arrive through sink.chunk and `clips[i].layers` stays empty unless `collectNone`.
-ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, const ExtractOptions& opts, Sink& sink,
-                      bool collectNone);
 
 }  // namespace calmkit::jukebox

@@ -5,6 +5,9 @@
 // random streams (weight init, batch order, dropout masks) are counter-based hashes keyed by (seed,
 // instrument name, config), never by a probe's position in the stack, so a probe trains to the same weights
 // alone or inside any grid. Nothing here draws from torch's generators.
+//
+// The trainer's parts: probes_random.h (the streams), probes_kernels.{h,cpp} (dropout rows and Adam),
+// probes_stack.{h,cpp} (one stack's training), probes.cpp (checks, the grid's orchestration, predict).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -43,7 +46,7 @@ struct Options {
   double lr = 1e-4;
   uint64_t seed = 0;
   bool standardize = true;
-  std::string device = "cpu";  // cpu | cuda | auto
+  std::string device = "cpu";  // cpu | cuda | cuda:N | auto (core/device.h)
   // Probes trained together are cut into stacks that fit these limits (0 = no limit). One probe per stack
   // is the one-at-a-time reference.
   int64_t maxStackBytes = 0;
@@ -81,9 +84,9 @@ struct ProbeResult {
 };
 
 struct TaskResult {
-  int selected = -1;  // index into Result::probes: lowest validation loss, ties to the earlier config
+  int selected = -1;  // config index (into the grid): lowest validation loss, ties to the earlier config
   Net selectedNet;
-  int linear = -1;    // best zero-hidden-layer probe, -1 when the grid has none
+  int linear = -1;    // config index of the best zero-hidden-layer probe, -1 when the grid has none
   Net linearNet;
 };
 

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "napi/errors.h"
+
 namespace calmkit_napi {
 
 class Executor {
@@ -36,11 +38,6 @@ class Executor {
 // threads so a decode never waits behind a forward pass.
 Executor& audioExecutor();
 Executor& computeExecutor();
-
-// A JS Error with a stable `code` property, as lib/errors.ts expects.
-Napi::Error MakeError(Napi::Env env, const std::string& code, const std::string& message);
-// Runs `fn` and turns any exception into (code, message).
-bool Guard(const std::function<void()>& fn, std::string& code, std::string& message);
 
 template <typename R>
 Napi::Promise Submit(Napi::Env env, Executor& ex, std::function<R()> work,

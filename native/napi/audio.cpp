@@ -125,8 +125,8 @@ Napi::Value WriteAudio(const Napi::CallbackInfo& info) {
   auto path = info[0].As<Napi::String>().Utf8Value();
   auto o = info[1].As<Napi::Object>();
   auto data = std::make_shared<std::vector<float>>(CopyFloat32(o.Get("interleaved"), "interleaved"));
-  int channels = static_cast<int>(GetNumber(o, "channels", 1));
-  int rate = static_cast<int>(GetNumber(o, "sampleRate", 0));
+  int channels = static_cast<int>(GetInt(o, "channels", 1, 1, 65535));
+  int rate = static_cast<int>(GetInt(o, "sampleRate", 0, 0, 1e9));
   auto container = GetString(o, "container", "wav");
   auto encoding = GetString(o, "encoding", "pcm16");
   if (channels <= 0 || data->size() % static_cast<size_t>(channels) != 0) {

@@ -1,9 +1,10 @@
 #include "napi/convert.h"
 
-#include "core/error.h"
-#include "napi/async.h"
+#include <cmath>
 
 namespace calmkit_napi {
+
+namespace code = calmkit::code;
 
 Napi::Float32Array ToFloat32Array(Napi::Env env, std::vector<float>&& data) {
   auto* owned = new std::vector<float>(std::move(data));
@@ -19,37 +20,74 @@ Napi::Float32Array ToFloat32Array(Napi::Env env, std::vector<float>&& data) {
   return Napi::Float32Array::New(env, n, buf, 0);
 }
 
+Napi::Float32Array TensorToFloat32Array(Napi::Env env, const torch::Tensor& t) {
+  auto* owned = new torch::Tensor(t.contiguous());
+  const size_t n = static_cast<size_t>(owned->numel());
+  if (n == 0) {
+    delete owned;
+    return Napi::Float32Array::New(env, 0);
+  }
+  auto buf = Napi::ArrayBuffer::New(env, owned->data_ptr<float>(), n * sizeof(float),
+                                    [](Napi::Env, void*, torch::Tensor* p) { delete p; }, owned);
+  return Napi::Float32Array::New(env, n, buf, 0);
+}
+
+Napi::Int32Array ToInt32Array(Napi::Env env, const std::vector<int64_t>& v) {
+  auto a = Napi::Int32Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a[i] = static_cast<int32_t>(v[i]);
+  return a;
+}
+
+Napi::Array ToNumberArray(Napi::Env env, const std::vector<int64_t>& v) {
+  auto a = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(v[i])));
+  return a;
+}
+
 std::string GetString(const Napi::Object& o, const char* key, const std::string& fallback) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return fallback;
-  if (!v.IsString()) ThrowCoded(o.Env(), calmkit::code::kInvalidArgument, std::string("option '") + key + "' must be a string");
+  if (!v.IsString()) ThrowCoded(o.Env(), code::kInvalidArgument, std::string("option '") + key + "' must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
 
 double GetNumber(const Napi::Object& o, const char* key, double fallback) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return fallback;
-  if (!v.IsNumber()) ThrowCoded(o.Env(), calmkit::code::kInvalidArgument, std::string("option '") + key + "' must be a number");
+  if (!v.IsNumber()) ThrowCoded(o.Env(), code::kInvalidArgument, std::string("option '") + key + "' must be a number");
   return v.As<Napi::Number>().DoubleValue();
 }
 
 bool GetBool(const Napi::Object& o, const char* key, bool fallback) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return fallback;
-  if (!v.IsBoolean()) ThrowCoded(o.Env(), calmkit::code::kInvalidArgument, std::string("option '") + key + "' must be a boolean");
+  if (!v.IsBoolean()) ThrowCoded(o.Env(), code::kInvalidArgument, std::string("option '") + key + "' must be a boolean");
   return v.As<Napi::Boolean>().Value();
 }
 
-std::vector<float> CopyFloat32(const Napi::Value& v, const char* what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, std::string(what) + " must be a Float32Array");
+int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, double lo, double hi) {
+  const double v = GetNumber(o, key, static_cast<double>(fallback));
+  // Range first: casting an out-of-range double to an integer is undefined.
+  if (!(v >= lo && v <= hi) || v != std::floor(v)) {
+    ThrowCoded(o.Env(), code::kInvalidArgument, std::string("option '") + key + "' must be an integer in [" +
+                                                    std::to_string(static_cast<int64_t>(lo)) + ", " +
+                                                    std::to_string(static_cast<int64_t>(hi)) + "]");
   }
-  auto a = v.As<Napi::Float32Array>();
-  return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+  return static_cast<int64_t>(v);
 }
 
-void ThrowCoded(Napi::Env env, const std::string& code, const std::string& message) {
-  throw MakeError(env, code, message);
+Napi::Object ObjectAt(const Napi::Value& v, const std::string& what) {
+  if (!v.IsObject()) ThrowCoded(v.Env(), code::kInvalidArgument, what + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+Napi::Array ArrayAt(const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) ThrowCoded(v.Env(), code::kInvalidArgument, what + " must be an array");
+  return v.As<Napi::Array>();
+}
+
+std::vector<float> CopyFloat32(const Napi::Value& v, const std::string& what) {
+  return CopyTyped<float, napi_float32_array>(v, what, "Float32Array");
 }
 
 }  // namespace calmkit_napi

@@ -8,4 +8,5 @@ void InitControl(Napi::Env env, Napi::Object exports);
 void InitAudio(Napi::Env env, Napi::Object exports);
 void InitProbes(Napi::Env env, Napi::Object exports);
 void InitJukebox(Napi::Env env, Napi::Object exports);
+void InitTesting(Napi::Env env, Napi::Object exports);
 }  // namespace calmkit_napi

@@ -1,13 +1,14 @@
-// Binding of the Jukebox extractor: load, info, extract (pooled results, or raw activations streamed in chunks
-// with backpressure through the shared control handle), dispose; and two small building blocks for tests
-// (timing bins, attention).
+// Binding of the Jukebox extractor: load, info, inspect, init, extract (pooled results, or raw activations
+// streamed in chunks with backpressure through the shared control handle), dispose. Test-only building blocks
+// are in napi/testing.cpp.
 #include <cmath>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 
 #include "core/error.h"
-#include "core/jukebox.h"
+#include "core/extract.h"
+#include "core/random_model.h"
 #include "napi/async.h"
 #include "napi/control.h"
 #include "napi/convert.h"
@@ -35,31 +36,6 @@ std::shared_ptr<jb::Model> LiveModel(const Napi::Value& v) {
   std::lock_guard<std::mutex> lock(h->mu);
   if (!h->model) ThrowCoded(v.Env(), code::kModelDisposed, "the Jukebox model has been disposed");
   return h->model;
-}
-
-// A Float32Array over a CPU tensor's memory, which the array keeps alive.
-Napi::Float32Array TensorToFloat32Array(Napi::Env env, const torch::Tensor& t) {
-  auto* owned = new torch::Tensor(t.contiguous());
-  const size_t n = static_cast<size_t>(owned->numel());
-  if (n == 0) {
-    delete owned;
-    return Napi::Float32Array::New(env, 0);
-  }
-  auto buf = Napi::ArrayBuffer::New(env, owned->data_ptr<float>(), n * sizeof(float),
-                                    [](Napi::Env, void*, torch::Tensor* p) { delete p; }, owned);
-  return Napi::Float32Array::New(env, n, buf, 0);
-}
-
-Napi::Int32Array ToInt32Array(Napi::Env env, const std::vector<int64_t>& v) {
-  auto a = Napi::Int32Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a[i] = static_cast<int32_t>(v[i]);
-  return a;
-}
-
-Napi::Array ToNumberArray(Napi::Env env, const std::vector<int64_t>& v) {
-  auto a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(v[i])));
-  return a;
 }
 
 // ---- load / info / dispose ---------------------------------------------------------------------------------
@@ -99,9 +75,10 @@ Napi::Object InfoObject(Napi::Env env, const jb::Hparams& h, const jb::Summary& 
   num("hop", h.hop());
   num("nCtx", h.nCtx);
   num("windowSamples", h.windowSamples());
-  num("encoderMarginSamples", ((jb::encoderReceptiveField(h) + h.hop() - 1) / h.hop()) * h.hop());
+  num("encoderMarginSamples", jb::encoderMarginSamples(h));
+  num("firstWindowSamples", jb::firstWindowSamples(h));
   num("width", h.width);
-  num("layers", h.depth);
+  num("depth", h.depth);
   num("fullDepth", h.fullDepth);
   num("heads", h.heads);
   num("nState", h.nState());
@@ -253,8 +230,8 @@ class JsSink : public jb::Sink {
       o.Set("clipsTotal", Napi::Number::New(env, static_cast<double>(p.clipsTotal)));
       o.Set("windowsDone", Napi::Number::New(env, static_cast<double>(p.windowsDone)));
       o.Set("windowsTotal", Napi::Number::New(env, static_cast<double>(p.windowsTotal)));
-      o.Set("layersDone", Napi::Number::New(env, static_cast<double>(p.blocksDone)));
-      o.Set("layersTotal", Napi::Number::New(env, static_cast<double>(p.blocksTotal)));
+      o.Set("blocksDone", Napi::Number::New(env, static_cast<double>(p.blocksDone)));
+      o.Set("blocksTotal", Napi::Number::New(env, static_cast<double>(p.blocksTotal)));
       return o;
     });
   }
@@ -335,40 +312,26 @@ std::vector<jb::ClipInput> ReadInputs(const Napi::Value& v) {
   return clips;
 }
 
+// Types are converted safely here; the core checks the values (validateLayers, segmentTokensFor).
 jb::ExtractOptions ReadExtractOptions(const Napi::Value& v) {
-  Napi::Env env = v.Env();
   jb::ExtractOptions o;
-  if (!v.IsObject()) ThrowCoded(env, code::kInvalidArgument, "extract options must be an object");
-  auto obj = v.As<Napi::Object>();
-  Napi::Value layers = obj.Get("layers");
-  if (!layers.IsArray()) ThrowCoded(env, code::kInvalidArgument, "layers must be an array of integers");
-  auto la = layers.As<Napi::Array>();
-  for (uint32_t i = 0; i < la.Length(); ++i) {
-    Napi::Value l = la.Get(i);
+  auto obj = ObjectAt(v, "extract options");
+  o.layers = MapArray(obj.Get("layers"), "layers", [](const Napi::Value& l, const std::string&) -> int {
     const double d = l.IsNumber() ? l.As<Napi::Number>().DoubleValue() : 0.5;
     // Range first: casting an out-of-range double to int is undefined.
     if (!(std::fabs(d) <= 1e6) || d != std::floor(d)) {
-      ThrowCoded(env, code::kInvalidArgument, "layers must be integers; got " + l.ToString().Utf8Value());
+      ThrowCoded(l.Env(), code::kInvalidArgument, "layers must be integers; got " + l.ToString().Utf8Value());
     }
-    o.layers.push_back(static_cast<int>(d));
-  }
+    return static_cast<int>(d);
+  });
   try {
     o.pooling = jb::parsePooling(GetString(obj, "pooling", "mean"));
+    o.allWindows = jb::parseWindows(GetString(obj, "windows", "first"));
   } catch (const calmkit::Error& e) {
-    ThrowCoded(env, e.code(), e.what());
+    ThrowCoded(v.Env(), e.code(), e.what());
   }
-  const double tokens = GetNumber(obj, "segmentTokens", 0);
-  if (!(tokens >= 0 && tokens <= 1e9) || tokens != std::floor(tokens)) {
-    ThrowCoded(env, code::kInvalidArgument, "segmentTokens must be a positive integer");
-  }
-  o.segmentTokens = static_cast<int64_t>(tokens);
+  o.segmentTokens = GetInt(obj, "segmentTokens", 0, 0, 1e9);
   o.segmentSeconds = GetNumber(obj, "segmentSeconds", 0);
-  if (!(o.segmentSeconds >= 0)) ThrowCoded(env, code::kInvalidArgument, "segmentSeconds must be positive");
-  const std::string windows = GetString(obj, "windows", "first");
-  if (windows != "first" && windows != "all") {
-    ThrowCoded(env, code::kInvalidArgument, "windows must be 'first' or 'all'; got '" + windows + "'");
-  }
-  o.allWindows = windows == "all";
   return o;
 }
 
@@ -424,79 +387,6 @@ Napi::Value Extract(const Napi::CallbackInfo& info) {
       ResultToJs);
 }
 
-// ---- building blocks for tests -----------------------------------------------------------------------------
-
-// An integer option within [lo, hi], else ERR_INVALID_ARGUMENT naming it.
-int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, double lo, double hi) {
-  const double v = GetNumber(o, key, static_cast<double>(fallback));
-  if (!(v >= lo && v <= hi) || v != std::floor(v)) {
-    ThrowCoded(o.Env(), code::kInvalidArgument, std::string("option '") + key + "' must be an integer in [" +
-                                                    std::to_string(static_cast<int64_t>(lo)) + ", " + std::to_string(static_cast<int64_t>(hi)) + "]");
-  }
-  return static_cast<int64_t>(v);
-}
-
-Napi::Value TimingBinsJs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  jb::Hparams hp;  // the 5B's
-  if (info[0].IsObject()) {
-    auto o = info[0].As<Napi::Object>();
-    hp.nCtx = GetInt(o, "nCtx", hp.nCtx, 1, 1 << 24);
-    hp.sampleRate = GetInt(o, "sampleRate", hp.sampleRate, 1, 1e7);
-    hp.tBins = GetInt(o, "tBins", hp.tBins, 1, 1 << 24);
-    hp.minDuration = GetNumber(o, "minDuration", hp.minDuration);
-    hp.maxDuration = GetNumber(o, "maxDuration", hp.maxDuration);
-    hp.condTotalLength = GetInt(o, "totalLength", hp.condTotalLength, 1, 1e15);
-    hp.condOffset = GetInt(o, "offset", hp.condOffset, 0, 1e15);
-    const int64_t hop = GetInt(o, "hop", 128, 1, 1 << 16);
-    hp.vqLevels = 1;
-    hp.vqDownsT = {1};
-    hp.vqStridesT = {hop};
-  }
-  if (!(hp.minDuration >= 0 && hp.maxDuration > hp.minDuration)) {
-    ThrowCoded(env, code::kInvalidArgument, "timing bins need 0 <= minDuration < maxDuration");
-  }
-  auto bins = jb::timingBins(hp);
-  auto o = Napi::Object::New(env);
-  o.Set("total", Napi::Number::New(env, static_cast<double>(bins.total)));
-  o.Set("absolute", ToInt32Array(env, bins.absolute));
-  o.Set("relative", ToInt32Array(env, bins.relative));
-  return o;
-}
-
-// attention(q, k, v, [B, H, T, d], kind, blockCtx): jukebox's scale 1/sqrt(d), float32.
-Napi::Value AttentionJs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto q = CopyFloat32(info[0], "q"), k = CopyFloat32(info[1], "k"), v = CopyFloat32(info[2], "v");
-  if (!info[3].IsArray() || info[3].As<Napi::Array>().Length() != 4) {
-    ThrowCoded(env, code::kInvalidArgument, "shape must be [B, H, T, d]");
-  }
-  std::vector<int64_t> shape;
-  int64_t n = 1;
-  for (uint32_t i = 0; i < 4; ++i) {
-    Napi::Value s = info[3].As<Napi::Array>().Get(i);
-    const int64_t d = s.IsNumber() ? s.As<Napi::Number>().Int64Value() : 0;
-    if (d < 1) ThrowCoded(env, code::kInvalidArgument, "shape entries must be positive integers");
-    shape.push_back(d);
-    n *= d;
-  }
-  if (static_cast<int64_t>(q.size()) != n || k.size() != q.size() || v.size() != q.size()) {
-    ThrowCoded(env, code::kInvalidArgument, "q, k and v must each hold B*H*T*d values");
-  }
-  if (!info[4].IsString() || !info[5].IsNumber()) ThrowCoded(env, code::kInvalidArgument, "need a kind and a blockCtx");
-  const int64_t bc = info[5].As<Napi::Number>().Int64Value();
-  if (bc < 1 || shape[2] % bc != 0) ThrowCoded(env, code::kInvalidArgument, "T must be a multiple of blockCtx");
-  try {
-    const jb::AttnKind kind = jb::parseAttnKind(info[4].As<Napi::String>().Utf8Value());
-    c10::InferenceMode guard;
-    auto t = [&](std::vector<float>& x) { return torch::from_blob(x.data(), shape, torch::kFloat32); };
-    torch::Tensor out = jb::blockAttention(t(q), t(k), t(v), kind, bc, 1.0 / std::sqrt(static_cast<double>(shape[3])));
-    return TensorToFloat32Array(env, out.clone());
-  } catch (const calmkit::Error& e) {
-    ThrowCoded(env, e.code(), e.what());
-  }
-}
-
 }  // namespace
 
 void InitJukebox(Napi::Env env, Napi::Object exports) {
@@ -506,8 +396,6 @@ void InitJukebox(Napi::Env env, Napi::Object exports) {
   exports.Set("jukeboxInit", Napi::Function::New(env, Init, "jukeboxInit"));
   exports.Set("jukeboxDispose", Napi::Function::New(env, Dispose, "jukeboxDispose"));
   exports.Set("jukeboxExtract", Napi::Function::New(env, Extract, "jukeboxExtract"));
-  exports.Set("jukeboxTimingBins", Napi::Function::New(env, TimingBinsJs, "jukeboxTimingBins"));
-  exports.Set("jukeboxAttention", Napi::Function::New(env, AttentionJs, "jukeboxAttention"));
 }
 
 }  // namespace calmkit_napi

@@ -1,4 +1,5 @@
 // Binding of the probe trainer: trainProbeGrid (with progress and cancellation) and predictProbes.
+#include <cmath>
 #include <memory>
 
 #include "core/error.h"
@@ -13,24 +14,7 @@ namespace {
 
 namespace pr = calmkit::probes;
 
-template <typename T, napi_typedarray_type Kind>
-std::vector<T> CopyTyped(const Napi::Value& v, const std::string& what, const char* typeName) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Kind) {
-    ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, what + " must be a " + typeName);
-  }
-  auto a = v.As<Napi::TypedArrayOf<T>>();
-  return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
-}
-
-Napi::Object ObjectAt(const Napi::Value& v, const std::string& what) {
-  if (!v.IsObject()) ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, what + " must be an object");
-  return v.As<Napi::Object>();
-}
-
-Napi::Array ArrayAt(const Napi::Value& v, const std::string& what) {
-  if (!v.IsArray()) ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, what + " must be an array");
-  return v.As<Napi::Array>();
-}
+constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1: every integer up to it is a double
 
 pr::Split ReadSplit(const Napi::Object& task, const char* key, const std::string& label) {
   auto o = ObjectAt(task.Get(key), label + "." + key);
@@ -40,59 +24,62 @@ pr::Split ReadSplit(const Napi::Object& task, const char* key, const std::string
   return s;
 }
 
-std::vector<pr::Task> ReadTasks(const Napi::Value& v) {
-  auto arr = ArrayAt(v, "tasks");
-  std::vector<pr::Task> tasks;
-  for (uint32_t i = 0; i < arr.Length(); ++i) {
-    std::string label = "tasks[" + std::to_string(i) + "]";
-    auto o = ObjectAt(arr.Get(i), label);
-    pr::Task t;
-    t.instrument = GetString(o, "instrument", "");
-    t.train = ReadSplit(o, "train", label);
-    t.val = ReadSplit(o, "val", label);
-    t.test = ReadSplit(o, "test", label);
-    tasks.push_back(std::move(t));
-  }
-  return tasks;
+pr::Task ReadTask(const Napi::Value& v, const std::string& label) {
+  auto o = ObjectAt(v, label);
+  pr::Task t;
+  t.instrument = GetString(o, "instrument", "");
+  t.train = ReadSplit(o, "train", label);
+  t.val = ReadSplit(o, "val", label);
+  t.test = ReadSplit(o, "test", label);
+  return t;
 }
 
-std::vector<pr::Config> ReadConfigs(const Napi::Value& v) {
-  auto arr = ArrayAt(v, "configs");
-  std::vector<pr::Config> configs;
-  for (uint32_t i = 0; i < arr.Length(); ++i) {
-    std::string label = "configs[" + std::to_string(i) + "]";
-    auto o = ObjectAt(arr.Get(i), label);
-    pr::Config c;
-    auto hidden = ArrayAt(o.Get("hidden"), label + ".hidden");
-    for (uint32_t k = 0; k < hidden.Length(); ++k) {
-      c.hidden.push_back(static_cast<int64_t>(hidden.Get(k).As<Napi::Number>().Int64Value()));
+pr::Config ReadConfig(const Napi::Value& v, const std::string& label) {
+  auto o = ObjectAt(v, label);
+  pr::Config c;
+  c.hidden = MapArray(o.Get("hidden"), label + ".hidden", [](const Napi::Value& h, const std::string& what) -> int64_t {
+    const double d = h.IsNumber() ? h.As<Napi::Number>().DoubleValue() : 0.5;
+    if (!(std::fabs(d) <= kMaxSafeInteger) || d != std::floor(d)) {
+      ThrowCoded(h.Env(), calmkit::code::kInvalidArgument, what + " must be an integer");
     }
-    c.dropout = GetNumber(o, "dropout", 0.5);
-    c.l2 = GetNumber(o, "l2", 0);
-    configs.push_back(std::move(c));
-  }
-  return configs;
+    return static_cast<int64_t>(d);
+  });
+  c.dropout = GetNumber(o, "dropout", 0.5);
+  c.l2 = GetNumber(o, "l2", 0);
+  return c;
 }
 
+// The row-major feature matrix (copied) and its width: rows of `dim` values, a whole number of them.
+std::pair<std::shared_ptr<std::vector<float>>, int64_t> ReadFeatures(const Napi::Value& data, const Napi::Value& width) {
+  auto features = std::make_shared<std::vector<float>>(CopyFloat32(data, "features"));
+  const double d = width.IsNumber() ? width.As<Napi::Number>().DoubleValue() : 0.5;
+  if (!(d >= 1 && d <= kMaxSafeInteger) || d != std::floor(d)) {
+    ThrowCoded(data.Env(), calmkit::code::kInvalidArgument, "dim must be a positive integer");
+  }
+  const int64_t dim = static_cast<int64_t>(d);
+  if (features->size() % static_cast<size_t>(dim) != 0) {
+    ThrowCoded(data.Env(), calmkit::code::kDataMismatch,
+               "features has " + std::to_string(features->size()) + " values, not a multiple of dim " + std::to_string(dim));
+  }
+  return {features, dim};
+}
+
+// Types are converted safely here; their values are the core's to check (probes::validate).
 pr::Options ReadOptions(const Napi::Value& v) {
   pr::Options o;
   if (v.IsUndefined() || v.IsNull()) return o;
   auto obj = ObjectAt(v, "options");
-  o.epochs = static_cast<int64_t>(GetNumber(obj, "epochs", 800));
-  o.batchSize = static_cast<int64_t>(GetNumber(obj, "batchSize", 64));
+  o.epochs = GetInt(obj, "epochs", 800, -kMaxSafeInteger, kMaxSafeInteger);
+  o.batchSize = GetInt(obj, "batchSize", 64, -kMaxSafeInteger, kMaxSafeInteger);
   o.lr = GetNumber(obj, "lr", 1e-4);
-  double seed = GetNumber(obj, "seed", 0);
-  if (!(seed >= 0) || seed != static_cast<double>(static_cast<uint64_t>(seed))) {
-    ThrowCoded(v.Env(), calmkit::code::kInvalidArgument, "seed must be a non-negative integer");
-  }
-  o.seed = static_cast<uint64_t>(seed);
+  o.seed = static_cast<uint64_t>(GetInt(obj, "seed", 0, 0, kMaxSafeInteger));
   o.standardize = GetBool(obj, "standardize", true);
   o.device = GetString(obj, "device", "cpu");
-  o.maxStackBytes = static_cast<int64_t>(GetNumber(obj, "maxStackBytes", 0));
-  o.maxProbesPerStack = static_cast<int64_t>(GetNumber(obj, "maxProbesPerStack", 0));
+  o.maxStackBytes = GetInt(obj, "maxStackBytes", 0, 0, kMaxSafeInteger);
+  o.maxProbesPerStack = GetInt(obj, "maxProbesPerStack", 0, 0, kMaxSafeInteger);
   o.keepAllWeights = GetBool(obj, "keepAllWeights", false);
   o.batchedStep = GetBool(obj, "batchedStep", false);
-  o.threads = static_cast<int>(GetNumber(obj, "threads", 0));
+  o.threads = static_cast<int>(GetInt(obj, "threads", 0, 0, 65536));
   return o;
 }
 
@@ -126,8 +113,8 @@ pr::Net NetFromJs(const Napi::Value& v, const std::string& label) {
   for (uint32_t l = 0; l < layers.Length(); ++l) {
     auto lo = ObjectAt(layers.Get(l), label + ".layers[" + std::to_string(l) + "]");
     pr::Layer layer;
-    layer.in = static_cast<int64_t>(GetNumber(lo, "in", 0));
-    layer.out = static_cast<int64_t>(GetNumber(lo, "out", 0));
+    layer.in = GetInt(lo, "in", 0, 0, kMaxSafeInteger);
+    layer.out = GetInt(lo, "out", 0, 0, kMaxSafeInteger);
     layer.weight = CopyFloat32(lo.Get("weight"), "weight");
     layer.bias = CopyFloat32(lo.Get("bias"), "bias");
     bool chained = l == 0 || layer.in == net.layers.back().out;
@@ -192,15 +179,11 @@ struct ProgressSink {
 
 Napi::Value TrainProbeGrid(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto features = std::make_shared<std::vector<float>>(CopyFloat32(info[0], "features"));
-  if (!info[1].IsNumber()) ThrowCoded(env, calmkit::code::kInvalidArgument, "dim must be a number");
-  int64_t dim = info[1].As<Napi::Number>().Int64Value();
-  if (dim < 1 || features->size() % static_cast<size_t>(dim) != 0) {
-    ThrowCoded(env, calmkit::code::kDataMismatch,
-               "features has " + std::to_string(features->size()) + " values, not a multiple of dim " + std::to_string(dim));
-  }
-  auto tasks = std::make_shared<std::vector<pr::Task>>(ReadTasks(info[2]));
-  auto configs = std::make_shared<std::vector<pr::Config>>(ReadConfigs(info[3]));
+  auto matrix = ReadFeatures(info[0], info[1]);
+  auto features = matrix.first;
+  const int64_t dim = matrix.second;
+  auto tasks = std::make_shared<std::vector<pr::Task>>(MapArray(info[2], "tasks", ReadTask));
+  auto configs = std::make_shared<std::vector<pr::Config>>(MapArray(info[3], "configs", ReadConfig));
   pr::Options opt = ReadOptions(info[4]);
   auto ctl = GetControl(info[5]);
   opt.cancelled = [ctl] { return ctl->isCancelled(); };
@@ -245,16 +228,10 @@ Napi::Value TrainProbeGrid(const Napi::CallbackInfo& info) {
 
 Napi::Value PredictProbes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto features = std::make_shared<std::vector<float>>(CopyFloat32(info[0], "features"));
-  if (!info[1].IsNumber()) ThrowCoded(env, calmkit::code::kInvalidArgument, "dim must be a number");
-  int64_t dim = info[1].As<Napi::Number>().Int64Value();
-  if (dim < 1 || features->size() % static_cast<size_t>(dim) != 0) {
-    ThrowCoded(env, calmkit::code::kDataMismatch,
-               "features has " + std::to_string(features->size()) + " values, not a multiple of dim " + std::to_string(dim));
-  }
-  auto arr = ArrayAt(info[2], "nets");
-  auto nets = std::make_shared<std::vector<pr::Net>>();
-  for (uint32_t i = 0; i < arr.Length(); ++i) nets->push_back(NetFromJs(arr.Get(i), "nets[" + std::to_string(i) + "]"));
+  auto matrix = ReadFeatures(info[0], info[1]);
+  auto features = matrix.first;
+  const int64_t dim = matrix.second;
+  auto nets = std::make_shared<std::vector<pr::Net>>(MapArray(info[2], "nets", NetFromJs));
   std::string device = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "cpu";
   int64_t n = static_cast<int64_t>(features->size()) / dim;
   return Submit<std::vector<float>>(

@@ -42,10 +42,10 @@ Napi::Value Doctor(const Napi::CallbackInfo& info) {
 
 Napi::Value GemmPeak(const Napi::CallbackInfo& info) {
   auto o = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(info.Env());
-  int64_t m = static_cast<int64_t>(GetNumber(o, "m", 1024));
-  int64_t n = static_cast<int64_t>(GetNumber(o, "n", 1024));
-  int64_t k = static_cast<int64_t>(GetNumber(o, "k", 1024));
-  int repeats = static_cast<int>(GetNumber(o, "repeats", 5));
+  int64_t m = GetInt(o, "m", 1024, 1, 1 << 20);
+  int64_t n = GetInt(o, "n", 1024, 1, 1 << 20);
+  int64_t k = GetInt(o, "k", 1024, 1, 1 << 20);
+  int repeats = static_cast<int>(GetInt(o, "repeats", 5, 1, 1000));
   auto dtype = GetString(o, "dtype", "float32");
   auto device = GetString(o, "device", "cpu");
   return Submit<double>(

@@ -18,7 +18,9 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
-#include "core/jukebox.h"
+#include "core/device.h"
+#include "core/extract.h"
+#include "core/random_model.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 
@@ -158,7 +160,7 @@ Register checkDevice(
       std::filesystem::remove(file);
 
       // A full first window (with the encoder's margin), a short clip, and one between: lengths differ.
-      const int64_t margin = (jb::encoderReceptiveField(hp) + hp.hop() - 1) / hp.hop() * hp.hop();
+      const int64_t margin = jb::encoderMarginSamples(hp);
       std::vector<jb::ClipInput> clips{audioClip(hp.windowSamples() + margin, seed + 1, "full"),
                                        audioClip(hp.windowSamples() * 2 / 5, seed + 2, "short"),
                                        audioClip(hp.windowSamples() * 4 / 5 + 77, seed + 3, "mid")};
@@ -226,7 +228,7 @@ Register benchShapes(
     [](int argc, char** argv) {
       Args a = parseArgs(argc, argv);
       jb::Hparams hp = hparamsFrom(a, "5b");
-      const torch::Device device = jb::resolveDevice(a.get("device", "cuda"));
+      const torch::Device device = calmkit::device::resolve(a.get("device", "cuda"));
       std::vector<jb::Precision> precisions;
       {
         std::stringstream ss(a.get("precision", "bf16"));
@@ -261,7 +263,7 @@ Register benchShapes(
       };
       const std::string compare = a.get("compare", "");
       std::shared_ptr<jb::Model> reference = compare.empty() ? nullptr : build(jb::parsePrecision(compare));
-      const int64_t margin = (jb::encoderReceptiveField(hp) + hp.hop() - 1) / hp.hop() * hp.hop();
+      const int64_t margin = jb::encoderMarginSamples(hp);
       const std::vector<int> layers{static_cast<int>(hp.depth)};
 
       for (jb::Precision precision : precisions) {

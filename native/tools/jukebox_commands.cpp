@@ -9,7 +9,8 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
-#include "core/jukebox.h"
+#include "core/extract.h"
+#include "core/random_model.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 
@@ -43,7 +44,7 @@ void printHparams(const jb::Hparams& h) {
             << " (block_ctx " << h.blockCtx() << "), attn_order " << h.attnOrder << "\n"
             << "window: " << h.windowSamples() << " samples (" << double(h.windowSamples()) / h.sampleRate << " s at "
             << h.sampleRate << " Hz), encoder margin "
-            << (jb::encoderReceptiveField(h) + h.hop() - 1) / h.hop() * h.hop() << " samples\n"
+            << jb::encoderMarginSamples(h) << " samples\n"
             << "label: total_length " << h.condTotalLength << ", offset " << h.condOffset << ", artist " << h.condArtist
             << ", genre " << h.condGenre << ", durations [" << h.minDuration << ", " << h.maxDuration << ") s, t_bins "
             << h.tBins << "\n";
@@ -108,7 +109,7 @@ Register extract("extract",
                    } else {
                      o.pooling = jb::parsePooling(pooling);
                    }
-                   o.allWindows = a.get("windows", "first") == "all";
+                   o.allWindows = jb::parseWindows(a.get("windows", "first"));
                    jb::Sink sink;
                    c10::InferenceMode guard;
                    auto t0 = std::chrono::steady_clock::now();

@@ -144,7 +144,9 @@ Register probeGrid(
       opt.batchedStep = a.batched;
       auto r = pr::trainGrid(X.data(), a.clips, a.dim, tasks, configs, opt);
       double meanAcc = 0;
-      for (auto& t : r.tasks) meanAcc += r.probes[t.selected].bestValAcc / r.tasks.size();
+      for (size_t t = 0; t < r.tasks.size(); ++t) {
+        meanAcc += r.probes[t * configs.size() + r.tasks[t].selected].bestValAcc / r.tasks.size();
+      }
       // Every probe's test probabilities, summed in double: a fingerprint of the whole run for comparing builds.
       double probSum = 0;
       for (auto& pr : r.probes) {

@@ -5,9 +5,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { writeAudio } from '../../lib/audio';
-import { OPENMIC_INSTRUMENTS } from '../../lib/demo-data';
-import { Jukebox } from '../../lib/jukebox';
-import { FeatureStore } from '../../lib/store';
+import { OPENMIC_INSTRUMENTS } from '../../lib/openmic';
+import { Jukebox } from '../../lib/model/jukebox';
+import { FeatureStore } from '../../lib/store/feature-store';
 import { ROOT } from './paths';
 
 export const CLI = path.join(ROOT, 'lib', 'cli', 'main.ts');
@@ -18,7 +18,7 @@ export const CHILD_ENV = { ...process.env, CALMKIT_THREADS: '1', CALMKIT_PLAIN_P
 
 export async function tinyModel(dir: string): Promise<string> {
   const file = path.join(dir, 'tiny.pt');
-  await Jukebox.init({ preset: 'tiny', seed: 7, out: file });
+  await Jukebox.writeRandomCheckpoint({ preset: 'tiny', seed: 7, out: file });
   return file;
 }
 

@@ -1,6 +1,6 @@
 // A child process that extracts a fixed set of clips with the thread count of its environment (CALMKIT_THREADS)
 // and prints the tokens and layer means as JSON: the thread-count tolerance test compares two of them.
-import { Jukebox } from '../../lib/jukebox';
+import { Jukebox } from '../../lib/model/jukebox';
 import { synthAudio } from './model';
 
 (async () => {

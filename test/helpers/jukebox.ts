@@ -123,8 +123,8 @@ export function exportArgs(dir: string, out: string, layers: number, extra: stri
 
 
 // .npy files are read with the library's own reader (lib/npy.ts).
-export { readNpy } from '../../lib/npy';
-export type { NpyArray as Npy } from '../../lib/npy';
+export { readNpy } from '../../lib/formats/npy';
+export type { NpyArray as Npy } from '../../lib/formats/npy';
 
 // Deterministic test audio: a chirp plus noise, peak-normalised, as raw little-endian float32.
 export function writeAudio(file: string, samples: number, seed = 1): Float32Array {

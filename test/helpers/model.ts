@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Jukebox } from '../../lib/jukebox';
+import { Jukebox } from '../../lib/model/jukebox';
 import { GENUINE_CLIP } from './paths';
 
 export const OPENMIC_CLIP = GENUINE_CLIP;
@@ -11,7 +11,7 @@ export const OPENMIC_CLIP = GENUINE_CLIP;
 export async function tinyCheckpoint(options: { layers?: number; seed?: number } = {}): Promise<{ dir: string; file: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-jukebox-'));
   const file = path.join(dir, 'tiny.pt');
-  await Jukebox.init({ preset: 'tiny', layers: options.layers, seed: options.seed ?? 7, out: file });
+  await Jukebox.writeRandomCheckpoint({ preset: 'tiny', layers: options.layers, seed: options.seed ?? 7, out: file });
   return { dir, file };
 }
 
@@ -60,4 +60,4 @@ export function meanRows(data: Float32Array, width: number, from: number, to: nu
   return out;
 }
 
-export { readNpy } from '../../lib/npy';
+export { readNpy } from '../../lib/formats/npy';

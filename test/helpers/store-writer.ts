@@ -1,6 +1,6 @@
 // Child process for test/store.test.ts: one independent writer on a shared store.
 // argv: dir id from to shardSize mode   (mode: 'keys' writes key{from..to-1} once; 'forever' never stops)
-import { FeatureStore } from '../../lib/store';
+import { FeatureStore } from '../../lib/store/feature-store';
 
 const [dir, id, fromS, toS, shardSizeS, mode] = process.argv.slice(2);
 const spec = { model: { id: 'test-model', hash: 'abc' }, layers: [36], pooling: 'mean', formatting: 'tile', dtype: 'float32' as const };

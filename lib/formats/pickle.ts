@@ -4,7 +4,7 @@
 // written by Python 2 or 3), it never calls anything, GLOBAL may only name numpy's _reconstruct/ndarray/dtype,
 // and the result must have exactly the shape of "ndarray reconstructed with an object dtype and a list of
 // str". Anything else is a DataError.
-import { DataError } from './errors';
+import { DataError } from '../errors';
 
 const ALLOWED_GLOBALS = new Set([
   'numpy.core.multiarray._reconstruct',

@@ -2,7 +2,7 @@
 // decoding: the identification header is the first packet, and the last page's granule position is the
 // number of PCM frames. Used to validate renders and dataset clips without the native addon.
 import fs from 'node:fs';
-import { DataError } from './errors';
+import { DataError } from '../errors';
 
 export interface OggVorbisInfo {
   channels: number;

@@ -1,7 +1,7 @@
 // doctor(): what calmkit runs on. Asked for in every bug report.
 import os from 'node:os';
-import { addonPath, binding } from '../bindings';
-import { nativeSync } from './errors';
+import { addonPath, binding } from '../../bindings';
+import { native, nativeSync } from '../errors';
 
 export interface DoctorReport {
   platform: string;
@@ -43,4 +43,20 @@ export function doctor(): DoctorReport {
     cuda: { devices: raw.cudaDevices, unavailableReason: raw.cudaDevices.length ? null : raw.cudaUnavailableReason },
     warnings,
   };
+}
+
+export interface GemmPeakOptions {
+  /** The product [m, k] x [k, n] (default 1024 x 1024 x 1024). */
+  m?: number;
+  n?: number;
+  k?: number;
+  dtype?: 'float32' | 'float16' | 'bfloat16';
+  device?: string;
+  /** Timed repeats after a warm-up; the best counts (default 5). */
+  repeats?: number;
+}
+
+/** Measured matrix-product throughput of this machine in GFLOP/s: the peak a benchmark's figures are read against. */
+export function gemmPeak(options: GemmPeakOptions = {}): Promise<number> {
+  return native(() => binding().gemmPeak(options));
 }

@@ -5,17 +5,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ArgumentError, DataError } from './errors';
-import { CORRUPTED_TRACK_IDS } from './openmic/dataset';
-import { Rng } from './random';
-import { composeClip, type ClipPart } from './demo/compose';
-import { DEFAULT_SOUNDFONT, DEMO_FRAMES, DEMO_SAMPLE_RATE, renderClip, type RenderTools } from './demo/render';
-
-/** The OpenMIC-2018 class map, index order (identical to the release's class-map.json). */
-export const OPENMIC_INSTRUMENTS: readonly string[] = [
-  'accordion', 'banjo', 'bass', 'cello', 'clarinet', 'cymbals', 'drums', 'flute', 'guitar', 'mallet_percussion',
-  'mandolin', 'organ', 'piano', 'saxophone', 'synthesizer', 'trombone', 'trumpet', 'ukulele', 'violin', 'voice',
-];
+import { ArgumentError, DataError } from '../errors';
+import { CORRUPTED_TRACK_IDS } from '../openmic/dataset';
+import { OPENMIC_INSTRUMENTS } from '../openmic/instruments';
+import { Rng } from '../random';
+import { composeClip, type ClipPart } from './compose';
+import { DEFAULT_SOUNDFONT, DEMO_FRAMES, DEMO_SAMPLE_RATE, renderClip, type RenderTools } from './render';
 
 export interface DemoDataOptions {
   out: string;

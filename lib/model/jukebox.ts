@@ -1,19 +1,29 @@
 // The Jukebox extractor: a calmkit checkpoint loaded on a device, turning audio into per-layer features. The
 // forward pass runs in the native core on an addon thread; this file handles inputs, options, cancellation,
 // progress and streaming.
-import { binding } from '../bindings';
-import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../bindings/raw';
-import { loadAudio, type AudioInput, type LoadAudioOptions } from './audio';
-import { AbortError, ArgumentError, DisposedError, native, nativeSync } from './errors';
+import { binding } from '../../bindings';
+import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../../bindings/raw';
+import { loadAudio, type AudioInput, type LoadAudioOptions } from '../audio';
+import { AbortError, ArgumentError, DisposedError, native, nativeSync, oneOf } from '../errors';
+import type { Device } from '../runtime/device';
+import { modelId } from './checkpoint-id';
+import { ChunkChannel } from './chunk-channel';
+import { PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows, type ResolvedExtractOptions } from './options';
 
-export type JukeboxDevice = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
-export type JukeboxPrecision = 'fp32' | 'fp16' | 'bf16';
-export type JukeboxPooling = 'mean' | 'segments' | 'none';
+export type { JukeboxPooling, JukeboxPrecision, JukeboxWindows } from './options';
+export { CALM_LAYER } from './options';
+
+/** Where the model runs: `cpu`, `cuda`, `cuda:N` or `auto` (runtime/device.ts). */
+export type JukeboxDevice = Device;
+
+/** The built-in shapes of random-weight checkpoints: `tiny` (tests), `small` (CPU timing), `5b` (the real shapes). */
+export const JUKEBOX_PRESETS = ['tiny', 'small', '5b'] as const;
+export type JukeboxPreset = (typeof JUKEBOX_PRESETS)[number];
 
 export interface JukeboxLoadOptions {
   /** `auto` picks cuda when this build and machine have it (default `cpu`). */
   device?: JukeboxDevice;
-  /** `fp32` is faithful (TF32 off, fp16 weights upcast exactly); `fp16`/`bf16` are fast paths for GPUs. */
+  /** Default `fp32` (see JukeboxPrecision). */
   precision?: JukeboxPrecision;
   signal?: AbortSignal;
 }
@@ -33,23 +43,20 @@ export interface JukeboxProgress {
   /** Windows finished over all clips of this call, of `windowsTotal`. */
   windowsDone: number;
   windowsTotal: number;
-  /** Blocks done in the current window, of `layersTotal` (the deepest requested layer). */
-  layersDone: number;
-  layersTotal: number;
+  /** Transformer blocks done in the current window, of `blocksTotal` (the deepest requested layer). */
+  blocksDone: number;
+  blocksTotal: number;
 }
 
 export interface JukeboxExtractOptions extends Pick<LoadAudioOptions, 'formatting' | 'targetSeconds' | 'factor' | 'normalise'> {
   /** 1-based layers (default: 36, or the deepest layer of a shallower checkpoint). One pass serves them all. */
   layers?: number[];
-  /**
-   * `mean` over all positions of a window (jukemir); `segments`: means over consecutive runs of
-   * `segmentTokens` tokens or `segmentSeconds` seconds ([S, width]); `none`: raw [T, width] activations.
-   */
+  /** Default `mean` (see JukeboxPooling). */
   pooling?: JukeboxPooling;
   segmentTokens?: number;
   segmentSeconds?: number;
-  /** `first`: the first window only (jukemir); `all`: every window of n_ctx tokens (the last may be shorter). */
-  windows?: 'first' | 'all';
+  /** Default `first` (see JukeboxWindows). */
+  windows?: JukeboxWindows;
   signal?: AbortSignal;
   onProgress?: (progress: JukeboxProgress) => void;
 }
@@ -84,8 +91,11 @@ export interface JukeboxChunk {
   data: Float32Array;
 }
 
-/** The CALM layer of the 5B model (the middle of 72). */
-export const CALM_LAYER = 36;
+/** @internal A clip the front-end has already decoded, fitted and cropped for this model (see extractPrepared). */
+export interface PreparedClip {
+  samples: Float32Array;
+  label: string;
+}
 
 function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw new AbortError(`${what} was aborted`);
@@ -106,6 +116,7 @@ export class Jukebox {
   #handle: RawJukeboxHandle | undefined;
   readonly #path: string;
   #info: JukeboxInfo;
+  #id: string | undefined;
 
   private constructor(handle: RawJukeboxHandle, path: string) {
     this.#handle = handle;
@@ -116,10 +127,7 @@ export class Jukebox {
   /** Loads and validates a calmkit Jukebox checkpoint (docs/contracts.md) onto a device. */
   static async load(path: string, options: JukeboxLoadOptions = {}): Promise<Jukebox> {
     if (typeof path !== 'string' || path === '') throw new ArgumentError('ERR_INVALID_ARGUMENT', 'model path must be a non-empty string');
-    const precision = options.precision ?? 'fp32';
-    if (!['fp32', 'fp16', 'bf16'].includes(precision)) {
-      throw new ArgumentError('ERR_INVALID_ARGUMENT', `precision must be fp32, fp16 or bf16; got '${String(precision)}'`);
-    }
+    const precision = oneOf('precision', PRECISIONS, options.precision ?? 'fp32');
     throwIfAborted(options.signal, 'loading ' + path);
     const handle = await native(() => binding().jukeboxLoad(path, { device: options.device ?? 'cpu', precision }), path);
     // Loading cannot be interrupted half-way; an abort during it releases the loaded model at once.
@@ -136,13 +144,30 @@ export class Jukebox {
   }
 
   /** Writes a random-weight checkpoint (`tiny`, `small` or the real `5b` shapes) with jukebox's init scales. */
-  static init(options: { preset: 'tiny' | 'small' | '5b'; layers?: number; seed?: number; out: string }): Promise<void> {
+  static writeRandomCheckpoint(options: { preset: JukeboxPreset; layers?: number; seed?: number; out: string }): Promise<void> {
     return native(() => binding().jukeboxInit(options), options.out);
+  }
+
+  /** @deprecated Use writeRandomCheckpoint, which says what it does. */
+  static init(options: { preset: JukeboxPreset; layers?: number; seed?: number; out: string }): Promise<void> {
+    return Jukebox.writeRandomCheckpoint(options);
   }
 
   get info(): JukeboxInfo {
     this.#live();
     return this.#info;
+  }
+
+  /** The checkpoint file this model was loaded from. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** The checkpoint's identity (modelId of its file, read on first use), as feature stores and probe sets record it. */
+  get id(): string {
+    this.#live();
+    this.#id ??= modelId(this.#path);
+    return this.#id;
   }
 
   get disposed(): boolean {
@@ -158,14 +183,34 @@ export class Jukebox {
   async extract(input: JukeboxInput | JukeboxInput[], options: JukeboxExtractOptions = {}): Promise<JukeboxFeatures | JukeboxFeatures[]> {
     const many = Array.isArray(input);
     const inputs = many ? input : [input];
-    const pooling = options.pooling ?? 'mean';
+    const features = await this.#collect(inputs, options, (resolved) => this.#prepare(inputs, options, resolved));
+    return many ? features : features[0];
+  }
+
+  /**
+   * @internal extract() for clips that went through the front-end already (decoded, fitted and cropped for this
+   * model, as the extraction pipeline's decodeForModel does): their samples go to the model as they are.
+   */
+  async extractPrepared(clips: readonly PreparedClip[], options: Omit<JukeboxExtractOptions, 'formatting' | 'targetSeconds' | 'factor' | 'normalise'> = {}): Promise<JukeboxFeatures[]> {
+    return this.#collect(clips, options, async () => {
+      if (clips.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'no inputs given');
+      return clips.map((c) => ({ samples: c.samples, label: c.label }));
+    });
+  }
+
+  async #collect(
+    inputs: readonly unknown[],
+    options: JukeboxExtractOptions,
+    prepare: (resolved: ResolvedExtractOptions) => Promise<RawJukeboxInput[]>,
+  ): Promise<JukeboxFeatures[]> {
+    const resolved = this.#resolve(options);
     // Raw activations arrive as chunks; collect them per clip and layer.
     const collected: JukeboxChunk[][] = inputs.map(() => []);
-    const result = await this.#run(inputs, { ...options, pooling }, (chunk) => collected[chunk.clip].push(chunk), true);
-    const features = result.clips.map((clip, i): JukeboxFeatures => {
+    const result = await this.#run(prepare, resolved, options, (chunk) => collected[chunk.clip].push(chunk), true);
+    return result.clips.map((clip, i): JukeboxFeatures => {
       const layers: Record<number, LayerFeatures> = {};
-      if (pooling === 'none') {
-        for (const layer of this.#layers(options.layers)) {
+      if (resolved.pooling === 'none') {
+        for (const layer of resolved.layers) {
           const parts = collected[i].filter((c) => c.layer === layer);
           layers[layer] = { layer, shape: [parts.reduce((n, c) => n + c.shape[0], 0), this.#info.width], data: concat(parts.map((c) => c.data)) };
         }
@@ -173,10 +218,9 @@ export class Jukebox {
         for (const l of clip.layers) layers[l.layer] = { layer: l.layer, shape: l.shape, data: l.data };
       }
       const out: JukeboxFeatures = { layers, tokens: clip.tokens, windows: clip.windows };
-      if (pooling === 'segments') out.segmentTokens = result.segmentTokens;
+      if (resolved.pooling === 'segments') out.segmentTokens = result.segmentTokens;
       return out;
     });
-    return many ? features : features[0];
   }
 
   /**
@@ -187,12 +231,15 @@ export class Jukebox {
    */
   stream(input: JukeboxInput | JukeboxInput[], options: JukeboxExtractOptions = {}): AsyncIterable<JukeboxChunk> {
     const inputs = Array.isArray(input) ? input : [input];
-    const pooling = options.pooling ?? 'none';
     const width = this.#info.width;
     return {
       [Symbol.asyncIterator]: (): AsyncIterator<JukeboxChunk> => {
-        const channel = new ChunkChannel();
-        const finished = this.#run(inputs, { ...options, pooling }, (chunk) => channel.push(chunk), false, (c) => channel.attach(c)).then(
+        const channel = new ChunkChannel<JukeboxChunk>();
+        const run = async () => {
+          const resolved = this.#resolve({ ...options, pooling: options.pooling ?? 'none' });
+          return this.#run((r) => this.#prepare(inputs, options, r), resolved, options, (chunk) => channel.push(chunk), false, (c) => channel.attach(c));
+        };
+        const finished = run().then(
           (result) => {
             // Pooled modes have nothing to stream while running: their features come with the result.
             result.clips.forEach((clip, i) =>
@@ -229,17 +276,18 @@ export class Jukebox {
     return this.#handle;
   }
 
-  #layers(layers: number[] | undefined): number[] {
-    const list = layers ?? [Math.min(CALM_LAYER, this.#info.layers)];
-    return [...new Set(list)].sort((a, b) => a - b);
+  /** The one TS check of the extraction options (model/options.ts), against this checkpoint's depth. */
+  #resolve(options: JukeboxExtractOptions): ResolvedExtractOptions {
+    this.#live();
+    return resolveExtractOptions(options, { depth: this.#info.depth, name: 'this checkpoint' });
   }
 
-  async #prepare(inputs: JukeboxInput[], options: JukeboxExtractOptions): Promise<RawJukeboxInput[]> {
+  /** Inputs through the front-end: decoded, fitted and cropped to what the requested windows need. */
+  async #prepare(inputs: JukeboxInput[], options: JukeboxExtractOptions, resolved: ResolvedExtractOptions): Promise<RawJukeboxInput[]> {
     if (inputs.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'no inputs given');
-    const windows = options.windows ?? 'first';
     // The first window needs the window plus the encoder's margin (jukemir encodes 25 s to use 23.78 s).
-    const cropSamples = windows === 'first' ? this.#info.windowSamples + this.#info.encoderMarginSamples : undefined;
-    const prepared = await Promise.all(
+    const cropSamples = resolved.windows === 'first' ? this.#info.firstWindowSamples : undefined;
+    return Promise.all(
       inputs.map(async (input, i): Promise<RawJukeboxInput> => {
         const label = inputLabel(input, i);
         if (isTokens(input)) {
@@ -256,12 +304,12 @@ export class Jukebox {
         return { samples: audio.samples, label };
       }),
     );
-    return prepared;
   }
 
   async #run(
-    inputs: JukeboxInput[],
-    options: JukeboxExtractOptions,
+    prepare: (resolved: ResolvedExtractOptions) => Promise<RawJukeboxInput[]>,
+    resolved: ResolvedExtractOptions,
+    options: Pick<JukeboxExtractOptions, 'signal' | 'onProgress'>,
     onChunk: (chunk: JukeboxChunk) => void,
     autoConsume: boolean,
     onControl?: (control: RawControl) => void,
@@ -269,17 +317,7 @@ export class Jukebox {
     this.#live();
     const { signal, onProgress } = options;
     throwIfAborted(signal, 'extraction');
-    const pooling = options.pooling ?? 'mean';
-    const windows = options.windows ?? 'first';
-    if (!['mean', 'segments', 'none'].includes(pooling)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `pooling must be mean, segments or none; got '${String(pooling)}'`);
-    if (windows !== 'first' && windows !== 'all') throw new ArgumentError('ERR_INVALID_ARGUMENT', `windows must be 'first' or 'all'; got '${String(windows)}'`);
-    const layers = this.#layers(options.layers);
-    for (const l of layers) {
-      if (!Number.isInteger(l) || l < 1 || l > this.#info.layers) {
-        throw new ArgumentError('ERR_INVALID_ARGUMENT', `layer ${l} is out of range: this checkpoint has layers 1..${this.#info.layers} (1-based)`);
-      }
-    }
-    const raw = await this.#prepare(inputs, options);
+    const raw = await prepare(resolved);
     throwIfAborted(signal, 'extraction');
     // Disposal while the audio loaded counts: the handle is taken only now.
     const live = this.#live();
@@ -297,8 +335,8 @@ export class Jukebox {
               clipsTotal: event.clipsTotal,
               windowsDone: event.windowsDone,
               windowsTotal: event.windowsTotal,
-              layersDone: event.layersDone,
-              layersTotal: event.layersTotal,
+              blocksDone: event.blocksDone,
+              blocksTotal: event.blocksTotal,
             });
           } catch {
             // A failing progress listener must not break the extraction.
@@ -315,7 +353,7 @@ export class Jukebox {
           binding().jukeboxExtract(
             live,
             raw,
-            { layers, pooling, windows, segmentTokens: options.segmentTokens, segmentSeconds: options.segmentSeconds },
+            { layers: resolved.layers, pooling: resolved.pooling, windows: resolved.windows, segmentTokens: resolved.segmentTokens, segmentSeconds: resolved.segmentSeconds },
             control,
             onEvent,
           ),
@@ -323,77 +361,6 @@ export class Jukebox {
       );
     } finally {
       signal?.removeEventListener('abort', cancel);
-    }
-  }
-}
-
-/**
- * Chunks between the native job and one async iterator. Taking a chunk returns its credit to the job (see
- * consumed), which is what bounds the memory a slow consumer can cost.
- */
-class ChunkChannel {
-  readonly #queue: JukeboxChunk[] = [];
-  #reader: { resolve: (r: IteratorResult<JukeboxChunk>) => void; reject: (e: unknown) => void } | undefined;
-  #control: RawControl | undefined;
-  #done = false;
-  #error: { value: unknown } | undefined;
-  #cancelled = false;
-
-  /** The job's control arrives once the inputs are loaded; a consumer may have left before that. */
-  attach(control: RawControl): void {
-    this.#control = control;
-    if (this.#cancelled) binding().cancel(control);
-  }
-
-  push(chunk: JukeboxChunk): void {
-    this.#queue.push(chunk);
-    this.#serve();
-  }
-
-  end(): void {
-    this.#done = true;
-    this.#serve();
-  }
-
-  fail(e: unknown): void {
-    this.#done = true;
-    // After cancel() the abort is expected: reads just end.
-    if (!this.#cancelled) this.#error = { value: e };
-    this.#serve();
-  }
-
-  cancel(): void {
-    if (this.#done) return;
-    this.#cancelled = true;
-    this.#queue.length = 0;
-    if (this.#control) binding().cancel(this.#control);
-    this.#serve();
-  }
-
-  next(): Promise<IteratorResult<JukeboxChunk>> {
-    return new Promise((resolve, reject) => {
-      this.#reader = { resolve, reject };
-      this.#serve();
-    });
-  }
-
-  #serve(): void {
-    const reader = this.#reader;
-    if (!reader) return;
-    if (this.#queue.length && !this.#cancelled) {
-      this.#reader = undefined;
-      const chunk = this.#queue.shift()!;
-      if (this.#control) binding().consumed(this.#control);
-      reader.resolve({ value: chunk, done: false });
-    } else if (this.#error) {
-      this.#reader = undefined;
-      const e = this.#error.value;
-      this.#error = undefined;
-      this.#done = true;
-      reader.reject(e);
-    } else if (this.#done || this.#cancelled) {
-      this.#reader = undefined;
-      reader.resolve({ value: undefined, done: true });
     }
   }
 }
@@ -407,17 +374,4 @@ function concat(parts: Float32Array[]): Float32Array {
     at += p.length;
   }
   return out;
-}
-
-/** Timing-conditioning bins (spec 3.2) for the 5B's label, or for other hyperparameters. */
-export function jukeboxTimingBins(hparams?: Parameters<ReturnType<typeof binding>['jukeboxTimingBins']>[0]): { total: number; absolute: Int32Array; relative: Int32Array } {
-  return nativeSync(() => binding().jukeboxTimingBins(hparams));
-}
-
-/**
- * One of the three block-attention kinds on q, k, v of shape [B, H, T, d] (float32), scale 1/sqrt(d); a
- * building block exposed for tests and experiments.
- */
-export function jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: [number, number, number, number], kind: 'row' | 'column' | 'prev', blockCtx: number): Float32Array {
-  return nativeSync(() => binding().jukeboxAttention(q, k, v, shape, kind, blockCtx));
 }

@@ -9,11 +9,15 @@
 import os from 'node:os';
 import crypto from 'node:crypto';
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import { AudioError, CalmkitError, DataError, QueueError } from './errors';
+import { AudioError, CalmkitError, DataError, QueueError } from '../errors';
 
 export { QueueError };
-import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from './jukebox';
-import { decodeForModel, LayerStores, modelId, resolveSettings, runModel, settingsHash, type Decoded, type ExtractionSettings, type LayerWriters, type WorkItem } from './pipeline';
+import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from '../model/jukebox';
+import { modelId } from '../model/checkpoint-id';
+import { LayerStores, type LayerWriters } from './layer-stores';
+import { resolveSettings, settingsHash, type ExtractionSettings } from './recipe';
+import { decodeForModel, runModel, type Decoded } from './run';
+import type { WorkItem } from './work-items';
 
 export const DEFAULT_QUEUE = 'calmkit-extract';
 
@@ -413,8 +417,8 @@ export class ExtractionWorker {
     const mismatch: string[] = [];
     if (settings.model.id !== this.modelId) mismatch.push(`model ${settings.model.id}${settings.model.path ? ` (${settings.model.path})` : ''}, this worker serves ${this.modelId} (${this.opts.model})`);
     if (settings.precision !== this.model.info.precision) mismatch.push(`precision ${settings.precision}, this worker runs ${this.model.info.precision}`);
-    const deep = settings.layers.filter((l) => l > this.model.info.layers);
-    if (deep.length) mismatch.push(`layers ${deep.join(',')}, the model has 1..${this.model.info.layers}`);
+    const deep = settings.layers.filter((l) => l > this.model.info.depth);
+    if (deep.length) mismatch.push(`layers ${deep.join(',')}, the model has 1..${this.model.info.depth}`);
     if (mismatch.length) throw new UnrecoverableError(`ERR_QUEUE_SETTINGS: job ${job.id} (${data.key}) wants ${mismatch.join('; ')}`);
     let g: Group;
     try {

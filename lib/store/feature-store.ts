@@ -9,11 +9,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ArgumentError, DataError } from './errors';
+import { ArgumentError, DataError } from '../errors';
+import { canonicalJson } from './canonical-json';
 import { atomicReplace, publishNoClobber, tempName, writeDurableExclusive } from './fsatomic';
-import { decodeElements, encodeNpyHeader, encodeElements, readNpyHeaderFd, type NpyDtype } from './npy';
+import { decodeElements, encodeNpyHeader, encodeElements, readNpyHeaderFd, type NpyDtype } from '../formats/npy';
 
-export type StoreDtype = 'float32' | 'float16';
+/** How features are stored: float16 halves the size and rounds each value to the nearest half. */
+export const STORE_DTYPES = ['float32', 'float16'] as const;
+export type StoreDtype = (typeof STORE_DTYPES)[number];
 
 /** What the features are. Two stores (or a store and a run) with different specs must never mix. */
 export interface StoreSpec {
@@ -97,26 +100,17 @@ const TMP = 'tmp';
 const SHARD_RE = /^(.+)-(\d{6,})\.npy$/;
 const DTYPES: Record<StoreDtype, NpyDtype> = { float32: '<f4', float16: '<f2' };
 
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
 function normaliseSpec(spec: StoreSpec): StoreSpec {
   if (!spec || typeof spec.model?.id !== 'string' || spec.model.id.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'store spec needs model.id (a non-empty string)');
   if (!Array.isArray(spec.layers) || !spec.layers.every((l) => Number.isInteger(l))) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'store spec layers must be an array of integers');
   if (typeof spec.pooling !== 'string' || typeof spec.formatting !== 'string') throw new ArgumentError('ERR_INVALID_ARGUMENT', 'store spec needs pooling and formatting strings');
   if (!(spec.dtype in DTYPES)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `store dtype must be float32 or float16; got '${String(spec.dtype)}'`);
-  return JSON.parse(canonical(spec)) as StoreSpec;
+  return JSON.parse(canonicalJson(spec)) as StoreSpec;
 }
 
 function specDifferences(a: StoreSpec, b: StoreSpec): string[] {
   const fields = ['model', 'layers', 'pooling', 'formatting', 'dtype', 'extra'] as const;
-  return fields.filter((f) => canonical(a[f] ?? null) !== canonical(b[f] ?? null)).map((f) => `${f}: store has ${canonical(a[f] ?? null)}, asked for ${canonical(b[f] ?? null)}`);
+  return fields.filter((f) => canonicalJson(a[f] ?? null) !== canonicalJson(b[f] ?? null)).map((f) => `${f}: store has ${canonicalJson(a[f] ?? null)}, asked for ${canonicalJson(b[f] ?? null)}`);
 }
 
 function defaultWriterId(): string {

@@ -2,7 +2,7 @@
 // accepted only when they are arrays of str, through the restricted pickle reader in ./pickle.
 import fs from 'node:fs';
 import { unzipSync } from 'fflate';
-import { DataError } from './errors';
+import { DataError } from '../errors';
 import { decodeNpy, npyHeaderLength, type NpyArray } from './npy';
 import { unpickleStringArray } from './pickle';
 

@@ -1,0 +1,48 @@
+// `calmkit train`: the probe grid per instrument on stored features; writes a probe set (with the store's recipe,
+// so `calmkit predict` can retrace it) and optionally its report.
+import type { Command } from 'commander';
+import { OpenMIC } from '../openmic';
+import { writeReport } from '../probes';
+import { FeatureStore } from '../store';
+import { trainFromStore } from '../study';
+import { withInterrupt } from './interrupt';
+import { addTrainingFlags, trainingOptions, type TrainingFlags } from './options';
+import { phaseProgress, printTable } from './output';
+
+export function register(program: Command): void {
+  addTrainingFlags(
+    program
+      .command('train')
+      .description('train the probe grid per instrument on stored features; writes a probe set and its report')
+      .requiredOption('--dataset <root>', 'OpenMIC-layout dataset (labels, class map, partitions)')
+      .requiredOption('--features <dir>', 'a feature store (one layer: e.g. OUT/layer-36)')
+      .requiredOption('--out <file>', 'the probe set file to write')
+      .option('--report <dir>', 'also write Table I and the figures here'),
+  ).action(async (o: TrainingFlags & { dataset: string; features: string; out: string; report?: string }) => {
+    await withInterrupt(async (signal) => {
+      const dataset = OpenMIC.open(o.dataset, { audio: 'skip', npz: 'ignore' });
+      const store = FeatureStore.open(o.features);
+      const progress = phaseProgress();
+      try {
+        const { probes, missing } = await trainFromStore({
+          dataset,
+          store,
+          ...trainingOptions(o),
+          signal,
+          onProgress: (p) => progress.onEvent({ phase: 'train', variant: 'probes', progress: p }),
+        });
+        progress.stop();
+        if (missing.length) console.error(`${missing.length} labelled clips have no features in ${o.features} and were left out`);
+        await probes.save(o.out);
+        printTable(probes);
+        console.log(`probe set: ${o.out}`);
+        if (o.report) {
+          const files = await writeReport(probes, o.report);
+          console.log(`report: ${o.report} (${files.length} files)`);
+        }
+      } finally {
+        progress.stop();
+      }
+    });
+  });
+}

@@ -1,0 +1,17 @@
+// Building blocks of the model exposed for tests and experiments (the addon's `_`-prefixed exports): not part
+// of the public API.
+import { binding } from '../../bindings';
+import { nativeSync } from '../errors';
+
+/** Timing-conditioning bins (spec 3.2) for the 5B's label, or for other hyperparameters. */
+export function jukeboxTimingBins(hparams?: Parameters<ReturnType<typeof binding>['_jukeboxTimingBins']>[0]): { total: number; absolute: Int32Array; relative: Int32Array } {
+  return nativeSync(() => binding()._jukeboxTimingBins(hparams));
+}
+
+/**
+ * One of the three block-attention kinds on q, k, v of shape [B, H, T, d] (float32), scale 1/sqrt(d); a
+ * building block exposed for tests and experiments.
+ */
+export function jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: [number, number, number, number], kind: 'row' | 'column' | 'prev', blockCtx: number): Float32Array {
+  return nativeSync(() => binding()._jukeboxAttention(q, k, v, shape, kind, blockCtx));
+}

@@ -1,0 +1,45 @@
+// The grid of probe configs: architectures x dropout rates x L2 weights, and the paper's 27.
+import { ArgumentError } from '../errors';
+
+/** One probe architecture and its regularisation. */
+export interface ProbeConfig {
+  /** Hidden layer sizes: [] is a linear probe (still with input dropout). */
+  hidden: number[];
+  /** Dropout rate on the input and after every hidden ReLU. */
+  dropout: number;
+  /** Adam's coupled weight decay (L2 added to the gradient, not AdamW). */
+  l2: number;
+}
+
+/** A grid as the product of its axes. */
+export interface ProbeGrid {
+  hidden: number[][];
+  dropout: number[];
+  l2: number[];
+}
+
+/** The paper's grid: 3 architectures x 3 dropouts x 3 L2 = 27 configs per instrument. */
+export const PAPER_GRID: ProbeGrid = Object.freeze({
+  hidden: [[], [512], [512, 256]],
+  dropout: [0.25, 0.5, 0.75],
+  l2: [0, 1e-4, 1e-3],
+}) as ProbeGrid;
+
+/** The grid's configs in order: hidden-major, then dropout, then L2. */
+export function expandGrid(grid: ProbeGrid): ProbeConfig[] {
+  const out: ProbeConfig[] = [];
+  for (const hidden of grid.hidden) for (const dropout of grid.dropout) for (const l2 of grid.l2) out.push({ hidden: [...hidden], dropout, l2 });
+  return out;
+}
+
+/** The grid's configs; the shape of `grid` is checked here, its numbers by the core. */
+export function gridConfigs(grid: ProbeGrid): ProbeConfig[] {
+  const bad = (msg: string): never => {
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', `grid: ${msg}`);
+  };
+  if (!grid || !Array.isArray(grid.hidden) || !Array.isArray(grid.dropout) || !Array.isArray(grid.l2)) bad('needs hidden, dropout and l2 arrays');
+  if (grid.hidden.some((h) => !Array.isArray(h))) bad('hidden sizes must be arrays of positive integers');
+  const configs = expandGrid(grid);
+  if (configs.length === 0) bad('is empty');
+  return configs;
+}

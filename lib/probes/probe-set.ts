@@ -1,0 +1,299 @@
+// A probe set: per instrument the selected probe and the whole grid's results, with everything needed to
+// reproduce it; predict, save and load.
+import fs from 'node:fs';
+import path from 'node:path';
+import { binding } from '../../bindings';
+import type { RawProbeNet } from '../../bindings/raw';
+import { ArgumentError, DataError, ProbeError, native } from '../errors';
+import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../extraction/recipe';
+import type { StoreSpec } from '../store/feature-store';
+import type { Device } from '../runtime/device';
+import { atomicReplace } from '../store/fsatomic';
+import { decodeProbeFile, encodeProbeFile } from './file';
+import type { ProbeConfig } from './grid';
+import { type BinaryMetrics, type MacroMetrics, macroMetrics } from './metrics';
+
+/** The decision threshold on P(present): present when strictly above. */
+export const PROBE_THRESHOLD = 0.5;
+
+/** A trained probe as weights: standardise (if mean/std), Linear -> ReLU ... -> Linear -> sigmoid. */
+export interface ProbeNet {
+  mean?: Float32Array;
+  std?: Float32Array;
+  /** Weight is [in][out] row-major: y = x W + b. */
+  layers: { in: number; out: number; weight: Float32Array; bias: Float32Array }[];
+}
+
+export interface ConfigResult {
+  /** Index into `ProbeSet.grid`. */
+  configIndex: number;
+  config: ProbeConfig;
+  /** Validation BCE and accuracy after each epoch (natural class balance, no dropout). */
+  valLoss: Float32Array;
+  valAccuracy: Float32Array;
+  /** 0-based epoch whose weights were kept (lowest validation loss); -1 if the loss never was finite. */
+  bestEpoch: number;
+  bestValLoss: number;
+  bestValAccuracy: number;
+  /** P(present) for each test row with the kept weights, and the metrics at PROBE_THRESHOLD. */
+  testProbabilities: Float32Array;
+  test: BinaryMetrics;
+  /** Only with `keepAllWeights`. */
+  net?: ProbeNet;
+}
+
+export interface ClassCounts {
+  positives: number;
+  negatives: number;
+}
+
+export interface InstrumentResult {
+  instrument: string;
+  counts: { train: ClassCounts; val: ClassCounts; test: ClassCounts };
+  /** Every config of the grid, in grid order. */
+  configs: ConfigResult[];
+  /** Index of the selected config: lowest validation loss, ties to the earlier config. */
+  selected: number;
+  testTargets: Uint8Array;
+  /** The selected probe's weights. */
+  net: ProbeNet;
+  /** The best zero-hidden-layer probe (when the grid has one): its weights read directly as feature importances. */
+  linear?: { configIndex: number; net: ProbeNet };
+}
+
+export interface SkippedInstrument {
+  instrument: string;
+  reason: string;
+}
+
+/** One row of the paper's Table I. */
+export interface TableRow {
+  instrument: string;
+  hidden: number[];
+  dropout: number;
+  l2: number;
+  valLoss: number;
+  valAccuracy: number;
+  precision: number;
+  recall: number;
+  f1: number;
+  accuracy: number;
+  averagePrecision: number;
+  rocAuc: number;
+  /** Extra columns for comparisons with papers that report them. */
+  f1PresentAbsent: number;
+  testPositives: number;
+  testNegatives: number;
+}
+
+export interface ProbeTable {
+  rows: TableRow[];
+  macro: MacroMetrics;
+}
+
+export interface Predictions {
+  instruments: string[];
+  n: number;
+  /** P(present), row-major [clip][instrument]. */
+  probabilities: Float32Array;
+  /** 1 where probability > threshold. */
+  present: Uint8Array;
+  threshold: number;
+  /** The same, per clip, keyed by instrument. */
+  clips: Record<string, { probability: number; present: boolean }>[];
+}
+
+export interface PredictOptions {
+  /** Clips in `features` (default: features.length / dim). */
+  n?: number;
+  /** A subset of the trained instruments (default: all). Unknown names are an ArgumentError. */
+  instruments?: string[];
+  device?: Device;
+}
+
+/** Everything a probe set records about how it was made. */
+export interface ProbeSetInfo {
+  format: 1;
+  createdAt: string;
+  dim: number;
+  grid: ProbeConfig[];
+  options: { epochs: number; batchSize: number; lr: number; seed: number; standardize: boolean; threshold: number };
+  training: { device: string; seconds: number; stacks: number };
+  /**
+   * sha256 (hex) of the feature matrix's bytes (featureRows x dim float32, little-endian) and, per instrument and
+   * split, of its rows (int32) followed by its targets (uint8).
+   */
+  hashes: { features: string; featureRows: number; tasks: Record<string, { train: string; val: string; test: string }> };
+  /**
+   * How the features were made (extraction/recipe.ts): the path predictAudio takes for new audio. Absent when
+   * the probes were trained on features from elsewhere. Probe sets saved before the recipe existed get it from
+   * their store manifest (`manifest.store.spec`) when they are loaded.
+   */
+  recipe?: FeatureRecipe;
+  /** Free-form, as given to trainProbeGrid (trainFromStore: the store's manifest, partitions, missing clips). */
+  manifest?: unknown;
+}
+
+/** @internal The saved form of a probe set. */
+export interface ProbeSetState {
+  info: ProbeSetInfo;
+  instruments: InstrumentResult[];
+  skipped: SkippedInstrument[];
+}
+
+/** A trained, selected probe per instrument plus the whole grid's results. */
+export class ProbeSet {
+  readonly info: ProbeSetInfo;
+  /** Per trained instrument, in task order. */
+  readonly results: InstrumentResult[];
+  /** Instruments not trained, with why. */
+  readonly skipped: SkippedInstrument[];
+
+  private constructor(state: ProbeSetState) {
+    this.info = state.info;
+    this.results = state.instruments;
+    this.skipped = state.skipped;
+  }
+
+  /** @internal */
+  static fromState(state: ProbeSetState): ProbeSet {
+    return new ProbeSet(state);
+  }
+
+  get instruments(): string[] {
+    return this.results.map((r) => r.instrument);
+  }
+
+  get grid(): ProbeConfig[] {
+    return this.info.grid;
+  }
+
+  /** The result of one instrument; ArgumentError for a name that was not trained. */
+  result(instrument: string): InstrumentResult {
+    const r = this.results.find((x) => x.instrument === instrument);
+    if (!r) {
+      const why = this.skipped.find((s) => s.instrument === instrument);
+      throw new ArgumentError(
+        'ERR_INVALID_ARGUMENT',
+        why
+          ? `instrument '${instrument}' was skipped: ${why.reason}`
+          : `unknown instrument '${instrument}'; this probe set has: ${this.instruments.join(', ')}`,
+        { input: instrument },
+      );
+    }
+    return r;
+  }
+
+  /** The paper's Table I: per instrument the selected config and its test metrics, plus macro averages. */
+  table(): ProbeTable {
+    const rows = this.results.map((r): TableRow => {
+      const c = r.configs[r.selected];
+      return {
+        instrument: r.instrument,
+        hidden: c.config.hidden,
+        dropout: c.config.dropout,
+        l2: c.config.l2,
+        valLoss: c.bestValLoss,
+        valAccuracy: c.bestValAccuracy,
+        precision: c.test.precision,
+        recall: c.test.recall,
+        f1: c.test.f1,
+        accuracy: c.test.accuracy,
+        averagePrecision: c.test.averagePrecision,
+        rocAuc: c.test.rocAuc,
+        f1PresentAbsent: c.test.f1PresentAbsentMean,
+        testPositives: r.counts.test.positives,
+        testNegatives: r.counts.test.negatives,
+      };
+    });
+    return { rows, macro: macroMetrics(this.results.map((r) => r.configs[r.selected].test)) };
+  }
+
+  /**
+   * P(present) and the decision at 0.5 of each selected probe, for one clip (features.length === dim) or n clips
+   * (row-major n x dim). Runs in the native core, off the JS thread.
+   */
+  async predict(features: Float32Array, options: number | PredictOptions = {}): Promise<Predictions> {
+    const opts: PredictOptions = typeof options === 'number' ? { n: options } : options;
+    if (!(features instanceof Float32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'features must be a Float32Array');
+    const dim = this.info.dim;
+    const n = opts.n ?? features.length / dim;
+    if (!Number.isInteger(n) || n < 1 || n * dim !== features.length) {
+      throw new DataError('ERR_DATA_MISMATCH', `features has ${features.length} values; expected n x ${dim} (n = ${opts.n ?? 'length / dim'})`);
+    }
+    const chosen = (opts.instruments ?? this.instruments).map((name) => this.result(name));
+    const nets = chosen.map((r) => r.net as RawProbeNet);
+    const device = opts.device ?? 'cpu';
+    const probabilities = await native(() => binding().predictProbes(features, dim, nets, device));
+    const present = new Uint8Array(probabilities.length);
+    for (let i = 0; i < probabilities.length; i++) present[i] = probabilities[i] > PROBE_THRESHOLD ? 1 : 0;
+    const names = chosen.map((r) => r.instrument);
+    const clips = Array.from({ length: n }, (_, i) => {
+      const clip: Record<string, { probability: number; present: boolean }> = {};
+      names.forEach((name, k) => {
+        clip[name] = { probability: probabilities[i * names.length + k], present: present[i * names.length + k] === 1 };
+      });
+      return clip;
+    });
+    return { instruments: names, n, probabilities, present, threshold: PROBE_THRESHOLD, clips };
+  }
+
+  /** Writes the probe set (configs, seeds, hashes, manifest, curves, weights) to one file, atomically. */
+  async save(file: string): Promise<void> {
+    const state: ProbeSetState = { info: this.info, instruments: this.results, skipped: this.skipped };
+    await fs.promises.mkdir(path.dirname(path.resolve(file)), { recursive: true });
+    atomicReplace(file, encodeProbeFile(state));
+  }
+
+  /** Reads a file written by save(); ProbeError ERR_PROBE_FILE when it is missing, corrupt or inconsistent. */
+  static async load(file: string): Promise<ProbeSet> {
+    let buf: Buffer;
+    try {
+      buf = await fs.promises.readFile(file);
+    } catch (err) {
+      throw new ProbeError('ERR_PROBE_FILE', `cannot read probe set ${file}: ${(err as Error).message}`, { input: file, cause: err });
+    }
+    const state = decodeProbeFile(buf, file) as ProbeSetState;
+    checkState(state, file);
+    return new ProbeSet(state);
+  }
+}
+
+function checkState(state: ProbeSetState, file: string): void {
+  const fail = (why: string): never => {
+    throw new ProbeError('ERR_PROBE_FILE', `${file} is not a valid calmkit probe set: ${why}`, { input: file });
+  };
+  if (!state || typeof state !== 'object' || !state.info || !Array.isArray(state.instruments)) fail('missing sections');
+  const { info } = state;
+  if (!Number.isInteger(info.dim) || info.dim < 1 || !Array.isArray(info.grid)) fail('missing dim or grid');
+  for (const r of state.instruments) {
+    if (typeof r.instrument !== 'string' || !Array.isArray(r.configs) || !r.configs[r.selected]) fail('an instrument lacks its configs');
+    const layers = r.net?.layers;
+    if (!Array.isArray(layers) || layers.length === 0 || layers[0].in !== info.dim || layers[layers.length - 1].out !== 1) {
+      fail(`the probe of '${r.instrument}' does not map ${info.dim} features to one logit`);
+    }
+    for (const l of layers) {
+      if (!(l.weight instanceof Float32Array) || l.weight.length !== l.in * l.out || !(l.bias instanceof Float32Array) || l.bias.length !== l.out) {
+        fail(`the probe of '${r.instrument}' has a layer of the wrong size`);
+      }
+    }
+  }
+  if (!Array.isArray(state.skipped)) state.skipped = [];
+  if (info.recipe !== undefined) {
+    try {
+      info.recipe = checkRecipe(info.recipe, `${file} (info.recipe)`);
+    } catch (err) {
+      fail((err as Error).message);
+    }
+  } else {
+    // Saved before the recipe existed: the store's spec in the manifest says the same in the store's form. A spec
+    // that does not map leaves the set without a recipe (predictAudio then says so); everything else still works.
+    const spec = (info.manifest as { store?: { spec?: StoreSpec } } | undefined)?.store?.spec;
+    try {
+      const recipe = spec ? recipeOfStoreSpec(spec) : undefined;
+      if (recipe) info.recipe = recipe;
+    } catch {
+      // no recipe
+    }
+  }
+}

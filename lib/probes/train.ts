@@ -1,0 +1,251 @@
+// trainProbeGrid: every instrument's grid trained at once in the native core, each instrument's config with the
+// lowest validation loss selected, every config evaluated on test. The core checks the option values
+// (native/core/probes.cpp validate); this side applies the single-class policy and assembles the ProbeSet.
+import crypto from 'node:crypto';
+import { binding } from '../../bindings';
+import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../../bindings/raw';
+import { AbortError, ArgumentError, DataError, native } from '../errors';
+import { checkRecipe, type FeatureRecipe } from '../extraction/recipe';
+import type { Device } from '../runtime/device';
+import { gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
+import { binaryMetrics } from './metrics';
+import { PROBE_THRESHOLD, ProbeSet, type ClassCounts, type ConfigResult, type InstrumentResult, type ProbeSetInfo, type SkippedInstrument } from './probe-set';
+
+/** Rows of the shared feature matrix and their 0/1 targets (1 = the instrument is present). */
+export interface ProbeSplit {
+  rows: Int32Array;
+  targets: Uint8Array;
+}
+
+export interface ProbeTask {
+  instrument: string;
+  train: ProbeSplit;
+  val: ProbeSplit;
+  test: ProbeSplit;
+}
+
+export interface ProbeProgress {
+  /** Epochs finished by the stack now training. */
+  epoch: number;
+  epochs: number;
+  /** Probes in the stack now training, and stacks in all (the grid is cut into stacks that fit in memory). */
+  probes: number;
+  stack: number;
+  stacks: number;
+  probesDone: number;
+  probesTotal: number;
+}
+
+export interface TrainProbeGridOptions {
+  /** One row-major N x dim matrix shared by all instruments; tasks index into it. */
+  features: Float32Array;
+  dim: number;
+  tasks: ProbeTask[];
+  /** Default: PAPER_GRID. */
+  grid?: ProbeGrid;
+  /** Epochs of ceil(n_train / batchSize) balanced steps each. Default 800. */
+  epochs?: number;
+  /** Even; every batch holds batchSize/2 positives and batchSize/2 negatives. Default 64. */
+  batchSize?: number;
+  /** Adam's learning rate. Default 1e-4. */
+  lr?: number;
+  /** Seeds every stream (init, batch order, dropout masks) together with the instrument name and config. Default 0. */
+  seed?: number;
+  /** Standardise features with the mean/std of each instrument's train rows (sklearn StandardScaler). Default true. */
+  standardize?: boolean;
+  /** Default 'cpu'. 'auto' takes cuda:0 when LibTorch sees a device. */
+  device?: Device;
+  /**
+   * Probes of one architecture train together in stacks of at most this many bytes of weights, Adam state and
+   * activations (default 4 GiB); `maxProbesPerStack: 1` is the one-at-a-time reference. Results do not depend on
+   * either.
+   */
+  maxStackBytes?: number;
+  maxProbesPerStack?: number;
+  /**
+   * What to do with an instrument whose train split lacks positives or negatives (balanced batches need
+   * both), or whose validation or test split is empty: 'skip' it and list it in `ProbeSet.skipped` (default),
+   * or 'error' (DataError ERR_DATA_SINGLE_CLASS).
+   */
+  onSingleClass?: 'skip' | 'error';
+  /** Keep the weights of every probe, not only the selected ones (memory: all probes' parameters). */
+  keepAllWeights?: boolean;
+  /**
+   * Step each stack with batched products over all its probes and Adam in tensor operations -- the step used on
+   * CUDA -- on any device. On the CPU the default per-probe step is faster; this checks the CUDA step's arithmetic
+   * where there is no GPU. Same results up to float summation order.
+   */
+  batchedStep?: boolean;
+  /**
+   * Intra-op threads while training (default: 1 for stacks under ~50 MFLOP a step, where threading costs more than
+   * it gains, else the process setting from CALMKIT_THREADS / OMP_NUM_THREADS / cores).
+   */
+  threads?: number;
+  /**
+   * How the features were made (checked, then saved with the probe set): what predictAudio retraces for new audio.
+   * trainFromStore fills it from the feature store.
+   */
+  recipe?: FeatureRecipe;
+  /** Passed through into the saved file as it is, e.g. the feature store's manifest. */
+  manifest?: unknown;
+  signal?: AbortSignal;
+  onProgress?: (p: ProbeProgress) => void;
+}
+
+function counts(s: ProbeSplit): ClassCounts {
+  let positives = 0;
+  for (let i = 0; i < s.targets.length; i++) if (s.targets[i] === 1) positives++;
+  return { positives, negatives: s.targets.length - positives };
+}
+
+function checkSplitTypes(task: ProbeTask, which: 'train' | 'val' | 'test'): void {
+  const s = task[which];
+  if (!s || !(s.rows instanceof Int32Array) || !(s.targets instanceof Uint8Array)) {
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', `instrument '${task.instrument}' ${which} must be { rows: Int32Array, targets: Uint8Array }`, { input: task.instrument });
+  }
+}
+
+function sha256(...parts: ArrayBufferView[]): string {
+  const h = crypto.createHash('sha256');
+  for (const p of parts) h.update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+  return h.digest('hex');
+}
+
+function splitHash(s: ProbeSplit): string {
+  return sha256(s.rows, s.targets);
+}
+
+/**
+ * Trains the grid for every instrument at once in the native core (off the JS thread), selects per instrument
+ * the config with the lowest validation loss and evaluates every config on test.
+ *
+ * Rejects with ArgumentError (bad options), DataError (shape mismatches, non-finite features, a train split
+ * with one class, or an empty validation or test split, when onSingleClass is 'error'), DeviceError, or
+ * AbortError (signal). With onSingleClass 'skip' (the default) such instruments are listed in `skipped`.
+ */
+export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<ProbeSet> {
+  const { features, tasks } = options;
+  if (!(features instanceof Float32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'features must be a Float32Array');
+  const dim = options.dim;
+  if (features.length === 0) throw new DataError('ERR_DATA_MISMATCH', 'features is empty');
+  if (!Array.isArray(tasks) || tasks.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'tasks must be a non-empty array');
+  // Option values (epochs, batch size, rates, the grid's numbers, the device) are the core's to check
+  // (native/core/probes.cpp validate); here only their defaults and the single-class policy.
+  const grid = gridConfigs(options.grid ?? PAPER_GRID);
+  const epochs = options.epochs ?? 800;
+  const batchSize = options.batchSize ?? 64;
+  const lr = options.lr ?? 1e-4;
+  const seed = options.seed ?? 0;
+  const standardize = options.standardize ?? true;
+  const device = options.device ?? 'cpu';
+  const recipe = options.recipe === undefined ? undefined : checkRecipe(options.recipe, 'recipe');
+  const onSingleClass = options.onSingleClass ?? 'skip';
+  if (onSingleClass !== 'skip' && onSingleClass !== 'error') throw new ArgumentError('ERR_INVALID_ARGUMENT', `onSingleClass must be 'skip' or 'error'`);
+
+  const seen = new Set<string>();
+  const skipped: SkippedInstrument[] = [];
+  const trained: ProbeTask[] = [];
+  for (const task of tasks) {
+    if (!task || typeof task.instrument !== 'string' || task.instrument.length === 0) {
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', 'every task needs a non-empty instrument name');
+    }
+    if (seen.has(task.instrument)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `instrument '${task.instrument}' appears twice`, { input: task.instrument });
+    seen.add(task.instrument);
+    for (const which of ['train', 'val', 'test'] as const) checkSplitTypes(task, which);
+    const c = counts(task.train);
+    // Small datasets leave some instruments without validation or test clips: same treatment as one class.
+    const empty = (['val', 'test'] as const).filter((w) => task[w].rows.length === 0);
+    if (c.positives === 0 || c.negatives === 0 || empty.length) {
+      const reason = empty.length
+        ? `its ${empty.join(' and ')} split${empty.length > 1 ? 's are' : ' is'} empty`
+        : `its train split has no ${c.positives === 0 ? 'positives' : 'negatives'}; balanced batches need both classes`;
+      if (onSingleClass === 'error') throw new DataError('ERR_DATA_SINGLE_CLASS', `instrument '${task.instrument}': ${reason}`, { input: task.instrument });
+      skipped.push({ instrument: task.instrument, reason });
+      continue;
+    }
+    trained.push(task);
+  }
+  if (trained.length === 0) throw new DataError('ERR_DATA_SINGLE_CLASS', `no instrument can be trained: ${skipped.map((s) => `${s.instrument} (${s.reason})`).join('; ')}`);
+  if (options.signal?.aborted) throw new AbortError('probe training was aborted before it started');
+
+  const rawTasks: RawProbeTask[] = trained.map((t) => ({ instrument: t.instrument, train: t.train, val: t.val, test: t.test }));
+  const rawConfigs: RawProbeConfig[] = grid.map((c) => ({ hidden: c.hidden, dropout: c.dropout, l2: c.l2 }));
+  const onProgress = options.onProgress ? (p: RawProbeProgress) => options.onProgress!({ ...p }) : undefined;
+  const raw = await native(() => {
+    const control = binding().control();
+    const job = binding().trainProbeGrid(
+      features,
+      dim,
+      rawTasks,
+      rawConfigs,
+      {
+        epochs,
+        batchSize,
+        lr,
+        seed,
+        standardize,
+        device,
+        maxStackBytes: options.maxStackBytes ?? 4 * 2 ** 30,
+        maxProbesPerStack: options.maxProbesPerStack ?? 0,
+        keepAllWeights: options.keepAllWeights ?? false,
+        batchedStep: options.batchedStep ?? false,
+        threads: options.threads ?? 0,
+      },
+      control,
+      onProgress,
+    );
+    const onAbort = () => binding().cancel(control);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    return job.finally(() => options.signal?.removeEventListener('abort', onAbort));
+  });
+
+  const rowsInMatrix = features.length / dim;
+  const info: ProbeSetInfo = {
+    format: 1,
+    createdAt: new Date().toISOString(),
+    dim,
+    grid,
+    options: { epochs, batchSize, lr, seed, standardize, threshold: PROBE_THRESHOLD },
+    training: { device: raw.device, seconds: raw.seconds, stacks: raw.stacks },
+    hashes: {
+      features: sha256(features),
+      featureRows: rowsInMatrix,
+      tasks: Object.fromEntries(trained.map((t) => [t.instrument, { train: splitHash(t.train), val: splitHash(t.val), test: splitHash(t.test) }])),
+    },
+  };
+  if (recipe !== undefined) info.recipe = recipe;
+  if (options.manifest !== undefined) info.manifest = options.manifest;
+  return ProbeSet.fromState({ info, instruments: assemble(raw, trained, grid), skipped });
+}
+
+function assemble(raw: RawProbeGridResult, tasks: ProbeTask[], grid: ProbeConfig[]): InstrumentResult[] {
+  return tasks.map((task, t) => {
+    const configs = grid.map((config, c): ConfigResult => {
+      const p = raw.probes[t * grid.length + c];
+      const result: ConfigResult = {
+        configIndex: c,
+        config,
+        valLoss: p.valLoss,
+        valAccuracy: p.valAcc,
+        bestEpoch: p.bestEpoch,
+        bestValLoss: p.bestValLoss,
+        bestValAccuracy: p.bestValAcc,
+        testProbabilities: p.testProb,
+        test: binaryMetrics(p.testProb, task.test.targets, PROBE_THRESHOLD),
+      };
+      if (p.net) result.net = p.net;
+      return result;
+    });
+    const tr = raw.tasks[t];
+    const out: InstrumentResult = {
+      instrument: task.instrument,
+      counts: { train: counts(task.train), val: counts(task.val), test: counts(task.test) },
+      configs,
+      selected: tr.selected,
+      testTargets: task.test.targets.slice(),
+      net: tr.selectedNet,
+    };
+    if (tr.linear >= 0 && tr.linearNet) out.linear = { configIndex: tr.linear, net: tr.linearNet };
+    return out;
+  });
+}

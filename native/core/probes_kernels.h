@@ -1,0 +1,51 @@
+// The probe trainer's inner loops: dropout masks and dropped-out inputs from the counter-based streams (an
+// AVX-512 build where the CPU has it, same bits as the baseline), and Adam three ways (per probe, fused with
+// the weight gradient, and in tensor operations for other devices). Built with -fno-math-errno (CMakeLists.txt)
+// so Adam's square root vectorises.
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace calmkit::probes {
+
+// One probe's place in a stack and what makes it its own.
+struct ProbeSpec {
+  int index;  // into Result::probes
+  int task, config;
+  double dropout, l2;
+  uint64_t key;
+  int64_t stepsPerEpoch;
+};
+
+// A stacked parameter of a stack's probes, with its gradient, Adam moments and the weights kept at the best
+// validation loss.
+struct Param {
+  torch::Tensor value, grad, m, v, best;  // [P, ...]
+};
+
+// One row of a dropout mask (x == nullptr: the mask itself, already scaled by 1/keep as torch's Dropout does) or
+// of a dropped-out, optionally standardised input: o[k] = keep(k) ? (x[k] - mu[k]) / sd[k] / keep : 0, where
+// keep(k) is draw base + k of the stream `key`.
+using DropoutRow = void (*)(float*, const float*, const float*, const float*, int64_t, uint64_t, int64_t, float, float);
+// The build of the row kernel this process runs (chosen once, at load; see dropoutKernel()).
+extern const DropoutRow dropoutRow;
+
+// Rows of a weight matrix whose gradient is formed and consumed at once by gradAdamProbe: 64 rows of a
+// 512-wide layer are 128 KiB, which stays in L2 between the product and the update.
+constexpr int64_t kGradRows = 64;
+
+// Adam for one probe's slice of a stacked parameter whose gradient is already in prm.grad. Inside a parallel
+// loop over probes it runs on the calling thread; alone it splits the slice.
+void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr);
+
+// Weight gradient A^T dz and Adam for probe p's weight [in, out], kGradRows rows at a time (the same arithmetic
+// as mm_out + adamProbe, up to the summation order inside BLAS).
+void gradAdamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr, const torch::Tensor& A,
+                   const torch::Tensor& dz);
+
+// The same update in tensor operations over the first `pa` probes, for devices other than the CPU.
+void adamTensor(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps, double lr);
+
+}  // namespace calmkit::probes
