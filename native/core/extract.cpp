@@ -156,24 +156,25 @@ ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, c
     for (int64_t w = 0; w < plan.windows; ++w) {
       checkCancel();
       torch::Tensor tokens = windowTokens(model, clips[i], plan, w);
-      torch::Tensor tokensCpu = tokens.to(torch::kCPU).contiguous();
-      out.tokens.insert(out.tokens.end(), tokensCpu.data_ptr<int64_t>(), tokensCpu.data_ptr<int64_t>() + tokensCpu.numel());
       progress.blocksDone = 0;
+      // Pooled rows stay on the device until the window's pass is over: nothing inside the layer loop waits for
+      // the host (on CUDA the pass is queued without a synchronisation); raw rows stream out as they come.
+      std::vector<std::pair<size_t, torch::Tensor>> pooledRows;
+      auto keep = [&](size_t li, const torch::Tensor& cpuRows) {
+        data[li].insert(data[li].end(), cpuRows.data_ptr<float>(), cpuRows.data_ptr<float>() + cpuRows.numel());
+        rows[li] += cpuRows.size(0);
+      };
       auto tap = [&](int layer, const torch::Tensor& h) {
         const size_t li = static_cast<size_t>(std::find(layers.begin(), layers.end(), layer) - layers.begin());
         // Pool on the device in float32; only the pooled rows cross to the host.
         torch::Tensor hf = h.to(torch::kFloat32);
-        torch::Tensor rowsCpu;
         if (opts.pooling == Pooling::None) {
-          rowsCpu = hf[0].to(torch::kCPU).contiguous();
+          torch::Tensor rowsCpu = hf[0].to(torch::kCPU).contiguous();
           sink.chunk(i, layer, w, w * hp.nCtx, rowsCpu);
-          if (!collectNone) return;
-        } else {
-          torch::Tensor pooled = opts.pooling == Pooling::Mean ? hf.mean(1, true) : segmentMeans(hf, segTokens);
-          rowsCpu = pooled[0].to(torch::kCPU).contiguous();
+          if (collectNone) keep(li, rowsCpu);
+          return;
         }
-        data[li].insert(data[li].end(), rowsCpu.data_ptr<float>(), rowsCpu.data_ptr<float>() + rowsCpu.numel());
-        rows[li] += rowsCpu.size(0);
+        pooledRows.emplace_back(li, (opts.pooling == Pooling::Mean ? hf.mean(1, true) : segmentMeans(hf, segTokens))[0]);
       };
       auto between = [&](int blocksDone) {
         checkCancel();
@@ -183,6 +184,9 @@ ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, c
         }
       };
       model.forward(tokens, layers, tap, between);
+      torch::Tensor tokensCpu = tokens.to(torch::kCPU).contiguous();
+      out.tokens.insert(out.tokens.end(), tokensCpu.data_ptr<int64_t>(), tokensCpu.data_ptr<int64_t>() + tokensCpu.numel());
+      for (auto& [li, t] : pooledRows) keep(li, t.to(torch::kCPU).contiguous());
       progress.blocksDone = layers.back();
       progress.windowsDone += 1;
       if (w + 1 == plan.windows) progress.clipsDone = static_cast<int64_t>(i) + 1;
