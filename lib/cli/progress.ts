@@ -107,13 +107,12 @@ class StatusLine {
 
   private hook(stream: NodeJS.WriteStream): void {
     const original = stream.write as unknown as Write;
-    const status = this;
-    const hooked: Write = function (this: unknown, chunk, ...rest) {
+    const hooked: Write = (chunk, ...rest) => {
       if (isEmpty(chunk)) return original.call(stream, chunk, ...rest);
-      status.clear();
+      this.clear();
       const ok = original.call(stream, chunk, ...rest);
-      status.midLine = !endsWithNewline(chunk);
-      status.draw();
+      this.midLine = !endsWithNewline(chunk);
+      this.draw();
       return ok;
     };
     (stream as unknown as { write: Write }).write = hooked;

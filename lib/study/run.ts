@@ -112,7 +112,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
         modelLayers: model.info.depth,
       });
       const stores = LayerStores.open(path.join(dir, 'features'), settings, { create: true });
-      log(`extracting layer ${layer} (${variant.formatting}) for ${items.length} clips`, variant.name);
+      log(`extracting layer ${layer} (${variant.formatting}) for ${items.length} clip${items.length === 1 ? '' : 's'}`, variant.name);
       const summary = await extractToStore({
         model,
         items,
