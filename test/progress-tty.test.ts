@@ -72,7 +72,7 @@ test.serial('on a terminal: header, a status line with windows, blocks and an ET
 
   // Progress inside a clip: the window and block of the clip in flight, and an ETA as soon as anything is done.
   t.regex(text, /extract [█░]{24} 0\/4 clips \| (?:[^|]+ \| )?ETA [^|]+ \| clip 1: window 1\/\d+, block [1-6]\/6\x1b\[K/);
-  t.regex(text, /\| ETA \d+s \| clip [2-4]: window \d+\/\d+, block \d\/6\x1b\[K/);
+  t.regex(text, /\| ETA (?:\d+[hm])?\d+[ms]? \| clip [2-4]: window \d+\/\d+, block \d\/6\x1b\[K/);
 
   // Mid-run, the screen is the two header lines and the status line below them, whole.
   const mid = text.lastIndexOf('clip 3: window 2/');
