@@ -2,6 +2,7 @@
 // import this file. One clear multi-line error when the addon cannot be loaded.
 import fs from 'node:fs';
 import path from 'node:path';
+import { NativeError } from '../lib/errors';
 import type { RawBinding } from './raw';
 
 export type { RawBinding } from './raw';
@@ -62,21 +63,41 @@ export function loadAddon(): { binding: RawBinding; path: string } {
       lastError = err;
     }
   }
-  const reason = lastError instanceof Error ? lastError.message.split('\n')[0] : String(lastError);
-  const e = new Error(
-    [
-      'calmkit: could not load the native addon (calmkit.node).',
-      `Tried: ${tried.join('; ')}.`,
-      `Reason: ${reason}`,
-      'To fix:',
-      '  1. Install the system libraries: sudo bash scripts/setup.sh (libtorch-dev, libopenblas0-openmp, libsndfile1-dev, libsoxr-dev, cmake).',
-      '  2. Build the addon: npm run build:native (set CALMKIT_TORCH_DIR to use another LibTorch, e.g. a CUDA one).',
-      '  3. If the addon was built against another LibTorch, make sure that LibTorch\'s lib/ is on LD_LIBRARY_PATH.',
-      '  Or point CALMKIT_ADDON_PATH at a calmkit.node you built elsewhere.',
-    ].join('\n'),
-  );
-  (e as Error & { code: string }).code = 'ERR_ADDON_LOAD';
-  throw e;
+  throw new NativeError('ERR_ADDON_LOAD', addonLoadMessage(root, tried, lastError, explicit), { cause: lastError });
+}
+
+/**
+ * What to do when calmkit.node cannot be loaded, worded for where calmkit is: installed in a project's
+ * node_modules (the usual case: nothing of calmkit's repository is there) or a checkout of calmkit itself.
+ */
+export function addonLoadMessage(root: string, tried: string[], error: unknown, explicit?: string): string {
+  const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  const installed = root.split(path.sep).includes('node_modules');
+  const built = fs.existsSync(path.join(root, 'build', 'Release', 'calmkit.node'));
+  const steps = installed
+    ? [
+        built
+          ? '  - The addon is built but does not load: if the LibTorch it was built against moved or was removed, rebuild it: npm rebuild calmkit'
+          : '  - Build it: npm rebuild calmkit --foreground-scripts. Its install step names each missing requirement (cmake, a C++ compiler, pkg-config, libsndfile, libsoxr, LibTorch) with the command that installs it.',
+        '  - npm may have skipped calmkit\'s install script (npm 11+ asks before running dependencies\' install scripts): npm install-scripts approve calmkit, then npm rebuild calmkit.',
+        '  - Another LibTorch: CALMKIT_TORCH_DIR=<folder with TorchConfig.cmake> npm rebuild calmkit.',
+        '  - Or point CALMKIT_ADDON_PATH at a calmkit.node built elsewhere for this platform.',
+      ]
+    : [
+        built
+          ? '  - The addon is built but does not load: rebuild it against the LibTorch that is there now: npm run build:native'
+          : '  - Build it: npm run build:native (after bash scripts/setup.sh, which installs the system packages and the .venv with torch).',
+        '  - Another LibTorch: CALMKIT_TORCH_DIR=<folder with TorchConfig.cmake> npm run build:native.',
+        '  - Or point CALMKIT_ADDON_PATH at a calmkit.node built elsewhere.',
+      ];
+  const fixes = explicit ? [`  - CALMKIT_ADDON_PATH is set (${explicit}): point it at a calmkit.node built for this machine, or unset it to load calmkit's own build.`] : steps;
+  return [
+    `could not load the native addon (calmkit.node) for Node ${process.versions.node} on ${process.platform}-${process.arch}.`,
+    `Tried: ${tried.join('; ')}.`,
+    `Reason: ${reason}`,
+    'To fix:',
+    ...fixes,
+  ].join('\n');
 }
 
 export function binding(): RawBinding {

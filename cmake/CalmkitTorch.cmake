@@ -48,8 +48,10 @@ else()
   file(GLOB _calmkit_venv_torch "${CMAKE_CURRENT_SOURCE_DIR}/.venv/lib/python3*/site-packages/torch/share/cmake/Torch")
   list(LENGTH _calmkit_venv_torch _n)
   if(_n EQUAL 0)
-    message(FATAL_ERROR "calmkit: no LibTorch found. Run `bash scripts/setup.sh` (it installs PyPI's torch==2.11.0 "
-      "into ${CMAKE_CURRENT_SOURCE_DIR}/.venv), or set CALMKIT_TORCH_DIR to a folder holding TorchConfig.cmake.")
+    message(FATAL_ERROR "calmkit: no LibTorch found. Set CALMKIT_TORCH_DIR to a folder holding TorchConfig.cmake "
+      "(for a Python with torch: $(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')/Torch). An installed "
+      "calmkit's install step finds one itself (node scripts/install.js --check says where it looks); in calmkit's own "
+      "checkout, `bash scripts/setup.sh` installs PyPI's torch==2.11.0 into ${CMAKE_CURRENT_SOURCE_DIR}/.venv.")
   endif()
   list(GET _calmkit_venv_torch 0 CALMKIT_TORCH_CONFIG_DIR)
   set(_calmkit_torch_from ".venv")

@@ -33,6 +33,16 @@ export class AbortError extends CalmkitError {
     super('ERR_ABORTED', message, options);
   }
 }
+/**
+ * The AbortError for work cancelled through `signal`. The signal's reason is its `cause` (for
+ * AbortSignal.timeout(), a TimeoutError), and a reason other than a plain abort is named in the message.
+ */
+export function abortError(message: string, signal?: AbortSignal, input?: string): AbortError {
+  const reason: unknown = signal?.aborted ? signal.reason : undefined;
+  const why = reason instanceof Error && reason.name !== 'AbortError' && reason.message ? ` (${reason.name}: ${reason.message})` : '';
+  return new AbortError(message + why, { input, cause: reason });
+}
+
 /** Use of an object after dispose(). */
 export class DisposedError extends CalmkitError {
   constructor(what: string) {
@@ -62,23 +72,26 @@ export function errorClassFor(code: string): ErrorClass {
   return CODE_FAMILIES.find(([prefix]) => code.startsWith(prefix))?.[1] ?? NativeError;
 }
 
-/** Turns an error from the addon (an Error with a `code`) into its CalmkitError class. */
-export function fromNative(err: unknown, input?: string): CalmkitError {
+/**
+ * Turns an error from the addon (an Error with a `code`) into its CalmkitError class. An abort names the reason
+ * of `signal`, the signal that cancelled the call (see abortError).
+ */
+export function fromNative(err: unknown, input?: string, signal?: AbortSignal): CalmkitError {
   if (err instanceof CalmkitError) return err;
   const e = err as { code?: unknown; message?: unknown };
   const code = typeof e?.code === 'string' ? e.code : 'ERR_INTERNAL';
   const message = typeof e?.message === 'string' ? e.message : String(err);
-  if (code === 'ERR_ABORTED') return new AbortError(message, { input, cause: err });
+  if (code === 'ERR_ABORTED') return signal?.aborted ? abortError(message, signal, input) : new AbortError(message, { input, cause: err });
   const Cls = errorClassFor(code);
   return new Cls(code, message, { input, cause: err });
 }
 
-/** Awaits a native promise and rethrows its failure as a CalmkitError. */
-export async function native<T>(p: () => Promise<T>, input?: string): Promise<T> {
+/** Awaits a native promise and rethrows its failure as a CalmkitError (an abort with `signal`'s reason). */
+export async function native<T>(p: () => Promise<T>, input?: string, signal?: AbortSignal): Promise<T> {
   try {
     return await p();
   } catch (err) {
-    throw fromNative(err, input);
+    throw fromNative(err, input, signal);
   }
 }
 

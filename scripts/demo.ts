@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   }
   const dataset = path.join(out, 'openmic-demo');
   if (!fs.existsSync(path.join(dataset, 'partitions', 'split01_test.csv'))) {
-    const bar = createProgress('demo-data', o.clips, 'clips');
+    const bar = createProgress('render', o.clips, 'clip');
     await generateDemoData({ out: dataset, clips: o.clips, seed: 0, onProgress: (p) => bar.update(p.done) });
     bar.stop();
   }

@@ -22,18 +22,25 @@ const md5 = (f: string) => crypto.createHash('md5').update(fs.readFileSync(f)).d
 const viaCli = path.join(tmp, 'cli');
 const viaApi = path.join(tmp, 'api');
 let cliOutput = '';
+let cliProgress = '';
 const rendered = (async () => {
   const program = new Command().exitOverride();
   register(program);
   const write = process.stdout.write.bind(process.stdout);
+  const writeErr = process.stderr.write.bind(process.stderr);
   process.stdout.write = ((chunk: string) => {
     cliOutput += chunk;
     return true;
   }) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string) => {
+    cliProgress += chunk;
+    return true;
+  }) as typeof process.stderr.write;
   try {
     await program.parseAsync(['node', 'calmkit', 'demo-data', '--out', viaCli, '--clips', '6', '--seed', '5']);
   } finally {
     process.stdout.write = write;
+    process.stderr.write = writeErr;
   }
   return generateDemoData({ out: viaApi, clips: 6, seed: 5 });
 })();
@@ -81,7 +88,8 @@ test('demo-data renders the exact OpenMIC layout, and OpenMIC.open reads it back
   const testArtists = artistsOf(ds.test);
   t.false([...artistsOf(ds.train)].some((a) => testArtists.has(a)));
   t.is(ds.partitions({ validation: 'artist' }).length, 20);
-  t.regex(cliOutput, /rendered 6\/6 clips/);
+  // Progress goes to stderr through the shared display (plain here: not a terminal); its last line is always printed.
+  t.regex(cliProgress, /^render: 6\/6 clips in [\d.]+ s/m);
   t.regex(cliOutput, /wrote 6 clips \(\d train \/ \d test\)/);
 });
 

@@ -208,6 +208,27 @@ test('progress reports layers and windows; abort rejects with AbortError and the
   t.true(r.layers[6].data.every(Number.isFinite));
 });
 
+test('an abort keeps its reason: a timeout in the middle of a pass, and one that fired before the call', async (t) => {
+  // What AbortSignal.timeout() aborts with, raised at a known point of the pass (a timer would race the clip).
+  const timeout = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+  const ac = new AbortController();
+  const err = await t.throwsAsync(model.extract(OPENMIC_CLIP, { layers: [6], windows: 'all', signal: ac.signal, onProgress: (p) => p.blocksDone >= 2 && ac.abort(timeout) }), {
+    instanceOf: AbortError,
+  });
+  t.is(err!.cause, timeout);
+  t.regex(err!.message, /\(TimeoutError: The operation was aborted due to timeout\)$/);
+  const fired = AbortSignal.timeout(1);
+  await new Promise((r) => setTimeout(r, 20));
+  const early = await t.throwsAsync(model.extract(OPENMIC_CLIP, { signal: fired }), { instanceOf: AbortError });
+  t.is((early!.cause as Error).name, 'TimeoutError');
+  // A plain abort() names no reason in the message, and still carries it.
+  const plain = new AbortController();
+  plain.abort();
+  const e = await t.throwsAsync(model.extract(OPENMIC_CLIP, { signal: plain.signal }), { instanceOf: AbortError });
+  t.is(e!.message, 'extraction was aborted');
+  t.is((e!.cause as Error).name, 'AbortError');
+});
+
 test('bf16 on the CPU runs and stays close to fp32', async (t) => {
   const fast = await Jukebox.load(file, { precision: 'bf16' });
   t.is(fast.info.precision, 'bf16');

@@ -202,6 +202,25 @@ test('an AbortSignal cancels training with AbortError (ERR_ABORTED)', async (t) 
   await t.throwsAsync(trainProbeGrid({ features: small.features, dim: small.dim, tasks: small.tasks, signal: ac.signal }), { instanceOf: AbortError });
 });
 
+test("an aborted training's AbortError has the signal's reason as its cause", async (t) => {
+  const reason = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+  const ac = new AbortController();
+  const run = trainProbeGrid({
+    features: small.features,
+    dim: small.dim,
+    tasks: small.tasks,
+    epochs: 100000,
+    signal: ac.signal,
+    onProgress: (p) => {
+      if (p.epoch >= 1) ac.abort(reason);
+    },
+  });
+  const err = await t.throwsAsync(run, { instanceOf: AbortError });
+  t.is(err!.cause, reason);
+  const before = await t.throwsAsync(trainProbeGrid({ features: small.features, dim: small.dim, tasks: small.tasks, signal: ac.signal }), { instanceOf: AbortError });
+  t.is(before!.cause, reason);
+});
+
 test('the paper grid is 3 x 3 x 3', (t) => {
   t.deepEqual(PAPER_GRID.hidden, [[], [512], [512, 256]]);
   t.deepEqual(PAPER_GRID.dropout, [0.25, 0.5, 0.75]);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import { fileItems, layerDir, resolveSettings, settingsHash } from '../lib/extraction';
 import { modelId } from '../lib/model';
-import { jobIdFor, queueStatus, redisConnection, type QueueJobResult, type QueueStatus } from '../lib/extraction/queue';
+import { addJobs, ExtractionWorker, jobIdFor, queueStatus, redisConnection, type QueueJobResult, type QueueStatus } from '../lib/extraction/queue';
 import { QueueError } from '../lib/extraction/queue';
 import { freePort, makeDataset, RedisServer, runCli, snapshot, spawnCli, tinyModel, waitFor, type CliResult } from './helpers/extract-fixtures';
 import { tempDir } from './helpers/paths';
@@ -239,6 +239,26 @@ test.serial('other errors are retried with backoff, a bounded number of times', 
   t.is(s.counts.failed, 1);
   t.is(s.failed[0]!.attemptsMade, 2);
   t.regex(s.failed[0]!.failedReason, /^ENOTDIR: .*not-a-directory/);
+});
+
+test.serial('a worker is disposable like the model: `await using` stops it gracefully at the end of the block', async (t) => {
+  const { model, good, url } = await setup;
+  const q = 'disposable';
+  const items = fileItems([path.join(DATA, 'audio', good[0]!.slice(0, 3), `${good[0]}.ogg`)]);
+  const settings = resolveSettings({ model: { id: modelId(model), path: model }, layers: [6], modelLayers: 6 });
+  await addJobs({ redis: url, queue: q, items, settings });
+  const lines: string[] = [];
+  let held: ExtractionWorker | undefined;
+  {
+    await using worker = await ExtractionWorker.start({ redis: url, queue: q, model, store: path.join(tmp, 'store-disposable'), progressSeconds: 0, log: (l) => lines.push(l) });
+    held = worker;
+    await settled(url, q, 1, 60_000);
+  }
+  t.true(lines.some((l) => /stopped: 1 done/.test(l)), lines.join('\n'));
+  // Disposed: disposing again (or closing) is harmless and reports the same run.
+  await held!.dispose();
+  t.is((await held!.close()).completed, 1);
+  t.is(lines.filter((l) => /stopped:/.test(l)).length, 1);
 });
 
 test('one-shot commands fail with ERR_QUEUE_REDIS when Redis cannot be reached', async (t) => {

@@ -6,7 +6,8 @@ import { Jukebox } from '../model';
 import type { Device } from '../runtime/device';
 import { withInterrupt } from './interrupt';
 import { addSettingsOptions, DEVICE_HELP, integer, settingsFromOptions, workItems, type SettingsOptions } from './options';
-import { createProgress } from './progress';
+import { extractionUpdate } from './output';
+import { createProgress, formatRate, plural } from './progress';
 
 interface ExtractOptions extends SettingsOptions {
   dataset?: string;
@@ -34,11 +35,15 @@ export function register(program: Command): void {
     const items = workItems(opts.dataset, files, opts.shard);
     await withInterrupt(
       async (signal) => {
+        process.stderr.write(`extract: loading ${opts.model} (${opts.device}, ${opts.precision})\n`);
         await using model = await Jukebox.load(opts.model, { device: opts.device, precision: opts.precision, signal });
         const settings = settingsFromOptions({ id: model.id, path: opts.model, preset: model.info.preset }, opts, model.info.depth);
         const stores = LayerStores.open(opts.out, settings, { create: true });
-        const progress = createProgress('extract', items.length, 'clips');
-        process.stderr.write(`extract: ${items.length} clips, settings ${settingsHash(settings)} (layers ${settings.layers.join(',')}, ${settings.pooling}, ${settings.formatting}), stores under ${opts.out}\n`);
+        process.stderr.write(
+          `extract: ${plural(items.length, 'clip')}, settings ${settingsHash(settings)} (layers ${settings.layers.join(',')}, ${settings.pooling}, ${settings.formatting}), stores under ${opts.out}\n`,
+        );
+        // Created after loading: the rate and the ETA measure extraction alone.
+        const progress = createProgress('extract', items.length, 'clip');
         let summary;
         try {
           summary = await extractToStore({
@@ -50,17 +55,19 @@ export function register(program: Command): void {
             flushEvery: opts.flushEvery,
             signal,
             onProgress: (p) => {
+              const u = extractionUpdate(p);
               progress.setTotal(p.total);
-              progress.update(p.done + p.failed, { failed: p.failed });
+              progress.update(u.done, u.extra);
             },
           });
         } finally {
           progress.stop();
         }
+        const left = summary.total - summary.done - summary.failed.length;
         const lines = [
           `extract: ${summary.done} extracted, ${summary.skipped} already in the store, ${summary.failed.length} failed, in ${summary.seconds.toFixed(1)} s` +
-            (summary.done > 0 ? ` (${(summary.done / summary.seconds).toFixed(2)} clips/s)` : '') +
-            (summary.aborted ? `; interrupted with ${summary.total - summary.done - summary.failed.length} left` : ''),
+            (summary.done > 0 ? ` (${formatRate(summary.done, summary.seconds, 'clip')})` : '') +
+            (summary.aborted ? `; interrupted with ${plural(left, 'clip')} left` : ''),
           ...summary.failed.map((f) => `  failed ${f.key} (${f.input}): ${f.code}: ${f.message}`),
         ];
         process.stdout.write(lines.join('\n') + '\n');

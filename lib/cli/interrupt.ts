@@ -2,6 +2,7 @@
 // is flushed and kept; a second one exits at once (only what was already published is kept, which is always
 // consistent). Exit status 130 after an interrupt.
 import { AbortError } from '../errors';
+import { statusLineActive } from './progress';
 
 export interface InterruptOptions {
   /** Printed on the first signal (default: "<SIGNAL>: stopping after the current step; ..."). */
@@ -17,7 +18,10 @@ export async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>
       process.exit(130);
     }
     interrupted = true;
-    process.stderr.write(`\n${options.message ?? `${sig}: stopping after the current step; finished work is kept (again to quit at once)`}\n`);
+    // On a terminal the ^C echo sits where the cursor was: a status line is cleared by the write itself (it goes
+    // above the bar); after a plain line, a newline keeps the message off the ^C.
+    const lead = sig === 'SIGINT' && process.stderr.isTTY && !statusLineActive() ? '\n' : '';
+    process.stderr.write(`${lead}${options.message ?? `${sig}: stopping after the current step; finished work is kept (again to quit at once)`}\n`);
     controller.abort();
   };
   process.on('SIGINT', onSignal);

@@ -1,10 +1,27 @@
 // What several commands print the same way: Table I of a probe set, and one progress display per phase of a
 // long command (extraction, then each stack of probes).
+import { clipsInFlight, type PipelineProgress } from '../extraction';
 import type { ProbeSet } from '../probes';
 import type { StudyEvent } from '../study';
-import { createProgress, type Progress } from './progress';
+import { createProgress, type Progress, type ProgressUpdate } from './progress';
 
-/** One progress display per phase of a long command; plain lines off a TTY. */
+/**
+ * An extraction's progress as the display shows it: clips finished (or failed) plus the part of the clips in
+ * flight that is done, and a note on what the current clip is doing (its window and block).
+ */
+export function extractionUpdate(p: PipelineProgress): { done: number; extra: ProgressUpdate } {
+  const finished = p.done + p.failed;
+  const f = p.inFlight;
+  if (!f) return { done: finished, extra: { failed: p.failed } };
+  const where: string[] = [];
+  // Windows are per clip only when the call holds one clip; with several, the window count spans the batch.
+  if (f.clipsTotal === 1 && f.windowsTotal > 1) where.push(`window ${Math.min(f.windowsDone + 1, f.windowsTotal)}/${f.windowsTotal}`);
+  if (f.blocksTotal > 0) where.push(`block ${f.blocksDone < f.blocksTotal ? f.blocksDone : 0}/${f.blocksTotal}`);
+  const clip = `clip ${Math.min(finished + f.clipsDone + 1, p.total)}`;
+  return { done: finished + clipsInFlight(f), extra: { failed: p.failed, note: where.length ? `${clip}: ${where.join(', ')}` : clip } };
+}
+
+/** One progress display per phase of a long command (extraction of a variant, each stack of probes). */
 export function phaseProgress(): { onEvent: (e: StudyEvent) => void; stop: () => void } {
   let bar: Progress | undefined;
   let current = '';
@@ -17,20 +34,24 @@ export function phaseProgress(): { onEvent: (e: StudyEvent) => void; stop: () =>
   return {
     onEvent(e) {
       if (e.phase === 'log') {
-        if (bar) bar.log(`${e.variant ? `[${e.variant}] ` : ''}${e.message}`);
-        else console.error(`${e.variant ? `[${e.variant}] ` : ''}${e.message}`);
+        const line = `${e.variant ? `[${e.variant}] ` : ''}${e.message}`;
+        if (bar) bar.log(line);
+        else process.stderr.write(line + '\n');
       } else if (e.phase === 'extract') {
-        switchTo(`x:${e.variant}`, `extract ${e.variant}`, e.progress.total, 'clips');
+        switchTo(`x:${e.variant}`, `extract ${e.variant}`, e.progress.total, 'clip');
+        const u = extractionUpdate(e.progress);
         bar!.setTotal(e.progress.total);
-        bar!.update(e.progress.done + e.progress.failed, { failed: e.progress.failed, skipped: e.progress.skipped });
+        bar!.update(u.done, u.extra);
       } else {
         const p = e.progress;
-        switchTo(`t:${e.variant}:${p.stack}`, `train ${e.variant} (stack ${p.stack + 1}/${p.stacks}, ${p.probes} probes)`, p.epochs, 'epochs');
+        switchTo(`t:${e.variant}:${p.stack}`, `train ${e.variant} (stack ${p.stack + 1}/${p.stacks}, ${p.probes} probes)`, p.epochs, 'epoch');
         bar!.update(p.epoch);
       }
     },
     stop() {
       bar?.stop();
+      bar = undefined;
+      current = '';
     },
   };
 }

@@ -5,6 +5,7 @@ import { DEFAULT_QUEUE, ExtractionWorker } from '../extraction/queue';
 import { PRECISIONS, type JukeboxPrecision } from '../model';
 import type { Device } from '../runtime/device';
 import { choice, DEVICE_HELP, integer } from './options';
+import { createProgress, plainProgressWanted } from './progress';
 
 interface WorkerCliOptions {
   redis: string;
@@ -40,6 +41,8 @@ export function register(program: Command): void {
     .option('--max-stalled <n>', 'stalls a job may survive before it fails', integer('--max-stalled', { min: 0 }), 2)
     .option('--progress-seconds <s>', 'seconds between progress lines (0: none)', integer('--progress-seconds', { min: 0 }), 10)
     .action(async (opts: WorkerCliOptions) => {
+      // On a terminal a status line counts the clips; in a log the worker prints a line every --progress-seconds.
+      const live = !plainProgressWanted() && opts.progressSeconds > 0;
       const worker = await ExtractionWorker.start({
         redis: opts.redis,
         queue: opts.queue,
@@ -53,8 +56,15 @@ export function register(program: Command): void {
         lockDurationMs: opts.lockDuration,
         stalledIntervalMs: opts.stalledInterval,
         maxStalledCount: opts.maxStalled,
-        progressSeconds: opts.progressSeconds,
+        progressSeconds: live ? 0 : opts.progressSeconds,
       });
+      const status = live ? createProgress(`worker ${worker.id}`, undefined, 'clip') : undefined;
+      const poll = status
+        ? setInterval(() => {
+            const s = worker.getStats();
+            status.update(s.completed + s.failed, { failed: s.failed, note: s.skipped ? `${s.skipped} already stored` : undefined });
+          }, 500)
+        : undefined;
       // A worker is a service: SIGTERM/SIGINT stop it gracefully (taken jobs finish, exit 0), which is not an
       // interrupted piece of work, so this is not withInterrupt's exit 130. A second signal leaves at once.
       await new Promise<void>((resolve) => {
@@ -66,6 +76,8 @@ export function register(program: Command): void {
             process.stderr.write(`worker ${worker.id}: ${sig} again: exiting without finishing taken jobs\n`);
             process.exit(130);
           }
+          if (poll) clearInterval(poll);
+          status?.stop();
           worker.close().then(() => resolve(), (err) => {
             process.stderr.write(`worker ${worker.id}: error while stopping: ${(err as Error).message}\n`);
             process.exitCode = 1;

@@ -5,5 +5,5 @@ export type { ExtractionSettings, SettingsInput, FeatureRecipe } from './recipe'
 export { datasetItems, openmicItems, fileItems, parseShard, selectShard } from './work-items';
 export type { WorkItem, Shard } from './work-items';
 export { LayerStores, LayerWriters, layerDir } from './layer-stores';
-export { extractToStore, decodeForModel, runModel } from './run';
+export { extractToStore, decodeForModel, runModel, clipsInFlight } from './run';
 export type { ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure, Decoded, ClipResult } from './run';

@@ -555,4 +555,13 @@ export class ExtractionWorker {
     })();
     return this.closing;
   }
+
+  /** close() without the stats: what `await using worker = await ExtractionWorker.start(...)` calls at the end. */
+  async dispose(): Promise<void> {
+    await this.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }

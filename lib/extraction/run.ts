@@ -2,7 +2,7 @@
 // feature-store entries: decode (on the audio threads) while the previous batch runs through the model.
 import { loadAudio } from '../audio';
 import { AbortError, CalmkitError, invalidArgument } from '../errors';
-import type { Jukebox } from '../model/jukebox';
+import type { Jukebox, JukeboxProgress } from '../model/jukebox';
 import type { LayerStores } from './layer-stores';
 import type { ExtractionSettings } from './recipe';
 import type { WorkItem } from './work-items';
@@ -21,6 +21,19 @@ export interface PipelineProgress {
   failed: number;
   skipped: number;
   key?: string;
+  /**
+   * Inside the native call in flight (its clips, their windows, the blocks of the current window), as the model
+   * reports it: progress within a clip, which with the 5B model on a CPU takes minutes. Absent between calls.
+   */
+  inFlight?: JukeboxProgress;
+}
+
+/** How much of the call in flight is done, in clips (0 <= x <= its clips): windows and blocks, counted evenly. */
+export function clipsInFlight(p: JukeboxProgress): number {
+  if (!(p.windowsTotal > 0) || !(p.clipsTotal > 0)) return 0;
+  // At the end of a window blocksDone equals blocksTotal and the window is already in windowsDone.
+  const inWindow = p.blocksTotal > 0 && p.blocksDone < p.blocksTotal ? p.blocksDone / p.blocksTotal : 0;
+  return Math.min(p.clipsTotal, (p.clipsTotal * (p.windowsDone + inWindow)) / p.windowsTotal);
 }
 
 export interface ExtractToStoreOptions {
@@ -81,7 +94,13 @@ export type ClipResult = { key: string; layers: Record<number, { data: Float32Ar
  * features do not depend on the batch); when the call fails for a reason other than an abort, each clip is
  * retried alone so one bad clip cannot sink its neighbours.
  */
-export async function runModel(model: Jukebox, decoded: readonly Decoded[], settings: ExtractionSettings, signal?: AbortSignal): Promise<ClipResult[]> {
+export async function runModel(
+  model: Jukebox,
+  decoded: readonly Decoded[],
+  settings: ExtractionSettings,
+  signal?: AbortSignal,
+  onProgress?: (p: JukeboxProgress) => void,
+): Promise<ClipResult[]> {
   const results = new Map<string, ClipResult>();
   const ready: Decoded[] = [];
   for (const d of decoded) {
@@ -98,6 +117,7 @@ export async function runModel(model: Jukebox, decoded: readonly Decoded[], sett
     segmentSeconds: settings.segmentSeconds,
     windows: settings.windows,
     signal,
+    onProgress,
   };
   const run = async (group: Decoded[]) => {
     // The samples went through the front-end in decodeForModel: they go to the model as they are.
@@ -151,7 +171,9 @@ export async function extractToStore(options: ExtractToStoreOptions): Promise<Ex
   let done = 0;
   let aborted = false;
   let lastFlush = Date.now();
-  const progress = (key?: string) => options.onProgress?.({ total: todo.length, done, failed: failed.length, skipped, key });
+  const progress = (key?: string, inFlight?: JukeboxProgress) =>
+    options.onProgress?.({ total: todo.length, done, failed: failed.length, skipped, key, ...(inFlight ? { inFlight } : {}) });
+  const onModelProgress = options.onProgress ? (p: JukeboxProgress) => progress(undefined, p) : undefined;
   progress();
 
   const batches: WorkItem[][] = [];
@@ -168,7 +190,7 @@ export async function extractToStore(options: ExtractToStoreOptions): Promise<Ex
       next = b + 1 < batches.length ? decode(batches[b + 1]!) : undefined;
       let results: ClipResult[];
       try {
-        results = await runModel(model, decoded, settings, signal);
+        results = await runModel(model, decoded, settings, signal, onModelProgress);
       } catch (err) {
         if (err instanceof AbortError || signal?.aborted) {
           aborted = true;

@@ -43,12 +43,14 @@ export function fromHalfBits(h: number): number {
   return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-export function float32ToHalf(src: ArrayLike<number>, dst = new Uint16Array(src.length)): Uint16Array {
+// The parameter types are written out so the declarations read `Uint16Array`, not TypeScript 5.7's generic
+// `Uint16Array<ArrayBuffer>`, which older compilers in consumers' projects reject.
+export function float32ToHalf(src: ArrayLike<number>, dst: Uint16Array = new Uint16Array(src.length)): Uint16Array {
   for (let i = 0; i < src.length; i++) dst[i] = toHalfBits(src[i]!);
   return dst;
 }
 
-export function halfToFloat32(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+export function halfToFloat32(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   for (let i = 0; i < src.length; i++) dst[i] = fromHalfBits(src[i]!);
   return dst;
 }

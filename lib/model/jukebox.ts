@@ -4,7 +4,7 @@
 import { binding } from '../../bindings';
 import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../../bindings/raw';
 import { loadAudio, type AudioInput, type LoadAudioOptions } from '../audio';
-import { AbortError, ArgumentError, DisposedError, native, nativeSync, oneOf } from '../errors';
+import { abortError, ArgumentError, DisposedError, native, nativeSync, oneOf } from '../errors';
 import type { Device } from '../runtime/device';
 import { modelId } from './checkpoint-id';
 import { ChunkChannel } from './chunk-channel';
@@ -97,8 +97,8 @@ export interface PreparedClip {
   label: string;
 }
 
-function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
-  if (signal?.aborted) throw new AbortError(`${what} was aborted`);
+function throwIfAborted(signal: AbortSignal | undefined, what: string, input?: string): void {
+  if (signal?.aborted) throw abortError(`${what} was aborted`, signal, input);
 }
 
 function inputLabel(input: JukeboxInput, i: number): string {
@@ -128,12 +128,12 @@ export class Jukebox {
   static async load(path: string, options: JukeboxLoadOptions = {}): Promise<Jukebox> {
     if (typeof path !== 'string' || path === '') throw new ArgumentError('ERR_INVALID_ARGUMENT', 'model path must be a non-empty string');
     const precision = oneOf('precision', PRECISIONS, options.precision ?? 'fp32');
-    throwIfAborted(options.signal, 'loading ' + path);
+    throwIfAborted(options.signal, 'loading ' + path, path);
     const handle = await native(() => binding().jukeboxLoad(path, { device: options.device ?? 'cpu', precision }), path);
     // Loading cannot be interrupted half-way; an abort during it releases the loaded model at once.
     if (options.signal?.aborted) {
       binding().jukeboxDispose(handle);
-      throw new AbortError(`loading ${path} was aborted`, { input: path });
+      throw abortError(`loading ${path} was aborted`, options.signal, path);
     }
     return new Jukebox(handle, path);
   }
@@ -358,6 +358,7 @@ export class Jukebox {
             onEvent,
           ),
         this.#path,
+        signal,
       );
     } finally {
       signal?.removeEventListener('abort', cancel);

@@ -4,7 +4,7 @@
 import crypto from 'node:crypto';
 import { binding } from '../../bindings';
 import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../../bindings/raw';
-import { AbortError, ArgumentError, DataError, native } from '../errors';
+import { abortError, ArgumentError, DataError, native } from '../errors';
 import { checkRecipe, type FeatureRecipe } from '../extraction/recipe';
 import type { Device } from '../runtime/device';
 import { gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
@@ -166,7 +166,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     trained.push(task);
   }
   if (trained.length === 0) throw new DataError('ERR_DATA_SINGLE_CLASS', `no instrument can be trained: ${skipped.map((s) => `${s.instrument} (${s.reason})`).join('; ')}`);
-  if (options.signal?.aborted) throw new AbortError('probe training was aborted before it started');
+  if (options.signal?.aborted) throw abortError('probe training was aborted before it started', options.signal);
 
   const rawTasks: RawProbeTask[] = trained.map((t) => ({ instrument: t.instrument, train: t.train, val: t.val, test: t.test }));
   const rawConfigs: RawProbeConfig[] = grid.map((c) => ({ hidden: c.hidden, dropout: c.dropout, l2: c.l2 }));
@@ -197,7 +197,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     const onAbort = () => binding().cancel(control);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     return job.finally(() => options.signal?.removeEventListener('abort', onAbort));
-  });
+  }, undefined, options.signal);
 
   const rowsInMatrix = features.length / dim;
   const info: ProbeSetInfo = {

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { AbortError } from '../errors';
+import { abortError } from '../errors';
 import { defaultLayers, Jukebox, type JukeboxPrecision } from '../model';
 import type { Device } from '../runtime/device';
 import { OpenMIC, type PartitionOptions } from '../openmic';
@@ -87,7 +87,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
   const variants = options.variants ?? PAPER_VARIANTS;
   const log = (message: string, variant?: string) => options.onEvent?.({ phase: 'log', variant, message });
   const checkAbort = () => {
-    if (options.signal?.aborted) throw new AbortError('the study was interrupted; run it again to resume');
+    if (options.signal?.aborted) throw abortError('the study was interrupted; run it again to resume', options.signal);
   };
   fs.mkdirSync(options.out, { recursive: true });
   const dataset = OpenMIC.open(options.dataset, { audio: 'skip', npz: 'ignore' });
@@ -112,7 +112,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
         modelLayers: model.info.depth,
       });
       const stores = LayerStores.open(path.join(dir, 'features'), settings, { create: true });
-      log(`extracting layer ${layer} (${variant.formatting}) for ${items.length} clips`, variant.name);
+      log(`extracting layer ${layer} (${variant.formatting}) for ${items.length} clip${items.length === 1 ? '' : 's'}`, variant.name);
       const summary = await extractToStore({
         model,
         items,
@@ -122,7 +122,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
         signal: options.signal,
         onProgress: (progress) => options.onEvent?.({ phase: 'extract', variant: variant.name, progress }),
       });
-      if (summary.aborted) throw new AbortError('the study was interrupted during extraction; run it again to resume');
+      if (summary.aborted) throw abortError('the study was interrupted during extraction; run it again to resume', options.signal);
       for (const f of summary.failed) log(`skipped ${f.key}: ${f.code}: ${f.message}`, variant.name);
       const store = stores.stores.get(layer)!;
       store.refresh();
