@@ -91,9 +91,10 @@ export type {
   AttentionPredictions,
   PredictOptions,
   ProbeSetInfo,
+  SegmentTimes,
   BinaryMetrics,
   MacroMetrics,
   ReportOptions,
 } from './probes';
-export { trainFromStore, predictAudio } from './study';
-export type { TrainFromStoreOptions, TrainFromStoreResult, PredictAudioOptions, AudioPredictions } from './study';
+export { trainFromStore, trainFromFeatures, predictAudio } from './study';
+export type { TrainFromStoreOptions, TrainFromStoreResult, TrainFromFeaturesOptions, ClipFeatures, PredictAudioOptions, AudioPredictions } from './study';

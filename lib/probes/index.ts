@@ -18,6 +18,7 @@ export type {
   AttentionPredictions,
   PredictOptions,
   ProbeSetInfo,
+  SegmentTimes,
 } from './probe-set';
 export type { Device as ProbeDevice } from '../runtime/device';
 export { binaryMetrics, macroMetrics } from './metrics';

@@ -87,6 +87,8 @@ export interface SkippedInstrument {
 export interface TableRow {
   instrument: string;
   hidden: number[];
+  /** The selected probe pools segments with attention. */
+  attention?: true;
   dropout: number;
   l2: number;
   valLoss: number;
@@ -138,6 +140,15 @@ export interface AttentionPredictions extends Predictions {
   attentionWeights?: Float32Array;
 }
 
+/**
+ * Where each segment of an attention probe set's clips lies in time, for figures: `spans[s]` = [start, end) of
+ * segment s in seconds, measured on the axis `axis` describes (e.g. "seconds of the clip").
+ */
+export interface SegmentTimes {
+  axis: string;
+  spans: [number, number][];
+}
+
 /** Everything a probe set records about how it was made. */
 export interface ProbeSetInfo {
   format: 1;
@@ -146,6 +157,8 @@ export interface ProbeSetInfo {
   dim: number;
   /** Attention probes: segments per clip of the training features ([clips, segments, dim]). Absent: one vector per clip. */
   segments?: number;
+  /** Attention probes: when the segments happen, when the trainer was told (descriptive; figures use it). */
+  segmentTimes?: SegmentTimes;
   grid: ProbeConfig[];
   options: { epochs: number; batchSize: number; lr: number; seed: number; standardize: boolean; threshold: number };
   training: { device: string; seconds: number; stacks: number };
@@ -221,6 +234,7 @@ export class ProbeSet {
       return {
         instrument: r.instrument,
         hidden: c.config.hidden,
+        ...(c.config.attention ? { attention: true as const } : {}),
         dropout: c.config.dropout,
         l2: c.config.l2,
         valLoss: c.bestValLoss,

@@ -9,7 +9,7 @@ import { checkRecipe, type FeatureRecipe } from '../extraction/recipe';
 import type { Device } from '../runtime/device';
 import { ATTENTION_GRID, gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
 import { binaryMetrics } from './metrics';
-import { PROBE_THRESHOLD, ProbeSet, type ClassCounts, type ConfigResult, type InstrumentResult, type ProbeSetInfo, type SkippedInstrument } from './probe-set';
+import { PROBE_THRESHOLD, ProbeSet, type SegmentTimes, type ClassCounts, type ConfigResult, type InstrumentResult, type ProbeSetInfo, type SkippedInstrument } from './probe-set';
 
 /** Rows of the shared feature matrix and their 0/1 targets (1 = the instrument is present). */
 export interface ProbeSplit {
@@ -52,6 +52,8 @@ export interface TrainProbeGridOptions {
   segments?: number;
   /** With segments: how many leading segments of each clip are real (1..segments); the rest is padding. Default: all. */
   validSegments?: Int32Array;
+  /** With segments: when each segment happens (saved with the probe set for figures; does not change training). */
+  segmentTimes?: SegmentTimes;
   /** Default: PAPER_GRID, or ATTENTION_GRID with segments. */
   grid?: ProbeGrid;
   /** Epochs of ceil(n_train / batchSize) balanced steps each. Default 800. */
@@ -225,6 +227,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     createdAt: new Date().toISOString(),
     dim,
     ...(segments !== undefined ? { segments } : {}),
+    ...(segments !== undefined && options.segmentTimes ? { segmentTimes: options.segmentTimes } : {}),
     grid,
     options: { epochs, batchSize, lr, seed, standardize, threshold: PROBE_THRESHOLD },
     training: { device: raw.device, seconds: raw.seconds, stacks: raw.stacks },
