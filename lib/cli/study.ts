@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { invalidArgument } from '../errors';
 import { PRECISIONS, type JukeboxPrecision } from '../model';
 import { ATTENTION_GRID, type ProbeGrid } from '../probes';
+import { STORE_DTYPES, type StoreDtype } from '../store';
 import { STUDY_VARIANTS, runStudy } from '../study';
 import { withInterrupt } from './interrupt';
 import { addTrainingFlags, choice, gridSpec, integer, positiveNumber, trainingOptions, type TrainingFlags } from './options';
@@ -22,6 +23,7 @@ interface StudyFlags extends TrainingFlags {
   attention: boolean;
   attentionVariant?: string;
   segmentSeconds: number;
+  segmentDtype: StoreDtype;
   attentionGrid?: ProbeGrid;
   attentionEpochs?: number;
   vggish: boolean;
@@ -45,6 +47,7 @@ export function register(program: Command): void {
       .option('--no-attention', 'leave out the attention column')
       .option('--attention-variant <name>', 'the variant whose segments the attention probes read (default: the lowest mean validation loss)')
       .option('--segment-seconds <s>', 'segment length of the attention column', positiveNumber('--segment-seconds'), 1)
+      .option('--segment-dtype <dtype>', `how the segments are stored: ${STORE_DTYPES.join(' | ')} (float16 halves the store)`, choice('--segment-dtype', STORE_DTYPES), 'float32')
       .option('--attention-grid <spec>', "attention grid, e.g. 'hidden=[128] dropout=0.5' (default: hidden [128];[512] x the paper's dropouts and L2s)", (v) => gridSpec(v, ATTENTION_GRID))
       .option('--attention-epochs <n>', 'epochs of the attention probes (default: --epochs)', integer('--attention-epochs', { min: 1 }))
       .option('--no-vggish', "leave out the columns of the release's VGGish features"),
@@ -73,6 +76,7 @@ export function register(program: Command): void {
           attention: o.attention,
           attentionVariant: o.attentionVariant,
           segmentSeconds: o.segmentSeconds,
+          segmentDtype: o.segmentDtype,
           attentionGrid: o.attentionGrid,
           attentionEpochs: o.attentionEpochs,
           vggish: o.vggish ? 'auto' : 'off',

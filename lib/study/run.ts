@@ -19,6 +19,7 @@ import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, ty
 import { ATTENTION_GRID, PAPER_GRID, ProbeSet, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
 import { writeReport } from '../probes/report';
 import { atomicReplace } from '../store/fsatomic';
+import type { StoreDtype } from '../store/feature-store';
 import type { Formatting } from '../audio';
 import { compareVariants, comparisonCsv, comparisonMarkdown, type Comparison } from './compare';
 import { trainFromFeatures, trainFromStore, type ClipFeatures } from './train';
@@ -81,6 +82,11 @@ export interface StudyOptions {
   attentionVariant?: string;
   /** Segment length of the attention column (default 1 s). */
   segmentSeconds?: number;
+  /**
+   * How the attention column's segments are stored (default float32). float16 halves the store (23 one-second
+   * segments of 4800-d are 220 kB a clip) and rounds the features, which the recipe records.
+   */
+  segmentDtype?: StoreDtype;
   /** Default ATTENTION_GRID. */
   attentionGrid?: ProbeGrid;
   /** Epochs of the attention probes, Jukebox's and VGGish's (default `epochs`). */
@@ -275,7 +281,7 @@ async function extractStore(ctx: Context, name: string, root: string, settings: 
   };
 }
 
-function settingsFor(ctx: Context, variant: StudyVariant, pooling: { pooling: 'mean' } | { pooling: 'segments'; segmentSeconds: number }): ExtractionSettings {
+function settingsFor(ctx: Context, variant: StudyVariant, pooling: { pooling: 'mean' } | { pooling: 'segments'; segmentSeconds: number; dtype: StoreDtype }): ExtractionSettings {
   return resolveSettings({
     model: { id: ctx.model.id, path: ctx.options.model, preset: ctx.model.info.preset },
     precision: ctx.options.precision ?? 'fp32',
@@ -311,7 +317,7 @@ async function meanColumn(ctx: Context, variant: StudyVariant, training: Trainin
 async function attentionColumn(ctx: Context, variant: StudyVariant, segmentSeconds: number, training: Training): Promise<Column> {
   ctx.checkAbort();
   const name = `attention (${variant.name})`;
-  const settings = settingsFor(ctx, variant, { pooling: 'segments', segmentSeconds });
+  const settings = settingsFor(ctx, variant, { pooling: 'segments', segmentSeconds, dtype: ctx.options.segmentDtype ?? 'float32' });
   const x = await extractStore(ctx, name, path.join(ctx.options.out, variant.name, 'segments'), settings);
   const times = (segments: number) => jukeboxSegmentTimes(settings, ctx.model.info, segments);
   return {
