@@ -128,6 +128,11 @@ export interface PredictOptions {
   /** A subset of the trained instruments (default: all). Unknown names are an ArgumentError. */
   instruments?: string[];
   device?: Device;
+  /**
+   * Attention probes: segments per clip of `features` (default: the training features' `info.segments`; an attention
+   * probe reads any number).
+   */
+  segments?: number;
   /** Attention probes: real segments per clip (1..segments; the rest of a clip's rows are padding). Default: all. */
   validSegments?: Int32Array;
   /** Attention probes: also return every clip's attention weights over its segments. */
@@ -262,7 +267,10 @@ export class ProbeSet {
     const opts: PredictOptions = typeof options === 'number' ? { n: options } : options;
     if (!(features instanceof Float32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'features must be a Float32Array');
     const dim = this.info.dim;
-    const segments = this.info.segments;
+    if (opts.segments !== undefined && (this.info.segments === undefined || !Number.isInteger(opts.segments) || opts.segments < 1)) {
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', this.info.segments === undefined ? 'segments applies to attention probes only' : `segments must be a positive integer; got ${opts.segments}`);
+    }
+    const segments = opts.segments ?? this.info.segments;
     const per = dim * (segments ?? 1);
     const n = opts.n ?? features.length / per;
     if (!Number.isInteger(n) || n < 1 || n * per !== features.length) {
@@ -270,7 +278,7 @@ export class ProbeSet {
       throw new DataError('ERR_DATA_MISMATCH', `features has ${features.length} values; expected ${shape} (n = ${opts.n ?? 'length / ' + per})`);
     }
     if (segments === undefined && (opts.validSegments !== undefined || opts.attentionWeights)) {
-      throw new ArgumentError('ERR_INVALID_ARGUMENT', 'validSegments and attentionWeights apply to attention probes only; this probe set reads one vector per clip');
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', 'validSegments, segments and attentionWeights apply to attention probes only; this probe set reads one vector per clip');
     }
     if (opts.validSegments !== undefined && (!(opts.validSegments instanceof Int32Array) || opts.validSegments.length !== n)) {
       throw new ArgumentError('ERR_INVALID_ARGUMENT', `validSegments must be an Int32Array with one count per clip (${n})`);
