@@ -172,6 +172,7 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   Shared sh{features, n, dim, S, opt.validSegments,
             torch::from_blob(const_cast<float*>(features), {n * S, dim}, torch::kFloat),
             tasks, configs, opt, device::resolve(opt.device), {}, {}, {}, {}, {}, {}};
+  for (int32_t v : opt.validSegments) sh.padded = sh.padded || v < S;
   const int T = static_cast<int>(tasks.size()), C = static_cast<int>(configs.size());
   for (const auto& t : tasks) {
     if (!opt.standardize) {

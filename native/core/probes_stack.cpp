@@ -107,13 +107,6 @@ torch::Tensor netLogits(const NetTensors& net, const torch::Tensor& x, int64_t S
   return w.mul(scores.view({clips, S})).sum(1, true);
 }
 
-bool Shared::padded() const {
-  for (int32_t v : validSegments) {
-    if (v < segments) return true;
-  }
-  return false;
-}
-
 namespace {
 
 // The feature rows of a split's clips: clip r's S rows are r * S .. r * S + S - 1.
@@ -128,7 +121,7 @@ std::vector<int64_t> rowsOf(const Split& s, int64_t S) {
 
 // [clips, S] bool of the split's real segments, or undefined when none of its clips has padding.
 torch::Tensor validMaskOf(const Shared& sh, const Split& s) {
-  if (!sh.padded()) return {};
+  if (!sh.padded) return {};
   const int64_t S = sh.segments;
   auto m = torch::zeros({static_cast<int64_t>(s.rows.size()), S}, torch::kBool);
   auto* d = m.data_ptr<bool>();
@@ -153,15 +146,29 @@ torch::Tensor targetsOf(const Split& s) {
   return torch::tensor(y, torch::kFloat).view({-1, 1});
 }
 
-void ensureEvalData(Shared& sh, int t) {
-  if (sh.valX[t].defined()) return;
+// A split's evaluation rows, standardised, on the device, with the mask of real segments when clips are padded.
+struct EvalRows {
+  torch::Tensor x, valid;
+};
+EvalRows evalRows(const Shared& sh, const Split& s, int t) {
+  auto valid = validMaskOf(sh, s);
+  auto x = standardized(sh, s, sh.scalers[t], valid).to(sh.device);
+  return {x, valid.defined() ? valid.to(sh.device) : valid};
+}
+
+// The validation targets of task t and, with `rows`, its standardised validation and test rows, kept on the device
+// for every later stack. MLP stacks keep the rows (one vector per clip: small); attention stacks build them per
+// evaluation (evalRows) instead: [clips * S, dim] copies of every instrument's validation and test clips would
+// come close to a second copy of the whole feature matrix.
+void ensureEvalData(Shared& sh, int t, bool rows) {
   const Task& task = sh.tasks[t];
-  auto valValid = validMaskOf(sh, task.val), testValid = validMaskOf(sh, task.test);
-  sh.valX[t] = standardized(sh, task.val, sh.scalers[t], valValid).to(sh.device);
-  sh.valY[t] = targetsOf(task.val).to(sh.device);
-  sh.testX[t] = standardized(sh, task.test, sh.scalers[t], testValid).to(sh.device);
-  if (valValid.defined()) sh.valValid[t] = valValid.to(sh.device);
-  if (testValid.defined()) sh.testValid[t] = testValid.to(sh.device);
+  if (!sh.valY[t].defined()) sh.valY[t] = targetsOf(task.val).to(sh.device);
+  if (!rows || sh.valX[t].defined()) return;
+  auto val = evalRows(sh, task.val, t), test = evalRows(sh, task.test, t);
+  sh.valX[t] = val.x;
+  sh.valValid[t] = val.valid;
+  sh.testX[t] = test.x;
+  sh.testValid[t] = test.valid;
 }
 
 // Rows per parallel task: small enough stacks run on the calling thread, where a parallel region would cost more
@@ -359,7 +366,7 @@ class Stack {
     for (int t : slotTask) {
       const Task& task = sh_.tasks[t];
       samplers.emplace_back(task.train, subKey(mix64(opt.seed ^ hashString(task.instrument)), kSampler));
-      ensureEvalData(sh_, t);
+      ensureEvalData(sh_, t, !attention_);
     }
     std::vector<int64_t> slotSteps(slotTask.size());
     for (size_t s = 0; s < slotTask.size(); ++s) slotSteps[s] = ps_[0].stepsPerEpoch;
@@ -379,7 +386,7 @@ class Stack {
           if (slotSteps[k] <= s) continue;
           batchRows[k].clear();
           samplers[k].next(B_ / 2, batchRows[k]);
-          if (attention_ && sh_.padded()) batchValid[k] = validOfBatch(batchRows[k]);
+          if (attention_ && sh_.padded) batchValid[k] = validOfBatch(batchRows[k]);
         }
         for (int64_t p = 0; p < pa; ++p) ++steps[p];
         step(pa, slotOf, batchRows, batchValid, steps);
@@ -485,7 +492,7 @@ class Stack {
       fillMasks(masks_[l].data_ptr<float>(), ps_, 0, pa, R_, masks_[l].size(2), l + 1, steps);
     }
     torch::Tensor valid;
-    if (attention_ && sh_.padded()) {
+    if (attention_ && sh_.padded) {
       std::vector<torch::Tensor> v;
       for (int64_t p = 0; p < pa; ++p) v.push_back(batchValid[slotOf[p]]);
       valid = torch::stack(v).to(sh_.device);
@@ -613,11 +620,35 @@ class Stack {
     return netLogits(tensorsOf(p, best), x, S_, valid);
   }
 
+  // Runs fn(p, x, valid) for every probe with its task's rows of `split` (0 validation, 1 test): the cached rows
+  // for MLP probes; for attention probes the rows of one task at a time, built once for all its probes.
+  template <typename Fn>
+  void withEvalRows(int split, const Fn& fn) {
+    if (!attention_) {
+      for (int64_t p = 0; p < P_; ++p) {
+        int t = ps_[p].task;
+        fn(p, split == 0 ? sh_.valX[t] : sh_.testX[t], split == 0 ? sh_.valValid[t] : sh_.testValid[t]);
+      }
+      return;
+    }
+    std::vector<bool> done(P_, false);
+    for (int64_t q = 0; q < P_; ++q) {
+      if (done[q]) continue;
+      const int t = ps_[q].task;
+      const EvalRows e = evalRows(sh_, split == 0 ? sh_.tasks[t].val : sh_.tasks[t].test, t);
+      for (int64_t p = q; p < P_; ++p) {
+        if (ps_[p].task != t) continue;
+        fn(p, e.x, e.valid);
+        done[p] = true;
+      }
+    }
+  }
+
   // Validation loss and accuracy of every probe (no dropout); keeps the weights of a new best loss.
   void evaluate(Result& res, int64_t epoch, std::vector<float>& bestLoss) {
-    for (int64_t p = 0; p < P_; ++p) {
+    withEvalRows(0, [&](int64_t p, const torch::Tensor& x, const torch::Tensor& valid) {
       int t = ps_[p].task;
-      auto logits = logitsOf(p, sh_.valX[t], sh_.valValid[t], false);
+      auto logits = logitsOf(p, x, valid, false);
       const auto& y = sh_.valY[t];
       float loss = torch::binary_cross_entropy_with_logits(logits, y).item<float>();
       float acc = logits.gt(0).to(torch::kFloat).eq(y).to(torch::kFloat).mean().item<float>();
@@ -635,7 +666,7 @@ class Stack {
         }
         if (attention_) Wa_.best[p].copy_(Wa_.value[p]);
       }
-    }
+    });
   }
 
   Net netOf(int64_t p, int t) const {
@@ -644,7 +675,7 @@ class Stack {
 
   void finish(Result& res) {
     const bool linear = dims_.size() == 2 && !attention_;
-    for (int64_t p = 0; p < P_; ++p) {
+    withEvalRows(1, [&](int64_t p, const torch::Tensor& testX, const torch::Tensor& testValid) {
       int t = ps_[p].task;
       ProbeResult& r = res.probes[ps_[p].index];
       if (r.bestEpoch < 0) {
@@ -653,11 +684,11 @@ class Stack {
       }
       torch::Tensor logits;
       if (!attention_) {
-        logits = forwardRows(sh_.testX[t], [&](const torch::Tensor& x) { return forwardOne(W_, Bs_, p, x, true); });
+        logits = forwardRows(testX, [&](const torch::Tensor& x) { return forwardOne(W_, Bs_, p, x, true); });
       } else {
         const NetTensors net = tensorsOf(p, true);
         std::vector<torch::Tensor> weights;
-        logits = forwardClips(sh_.testX[t], S_, sh_.testValid[t], [&](const torch::Tensor& x, const torch::Tensor& v) {
+        logits = forwardClips(testX, S_, testValid, [&](const torch::Tensor& x, const torch::Tensor& v) {
           torch::Tensor w;
           auto z = netLogits(net, x, S_, v, &w);
           weights.push_back(w);
@@ -679,7 +710,7 @@ class Stack {
         tr.linear = ps_[p].config;
         tr.linearNet = netOf(p, t);
       }
-    }
+    });
   }
 
   // Index into Result::probes of task t's config c (results are task-major); -1 for none.

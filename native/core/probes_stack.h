@@ -56,14 +56,17 @@ struct Shared {
   const Options& opt;
   torch::Device device;
   std::vector<Scaler> scalers;
-  // Per task, on device, filled on first use: standardised rows (S per clip, padding zeroed) and, for clips with
-  // padding, the [clips, S] mask of real segments (undefined when all are real).
+  // Per task, on device, filled on first use: validation targets; for MLP probes also the standardised rows
+  // (attention probes build theirs per evaluation; probes_stack.cpp, ensureEvalData) and, for clips with padding,
+  // the [clips, S] mask of real segments (undefined when all are real).
   std::vector<torch::Tensor> valX, valY, testX, valValid, testValid;
+
+  // Some clip has fewer real segments than `segments` (set once by trainGrid: masks are needed only then).
+  bool padded = false;
 
   int64_t validOf(int64_t clip) const {
     return validSegments.empty() ? segments : static_cast<int64_t>(validSegments[static_cast<size_t>(clip)]);
   }
-  bool padded() const;
 };
 
 // An architecture: the hidden sizes and whether the probe pools segments with attention.
