@@ -96,6 +96,15 @@ test.serial('attention probes on a segments store (float16): predictAudio on the
   const fromAudio = await predictAudio(probes, model, keys.map(audioOf));
   t.deepEqual(fromAudio.failed, []);
   t.deepEqual(fromAudio.probabilities, fromStore.probabilities);
+
+  // `calmkit train` on a segments store: --grid gives the attention grid's axes.
+  const file = path.join(tmp, 'attention.calmkit-probes.json');
+  const cli = await runCli(['train', '--dataset', DATA, '--features', layerDir(out, 6), '--out', file, '--grid', 'hidden=[8] dropout=0.25 l2=0', '--epochs', '2', '--batch', '4', '--val-fraction', '0.25', '--device', 'cpu']);
+  t.is(cli.code, 0, cli.stderr);
+  const fromCli = await ProbeSet.load(file);
+  t.true(fromCli.attention);
+  t.deepEqual(fromCli.grid, [{ hidden: [8], dropout: 0.25, l2: 0, attention: true }]);
+  t.regex(cli.stdout, /attention \[8\]/, 'Table I names the attention probes');
 });
 
 test.serial('a loaded model, a saved probe set and batches of clips give the same; the CLI prints the same', async (t) => {
