@@ -61,6 +61,8 @@ export interface RawProbeConfig {
   hidden: number[];
   dropout: number;
   l2: number;
+  /** Attention pooling over the segments of each clip (options.segments >= 1). */
+  attention?: boolean;
 }
 
 export interface RawProbeOptions {
@@ -75,6 +77,10 @@ export interface RawProbeOptions {
   keepAllWeights?: boolean;
   batchedStep?: boolean;
   threads?: number;
+  /** 0: one vector per clip ([n, dim]); S >= 1: S segment vectors per clip ([n, S, dim]), for attention probes. */
+  segments?: number;
+  /** Real segments per clip (1..S); absent: all S. */
+  validSegments?: Int32Array;
 }
 
 export interface RawProbeProgress {
@@ -87,10 +93,19 @@ export interface RawProbeProgress {
   probesTotal: number;
 }
 
+export interface RawProbeLayer {
+  in: number;
+  out: number;
+  weight: Float32Array;
+  bias: Float32Array;
+}
+
 export interface RawProbeNet {
   mean?: Float32Array;
   std?: Float32Array;
-  layers: { in: number; out: number; weight: Float32Array; bias: Float32Array }[];
+  layers: RawProbeLayer[];
+  /** Attention probes: the per-segment attention logit, reading what the last layer reads. */
+  attention?: RawProbeLayer;
 }
 
 export interface RawProbeResult {
@@ -102,6 +117,8 @@ export interface RawProbeResult {
   bestValLoss: number;
   bestValAcc: number;
   testProb: Float32Array;
+  /** Attention probes: each test clip's weights over its segments, [test clips][segments]. */
+  testAttention?: Float32Array;
   net?: RawProbeNet;
 }
 
@@ -181,6 +198,7 @@ export interface RawBinding {
   decodeAudio(input: string | Uint8Array): Promise<RawDecoded>;
   writeAudio(path: string, options: { interleaved: Float32Array; channels: number; sampleRate: number; container: string; encoding: string }): Promise<void>;
   loadAudio(input: RawAudioInput, options?: RawPrepareOptions): Promise<RawPrepared>;
+  /** `features` is borrowed, not copied, until the promise settles: it must not be changed or transferred meanwhile. */
   trainProbeGrid(
     features: Float32Array,
     dim: number,
@@ -192,6 +210,16 @@ export interface RawBinding {
   ): Promise<RawProbeGridResult>;
   /** P(present) for each row and net, row-major [n][nets]. */
   predictProbes(features: Float32Array, dim: number, nets: RawProbeNet[], device: string): Promise<Float32Array>;
+  /** Attention nets on [n, segments, dim]: P(present) [n][nets] and, when asked, weights [n][nets][segments]. */
+  predictSegmentProbes(
+    features: Float32Array,
+    dim: number,
+    segments: number,
+    validSegments: Int32Array | null,
+    nets: RawProbeNet[],
+    device: string,
+    withWeights: boolean,
+  ): Promise<{ probabilities: Float32Array; weights?: Float32Array }>;
   jukeboxLoad(path: string, options: { device: string; precision: string }): Promise<RawJukeboxHandle>;
   jukeboxInfo(handle: RawJukeboxHandle): RawJukeboxInfo;
   jukeboxInspect(path: string): Promise<RawJukeboxInfo>;

@@ -59,8 +59,10 @@ export {
   trainProbeGrid,
   ProbeSet,
   PAPER_GRID,
+  ATTENTION_GRID,
   PROBE_THRESHOLD,
   expandGrid,
+  configLabel,
   binaryMetrics,
   macroMetrics,
   writeReport,
@@ -78,6 +80,7 @@ export type {
   ProbeDevice,
   TrainProbeGridOptions,
   ProbeNet,
+  ProbeLayer,
   ConfigResult,
   ClassCounts,
   InstrumentResult,
@@ -85,11 +88,13 @@ export type {
   TableRow,
   ProbeTable,
   Predictions,
+  AttentionPredictions,
   PredictOptions,
   ProbeSetInfo,
+  SegmentTimes,
   BinaryMetrics,
   MacroMetrics,
   ReportOptions,
 } from './probes';
-export { trainFromStore, predictAudio } from './study';
-export type { TrainFromStoreOptions, TrainFromStoreResult, PredictAudioOptions, AudioPredictions } from './study';
+export { trainFromStore, trainFromFeatures, predictAudio } from './study';
+export type { TrainFromStoreOptions, TrainFromStoreResult, TrainFromFeaturesOptions, ClipFeatures, PredictAudioOptions, AudioPredictions } from './study';

@@ -197,6 +197,58 @@ np.savez(root + '/openmic-2018.npz', X=X, Y_true=Y_true, Y_mask=Y_mask, sample_k
   t.regex(err!.message, /19999 sample keys, but the split files hold 20000/);
 });
 
+// The release ships VGGish features twice: X in openmic-2018.npz (int64 [n, 10, 128], rows by sorted sample_key)
+// and one JSON file per clip (vggish/xxx/KEY.json: time_points and features, as in
+// /work/shared/data/openmic-2018/format-samples-mirdata/vggish/000/000046_3840.json). Both are written here by numpy
+// and json.dump in that exact form, for 50 clips, and must read the same.
+test('VGGish features from the npz and from the per-clip JSON files agree; short JSON clips are padded and counted', (t) => {
+  const root = makeRoot(syntheticLabels(30, 20, ['bass']));
+  const keys = [...TRAIN.slice(0, 30), ...TEST.slice(0, 20)].sort();
+  execFileSync(PYTHON, ['-c', `
+import numpy as np, json, os
+root = ${JSON.stringify(root)}
+keys = ${JSON.stringify(keys)}
+rng = np.random.default_rng(5)
+X = rng.integers(0, 256, size=(len(keys), 10, 128)).astype(int)
+np.savez(root + '/openmic-2018.npz', X=X, Y_true=np.full((len(keys), 20), 0.5), Y_mask=np.zeros((len(keys), 20), dtype=bool), sample_key=np.array(keys, dtype=object))
+for i, k in enumerate(keys):
+    os.makedirs(root + '/vggish/' + k[:3], exist_ok=True)
+    frames = 7 if i == 3 else 10
+    with open(root + '/vggish/' + k[:3] + '/' + k + '.json', 'w') as f:
+        json.dump({'time_points': [round(0.96 * j, 2) for j in range(frames)], 'features': X[i, :frames].tolist()}, f)
+`]);
+  const ds = OpenMIC.open(root, { ...NO_AUDIO, npz: 'ignore' });
+  t.is(ds.vggishSource(), 'npz');
+  const probe = [keys[3]!, keys[0]!, keys[17]!];
+  const fromNpz = ds.vggishFeatures(probe);
+  const fromJson = ds.vggishFeatures(probe, { source: 'json' });
+  t.deepEqual(fromNpz.shape, [3, 10, 128]);
+  t.is(fromNpz.source, 'npz');
+  t.deepEqual(fromJson.shape, [3, 10, 128]);
+  t.deepEqual(Array.from(fromJson.validFrames!), [7, 10, 10]);
+  t.deepEqual(fromJson.data.subarray(1280), fromNpz.data.subarray(1280), 'clips 2 and 3 are equal');
+  t.deepEqual(fromJson.data.subarray(0, 7 * 128), fromNpz.data.subarray(0, 7 * 128), "the short clip's real frames are equal");
+  t.true(fromJson.data.subarray(7 * 128, 1280).every((v) => v === 0), 'and its padding is zero');
+  t.true(fromNpz.data.every((v) => Number.isInteger(v) && v >= 0 && v <= 255));
+  // Without the npz the JSON files are the source.
+  fs.rmSync(path.join(root, 'openmic-2018.npz'));
+  t.is(ds.vggishSource(), 'json');
+  t.deepEqual(ds.vggishFeatures(probe).data, fromJson.data);
+  // A broken file is named.
+  fs.writeFileSync(ds.vggishPath(keys[0]!), JSON.stringify({ time_points: [0], features: [[1, 2, 'x']] }));
+  const err = t.throws(() => ds.vggishFeatures(probe), { instanceOf: DataError });
+  t.is(err?.code, 'ERR_DATA_VGGISH');
+  t.true(err!.message.includes(ds.vggishPath(keys[0]!)));
+  t.regex(err!.message, /frame 0, value 2 is not a finite number/);
+  t.is(t.throws(() => ds.vggishFeatures([TRAIN[40]!]), { instanceOf: DataError })?.code, 'ERR_DATA_NOT_FOUND');
+  // And the real sample file of the release reads as 10 x 128 values 0-255.
+  const sampleRoot = makeRoot(null, (r) => fs.cpSync(path.join(SHARED, 'format-samples-mirdata', 'vggish'), path.join(r, 'vggish'), { recursive: true }));
+  fs.writeFileSync(path.join(sampleRoot, 'openmic-2018-aggregated-labels.csv'), HEADER + '\n');
+  const sample = OpenMIC.open(sampleRoot, NO_AUDIO).vggishFeatures(['000046_3840']);
+  t.deepEqual(sample.shape, [1, 10, 128]);
+  t.is(sample.data[0], 173);
+});
+
 test('bad inputs are typed DataErrors naming the file and line', (t) => {
   const k = TRAIN[5]!;
   const expectError = (lines: string[] | null, code: string, pattern: RegExp, extra?: (r: string) => void, opts: OpenMICOptions = NO_AUDIO) => {

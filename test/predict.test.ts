@@ -73,6 +73,40 @@ test.serial('predictAudio on the clips gives the probabilities of their stored f
   }
 });
 
+test.serial('attention probes on a segments store (float16): predictAudio on the clips gives their stored features\' probabilities, bit for bit', async (t) => {
+  const { model, keys } = await setup;
+  const out = path.join(tmp, 'segments');
+  const r = await runCli(['extract', '--dataset', DATA, '--model', model, '--out', out, '--layers', '6', '--pooling', 'segments', '--segment-seconds', '1', '--dtype', 'float16']);
+  t.is(r.code, 0, r.stderr);
+  const store = FeatureStore.open(layerDir(out, 6));
+  const { probes } = await trainFromStore({
+    dataset: OpenMIC.open(DATA, { audio: 'skip', npz: 'ignore' }),
+    store,
+    partitions: { validation: 'stratified', valFraction: 0.25 },
+    grid: { hidden: [[8]], dropout: [0.25], l2: [0], attention: true },
+    epochs: 5,
+    batchSize: 4,
+  });
+  t.true(probes.attention);
+  t.is(probes.info.recipe!.pooling, 'segments');
+  t.is(probes.info.recipe!.dtype, 'float16');
+  const m = store.readSegments(keys);
+  t.is(probes.info.segments, m.segments);
+  const fromStore = await probes.predict(m.data, { validSegments: m.validSegments });
+  const fromAudio = await predictAudio(probes, model, keys.map(audioOf));
+  t.deepEqual(fromAudio.failed, []);
+  t.deepEqual(fromAudio.probabilities, fromStore.probabilities);
+
+  // `calmkit train` on a segments store: --grid gives the attention grid's axes.
+  const file = path.join(tmp, 'attention.calmkit-probes.json');
+  const cli = await runCli(['train', '--dataset', DATA, '--features', layerDir(out, 6), '--out', file, '--grid', 'hidden=[8] dropout=0.25 l2=0', '--epochs', '2', '--batch', '4', '--val-fraction', '0.25', '--device', 'cpu']);
+  t.is(cli.code, 0, cli.stderr);
+  const fromCli = await ProbeSet.load(file);
+  t.true(fromCli.attention);
+  t.deepEqual(fromCli.grid, [{ hidden: [8], dropout: 0.25, l2: 0, attention: true }]);
+  t.regex(cli.stdout, /attention \[8\]/, 'Table I names the attention probes');
+});
+
 test.serial('a loaded model, a saved probe set and batches of clips give the same; the CLI prints the same', async (t) => {
   const { model, keys, probes } = await setup;
   const file = path.join(tmp, 'probes.calmkit-probes.json');

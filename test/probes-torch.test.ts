@@ -59,3 +59,98 @@ for (const [dim, config] of [
     fs.rmSync(dir, { recursive: true, force: true });
   });
 }
+
+// Attention probes: segment features [n, S, dim], the reference's masked softmax and autograd. The 300-d case
+// takes the fused gradient + Adam path for the first layer and for the score and attention layers after a
+// 160-wide hidden layer; the padded case masks the softmax and zeroes padding in both.
+function segmentsOf(p: ReturnType<typeof problem>, S: number, seed: number, padded: boolean) {
+  const n = p.features.length / p.dim;
+  let state = seed;
+  const next = () => ((state = (state * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const features = new Float32Array(n * S * p.dim);
+  const valid = new Int32Array(n).fill(S);
+  for (let c = 0; c < n; c++) {
+    if (padded) valid[c] = 1 + Math.floor(next() * S);
+    for (let s = 0; s < S; s++) {
+      for (let j = 0; j < p.dim; j++) {
+        // The clip's own vector in its first segment, shifted copies in the others; 0 in padding.
+        features[(c * S + s) * p.dim + j] = s < valid[c] ? p.features[c * p.dim + ((j + s) % p.dim)] * (1 - 0.2 * s) + (next() - 0.5) : 0;
+      }
+    }
+  }
+  return { features, valid: padded ? valid : undefined };
+}
+
+for (const [dim, S, padded, config] of [
+  [6, 4, false, { hidden: [5], dropout: 0.5, l2: 1e-3 }],
+  [6, 5, true, { hidden: [5, 3], dropout: 0.25, l2: 1e-4 }],
+  [6, 3, false, { hidden: [], dropout: 0.25, l2: 0 }],
+  [300, 3, true, { hidden: [160], dropout: 0.5, l2: 1e-4 }],
+] as const) {
+  const p = problem(dim);
+  const seg = segmentsOf(p, S, dim + S, padded);
+  test(`one epoch of the attention probe ${JSON.stringify(config)} on ${S} x ${dim}-d segments${padded ? ' (padded)' : ''} matches PyTorch within 1e-5; its forward matches within 1e-6`, async (t) => {
+    const opts = { seed: 5, epochs: 1, batchSize: 8, lr: 1e-2, standardize: true };
+    const set = await trainProbeGrid({
+      ...opts,
+      features: seg.features,
+      dim: p.dim,
+      segments: S,
+      validSegments: seg.valid,
+      tasks: p.tasks,
+      grid: { hidden: [[...config.hidden]], dropout: [config.dropout], l2: [config.l2], attention: true },
+      keepAllWeights: true,
+    });
+    const ours = set.results[0].configs[0];
+    t.is(ours.bestEpoch, 0, 'after one epoch the kept weights are the final ones');
+    const n = p.features.length / p.dim;
+    const features = Array.from({ length: n }, (_, c) => Array.from({ length: S }, (_, s) => Array.from(seg.features.subarray((c * S + s) * p.dim, (c * S + s + 1) * p.dim))));
+    const valid = seg.valid ? Array.from(seg.valid) : undefined;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-attention-ref-'));
+    const task = p.tasks[0];
+    fs.writeFileSync(
+      path.join(dir, 'in.json'),
+      JSON.stringify({ ...opts, features, segments: S, valid, config: { ...config, attention: true }, task: { instrument: task.instrument, train: { rows: Array.from(task.train.rows), targets: Array.from(task.train.targets) } } }),
+    );
+    const script = path.join(__dirname, 'reference', 'probe_ref.py');
+    const run = spawnSync(PYTHON, [script, path.join(dir, 'in.json'), path.join(dir, 'out.json')], { encoding: 'utf8' });
+    t.is(run.status, 0, run.stderr);
+    const ref = JSON.parse(fs.readFileSync(path.join(dir, 'out.json'), 'utf8')) as { layers: { weight: number[][]; bias: number[] }[]; attention: { weight: number[][]; bias: number[] } };
+    let worst = 0;
+    [...ref.layers, ref.attention].forEach((layer, l) => {
+      const mine = l < ref.layers.length ? ours.net!.layers[l] : ours.net!.attention!;
+      layer.weight.flat().forEach((v, i) => (worst = Math.max(worst, Math.abs(v - mine.weight[i]))));
+      layer.bias.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - mine.bias[i]))));
+    });
+    t.log(`training: max |calmkit - torch| = ${worst}`);
+    t.true(worst < 1e-5);
+
+    // Forward: our trained net on the test clips through predict, and through torch.
+    const rows = Array.from(task.test.rows);
+    const per = S * p.dim;
+    const test = new Float32Array(rows.length * per);
+    rows.forEach((r, i) => test.set(seg.features.subarray(r * per, (r + 1) * per), i * per));
+    const testValid = seg.valid ? Int32Array.from(rows, (r) => seg.valid![r]) : undefined;
+    const pred = (await set.predict(test, { validSegments: testValid, attentionWeights: true })) as { probabilities: Float32Array; attentionWeights: Float32Array };
+    const net = ours.net!;
+    const plain = (l: { in: number; out: number; weight: Float32Array; bias: Float32Array }) => ({ in: l.in, out: l.out, weight: Array.from(l.weight), bias: Array.from(l.bias) });
+    fs.writeFileSync(
+      path.join(dir, 'fwd.json'),
+      JSON.stringify({
+        features: rows.map((r) => features[r]),
+        valid: testValid ? Array.from(testValid) : undefined,
+        net: { mean: Array.from(net.mean!), std: Array.from(net.std!), layers: net.layers.map(plain), attention: plain(net.attention!) },
+      }),
+    );
+    const fwd = spawnSync(PYTHON, [script, '--forward', path.join(dir, 'fwd.json'), path.join(dir, 'fwd-out.json')], { encoding: 'utf8' });
+    t.is(fwd.status, 0, fwd.stderr);
+    const refFwd = JSON.parse(fs.readFileSync(path.join(dir, 'fwd-out.json'), 'utf8')) as { probabilities: number[]; weights: number[][] };
+    let worstP = 0;
+    let worstW = 0;
+    refFwd.probabilities.forEach((v, i) => (worstP = Math.max(worstP, Math.abs(v - pred.probabilities[i]))));
+    refFwd.weights.forEach((ws, i) => ws.forEach((v, s) => (worstW = Math.max(worstW, Math.abs(v - pred.attentionWeights[i * S + s])))));
+    t.log(`forward: max |P| difference ${worstP}, max |weight| difference ${worstW}`);
+    t.true(worstP < 1e-6 && worstW < 1e-6);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+}

@@ -36,6 +36,8 @@ const INPUTS: SettingsInput[] = [
   { model: { id: 'm' }, layers: [12], pooling: 'segments', segmentSeconds: 2.5, windows: 'all', formatting: 'pad', factor: 3 },
   { model: { id: 'm' }, layers: [1, 36], pooling: 'segments', segmentTokens: 100, formatting: 'none', precision: 'fp16' },
   { model: { id: 'm' }, pooling: 'none', formatting: 'tile', factor: 6.2, windows: 'all' },
+  // The study's attention column: 1 s segments of the tiled window, stored in float16.
+  { model: { id: A }, layers: [36], pooling: 'segments', segmentSeconds: 1, formatting: 'tile', dtype: 'float16' },
   { model: { id: 'm' }, formatting: 'pad', targetSeconds: 30 },
   { model: { id: 'm' }, modelLayers: 4 },
 ];

@@ -78,6 +78,59 @@ test('multi-row entries, float16 storage and shape checks', (t) => {
   t.is(t.throws(() => store.writer().put('e', [1, 2, 3], [2, 2]), { instanceOf: DataError })?.code, 'ERR_DATA_STORE_SHAPE');
 });
 
+test('readSegments: [clips, segments, width] with zero padding and real counts; float16; one-vector entries; widths must agree', (t) => {
+  const dir = fresh();
+  const store = FeatureStore.open(dir, { create: { ...spec, dtype: 'float16', pooling: 'segments' } });
+  const w = store.writer({ shardSize: 2 });
+  const seg = (k: number, S: number) => Float32Array.from({ length: S * 4 }, (_, i) => k + i / 8);
+  w.put('a', seg(1, 3), [3, 4]);
+  w.put('b', seg(2, 2), [2, 4]);
+  w.put('c', seg(3, 3), [3, 4]);
+  w.put('d', seg(4, 1), [4]);
+  w.put('e', Float32Array.from({ length: 10 }), [2, 5]);
+  w.close();
+  const m = store.readSegments(['c', 'b', 'd', 'a']);
+  t.is(m.clips, 4);
+  t.is(m.segments, 3);
+  t.is(m.width, 4);
+  t.deepEqual(Array.from(m.validSegments!), [3, 2, 1, 3]);
+  const clip = (i: number) => Array.from(m.data.subarray(i * 12, (i + 1) * 12));
+  t.deepEqual(clip(0), Array.from(store.get('c').data));
+  t.deepEqual(clip(1), [...Array.from(store.get('b').data), 0, 0, 0, 0], 'padding is zero');
+  t.deepEqual(clip(2), [...Array.from(store.get('d').data), 0, 0, 0, 0, 0, 0, 0, 0], 'a one-vector entry is one segment');
+  t.deepEqual(clip(3), Array.from(store.get('a').data));
+  t.is(clip(3)[1], 1.125, 'float16 halves decoded exactly');
+  const full = store.readSegments(['a', 'c']);
+  t.is(full.validSegments, undefined, 'no counts when no clip is padded');
+  t.is(t.throws(() => store.readSegments(['a', 'e']), { instanceOf: DataError })?.code, 'ERR_DATA_STORE_SHAPE');
+  t.deepEqual(store.readSegments([]), { data: new Float32Array(0), clips: 0, segments: 0, width: 0 });
+});
+
+// Matrix reads go through a bounded buffer (8 MiB): a read of more than that crosses chunk boundaries inside a
+// shard and between shards, and must still put every entry's values in its row.
+test('readMatrix and readSegments across read chunks and shards agree with get() entry by entry', (t) => {
+  const dir = fresh();
+  const store = FeatureStore.open(dir, { create: { ...spec, pooling: 'segments' } });
+  const w = store.writer({ shardSize: 250 });
+  const S = 12;
+  const W = 1000;
+  for (let k = 0; k < 400; k++) w.put(`k${String(k).padStart(3, '0')}`, Float32Array.from({ length: S * W }, (_, i) => k * 1e4 + i), [S, W]);
+  w.close();
+  // The first shard's 250 entries (12 MB) are one run of neighbours, read in two chunks; gaps cut the rest.
+  const keys = store.keys().filter((_, i) => i < 250 || i % 7 !== 3).reverse();
+  const m = store.readSegments(keys);
+  t.is(m.data.length, keys.length * S * W);
+  t.true(250 * S * W * 4 > 8 * 2 ** 20, 'a run longer than one read chunk');
+  const flat = store.readMatrix(keys);
+  t.deepEqual(flat.data, m.data);
+  keys.forEach((k, i) => {
+    const got = store.get(k).data;
+    const row = m.data.subarray(i * S * W, (i + 1) * S * W);
+    if (got[0] !== row[0] || got[S * W - 1] !== row[S * W - 1] || got[S * W / 2] !== row[S * W / 2]) t.fail(`entry ${k} is misplaced`);
+  });
+  t.pass();
+});
+
 test('a different spec is refused; a missing store is a DataError', (t) => {
   const dir = fresh();
   FeatureStore.open(dir, { create: spec });

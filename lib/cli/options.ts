@@ -97,9 +97,9 @@ export function workItems(dataset: string | undefined, files: string[], shard?: 
 
 // --- training flags of `train` and `study` -------------------------------------------------------------------
 
-/** "hidden=[];[512];[512,256] dropout=0.25,0.5 l2=0,1e-4": axes not given keep the paper's values. */
-export function gridSpec(text: string): ProbeGrid {
-  const grid: ProbeGrid = { ...PAPER_GRID };
+/** "hidden=[];[512];[512,256] dropout=0.25,0.5 l2=0,1e-4": axes not given keep `base`'s values (the paper's). */
+export function gridSpec(text: string, base: ProbeGrid = PAPER_GRID): ProbeGrid {
+  const grid: ProbeGrid = { ...(base ?? PAPER_GRID) };
   const numbers = (k: string, v: string) =>
     v.split(',').map((x) => {
       const n = Number(x);

@@ -60,10 +60,12 @@ export function phaseProgress(): { onEvent: (e: StudyEvent) => void; stop: () =>
 export function printTable(probes: ProbeSet): void {
   const t = probes.table();
   const f = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '—');
-  console.log('instrument          hidden      drop  l2      valLoss  P      R      F1     acc    AP     AUC');
+  const arch = (r: (typeof t.rows)[number]) => (r.attention ? `attention ${JSON.stringify(r.hidden)}` : JSON.stringify(r.hidden));
+  const width = Math.max(11, ...t.rows.map((r) => arch(r).length));
+  console.log(`instrument          ${'hidden'.padEnd(width)} drop  l2      valLoss  P      R      F1     acc    AP     AUC`);
   for (const r of t.rows) {
     console.log(
-      `${r.instrument.padEnd(19)} ${JSON.stringify(r.hidden).padEnd(11)} ${String(r.dropout).padEnd(5)} ${String(r.l2).padEnd(7)} ` +
+      `${r.instrument.padEnd(19)} ${arch(r).padEnd(width)} ${String(r.dropout).padEnd(5)} ${String(r.l2).padEnd(7)} ` +
         `${f(r.valLoss)}    ${f(r.precision)}  ${f(r.recall)}  ${f(r.f1)}  ${f(r.accuracy)}  ${f(r.averagePrecision)}  ${f(r.rocAuc)}`,
     );
   }

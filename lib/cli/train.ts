@@ -15,7 +15,7 @@ export function register(program: Command): void {
       .command('train')
       .description('train the probe grid per instrument on stored features; writes a probe set and its report')
       .requiredOption('--dataset <root>', 'OpenMIC-layout dataset (labels, class map, partitions)')
-      .requiredOption('--features <dir>', 'a feature store (one layer: e.g. OUT/layer-36)')
+      .requiredOption('--features <dir>', 'a feature store (one layer: e.g. OUT/layer-36); a segments store trains attention probes')
       .requiredOption('--out <file>', 'the probe set file to write')
       .option('--report <dir>', 'also write Table I and the figures here'),
   ).action(async (o: TrainingFlags & { dataset: string; features: string; out: string; report?: string }) => {
@@ -23,11 +23,14 @@ export function register(program: Command): void {
       const dataset = OpenMIC.open(o.dataset, { audio: 'skip', npz: 'ignore' });
       const store = FeatureStore.open(o.features);
       const progress = phaseProgress();
+      const options = trainingOptions(o);
+      // A segments store trains attention probes: --grid then gives the attention grid's axes (default ATTENTION_GRID).
+      if (store.spec.pooling === 'segments' && options.grid) options.grid = { ...options.grid, attention: true };
       try {
         const { probes, missing } = await trainFromStore({
           dataset,
           store,
-          ...trainingOptions(o),
+          ...options,
           signal,
           onProgress: (p) => progress.onEvent({ phase: 'train', variant: 'probes', progress: p }),
         });

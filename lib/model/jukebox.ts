@@ -16,8 +16,8 @@ export { CALM_LAYER } from './options';
 /** Where the model runs: `cpu`, `cuda`, `cuda:N` or `auto` (runtime/device.ts). */
 export type JukeboxDevice = Device;
 
-/** The built-in shapes of random-weight checkpoints: `tiny` (tests), `small` (CPU timing), `5b` (the real shapes). */
-export const JUKEBOX_PRESETS = ['tiny', 'small', '5b'] as const;
+/** The built-in shapes of random-weight checkpoints: `tiny` (tests), `demo` (tiny with the 5B's 8192-token context), `small` (CPU timing), `5b` (the real shapes). */
+export const JUKEBOX_PRESETS = ['tiny', 'demo', 'small', '5b'] as const;
 export type JukeboxPreset = (typeof JUKEBOX_PRESETS)[number];
 
 export interface JukeboxLoadOptions {

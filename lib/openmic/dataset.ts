@@ -36,6 +36,7 @@ export const RELEASE_FILES = {
   labels: 'openmic-2018-aggregated-labels.csv',
   metadata: 'openmic-2018-metadata.csv',
   npz: 'openmic-2018.npz',
+  vggish: 'vggish',
   train: 'partitions/split01_train.csv',
   test: 'partitions/split01_test.csv',
   audioChecksums: 'checksums/openmic-2018-audio.csv',
@@ -393,16 +394,37 @@ export class OpenMIC {
   }
 
   /**
-   * The release's quantised VGGish features (`X` of openmic-2018.npz, values 0-255, 10 frames x 128) for
-   * `keys` (default: all clips of this dataset), as float32 [keys.length, 10, 128]. Reads the archive once;
-   * only X and sample_key are inflated.
+   * Where this dataset's copy of the release's VGGish features is: `npz` (openmic-2018.npz, which holds `X`),
+   * `json` (the per-clip files vggish/xxx/KEY.json), or undefined when it has neither.
    */
-  vggishFeatures(keys: readonly string[] = this.keys): { keys: string[]; data: Float32Array; shape: number[] } {
+  vggishSource(): 'npz' | 'json' | undefined {
+    if (!this.root) return undefined;
+    if (fs.existsSync(path.join(this.root, RELEASE_FILES.npz))) return 'npz';
+    return fs.existsSync(path.join(this.root, RELEASE_FILES.vggish)) ? 'json' : undefined;
+  }
+
+  /** The release's per-clip VGGish file of a key: vggish/{key[:3]}/{key}.json. */
+  vggishPath(key: string): string {
+    if (!this.root) throw new DataError('ERR_DATA_NOT_FOUND', 'this dataset has no release root, so no VGGish files', { input: key });
+    return path.join(this.root, RELEASE_FILES.vggish, key.slice(0, 3), `${key}.json`);
+  }
+
+  /**
+   * The release's quantised VGGish features (values 0-255, frames of 0.96 s x 128) for `keys` (default: all clips
+   * of this dataset), as float32 [keys.length, frames, 128]. From `X` of openmic-2018.npz (read once; only X and
+   * sample_key are inflated) or, without the npz or with `source: 'json'`, from the per-clip JSON files
+   * (`time_points` and `features`, as the release ships them). JSON clips may have fewer frames than the longest:
+   * they are zero-padded at the end and `validFrames` gives every clip's real count (present only then).
+   */
+  vggishFeatures(keys: readonly string[] = this.keys, options: { source?: 'npz' | 'json' } = {}): { keys: string[]; data: Float32Array; shape: number[]; source: 'npz' | 'json'; validFrames?: Int32Array } {
+    const source = options.source ?? this.vggishSource();
+    if (source === 'json') return this.vggishFromJson(keys);
     const file = this.root ? path.join(this.root, RELEASE_FILES.npz) : undefined;
-    if (!file || !fs.existsSync(file)) throw new DataError('ERR_DATA_NOT_FOUND', `no ${RELEASE_FILES.npz} under ${this.root ?? 'this dataset'}`, { input: file });
+    if (!file || !fs.existsSync(file)) throw new DataError('ERR_DATA_NOT_FOUND', `no ${RELEASE_FILES.npz} and no ${RELEASE_FILES.vggish}/ folder under ${this.root ?? 'this dataset'}`, { input: file });
     const m = readNpz(file, { names: ['X', 'sample_key'] });
-    const x = m.get('X')!;
-    const sk = m.get('sample_key')!;
+    const x = m.get('X');
+    const sk = m.get('sample_key');
+    if (!x || !sk) throw new DataError('ERR_DATA_NPZ', `${file} lacks ${!x ? 'X' : 'sample_key'}`, { input: file });
     if (x.dtype === '|O' || sk.dtype !== '|O' || x.shape.length < 2 || x.shape[0] !== sk.values.length) {
       throw new DataError('ERR_DATA_NPZ', `${file}: X [${x.shape}] does not match sample_key (${sk.shape})`, { input: file });
     }
@@ -415,7 +437,7 @@ export class OpenMIC {
       if (r === undefined) throw new DataError('ERR_DATA_NPZ', `${file}: no row for '${k}' in sample_key`, { input: file });
       for (let j = 0; j < per; j++) data[i * per + j] = Number(src[r * per + j]!);
     });
-    return { keys: keys.slice(), data, shape: [keys.length, ...x.shape.slice(1)] };
+    return { keys: keys.slice(), data, shape: [keys.length, ...x.shape.slice(1)], source: 'npz' };
   }
 
   /** md5 of each clip's audio against checksums/openmic-2018-audio.csv (release layout only). */
@@ -437,6 +459,48 @@ export class OpenMIC {
     }
     return { checked, mismatched, missing };
   }
+
+  private vggishFromJson(keys: readonly string[]): { keys: string[]; data: Float32Array; shape: number[]; source: 'json'; validFrames?: Int32Array } {
+    const clips = keys.map((k) => readVggishJson(this.vggishPath(k)));
+    const width = clips[0]?.width ?? 128;
+    const frames = Math.max(0, ...clips.map((c) => c.frames));
+    const data = new Float32Array(keys.length * frames * width);
+    clips.forEach((c, i) => {
+      if (c.width !== width) throw new DataError('ERR_DATA_VGGISH', `${this.vggishPath(keys[i]!)}: ${c.width} values per frame, but ${this.vggishPath(keys[0]!)} has ${width}`, { input: this.vggishPath(keys[i]!) });
+      data.set(c.values, i * frames * width);
+    });
+    const validFrames = Int32Array.from(clips, (c) => c.frames);
+    const shape = [keys.length, frames, width];
+    return validFrames.some((f) => f < frames) ? { keys: keys.slice(), data, shape, source: 'json', validFrames } : { keys: keys.slice(), data, shape, source: 'json' };
+  }
+
+}
+
+/** One release VGGish JSON file: {"time_points": [t0, ...], "features": [[128 values], ...]}, one row per time point. */
+function readVggishJson(file: string): { frames: number; width: number; values: Float32Array } {
+  let doc: { time_points?: unknown; features?: unknown };
+  try {
+    doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new DataError(missing ? 'ERR_DATA_NOT_FOUND' : 'ERR_DATA_VGGISH', `${file}: ${missing ? 'no such VGGish file' : `not JSON (${(err as Error).message})`}`, { input: file, cause: err });
+  }
+  const fail = (why: string): never => {
+    throw new DataError('ERR_DATA_VGGISH', `${file}: ${why}`, { input: file });
+  };
+  const rows = doc?.features;
+  if (!Array.isArray(rows) || rows.length === 0) return fail('"features" must be a non-empty array of frames');
+  if (!Array.isArray(doc.time_points) || doc.time_points.length !== rows.length) fail(`"time_points" must list one time per frame (${rows.length})`);
+  const width = Array.isArray(rows[0]) ? rows[0].length : 0;
+  const values = new Float32Array(rows.length * width);
+  rows.forEach((r, f) => {
+    if (!Array.isArray(r) || r.length !== width || width === 0) fail(`frame ${f} must hold ${width || 'some'} numbers like frame 0`);
+    (r as unknown[]).forEach((v, j) => {
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(`frame ${f}, value ${j} is not a finite number`);
+      values[f * width + j] = v as number;
+    });
+  });
+  return { frames: rows.length, width, values };
 }
 
 function relevanceFromRows(rows: LabelRow[], n: number, report: OpenMICReport, instruments: readonly string[]): Map<string, Float64Array> {

@@ -9,7 +9,13 @@ import crypto from 'node:crypto';
 import { ProbeError } from '../errors';
 
 const MAGIC = Buffer.from('CALMKIT-PROBES\n\0', 'latin1');
-export const PROBE_FILE_FORMAT = 1;
+/**
+ * Container formats: 1 for the paper's probes; 2, the same layout, for sets with attention probes (nets with an
+ * `attention` layer), which a calmkit that predates them must refuse rather than read as MLPs. Files are
+ * written in the lowest format that holds them, so sets of MLP probes stay readable by older calmkits.
+ */
+export const PROBE_FILE_FORMAT = 2;
+const READABLE_FORMATS = [1, 2];
 
 type Typed = Float32Array | Uint8Array | Int32Array;
 const TYPES: Record<string, { ctor: { new (buf: ArrayBuffer, off: number, len: number): Typed; BYTES_PER_ELEMENT: number } }> = {
@@ -71,7 +77,7 @@ function joinBlobs(value: unknown, blobs: Typed[]): unknown {
 const align8 = (n: number) => (n + 7) & ~7;
 
 /** Serialises `state` (plain data and typed arrays) into the probe-set container. */
-export function encodeProbeFile(state: unknown): Buffer {
+export function encodeProbeFile(state: unknown, format: 1 | 2 = 1): Buffer {
   const blobs: Typed[] = [];
   const body = splitBlobs(state, blobs);
   const refs: BlobRef[] = [];
@@ -86,7 +92,7 @@ export function encodeProbeFile(state: unknown): Buffer {
   const total = blobStart + offset + 32;
   const out = Buffer.alloc(total);
   MAGIC.copy(out, 0);
-  out.writeUInt32LE(PROBE_FILE_FORMAT, MAGIC.length);
+  out.writeUInt32LE(format, MAGIC.length);
   out.writeUInt32LE(header.length, MAGIC.length + 4);
   header.copy(out, headStart);
   blobs.forEach((b, i) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(out, blobStart + refs[i].offset));
@@ -101,7 +107,7 @@ export function decodeProbeFile(buf: Buffer, label: string): unknown {
   };
   if (buf.length < MAGIC.length + 8 + 32 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) fail('wrong magic or too short');
   const format = buf.readUInt32LE(MAGIC.length);
-  if (format !== PROBE_FILE_FORMAT) fail(`format ${format} is not supported (this calmkit reads format ${PROBE_FILE_FORMAT})`);
+  if (!READABLE_FORMATS.includes(format)) fail(`format ${format} is not supported (this calmkit reads formats ${READABLE_FORMATS.join(' and ')})`);
   const digest = crypto.createHash('sha256').update(buf.subarray(0, buf.length - 32)).digest();
   if (!digest.equals(buf.subarray(buf.length - 32))) fail('checksum mismatch (truncated or corrupted)');
   const headerLength = buf.readUInt32LE(MAGIC.length + 4);

@@ -1,4 +1,4 @@
-// The grid of probe configs: architectures x dropout rates x L2 weights, and the paper's 27.
+// The grid of probe configs: architectures x dropout rates x L2 weights, the paper's 27, and the attention grid.
 import { ArgumentError } from '../errors';
 
 /** One probe architecture and its regularisation. */
@@ -9,6 +9,12 @@ export interface ProbeConfig {
   dropout: number;
   /** Adam's coupled weight decay (L2 added to the gradient, not AdamW). */
   l2: number;
+  /**
+   * Attention pooling over the segments of each clip (segment features): the hidden layers run on every segment,
+   * then a score and an attention logit per segment, softmax weights over the clip's segments, and the clip's
+   * logit is the weighted sum of the scores. Absent: the paper's probe on one vector per clip.
+   */
+  attention?: true;
 }
 
 /** A grid as the product of its axes. */
@@ -16,6 +22,8 @@ export interface ProbeGrid {
   hidden: number[][];
   dropout: number[];
   l2: number[];
+  /** Every config of the grid pools segments with attention. */
+  attention?: boolean;
 }
 
 /** The paper's grid: 3 architectures x 3 dropouts x 3 L2 = 27 configs per instrument. */
@@ -25,11 +33,31 @@ export const PAPER_GRID: ProbeGrid = Object.freeze({
   l2: [0, 1e-4, 1e-3],
 }) as ProbeGrid;
 
+/**
+ * The attention probes' grid: a per-segment projection to 128 or 512 units x the paper's dropouts x its L2
+ * weights = 18 configs per instrument.
+ */
+export const ATTENTION_GRID: ProbeGrid = Object.freeze({
+  hidden: [[128], [512]],
+  dropout: [0.25, 0.5, 0.75],
+  l2: [0, 1e-4, 1e-3],
+  attention: true,
+}) as ProbeGrid;
+
 /** The grid's configs in order: hidden-major, then dropout, then L2. */
 export function expandGrid(grid: ProbeGrid): ProbeConfig[] {
   const out: ProbeConfig[] = [];
-  for (const hidden of grid.hidden) for (const dropout of grid.dropout) for (const l2 of grid.l2) out.push({ hidden: [...hidden], dropout, l2 });
+  for (const hidden of grid.hidden) {
+    for (const dropout of grid.dropout) {
+      for (const l2 of grid.l2) out.push(grid.attention ? { hidden: [...hidden], dropout, l2, attention: true } : { hidden: [...hidden], dropout, l2 });
+    }
+  }
   return out;
+}
+
+/** A config's architecture as a label: "[512]", or "attention [512]". */
+export function configLabel(c: Pick<ProbeConfig, 'hidden' | 'attention'>): string {
+  return `${c.attention ? 'attention ' : ''}[${c.hidden.join(', ')}]`;
 }
 
 /** The grid's configs; the shape of `grid` is checked here, its numbers by the core. */
@@ -39,6 +67,7 @@ export function gridConfigs(grid: ProbeGrid): ProbeConfig[] {
   };
   if (!grid || !Array.isArray(grid.hidden) || !Array.isArray(grid.dropout) || !Array.isArray(grid.l2)) bad('needs hidden, dropout and l2 arrays');
   if (grid.hidden.some((h) => !Array.isArray(h))) bad('hidden sizes must be arrays of positive integers');
+  if (grid.attention !== undefined && typeof grid.attention !== 'boolean') bad('attention must be true or false');
   const configs = expandGrid(grid);
   if (configs.length === 0) bad('is empty');
   return configs;

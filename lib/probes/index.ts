@@ -1,12 +1,13 @@
 // Instrument probes: the grid (grid.ts), training it for every instrument at once (train.ts), the resulting
 // probe set with predict/save/load (probe-set.ts, file.ts), metrics and the report.
-export { PAPER_GRID, expandGrid } from './grid';
+export { PAPER_GRID, ATTENTION_GRID, expandGrid, configLabel } from './grid';
 export type { ProbeConfig, ProbeGrid } from './grid';
 export { trainProbeGrid } from './train';
 export type { ProbeSplit, ProbeTask, ProbeProgress, TrainProbeGridOptions } from './train';
 export { ProbeSet, PROBE_THRESHOLD } from './probe-set';
 export type {
   ProbeNet,
+  ProbeLayer,
   ConfigResult,
   ClassCounts,
   InstrumentResult,
@@ -14,8 +15,10 @@ export type {
   TableRow,
   ProbeTable,
   Predictions,
+  AttentionPredictions,
   PredictOptions,
   ProbeSetInfo,
+  SegmentTimes,
 } from './probe-set';
 export type { Device as ProbeDevice } from '../runtime/device';
 export { binaryMetrics, macroMetrics } from './metrics';

@@ -16,12 +16,24 @@ import { type BinaryMetrics, type MacroMetrics, macroMetrics } from './metrics';
 /** The decision threshold on P(present): present when strictly above. */
 export const PROBE_THRESHOLD = 0.5;
 
-/** A trained probe as weights: standardise (if mean/std), Linear -> ReLU ... -> Linear -> sigmoid. */
+/** One Linear layer: weight is [in][out] row-major, y = x W + b. */
+export interface ProbeLayer {
+  in: number;
+  out: number;
+  weight: Float32Array;
+  bias: Float32Array;
+}
+
+/**
+ * A trained probe as weights: standardise (if mean/std), Linear -> ReLU ... -> Linear -> sigmoid. An attention
+ * probe runs the layers on every segment (the last gives the segment's score) and `attention` on the last layer's
+ * input (the segment's attention logit); the clip's logit is the softmax-weighted sum of the scores.
+ */
 export interface ProbeNet {
   mean?: Float32Array;
   std?: Float32Array;
-  /** Weight is [in][out] row-major: y = x W + b. */
-  layers: { in: number; out: number; weight: Float32Array; bias: Float32Array }[];
+  layers: ProbeLayer[];
+  attention?: ProbeLayer;
 }
 
 export interface ConfigResult {
@@ -59,6 +71,11 @@ export interface InstrumentResult {
   net: ProbeNet;
   /** The best zero-hidden-layer probe (when the grid has one): its weights read directly as feature importances. */
   linear?: { configIndex: number; net: ProbeNet };
+  /**
+   * Attention probes: where the selected probe looked in each test clip, its softmax weights over the clip's
+   * segments, [test clips][segments] (0 on padding), in the order of `testTargets`.
+   */
+  testAttention?: Float32Array;
 }
 
 export interface SkippedInstrument {
@@ -70,6 +87,8 @@ export interface SkippedInstrument {
 export interface TableRow {
   instrument: string;
   hidden: number[];
+  /** The selected probe pools segments with attention. */
+  attention?: true;
   dropout: number;
   l2: number;
   valLoss: number;
@@ -104,18 +123,47 @@ export interface Predictions {
 }
 
 export interface PredictOptions {
-  /** Clips in `features` (default: features.length / dim). */
+  /** Clips in `features` (default: features.length / dim, or / (segments x dim) for attention probes). */
   n?: number;
   /** A subset of the trained instruments (default: all). Unknown names are an ArgumentError. */
   instruments?: string[];
   device?: Device;
+  /**
+   * Attention probes: segments per clip of `features` (default: the training features' `info.segments`; an attention
+   * probe reads any number).
+   */
+  segments?: number;
+  /** Attention probes: real segments per clip (1..segments; the rest of a clip's rows are padding). Default: all. */
+  validSegments?: Int32Array;
+  /** Attention probes: also return every clip's attention weights over its segments. */
+  attentionWeights?: boolean;
+}
+
+/** Attention probes' predictions can carry where each probe looked: weights [clip][instrument][segment]. */
+export interface AttentionPredictions extends Predictions {
+  segments: number;
+  attentionWeights?: Float32Array;
+}
+
+/**
+ * Where each segment of an attention probe set's clips lies in time, for figures: `spans[s]` = [start, end) of
+ * segment s in seconds, measured on the axis `axis` describes (e.g. "seconds of the clip").
+ */
+export interface SegmentTimes {
+  axis: string;
+  spans: [number, number][];
 }
 
 /** Everything a probe set records about how it was made. */
 export interface ProbeSetInfo {
   format: 1;
   createdAt: string;
+  /** Width of one feature vector (one segment's, for attention probes). */
   dim: number;
+  /** Attention probes: segments per clip of the training features ([clips, segments, dim]). Absent: one vector per clip. */
+  segments?: number;
+  /** Attention probes: when the segments happen, when the trainer was told (descriptive; figures use it). */
+  segmentTimes?: SegmentTimes;
   grid: ProbeConfig[];
   options: { epochs: number; batchSize: number; lr: number; seed: number; standardize: boolean; threshold: number };
   training: { device: string; seconds: number; stacks: number };
@@ -123,7 +171,7 @@ export interface ProbeSetInfo {
    * sha256 (hex) of the feature matrix's bytes (featureRows x dim float32, little-endian) and, per instrument and
    * split, of its rows (int32) followed by its targets (uint8).
    */
-  hashes: { features: string; featureRows: number; tasks: Record<string, { train: string; val: string; test: string }> };
+  hashes: { features: string; featureRows: number; validSegments?: string; tasks: Record<string, { train: string; val: string; test: string }> };
   /**
    * How the features were made (extraction/recipe.ts): the path predictAudio takes for new audio. Absent when
    * the probes were trained on features from elsewhere. Probe sets saved before the recipe existed get it from
@@ -191,6 +239,7 @@ export class ProbeSet {
       return {
         instrument: r.instrument,
         hidden: c.config.hidden,
+        ...(c.config.attention ? { attention: true as const } : {}),
         dropout: c.config.dropout,
         l2: c.config.l2,
         valLoss: c.bestValLoss,
@@ -211,20 +260,41 @@ export class ProbeSet {
 
   /**
    * P(present) and the decision at 0.5 of each selected probe, for one clip (features.length === dim) or n clips
-   * (row-major n x dim). Runs in the native core, off the JS thread.
+   * (row-major n x dim; attention probes: n x segments x dim, with `validSegments` for padded clips and
+   * `attentionWeights` for where each probe looked). Runs in the native core, off the JS thread.
    */
-  async predict(features: Float32Array, options: number | PredictOptions = {}): Promise<Predictions> {
+  async predict(features: Float32Array, options: number | PredictOptions = {}): Promise<AttentionPredictions | Predictions> {
     const opts: PredictOptions = typeof options === 'number' ? { n: options } : options;
     if (!(features instanceof Float32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'features must be a Float32Array');
     const dim = this.info.dim;
-    const n = opts.n ?? features.length / dim;
-    if (!Number.isInteger(n) || n < 1 || n * dim !== features.length) {
-      throw new DataError('ERR_DATA_MISMATCH', `features has ${features.length} values; expected n x ${dim} (n = ${opts.n ?? 'length / dim'})`);
+    if (opts.segments !== undefined && (this.info.segments === undefined || !Number.isInteger(opts.segments) || opts.segments < 1)) {
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', this.info.segments === undefined ? 'segments applies to attention probes only' : `segments must be a positive integer; got ${opts.segments}`);
+    }
+    const segments = opts.segments ?? this.info.segments;
+    const per = dim * (segments ?? 1);
+    const n = opts.n ?? features.length / per;
+    if (!Number.isInteger(n) || n < 1 || n * per !== features.length) {
+      const shape = segments ? `n x ${segments} segments x ${dim}` : `n x ${dim}`;
+      throw new DataError('ERR_DATA_MISMATCH', `features has ${features.length} values; expected ${shape} (n = ${opts.n ?? 'length / ' + per})`);
+    }
+    if (segments === undefined && (opts.validSegments !== undefined || opts.attentionWeights)) {
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', 'validSegments, segments and attentionWeights apply to attention probes only; this probe set reads one vector per clip');
+    }
+    if (opts.validSegments !== undefined && (!(opts.validSegments instanceof Int32Array) || opts.validSegments.length !== n)) {
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', `validSegments must be an Int32Array with one count per clip (${n})`);
     }
     const chosen = (opts.instruments ?? this.instruments).map((name) => this.result(name));
     const nets = chosen.map((r) => r.net as RawProbeNet);
     const device = opts.device ?? 'cpu';
-    const probabilities = await native(() => binding().predictProbes(features, dim, nets, device));
+    let probabilities: Float32Array;
+    let attentionWeights: Float32Array | undefined;
+    if (segments !== undefined) {
+      const out = await native(() => binding().predictSegmentProbes(features, dim, segments, opts.validSegments ?? null, nets, device, opts.attentionWeights === true));
+      probabilities = out.probabilities;
+      attentionWeights = out.weights;
+    } else {
+      probabilities = await native(() => binding().predictProbes(features, dim, nets, device));
+    }
     const present = new Uint8Array(probabilities.length);
     for (let i = 0; i < probabilities.length; i++) present[i] = probabilities[i] > PROBE_THRESHOLD ? 1 : 0;
     const names = chosen.map((r) => r.instrument);
@@ -235,14 +305,23 @@ export class ProbeSet {
       });
       return clip;
     });
-    return { instruments: names, n, probabilities, present, threshold: PROBE_THRESHOLD, clips };
+    const base = { instruments: names, n, probabilities, present, threshold: PROBE_THRESHOLD, clips };
+    if (segments === undefined) return base;
+    return attentionWeights ? { ...base, segments, attentionWeights } : { ...base, segments };
+  }
+
+  /** True when the probes pool segment features with attention (info.segments is set). */
+  get attention(): boolean {
+    return this.info.segments !== undefined;
   }
 
   /** Writes the probe set (configs, seeds, hashes, manifest, curves, weights) to one file, atomically. */
   async save(file: string): Promise<void> {
     const state: ProbeSetState = { info: this.info, instruments: this.results, skipped: this.skipped };
     await fs.promises.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-    atomicReplace(file, encodeProbeFile(state));
+    // Attention probes go in container format 2, so a calmkit that predates them refuses the file instead of
+    // reading the nets as MLPs.
+    atomicReplace(file, encodeProbeFile(state, this.attention ? 2 : 1));
   }
 
   /** Reads a file written by save(); ProbeError ERR_PROBE_FILE when it is missing, corrupt or inconsistent. */
@@ -266,17 +345,21 @@ function checkState(state: ProbeSetState, file: string): void {
   if (!state || typeof state !== 'object' || !state.info || !Array.isArray(state.instruments)) fail('missing sections');
   const { info } = state;
   if (!Number.isInteger(info.dim) || info.dim < 1 || !Array.isArray(info.grid)) fail('missing dim or grid');
+  if (info.segments !== undefined && (!Number.isInteger(info.segments) || info.segments < 1)) fail('segments must be a positive integer');
+  const sized = (l: ProbeLayer | undefined) =>
+    !!l && l.weight instanceof Float32Array && l.weight.length === l.in * l.out && l.bias instanceof Float32Array && l.bias.length === l.out;
   for (const r of state.instruments) {
     if (typeof r.instrument !== 'string' || !Array.isArray(r.configs) || !r.configs[r.selected]) fail('an instrument lacks its configs');
     const layers = r.net?.layers;
     if (!Array.isArray(layers) || layers.length === 0 || layers[0].in !== info.dim || layers[layers.length - 1].out !== 1) {
       fail(`the probe of '${r.instrument}' does not map ${info.dim} features to one logit`);
     }
-    for (const l of layers) {
-      if (!(l.weight instanceof Float32Array) || l.weight.length !== l.in * l.out || !(l.bias instanceof Float32Array) || l.bias.length !== l.out) {
-        fail(`the probe of '${r.instrument}' has a layer of the wrong size`);
-      }
+    for (const l of layers) if (!sized(l)) fail(`the probe of '${r.instrument}' has a layer of the wrong size`);
+    const att = r.net.attention;
+    if ((att !== undefined) !== (info.segments !== undefined)) {
+      fail(`the probe of '${r.instrument}' ${att ? 'has an attention layer but the set records no segments' : 'lacks the attention layer its segment features need'}`);
     }
+    if (att && (!sized(att) || att.in !== layers[layers.length - 1].in || att.out !== 1)) fail(`the attention layer of '${r.instrument}' has the wrong size`);
   }
   if (!Array.isArray(state.skipped)) state.skipped = [];
   if (info.recipe !== undefined) {

@@ -1,10 +1,12 @@
 // Report artifacts of a probe set: the paper's Table I (Markdown, CSV, JSON) and charts (SVG + PNG) of the
-// validation curves, the test-probability histograms and the linear probes' weights. Charts are vega-lite specs
+// validation curves, the test-probability histograms, the linear probes' weights and, for attention probes, where
+// in the clip they look. Charts are vega-lite specs
 // rendered headlessly by vega (no browser, no canvas) and rasterised by resvg with the DejaVu fonts.
 import fs from 'node:fs';
 import path from 'node:path';
 import { ArgumentError } from '../errors';
 import { atomicReplace } from '../store/fsatomic';
+import { configLabel } from './grid';
 import type { ProbeSet, ProbeTable, TableRow } from './probe-set';
 
 export const DEFAULT_FONT_DIR = '/usr/share/fonts/truetype/dejavu';
@@ -21,10 +23,12 @@ export interface ReportOptions {
   maxWeightColumns?: number;
   /** PNG scale factor (default 1.5). */
   pngScale?: number;
+  /** Attention probes: present test clips per instrument in the attention figure (default 3). */
+  attentionClips?: number;
 }
 
 const fmt = (v: number, digits = 3) => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
-const hiddenLabel = (h: number[]) => `[${h.join(', ')}]`;
+const hiddenLabel = (h: number[], attention?: boolean) => configLabel({ hidden: h, attention: attention ? true : undefined });
 
 function tableNotes(): string[] {
   return [
@@ -43,7 +47,7 @@ export function tableMarkdown(table: ProbeTable): string {
     line(head),
     line(head.map((_, i) => (i < 2 ? '---' : '---:'))),
     ...table.rows.map((r) =>
-      line([r.instrument, hiddenLabel(r.hidden), String(r.l2), String(r.dropout), fmt(r.valLoss, 4), fmt(r.valAccuracy), fmt(r.precision), fmt(r.recall), fmt(r.f1), fmt(r.accuracy), fmt(r.averagePrecision), fmt(r.rocAuc)]),
+      line([r.instrument, hiddenLabel(r.hidden, r.attention), String(r.l2), String(r.dropout), fmt(r.valLoss, 4), fmt(r.valAccuracy), fmt(r.precision), fmt(r.recall), fmt(r.f1), fmt(r.accuracy), fmt(r.averagePrecision), fmt(r.rocAuc)]),
     ),
     line(['**Macro (present class)**', '', '', '', '', '', fmt(m.precision), fmt(m.recall), `**${fmt(m.f1Present)}**`, fmt(m.accuracy), fmt(m.averagePrecision), fmt(m.rocAuc)]),
     line(['**Macro F1 (present/absent averaged)**', '', '', '', '', '', '', '', `**${fmt(m.f1PresentAbsent)}**`, '', '', '']),
@@ -58,7 +62,7 @@ function csvCell(v: string | number): string {
 
 export function tableCsv(table: ProbeTable): string {
   const cols: (keyof TableRow)[] = ['instrument', 'hidden', 'l2', 'dropout', 'valLoss', 'valAccuracy', 'precision', 'recall', 'f1', 'accuracy', 'averagePrecision', 'rocAuc', 'f1PresentAbsent', 'testPositives', 'testNegatives'];
-  const rows = table.rows.map((r) => cols.map((c) => csvCell(c === 'hidden' ? hiddenLabel(r.hidden) : (r[c] as string | number))).join(','));
+  const rows = table.rows.map((r) => cols.map((c) => csvCell(c === 'hidden' ? hiddenLabel(r.hidden, r.attention) : (r[c] as string | number))).join(','));
   const m = table.macro;
   const macro = (name: string, v: Partial<Record<keyof TableRow, number>>) => cols.map((c) => csvCell(c === 'instrument' ? name : (v[c] ?? ''))).join(',');
   return [
@@ -87,7 +91,7 @@ function thin(length: number, max: number): number[] {
 }
 
 /** One small panel per instrument, five to a row, each with its own y scale. */
-function perInstrumentPanels(title: string, values: Record<string, unknown>[], mark: unknown, encoding: Record<string, unknown>): VlSpec {
+function perInstrumentPanels(title: string | { text: string; subtitle: string }, values: Record<string, unknown>[], mark: unknown, encoding: Record<string, unknown>): VlSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title,
@@ -106,7 +110,7 @@ function curvesSpec(set: ProbeSet, metric: 'valLoss' | 'valAccuracy', maxPoints:
       const series = c[metric];
       for (const e of thin(series.length, maxPoints)) {
         if (!Number.isFinite(series[e])) continue;
-        values.push({ instrument: r.instrument, config: k, architecture: hiddenLabel(c.config.hidden), selected: k === r.selected, epoch: e + 1, value: series[e] });
+        values.push({ instrument: r.instrument, config: k, architecture: hiddenLabel(c.config.hidden, c.config.attention), selected: k === r.selected, epoch: e + 1, value: series[e] });
       }
     });
   }
@@ -166,6 +170,48 @@ function linearWeightsSpec(set: ProbeSet, maxColumns: number): VlSpec | undefine
   };
 }
 
+/**
+ * Where the selected attention probe of each instrument looks: for up to `clips` present test clips (those it is
+ * most sure of), its softmax weight on every segment, over the segments' time spans (info.segmentTimes) or their
+ * indices.
+ */
+function attentionSpec(set: ProbeSet, clips: number): VlSpec | undefined {
+  const S = set.info.segments;
+  if (S === undefined) return undefined;
+  const times = set.info.segmentTimes;
+  const span = (s: number): [number, number] => times?.spans[s] ?? [s, s + 1];
+  const values: Record<string, unknown>[] = [];
+  for (const r of set.results) {
+    const w = r.testAttention;
+    if (!w) continue;
+    const probs = r.configs[r.selected]!.testProbabilities;
+    const present = Array.from(r.testTargets.keys()).filter((i) => r.testTargets[i] === 1);
+    present.sort((a, b) => probs[b]! - probs[a]! || a - b);
+    present.slice(0, clips).forEach((i, rank) => {
+      const clip = `#${i + 1} (P ${probs[i]!.toFixed(2)})`;
+      for (let s = 0; s < S; s++) {
+        const [start, end] = span(s);
+        values.push({ instrument: r.instrument, clip, start, end, weight: w[i * S + s] });
+      }
+    });
+  }
+  if (values.length === 0) return undefined;
+  return perInstrumentPanels(
+    {
+      text: `Attention weights of the selected probe on its ${clips} surest present test clips per instrument (a clip's weights sum to 1)`,
+      subtitle: `x: ${times?.axis ?? 'segment index'}; rows: test clip number and P(present)`,
+    },
+    values,
+    'rect',
+    {
+      x: { field: 'start', type: 'quantitative', title: times ? 'seconds' : 'segment', scale: { nice: false } },
+      x2: { field: 'end' },
+      y: { field: 'clip', type: 'nominal', title: null, axis: { labelLimit: 150 } },
+      color: { field: 'weight', type: 'quantitative', title: 'weight', scale: { scheme: 'viridis', zero: true } },
+    },
+  );
+}
+
 function defaultFonts(): string[] {
   return ['DejaVuSans.ttf', 'DejaVuSans-Bold.ttf'].map((f) => path.join(DEFAULT_FONT_DIR, f)).filter((f) => fs.existsSync(f));
 }
@@ -196,7 +242,8 @@ async function renderChart(spec: VlSpec, base: string, opts: Required<Pick<Repor
 
 /**
  * Writes Table I (table.md, table.csv, table.json) and the charts (curves-val-loss, curves-val-accuracy,
- * test-probabilities, linear-weights; .svg and .png) into `dir`. Every file is written atomically.
+ * test-probabilities, linear-weights when the grid has linear probes, attention-weights for attention probes;
+ * .svg and .png) into `dir`. Every file is written atomically.
  * Returns the paths written.
  */
 export async function writeReport(set: ProbeSet, dir: string, options: ReportOptions = {}): Promise<string[]> {
@@ -222,5 +269,7 @@ export async function writeReport(set: ProbeSet, dir: string, options: ReportOpt
   files.push(...(await renderChart(histogramSpec(set), path.join(dir, 'test-probabilities'), render)));
   const weights = linearWeightsSpec(set, maxWeightColumns);
   if (weights) files.push(...(await renderChart(weights, path.join(dir, 'linear-weights'), render)));
+  const attention = attentionSpec(set, options.attentionClips ?? 3);
+  if (attention) files.push(...(await renderChart(attention, path.join(dir, 'attention-weights'), render)));
   return files;
 }

@@ -7,9 +7,9 @@ import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask
 import { abortError, ArgumentError, DataError, native } from '../errors';
 import { checkRecipe, type FeatureRecipe } from '../extraction/recipe';
 import type { Device } from '../runtime/device';
-import { gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
+import { ATTENTION_GRID, gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
 import { binaryMetrics } from './metrics';
-import { PROBE_THRESHOLD, ProbeSet, type ClassCounts, type ConfigResult, type InstrumentResult, type ProbeSetInfo, type SkippedInstrument } from './probe-set';
+import { PROBE_THRESHOLD, ProbeSet, type SegmentTimes, type ClassCounts, type ConfigResult, type InstrumentResult, type ProbeSetInfo, type SkippedInstrument } from './probe-set';
 
 /** Rows of the shared feature matrix and their 0/1 targets (1 = the instrument is present). */
 export interface ProbeSplit {
@@ -37,11 +37,24 @@ export interface ProbeProgress {
 }
 
 export interface TrainProbeGridOptions {
-  /** One row-major N x dim matrix shared by all instruments; tasks index into it. */
+  /**
+   * One row-major N x dim matrix shared by all instruments (or N x segments x dim with `segments`); tasks index
+   * its clips. The native trainer reads it in place without a copy until the promise settles: do not change or
+   * transfer it meanwhile.
+   */
   features: Float32Array;
   dim: number;
   tasks: ProbeTask[];
-  /** Default: PAPER_GRID. */
+  /**
+   * Segment features for attention probes: every clip is `segments` rows of `dim` values ([N, segments, dim]).
+   * Absent: one vector per clip, for the paper's probes.
+   */
+  segments?: number;
+  /** With segments: how many leading segments of each clip are real (1..segments); the rest is padding. Default: all. */
+  validSegments?: Int32Array;
+  /** With segments: when each segment happens (saved with the probe set for figures; does not change training). */
+  segmentTimes?: SegmentTimes;
+  /** Default: PAPER_GRID, or ATTENTION_GRID with segments. */
   grid?: ProbeGrid;
   /** Epochs of ceil(n_train / batchSize) balanced steps each. Default 800. */
   epochs?: number;
@@ -131,7 +144,14 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
   if (!Array.isArray(tasks) || tasks.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'tasks must be a non-empty array');
   // Option values (epochs, batch size, rates, the grid's numbers, the device) are the core's to check
   // (native/core/probes.cpp validate); here only their defaults and the single-class policy.
-  const grid = gridConfigs(options.grid ?? PAPER_GRID);
+  const segments = options.segments;
+  if (segments !== undefined && (!Number.isInteger(segments) || segments < 1)) {
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', `segments must be a positive integer; got ${String(segments)}`);
+  }
+  if (options.validSegments !== undefined && !(options.validSegments instanceof Int32Array)) {
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', 'validSegments must be an Int32Array (real segments per clip)');
+  }
+  const grid = gridConfigs(options.grid ?? (segments !== undefined ? ATTENTION_GRID : PAPER_GRID));
   const epochs = options.epochs ?? 800;
   const batchSize = options.batchSize ?? 64;
   const lr = options.lr ?? 1e-4;
@@ -169,7 +189,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
   if (options.signal?.aborted) throw abortError('probe training was aborted before it started', options.signal);
 
   const rawTasks: RawProbeTask[] = trained.map((t) => ({ instrument: t.instrument, train: t.train, val: t.val, test: t.test }));
-  const rawConfigs: RawProbeConfig[] = grid.map((c) => ({ hidden: c.hidden, dropout: c.dropout, l2: c.l2 }));
+  const rawConfigs: RawProbeConfig[] = grid.map((c) => ({ hidden: c.hidden, dropout: c.dropout, l2: c.l2, attention: c.attention === true }));
   const onProgress = options.onProgress ? (p: RawProbeProgress) => options.onProgress!({ ...p }) : undefined;
   const raw = await native(() => {
     const control = binding().control();
@@ -190,6 +210,8 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
         keepAllWeights: options.keepAllWeights ?? false,
         batchedStep: options.batchedStep ?? false,
         threads: options.threads ?? 0,
+        segments: segments ?? 0,
+        validSegments: options.validSegments,
       },
       control,
       onProgress,
@@ -199,17 +221,20 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     return job.finally(() => options.signal?.removeEventListener('abort', onAbort));
   }, undefined, options.signal);
 
-  const rowsInMatrix = features.length / dim;
+  const rowsInMatrix = features.length / (dim * (segments ?? 1));
   const info: ProbeSetInfo = {
     format: 1,
     createdAt: new Date().toISOString(),
     dim,
+    ...(segments !== undefined ? { segments } : {}),
+    ...(segments !== undefined && options.segmentTimes ? { segmentTimes: options.segmentTimes } : {}),
     grid,
     options: { epochs, batchSize, lr, seed, standardize, threshold: PROBE_THRESHOLD },
     training: { device: raw.device, seconds: raw.seconds, stacks: raw.stacks },
     hashes: {
       features: sha256(features),
       featureRows: rowsInMatrix,
+      ...(options.validSegments ? { validSegments: sha256(options.validSegments) } : {}),
       tasks: Object.fromEntries(trained.map((t) => [t.instrument, { train: splitHash(t.train), val: splitHash(t.val), test: splitHash(t.test) }])),
     },
   };
@@ -245,6 +270,8 @@ function assemble(raw: RawProbeGridResult, tasks: ProbeTask[], grid: ProbeConfig
       testTargets: task.test.targets.slice(),
       net: tr.selectedNet,
     };
+    const attention = raw.probes[t * grid.length + tr.selected].testAttention;
+    if (attention) out.testAttention = attention;
     if (tr.linear >= 0 && tr.linearNet) out.linear = { configIndex: tr.linear, net: tr.linearNet };
     return out;
   });

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { ArgumentError, DataError } from '../errors';
 import { canonicalJson } from './canonical-json';
 import { atomicReplace, publishNoClobber, tempName, writeDurableExclusive } from './fsatomic';
-import { decodeElements, encodeNpyHeader, encodeElements, readNpyHeaderFd, type NpyDtype } from '../formats/npy';
+import { encodeNpyHeader, encodeElements, readNpyHeaderFd, type NpyDtype } from '../formats/npy';
+import { halfToFloat32 } from '../formats/float16';
 
 /** How features are stored: float16 halves the size and rounds each value to the nearest half. */
 export const STORE_DTYPES = ['float32', 'float16'] as const;
@@ -99,6 +100,8 @@ const SHARDS = 'shards';
 const TMP = 'tmp';
 const SHARD_RE = /^(.+)-(\d{6,})\.npy$/;
 const DTYPES: Record<StoreDtype, NpyDtype> = { float32: '<f4', float16: '<f2' };
+/** Largest read of a matrix read (several small entries per read; an entry larger than this is one read). */
+const READ_CHUNK_BYTES = 8 * 2 ** 20;
 
 function normaliseSpec(spec: StoreSpec): StoreSpec {
   if (!spec || typeof spec.model?.id !== 'string' || spec.model.id.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'store spec needs model.id (a non-empty string)');
@@ -213,20 +216,62 @@ export class FeatureStore {
 
   /**
    * Features of `keys` as one row-major matrix [keys.length, dim], read range by range from the shards
-   * (never a whole shard unless asked for all of it). All entries must have the same size.
+   * (never a whole shard unless asked for all of it). All entries must have the same size. The values are
+   * decoded straight into the matrix from reads of at most READ_CHUNK_BYTES, so reading N clips holds the matrix
+   * plus one bounded buffer, never a second copy of the features.
    */
   readMatrix(keys: readonly string[]): { data: Float32Array; rows: number; dim: number } {
-    const entries = keys.map((k) => {
-      const e = this.scanState.index.get(k);
-      if (!e) throw storeError('ERR_DATA_STORE_KEY', `key '${k}' is not in feature store ${this.dir}`, k);
-      return e;
-    });
+    const entries = this.entriesOf(keys);
     if (entries.length === 0) return { data: new Float32Array(0), rows: 0, dim: 0 };
     const size = (e: StoreEntry) => e.shape.reduce((a, b) => a * b, 1);
     const dim = size(entries[0]!);
     const odd = entries.find((e) => size(e) !== dim);
     if (odd) throw storeError('ERR_DATA_STORE_SHAPE', `readMatrix needs equal-sized entries: '${entries[0]!.key}' has shape [${entries[0]!.shape}], '${odd.key}' has [${odd.shape}]`, odd.key);
     const out = new Float32Array(entries.length * dim);
+    this.readInto(entries, out, (i) => i * dim);
+    return { data: out, rows: entries.length, dim };
+  }
+
+  /**
+   * Segment features of `keys` ([S, width] entries, as `pooling: 'segments'` stores them) as one row-major
+   * [clips, segments, width] matrix, streamed from the shards like readMatrix. `segments` is the largest S among
+   * the keys; a clip with fewer segments is zero-padded at the end and `validSegments` (present only then) gives
+   * every clip's real count. A one-vector entry ([width]) reads as one segment. Entries of different widths are
+   * DataError ERR_DATA_STORE_SHAPE.
+   */
+  readSegments(keys: readonly string[]): { data: Float32Array; clips: number; segments: number; width: number; validSegments?: Int32Array } {
+    const entries = this.entriesOf(keys);
+    if (entries.length === 0) return { data: new Float32Array(0), clips: 0, segments: 0, width: 0 };
+    const shapeOf = (e: StoreEntry): [number, number] => {
+      if (e.shape.length === 1) return [1, e.shape[0]!];
+      if (e.shape.length === 2) return [e.shape[0]!, e.shape[1]!];
+      throw storeError('ERR_DATA_STORE_SHAPE', `readSegments needs [segments, width] entries; '${e.key}' has shape [${e.shape}]`, e.key);
+    };
+    const shapes = entries.map(shapeOf);
+    const width = shapes[0]![1];
+    const wide = entries.findIndex((_, i) => shapes[i]![1] !== width);
+    if (wide >= 0) throw storeError('ERR_DATA_STORE_SHAPE', `readSegments needs one width: '${entries[0]!.key}' has shape [${entries[0]!.shape}], '${entries[wide]!.key}' has [${entries[wide]!.shape}]`, entries[wide]!.key);
+    const segments = Math.max(...shapes.map((sh) => sh[0]));
+    const out = new Float32Array(entries.length * segments * width);
+    this.readInto(entries, out, (i) => i * segments * width);
+    const counts = Int32Array.from(shapes, (sh) => sh[0]);
+    const padded = counts.some((c) => c < segments);
+    return padded ? { data: out, clips: entries.length, segments, width, validSegments: counts } : { data: out, clips: entries.length, segments, width };
+  }
+
+  private entriesOf(keys: readonly string[]): StoreEntry[] {
+    return keys.map((k) => {
+      const e = this.scanState.index.get(k);
+      if (!e) throw storeError('ERR_DATA_STORE_KEY', `key '${k}' is not in feature store ${this.dir}`, k);
+      return e;
+    });
+  }
+
+  /**
+   * Decodes every entry's values into `out` at offsetOf(i), shard by shard, reading runs of neighbouring entries
+   * in chunks of at most READ_CHUNK_BYTES (one entry when an entry is larger).
+   */
+  private readInto(entries: StoreEntry[], out: Float32Array, offsetOf: (i: number) => number): void {
     const byShard = new Map<string, number[]>();
     entries.forEach((e, i) => {
       const list = byShard.get(e.shard) ?? [];
@@ -234,6 +279,7 @@ export class FeatureStore {
       byShard.set(e.shard, list);
     });
     const item = this.dtype === '<f2' ? 2 : 4;
+    let buf = new Uint8Array(0);
     for (const [shard, idx] of byShard) {
       const file = path.join(this.dir, SHARDS, shard);
       const sidecar = this.sidecarOf(shard);
@@ -247,27 +293,36 @@ export class FeatureStore {
         const header = this.checkShardHeader(fd, file, sidecar);
         const rowBytes = sidecar.dim * item;
         idx.sort((a, b) => entries[a]!.row - entries[b]!.row);
-        // Coalesce entries that sit next to each other in the shard into one read.
+        // One read per chunk of entries that sit next to each other in the shard.
         let i = 0;
         while (i < idx.length) {
           let j = i;
-          while (j + 1 < idx.length && entries[idx[j + 1]!]!.row === entries[idx[j]!]!.row + entries[idx[j]!]!.rows) j++;
           const first = entries[idx[i]!]!;
+          while (
+            j + 1 < idx.length &&
+            entries[idx[j + 1]!]!.row === entries[idx[j]!]!.row + entries[idx[j]!]!.rows &&
+            (entries[idx[j + 1]!]!.row + entries[idx[j + 1]!]!.rows - first.row) * rowBytes <= READ_CHUNK_BYTES
+          ) {
+            j++;
+          }
           const last = entries[idx[j]!]!;
-          const nRows = last.row + last.rows - first.row;
-          const buf = Buffer.alloc(nRows * rowBytes);
+          const bytes = (last.row + last.rows - first.row) * rowBytes;
+          // A fresh Uint8Array starts at offset 0 of its own buffer: every entry's values are aligned views.
+          if (buf.length < bytes) buf = new Uint8Array(Math.max(bytes, Math.min(READ_CHUNK_BYTES, 2 * buf.length)));
           const pos = header.dataOffset + first.row * rowBytes;
           let got = 0;
-          while (got < buf.length) {
-            const n = fs.readSync(fd, buf, got, buf.length - got, pos + got);
+          while (got < bytes) {
+            const n = fs.readSync(fd, buf, got, bytes - got, pos + got);
             if (n === 0) throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${file} ends early`, file);
             got += n;
           }
-          const values = decodeElements(this.dtype, buf, nRows * sidecar.dim) as Float32Array;
           for (let k = i; k <= j; k++) {
             const e = entries[idx[k]!]!;
-            const off = (e.row - first.row) * sidecar.dim;
-            out.set(values.subarray(off, off + dim), idx[k]! * dim);
+            const count = e.rows * sidecar.dim;
+            const at = (e.row - first.row) * rowBytes;
+            const dst = out.subarray(offsetOf(idx[k]!), offsetOf(idx[k]!) + count);
+            if (item === 2) halfToFloat32(new Uint16Array(buf.buffer, at, count), dst);
+            else dst.set(new Float32Array(buf.buffer, at, count));
           }
           i = j + 1;
         }
@@ -275,7 +330,6 @@ export class FeatureStore {
         fs.closeSync(fd);
       }
     }
-    return { data: out, rows: entries.length, dim };
   }
 
   /** Recorded failures whose key has no features (a later success supersedes a failure), one per key. */

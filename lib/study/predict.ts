@@ -97,16 +97,24 @@ export async function predictAudio(
       options.onProgress?.({ done: predicted.length, failed: failed.length, total: inputs.length });
     }
     const dim = set.info.dim;
-    const odd = rows.findIndex((r) => r.length !== dim);
+    const attention = set.info.segments !== undefined;
+    // Attention probes read [segments, dim] per clip: clips of other lengths have other segment counts, padded to
+    // the longest of the call.
+    const odd = rows.findIndex((r) => (attention ? r.length % dim !== 0 || r.length === 0 : r.length !== dim));
     if (odd >= 0) {
-      throw new DataError('ERR_DATA_MISMATCH', `the features of ${predicted[odd]} have ${rows[odd]!.length} values; the probes take ${dim} (the recipe and the probes disagree)`, {
+      throw new DataError('ERR_DATA_MISMATCH', `the features of ${predicted[odd]} have ${rows[odd]!.length} values; the probes take ${attention ? 'segments of ' : ''}${dim} (the recipe and the probes disagree)`, {
         input: predicted[odd],
       });
     }
-    const features = new Float32Array(rows.length * dim);
-    rows.forEach((r, k) => features.set(r, k * dim));
+    const counts = Int32Array.from(rows, (r) => r.length / dim);
+    const segments = attention ? Math.max(1, ...counts) : 1;
+    const features = new Float32Array(rows.length * segments * dim);
+    rows.forEach((r, k) => features.set(r, k * segments * dim));
+    const padded = counts.some((c) => c < segments);
     const empty: Predictions = { instruments: options.instruments ?? set.instruments, n: 0, probabilities: new Float32Array(0), present: new Uint8Array(0), threshold: PROBE_THRESHOLD, clips: [] };
-    const predictions = rows.length ? await set.predict(features, { n: rows.length, instruments: options.instruments, device: options.device }) : empty;
+    const predictions = rows.length
+      ? await set.predict(features, { n: rows.length, instruments: options.instruments, device: options.device, ...(attention ? { segments, ...(padded ? { validSegments: counts } : {}) } : {}) })
+      : empty;
     return { ...predictions, inputs: predicted, failed, recipe };
   } finally {
     if (jukebox !== model) jukebox.dispose();

@@ -1,21 +1,28 @@
-// The whole study of the paper on one OpenMIC-layout dataset: for each formatting variant (concatenation to
-// 62 s, 6.2x upsampling), extract layer-L mean features into a feature store, train the 27-config probe grid
-// per instrument, write Table I and the figures; then a side-by-side table of test F1 per instrument.
-// Every step resumes: stores skip extracted clips, and a probe set whose inputs are unchanged is reused.
+// The whole study on one OpenMIC-layout dataset, one column per way of making features, all under one protocol:
+//   - concatenation (tile to 62 s), upsampling (6.2x) and untiled (the 10 s clip as it is, a short input): layer-L
+//     mean features into a feature store, the paper's 27-config probe grid per instrument;
+//   - attention: the 1 s segment means of the best of those variants (lowest mean validation loss of its selected
+//     probes, or the one asked for) into a segments store, the attention grid per instrument;
+//   - when the dataset has the release's VGGish features: the paper's grid on their mean over the frames, and the
+//     attention grid over the frames.
+// Then Table I and the figures per column, and the side-by-side table of test F1 with each column's extraction
+// cost. Every step resumes: stores skip extracted clips, and a probe set whose inputs are unchanged is reused.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { abortError } from '../errors';
+import { abortError, ArgumentError, CalmkitError } from '../errors';
 import { defaultLayers, Jukebox, type JukeboxPrecision } from '../model';
+import type { JukeboxInfo } from '../model/jukebox';
 import type { Device } from '../runtime/device';
 import { OpenMIC, type PartitionOptions } from '../openmic';
-import { openmicItems, LayerStores, resolveSettings, type PipelineProgress, extractToStore } from '../extraction';
-import { PAPER_GRID, ProbeSet, type ProbeGrid, type ProbeProgress } from '../probes';
+import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, type PipelineProgress, type WorkItem, extractToStore } from '../extraction';
+import { ATTENTION_GRID, PAPER_GRID, ProbeSet, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
 import { writeReport } from '../probes/report';
 import { atomicReplace } from '../store/fsatomic';
+import type { StoreDtype } from '../store/feature-store';
 import type { Formatting } from '../audio';
 import { compareVariants, comparisonCsv, comparisonMarkdown, type Comparison } from './compare';
-import { trainFromStore } from './train';
+import { trainFromFeatures, trainFromStore, type ClipFeatures } from './train';
 
 export interface StudyVariant {
   name: string;
@@ -30,6 +37,18 @@ export const PAPER_VARIANTS: readonly StudyVariant[] = Object.freeze([
   { name: 'upsampling', formatting: 'upsample', factor: 6.2 },
 ]);
 
+/**
+ * No fitting: the 10 s clip as it is, a short input of 3,445 tokens (exact for the causal prior, as jukemirlib
+ * runs it): 2.4x less compute than a full window, and no repeated or stretched audio in it.
+ */
+export const UNTILED_VARIANT: StudyVariant = Object.freeze({ name: 'untiled', formatting: 'none' });
+
+/** The variants `calmkit study` runs by default: the paper's two and the untiled clip. */
+export const STUDY_VARIANTS: readonly StudyVariant[] = Object.freeze([...PAPER_VARIANTS, UNTILED_VARIANT]);
+
+/** What made a column's features. */
+export type ColumnKind = 'mean' | 'attention' | 'vggish-mean' | 'vggish-attention';
+
 export type StudyEvent =
   | { phase: 'extract'; variant: string; progress: PipelineProgress }
   | { phase: 'train'; variant: string; progress: ProbeProgress }
@@ -40,8 +59,9 @@ export interface StudyOptions {
   dataset: string;
   /** A calmkit Jukebox checkpoint. */
   model: string;
-  /** The study folder: one sub-folder per variant plus the comparison. */
+  /** The study folder: one sub-folder per column plus the comparison. */
   out: string;
+  /** The mean-pooled variants (default STUDY_VARIANTS). */
   variants?: readonly StudyVariant[];
   /** Default: 36, or the checkpoint's depth if it has fewer layers. */
   layer?: number;
@@ -56,18 +76,43 @@ export interface StudyOptions {
   precision?: JukeboxPrecision;
   /** Clips per forward pass. */
   extractBatch?: number;
+  /** The attention column (default on): attention probes over the segments of the best variant. */
+  attention?: boolean;
+  /** The variant whose segments the attention column uses (default: the mean variant with the lowest mean validation loss). */
+  attentionVariant?: string;
+  /** Segment length of the attention column (default 1 s). */
+  segmentSeconds?: number;
+  /**
+   * How the attention column's segments are stored (default float32). float16 halves the store (23 one-second
+   * segments of 4800-d are 220 kB a clip) and rounds the features, which the recipe records.
+   */
+  segmentDtype?: StoreDtype;
+  /** Default ATTENTION_GRID. */
+  attentionGrid?: ProbeGrid;
+  /** Epochs of the attention probes, Jukebox's and VGGish's (default `epochs`). */
+  attentionEpochs?: number;
+  /** The VGGish columns: `auto` (default) when the dataset has the release's VGGish features, `off` never. */
+  vggish?: 'auto' | 'off';
   signal?: AbortSignal;
   onEvent?: (e: StudyEvent) => void;
 }
 
 export interface VariantResult {
-  variant: StudyVariant;
-  featuresDir: string;
+  /** The column's name in the comparison. */
+  name: string;
+  kind: ColumnKind;
+  /** The formatting variant whose audio made the features (Jukebox columns). */
+  variant?: StudyVariant;
+  featuresDir?: string;
   probesFile: string;
   reportDir: string;
-  extracted: { done: number; skipped: number; failed: number };
+  extracted?: { done: number; skipped: number; failed: number };
+  /** Seconds per clip of this column's extraction (decode + model), over every run that extracted clips. */
+  extractionSecondsPerClip?: number;
   reusedProbes: boolean;
   macroF1: number;
+  /** Mean over instruments of the selected probes' validation loss: what picks the attention column's variant. */
+  meanValLoss: number;
   reportFiles: string[];
 }
 
@@ -83,100 +128,300 @@ function trainingKey(parts: unknown): string {
   return crypto.createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }
 
+function meanValLoss(probes: ProbeSet): number {
+  const losses = probes.results.map((r) => r.configs[r.selected]!.bestValLoss).filter(Number.isFinite);
+  return losses.length ? losses.reduce((a, b) => a + b, 0) / losses.length : NaN;
+}
+
+/** Seconds a column's extraction took per clip, accumulated across runs in `<dir>/extraction.json`. */
+function recordExtraction(dir: string, done: number, seconds: number): number | undefined {
+  const file = path.join(dir, 'extraction.json');
+  let total = { clips: 0, seconds: 0 };
+  try {
+    total = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    // first run
+  }
+  if (done > 0) {
+    total = { clips: total.clips + done, seconds: total.seconds + seconds };
+    atomicReplace(file, JSON.stringify(total) + '\n');
+  }
+  return total.clips > 0 ? total.seconds / total.clips : undefined;
+}
+
+/**
+ * Where a Jukebox segments store's segments lie: segment s covers tokens [s K, (s + 1) K) of the window (K tokens
+ * of hop / rate seconds), shown in seconds of the clip where the formatting keeps clip time (none; upsample: divided
+ * by the factor) and of the model's input otherwise.
+ */
+export function jukeboxSegmentTimes(settings: ExtractionSettings, info: Pick<JukeboxInfo, 'hop' | 'sampleRate' | 'nCtx'>, segments: number): SegmentTimes {
+  const tokenSeconds = info.hop / info.sampleRate;
+  const k = settings.segmentTokens ?? Math.max(1, Math.round(settings.segmentSeconds! / tokenSeconds));
+  const scale = settings.formatting === 'upsample' ? 1 / settings.factor! : 1;
+  const spans = Array.from({ length: segments }, (_, s): [number, number] => [s * k * tokenSeconds * scale, Math.min((s + 1) * k, info.nCtx) * tokenSeconds * scale]);
+  const window = info.nCtx * tokenSeconds;
+  const axis =
+    settings.formatting === 'none'
+      ? 'seconds of the clip'
+      : settings.formatting === 'upsample'
+        ? `seconds of the clip (upsampled ${settings.factor}x: the window holds its first ${(window * scale).toFixed(2)} s)`
+        : settings.formatting === 'tile'
+          ? `seconds of the input (the clip tiled to ${settings.targetSeconds} s, so it repeats)`
+          : 'seconds of the input (the clip, then silence)';
+  return { axis, spans };
+}
+
+interface Column {
+  name: string;
+  kind: ColumnKind;
+  dir: string;
+  grid: ProbeGrid;
+  epochs: number;
+  variant?: StudyVariant;
+  /** Trains the probes from scratch; `key` says what they depend on (a matching saved set is reused). */
+  key: unknown;
+  train: (onProgress: (p: ProbeProgress) => void) => Promise<{ probes: ProbeSet; missing: string[] }>;
+  extracted?: { done: number; skipped: number; failed: number };
+  extractionSecondsPerClip?: number;
+  featuresDir?: string;
+}
+
 export async function runStudy(options: StudyOptions): Promise<StudyResult> {
-  const variants = options.variants ?? PAPER_VARIANTS;
+  const variants = options.variants ?? STUDY_VARIANTS;
   const log = (message: string, variant?: string) => options.onEvent?.({ phase: 'log', variant, message });
   const checkAbort = () => {
     if (options.signal?.aborted) throw abortError('the study was interrupted; run it again to resume', options.signal);
   };
+  const attention = options.attention ?? true;
+  if (options.attentionVariant !== undefined && !variants.some((v) => v.name === options.attentionVariant)) {
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', `attentionVariant '${options.attentionVariant}' is not among the study's variants (${variants.map((v) => v.name).join(', ')})`, { input: options.attentionVariant });
+  }
+  const segmentSeconds = options.segmentSeconds ?? 1;
   fs.mkdirSync(options.out, { recursive: true });
   const dataset = OpenMIC.open(options.dataset, { audio: 'skip', npz: 'ignore' });
   const items = openmicItems(dataset);
+  const training = {
+    epochs: options.epochs ?? 800,
+    batchSize: options.batchSize ?? 64,
+    seed: options.seed ?? 0,
+    grid: options.grid ?? PAPER_GRID,
+    standardize: options.standardize ?? true,
+  };
+  const attentionTraining = { ...training, epochs: options.attentionEpochs ?? training.epochs, grid: options.attentionGrid ?? ATTENTION_GRID };
   const model = await Jukebox.load(options.model, { device: options.device ?? 'auto', precision: options.precision ?? 'fp32', signal: options.signal });
   try {
     const layer = options.layer ?? defaultLayers(model.info.depth)[0]!;
-    const id = model.id;
+    const ctx: Context = { options, dataset, items, model, layer, log, checkAbort };
     const results: VariantResult[] = [];
-    const tables: { name: string; rows: ReturnType<ProbeSet['table']>['rows']; macroF1: number }[] = [];
-    for (const variant of variants) {
-      checkAbort();
-      const dir = path.join(options.out, variant.name);
-      const settings = resolveSettings({
-        model: { id, path: options.model, preset: model.info.preset },
-        precision: options.precision ?? 'fp32',
-        layers: [layer],
-        pooling: 'mean',
-        formatting: variant.formatting,
-        factor: variant.factor,
-        targetSeconds: variant.targetSeconds,
-        modelLayers: model.info.depth,
-      });
-      const stores = LayerStores.open(path.join(dir, 'features'), settings, { create: true });
-      log(`extracting layer ${layer} (${variant.formatting}) for ${items.length} clip${items.length === 1 ? '' : 's'}`, variant.name);
-      const summary = await extractToStore({
-        model,
-        items,
-        stores,
-        settings,
-        batchSize: options.extractBatch,
-        signal: options.signal,
-        onProgress: (progress) => options.onEvent?.({ phase: 'extract', variant: variant.name, progress }),
-      });
-      if (summary.aborted) throw abortError('the study was interrupted during extraction; run it again to resume', options.signal);
-      for (const f of summary.failed) log(`skipped ${f.key}: ${f.code}: ${f.message}`, variant.name);
-      const store = stores.stores.get(layer)!;
-      store.refresh();
-      const probesFile = path.join(dir, 'probes.calmkit-probes.json');
-      const keyFile = probesFile + '.inputs';
-      const training = {
-        epochs: options.epochs ?? 800,
-        batchSize: options.batchSize ?? 64,
-        seed: options.seed ?? 0,
-        grid: options.grid ?? PAPER_GRID,
-        standardize: options.standardize ?? true,
-      };
-      const key = trainingKey({ settings: store.spec, keys: store.keys(), partitions: options.partitions ?? {}, training });
-      let probes: ProbeSet;
-      let reusedProbes = false;
-      if (fs.existsSync(probesFile) && fs.existsSync(keyFile) && fs.readFileSync(keyFile, 'utf8') === key) {
-        probes = await ProbeSet.load(probesFile);
-        reusedProbes = true;
-        log(`reusing ${probesFile} (same features, partitions and training options)`, variant.name);
-      } else {
-        checkAbort();
-        const trained = await trainFromStore({
-          dataset,
-          store,
-          partitions: options.partitions,
-          ...training,
-          device: options.device ?? 'auto',
-          signal: options.signal,
-          onProgress: (progress) => options.onEvent?.({ phase: 'train', variant: variant.name, progress }),
-        });
-        probes = trained.probes;
-        if (trained.missing.length) log(`${trained.missing.length} labelled clips have no features and were left out`, variant.name);
-        await probes.save(probesFile);
-        atomicReplace(keyFile, key);
-      }
-      const reportDir = path.join(dir, 'report');
-      const reportFiles = await writeReport(probes, reportDir);
-      const table = probes.table();
-      tables.push({ name: variant.name, rows: table.rows, macroF1: table.macro.f1Present });
-      results.push({
-        variant,
-        featuresDir: stores.root,
-        probesFile,
-        reportDir,
-        extracted: { done: summary.done, skipped: summary.skipped, failed: summary.failed.length },
-        reusedProbes,
-        macroF1: table.macro.f1Present,
-        reportFiles,
-      });
+    const tables: { name: string; rows: TableRow[]; macroF1: number }[] = [];
+    const run = async (column: Column) => {
+      const { result, rows } = await runColumn(ctx, column);
+      results.push(result);
+      tables.push({ name: result.name, rows, macroF1: result.macroF1 });
+    };
+    for (const variant of variants) await run(await meanColumn(ctx, variant, training));
+    if (attention) {
+      const chosen = options.attentionVariant ?? bestVariant(results);
+      const variant = variants.find((v) => v.name === chosen)!;
+      log(`attention over the ${segmentSeconds} s segments of ${variant.name}${options.attentionVariant ? '' : ' (the lowest mean validation loss of the mean-pooled variants)'}`);
+      await run(await attentionColumn(ctx, variant, segmentSeconds, attentionTraining));
     }
-    return finish(options.out, layer, results, compareVariants(tables));
+    const vggish = options.vggish ?? 'auto';
+    const source = vggish === 'off' ? undefined : dataset.vggishSource();
+    if (source) {
+      log(`the dataset has the release's VGGish features (${source === 'npz' ? 'openmic-2018.npz' : 'vggish/*.json'}): adding their columns`);
+      for (const column of vggishColumns(ctx, source, training, attentionTraining)) await run(column);
+    }
+    const costs = Object.fromEntries(results.map((r) => [r.name, r.extractionSecondsPerClip]));
+    return finish(options.out, layer, results, compareVariants(tables, costs));
   } finally {
     model.dispose();
   }
+}
+
+interface Context {
+  options: StudyOptions;
+  dataset: OpenMIC;
+  items: WorkItem[];
+  model: Jukebox;
+  layer: number;
+  log: (message: string, variant?: string) => void;
+  checkAbort: () => void;
+}
+
+/** The variant whose mean probes have the lowest mean validation loss (validation only: test F1 stays unseen). */
+function bestVariant(results: VariantResult[]): string {
+  const means = results.filter((r) => r.kind === 'mean' && Number.isFinite(r.meanValLoss));
+  if (!means.length) throw new CalmkitError('ERR_INTERNAL', 'no mean-pooled variant trained, so none can be picked for the attention column');
+  return means.reduce((a, b) => (b.meanValLoss < a.meanValLoss ? b : a)).variant!.name;
+}
+
+/** Extracts one settings' features of every clip into `<root>/layer-L` and records the time per clip. */
+async function extractStore(ctx: Context, name: string, root: string, settings: ExtractionSettings) {
+  const stores = LayerStores.open(root, settings, { create: true });
+  ctx.log(`extracting layer ${ctx.layer} (${settings.formatting}, ${settings.pooling}${settings.segmentSeconds ? ` ${settings.segmentSeconds} s` : ''}) for ${ctx.items.length} clip${ctx.items.length === 1 ? '' : 's'}`, name);
+  const summary = await extractToStore({
+    model: ctx.model,
+    items: ctx.items,
+    stores,
+    settings,
+    batchSize: ctx.options.extractBatch,
+    signal: ctx.options.signal,
+    onProgress: (progress) => ctx.options.onEvent?.({ phase: 'extract', variant: name, progress }),
+  });
+  if (summary.aborted) throw abortError('the study was interrupted during extraction; run it again to resume', ctx.options.signal);
+  for (const f of summary.failed) ctx.log(`skipped ${f.key}: ${f.code}: ${f.message}`, name);
+  const store = stores.stores.get(ctx.layer)!;
+  store.refresh();
+  return {
+    store,
+    featuresDir: stores.root,
+    extracted: { done: summary.done, skipped: summary.skipped, failed: summary.failed.length },
+    extractionSecondsPerClip: recordExtraction(root, summary.done, summary.seconds),
+  };
+}
+
+function settingsFor(ctx: Context, variant: StudyVariant, pooling: { pooling: 'mean' } | { pooling: 'segments'; segmentSeconds: number; dtype: StoreDtype }): ExtractionSettings {
+  return resolveSettings({
+    model: { id: ctx.model.id, path: ctx.options.model, preset: ctx.model.info.preset },
+    precision: ctx.options.precision ?? 'fp32',
+    layers: [ctx.layer],
+    ...pooling,
+    formatting: variant.formatting,
+    factor: variant.factor,
+    targetSeconds: variant.targetSeconds,
+    modelLayers: ctx.model.info.depth,
+  });
+}
+
+type Training = { epochs: number; batchSize: number; seed: number; grid: ProbeGrid; standardize: boolean };
+
+async function meanColumn(ctx: Context, variant: StudyVariant, training: Training): Promise<Column> {
+  ctx.checkAbort();
+  const dir = path.join(ctx.options.out, variant.name);
+  const x = await extractStore(ctx, variant.name, path.join(dir, 'features'), settingsFor(ctx, variant, { pooling: 'mean' }));
+  return {
+    name: variant.name,
+    kind: 'mean',
+    dir,
+    variant,
+    grid: training.grid,
+    epochs: training.epochs,
+    key: { settings: x.store.spec, keys: x.store.keys(), partitions: ctx.options.partitions ?? {}, training },
+    train: (onProgress) =>
+      trainFromStore({ dataset: ctx.dataset, store: x.store, partitions: ctx.options.partitions, ...training, device: ctx.options.device ?? 'auto', signal: ctx.options.signal, onProgress }),
+    ...x,
+  };
+}
+
+async function attentionColumn(ctx: Context, variant: StudyVariant, segmentSeconds: number, training: Training): Promise<Column> {
+  ctx.checkAbort();
+  const name = `attention (${variant.name})`;
+  const settings = settingsFor(ctx, variant, { pooling: 'segments', segmentSeconds, dtype: ctx.options.segmentDtype ?? 'float32' });
+  const x = await extractStore(ctx, name, path.join(ctx.options.out, variant.name, 'segments'), settings);
+  const times = (segments: number) => jukeboxSegmentTimes(settings, ctx.model.info, segments);
+  return {
+    name,
+    kind: 'attention',
+    dir: path.join(ctx.options.out, 'attention'),
+    variant,
+    grid: training.grid,
+    epochs: training.epochs,
+    key: { settings: x.store.spec, keys: x.store.keys(), partitions: ctx.options.partitions ?? {}, training },
+    train: async (onProgress) => {
+      const segments = Math.max(...x.store.keys().map((k) => x.store.entry(k)!.shape[0]!));
+      return trainFromStore({
+        dataset: ctx.dataset,
+        store: x.store,
+        partitions: ctx.options.partitions,
+        ...training,
+        segmentTimes: times(segments),
+        device: ctx.options.device ?? 'auto',
+        signal: ctx.options.signal,
+        onProgress,
+      });
+    },
+    ...x,
+  };
+}
+
+/** The release's VGGish features: their mean over the frames with the paper's grid, and the frames with attention. */
+function vggishColumns(ctx: Context, source: 'npz' | 'json', training: Training, attentionTraining: Training): Column[] {
+  let cached: ClipFeatures | undefined;
+  const frames = (): ClipFeatures => {
+    if (!cached) {
+      const v = ctx.dataset.vggishFeatures(ctx.dataset.keys, { source });
+      cached = { keys: v.keys, data: v.data, dim: v.shape[2]!, segments: v.shape[1]!, validSegments: v.validFrames };
+    }
+    return cached;
+  };
+  const means = (): ClipFeatures => {
+    const f = frames();
+    const S = f.segments!;
+    const out = new Float32Array(f.keys.length * f.dim);
+    for (let c = 0; c < f.keys.length; c++) {
+      const real = f.validSegments ? f.validSegments[c]! : S;
+      for (let j = 0; j < f.dim; j++) {
+        let sum = 0;
+        for (let s = 0; s < real; s++) sum += f.data[(c * S + s) * f.dim + j]!;
+        out[c * f.dim + j] = sum / real;
+      }
+    }
+    return { keys: f.keys, data: out, dim: f.dim };
+  };
+  const file = source === 'npz' ? path.join(ctx.dataset.root!, 'openmic-2018.npz') : path.join(ctx.dataset.root!, 'vggish');
+  // The inputs' identity: the source's size and time (re-reading 20,000 files to hash them is not worth it).
+  const stat = fs.statSync(file);
+  const identity = { source, file, size: stat.size, mtimeMs: stat.mtimeMs, keys: ctx.dataset.keys.length };
+  const manifest = { features: { source: `the release's VGGish features (${source === 'npz' ? 'openmic-2018.npz X' : 'vggish/*.json'})`, file } };
+  const column = (kind: 'vggish-mean' | 'vggish-attention', t: Training, features: () => ClipFeatures): Column => ({
+    name: kind === 'vggish-mean' ? 'vggish (mean)' : 'vggish (attention)',
+    kind,
+    dir: path.join(ctx.options.out, kind),
+    grid: t.grid,
+    epochs: t.epochs,
+    key: { identity, kind, partitions: ctx.options.partitions ?? {}, training: t },
+    train: (onProgress) => {
+      const f = features();
+      const segmentTimes: SegmentTimes | undefined = f.segments
+        ? { axis: 'seconds of the clip (VGGish frames of 0.96 s)', spans: Array.from({ length: f.segments }, (_, s): [number, number] => [0.96 * s, 0.96 * (s + 1)]) }
+        : undefined;
+      return trainFromFeatures({ dataset: ctx.dataset, features: f, partitions: ctx.options.partitions, ...t, segmentTimes, manifest, device: ctx.options.device ?? 'auto', signal: ctx.options.signal, onProgress });
+    },
+  });
+  return [column('vggish-mean', training, means), column('vggish-attention', attentionTraining, frames)];
+}
+
+/** Trains (or reuses) a column's probes, then writes its report. */
+async function runColumn(ctx: Context, c: Column): Promise<{ result: VariantResult; rows: TableRow[] }> {
+  ctx.checkAbort();
+  const probesFile = path.join(c.dir, 'probes.calmkit-probes.json');
+  const keyFile = probesFile + '.inputs';
+  const key = trainingKey(c.key);
+  let probes: ProbeSet;
+  let reusedProbes = false;
+  if (fs.existsSync(probesFile) && fs.existsSync(keyFile) && fs.readFileSync(keyFile, 'utf8') === key) {
+    probes = await ProbeSet.load(probesFile);
+    reusedProbes = true;
+    ctx.log(`reusing ${probesFile} (same features, partitions and training options)`, c.name);
+  } else {
+    ctx.log(`training ${c.grid.hidden.length * c.grid.dropout.length * c.grid.l2.length} configs per instrument${c.grid.attention ? ' (attention probes)' : ''}, ${c.epochs} epochs`, c.name);
+    const trained = await c.train((progress) => ctx.options.onEvent?.({ phase: 'train', variant: c.name, progress }));
+    probes = trained.probes;
+    if (trained.missing.length) ctx.log(`${trained.missing.length} labelled clips have no features and were left out`, c.name);
+    await probes.save(probesFile);
+    atomicReplace(keyFile, key);
+  }
+  const reportDir = path.join(c.dir, 'report');
+  const reportFiles = await writeReport(probes, reportDir);
+  const table = probes.table();
+  const macroF1 = table.macro.f1Present;
+  const out: VariantResult = { name: c.name, kind: c.kind, probesFile, reportDir, reusedProbes, macroF1, meanValLoss: meanValLoss(probes), reportFiles };
+  if (c.variant) out.variant = c.variant;
+  if (c.featuresDir) out.featuresDir = c.featuresDir;
+  if (c.extracted) out.extracted = c.extracted;
+  if (c.extractionSecondsPerClip !== undefined) out.extractionSecondsPerClip = c.extractionSecondsPerClip;
+  return { result: out, rows: table.rows };
 }
 
 function finish(out: string, layer: number, variants: VariantResult[], comparison: Comparison): StudyResult {

@@ -1,5 +1,6 @@
-// From a feature store and a dataset's per-instrument partitions to a trained probe grid. The store holds one
-// pooled vector per clip; partitions name clips by key; the trainer wants one matrix plus row indices.
+// From features keyed by clip and a dataset's per-instrument partitions to a trained probe grid. A feature store
+// holds one pooled vector per clip ([width]) or, for `pooling: 'segments'`, one [segments, width] matrix per clip;
+// partitions name clips by key; the trainer wants one matrix plus row indices.
 import { DataError } from '../errors';
 import { recipeOfStoreSpec } from '../extraction/recipe';
 import type { OpenMIC } from '../openmic';
@@ -7,7 +8,9 @@ import type { InstrumentPartition, PartitionOptions, SplitPart } from '../openmi
 import { trainProbeGrid, type ProbeSet, type ProbeTask, type TrainProbeGridOptions } from '../probes';
 import type { FeatureStore } from '../store/feature-store';
 
-export interface TrainFromStoreOptions extends Omit<TrainProbeGridOptions, 'features' | 'dim' | 'tasks' | 'recipe' | 'manifest'> {
+type TrainingOptions = Omit<TrainProbeGridOptions, 'features' | 'dim' | 'tasks' | 'recipe' | 'manifest' | 'segments' | 'validSegments'>;
+
+export interface TrainFromStoreOptions extends TrainingOptions {
   dataset: OpenMIC;
   store: FeatureStore;
   partitions?: PartitionOptions;
@@ -18,6 +21,23 @@ export interface TrainFromStoreResult {
   partitions: InstrumentPartition[];
   /** Labelled clips that have no features in the store (failed or not extracted), left out of training. */
   missing: string[];
+}
+
+/** Features of some clips, in memory: one vector per clip ([clips, dim]) or segments ([clips, segments, dim]). */
+export interface ClipFeatures {
+  keys: readonly string[];
+  data: Float32Array;
+  dim: number;
+  segments?: number;
+  validSegments?: Int32Array;
+}
+
+export interface TrainFromFeaturesOptions extends TrainingOptions {
+  dataset: OpenMIC;
+  features: ClipFeatures;
+  partitions?: PartitionOptions;
+  /** Stored with the probe set as it is (trainFromStore: the store's manifest). */
+  manifest?: Record<string, unknown>;
 }
 
 /** Row indices into the matrix for a split, dropping keys without features. */
@@ -34,11 +54,25 @@ function toSplit(part: SplitPart, rowOf: Map<string, number>): { rows: Int32Arra
   return { rows: Int32Array.from(rows), targets: Uint8Array.from(targets) };
 }
 
+function wantedKeys(partitions: InstrumentPartition[]): Set<string> {
+  const wanted = new Set<string>();
+  for (const p of partitions) for (const s of [p.train, p.val, p.test]) for (const k of s.keys) wanted.add(k);
+  return wanted;
+}
+
+function tasksOf(partitions: InstrumentPartition[], keys: readonly string[]): ProbeTask[] {
+  const rowOf = new Map(keys.map((k, i) => [k, i]));
+  return partitions.map((p) => ({ instrument: p.instrument, train: toSplit(p.train, rowOf), val: toSplit(p.val, rowOf), test: toSplit(p.test, rowOf) }));
+}
+
+/**
+ * Trains the grid on a feature store's clips (a segments store trains attention probes on [segments, width] per
+ * clip, zero-padded where clips have fewer segments). The store's recipe goes into the probe set.
+ */
 export async function trainFromStore(options: TrainFromStoreOptions): Promise<TrainFromStoreResult> {
   const { dataset, store, partitions: partitionOptions, ...train } = options;
   const partitions = dataset.partitions(partitionOptions ?? {});
-  const wanted = new Set<string>();
-  for (const p of partitions) for (const s of [p.train, p.val, p.test]) for (const k of s.keys) wanted.add(k);
+  const wanted = wantedKeys(partitions);
   const available = [...wanted].filter((k) => store.has(k)).sort();
   const missing = [...wanted].filter((k) => !store.has(k)).sort();
   if (!available.length) {
@@ -46,22 +80,45 @@ export async function trainFromStore(options: TrainFromStoreOptions): Promise<Tr
       input: store.dir,
     });
   }
-  const matrix = store.readMatrix(available);
-  const rowOf = new Map(available.map((k, i) => [k, i]));
-  const tasks: ProbeTask[] = partitions.map((p) => ({
-    instrument: p.instrument,
-    train: toSplit(p.train, rowOf),
-    val: toSplit(p.val, rowOf),
-    test: toSplit(p.test, rowOf),
-  }));
+  let features: { data: Float32Array; dim: number; segments?: number; validSegments?: Int32Array };
+  if (store.spec.pooling === 'segments') {
+    const m = store.readSegments(available);
+    features = { data: m.data, dim: m.width, segments: m.segments, validSegments: m.validSegments };
+  } else {
+    const m = store.readMatrix(available);
+    features = { data: m.data, dim: m.dim };
+  }
   const probes = await trainProbeGrid({
     ...train,
-    features: matrix.data,
-    dim: matrix.dim,
-    tasks,
+    features: features.data,
+    dim: features.dim,
+    segments: features.segments,
+    validSegments: features.validSegments,
+    tasks: tasksOf(partitions, available),
     // The store's spec is the recipe of its features (undefined for a store calmkit's extraction did not make).
     recipe: recipeOfStoreSpec(store.spec, store.dir),
     manifest: { store: store.manifest(), partitions: partitionOptions ?? {}, missing: missing.length },
+  });
+  return { probes, partitions, missing };
+}
+
+/**
+ * Trains the grid on features given in memory for the dataset's clips (e.g. the release's VGGish features): the
+ * same partitions and protocol as trainFromStore, without a recipe (predictAudio cannot retrace such features).
+ */
+export async function trainFromFeatures(options: TrainFromFeaturesOptions): Promise<TrainFromStoreResult> {
+  const { dataset, features, partitions: partitionOptions, manifest, ...train } = options;
+  const partitions = dataset.partitions(partitionOptions ?? {});
+  const have = new Set(features.keys);
+  const missing = [...wantedKeys(partitions)].filter((k) => !have.has(k)).sort();
+  const probes = await trainProbeGrid({
+    ...train,
+    features: features.data,
+    dim: features.dim,
+    segments: features.segments,
+    validSegments: features.validSegments,
+    tasks: tasksOf(partitions, features.keys),
+    manifest: { ...manifest, partitions: partitionOptions ?? {}, missing: missing.length },
   });
   return { probes, partitions, missing };
 }

@@ -58,7 +58,8 @@ struct Hparams {
 // every violation.
 void checkHparams(const Hparams& hp, const std::string& label);
 
-// Built-in shapes for `model init`: "tiny" (tests), "small" (CPU timing), "5b" (the real model's shapes).
+// Built-in shapes for `model init`: "tiny" (tests), "demo" (tiny with the 5B's 8192-token context: `npm run demo`),
+// "small" (CPU timing), "5b" (the real model's shapes).
 Hparams presetHparams(const std::string& preset);
 
 struct TensorSpec {

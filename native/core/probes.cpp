@@ -43,16 +43,17 @@ void validateSplit(const Task& t, const Split& s, const char* which, int64_t n) 
 // Intra-op threads for one stack. Small stacks finish each operation in microseconds, where waking and joining
 // worker threads costs more than the work (and far more when the cores are oversubscribed and OpenMP workers
 // spin): below ~50 MFLOP a step, stay on one thread.
-int threadsFor(const Options& opt, int64_t dim, const std::vector<int64_t>& hidden, int64_t probes, int available) {
+int threadsFor(const Options& opt, int64_t dim, const Arch& arch, int64_t probes, int available) {
   if (opt.threads > 0) return opt.threads;
   double macs = 0;
   int64_t in = dim;
-  for (auto h : hidden) {
+  for (auto h : arch.hidden) {
     macs += static_cast<double>(in) * h;
     in = h;
   }
-  macs += in;
-  double flopsPerStep = 6.0 * macs * static_cast<double>(opt.batchSize) * static_cast<double>(probes);
+  macs += arch.attention ? 2.0 * in : in;
+  const double rows = static_cast<double>(opt.batchSize) * static_cast<double>(arch.attention ? opt.segments : 1);
+  double flopsPerStep = 6.0 * macs * rows * static_cast<double>(probes);
   return flopsPerStep < 5e7 ? 1 : available;
 }
 
@@ -64,6 +65,40 @@ void setThreadsHere(int n) {
 #else
   at::set_num_threads(n);
 #endif
+}
+
+std::vector<float> toCpuVector(const torch::Tensor& t) {
+  auto c = t.to(torch::kCPU, torch::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// Segment features go with attention probes, one vector per clip with the paper's probes; a clip's real segments
+// are 1..S.
+void validateSegments(int64_t n, const std::vector<Config>& configs, const Options& opt) {
+  if (opt.segments < 0) throw Error(code::kInvalidArgument, "segments must be 0 (one vector per clip) or positive");
+  for (const auto& c : configs) {
+    if (c.attention && opt.segments == 0) {
+      throw Error(code::kInvalidArgument,
+                  "attention probes need segment features (segments >= 1: each row holds S segment vectors)");
+    }
+    if (!c.attention && opt.segments > 0) {
+      throw Error(code::kInvalidArgument,
+                  "the grid mixes segment features with MLP probes, which take one vector per clip: pool the segments "
+                  "first, or use attention probes");
+    }
+  }
+  if (opt.validSegments.empty()) return;
+  if (opt.segments == 0) throw Error(code::kInvalidArgument, "validSegments needs segment features (segments >= 1)");
+  if (static_cast<int64_t>(opt.validSegments.size()) != n) {
+    throw Error(code::kDataMismatch, "validSegments has " + std::to_string(opt.validSegments.size()) +
+                                         " entries for " + std::to_string(n) + " clips");
+  }
+  for (size_t i = 0; i < opt.validSegments.size(); ++i) {
+    if (opt.validSegments[i] < 1 || opt.validSegments[i] > opt.segments) {
+      throw Error(code::kDataMismatch, "clip " + std::to_string(i) + " has " + std::to_string(opt.validSegments[i]) +
+                                           " real segments; it must have 1.." + std::to_string(opt.segments));
+    }
+  }
 }
 
 }  // namespace
@@ -86,6 +121,7 @@ void validate(const float* features, int64_t n, int64_t dim, const std::vector<T
     throw Error(code::kInvalidArgument, "batchSize must be an even number >= 2 (half positives, half negatives)");
   }
   if (!(opt.lr > 0) || !std::isfinite(opt.lr)) throw Error(code::kInvalidArgument, "lr must be a positive number");
+  validateSegments(n, configs, opt);
   for (const auto& c : configs) {
     if (!(c.dropout >= 0 && c.dropout < 1)) throw Error(code::kInvalidArgument, "dropout must be in [0, 1)");
     if (!(c.l2 >= 0) || !std::isfinite(c.l2)) throw Error(code::kInvalidArgument, "l2 must be a non-negative number");
@@ -107,14 +143,19 @@ void validate(const float* features, int64_t n, int64_t dim, const std::vector<T
       throw Error(code::kDataSingleClass, describeSplit(t, "train") + " has no " + (pos ? "negatives" : "positives") +
                                               ": balanced batches need both classes");
     }
+    // Only what a split uses is checked: its clips' rows, and of segmented clips only the real segments.
+    const int64_t S = std::max<int64_t>(1, opt.segments);
     for (const Split* s : {&t.train, &t.val, &t.test}) {
       for (int32_t r : s->rows) {
-        const float* x = features + static_cast<int64_t>(r) * dim;
-        for (int64_t k = 0; k < dim; ++k) {
+        const int64_t real = opt.validSegments.empty() ? S : opt.validSegments[r];
+        const float* x = features + static_cast<int64_t>(r) * S * dim;
+        for (int64_t k = 0; k < real * dim; ++k) {
           if (!std::isfinite(x[k])) {
-            throw Error(code::kDataNotFinite, "feature row " + std::to_string(r) + " (used by instrument '" +
-                                                  t.instrument + "') has a non-finite value at column " +
-                                                  std::to_string(k));
+            throw Error(code::kDataNotFinite,
+                        "feature row " + std::to_string(r) + " (used by instrument '" + t.instrument +
+                            "') has a non-finite value at " +
+                            (opt.segments > 0 ? "segment " + std::to_string(k / dim) + ", column " : "column ") +
+                            std::to_string(k % dim));
           }
         }
       }
@@ -127,13 +168,29 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   c10::InferenceMode inference;  // hand-written backward: autograd has nothing to record
   auto started = std::chrono::steady_clock::now();
   validate(features, n, dim, tasks, configs, opt);
-  Shared sh{features, n, dim, torch::from_blob(const_cast<float*>(features), {n, dim}, torch::kFloat),
-            tasks, configs, opt, device::resolve(opt.device), {}, {}, {}, {}};
+  const int64_t S = std::max<int64_t>(1, opt.segments);
+  Shared sh{features, n, dim, S, opt.validSegments,
+            torch::from_blob(const_cast<float*>(features), {n * S, dim}, torch::kFloat),
+            tasks, configs, opt, device::resolve(opt.device), {}, {}, {}, {}, {}, {}};
+  for (int32_t v : opt.validSegments) sh.padded = sh.padded || v < S;
   const int T = static_cast<int>(tasks.size()), C = static_cast<int>(configs.size());
-  for (const auto& t : tasks) sh.scalers.push_back(opt.standardize ? fitScaler(sh.X, t.train) : Scaler{});
-  sh.valX.resize(T);
-  sh.valY.resize(T);
-  sh.testX.resize(T);
+  for (const auto& t : tasks) {
+    if (!opt.standardize) {
+      sh.scalers.push_back(Scaler{});
+      continue;
+    }
+    if (opt.segments == 0) {
+      sh.scalers.push_back(fitScaler(sh.X, t.train));
+      continue;
+    }
+    // Segment features: the statistics of every real segment of the instrument's train clips.
+    std::vector<int64_t> rows;
+    for (int32_t r : t.train.rows) {
+      for (int64_t k = 0; k < sh.validOf(r); ++k) rows.push_back(static_cast<int64_t>(r) * S + k);
+    }
+    sh.scalers.push_back(fitScaler(sh.X, rows));
+  }
+  for (auto* v : {&sh.valX, &sh.valY, &sh.testX, &sh.valValid, &sh.testValid}) v->resize(T);
 
   Result res;
   res.device = sh.device.str();
@@ -148,17 +205,18 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
 
   // Group by architecture; inside a group, instruments with more steps per epoch first (so the probes still
   // stepping are always a prefix of the stack), then cut into stacks that fit the memory limits.
-  std::vector<std::vector<int64_t>> archs;
+  std::vector<Arch> archs;
   for (const auto& c : configs) {
-    if (std::find(archs.begin(), archs.end(), c.hidden) == archs.end()) archs.push_back(c.hidden);
+    Arch a{c.hidden, c.attention};
+    if (std::find(archs.begin(), archs.end(), a) == archs.end()) archs.push_back(a);
   }
-  std::vector<std::pair<std::vector<int64_t>, std::vector<ProbeSpec>>> stacks;
+  std::vector<std::pair<Arch, std::vector<ProbeSpec>>> stacks;
   for (const auto& arch : archs) {
     std::vector<ProbeSpec> group;
     for (int t = 0; t < T; ++t) {
       int64_t spe = (static_cast<int64_t>(tasks[t].train.rows.size()) + opt.batchSize - 1) / opt.batchSize;
       for (int c = 0; c < C; ++c) {
-        if (configs[c].hidden != arch) continue;
+        if (!(Arch{configs[c].hidden, configs[c].attention} == arch)) continue;
         group.push_back({t * C + c, t, c, configs[c].dropout, configs[c].l2,
                          probeKey(opt.seed, tasks[t].instrument, configs[c]), spe});
       }
@@ -168,7 +226,8 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
     int64_t cap = static_cast<int64_t>(group.size());
     if (opt.maxProbesPerStack > 0) cap = std::min(cap, opt.maxProbesPerStack);
     if (opt.maxStackBytes > 0) {
-      cap = std::min(cap, std::max<int64_t>(1, opt.maxStackBytes / stackBytesPerProbe(dim, arch, opt.batchSize)));
+      const int64_t per = stackBytesPerProbe(dim, arch, opt.batchSize, arch.attention ? S : 1);
+      cap = std::min(cap, std::max<int64_t>(1, opt.maxStackBytes / per));
     }
     for (size_t i = 0; i < group.size(); i += cap) {
       size_t j = std::min(group.size(), i + static_cast<size_t>(cap));
@@ -197,6 +256,9 @@ std::vector<float> predict(const float* features, int64_t n, int64_t dim, const 
   c10::InferenceMode inference;
   auto device = device::resolve(deviceName);
   for (size_t k = 0; k < nets.size(); ++k) {
+    if (nets[k].attention) {
+      throw Error(code::kProbe, "probe " + std::to_string(k) + " is an attention probe: it reads segment features");
+    }
     if (nets[k].layers.empty() || nets[k].layers[0].in != dim) {
       throw Error(code::kDataMismatch, "features have " + std::to_string(dim) + " columns but probe " +
                                            std::to_string(k) + " expects " +
@@ -233,6 +295,91 @@ std::vector<float> predict(const float* features, int64_t n, int64_t dim, const 
     out.select(1, static_cast<int64_t>(k)).copy_(torch::sigmoid(h).view(-1).to(torch::kCPU));
   }
   return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+}
+
+SegmentPrediction predictSegments(const float* features, int64_t n, int64_t segments, int64_t dim,
+                                  const std::vector<int32_t>& valid, const std::vector<Net>& nets,
+                                  const std::string& deviceName, bool withWeights) {
+  c10::InferenceMode inference;
+  auto device = device::resolve(deviceName);
+  if (n < 1 || segments < 1) throw Error(code::kDataMismatch, "predict needs at least one clip of at least one segment");
+  if (!valid.empty() && static_cast<int64_t>(valid.size()) != n) {
+    throw Error(code::kDataMismatch, "validSegments has " + std::to_string(valid.size()) + " entries for " +
+                                         std::to_string(n) + " clips");
+  }
+  auto realOf = [&](int64_t i) -> int64_t { return valid.empty() ? segments : valid[i]; };
+  for (int64_t i = 0; i < n; ++i) {
+    if (realOf(i) < 1 || realOf(i) > segments) {
+      throw Error(code::kDataMismatch, "clip " + std::to_string(i) + " has " + std::to_string(realOf(i)) +
+                                           " real segments; it must have 1.." + std::to_string(segments));
+    }
+  }
+  for (size_t k = 0; k < nets.size(); ++k) {
+    if (!nets[k].attention) throw Error(code::kProbe, "probe " + std::to_string(k) + " is not an attention probe");
+    if (nets[k].layers.empty() || nets[k].layers[0].in != dim) {
+      throw Error(code::kDataMismatch, "features have " + std::to_string(dim) + " columns but probe " +
+                                           std::to_string(k) + " expects " +
+                                           std::to_string(nets[k].layers.empty() ? 0 : nets[k].layers[0].in));
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const float* x = features + i * segments * dim;
+    for (int64_t k = 0; k < realOf(i) * dim; ++k) {
+      if (!std::isfinite(x[k])) {
+        throw Error(code::kDataNotFinite, "clip " + std::to_string(i) + " has a non-finite value at segment " +
+                                              std::to_string(k / dim) + ", column " + std::to_string(k % dim));
+      }
+    }
+  }
+  torch::Tensor validMask;
+  bool padded = false;
+  for (int64_t i = 0; i < n; ++i) padded = padded || realOf(i) < segments;
+  if (padded) {
+    validMask = torch::zeros({n, segments}, torch::kBool);
+    for (int64_t i = 0; i < n; ++i) validMask[i].narrow(0, 0, realOf(i)).fill_(true);
+  }
+  auto X = torch::from_blob(const_cast<float*>(features), {n * segments, dim}, torch::kFloat).to(device);
+  auto validDev = validMask.defined() ? validMask.to(device) : validMask;
+  SegmentPrediction out;
+  out.probabilities.resize(static_cast<size_t>(n) * nets.size());
+  if (withWeights) out.weights.resize(static_cast<size_t>(n) * nets.size() * segments);
+  auto tensorOf = [&](const Layer& L, bool asBias) {
+    const std::vector<float>& v = asBias ? L.bias : L.weight;
+    auto t = torch::from_blob(const_cast<float*>(v.data()), asBias ? std::vector<int64_t>{L.out}
+                                                                       : std::vector<int64_t>{L.in, L.out},
+                              torch::kFloat);
+    return t.to(device);
+  };
+  for (size_t k = 0; k < nets.size(); ++k) {
+    const Net& net = nets[k];
+    // Standardised exactly as the trainer does (subtract, divide), padding zeroed.
+    torch::Tensor h = X;
+    if (!net.mean.empty()) h = (X - torch::tensor(net.mean).to(device)) / torch::tensor(net.std).to(device);
+    if (validDev.defined()) h = h.masked_fill(validDev.logical_not().view({-1, 1}), 0.0f);
+    NetTensors tensors;
+    for (const Layer& L : net.layers) {
+      tensors.w.push_back(tensorOf(L, false));
+      tensors.b.push_back(tensorOf(L, true));
+    }
+    // A bias on the attention logit would shift every segment of a clip alike, which softmax ignores.
+    tensors.wa = tensorOf(net.attentionLayer, false);
+    std::vector<torch::Tensor> weightBlocks;
+    auto logits = forwardClips(h, segments, validDev, [&](const torch::Tensor& x, const torch::Tensor& v) {
+      torch::Tensor w;
+      auto z = netLogits(tensors, x, segments, v, withWeights ? &w : nullptr);
+      if (withWeights) weightBlocks.push_back(w);
+      return z;
+    });
+    auto p = toCpuVector(torch::sigmoid(logits).view(-1));
+    for (int64_t i = 0; i < n; ++i) out.probabilities[i * nets.size() + k] = p[i];
+    if (withWeights) {
+      auto w = toCpuVector(torch::cat(weightBlocks, 0).narrow(0, 0, n));
+      for (int64_t i = 0; i < n; ++i) {
+        std::copy_n(w.begin() + i * segments, segments, out.weights.begin() + (i * nets.size() + k) * segments);
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace calmkit::probes

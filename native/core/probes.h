@@ -6,6 +6,12 @@
 // instrument name, config), never by a probe's position in the stack, so a probe trains to the same weights
 // alone or inside any grid. Nothing here draws from torch's generators.
 //
+// Two kinds of probe share the trainer. The paper's MLP probe reads one vector per clip. The attention probe
+// reads S segment vectors per clip ([n, S, dim]): the same per-segment layers (dropout on the input, Linear ->
+// ReLU -> Dropout per hidden size), then per segment a score z_s (the MLP's output layer) and an attention logit
+// a_s (one more Linear), weights softmax(a) over the clip's valid segments, and the clip's logit sum_s w_s z_s.
+// With one segment it is the MLP probe, bit for bit (same streams, same products; see docs/contracts.md).
+//
 // The trainer's parts: probes_random.h (the streams), probes_kernels.{h,cpp} (dropout rows and Adam),
 // probes_stack.{h,cpp} (one stack's training), probes.cpp (checks, the grid's orchestration, predict).
 #pragma once
@@ -31,6 +37,9 @@ struct Config {
   std::vector<int64_t> hidden;  // [] is a linear probe (with input dropout)
   double dropout = 0.5;
   double l2 = 0;  // Adam's coupled weight decay
+  // Attention pooling over the segments of a clip (needs Options::segments >= 1); false: the paper's probe on
+  // one vector per clip (needs Options::segments == 0).
+  bool attention = false;
 };
 
 struct Progress {
@@ -56,6 +65,12 @@ struct Options {
   // Step every stack with batched products over the stack (bmm/baddbmm) and Adam in tensor operations, the step
   // CUDA uses, on any device: checks that path's arithmetic on a machine without a GPU.
   bool batchedStep = false;
+  // 0: every row of the feature matrix is one clip's vector ([n, dim]). S >= 1: every row holds S segment vectors
+  // ([n, S, dim] row-major), for attention probes.
+  int64_t segments = 0;
+  // With segments: how many leading segments of each clip are real (1..S, one per row of the matrix); the rest are
+  // padding, never read. Empty: all S are real.
+  std::vector<int32_t> validSegments;
   std::function<bool()> cancelled;
   std::function<void(const Progress&)> progress;
 };
@@ -67,10 +82,15 @@ struct Layer {
 };
 
 // A trained probe as a plain function of a raw feature row: standardise (when mean/std are present), then
-// the layers with ReLU between them, then a sigmoid.
+// the layers with ReLU between them, then a sigmoid. An attention probe applies the same to every segment row
+// (its last layer gives the segment's score) and has `attentionLayer` (in = the last hidden size, out = 1) for the
+// segment's attention logit; the clip's logit is the softmax-weighted sum of the scores. The attention layer's
+// bias is 0 and ignored: softmax is invariant to a shift shared by a clip's segments.
 struct Net {
   std::vector<float> mean, std;
   std::vector<Layer> layers;
+  bool attention = false;
+  Layer attentionLayer;
 };
 
 struct ProbeResult {
@@ -79,6 +99,7 @@ struct ProbeResult {
   int64_t bestEpoch = -1;              // 0-based epoch whose weights were kept; -1: none improved on +inf
   double bestValLoss = 0, bestValAcc = 0;
   std::vector<float> testProb;         // P(present) for each test row, with the kept weights
+  std::vector<float> testWeights;      // attention probes: each test clip's weights over its S segments [test][S]
   bool hasNet = false;
   Net net;
 };
@@ -112,7 +133,20 @@ const char* dropoutKernel();
 std::vector<float> predict(const float* features, int64_t n, int64_t dim, const std::vector<Net>& nets,
                            const std::string& device);
 
-// The stream key of a probe: what makes its init and masks its own.
+// Attention nets on n clips of `segments` rows each ([n, segments, dim]; `valid` as Options::validSegments):
+// P(present) out[clip * nets + k] and, when asked, every clip's attention weights
+// weights[(clip * nets + k) * segments + s] (0 on padding).
+struct SegmentPrediction {
+  std::vector<float> probabilities, weights;
+};
+SegmentPrediction predictSegments(const float* features, int64_t n, int64_t segments, int64_t dim,
+                                  const std::vector<int32_t>& valid, const std::vector<Net>& nets,
+                                  const std::string& device, bool withWeights);
+
+// The stream key of a probe: what makes its init and masks its own. It does not depend on `attention`: an
+// attention probe draws its shared layers and masks from the streams of the MLP probe with the same hidden sizes,
+// dropout and L2 (its attention layer from one more init stream), which is what makes the one-segment attention
+// probe the MLP probe exactly.
 uint64_t probeKey(uint64_t seed, const std::string& instrument, const Config& config);
 
 }  // namespace calmkit::probes

@@ -50,7 +50,11 @@ class Sampler {
 }  // namespace
 
 Scaler fitScaler(const torch::Tensor& X, const Split& train) {
-  auto rows = torch::tensor(std::vector<int64_t>(train.rows.begin(), train.rows.end()), torch::kLong);
+  return fitScaler(X, std::vector<int64_t>(train.rows.begin(), train.rows.end()));
+}
+
+Scaler fitScaler(const torch::Tensor& X, const std::vector<int64_t>& rowList) {
+  auto rows = torch::tensor(rowList, torch::kLong);
   auto x = X.index_select(0, rows).to(torch::kDouble);
   auto mean = x.mean(0);
   auto sd = x.sub(mean).pow_(2).mean(0).sqrt_();
@@ -70,10 +74,70 @@ torch::Tensor forwardRows(const torch::Tensor& x, const std::function<torch::Ten
   return out.size() == 1 ? out[0] : torch::cat(out, 0);
 }
 
-torch::Tensor standardized(const torch::Tensor& X, const Split& s, const Scaler& sc) {
-  auto rows = torch::tensor(std::vector<int64_t>(s.rows.begin(), s.rows.end()), torch::kLong);
-  auto x = X.index_select(0, rows);
+torch::Tensor forwardClips(const torch::Tensor& x, int64_t S, const torch::Tensor& valid,
+                           const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& net) {
+  const int64_t n = x.size(0) / S;
+  std::vector<torch::Tensor> out;
+  for (int64_t at = 0; at < n; at += kForwardRows) {
+    const int64_t clips = std::min(kForwardRows, n - at);
+    torch::Tensor block = x.narrow(0, at * S, clips * S);
+    torch::Tensor v = valid.defined() ? valid.narrow(0, at, clips) : valid;
+    if (clips < kForwardRows) {
+      block = torch::constant_pad_nd(block, {0, 0, 0, (kForwardRows - clips) * S});
+      if (v.defined()) v = torch::constant_pad_nd(v.to(torch::kInt), {0, 0, 0, kForwardRows - clips}, 1).to(torch::kBool);
+    }
+    out.push_back(net(block, v).narrow(0, 0, clips));
+  }
+  return out.size() == 1 ? out[0] : torch::cat(out, 0);
+}
+
+torch::Tensor netLogits(const NetTensors& net, const torch::Tensor& x, int64_t S, const torch::Tensor& valid,
+                        torch::Tensor* weights) {
+  const size_t L = net.w.size();
+  torch::Tensor h = x;
+  for (size_t l = 0; l + 1 < L; ++l) h = torch::addmm(net.b[l], h, net.w[l]).relu_();
+  torch::Tensor scores = torch::addmm(net.b[L - 1], h, net.w[L - 1]);
+  if (!net.wa.defined()) return scores;
+  // Attention: softmax over each clip's real segments, then the weighted sum of the segment scores.
+  const int64_t clips = x.size(0) / S;
+  torch::Tensor a = torch::mm(h, net.wa).view({clips, S});
+  if (valid.defined()) a = a.masked_fill(valid.logical_not(), -std::numeric_limits<float>::infinity());
+  torch::Tensor w = torch::softmax(a, 1);
+  if (weights) *weights = w;
+  return w.mul(scores.view({clips, S})).sum(1, true);
+}
+
+namespace {
+
+// The feature rows of a split's clips: clip r's S rows are r * S .. r * S + S - 1.
+std::vector<int64_t> rowsOf(const Split& s, int64_t S) {
+  std::vector<int64_t> rows;
+  rows.reserve(s.rows.size() * static_cast<size_t>(S));
+  for (int32_t r : s.rows) {
+    for (int64_t k = 0; k < S; ++k) rows.push_back(static_cast<int64_t>(r) * S + k);
+  }
+  return rows;
+}
+
+// [clips, S] bool of the split's real segments, or undefined when none of its clips has padding.
+torch::Tensor validMaskOf(const Shared& sh, const Split& s) {
+  if (!sh.padded) return {};
+  const int64_t S = sh.segments;
+  auto m = torch::zeros({static_cast<int64_t>(s.rows.size()), S}, torch::kBool);
+  auto* d = m.data_ptr<bool>();
+  for (size_t i = 0; i < s.rows.size(); ++i) {
+    for (int64_t k = 0; k < sh.validOf(s.rows[i]); ++k) d[i * S + k] = true;
+  }
+  return m;
+}
+
+// The split's rows (S per clip), standardised; padding segments are zeroed so that nothing in them (not even a
+// NaN) reaches a product.
+torch::Tensor standardized(const Shared& sh, const Split& s, const Scaler& sc, const torch::Tensor& valid) {
+  auto rows = torch::tensor(rowsOf(s, sh.segments), torch::kLong);
+  auto x = sh.X.index_select(0, rows);
   if (sc.mean.defined()) x = x.sub_(sc.mean).div_(sc.std);
+  if (valid.defined()) x.masked_fill_(valid.logical_not().view({-1, 1}), 0.0f);
   return x;
 }
 
@@ -82,14 +146,29 @@ torch::Tensor targetsOf(const Split& s) {
   return torch::tensor(y, torch::kFloat).view({-1, 1});
 }
 
-namespace {
+// A split's evaluation rows, standardised, on the device, with the mask of real segments when clips are padded.
+struct EvalRows {
+  torch::Tensor x, valid;
+};
+EvalRows evalRows(const Shared& sh, const Split& s, int t) {
+  auto valid = validMaskOf(sh, s);
+  auto x = standardized(sh, s, sh.scalers[t], valid).to(sh.device);
+  return {x, valid.defined() ? valid.to(sh.device) : valid};
+}
 
-void ensureEvalData(Shared& sh, int t) {
-  if (sh.valX[t].defined()) return;
+// The validation targets of task t and, with `rows`, its standardised validation and test rows, kept on the device
+// for every later stack. MLP stacks keep the rows (one vector per clip: small); attention stacks build them per
+// evaluation (evalRows) instead: [clips * S, dim] copies of every instrument's validation and test clips would
+// come close to a second copy of the whole feature matrix.
+void ensureEvalData(Shared& sh, int t, bool rows) {
   const Task& task = sh.tasks[t];
-  sh.valX[t] = standardized(sh.X, task.val, sh.scalers[t]).to(sh.device);
-  sh.valY[t] = targetsOf(task.val).to(sh.device);
-  sh.testX[t] = standardized(sh.X, task.test, sh.scalers[t]).to(sh.device);
+  if (!sh.valY[t].defined()) sh.valY[t] = targetsOf(task.val).to(sh.device);
+  if (!rows || sh.valX[t].defined()) return;
+  auto val = evalRows(sh, task.val, t), test = evalRows(sh, task.test, t);
+  sh.valX[t] = val.x;
+  sh.valValid[t] = val.valid;
+  sh.testX[t] = test.x;
+  sh.testValid[t] = test.valid;
 }
 
 // Rows per parallel task: small enough stacks run on the calling thread, where a parallel region would cost more
@@ -112,21 +191,28 @@ void fillMasks(float* out, const std::vector<ProbeSpec>& ps, int64_t p0, int64_t
 }
 
 // The dropped-out, standardised input batch of every active probe, in one pass over the features:
-// out[p, b, :] = mask * (x[row(task(p), b)] - mean) / std, for probes [p0, p1).
+// out[p, b * S + k, :] = mask * (x[clip(task(p), b), segment k] - mean) / std, for probes [p0, p1); the mask of
+// row i = b * S + k is draws i * dim .. of the probe's layer-0 stream, so with S = 1 it is the MLP probe's.
+// Padding segments are zero rows.
 void fillInputs(float* out, const Shared& sh, const std::vector<ProbeSpec>& ps, int64_t p0, int64_t p1, int64_t B,
-                const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
+                int64_t S, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
                 const std::vector<int64_t>& steps) {
-  const int64_t d = sh.dim;
-  at::parallel_for(p0 * B, p1 * B, rowsPerTask(d), [&](int64_t r0, int64_t r1) {
+  const int64_t d = sh.dim, R = B * S;
+  at::parallel_for(p0 * R, p1 * R, rowsPerTask(d), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      int64_t p = r / B, b = r % B;
+      int64_t p = r / R, i = r % R, b = i / S, k = i % S;
+      const int64_t clip = batchRows[slotOf[p]][b];
+      if (k >= sh.validOf(clip)) {
+        std::fill_n(out + r * d, d, 0.0f);
+        continue;
+      }
       const Scaler& sc = sh.scalers[ps[p].task];
-      const float* x = sh.features + batchRows[slotOf[p]][b] * d;
+      const float* x = sh.features + (clip * S + k) * d;
       const float* mu = sc.mean.defined() ? sc.mean.data_ptr<float>() : nullptr;
       const float* sd = sc.mean.defined() ? sc.std.data_ptr<float>() : nullptr;
       float keep = static_cast<float>(1.0 - ps[p].dropout);
       uint64_t key = subKey(ps[p].key, kMask, 0, static_cast<uint64_t>(steps[p]));
-      dropoutRow(out + r * d, x, mu, sd, d, key, b * d, keep, 1.0f / keep);
+      dropoutRow(out + r * d, x, mu, sd, d, key, i * d, keep, 1.0f / keep);
     }
   });
 }
@@ -159,7 +245,7 @@ void forEachProbe(int64_t pa, const Fn& fn) {
   }
 }
 
-// Logits of probe p (its current or kept weights) for standardised rows x [V, dim].
+// Logits of MLP probe p (its current or kept weights) for standardised rows x [V, dim].
 torch::Tensor forwardOne(const std::vector<Param>& W, const std::vector<Param>& Bs, int64_t p, const torch::Tensor& x,
                          bool best) {
   torch::Tensor h = x;
@@ -172,21 +258,32 @@ torch::Tensor forwardOne(const std::vector<Param>& W, const std::vector<Param>& 
   return h;
 }
 
-Net extractNet(const std::vector<Param>& W, const std::vector<Param>& Bs, int64_t p, const Scaler& sc) {
+Layer layerOf(const Param& w, const Param& b, int64_t p) {
+  auto wt = w.best[p].to(torch::kCPU).contiguous();
+  auto bt = b.best[p].to(torch::kCPU).contiguous().view(-1);
+  Layer layer;
+  layer.in = wt.size(0);
+  layer.out = wt.size(1);
+  layer.weight.assign(wt.data_ptr<float>(), wt.data_ptr<float>() + wt.numel());
+  layer.bias.assign(bt.data_ptr<float>(), bt.data_ptr<float>() + bt.numel());
+  return layer;
+}
+
+Net extractNet(const std::vector<Param>& W, const std::vector<Param>& Bs, const Param* Wa, int64_t p, const Scaler& sc) {
   Net net;
   if (sc.mean.defined()) {
     net.mean.assign(sc.mean.data_ptr<float>(), sc.mean.data_ptr<float>() + sc.mean.numel());
     net.std.assign(sc.std.data_ptr<float>(), sc.std.data_ptr<float>() + sc.std.numel());
   }
-  for (size_t l = 0; l < W.size(); ++l) {
-    auto w = W[l].best[p].to(torch::kCPU).contiguous();
-    auto b = Bs[l].best[p].to(torch::kCPU).contiguous().view(-1);
-    Layer layer;
-    layer.in = w.size(0);
-    layer.out = w.size(1);
-    layer.weight.assign(w.data_ptr<float>(), w.data_ptr<float>() + w.numel());
-    layer.bias.assign(b.data_ptr<float>(), b.data_ptr<float>() + b.numel());
-    net.layers.push_back(std::move(layer));
+  for (size_t l = 0; l < W.size(); ++l) net.layers.push_back(layerOf(W[l], Bs[l], p));
+  if (Wa) {
+    // The attention layer as a Layer with a zero bias (it has none; see attentionHead).
+    auto w = Wa->best[p].to(torch::kCPU).contiguous();
+    net.attention = true;
+    net.attentionLayer.in = w.size(0);
+    net.attentionLayer.out = 1;
+    net.attentionLayer.weight.assign(w.data_ptr<float>(), w.data_ptr<float>() + w.numel());
+    net.attentionLayer.bias.assign(1, 0.0f);
   }
   return net;
 }
@@ -200,14 +297,52 @@ void checkCancelled(const Options& opt) {
   if (opt.cancelled && opt.cancelled()) throw Error(code::kAborted, "probe training was cancelled");
 }
 
-// Trains one stack (same hidden sizes, probes sorted by steps per epoch, descending) for all epochs, then
+// The attention head of one step, per probe: softmax weights over each clip's real segments, the clips' logits,
+// and the two output gradients. The attention logit has no bias: softmax is invariant to a shift shared by a
+// clip's segments, so a bias's gradient is identically zero and Adam would only turn rounding noise into a random
+// walk (different in every implementation). For scores z [rows, 1] and attention logits a [rows, 1] of B clips x S segments
+// (rows = B * S; leading dims of a batched step allowed), mean-BCE gradients:
+//   dL/dz_s = w_s g,  dL/da_s = w_s (z_s - logit) g,  with g = dL/dlogit = (sigmoid(logit) - y) / B.
+// With S = 1 the weight is exactly 1, the logit is z, dL/dz is g and dL/da is exactly 0: the MLP's step.
+struct HeadGrads {
+  torch::Tensor dz, da;
+};
+HeadGrads attentionHead(const torch::Tensor& z, const torch::Tensor& a, const torch::Tensor& valid,
+                        const torch::Tensor& y, int64_t B, int64_t S) {
+  auto lead = z.sizes().vec();
+  lead.pop_back();
+  lead.pop_back();  // [..., B * S, 1] -> leading dims
+  auto shape = lead;
+  shape.push_back(B);
+  shape.push_back(S);
+  auto av = a.view(shape);
+  if (valid.defined()) av = av.masked_fill(valid.logical_not(), -std::numeric_limits<float>::infinity());
+  auto w = torch::softmax(av, -1);
+  auto zv = z.view(shape);
+  auto logit = w.mul(zv).sum(-1, true);  // [..., B, 1]
+  auto g = torch::sigmoid(logit).sub_(y).div_(static_cast<double>(B));
+  auto dz = w.mul(g);
+  auto da = zv.sub(logit).mul_(dz);
+  auto flat = lead;
+  flat.push_back(B * S);
+  flat.push_back(1);
+  return {dz.view(flat), da.view(flat)};
+}
+
+// Trains one stack (same architecture, probes sorted by steps per epoch, descending) for all epochs, then
 // fills in each probe's curves, kept weights' test probabilities, and selection candidates.
 class Stack {
  public:
-  Stack(Shared& sh, const std::vector<int64_t>& hidden, std::vector<ProbeSpec> ps)
-      : sh_(sh), ps_(std::move(ps)), P_(static_cast<int64_t>(ps_.size())), B_(sh.opt.batchSize) {
+  Stack(Shared& sh, const Arch& arch, std::vector<ProbeSpec> ps)
+      : sh_(sh),
+        ps_(std::move(ps)),
+        P_(static_cast<int64_t>(ps_.size())),
+        B_(sh.opt.batchSize),
+        attention_(arch.attention),
+        S_(arch.attention ? sh.segments : 1),
+        R_(B_ * S_) {
     dims_.push_back(sh.dim);
-    for (auto h : hidden) dims_.push_back(h);
+    for (auto h : arch.hidden) dims_.push_back(h);
     dims_.push_back(1);
     allocate();
   }
@@ -231,7 +366,7 @@ class Stack {
     for (int t : slotTask) {
       const Task& task = sh_.tasks[t];
       samplers.emplace_back(task.train, subKey(mix64(opt.seed ^ hashString(task.instrument)), kSampler));
-      ensureEvalData(sh_, t);
+      ensureEvalData(sh_, t, !attention_);
     }
     std::vector<int64_t> slotSteps(slotTask.size());
     for (size_t s = 0; s < slotTask.size(); ++s) slotSteps[s] = ps_[0].stepsPerEpoch;
@@ -241,6 +376,7 @@ class Stack {
     std::vector<float> bestLoss(P_, std::numeric_limits<float>::infinity());
     std::vector<int64_t> steps(P_, 0);
     std::vector<std::vector<int64_t>> batchRows(slotTask.size());
+    std::vector<torch::Tensor> batchValid(slotTask.size());
     for (int64_t epoch = 0; epoch < opt.epochs; ++epoch) {
       for (int64_t s = 0; s < maxSteps; ++s) {
         checkCancelled(opt);
@@ -250,9 +386,10 @@ class Stack {
           if (slotSteps[k] <= s) continue;
           batchRows[k].clear();
           samplers[k].next(B_ / 2, batchRows[k]);
+          if (attention_ && sh_.padded) batchValid[k] = validOfBatch(batchRows[k]);
         }
         for (int64_t p = 0; p < pa; ++p) ++steps[p];
-        step(pa, slotOf, batchRows, steps);
+        step(pa, slotOf, batchRows, batchValid, steps);
       }
       evaluate(res, epoch, bestLoss);
       if (opt.progress) {
@@ -271,16 +408,20 @@ class Stack {
     probesDone += P_;
   }
 
-  static int64_t bytesPerProbe(int64_t dim, const std::vector<int64_t>& hidden, int64_t B) {
+  static int64_t bytesPerProbe(int64_t dim, const Arch& arch, int64_t B, int64_t rowsPerClip) {
     int64_t params = 0, acts = dim;
     int64_t in = dim;
-    for (auto h : hidden) {
+    for (auto h : arch.hidden) {
       params += in * h + h;
       acts += 3 * h;
       in = h;
     }
     params += in + 1;
-    return 4 * (5 * params + B * acts * 2);
+    if (arch.attention) {
+      params += in;
+      acts += 4;  // scores, attention logits and their gradients
+    }
+    return 4 * (5 * params + B * rowsPerClip * acts * 2);
   }
 
  private:
@@ -296,11 +437,22 @@ class Stack {
       W_.push_back(makeParam(w.to(sh_.device), !fusedGradAdam(l)));
       Bs_.push_back(makeParam(b.to(sh_.device), true));
     }
+    if (attention_) {
+      // The attention layer reads what the score layer reads; its init stream is the one after the last layer's.
+      const size_t last = dims_.size() - 2;
+      // Its bias is drawn with it (the stream's layout is PyTorch's Linear) and dropped: see attentionHead.
+      auto w = torch::empty({P_, dims_[last], 1}, f);
+      auto b = torch::empty({P_, 1, 1}, f);
+      for (int64_t p = 0; p < P_; ++p) {
+        initLayer(w[p].data_ptr<float>(), b[p].data_ptr<float>(), dims_[last], 1, ps_[p].key, last + 1);
+      }
+      Wa_ = makeParam(w.to(sh_.device), !fusedGradAdam(last));
+    }
     std::vector<float> y(B_);
     for (int64_t b = 0; b < B_; ++b) y[b] = b < B_ / 2 ? 1.0f : 0.0f;
     y_ = torch::tensor(y).view({1, B_, 1}).to(sh_.device);
-    inputs_ = torch::empty({P_, B_, sh_.dim}, f);
-    for (size_t l = 1; l + 1 < dims_.size(); ++l) masks_.push_back(torch::empty({P_, B_, dims_[l]}, f));
+    inputs_ = torch::empty({P_, R_, sh_.dim}, f);
+    for (size_t l = 1; l + 1 < dims_.size(); ++l) masks_.push_back(torch::empty({P_, R_, dims_[l]}, f));
   }
 
   // On the CPU each probe steps on its own (stepProbeCpu); elsewhere, or on request, the stack steps at once.
@@ -318,18 +470,34 @@ class Stack {
     return p;
   }
 
+  // [B, S] bool of the real segments of a batch's clips.
+  torch::Tensor validOfBatch(const std::vector<int64_t>& rows) const {
+    auto m = torch::zeros({B_, S_}, torch::kBool);
+    auto* d = m.data_ptr<bool>();
+    for (int64_t b = 0; b < B_; ++b) {
+      for (int64_t k = 0; k < sh_.validOf(rows[b]); ++k) d[b * S_ + k] = true;
+    }
+    return m;
+  }
+
   // One training step of the first `pa` probes: forward, hand-written backward, Adam.
   void step(int64_t pa, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
-            const std::vector<int64_t>& steps) {
+            const std::vector<torch::Tensor>& batchValid, const std::vector<int64_t>& steps) {
     if (perProbeCpu()) {
-      forEachProbe(pa, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, steps); });
+      forEachProbe(pa, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, batchValid[slotOf[p]], steps); });
       return;
     }
-    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, 0, pa, B_, slotOf, batchRows, steps);
+    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, 0, pa, B_, S_, slotOf, batchRows, steps);
     for (size_t l = 0; l < masks_.size(); ++l) {
-      fillMasks(masks_[l].data_ptr<float>(), ps_, 0, pa, B_, masks_[l].size(2), l + 1, steps);
+      fillMasks(masks_[l].data_ptr<float>(), ps_, 0, pa, R_, masks_[l].size(2), l + 1, steps);
     }
-    stepBatched(pa, steps);
+    torch::Tensor valid;
+    if (attention_ && sh_.padded) {
+      std::vector<torch::Tensor> v;
+      for (int64_t p = 0; p < pa; ++p) v.push_back(batchValid[slotOf[p]]);
+      valid = torch::stack(v).to(sh_.device);
+    }
+    stepBatched(pa, steps, valid);
   }
 
   torch::Tensor mask(size_t l, int64_t pa) const { return masks_[l].narrow(0, 0, pa).to(sh_.device); }
@@ -339,10 +507,10 @@ class Stack {
   // CPU bmm would loop over the same per-probe GEMMs, but layer by layer, streaming the whole stack through
   // memory several times a step and joining the threads after every probe's product.
   void stepProbeCpu(int64_t p, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
-                    const std::vector<int64_t>& steps) {
-    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, p, p + 1, B_, slotOf, batchRows, steps);
+                    const torch::Tensor& valid, const std::vector<int64_t>& steps) {
+    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, p, p + 1, B_, S_, slotOf, batchRows, steps);
     for (size_t l = 0; l < masks_.size(); ++l) {
-      fillMasks(masks_[l].data_ptr<float>(), ps_, p, p + 1, B_, masks_[l].size(2), l + 1, steps);
+      fillMasks(masks_[l].data_ptr<float>(), ps_, p, p + 1, R_, masks_[l].size(2), l + 1, steps);
     }
     const size_t L = W_.size();
     std::vector<torch::Tensor> acts{inputs_[p]}, pre;
@@ -355,26 +523,45 @@ class Stack {
       pre.push_back(z);
       acts.push_back(z.relu().mul_(masks_[l][p]));
     }
-    auto dz = torch::sigmoid(acts.back()).sub_(y_[0]).div_(static_cast<double>(B_));
+    torch::Tensor dz, dAtt;
+    if (!attention_) {
+      dz = torch::sigmoid(acts.back()).sub_(y_[0]).div_(static_cast<double>(B_));
+    } else {
+      auto a = torch::mm(acts[L - 1], Wa_.value[p]);
+      auto head = attentionHead(acts.back(), a, valid, y_[0], B_, S_);
+      dz = head.dz;
+      dAtt = head.da;
+    }
     for (size_t l = L; l-- > 0;) {
       auto gb = Bs_[l].grad[p];
       at::sum_out(gb, dz, {0}, true);
       torch::Tensor da;
       if (l > 0) da = torch::mm(dz, W_[l].value[p].t());  // through the weights before they move
-      if (fusedGradAdam(l)) {
-        gradAdamProbe(W_[l], ps_[p], p, steps[p], sh_.opt.lr, acts[l], dz);
-      } else {
-        auto gw = W_[l].grad[p];
-        at::mm_out(gw, acts[l].t(), dz);
-        adamProbe(W_[l], ps_[p], p, steps[p], sh_.opt.lr);
+      if (attention_ && l + 1 == L) {
+        // The attention layer reads the same activations as the score layer; its gradient joins da before it moves.
+        if (l > 0) da.addmm_(dAtt, Wa_.value[p].t());
+        updateWeight(Wa_, p, l, steps, acts[l], dAtt);
       }
+      updateWeight(W_[l], p, l, steps, acts[l], dz);
       adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
       if (l > 0) dz = da.mul_(masks_[l - 1][p]).mul_(pre[l - 1].gt(0));
     }
   }
 
+  // Weight gradient A^T dz of probe p's weight (fed by layer l's input A) and its Adam update.
+  void updateWeight(Param& w, int64_t p, size_t l, const std::vector<int64_t>& steps, const torch::Tensor& A,
+                    const torch::Tensor& dz) {
+    if (fusedGradAdam(l)) {
+      gradAdamProbe(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz);
+    } else {
+      auto gw = w.grad[p];
+      at::mm_out(gw, A.t(), dz);
+      adamProbe(w, ps_[p], p, steps[p], sh_.opt.lr);
+    }
+  }
+
   // Other devices: batched products over the stack (bmm/baddbmm), then Adam in tensor operations.
-  void stepBatched(int64_t pa, const std::vector<int64_t>& steps) {
+  void stepBatched(int64_t pa, const std::vector<int64_t>& steps, const torch::Tensor& valid) {
     const size_t L = W_.size();
     std::vector<torch::Tensor> acts{inputs_.narrow(0, 0, pa).to(sh_.device)}, pre;
     for (size_t l = 0; l < L; ++l) {
@@ -386,27 +573,82 @@ class Stack {
       pre.push_back(z);
       acts.push_back(z.relu().mul_(mask(l, pa)));
     }
-    // d(mean BCE)/d(logit) per probe.
-    auto dz = torch::sigmoid(acts.back()).sub_(y_).div_(static_cast<double>(B_));
+    // d(mean BCE)/d(logit) per probe (through the attention head for attention probes).
+    torch::Tensor dz, dAtt;
+    if (!attention_) {
+      dz = torch::sigmoid(acts.back()).sub_(y_).div_(static_cast<double>(B_));
+    } else {
+      auto a = torch::bmm(acts[L - 1], Wa_.value.narrow(0, 0, pa));
+      auto head = attentionHead(acts.back(), a, valid, y_, B_, S_);
+      dz = head.dz;
+      dAtt = head.da;
+    }
     for (size_t l = L; l-- > 0;) {
       auto gw = W_[l].grad.narrow(0, 0, pa);
       torch::bmm_out(gw, acts[l].transpose(1, 2), dz);
       Bs_[l].grad.narrow(0, 0, pa).copy_(dz.sum(1, true));
+      if (attention_ && l + 1 == L) {
+        auto ga = Wa_.grad.narrow(0, 0, pa);
+        torch::bmm_out(ga, acts[l].transpose(1, 2), dAtt);
+      }
       if (l == 0) break;
       auto da = torch::bmm(dz, W_[l].value.narrow(0, 0, pa).transpose(1, 2));
+      if (attention_ && l + 1 == L) da.baddbmm_(dAtt, Wa_.value.narrow(0, 0, pa).transpose(1, 2));
       dz = da.mul_(mask(l - 1, pa)).mul_(pre[l - 1].gt(0));
     }
     for (size_t l = 0; l < L; ++l) {
       adamTensor(W_[l], ps_, pa, steps, sh_.opt.lr);
       adamTensor(Bs_[l], ps_, pa, steps, sh_.opt.lr);
     }
+    if (attention_) adamTensor(Wa_, ps_, pa, steps, sh_.opt.lr);
+  }
+
+  // Probe p's current or kept weights as a net of tensors.
+  NetTensors tensorsOf(int64_t p, bool best) const {
+    NetTensors net;
+    for (size_t l = 0; l < W_.size(); ++l) {
+      net.w.push_back((best ? W_[l].best : W_[l].value)[p]);
+      net.b.push_back((best ? Bs_[l].best : Bs_[l].value)[p]);
+    }
+    if (attention_) net.wa = (best ? Wa_.best : Wa_.value)[p];
+    return net;
+  }
+
+  // Logits of probe p for a split's standardised rows (an attention probe: per clip, over its S rows).
+  torch::Tensor logitsOf(int64_t p, const torch::Tensor& x, const torch::Tensor& valid, bool best) const {
+    if (!attention_) return forwardOne(W_, Bs_, p, x, best);
+    return netLogits(tensorsOf(p, best), x, S_, valid);
+  }
+
+  // Runs fn(p, x, valid) for every probe with its task's rows of `split` (0 validation, 1 test): the cached rows
+  // for MLP probes; for attention probes the rows of one task at a time, built once for all its probes.
+  template <typename Fn>
+  void withEvalRows(int split, const Fn& fn) {
+    if (!attention_) {
+      for (int64_t p = 0; p < P_; ++p) {
+        int t = ps_[p].task;
+        fn(p, split == 0 ? sh_.valX[t] : sh_.testX[t], split == 0 ? sh_.valValid[t] : sh_.testValid[t]);
+      }
+      return;
+    }
+    std::vector<bool> done(P_, false);
+    for (int64_t q = 0; q < P_; ++q) {
+      if (done[q]) continue;
+      const int t = ps_[q].task;
+      const EvalRows e = evalRows(sh_, split == 0 ? sh_.tasks[t].val : sh_.tasks[t].test, t);
+      for (int64_t p = q; p < P_; ++p) {
+        if (ps_[p].task != t) continue;
+        fn(p, e.x, e.valid);
+        done[p] = true;
+      }
+    }
   }
 
   // Validation loss and accuracy of every probe (no dropout); keeps the weights of a new best loss.
   void evaluate(Result& res, int64_t epoch, std::vector<float>& bestLoss) {
-    for (int64_t p = 0; p < P_; ++p) {
+    withEvalRows(0, [&](int64_t p, const torch::Tensor& x, const torch::Tensor& valid) {
       int t = ps_[p].task;
-      auto logits = forwardOne(W_, Bs_, p, sh_.valX[t], false);
+      auto logits = logitsOf(p, x, valid, false);
       const auto& y = sh_.valY[t];
       float loss = torch::binary_cross_entropy_with_logits(logits, y).item<float>();
       float acc = logits.gt(0).to(torch::kFloat).eq(y).to(torch::kFloat).mean().item<float>();
@@ -422,35 +664,53 @@ class Stack {
           W_[l].best[p].copy_(W_[l].value[p]);
           Bs_[l].best[p].copy_(Bs_[l].value[p]);
         }
+        if (attention_) Wa_.best[p].copy_(Wa_.value[p]);
       }
-    }
+    });
+  }
+
+  Net netOf(int64_t p, int t) const {
+    return extractNet(W_, Bs_, attention_ ? &Wa_ : nullptr, p, sh_.scalers[t]);
   }
 
   void finish(Result& res) {
-    const bool linear = dims_.size() == 2;
-    for (int64_t p = 0; p < P_; ++p) {
+    const bool linear = dims_.size() == 2 && !attention_;
+    withEvalRows(1, [&](int64_t p, const torch::Tensor& testX, const torch::Tensor& testValid) {
       int t = ps_[p].task;
       ProbeResult& r = res.probes[ps_[p].index];
       if (r.bestEpoch < 0) {
         r.bestValLoss = std::numeric_limits<double>::quiet_NaN();
         r.bestValAcc = std::numeric_limits<double>::quiet_NaN();
       }
-      auto logits = forwardRows(sh_.testX[t], [&](const torch::Tensor& x) { return forwardOne(W_, Bs_, p, x, true); });
+      torch::Tensor logits;
+      if (!attention_) {
+        logits = forwardRows(testX, [&](const torch::Tensor& x) { return forwardOne(W_, Bs_, p, x, true); });
+      } else {
+        const NetTensors net = tensorsOf(p, true);
+        std::vector<torch::Tensor> weights;
+        logits = forwardClips(testX, S_, testValid, [&](const torch::Tensor& x, const torch::Tensor& v) {
+          torch::Tensor w;
+          auto z = netLogits(net, x, S_, v, &w);
+          weights.push_back(w);
+          return z;
+        });
+        r.testWeights = toVector(torch::cat(weights, 0).narrow(0, 0, logits.size(0)));
+      }
       r.testProb = toVector(torch::sigmoid(logits).view(-1));
       if (sh_.opt.keepAllWeights) {
-        r.net = extractNet(W_, Bs_, p, sh_.scalers[t]);
+        r.net = netOf(p, t);
         r.hasNet = true;
       }
       TaskResult& tr = res.tasks[t];
       if (better(res, ps_[p].index, probeIndex(t, tr.selected))) {
         tr.selected = ps_[p].config;
-        tr.selectedNet = extractNet(W_, Bs_, p, sh_.scalers[t]);
+        tr.selectedNet = netOf(p, t);
       }
       if (linear && better(res, ps_[p].index, probeIndex(t, tr.linear))) {
         tr.linear = ps_[p].config;
-        tr.linearNet = extractNet(W_, Bs_, p, sh_.scalers[t]);
+        tr.linearNet = netOf(p, t);
       }
-    }
+    });
   }
 
   // Index into Result::probes of task t's config c (results are task-major); -1 for none.
@@ -469,21 +729,24 @@ class Stack {
   Shared& sh_;
   std::vector<ProbeSpec> ps_;
   int64_t P_, B_;
+  bool attention_;
+  int64_t S_, R_;  // segments per clip (1 for MLP probes) and rows per step (B * S)
   std::vector<int64_t> dims_;
   std::vector<Param> W_, Bs_;
+  Param Wa_;  // attention probes: the attention layer [P, last hidden, 1] (no bias)
   torch::Tensor y_, inputs_;
   std::vector<torch::Tensor> masks_;
 };
 
 }  // namespace
 
-int64_t stackBytesPerProbe(int64_t dim, const std::vector<int64_t>& hidden, int64_t batchSize) {
-  return Stack::bytesPerProbe(dim, hidden, batchSize);
+int64_t stackBytesPerProbe(int64_t dim, const Arch& arch, int64_t batchSize, int64_t rowsPerClip) {
+  return Stack::bytesPerProbe(dim, arch, batchSize, rowsPerClip);
 }
 
-void trainStack(Shared& sh, const std::vector<int64_t>& hidden, std::vector<ProbeSpec> ps, Result& res,
-                int64_t stackIndex, int64_t stacks, int64_t& probesDone) {
-  Stack stack(sh, hidden, std::move(ps));
+void trainStack(Shared& sh, const Arch& arch, std::vector<ProbeSpec> ps, Result& res, int64_t stackIndex,
+                int64_t stacks, int64_t& probesDone) {
+  Stack stack(sh, arch, std::move(ps));
   stack.run(res, stackIndex, stacks, probesDone);
 }
 

@@ -1,4 +1,6 @@
-// Binding of the probe trainer: trainProbeGrid (with progress and cancellation) and predictProbes.
+// Binding of the probe trainer: trainProbeGrid (with progress and cancellation), predictProbes and, for attention
+// probes on segment features, predictSegmentProbes.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -46,6 +48,7 @@ pr::Config ReadConfig(const Napi::Value& v, const std::string& label) {
   });
   c.dropout = GetNumber(o, "dropout", 0.5);
   c.l2 = GetNumber(o, "l2", 0);
+  c.attention = GetBool(o, "attention", false);
   return c;
 }
 
@@ -64,6 +67,39 @@ std::pair<std::shared_ptr<std::vector<float>>, int64_t> ReadFeatures(const Napi:
   return {features, dim};
 }
 
+// The training matrix, borrowed rather than copied: segment features are the largest thing a run holds
+// ([clips, S, dim]), and a copy would double them. The reference keeps the array alive until the job is over; it
+// is released on the JS thread with the job's state (Submit destroys the work function there). The caller must
+// not change or transfer the array until the promise settles (lib/probes/train.ts documents it).
+struct BorrowedFeatures {
+  Napi::Reference<Napi::Float32Array> ref;
+  const float* data = nullptr;
+  int64_t n = 0, dim = 0;
+};
+
+std::shared_ptr<BorrowedFeatures> BorrowFeatures(const Napi::Value& data, const Napi::Value& width, int64_t rowsPerClip) {
+  if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    ThrowCoded(data.Env(), calmkit::code::kInvalidArgument, "features must be a Float32Array");
+  }
+  auto arr = data.As<Napi::Float32Array>();
+  const double d = width.IsNumber() ? width.As<Napi::Number>().DoubleValue() : 0.5;
+  if (!(d >= 1 && d <= kMaxSafeInteger) || d != std::floor(d)) {
+    ThrowCoded(data.Env(), calmkit::code::kInvalidArgument, "dim must be a positive integer");
+  }
+  auto out = std::make_shared<BorrowedFeatures>();
+  out->dim = static_cast<int64_t>(d);
+  const size_t per = static_cast<size_t>(out->dim * rowsPerClip);
+  if (arr.ElementLength() % per != 0) {
+    ThrowCoded(data.Env(), calmkit::code::kDataMismatch,
+               "features has " + std::to_string(arr.ElementLength()) + " values, not a multiple of " +
+                   (rowsPerClip > 1 ? "segments x dim " : "dim ") + std::to_string(per));
+  }
+  out->n = static_cast<int64_t>(arr.ElementLength() / per);
+  out->data = arr.Data();
+  out->ref = Napi::Persistent(arr);
+  return out;
+}
+
 // Types are converted safely here; their values are the core's to check (probes::validate).
 pr::Options ReadOptions(const Napi::Value& v) {
   pr::Options o;
@@ -80,7 +116,35 @@ pr::Options ReadOptions(const Napi::Value& v) {
   o.keepAllWeights = GetBool(obj, "keepAllWeights", false);
   o.batchedStep = GetBool(obj, "batchedStep", false);
   o.threads = static_cast<int>(GetInt(obj, "threads", 0, 0, 65536));
+  o.segments = GetInt(obj, "segments", 0, -kMaxSafeInteger, kMaxSafeInteger);
+  auto valid = obj.Get("validSegments");
+  if (!valid.IsUndefined() && !valid.IsNull()) {
+    o.validSegments = CopyTyped<int32_t, napi_int32_array>(valid, "options.validSegments", "Int32Array");
+  }
   return o;
+}
+
+Napi::Object LayerToJs(Napi::Env env, pr::Layer& layer) {
+  auto lo = Napi::Object::New(env);
+  lo.Set("in", Napi::Number::New(env, static_cast<double>(layer.in)));
+  lo.Set("out", Napi::Number::New(env, static_cast<double>(layer.out)));
+  lo.Set("weight", ToFloat32Array(env, std::move(layer.weight)));
+  lo.Set("bias", ToFloat32Array(env, std::move(layer.bias)));
+  return lo;
+}
+
+pr::Layer LayerFromJs(const Napi::Value& v, const std::string& label) {
+  auto lo = ObjectAt(v, label);
+  pr::Layer layer;
+  layer.in = GetInt(lo, "in", 0, 0, kMaxSafeInteger);
+  layer.out = GetInt(lo, "out", 0, 0, kMaxSafeInteger);
+  layer.weight = CopyFloat32(lo.Get("weight"), label + ".weight");
+  layer.bias = CopyFloat32(lo.Get("bias"), label + ".bias");
+  if (layer.in < 1 || layer.out < 1 || layer.weight.size() != static_cast<size_t>(layer.in * layer.out) ||
+      layer.bias.size() != static_cast<size_t>(layer.out)) {
+    ThrowCoded(v.Env(), calmkit::code::kProbe, label + " has inconsistent shapes");
+  }
+  return layer;
 }
 
 Napi::Value NetToJs(Napi::Env env, pr::Net& net) {
@@ -90,15 +154,9 @@ Napi::Value NetToJs(Napi::Env env, pr::Net& net) {
     o.Set("std", ToFloat32Array(env, std::move(net.std)));
   }
   auto layers = Napi::Array::New(env, net.layers.size());
-  for (size_t l = 0; l < net.layers.size(); ++l) {
-    auto lo = Napi::Object::New(env);
-    lo.Set("in", Napi::Number::New(env, static_cast<double>(net.layers[l].in)));
-    lo.Set("out", Napi::Number::New(env, static_cast<double>(net.layers[l].out)));
-    lo.Set("weight", ToFloat32Array(env, std::move(net.layers[l].weight)));
-    lo.Set("bias", ToFloat32Array(env, std::move(net.layers[l].bias)));
-    layers.Set(static_cast<uint32_t>(l), lo);
-  }
+  for (size_t l = 0; l < net.layers.size(); ++l) layers.Set(static_cast<uint32_t>(l), LayerToJs(env, net.layers[l]));
   o.Set("layers", layers);
+  if (net.attention) o.Set("attention", LayerToJs(env, net.attentionLayer));
   return o;
 }
 
@@ -111,21 +169,22 @@ pr::Net NetFromJs(const Napi::Value& v, const std::string& label) {
   }
   auto layers = ArrayAt(o.Get("layers"), label + ".layers");
   for (uint32_t l = 0; l < layers.Length(); ++l) {
-    auto lo = ObjectAt(layers.Get(l), label + ".layers[" + std::to_string(l) + "]");
-    pr::Layer layer;
-    layer.in = GetInt(lo, "in", 0, 0, kMaxSafeInteger);
-    layer.out = GetInt(lo, "out", 0, 0, kMaxSafeInteger);
-    layer.weight = CopyFloat32(lo.Get("weight"), "weight");
-    layer.bias = CopyFloat32(lo.Get("bias"), "bias");
-    bool chained = l == 0 || layer.in == net.layers.back().out;
-    if (layer.in < 1 || layer.out < 1 || !chained || layer.weight.size() != static_cast<size_t>(layer.in * layer.out) ||
-        layer.bias.size() != static_cast<size_t>(layer.out)) {
+    pr::Layer layer = LayerFromJs(layers.Get(l), label + ".layers[" + std::to_string(l) + "]");
+    if (l > 0 && layer.in != net.layers.back().out) {
       ThrowCoded(v.Env(), calmkit::code::kProbe, label + ": layer " + std::to_string(l) + " has inconsistent shapes");
     }
     net.layers.push_back(std::move(layer));
   }
   if (net.layers.empty() || net.layers.back().out != 1) {
     ThrowCoded(v.Env(), calmkit::code::kProbe, label + ": a probe must end in one logit");
+  }
+  if (!o.Get("attention").IsUndefined()) {
+    net.attention = true;
+    net.attentionLayer = LayerFromJs(o.Get("attention"), label + ".attention");
+    if (net.attentionLayer.in != net.layers.back().in || net.attentionLayer.out != 1) {
+      ThrowCoded(v.Env(), calmkit::code::kProbe,
+                 label + ": the attention layer must read what the score layer reads and give one logit");
+    }
   }
   if (!net.mean.empty() && (net.mean.size() != static_cast<size_t>(net.layers[0].in) || net.std.size() != net.mean.size())) {
     ThrowCoded(v.Env(), calmkit::code::kProbe, label + ": standardisation does not match the input size");
@@ -147,6 +206,7 @@ Napi::Value ResultToJs(Napi::Env env, pr::Result& r) {
     po.Set("bestValLoss", p.bestValLoss);
     po.Set("bestValAcc", p.bestValAcc);
     po.Set("testProb", ToFloat32Array(env, std::move(p.testProb)));
+    if (!p.testWeights.empty()) po.Set("testAttention", ToFloat32Array(env, std::move(p.testWeights)));
     if (p.hasNet) po.Set("net", NetToJs(env, p.net));
     probes.Set(static_cast<uint32_t>(i), po);
   }
@@ -179,12 +239,10 @@ struct ProgressSink {
 
 Napi::Value TrainProbeGrid(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto matrix = ReadFeatures(info[0], info[1]);
-  auto features = matrix.first;
-  const int64_t dim = matrix.second;
   auto tasks = std::make_shared<std::vector<pr::Task>>(MapArray(info[2], "tasks", ReadTask));
   auto configs = std::make_shared<std::vector<pr::Config>>(MapArray(info[3], "configs", ReadConfig));
   pr::Options opt = ReadOptions(info[4]);
+  auto features = BorrowFeatures(info[0], info[1], std::max<int64_t>(1, opt.segments));
   auto ctl = GetControl(info[5]);
   opt.cancelled = [ctl] { return ctl->isCancelled(); };
 
@@ -213,11 +271,11 @@ Napi::Value TrainProbeGrid(const Napi::CallbackInfo& info) {
       if (status != napi_ok) delete copy;
     };
   }
-  int64_t n = static_cast<int64_t>(features->size()) / dim;
   auto promise = Submit<std::shared_ptr<pr::Result>>(
       env, computeExecutor(),
-      [features, tasks, configs, opt, n, dim]() mutable {
-        auto r = std::make_shared<pr::Result>(pr::trainGrid(features->data(), n, dim, *tasks, *configs, opt));
+      [features, tasks, configs, opt]() mutable {
+        auto r = std::make_shared<pr::Result>(
+            pr::trainGrid(features->data, features->n, features->dim, *tasks, *configs, opt));
         opt.progress = nullptr;  // drops this copy's hold on the sink, so the TSFN is released with the job
         return r;
       },
@@ -239,11 +297,50 @@ Napi::Value PredictProbes(const Napi::CallbackInfo& info) {
       [](Napi::Env env, std::vector<float>& out) -> Napi::Value { return ToFloat32Array(env, std::move(out)); });
 }
 
+// predictSegmentProbes(features, dim, segments, validSegments | null, nets, device, withWeights)
+//   -> Promise<{ probabilities: Float32Array [n][nets], weights?: Float32Array [n][nets][segments] }>
+Napi::Value PredictSegmentProbes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto matrix = ReadFeatures(info[0], info[1]);
+  auto features = matrix.first;
+  const int64_t dim = matrix.second;
+  const double sd = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0.5;
+  if (!(sd >= 1 && sd <= kMaxSafeInteger) || sd != std::floor(sd)) {
+    ThrowCoded(env, calmkit::code::kInvalidArgument, "segments must be a positive integer");
+  }
+  const int64_t segments = static_cast<int64_t>(sd);
+  if (features->size() % static_cast<size_t>(segments * dim) != 0) {
+    ThrowCoded(env, calmkit::code::kDataMismatch,
+               "features has " + std::to_string(features->size()) + " values, not a multiple of segments x dim " +
+                   std::to_string(segments * dim));
+  }
+  std::vector<int32_t> valid;
+  if (!info[3].IsUndefined() && !info[3].IsNull()) {
+    valid = CopyTyped<int32_t, napi_int32_array>(info[3], "validSegments", "Int32Array");
+  }
+  auto nets = std::make_shared<std::vector<pr::Net>>(MapArray(info[4], "nets", NetFromJs));
+  std::string device = info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "cpu";
+  const bool withWeights = info[6].IsBoolean() && info[6].As<Napi::Boolean>().Value();
+  const int64_t n = static_cast<int64_t>(features->size()) / (segments * dim);
+  return Submit<pr::SegmentPrediction>(
+      env, computeExecutor(),
+      [features, nets, n, segments, dim, valid, device, withWeights] {
+        return pr::predictSegments(features->data(), n, segments, dim, valid, *nets, device, withWeights);
+      },
+      [withWeights](Napi::Env env, pr::SegmentPrediction& out) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("probabilities", ToFloat32Array(env, std::move(out.probabilities)));
+        if (withWeights) o.Set("weights", ToFloat32Array(env, std::move(out.weights)));
+        return o;
+      });
+}
+
 }  // namespace
 
 void InitProbes(Napi::Env env, Napi::Object exports) {
   exports.Set("trainProbeGrid", Napi::Function::New(env, TrainProbeGrid, "trainProbeGrid"));
   exports.Set("predictProbes", Napi::Function::New(env, PredictProbes, "predictProbes"));
+  exports.Set("predictSegmentProbes", Napi::Function::New(env, PredictSegmentProbes, "predictSegmentProbes"));
 }
 
 }  // namespace calmkit_napi

@@ -50,7 +50,7 @@ void printHparams(const jb::Hparams& h) {
             << h.tBins << "\n";
 }
 
-Register init("init", "--preset tiny|small|5b [--layers N] [--seed S] --out FILE: random-weight checkpoint",
+Register init("init", "--preset tiny|demo|small|5b [--layers N] [--seed S] --out FILE: random-weight checkpoint",
               [](int argc, char** argv) {
                 Args a = parseArgs(argc, argv);
                 const std::string out = a.get("out", "");
