@@ -192,9 +192,9 @@ export interface RawBinding {
   ): Promise<RawProbeGridResult>;
   /** P(present) for each row and net, row-major [n][nets]. */
   predictProbes(features: Float32Array, dim: number, nets: RawProbeNet[], device: string): Promise<Float32Array>;
-  jukeboxLoad(path: string, options: { device: string; precision: string }): Promise<RawJukeboxHandle>;
+  jukeboxLoad(path: string, options: { device: string; precision: string; verifyWeights?: boolean }): Promise<RawJukeboxHandle>;
   jukeboxInfo(handle: RawJukeboxHandle): RawJukeboxInfo;
-  jukeboxInspect(path: string): Promise<RawJukeboxInfo>;
+  jukeboxInspect(path: string, options?: { verifyWeights?: boolean }): Promise<RawJukeboxInfo>;
   jukeboxInit(options: { preset: string; layers?: number; seed?: number; out: string }): Promise<void>;
   jukeboxDispose(handle: RawJukeboxHandle): void;
   jukeboxExtract(

@@ -7,6 +7,7 @@ import type { Device } from '../runtime/device';
 import { withInterrupt } from './interrupt';
 import { addSettingsOptions, DEVICE_HELP, integer, settingsFromOptions, workItems, type SettingsOptions } from './options';
 import { createProgress } from './progress';
+import { EXIT } from './exit';
 
 interface ExtractOptions extends SettingsOptions {
   dataset?: string;
@@ -64,7 +65,7 @@ export function register(program: Command): void {
           ...summary.failed.map((f) => `  failed ${f.key} (${f.input}): ${f.code}: ${f.message}`),
         ];
         process.stdout.write(lines.join('\n') + '\n');
-        if (!summary.aborted && summary.failed.length > 0) process.exitCode = 2;
+        if (!summary.aborted && summary.failed.length > 0) process.exitCode = EXIT.SOME_FAILED;
       },
       { message: 'calmkit extract: interrupted; flushing finished clips (they are kept; rerun to resume)' },
     );

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace calmkit::audio {
 namespace {
@@ -132,21 +133,23 @@ void checkPositive(double v, double lo, double hi, const char* what, const std::
 
 #if CALMKIT_WITH_AUDIO
 Decoded decodeFile(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) throw Error(code::kAudioNotFound, path + ": no such file");
-    throw Error(code::kAudioUnreadable, path + ": cannot stat: " + std::strerror(errno));
+  // Never a blocking open: a FIFO, device or socket is refused before libsndfile sees it.
+  files::Opened f = files::openRegular(path);
+  if (f.fd < 0) {
+    const std::string msg = path + ": " + f.reason;
+    if (f.problem == files::Problem::NotFound) throw Error(code::kAudioNotFound, msg);
+    if (f.problem == files::Problem::IsDirectory) throw Error(code::kAudioIsDirectory, path + ": is a directory, not an audio file");
+    throw Error(code::kAudioUnreadable, msg);
   }
-  if (S_ISDIR(st.st_mode)) throw Error(code::kAudioIsDirectory, path + ": is a directory, not an audio file");
-  if (!S_ISREG(st.st_mode)) throw Error(code::kAudioUnreadable, path + ": not a regular file");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(code::kAudioUnreadable, path + ": cannot open: " + std::strerror(errno));
+  // libsndfile reads with plain read(2); a regular file ignores O_NONBLOCK, but nothing should depend on that.
+  ::fcntl(f.fd, F_SETFL, ::fcntl(f.fd, F_GETFL) & ~O_NONBLOCK);
+  const int fd = f.fd;
   SF_INFO info;
   std::memset(&info, 0, sizeof(info));
   SNDFILE* snd = sf_open_fd(fd, SFM_READ, &info, /*close_desc=*/SF_TRUE);
   if (!snd) {
     std::string why = sf_strerror(nullptr);
-    if (st.st_size == 0) throw Error(code::kAudioEmpty, path + ": the file is empty (0 bytes)");
+    if (f.size == 0) throw Error(code::kAudioEmpty, path + ": the file is empty (0 bytes)");
     throw Error(code::kAudioDecode, path + ": not a readable audio file (" + why + ")");
   }
   try {

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     std::cerr << "calmkit-core " << argv[1] << ": " << e.code() << ": " << e.what() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "calmkit-core " << argv[1] << ": ERR_INTERNAL: " << e.what() << "\n";
+    std::cerr << "calmkit-core " << argv[1] << ": ERR_INTERNAL: " << calmkit::torchMessage(e.what()) << "\n";
     return 1;
   }
 }
