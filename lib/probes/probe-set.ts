@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { binding } from '../../bindings';
 import type { RawProbeNet } from '../../bindings/raw';
-import { ArgumentError, DataError, ProbeError, native, nonEmptyString } from '../errors';
+import { ArgumentError, DataError, ProbeError, native, nonEmptyString, optionsObject } from '../errors';
 import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../extraction/recipe';
 import type { StoreSpec } from '../store/feature-store';
 import type { Device } from '../runtime/device';
@@ -214,7 +214,7 @@ export class ProbeSet {
    * (row-major n x dim). Runs in the native core, off the JS thread.
    */
   async predict(features: Float32Array, options: number | PredictOptions = {}): Promise<Predictions> {
-    const opts: PredictOptions = typeof options === 'number' ? { n: options } : options;
+    const opts: PredictOptions = typeof options === 'number' ? { n: options } : optionsObject('options', options);
     if (!(features instanceof Float32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'features must be a Float32Array');
     const dim = this.info.dim;
     const n = opts.n ?? features.length / dim;

@@ -8,6 +8,7 @@
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
+  calmkit::runtime::configureMemory();
   calmkit::runtime::configureThreads();
   auto& cmds = calmkit_tools::commands();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
