@@ -163,7 +163,7 @@ bool isStorageRecord(const std::string& name) {
 }
 
 size_t MemorySource::readAt(uint64_t pos, void* buf, size_t n) const {
-  if (pos >= size_) return 0;
+  if (pos >= size_ || n == 0) return 0;  // a zero-length read may come with a null buffer (found by fuzz_archive)
   const size_t k = static_cast<size_t>(std::min<uint64_t>(n, size_ - pos));
   std::memcpy(buf, data_ + pos, k);
   return k;

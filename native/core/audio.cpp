@@ -77,14 +77,20 @@ Decoded readAll(SNDFILE* snd, const SF_INFO& info, const std::string& label) {
   out.sampleRate = info.samplerate;
   out.format = formatName(info.format);
   if (info.channels <= 0) throw Error(code::kAudioDecode, label + ": the stream has no channels");
+  // libsndfile allows up to 1024; the read buffer is 65536 frames of every channel, so bound it to what music has.
+  if (info.channels > 256) throw Error(code::kAudioDecode, label + ": implausible channel count " + std::to_string(info.channels));
   if (info.samplerate < kMinRate || info.samplerate > kMaxRate) {
     throw Error(code::kAudioDecode, label + ": implausible sample rate " + std::to_string(info.samplerate) + " Hz");
   }
   // Frame counts can be unknown or wrong (MP3, truncated files): read in chunks until the stream ends.
   const sf_count_t chunk = 65536;
   std::vector<float> buf(static_cast<size_t>(chunk) * info.channels);
-  if (info.frames > 0 && info.frames < (int64_t(1) << 34)) {
-    out.interleaved.reserve(static_cast<size_t>(info.frames) * info.channels);
+  // The header's frame count is a claim, not a promise: reserve for it only up to 16 M samples (64 MB), so a few
+  // bytes claiming billions of frames cannot make a huge allocation (found by fuzz_audio); real data grows the
+  // buffer as it arrives.
+  if (info.frames > 0) {
+    const int64_t want = std::min<int64_t>(info.frames, int64_t(1) << 34) * info.channels;
+    out.interleaved.reserve(static_cast<size_t>(std::min<int64_t>(want, int64_t(1) << 24)));
   }
   for (;;) {
     sf_count_t got = sf_readf_float(snd, buf.data(), chunk);

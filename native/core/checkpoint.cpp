@@ -283,7 +283,9 @@ void checkHparams(const Hparams& hp, const std::string& label) {
     rf += 2 * jump;
   }
   const long double window = static_cast<long double>(hp.nCtx) * hop;
-  need(rf + hop <= kMaxSamples, "the encoder's receptive field (" + std::to_string(static_cast<double>(rf)) + " samples) must stay under 2^31 samples");
+  char rfText[32];
+  std::snprintf(rfText, sizeof rfText, "%.3g", static_cast<double>(rf));
+  need(rf + hop <= kMaxSamples, std::string("the encoder's receptive field (") + rfText + " samples) must stay under 2^31 samples");
   need(window + rf + 2 * hop <= kMaxSamples, "a window plus the encoder's margin (n_ctx * hop + receptive field) must stay under 2^31 samples");
   need(static_cast<long double>(hp.maxDuration) * hp.sampleRate <= static_cast<long double>(int64_t(1) << 50),
        "max_duration * sample_rate is too large for the timing bins");
