@@ -27,7 +27,7 @@ export interface JukeboxLoadOptions {
   precision?: JukeboxPrecision;
   /**
    * Check every record's CRC-32 and every weight for NaN/Inf while loading (default true). `false` skips both for
-   * a file you trust (saves their cost, about N % of a load; docs/contracts.md): record sizes, shapes, dtypes and
+   * a file you trust (saves their cost, docs/contracts.md "What a load proves"): record sizes, shapes, dtypes and
    * hyperparameter bounds are always checked.
    */
   verifyWeights?: boolean;
