@@ -56,6 +56,8 @@ const CLIP = { samples: synthAudio(20000, 4), sampleRate: 44100 };
 test.before(async () => {
   let file: string;
   ({ dir, file } = await tinyCheckpoint({ layers: 1 }));
+  // Bad values such as 'x' are valid relative paths: whatever they create lands in the temp dir.
+  process.chdir(dir);
   model = await Jukebox.load(file);
   const d = probeData(2);
   probes = await trainProbeGrid({ features: d.features, dim: d.dim, tasks: d.tasks, grid: { hidden: [[]], dropout: [0.5], l2: [0] }, epochs: 1 });
