@@ -220,9 +220,9 @@ export interface RawBinding {
     device: string,
     withWeights: boolean,
   ): Promise<{ probabilities: Float32Array; weights?: Float32Array }>;
-  jukeboxLoad(path: string, options: { device: string; precision: string }): Promise<RawJukeboxHandle>;
+  jukeboxLoad(path: string, options: { device: string; precision: string; verifyWeights?: boolean }): Promise<RawJukeboxHandle>;
   jukeboxInfo(handle: RawJukeboxHandle): RawJukeboxInfo;
-  jukeboxInspect(path: string): Promise<RawJukeboxInfo>;
+  jukeboxInspect(path: string, options?: { verifyWeights?: boolean }): Promise<RawJukeboxInfo>;
   jukeboxInit(options: { preset: string; layers?: number; seed?: number; out: string }): Promise<void>;
   jukeboxDispose(handle: RawJukeboxHandle): void;
   jukeboxExtract(

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { binding } from '../bindings';
 import type { RawDecoded, RawPrepared, RawPrepareOptions } from '../bindings/raw';
-import { ArgumentError, native, oneOf } from './errors';
+import { ArgumentError, booleanArg, describeValue, integerArg, invalidArgument, native, nonEmptyString, numberArg, oneOf, optional, optionsObject } from './errors';
 
 export const MODEL_SAMPLE_RATE = 44100;
 /** The paper's fitting of a 10 s clip: tile to 62 s, or load at 6.2x the rate. */
@@ -19,6 +19,7 @@ export const AUDIO_EXTENSIONS: readonly string[] = ['.ogg', '.oga', '.opus', '.w
 
 /** Every audio file (by AUDIO_EXTENSIONS, any case) under `dir`, recursively, in path order. */
 export function listAudioFiles(dir: string): string[] {
+  nonEmptyString('dir', dir);
   const files: string[] = [];
   const walk = (d: string) => {
     for (const ent of fs.readdirSync(d, { withFileTypes: true })) {
@@ -64,10 +65,35 @@ function inputLabel(input: AudioInput): string {
   return `<${input?.samples?.length ?? 0} samples>`;
 }
 
+/** An audio input's type, checked before anything reads it. */
+function checkAudioInput(input: unknown, bytesOnly = false): void {
+  if (typeof input === 'string') {
+    nonEmptyString('input', input);
+    return;
+  }
+  if (input instanceof Uint8Array) return;
+  if (!bytesOnly && typeof input === 'object' && input !== null && !Array.isArray(input)) {
+    const o = input as Record<string, unknown>;
+    if (!(o.samples instanceof Float32Array)) throw invalidArgument(`input.samples must be a Float32Array; got ${describeValue(o.samples)}`, 'input');
+    if (typeof o.sampleRate !== 'number') throw invalidArgument(`input.sampleRate must be a number; got ${describeValue(o.sampleRate)}`, 'input');
+    return;
+  }
+  throw invalidArgument(
+    `input must be a path, a Uint8Array${bytesOnly ? '' : ' or { samples: Float32Array, sampleRate }'}; got ${describeValue(input)}`,
+    'input',
+  );
+}
+
 /** Fills in the paper's defaults for tile (62 s) and upsample (6.2x). */
-export function resolveFormatting(options: LoadAudioOptions = {}): RawPrepareOptions {
+export function resolveFormatting(options?: LoadAudioOptions): RawPrepareOptions {
+  options = optionsObject('options', options);
   const formatting = oneOf('formatting', FORMATTINGS, options.formatting ?? 'none');
   const out: RawPrepareOptions = { formatting };
+  // Types here; the core checks the ranges (audio.h's bounds) and is the authority for the C++ tool.
+  optional(options, 'targetSeconds', numberArg);
+  optional(options, 'factor', numberArg);
+  optional(options, 'cropSamples', (n, v) => integerArg(n, v, { min: 0 }));
+  optional(options, 'normalise', booleanArg);
   if (options.targetSeconds !== undefined) out.targetSeconds = options.targetSeconds;
   if (options.factor !== undefined) out.factor = options.factor;
   if (formatting === 'tile' && out.targetSeconds === undefined && out.factor === undefined) out.targetSeconds = PAPER_TILE_SECONDS;
@@ -79,12 +105,15 @@ export function resolveFormatting(options: LoadAudioOptions = {}): RawPrepareOpt
 }
 
 /** Decodes, mixes to mono, resamples to 44.1 kHz, peak-normalises and fits a clip, off the JS thread. */
-export function loadAudio(input: AudioInput, options: LoadAudioOptions = {}): Promise<LoadedAudio> {
-  return native(async () => binding().loadAudio(input, resolveFormatting(options)), inputLabel(input));
+export async function loadAudio(input: AudioInput, options?: LoadAudioOptions): Promise<LoadedAudio> {
+  checkAudioInput(input);
+  const resolved = resolveFormatting(options);
+  return native(async () => binding().loadAudio(input, resolved), inputLabel(input));
 }
 
 /** Decodes an audio file or buffer without any processing (all channels, the source rate). */
-export function decodeAudio(input: string | Uint8Array): Promise<DecodedAudio> {
+export async function decodeAudio(input: string | Uint8Array): Promise<DecodedAudio> {
+  checkAudioInput(input, true);
   return native(async () => binding().decodeAudio(input), inputLabel(input));
 }
 
@@ -103,11 +132,17 @@ export interface WriteAudioOptions {
 }
 
 /** Encodes audio with libsndfile (WAV, FLAC, Ogg Vorbis, MP3), atomically (temp file + rename). */
-export function writeAudio(path: string, options: WriteAudioOptions): Promise<void> {
+export async function writeAudio(path: string, options: WriteAudioOptions): Promise<void> {
+  nonEmptyString('path', path);
+  options = optionsObject('options', options);
+  if (!(options.interleaved instanceof Float32Array)) throw invalidArgument(`interleaved must be a Float32Array; got ${describeValue(options.interleaved)}`, 'interleaved');
+  integerArg('channels', options.channels, { min: 1, max: 64 });
+  integerArg('sampleRate', options.sampleRate, { min: 1, max: 1536000 });
+  optional(options, 'encoding', (n, v) => oneOf(n, ['float', 'pcm16', 'pcm24'] as const, v));
   const ext = path.toLowerCase().split('.').pop() ?? '';
   const container = options.container ?? (ext === 'oga' ? 'ogg' : (ext as AudioContainer));
   if (!['wav', 'flac', 'ogg', 'mp3'].includes(container)) {
-    return Promise.reject(new ArgumentError('ERR_INVALID_ARGUMENT', `${path}: cannot tell the container from the extension; pass container`, { input: path }));
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', `${path}: cannot tell the container from the extension; pass container`, { input: path });
   }
   return native(
     async () =>

@@ -121,3 +121,86 @@ export function oneOf<T extends string>(name: string, values: readonly T[], valu
   if (typeof value === 'string' && (values as readonly string[]).includes(value)) return value as T;
   throw invalidArgument(`${name} must be ${orList(values)}; got '${String(value)}'`, name);
 }
+
+// --- type checks of public arguments: every public function runs these before it uses an argument, so a wrong
+// type is an ArgumentError naming the argument, never a TypeError from deep inside ---------------------------
+
+/** How a value reads in a message: its type, and the value itself when short. */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
+  switch (typeof value) {
+    case 'string':
+      return value.length > 60 ? `a string of ${value.length} characters` : `'${value}'`;
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+    case 'undefined':
+      return String(value);
+    case 'symbol':
+      return 'a symbol';
+    case 'function':
+      return 'a function';
+    default:
+      return 'an object';
+  }
+}
+
+/** `value` as an options object: undefined gives {}; anything but a plain object (null, an array, 42) is an ArgumentError. */
+export function optionsObject<T extends object>(name: string, value: T | undefined): T {
+  if (value === undefined) return {} as T;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidArgument(`${name} must be an object; got ${describeValue(value)}`, name);
+  return value;
+}
+
+/** A non-empty string (a path, a key, a name). */
+export function nonEmptyString(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) throw invalidArgument(`${name} must be a non-empty string; got ${describeValue(value)}`, name);
+  if (value.includes('\0')) throw invalidArgument(`${name} must not contain a NUL character`, name);
+  return value;
+}
+
+/** An integer in [min, max] (max defaults to Number.MAX_SAFE_INTEGER), or undefined when optional and absent. */
+export function integerArg(name: string, value: unknown, range: { min: number; max?: number }): number {
+  const max = range.max ?? Number.MAX_SAFE_INTEGER;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < range.min || value > max) {
+    throw invalidArgument(`${name} must be an integer in ${range.min}..${max}; got ${describeValue(value)}`, name);
+  }
+  return value;
+}
+
+/** A finite number in [min, max]. */
+export function numberArg(name: string, value: unknown, range: { min?: number; max?: number } = {}): number {
+  const min = range.min ?? -Number.MAX_VALUE;
+  const max = range.max ?? Number.MAX_VALUE;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    throw invalidArgument(`${name} must be a finite number${range.min !== undefined || range.max !== undefined ? ` in [${min}, ${max}]` : ''}; got ${describeValue(value)}`, name);
+  }
+  return value;
+}
+
+export function booleanArg(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw invalidArgument(`${name} must be true or false; got ${describeValue(value)}`, name);
+  return value;
+}
+
+/** An optional callback. */
+export function functionArg<F extends (...args: never[]) => unknown>(name: string, value: unknown): F | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw invalidArgument(`${name} must be a function; got ${describeValue(value)}`, name);
+  return value as F;
+}
+
+/** An optional AbortSignal. */
+export function signalArg(name: string, value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof AbortSignal)) throw invalidArgument(`${name} must be an AbortSignal; got ${describeValue(value)}`, name);
+  return value;
+}
+
+/** Every listed optional field of `o` has the given check applied when present (undefined means absent). */
+export function optional<T>(o: object, key: string, check: (name: string, value: unknown) => T): T | undefined {
+  const v = (o as Record<string, unknown>)[key];
+  return v === undefined ? undefined : check(key, v);
+}

@@ -54,7 +54,9 @@ test('truncated and non-TorchScript files are ERR_MODEL_FORMAT', async (t) => {
   for (const f of [truncated, text]) {
     const e = await t.throwsAsync(Jukebox.load(f), { instanceOf: ModelError });
     t.is(e?.code, 'ERR_MODEL_FORMAT');
-    t.regex(e!.message, /not a readable TorchScript archive/);
+    // calmkit reads the zip directory itself before LibTorch does (was LibTorch's "not a readable TorchScript
+    // archive" message before issue 14).
+    t.regex(e!.message, /not a readable checkpoint archive: (no end-of-central-directory record|the file is too short to be a zip archive)/);
   }
   await stillWorks(t);
 });

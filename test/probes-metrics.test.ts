@@ -1,6 +1,7 @@
 // Probe metrics against cases computed by hand (sklearn's conventions), including tied scores.
 import test from 'ava';
 import { binaryMetrics, macroMetrics } from '../lib/probes/metrics';
+import { DataError } from '../lib/errors';
 
 const close = (t: { true: (v: boolean, m?: string) => void }, a: number, b: number, what: string) =>
   t.true(Math.abs(a - b) < 1e-9, `${what}: ${a} vs ${b}`);
@@ -58,5 +59,6 @@ test('a single class makes AP and ROC-AUC undefined (NaN), and macro averages sk
 });
 
 test('mismatched lengths are rejected', (t) => {
-  t.throws(() => binaryMetrics([0.1, 0.2], [1]), { instanceOf: RangeError });
+  // Mismatched lengths are a DataError like every other mismatch (was a plain RangeError before issue 14).
+  t.throws(() => binaryMetrics([0.1, 0.2], [1]), { instanceOf: DataError, code: 'ERR_DATA_MISMATCH' });
 });

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { decodeAudio, FORMATTINGS, loadAudio, type Formatting } from '../audio';
 import { choice, positiveNumber } from './options';
+import { EXIT } from './exit';
 
 export function register(program: Command): void {
   program
@@ -39,6 +40,6 @@ export function register(program: Command): void {
           console.error(`${file}: ${e.code ?? 'ERROR'}: ${e.message}`);
         }
       }
-      if (failed) process.exitCode = 1;
+      if (failed) process.exitCode = EXIT.SOME_FAILED;
     });
 }

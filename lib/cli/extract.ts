@@ -8,6 +8,7 @@ import { withInterrupt } from './interrupt';
 import { addSettingsOptions, DEVICE_HELP, integer, settingsFromOptions, workItems, type SettingsOptions } from './options';
 import { extractionUpdate } from './output';
 import { createProgress, formatRate, plural } from './progress';
+import { EXIT } from './exit';
 
 interface ExtractOptions extends SettingsOptions {
   dataset?: string;
@@ -17,6 +18,7 @@ interface ExtractOptions extends SettingsOptions {
   batch: number;
   device: Device;
   flushEvery: number;
+  verifyWeights: boolean;
 }
 
 export function register(program: Command): void {
@@ -30,13 +32,14 @@ export function register(program: Command): void {
     .option('--shard <i/N>', 'only the clips whose index in key order is i mod N')
     .option('--batch <n>', 'clips per forward pass', integer('--batch', { min: 1 }), 1)
     .option('--device <device>', DEVICE_HELP, 'cpu')
-    .option('--flush-every <n>', 'clips between durable flushes (work lost on a crash is at most this)', integer('--flush-every', { min: 1 }), 64);
+    .option('--flush-every <n>', 'clips between durable flushes (work lost on a crash is at most this)', integer('--flush-every', { min: 1 }), 64)
+    .option('--no-verify-weights', "skip the checkpoint's CRC-32 and NaN/Inf checks (a file you trust)");
   addSettingsOptions(cmd).action(async (files: string[], opts: ExtractOptions) => {
     const items = workItems(opts.dataset, files, opts.shard);
     await withInterrupt(
       async (signal) => {
         process.stderr.write(`extract: loading ${opts.model} (${opts.device}, ${opts.precision})\n`);
-        await using model = await Jukebox.load(opts.model, { device: opts.device, precision: opts.precision, signal });
+        await using model = await Jukebox.load(opts.model, { device: opts.device, precision: opts.precision, verifyWeights: opts.verifyWeights, signal });
         const settings = settingsFromOptions({ id: model.id, path: opts.model, preset: model.info.preset }, opts, model.info.depth);
         const stores = LayerStores.open(opts.out, settings, { create: true });
         process.stderr.write(
@@ -71,7 +74,7 @@ export function register(program: Command): void {
           ...summary.failed.map((f) => `  failed ${f.key} (${f.input}): ${f.code}: ${f.message}`),
         ];
         process.stdout.write(lines.join('\n') + '\n');
-        if (!summary.aborted && summary.failed.length > 0) process.exitCode = 2;
+        if (!summary.aborted && summary.failed.length > 0) process.exitCode = EXIT.SOME_FAILED;
       },
       { message: 'calmkit extract: interrupted; flushing finished clips (they are kept; rerun to resume)' },
     );

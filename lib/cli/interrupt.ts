@@ -2,6 +2,7 @@
 // is flushed and kept; a second one exits at once (only what was already published is kept, which is always
 // consistent). Exit status 130 after an interrupt.
 import { AbortError } from '../errors';
+import { EXIT } from './exit';
 import { statusLineActive } from './progress';
 
 export interface InterruptOptions {
@@ -15,7 +16,7 @@ export async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) {
       process.stderr.write(`${sig} again: exiting without waiting for the current step\n`);
-      process.exit(130);
+      process.exit(EXIT.INTERRUPTED);
     }
     interrupted = true;
     // On a terminal the ^C echo sits where the cursor was: a status line is cleared by the write itself (it goes
@@ -28,12 +29,12 @@ export async function withInterrupt<T>(work: (signal: AbortSignal) => Promise<T>
   process.on('SIGTERM', onSignal);
   try {
     const result = await work(controller.signal);
-    if (interrupted) process.exitCode = 130;
+    if (interrupted) process.exitCode = EXIT.INTERRUPTED;
     return result;
   } catch (err) {
     if (interrupted || err instanceof AbortError) {
       process.stderr.write('interrupted: run the same command again to resume\n');
-      process.exitCode = 130;
+      process.exitCode = EXIT.INTERRUPTED;
       return undefined;
     }
     throw err;

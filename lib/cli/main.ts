@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // The calmkit CLI: one file per command, each exporting register(program); shared flag parsers in options.ts.
 import { Command } from 'commander';
-import { CalmkitError } from '../errors';
 import { calmkitVersion } from '../runtime';
 import { register as registerAudio } from './audio';
 import { register as registerDemoData } from './demo-data';
@@ -14,13 +13,15 @@ import { register as registerReport } from './report';
 import { register as registerStudy } from './study';
 import { register as registerTrain } from './train';
 import { register as registerWorker } from './worker';
+import { EXIT, formatError, verboseErrors } from './exit';
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('calmkit')
     .description('Jukebox CALM representations and instrument-recognition probes')
-    .version(calmkitVersion());
+    .version(calmkitVersion())
+    .option('--verbose', 'on an error, print its stack and causes too (also CALMKIT_DEBUG=1)');
   const commands = [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerTrain, registerPredict, registerReport, registerStudy, registerQueue, registerWorker];
   for (const register of commands) register(program);
   return program;
@@ -30,12 +31,8 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    if (err instanceof CalmkitError) {
-      console.error(`calmkit: ${err.code}: ${err.message}`);
-    } else {
-      console.error(`calmkit: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    }
-    process.exitCode = process.exitCode || 1;
+    console.error(formatError(err, verboseErrors(argv)));
+    process.exitCode = process.exitCode || EXIT.ERROR;
   }
 }
 

@@ -45,8 +45,9 @@ export function register(program: Command): void {
     .command('info <file>')
     .description('hyperparameters, layers, dtypes and bytes of a checkpoint (validates every key)')
     .option('--json', 'print JSON')
-    .action(async (file: string, opts: { json?: boolean }) => {
-      const info = await Jukebox.inspect(file);
+    .option('--no-verify-weights', 'skip the CRC-32 and NaN/Inf checks of the weights (a file you trust)')
+    .action(async (file: string, opts: { json?: boolean; verifyWeights: boolean }) => {
+      const info = await Jukebox.inspect(file, { verifyWeights: opts.verifyWeights });
       process.stdout.write(opts.json ? `${JSON.stringify(info, null, 2)}\n` : `${formatInfo(file, info)}\n`);
     });
 }

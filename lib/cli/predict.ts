@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { Device } from '../runtime/device';
 import { predictAudio } from '../study';
 import { DEVICE_HELP, integer } from './options';
+import { EXIT } from './exit';
 
 export function register(program: Command): void {
   program
@@ -31,6 +32,6 @@ export function register(program: Command): void {
           }
         });
       }
-      if (p.failed.length) process.exitCode = 1;
+      if (p.failed.length) process.exitCode = EXIT.SOME_FAILED;
     });
 }

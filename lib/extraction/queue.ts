@@ -425,10 +425,11 @@ export class ExtractionWorker {
       g = this.group({ ...data, settings });
     } catch (err) {
       // A store with other settings (or a corrupt one) stays so; a system error (a shared filesystem that is
-      // briefly away) may not, and gets the job's bounded attempts.
+      // briefly away; typed ERR_DATA_STORE_IO by the store) may not, and gets the job's bounded attempts.
       const e = err as { code?: string; message: string };
       const reason = `${e.code ?? 'ERR_INTERNAL'}: ${e.message}`;
-      throw err instanceof CalmkitError ? new UnrecoverableError(reason) : new Error(reason);
+      const transient = !(err instanceof CalmkitError) || err.code === 'ERR_DATA_STORE_IO';
+      throw transient ? new Error(reason) : new UnrecoverableError(reason);
     }
     if (g.stores.has(data.key)) {
       this.done(true);

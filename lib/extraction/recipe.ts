@@ -4,7 +4,7 @@
 // predicting from audio can retrace the path the training features took.
 import crypto from 'node:crypto';
 import { FORMATTINGS, resolveFormatting, type Formatting } from '../audio';
-import { DataError, invalidArgument, oneOf } from '../errors';
+import { DataError, describeValue, invalidArgument, oneOf, optionsObject } from '../errors';
 import { PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows } from '../model/options';
 import { canonicalJson } from '../store/canonical-json';
 import { STORE_DTYPES, type StoreDtype, type StoreSpec } from '../store/feature-store';
@@ -81,6 +81,10 @@ export function resolveSettings(input: SettingsInput): ExtractionSettings {
 
 /** @internal What the hash covers: the settings minus descriptive fields (model path and preset). */
 export function settingsIdentity(s: ExtractionSettings | FeatureRecipe): Record<string, unknown> {
+  const o = optionsObject('settings', s);
+  if (o.model === null || typeof o.model !== 'object' || typeof o.model.id !== 'string') {
+    throw invalidArgument(`settings.model must be { id: string, ... }; got ${describeValue(o.model)}`, 'settings');
+  }
   const { version: _version, ...rest } = s as FeatureRecipe;
   return { ...rest, model: { id: s.model.id } };
 }

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AUDIO_EXTENSIONS, listAudioFiles } from '../audio';
-import { DataError, invalidArgument } from '../errors';
+import { DataError, describeValue, invalidArgument, nonEmptyString } from '../errors';
 import { OpenMIC } from '../openmic';
 
 export interface WorkItem {
@@ -33,6 +33,8 @@ export function openmicItems(ds: OpenMIC): WorkItem[] {
 
 /** Files as work items, key = base name without extension; two files with one key are a DataError. */
 export function fileItems(files: readonly string[]): WorkItem[] {
+  if (!Array.isArray(files)) throw invalidArgument(`files must be an array of paths; got ${describeValue(files)}`, 'files');
+  files.forEach((f, i) => nonEmptyString(`files[${i}]`, f));
   const byKey = new Map<string, string>();
   for (const f of files) {
     const base = path.basename(f);

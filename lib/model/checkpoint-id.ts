@@ -1,7 +1,8 @@
 // A checkpoint's identity, as feature stores, probe sets and queue jobs name it.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { ModelError } from '../errors';
+import { ModelError, nonEmptyString } from '../errors';
+import { notRegularFile } from '../store/fsatomic';
 
 export const MODEL_ID_PREFIX = 'fl1m-sha256:';
 
@@ -11,6 +12,10 @@ export const MODEL_ID_PREFIX = 'fl1m-sha256:';
  * CRC-32 and size of every member, so a change to any tensor changes the id even when it sits mid-file.
  */
 export function modelId(file: string): string {
+  nonEmptyString('file', file);
+  // Opening a FIFO would block this (the JS) thread until a writer came.
+  const notRegular = notRegularFile(file);
+  if (notRegular) throw new ModelError('ERR_MODEL_FILE', `cannot open model ${file}: ${notRegular}`, { input: file });
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');

@@ -4,7 +4,7 @@
 import { binding } from '../../bindings';
 import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../../bindings/raw';
 import { loadAudio, type AudioInput, type LoadAudioOptions } from '../audio';
-import { abortError, ArgumentError, DisposedError, native, nativeSync, oneOf } from '../errors';
+import { abortError, AbortError, ArgumentError, booleanArg, describeValue, DisposedError, functionArg, integerArg, invalidArgument, native, nativeSync, nonEmptyString, oneOf, optional, optionsObject, signalArg } from '../errors';
 import type { Device } from '../runtime/device';
 import { modelId } from './checkpoint-id';
 import { ChunkChannel } from './chunk-channel';
@@ -25,7 +25,29 @@ export interface JukeboxLoadOptions {
   device?: JukeboxDevice;
   /** Default `fp32` (see JukeboxPrecision). */
   precision?: JukeboxPrecision;
+  /**
+   * Check every record's CRC-32 and every weight for NaN/Inf while loading (default true). `false` skips both for
+   * a file you trust (saves their cost, docs/contracts.md "What a load proves"): record sizes, shapes, dtypes and
+   * hyperparameter bounds are always checked.
+   */
+  verifyWeights?: boolean;
   signal?: AbortSignal;
+}
+
+/** Options of Jukebox.inspect. */
+export interface JukeboxInspectOptions {
+  /** As in JukeboxLoadOptions (default true). */
+  verifyWeights?: boolean;
+}
+
+/** Options of Jukebox.writeRandomCheckpoint. */
+export interface RandomCheckpointOptions {
+  preset: JukeboxPreset;
+  /** Transformer blocks to keep, 1..4096 (default: the preset's). */
+  layers?: number;
+  /** Non-negative integer (default 0). */
+  seed?: number;
+  out: string;
 }
 
 /** Model hyperparameters and storage facts, plus where it runs. */
@@ -112,6 +134,29 @@ function isTokens(input: JukeboxInput): input is { tokens: Int32Array } {
   return typeof input === 'object' && input !== null && !(input instanceof Uint8Array) && 'tokens' in input;
 }
 
+/** Each input is a path, encoded bytes, `{ samples, sampleRate }` or `{ tokens }`, before anything reads it. */
+function checkInput(input: unknown, i: number, many: boolean): void {
+  const name = many ? `inputs[${i}]` : 'input';
+  if (typeof input === 'string') {
+    nonEmptyString(name, input);
+    return;
+  }
+  if (input instanceof Uint8Array) return;
+  if (typeof input === 'object' && input !== null && !Array.isArray(input)) {
+    const o = input as Record<string, unknown>;
+    if ('tokens' in o) {
+      if (!(o.tokens instanceof Int32Array)) throw invalidArgument(`${name}.tokens must be an Int32Array; got ${describeValue(o.tokens)}`, name);
+      return;
+    }
+    if ('samples' in o) {
+      if (!(o.samples instanceof Float32Array)) throw invalidArgument(`${name}.samples must be a Float32Array; got ${describeValue(o.samples)}`, name);
+      if (typeof o.sampleRate !== 'number') throw invalidArgument(`${name}.sampleRate must be a number; got ${describeValue(o.sampleRate)}`, name);
+      return;
+    }
+  }
+  throw invalidArgument(`${name} must be a path, a Uint8Array, { samples: Float32Array, sampleRate } or { tokens: Int32Array }; got ${describeValue(input)}`, name);
+}
+
 export class Jukebox {
   #handle: RawJukeboxHandle | undefined;
   readonly #path: string;
@@ -125,31 +170,44 @@ export class Jukebox {
   }
 
   /** Loads and validates a calmkit Jukebox checkpoint (docs/contracts.md) onto a device. */
-  static async load(path: string, options: JukeboxLoadOptions = {}): Promise<Jukebox> {
-    if (typeof path !== 'string' || path === '') throw new ArgumentError('ERR_INVALID_ARGUMENT', 'model path must be a non-empty string');
-    const precision = oneOf('precision', PRECISIONS, options.precision ?? 'fp32');
-    throwIfAborted(options.signal, 'loading ' + path, path);
-    const handle = await native(() => binding().jukeboxLoad(path, { device: options.device ?? 'cpu', precision }), path);
+  static async load(path: string, options?: JukeboxLoadOptions): Promise<Jukebox> {
+    nonEmptyString('path', path);
+    const o = optionsObject('options', options);
+    const precision = oneOf('precision', PRECISIONS, o.precision ?? 'fp32');
+    const device = optional(o, 'device', nonEmptyString) ?? 'cpu';
+    const verifyWeights = optional(o, 'verifyWeights', booleanArg) ?? true;
+    const signal = signalArg('signal', o.signal);
+    throwIfAborted(signal, 'loading ' + path, path);
+    const handle = await native(() => binding().jukeboxLoad(path, { device, precision, verifyWeights }), path);
     // Loading cannot be interrupted half-way; an abort during it releases the loaded model at once.
-    if (options.signal?.aborted) {
+    if (signal?.aborted) {
       binding().jukeboxDispose(handle);
-      throw abortError(`loading ${path} was aborted`, options.signal, path);
+      throw abortError(`loading ${path} was aborted`, signal, path);
     }
     return new Jukebox(handle, path);
   }
 
   /** Validates a checkpoint and describes it (hyperparameters, dtypes, bytes) without preparing a forward pass. */
-  static inspect(path: string): Promise<JukeboxCheckpointInfo> {
-    return native(() => binding().jukeboxInspect(path), path);
+  static async inspect(path: string, options?: JukeboxInspectOptions): Promise<JukeboxCheckpointInfo> {
+    nonEmptyString('path', path);
+    const verifyWeights = optional(optionsObject('options', options), 'verifyWeights', booleanArg) ?? true;
+    return native(() => binding().jukeboxInspect(path, { verifyWeights }), path);
   }
 
   /** Writes a random-weight checkpoint (`tiny`, `small` or the real `5b` shapes) with jukebox's init scales. */
-  static writeRandomCheckpoint(options: { preset: JukeboxPreset; layers?: number; seed?: number; out: string }): Promise<void> {
-    return native(() => binding().jukeboxInit(options), options.out);
+  static async writeRandomCheckpoint(options: RandomCheckpointOptions): Promise<void> {
+    const o = optionsObject('options', options);
+    const checked = {
+      preset: oneOf('preset', JUKEBOX_PRESETS, o.preset),
+      layers: optional(o, 'layers', (n, v) => integerArg(n, v, { min: 1, max: 4096 })),
+      seed: optional(o, 'seed', (n, v) => integerArg(n, v, { min: 0 })),
+      out: nonEmptyString('out', o.out),
+    };
+    return native(() => binding().jukeboxInit(checked), checked.out);
   }
 
   /** @deprecated Use writeRandomCheckpoint, which says what it does. */
-  static init(options: { preset: JukeboxPreset; layers?: number; seed?: number; out: string }): Promise<void> {
+  static init(options: RandomCheckpointOptions): Promise<void> {
     return Jukebox.writeRandomCheckpoint(options);
   }
 
@@ -180,9 +238,11 @@ export class Jukebox {
    */
   extract(input: JukeboxInput, options?: JukeboxExtractOptions): Promise<JukeboxFeatures>;
   extract(inputs: JukeboxInput[], options?: JukeboxExtractOptions): Promise<JukeboxFeatures[]>;
-  async extract(input: JukeboxInput | JukeboxInput[], options: JukeboxExtractOptions = {}): Promise<JukeboxFeatures | JukeboxFeatures[]> {
+  async extract(input: JukeboxInput | JukeboxInput[], options?: JukeboxExtractOptions): Promise<JukeboxFeatures | JukeboxFeatures[]> {
+    options = optionsObject('options', options);
     const many = Array.isArray(input);
     const inputs = many ? input : [input];
+    inputs.forEach((x, i) => checkInput(x, i, many));
     const features = await this.#collect(inputs, options, (resolved) => this.#prepare(inputs, options, resolved));
     return many ? features : features[0];
   }
@@ -229,15 +289,17 @@ export class Jukebox {
    * layer at the end. Breaking out of the loop cancels the pass; an iterator that is neither drained nor
    * returned keeps the pass waiting (and later calls queued behind it) until its `signal` aborts.
    */
-  stream(input: JukeboxInput | JukeboxInput[], options: JukeboxExtractOptions = {}): AsyncIterable<JukeboxChunk> {
+  stream(input: JukeboxInput | JukeboxInput[], options?: JukeboxExtractOptions): AsyncIterable<JukeboxChunk> {
+    const opts = optionsObject('options', options);
     const inputs = Array.isArray(input) ? input : [input];
+    inputs.forEach((x, i) => checkInput(x, i, Array.isArray(input)));
     const width = this.#info.width;
     return {
       [Symbol.asyncIterator]: (): AsyncIterator<JukeboxChunk> => {
         const channel = new ChunkChannel<JukeboxChunk>();
         const run = async () => {
-          const resolved = this.#resolve({ ...options, pooling: options.pooling ?? 'none' });
-          return this.#run((r) => this.#prepare(inputs, options, r), resolved, options, (chunk) => channel.push(chunk), false, (c) => channel.attach(c));
+          const resolved = this.#resolve({ ...opts, pooling: opts.pooling ?? 'none' });
+          return this.#run((r) => this.#prepare(inputs, opts, r), resolved, opts, (chunk) => channel.push(chunk), false, (c) => channel.attach(c));
         };
         const finished = run().then(
           (result) => {
@@ -315,7 +377,8 @@ export class Jukebox {
     onControl?: (control: RawControl) => void,
   ): Promise<RawJukeboxResult> {
     this.#live();
-    const { signal, onProgress } = options;
+    const signal = signalArg('signal', options.signal);
+    const onProgress = functionArg<(p: JukeboxProgress) => void>('onProgress', options.onProgress);
     throwIfAborted(signal, 'extraction');
     const raw = await prepare(resolved);
     throwIfAborted(signal, 'extraction');

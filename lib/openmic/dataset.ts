@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { listAudioFiles } from '../audio';
-import { ArgumentError, DataError } from '../errors';
+import { ArgumentError, DataError, nonEmptyString, optionsObject } from '../errors';
 import { readNpz, type NpzMember } from '../formats/npz';
 import { Rng } from '../random';
 import {
@@ -142,7 +142,9 @@ export class OpenMIC {
   }
 
   /** Opens the release layout under `root` (the folder holding class-map.json). */
-  static open(root: string, options: OpenMICOptions = {}): OpenMIC {
+  static open(root: string, options?: OpenMICOptions): OpenMIC {
+    nonEmptyString('root', root);
+    options = optionsObject('options', options);
     if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new DataError('ERR_DATA_NOT_FOUND', `OpenMIC root ${root} is not a directory`, { input: root });
     const f = (rel: string) => path.join(root, rel);
     const instruments = readClassMap(f(RELEASE_FILES.classMap));
@@ -235,6 +237,9 @@ export class OpenMIC {
 
   /** Any folder of audio (keys are file names without extension) plus a labels CSV in the release format. */
   static fromFolder(options: FolderOptions): OpenMIC {
+    options = optionsObject('options', options);
+    nonEmptyString('audioDir', options.audioDir);
+    nonEmptyString('labelsCsv', options.labelsCsv);
     const { audioDir, labelsCsv } = options;
     if (!fs.existsSync(audioDir) || !fs.statSync(audioDir).isDirectory()) throw new DataError('ERR_DATA_NOT_FOUND', `audio folder ${audioDir} is not a directory`, { input: audioDir });
     const instruments = typeof options.classMap === 'string' ? readClassMap(options.classMap) : classMapFromObject(options.classMap);

@@ -46,6 +46,13 @@ export const ATTENTION_GRID: ProbeGrid = Object.freeze({
 
 /** The grid's configs in order: hidden-major, then dropout, then L2. */
 export function expandGrid(grid: ProbeGrid): ProbeConfig[] {
+  const bad = (msg: string): never => {
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', `grid: ${msg}`, { input: 'grid' });
+  };
+  if (!grid || typeof grid !== 'object' || !Array.isArray(grid.hidden) || !Array.isArray(grid.dropout) || !Array.isArray(grid.l2)) bad('needs hidden, dropout and l2 arrays');
+  if (grid.hidden.some((h) => !Array.isArray(h) || h.some((x) => typeof x !== 'number'))) bad('hidden sizes must be arrays of positive integers');
+  if ([...grid.dropout, ...grid.l2].some((x) => typeof x !== 'number')) bad('dropout and l2 must be numbers');
+  if (grid.attention !== undefined && typeof grid.attention !== 'boolean') bad('attention must be true or false');
   const out: ProbeConfig[] = [];
   for (const hidden of grid.hidden) {
     for (const dropout of grid.dropout) {
@@ -65,9 +72,6 @@ export function gridConfigs(grid: ProbeGrid): ProbeConfig[] {
   const bad = (msg: string): never => {
     throw new ArgumentError('ERR_INVALID_ARGUMENT', `grid: ${msg}`);
   };
-  if (!grid || !Array.isArray(grid.hidden) || !Array.isArray(grid.dropout) || !Array.isArray(grid.l2)) bad('needs hidden, dropout and l2 arrays');
-  if (grid.hidden.some((h) => !Array.isArray(h))) bad('hidden sizes must be arrays of positive integers');
-  if (grid.attention !== undefined && typeof grid.attention !== 'boolean') bad('attention must be true or false');
   const configs = expandGrid(grid);
   if (configs.length === 0) bad('is empty');
   return configs;

@@ -2,6 +2,7 @@
 // are 0 when undefined (no predicted / no actual positives); AP and ROC-AUC are NaN when the split holds a
 // single class. A clip is predicted present when P(present) > threshold, like a logit > 0 and like sklearn's
 // predict() on predict_proba (ties at exactly 0.5 go to "absent").
+import { DataError, describeValue, invalidArgument, numberArg } from '../errors';
 
 export interface BinaryMetrics {
   /** Rows evaluated, and how many of them are positive. */
@@ -74,10 +75,19 @@ function rankingMetrics(scores: ArrayLike<number>, targets: ArrayLike<number>, p
   return { ap, auc };
 }
 
+/** An array or typed array of numbers, else an ArgumentError naming it. */
+function numberList(name: string, v: unknown): void {
+  const ok = Array.isArray(v) ? v.every((x) => typeof x === 'number') : ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array);
+  if (!ok) throw invalidArgument(`${name} must be an array or typed array of numbers; got ${describeValue(v)}`, name);
+}
+
 /** All metrics of one instrument's test (or validation) predictions. */
 export function binaryMetrics(probabilities: ArrayLike<number>, targets: ArrayLike<number>, threshold = 0.5): BinaryMetrics {
+  numberList('probabilities', probabilities);
+  numberList('targets', targets);
+  numberArg('threshold', threshold);
   if (probabilities.length !== targets.length) {
-    throw new RangeError(`binaryMetrics: ${probabilities.length} probabilities but ${targets.length} targets`);
+    throw new DataError('ERR_DATA_MISMATCH', `binaryMetrics: ${probabilities.length} probabilities but ${targets.length} targets`);
   }
   let tp = 0;
   let fp = 0;
@@ -138,6 +148,9 @@ function mean(values: number[]): number {
 
 /** Unweighted means over instruments. */
 export function macroMetrics(perInstrument: BinaryMetrics[]): MacroMetrics {
+  if (!Array.isArray(perInstrument) || perInstrument.some((m) => m === null || typeof m !== 'object')) {
+    throw invalidArgument(`perInstrument must be an array of BinaryMetrics; got ${describeValue(perInstrument)}`, 'perInstrument');
+  }
   const ranked = perInstrument.filter((m) => Number.isFinite(m.averagePrecision) && Number.isFinite(m.rocAuc));
   return {
     instruments: perInstrument.length,

@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { binding } from '../../bindings';
 import type { RawProbeNet } from '../../bindings/raw';
-import { ArgumentError, DataError, ProbeError, native } from '../errors';
+import { ArgumentError, DataError, ProbeError, native, nonEmptyString, optionsObject } from '../errors';
 import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../extraction/recipe';
 import type { StoreSpec } from '../store/feature-store';
 import type { Device } from '../runtime/device';
-import { atomicReplace } from '../store/fsatomic';
+import { atomicReplace, notRegularFile, withFsErrors } from '../store/fsatomic';
 import { decodeProbeFile, encodeProbeFile } from './file';
 import type { ProbeConfig } from './grid';
 import { type BinaryMetrics, type MacroMetrics, macroMetrics } from './metrics';
@@ -264,7 +264,7 @@ export class ProbeSet {
    * `attentionWeights` for where each probe looked). Runs in the native core, off the JS thread.
    */
   async predict(features: Float32Array, options: number | PredictOptions = {}): Promise<AttentionPredictions | Predictions> {
-    const opts: PredictOptions = typeof options === 'number' ? { n: options } : options;
+    const opts: PredictOptions = typeof options === 'number' ? { n: options } : optionsObject('options', options);
     if (!(features instanceof Float32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'features must be a Float32Array');
     const dim = this.info.dim;
     if (opts.segments !== undefined && (this.info.segments === undefined || !Number.isInteger(opts.segments) || opts.segments < 1)) {
@@ -317,15 +317,25 @@ export class ProbeSet {
 
   /** Writes the probe set (configs, seeds, hashes, manifest, curves, weights) to one file, atomically. */
   async save(file: string): Promise<void> {
+    nonEmptyString('file', file);
     const state: ProbeSetState = { info: this.info, instruments: this.results, skipped: this.skipped };
-    await fs.promises.mkdir(path.dirname(path.resolve(file)), { recursive: true });
     // Attention probes go in container format 2, so a calmkit that predates them refuses the file instead of
     // reading the nets as MLPs.
-    atomicReplace(file, encodeProbeFile(state, this.attention ? 2 : 1));
+    const bytes = encodeProbeFile(state, this.attention ? 2 : 1);
+    withFsErrors(
+      () => {
+        fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+        atomicReplace(file, bytes);
+      },
+      (reason, cause) => new ProbeError('ERR_PROBE_FILE', `cannot save the probe set to ${file}: ${reason}`, { input: file, cause }),
+    );
   }
 
   /** Reads a file written by save(); ProbeError ERR_PROBE_FILE when it is missing, corrupt or inconsistent. */
   static async load(file: string): Promise<ProbeSet> {
+    nonEmptyString('file', file);
+    const notRegular = notRegularFile(file);
+    if (notRegular) throw new ProbeError('ERR_PROBE_FILE', `cannot read probe set ${file}: ${notRegular}`, { input: file });
     let buf: Buffer;
     try {
       buf = await fs.promises.readFile(file);

@@ -4,7 +4,7 @@
 import crypto from 'node:crypto';
 import { binding } from '../../bindings';
 import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../../bindings/raw';
-import { abortError, ArgumentError, DataError, native } from '../errors';
+import { abortError, ArgumentError, DataError, native, optionsObject } from '../errors';
 import { checkRecipe, type FeatureRecipe } from '../extraction/recipe';
 import type { Device } from '../runtime/device';
 import { ATTENTION_GRID, gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
@@ -137,6 +137,7 @@ function splitHash(s: ProbeSplit): string {
  * AbortError (signal). With onSingleClass 'skip' (the default) such instruments are listed in `skipped`.
  */
 export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<ProbeSet> {
+  options = optionsObject('options', options);
   const { features, tasks } = options;
   if (!(features instanceof Float32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'features must be a Float32Array');
   const dim = options.dim;

@@ -9,9 +9,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ArgumentError, DataError } from '../errors';
+import { ArgumentError, DataError, nonEmptyString, optionsObject } from '../errors';
 import { canonicalJson } from './canonical-json';
-import { atomicReplace, publishNoClobber, tempName, writeDurableExclusive } from './fsatomic';
+import { atomicReplace, publishNoClobber, tempName, withFsErrors, writeDurableExclusive } from './fsatomic';
 import { encodeNpyHeader, encodeElements, readNpyHeaderFd, type NpyDtype } from '../formats/npy';
 import { halfToFloat32 } from '../formats/float16';
 
@@ -151,7 +151,18 @@ export class FeatureStore {
   }
 
   /** Opens (or with `create`, creates) a store. A spec that differs from the store's is a DataError. */
-  static open(dir: string, options: OpenStoreOptions = {}): FeatureStore {
+  static open(dir: string, options?: OpenStoreOptions): FeatureStore {
+    nonEmptyString('dir', dir);
+    const opts = optionsObject('options', options);
+    // A store directory that cannot be made or read (a file in the way, no permission, a full disk) is a DataError
+    // naming it, never a raw fs error.
+    return withFsErrors(
+      () => FeatureStore.openChecked(dir, opts),
+      (reason, cause) => storeError('ERR_DATA_STORE_IO', `cannot open the feature store at ${dir}: ${reason}`, dir, cause),
+    );
+  }
+
+  private static openChecked(dir: string, options: OpenStoreOptions): FeatureStore {
     const file = path.join(dir, STORE_FILE);
     const wanted = options.create ? normaliseSpec(options.create) : options.expect ? normaliseSpec(options.expect) : undefined;
     if (!fs.existsSync(file)) {

@@ -78,3 +78,66 @@ export function publishNoClobber(tmp: string, final: string): boolean {
   fsyncDir(path.dirname(final));
   return true;
 }
+
+/** True for a Node system error (it has an errno `code` such as ENOTDIR), the kind fs calls throw. */
+export function isSystemError(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string';
+}
+
+/** What a system error from an fs call means for `target`, in words ("a parent of it is a file, not a folder"). */
+export function explainFsError(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ENOTDIR':
+      return 'a part of the path is a file, not a folder';
+    case 'EEXIST':
+      return err.syscall === 'mkdir' ? 'a file of that name is in the way of a folder' : 'it already exists';
+    case 'ENOENT':
+      return 'no such file or folder';
+    case 'EISDIR':
+      return 'it is a folder, not a file';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'ENOSPC':
+      return 'no space left on the device';
+    case 'EROFS':
+      return 'the filesystem is read-only';
+    case 'ENAMETOOLONG':
+      return 'the path is too long';
+    case 'ELOOP':
+      return 'symlink loop (too many levels of symbolic links)';
+    default:
+      return `${err.code}: ${err.message.replace(/^[A-Z]+: /, '')}`;
+  }
+}
+
+/**
+ * Runs `fn`; a system error it throws becomes `wrap(reason)` (a typed CalmkitError naming the target), anything
+ * else passes through. Where calmkit writes files, so a path that cannot be written is never a raw EEXIST.
+ */
+export function withFsErrors<T>(fn: () => T, wrap: (reason: string, cause: NodeJS.ErrnoException) => Error): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (isSystemError(err)) throw wrap(explainFsError(err), err);
+    throw err;
+  }
+}
+
+/**
+ * Why `file` cannot be read as a regular file (a FIFO would block a read forever, a directory or device is not
+ * data), or undefined when it can: stat before any open, as the native loaders do.
+ */
+export function notRegularFile(file: string): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    return isSystemError(err) ? explainFsError(err) : String(err);
+  }
+  if (st.isFile()) return undefined;
+  if (st.isDirectory()) return 'it is a folder, not a file';
+  if (st.isFIFO()) return 'it is a FIFO (named pipe), not a regular file';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'it is a device, not a regular file';
+  return 'it is not a regular file';
+}

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace calmkit::audio {
 namespace {
@@ -76,14 +77,20 @@ Decoded readAll(SNDFILE* snd, const SF_INFO& info, const std::string& label) {
   out.sampleRate = info.samplerate;
   out.format = formatName(info.format);
   if (info.channels <= 0) throw Error(code::kAudioDecode, label + ": the stream has no channels");
+  // libsndfile allows up to 1024; the read buffer is 65536 frames of every channel, so bound it to what music has.
+  if (info.channels > 256) throw Error(code::kAudioDecode, label + ": implausible channel count " + std::to_string(info.channels));
   if (info.samplerate < kMinRate || info.samplerate > kMaxRate) {
     throw Error(code::kAudioDecode, label + ": implausible sample rate " + std::to_string(info.samplerate) + " Hz");
   }
   // Frame counts can be unknown or wrong (MP3, truncated files): read in chunks until the stream ends.
   const sf_count_t chunk = 65536;
   std::vector<float> buf(static_cast<size_t>(chunk) * info.channels);
-  if (info.frames > 0 && info.frames < (int64_t(1) << 34)) {
-    out.interleaved.reserve(static_cast<size_t>(info.frames) * info.channels);
+  // The header's frame count is a claim, not a promise: reserve for it only up to 16 M samples (64 MB), so a few
+  // bytes claiming billions of frames cannot make a huge allocation (found by fuzz_audio); real data grows the
+  // buffer as it arrives.
+  if (info.frames > 0) {
+    const int64_t want = std::min<int64_t>(info.frames, int64_t(1) << 34) * info.channels;
+    out.interleaved.reserve(static_cast<size_t>(std::min<int64_t>(want, int64_t(1) << 24)));
   }
   for (;;) {
     sf_count_t got = sf_readf_float(snd, buf.data(), chunk);
@@ -132,21 +139,23 @@ void checkPositive(double v, double lo, double hi, const char* what, const std::
 
 #if CALMKIT_WITH_AUDIO
 Decoded decodeFile(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) throw Error(code::kAudioNotFound, path + ": no such file");
-    throw Error(code::kAudioUnreadable, path + ": cannot stat: " + std::strerror(errno));
+  // Never a blocking open: a FIFO, device or socket is refused before libsndfile sees it.
+  files::Opened f = files::openRegular(path);
+  if (f.fd < 0) {
+    const std::string msg = path + ": " + f.reason;
+    if (f.problem == files::Problem::NotFound) throw Error(code::kAudioNotFound, msg);
+    if (f.problem == files::Problem::IsDirectory) throw Error(code::kAudioIsDirectory, path + ": is a directory, not an audio file");
+    throw Error(code::kAudioUnreadable, msg);
   }
-  if (S_ISDIR(st.st_mode)) throw Error(code::kAudioIsDirectory, path + ": is a directory, not an audio file");
-  if (!S_ISREG(st.st_mode)) throw Error(code::kAudioUnreadable, path + ": not a regular file");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(code::kAudioUnreadable, path + ": cannot open: " + std::strerror(errno));
+  // libsndfile reads with plain read(2); a regular file ignores O_NONBLOCK, but nothing should depend on that.
+  ::fcntl(f.fd, F_SETFL, ::fcntl(f.fd, F_GETFL) & ~O_NONBLOCK);
+  const int fd = f.fd;
   SF_INFO info;
   std::memset(&info, 0, sizeof(info));
   SNDFILE* snd = sf_open_fd(fd, SFM_READ, &info, /*close_desc=*/SF_TRUE);
   if (!snd) {
     std::string why = sf_strerror(nullptr);
-    if (st.st_size == 0) throw Error(code::kAudioEmpty, path + ": the file is empty (0 bytes)");
+    if (f.size == 0) throw Error(code::kAudioEmpty, path + ": the file is empty (0 bytes)");
     throw Error(code::kAudioDecode, path + ": not a readable audio file (" + why + ")");
   }
   try {

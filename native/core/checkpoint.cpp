@@ -2,13 +2,19 @@
 
 #include <torch/script.h>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <cmath>
-#include <fstream>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <functional>
 #include <set>
 #include <sstream>
-#include <sys/stat.h>
 
+#include "core/archive.h"
 #include "core/error.h"
 
 namespace calmkit::jukebox {
@@ -207,36 +213,82 @@ void checkHparams(const Hparams& hp, const std::string& label) {
   auto need = [&](bool ok, const std::string& msg) {
     if (!ok) p.push_back(msg);
   };
+  auto within = [&](int64_t v, int64_t lo, int64_t hi, const char* name) {
+    need(v >= lo && v <= hi, std::string(name) + " is " + std::to_string(v) + ", outside " + std::to_string(lo) + ".." + std::to_string(hi));
+  };
+  auto real = [&](double v, double lo, double hi, const char* name) {
+    need(std::isfinite(v) && v >= lo && v <= hi, std::string(name) + " is " + std::to_string(v) + ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  };
+  // Each value on its own first. The bounds lie far above any real Jukebox (whose values are in
+  // docs/contracts.md), so a damaged or hostile header fails here rather than in a huge allocation or an
+  // overflow; nothing derived is computed until all of them hold.
   need(hp.calmkitFormat == 1, "calmkit_format " + std::to_string(hp.calmkitFormat) + " is not supported (expected 1)");
-  need(hp.sampleRate > 0, "sample_rate must be positive");
-  need(hp.vqLevels >= 1 && hp.vqLevels <= 8, "vq_levels must be in 1..8");
+  within(hp.sampleRate, 1, 1536000, "sample_rate");
+  within(hp.vqLevels, 1, 8, "vq_levels");
   need(static_cast<int64_t>(hp.vqDownsT.size()) == hp.vqLevels, "vq_downs_t must have vq_levels entries");
   need(static_cast<int64_t>(hp.vqStridesT.size()) == hp.vqLevels, "vq_strides_t must have vq_levels entries");
   for (auto d : hp.vqDownsT) need(d >= 1 && d <= 8, "vq_downs_t entries must be in 1..8");
   for (auto s : hp.vqStridesT) need(s >= 2 && s % 2 == 0 && s <= 16, "vq_strides_t entries must be even, 2..16");
-  double hop = 1;
-  for (size_t i = 0; i < hp.vqDownsT.size() && i < hp.vqStridesT.size(); ++i) hop *= std::pow(double(hp.vqStridesT[i]), double(hp.vqDownsT[i]));
-  need(hop <= 65536, "the hop (product of strides_t ** downs_t) must be at most 65536");
-  need(hp.vqEmbWidth > 0 && hp.vqLBins > 0 && hp.vqWidth > 0 && hp.vqDepth >= 0 && hp.vqState() > 0,
-       "vq widths, depth and l_bins must be positive");
-  need(hp.vqDilationGrowthRate >= 1, "vq_dilation_growth_rate must be >= 1");
-  need(hp.nCtx > 0 && hp.width > 0 && hp.depth > 0 && hp.heads > 0 && hp.blocks > 0, "n_ctx, width, depth, heads, blocks must be positive");
-  need(hp.fullDepth >= hp.depth, "full_depth must be >= depth");
-  // Bounds far above any real Jukebox, so a corrupt header fails here rather than in a huge allocation.
-  need(hp.nCtx <= (1 << 20) && hp.width <= (1 << 16) && hp.depth <= 4096 && hp.heads <= 1024 && hp.bins <= (1 << 20) &&
-           hp.yBinsGenre <= (1 << 20) && hp.yBinsArtist <= (1 << 20) && hp.tBins <= (1 << 20) && hp.vqLBins <= (1 << 20) &&
-           hp.vqWidth <= 4096 && hp.vqEmbWidth <= 4096 && hp.vqDepth <= 64 && hp.mAttn <= 16 && hp.mMlp <= 16 &&
-           hp.vqMConv <= 16 && hp.maxBowGenreSize <= 1024 && hp.vqDilationGrowthRate <= 16,
-       "a hyperparameter is implausibly large (n_ctx <= 2^20, width <= 65536, depth <= 4096, ...)");
-  need(hp.blocks > 0 && hp.nCtx % std::max<int64_t>(hp.blocks, 1) == 0, "n_ctx must be a multiple of blocks");
-  need(hp.nState() > 0 && hp.nState() % std::max<int64_t>(hp.heads, 1) == 0, "int(width * m_attn) must be a positive multiple of heads");
-  need(hp.hidden() > 0, "int(width * m_mlp) must be positive");
+  within(hp.vqEmbWidth, 1, 4096, "vq_emb_width");
+  within(hp.vqLBins, 1, 1 << 20, "vq_l_bins");
+  within(hp.vqWidth, 1, 4096, "vq_width");
+  within(hp.vqDepth, 0, 64, "vq_depth");
+  real(hp.vqMConv, 1e-3, 16, "vq_m_conv");
+  within(hp.vqDilationGrowthRate, 1, 16, "vq_dilation_growth_rate");
+  within(hp.nCtx, 1, 1 << 20, "n_ctx");
+  within(hp.width, 1, 1 << 16, "width");
+  within(hp.depth, 1, 4096, "depth");
+  within(hp.fullDepth, hp.depth, 4096, "full_depth (at least depth)");
+  within(hp.heads, 1, 1024, "heads");
+  real(hp.mAttn, 1e-3, 16, "m_attn");
+  real(hp.mMlp, 1e-3, 16, "m_mlp");
   need(hp.attnOrder == 2, "only attn_order 2 (row, column, previous block) is implemented; got " + std::to_string(hp.attnOrder));
-  need(hp.bins > 0 && hp.yBinsGenre > 0 && hp.yBinsArtist > 0 && hp.tBins > 0, "bins, y_bins and t_bins must be positive");
-  need(hp.maxBowGenreSize >= 1, "max_bow_genre_size must be >= 1");
+  within(hp.blocks, 1, 1 << 20, "blocks");
+  within(hp.bins, 1, 1 << 20, "bins");
+  within(hp.yBinsGenre, 1, 1 << 20, "y_bins_genre");
+  within(hp.yBinsArtist, 1, 1 << 20, "y_bins_artist");
+  within(hp.tBins, 1, 1 << 20, "t_bins");
+  within(hp.maxBowGenreSize, 1, 1024, "max_bow_genre_size");
+  real(hp.minDuration, 0, 1e6, "min_duration");
+  real(hp.maxDuration, 0, 1e6, "max_duration");
+  within(hp.condTotalLength, 1, int64_t(1) << 40, "cond_total_length");
+  within(hp.condOffset, 0, int64_t(1) << 40, "cond_offset");
   need(hp.condArtist >= 0 && hp.condArtist < hp.yBinsArtist, "cond_artist must index y_bins_artist");
   need(hp.condGenre >= 0 && hp.condGenre < hp.yBinsGenre, "cond_genre must index y_bins_genre");
-  need(hp.minDuration >= 0 && hp.maxDuration > hp.minDuration, "need 0 <= min_duration < max_duration");
+  if (!p.empty()) throwProblems(label, "inconsistent hyperparameters", p);
+
+  // Then the relations and every derived quantity, in long double so that none can overflow while it is judged.
+  need(hp.maxDuration >= hp.minDuration + 1, "need min_duration + 1 s <= max_duration (the timing bins divide by their difference)");
+  need(hp.nCtx % hp.blocks == 0, "n_ctx must be a multiple of blocks");
+  need(hp.nState() > 0 && hp.nState() % hp.heads == 0, "int(width * m_attn) must be a positive multiple of heads");
+  need(hp.hidden() > 0, "int(width * m_mlp) must be positive");
+  need(hp.vqState() > 0, "int(vq_width * vq_m_conv) must be positive");
+  long double hop = 1;
+  for (size_t i = 0; i < hp.vqDownsT.size(); ++i) hop *= std::pow(static_cast<long double>(hp.vqStridesT[i]), static_cast<long double>(hp.vqDownsT[i]));
+  need(hop <= 65536, "the hop (product of strides_t ** downs_t) must be at most 65536");
+  // The encoder's dilations grow as growth ** j (j < vq_depth) and its receptive field sums them, scaled by the
+  // strides below them: both must stay far inside what a convolution's padding and the front-end's crop hold.
+  constexpr long double kMaxSamples = 2147483647.0L;  // 2^31 - 1: about 13.5 hours at 44.1 kHz
+  const long double maxDilation = hp.vqDepth > 0 ? std::pow(static_cast<long double>(hp.vqDilationGrowthRate), static_cast<long double>(hp.vqDepth - 1)) : 1;
+  need(maxDilation <= kMaxSamples, "vq_dilation_growth_rate " + std::to_string(hp.vqDilationGrowthRate) + " ** (vq_depth " +
+                                       std::to_string(hp.vqDepth) + " - 1) makes a dilation beyond 2^31 samples");
+  long double rf = 1, jump = 1;
+  for (size_t b = 0; b < hp.vqDownsT.size(); ++b) {
+    for (int64_t i = 0; i < hp.vqDownsT[b]; ++i) {
+      rf += (2.0L * hp.vqStridesT[b] - 1) * jump;
+      jump *= hp.vqStridesT[b];
+      long double dil = 1;
+      for (int64_t j = 0; j < hp.vqDepth; ++j, dil *= hp.vqDilationGrowthRate) rf += 2 * dil * jump;
+    }
+    rf += 2 * jump;
+  }
+  const long double window = static_cast<long double>(hp.nCtx) * hop;
+  char rfText[32];
+  std::snprintf(rfText, sizeof rfText, "%.3g", static_cast<double>(rf));
+  need(rf + hop <= kMaxSamples, std::string("the encoder's receptive field (") + rfText + " samples) must stay under 2^31 samples");
+  need(window + rf + 2 * hop <= kMaxSamples, "a window plus the encoder's margin (n_ctx * hop + receptive field) must stay under 2^31 samples");
+  need(static_cast<long double>(hp.maxDuration) * hp.sampleRate <= static_cast<long double>(int64_t(1) << 50),
+       "max_duration * sample_rate is too large for the timing bins");
   if (!p.empty()) throwProblems(label, "inconsistent hyperparameters", p);
 }
 
@@ -339,32 +391,96 @@ std::string dtypeName(torch::ScalarType t) {
   }
 }
 
-Checkpoint loadCheckpoint(const std::string& path) {
-  struct stat st {};
-  if (path.empty()) throw Error(code::kModelFile, "model path is an empty string");
-  if (stat(path.c_str(), &st) != 0) throw Error(code::kModelFile, path + ": no such file");
-  if (S_ISDIR(st.st_mode)) throw Error(code::kModelFile, path + ": is a directory, not a checkpoint file");
-  {
-    std::ifstream probe(path, std::ios::binary);
-    if (!probe) throw Error(code::kModelFile, path + ": cannot be opened for reading");
+namespace {
+
+// Elements a tensor's view reaches in its storage (offset + the farthest index + 1), or -1 for a negative
+// stride or offset; saturates instead of overflowing.
+int64_t viewExtent(const torch::Tensor& t) {
+  if (t.numel() == 0) return 0;
+  if (t.storage_offset() < 0) return -1;
+  int64_t far = t.storage_offset();
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.stride(d) < 0) return -1;
+    int64_t step;
+    if (__builtin_mul_overflow(t.size(d) - 1, t.stride(d), &step) || __builtin_add_overflow(far, step, &far)) return INT64_MAX;
   }
+  return far + 1;
+}
+
+// How many elements are NaN or infinite, and the first one: an IEEE value is non-finite exactly when its
+// exponent bits are all ones, so the scan reads raw bits (no float compare, no copy) and vectorises.
+template <typename Bits>
+std::pair<int64_t, int64_t> nonFinite(const Bits* p, int64_t n, Bits exponent) {
+  constexpr int64_t kBlock = 8192;
+  int64_t count = 0, first = -1;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    Bits any = 0;
+    for (int64_t i = b; i < e; ++i) any |= static_cast<Bits>((p[i] & exponent) == exponent);
+    if (!any) continue;
+    for (int64_t i = b; i < e; ++i) {
+      if ((p[i] & exponent) == exponent) {
+        if (first < 0) first = i;
+        ++count;
+      }
+    }
+  }
+  return {count, first};
+}
+
+std::string indexString(int64_t flat, c10::IntArrayRef sizes) {
+  std::vector<int64_t> idx(sizes.size());
+  for (size_t d = sizes.size(); d-- > 0;) {
+    idx[d] = sizes[d] ? flat % sizes[d] : 0;
+    flat = sizes[d] ? flat / sizes[d] : 0;
+  }
+  std::string s = "[";
+  for (size_t d = 0; d < idx.size(); ++d) s += (d ? ", " : "") + std::to_string(idx[d]);
+  return s + "]";
+}
+
+// "holds 3 non-finite values (NaN at [12, 40] first)", or empty when every value is finite. Only called on
+// contiguous float32/float16 tensors whose storage is proven to hold them.
+std::string describeNonFinite(const torch::Tensor& t) {
+  std::pair<int64_t, int64_t> r{0, -1};
+  bool nan = false;
+  if (t.scalar_type() == torch::kFloat32) {
+    const auto* p = static_cast<const uint32_t*>(t.data_ptr());
+    r = nonFinite<uint32_t>(p, t.numel(), 0x7F800000u);
+    if (r.first) nan = (p[r.second] & 0x007FFFFFu) != 0;
+  } else if (t.scalar_type() == torch::kFloat16) {
+    const auto* p = static_cast<const uint16_t*>(t.data_ptr());
+    r = nonFinite<uint16_t>(p, t.numel(), 0x7C00u);
+    if (r.first) nan = (p[r.second] & 0x03FFu) != 0;
+  }
+  if (r.first == 0) return "";
+  return "holds " + std::to_string(r.first) + " non-finite value" + (r.first == 1 ? "" : "s") + " (" + (nan ? "NaN" : "Inf") +
+         " at " + indexString(r.second, t.sizes()) + (r.first == 1 ? ")" : " first)");
+}
+
+Checkpoint loadFrom(std::shared_ptr<const archive::Source> src, const std::string& label, const LoadOptions& options) {
+  auto records = archive::readDirectory(*src, label, options.verifyWeights);
+  auto reader = std::make_shared<archive::CheckedReader>(src, std::move(records), options.verifyWeights);
   torch::jit::Module m;
   try {
-    m = torch::jit::load(path, torch::kCPU);
+    // Debug records are never read: calmkit needs none of them, and each would be one more thing to parse.
+    m = torch::jit::load(std::static_pointer_cast<caffe2::serialize::ReadAdapterInterface>(reader), torch::kCPU, /*load_debug_files=*/false);
   } catch (const std::exception& e) {
-    std::string why = e.what();
-    auto nl = why.find('\n');
-    if (nl != std::string::npos) why = why.substr(0, nl);
-    throw Error(code::kModelFormat, path + ": not a readable TorchScript archive (truncated or another format): " + why);
+    if (reader->refused()) {
+      const auto& r = reader->records()[reader->damaged().back()];
+      throw Error(code::kModelFormat, label + ": record '" + r.name + "' is damaged: its bytes do not match the CRC-32 the archive stores (the file changed after it was written)");
+    }
+    throw Error(code::kModelFormat, label + ": not a readable TorchScript archive (truncated or another format): " + torchMessage(e.what()));
   }
   Checkpoint ck;
-  ck.fileBytes = static_cast<int64_t>(st.st_size);
-  readAttributes(m, ck.hp, path);
-  checkHparams(ck.hp, path);
+  ck.fileBytes = static_cast<int64_t>(src->size());
+  readAttributes(m, ck.hp, label);
+  checkHparams(ck.hp, label);
   for (const auto& p : m.named_parameters(/*recurse=*/true)) ck.tensors.emplace(p.name, p.value);
   for (const auto& b : m.named_buffers(/*recurse=*/true)) ck.tensors.emplace(b.name, b.value);
 
   std::vector<std::string> problems;
+  std::set<const archive::Record*> attributed;
   for (const auto& spec : expectedTensors(ck.hp)) {
     auto it = ck.tensors.find(spec.key);
     if (it == ck.tensors.end()) {
@@ -372,15 +488,62 @@ Checkpoint loadCheckpoint(const std::string& path) {
       continue;
     }
     const torch::Tensor& t = it->second;
+    bool ok = true;
     if (t.sizes() != c10::IntArrayRef(spec.shape)) {
       problems.push_back("'" + spec.key + "' has shape " + shapeString(t.sizes()) + ", expected " + shapeString(spec.shape));
+      ok = false;
     }
     if (t.scalar_type() != spec.dtype) {
       problems.push_back("'" + spec.key + "' has dtype " + dtypeName(t.scalar_type()) + ", expected " + dtypeName(spec.dtype));
+      ok = false;
     }
+    if (!ok || t.numel() == 0) continue;
+    // The loader sizes a storage by the element count its pickle declares and fills it with whatever bytes the
+    // record holds; only the record's own size says whether the tensor's memory is really there.
+    const int64_t itemBytes = static_cast<int64_t>(t.element_size());
+    const int64_t needBytes = static_cast<int64_t>(t.numel()) * itemBytes;
+    const archive::Record* rec = reader->recordAt(t.storage().data());
+    if (!rec) {
+      problems.push_back("'" + spec.key + "': its data record is empty or was not read whole (" + std::to_string(needBytes) + " bytes of " +
+                         dtypeName(t.scalar_type()) + " " + shapeString(t.sizes()) + " expected)");
+      continue;
+    }
+    attributed.insert(rec);
+    const int64_t extent = viewExtent(t);
+    if (static_cast<uint64_t>(t.storage().nbytes()) != rec->size || extent < 0 || extent > static_cast<int64_t>(rec->size) / itemBytes) {
+      problems.push_back("'" + spec.key + "': its data record '" + rec->name + "' holds " + std::to_string(rec->size) + " bytes; " +
+                         dtypeName(t.scalar_type()) + " " + shapeString(t.sizes()) + " needs " + std::to_string(needBytes));
+      continue;
+    }
+    if (!options.verifyWeights) continue;
+    if (std::find(reader->damaged().begin(), reader->damaged().end(), static_cast<size_t>(rec - reader->records().data())) != reader->damaged().end()) {
+      problems.push_back("'" + spec.key + "': its data record '" + rec->name + "' is damaged (its bytes do not match the archive's CRC-32)");
+      continue;
+    }
+    if (!t.is_contiguous()) {
+      problems.push_back("'" + spec.key + "' is not stored contiguously");
+      continue;
+    }
+    const std::string bad = describeNonFinite(t);
+    if (!bad.empty()) problems.push_back("'" + spec.key + "' " + bad);
   }
-  if (!problems.empty()) throwProblems(path, "checkpoint does not match its hyperparameters", problems);
+  // A damaged record that feeds no tensor calmkit uses still means the file is not what was written.
+  for (size_t i : reader->damaged()) {
+    const auto* rec = &reader->records()[i];
+    if (!attributed.count(rec)) problems.push_back("record '" + rec->name + "' is damaged (its bytes do not match the archive's CRC-32)");
+  }
+  if (!problems.empty()) throwProblems(label, "checkpoint is not sound", problems);
   return ck;
+}
+
+}  // namespace
+
+Checkpoint loadCheckpoint(const std::string& path, const LoadOptions& options) {
+  return loadFrom(std::make_shared<archive::FileSource>(path), path, options);
+}
+
+Checkpoint loadCheckpointBytes(const uint8_t* data, size_t size, const std::string& label, const LoadOptions& options) {
+  return loadFrom(std::make_shared<archive::MemorySource>(data, size), label, options);
 }
 
 void saveCheckpoint(const Hparams& hp, const std::map<std::string, torch::Tensor>& tensors, const std::string& path) {
@@ -392,10 +555,29 @@ void saveCheckpoint(const Hparams& hp, const std::map<std::string, torch::Tensor
   for (const auto& [key, t] : tensors) tree.add(key, t, buffers.count(key) > 0);
   auto& root = tree.root();
   for (const auto& a : attrTable()) root.register_attribute(a.name, attrType(a.kind), a.get(hp));
+  // Checked here so the message names the real problem rather than LibTorch's writer's; written to a temp file
+  // and renamed, so a failed or interrupted write never leaves a partial checkpoint under the name.
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  const auto dirStatus = fs::status(dir, ec);
+  const std::string cannot = path + ": cannot write the checkpoint: ";
+  if (!fs::exists(dirStatus)) throw Error(code::kModelFile, cannot + "the folder " + dir.string() + " does not exist");
+  if (!fs::is_directory(dirStatus)) throw Error(code::kModelFile, cannot + dir.string() + " is not a folder");
+  if (fs::is_directory(fs::status(target, ec))) throw Error(code::kModelFile, cannot + "it is a directory");
+  static std::atomic<uint64_t> serial{0};
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(serial++);
   try {
-    root.save(path);
+    root.save(tmp);
   } catch (const std::exception& e) {
-    throw Error(code::kModelFile, path + ": cannot write the checkpoint: " + std::string(e.what()).substr(0, 300));
+    fs::remove(tmp, ec);
+    throw Error(code::kModelFile, cannot + torchMessage(e.what()));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    fs::remove(tmp, ec);
+    throw Error(code::kModelFile, cannot + std::strerror(err));
   }
 }
 

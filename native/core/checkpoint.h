@@ -54,8 +54,9 @@ struct Hparams {
   int64_t windowSamples() const { return nCtx * hop(); }
 };
 
-// The shapes that must hold between hyperparameters (divisibility, positivity); throws ModelError listing
-// every violation.
+// Bounds on each hyperparameter, then the relations between them (divisibility, positivity) and bounds on every
+// derived quantity (hop, window, the encoder's dilations and receptive field, the timing bins' ranges), computed
+// so that nothing overflows; throws ModelError listing every violation.
 void checkHparams(const Hparams& hp, const std::string& label);
 
 // Built-in shapes for `model init`: "tiny" (tests), "demo" (tiny with the 5B's 8192-token context: `npm run demo`),
@@ -79,9 +80,21 @@ struct Checkpoint {
   int64_t fileBytes = 0;
 };
 
-// Loads and validates. Errors: ERR_MODEL_FILE (missing, unreadable), ERR_MODEL_FORMAT (not TorchScript,
-// truncated, missing attributes or keys, wrong shapes or dtypes).
-Checkpoint loadCheckpoint(const std::string& path);
+struct LoadOptions {
+  // The costly half of "proven sound": every record's CRC-32 against the zip directory, every weight finite.
+  // Off only for files you trust (docs/contracts.md, "What a load proves"); the structure (every record's size
+  // against its tensor's shape and dtype, the hyperparameters' bounds) is always checked.
+  bool verifyWeights = true;
+};
+
+// Loads and proves sound, or refuses. Errors: ERR_MODEL_FILE (missing, unreadable, not a regular file: a FIFO,
+// device, directory or symlink loop is refused before any read), ERR_MODEL_FORMAT naming the file and the tensor,
+// record or attribute (not a zip/TorchScript archive, damaged records, records whose size is not their tensor's
+// shape times its dtype, non-finite weights, missing or mistyped attributes, hyperparameters out of bounds,
+// missing keys, wrong shapes or dtypes).
+Checkpoint loadCheckpoint(const std::string& path, const LoadOptions& options = {});
+// The same from archive bytes in memory (`label` names them in errors): the fuzz target's entry.
+Checkpoint loadCheckpointBytes(const uint8_t* data, size_t size, const std::string& label, const LoadOptions& options = {});
 
 // Writes tensors (state_dict names) and hyperparameters as a TorchScript archive.
 void saveCheckpoint(const Hparams& hp, const std::map<std::string, torch::Tensor>& tensors, const std::string& path);

@@ -27,6 +27,19 @@ inline constexpr const char* kDataSingleClass = "ERR_DATA_SINGLE_CLASS";
 inline constexpr const char* kInternal = "ERR_INTERNAL";
 }  // namespace code
 
+// The useful part of a message from LibTorch: its first line, without the "Exception raised from <function> at
+// <file>:<line>" trailer, frame addresses or C++ backtrace that c10 appends. Applied wherever a LibTorch error
+// becomes a calmkit error, so calmkit's messages never carry LibTorch's internals.
+inline std::string torchMessage(const std::string& what) {
+  std::string s = what.substr(0, what.find('\n'));
+  for (const char* cut : {"Exception raised from ", " (no backtrace available)"}) {
+    const auto at = s.find(cut);
+    if (at != std::string::npos) s = s.substr(0, at);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.pop_back();
+  return s.empty() ? std::string("LibTorch failed without a message") : s;
+}
+
 class Error : public std::runtime_error {
  public:
   Error(std::string code, const std::string& message) : std::runtime_error(message), code_(std::move(code)) {}

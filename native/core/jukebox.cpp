@@ -114,14 +114,15 @@ int64_t encodedLength(const Hparams& hp, int64_t n) {
 
 // ---- Model -------------------------------------------------------------------------------------------------
 
-std::shared_ptr<Model> Model::load(const std::string& path, const std::string& deviceSpec, Precision precision) {
+std::shared_ptr<Model> Model::load(const std::string& path, const std::string& deviceSpec, Precision precision,
+                                   const LoadOptions& options) {
   const torch::Device device = device::resolve(deviceSpec);
   if (precision != Precision::Fp32) {
     device::checkMatmulDtype(device, precision == Precision::Fp16 ? torch::kFloat16 : torch::kBFloat16,
                              std::string("precision ") + precisionName(precision),
                              std::string("use fp32") + (device.is_cpu() ? " or bf16 on the CPU, or fp16 on a GPU" : ""));
   }
-  return fromCheckpoint(loadCheckpoint(path), device, precision);
+  return fromCheckpoint(loadCheckpoint(path, options), device, precision);
 }
 
 std::shared_ptr<Model> Model::fromCheckpoint(Checkpoint&& ck, torch::Device device, Precision precision) {

@@ -45,7 +45,8 @@ class Model {
  public:
   // Loads, validates and moves to the device. fp32 keeps the stored fp16 weights and upcasts per layer;
   // fp16/bf16 convert the prior's blocks once to that dtype.
-  static std::shared_ptr<Model> load(const std::string& path, const std::string& device, Precision precision);
+  static std::shared_ptr<Model> load(const std::string& path, const std::string& device, Precision precision,
+                                     const LoadOptions& options = {});
   // The same from validated tensors (consumed: each host tensor is released once on the device).
   static std::shared_ptr<Model> fromCheckpoint(Checkpoint&& ck, torch::Device device, Precision precision);
 

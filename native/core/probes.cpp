@@ -4,7 +4,10 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <limits>
 
@@ -101,6 +104,46 @@ void validateSegments(int64_t n, const std::vector<Config>& configs, const Optio
   }
 }
 
+std::string gigabytes(double b) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3g GB", b / 1e9);
+  return buf;
+}
+
+// Sizes that cannot be allocated are refused here, before any allocation, with what they would need: one probe's
+// training state (weights, Adam's two moments, the kept-best copy, gradients and a batch's activations, as
+// Stack::bytesPerProbe counts them) and every probe's curves. Counted in double, so absurd sizes cannot overflow.
+void checkMemory(int64_t dim, size_t tasks, const std::vector<Config>& configs, const Options& opt) {
+  const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  const double limit = physical > 0 ? physical : 1e18;
+  for (const auto& c : configs) {
+    double params = 0, acts = static_cast<double>(dim), in = static_cast<double>(dim);
+    for (auto h : c.hidden) {
+      params += in * static_cast<double>(h) + static_cast<double>(h);
+      acts += 3.0 * static_cast<double>(h);
+      in = static_cast<double>(h);
+    }
+    params += in + 1;
+    // Attention probes hold every segment's activations.
+    const double perRow = acts * static_cast<double>(std::max<int64_t>(1, opt.segments));
+    const double bytes = 4.0 * (5.0 * params + static_cast<double>(opt.batchSize) * perRow * 2.0);
+    if (bytes > limit) {
+      std::string h;
+      for (auto x : c.hidden) h += (h.empty() ? "" : ", ") + std::to_string(x);
+      throw Error(code::kInvalidArgument, "a probe with hidden sizes [" + h + "] on " + std::to_string(dim) + " features (batch " +
+                                              std::to_string(opt.batchSize) + ") needs about " + gigabytes(bytes) +
+                                              " to train, more than this machine's memory (" + gigabytes(physical) + ")");
+    }
+  }
+  // Validation loss and accuracy per epoch for every probe.
+  const double curves = 8.0 * static_cast<double>(opt.epochs) * static_cast<double>(tasks) * static_cast<double>(configs.size());
+  if (curves > limit) {
+    throw Error(code::kInvalidArgument, std::to_string(opt.epochs) + " epochs for " + std::to_string(tasks * configs.size()) +
+                                            " probes need about " + gigabytes(curves) + " of curves, more than this machine's memory (" +
+                                            gigabytes(physical) + ")");
+  }
+}
+
 }  // namespace
 
 uint64_t probeKey(uint64_t seed, const std::string& instrument, const Config& config) {
@@ -129,6 +172,7 @@ void validate(const float* features, int64_t n, int64_t dim, const std::vector<T
       if (h < 1) throw Error(code::kInvalidArgument, "hidden layer sizes must be positive");
     }
   }
+  checkMemory(dim, tasks.size(), configs, opt);
   std::vector<std::string> seen;
   for (const auto& t : tasks) {
     if (std::find(seen.begin(), seen.end(), t.instrument) != seen.end()) {

@@ -1,5 +1,10 @@
 #include "core/runtime.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#include <cstdlib>
+
 #include <dlfcn.h>
 #include <link.h>
 #include <sched.h>
@@ -122,6 +127,12 @@ class CudaDriver {
 };
 
 }  // namespace
+
+void configureMemory() {
+#if defined(__GLIBC__)
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 4 << 20);
+#endif
+}
 
 int configureThreads() {
   std::call_once(threadsOnce, [] {

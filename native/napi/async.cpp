@@ -4,7 +4,8 @@
 
 namespace calmkit_napi {
 
-Executor::Executor(std::string name, int threads) {
+Executor::Executor(std::string name, int threads, bool growing) : growing_(growing) {
+  std::lock_guard<std::mutex> lock(mu_);
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
 }
 
@@ -21,6 +22,8 @@ void Executor::post(std::function<void()> job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.push_back(std::move(job));
+    // Each idle thread takes one job; more queued jobs than idle threads means one would wait.
+    if (growing_ && jobs_.size() > idle_) threads_.emplace_back([this] { loop(); });
   }
   cv_.notify_one();
 }
@@ -32,7 +35,9 @@ void Executor::loop() {
     std::function<void()> job;
     {
       std::unique_lock<std::mutex> lock(mu_);
+      ++idle_;
       cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      --idle_;
       if (stopping_ && jobs_.empty()) return;
       job = std::move(jobs_.front());
       jobs_.pop_front();
@@ -50,6 +55,11 @@ Executor& audioExecutor() {
 
 Executor& computeExecutor() {
   static auto* ex = new Executor("compute", 1);
+  return *ex;
+}
+
+Executor& loadExecutor() {
+  static auto* ex = new Executor("load", 0, /*growing=*/true);
   return *ex;
 }
 

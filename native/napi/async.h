@@ -19,7 +19,9 @@ namespace calmkit_napi {
 
 class Executor {
  public:
-  Executor(std::string name, int threads);
+  // `growing`: a job never waits for another; a thread is added whenever every thread is busy (threads stay
+  // for later jobs). For jobs that may block on the filesystem, so one stuck job cannot hold up the next.
+  Executor(std::string name, int threads, bool growing = false);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -31,6 +33,8 @@ class Executor {
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
   std::vector<std::thread> threads_;
+  size_t idle_ = 0;
+  bool growing_ = false;
   bool stopping_ = false;
 };
 
@@ -38,6 +42,9 @@ class Executor {
 // threads so a decode never waits behind a forward pass.
 Executor& audioExecutor();
 Executor& computeExecutor();
+// Model loads and inspections: a growing pool, so a load stuck in the filesystem (a hung network mount) never
+// delays the next load, and a load never waits behind a long extraction on the compute thread.
+Executor& loadExecutor();
 
 template <typename R>
 Napi::Promise Submit(Napi::Env env, Executor& ex, std::function<R()> work,

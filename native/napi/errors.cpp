@@ -30,14 +30,14 @@ bool Guard(const std::function<void()>& fn, std::string& code, std::string& mess
     message = e.Message();
   } catch (const c10::Error& e) {
     code = calmkit::code::kInternal;
-    message = e.what_without_backtrace();
+    message = calmkit::torchMessage(e.what_without_backtrace());
   } catch (const std::bad_alloc&) {
     code = calmkit::code::kInternal;
     message = "out of memory";
   } catch (const std::exception& e) {
     // TorchScript surfaces its errors as std::runtime_error.
     code = calmkit::code::kInternal;
-    message = e.what();
+    message = calmkit::torchMessage(e.what());
   } catch (...) {
     code = calmkit::code::kInternal;
     message = "unknown native error";

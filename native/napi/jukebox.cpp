@@ -45,9 +45,11 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) ThrowCoded(env, code::kInvalidArgument, "model path must be a string");
   const std::string path = info[0].As<Napi::String>().Utf8Value();
   std::string device = "cpu", precision = "fp32";
+  jb::LoadOptions load;
   if (info[1].IsObject()) {
     device = GetString(info[1].As<Napi::Object>(), "device", "cpu");
     precision = GetString(info[1].As<Napi::Object>(), "precision", "fp32");
+    load.verifyWeights = GetBool(info[1].As<Napi::Object>(), "verifyWeights", true);
   }
   jb::Precision prec;
   try {
@@ -56,7 +58,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     ThrowCoded(env, e.code(), e.what());
   }
   return Submit<std::shared_ptr<jb::Model>>(
-      env, computeExecutor(), [path, device, prec] { return jb::Model::load(path, device, prec); },
+      env, loadExecutor(), [path, device, prec, load] { return jb::Model::load(path, device, prec, load); },
       [](Napi::Env env, std::shared_ptr<jb::Model>& m) -> Napi::Value {
         auto* h = new ModelHandle();
         h->model = std::move(m);
@@ -137,14 +139,16 @@ struct Inspected {
   int64_t fileBytes = 0;
 };
 
-// inspect(path): validates a checkpoint and describes it without preparing it for a forward pass.
+// inspect(path, {verifyWeights?}): validates a checkpoint and describes it without preparing it for a forward pass.
 Napi::Value Inspect(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) ThrowCoded(info.Env(), code::kInvalidArgument, "model path must be a string");
   const std::string path = info[0].As<Napi::String>().Utf8Value();
+  jb::LoadOptions load;
+  if (info[1].IsObject()) load.verifyWeights = GetBool(info[1].As<Napi::Object>(), "verifyWeights", true);
   return Submit<Inspected>(
-      info.Env(), computeExecutor(),
-      [path] {
-        jb::Checkpoint ck = jb::loadCheckpoint(path);
+      info.Env(), loadExecutor(),
+      [path, load] {
+        jb::Checkpoint ck = jb::loadCheckpoint(path, load);
         return Inspected{ck.hp, jb::summarise(ck), ck.fileBytes};
       },
       [](Napi::Env env, Inspected& r) -> Napi::Value { return InfoObject(env, r.hp, r.summary, r.fileBytes); });
@@ -163,8 +167,9 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   } catch (const calmkit::Error& e) {
     ThrowCoded(env, e.code(), e.what());
   }
-  const double layers = GetNumber(o, "layers", 0);
-  if (layers != 0) {
+  // Absent means the preset's depth; any given value (0 included) must be a layer count.
+  const double layers = GetNumber(o, "layers", std::nan(""));
+  if (!o.Get("layers").IsUndefined() && !o.Get("layers").IsNull()) {
     if (!(layers >= 1 && layers <= 4096) || layers != static_cast<double>(static_cast<int64_t>(layers))) {
       ThrowCoded(env, code::kInvalidArgument, "layers must be an integer in 1..4096");
     }

@@ -7,6 +7,7 @@
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  calmkit::runtime::configureMemory();
   calmkit::runtime::configureThreads();
   calmkit_napi::InitRuntime(env, exports);
   calmkit_napi::InitControl(env, exports);

@@ -15,7 +15,9 @@ Args parseArgs(int argc, char** argv) {
   Args a;
   for (int i = 0; i < argc; ++i) {
     std::string s = argv[i];
-    if (s.rfind("--", 0) == 0) {
+    if (s.rfind("--no-", 0) == 0) {
+      a.options[s.substr(2)] = "1";  // --no-X switches something off and takes no value
+    } else if (s.rfind("--", 0) == 0) {
       if (i + 1 >= argc) throw Error(code::kInvalidArgument, "option " + s + " needs a value");
       a.options[s.substr(2)] = argv[++i];
     } else {

@@ -4,8 +4,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
+
+#include <torch/script.h>
 
 #include "core/checkpoint.h"
 #include "core/error.h"
@@ -70,9 +73,12 @@ Register init("init", "--preset tiny|demo|small|5b [--layers N] [--seed S] --out
                 return 0;
               });
 
-Register info("info", "FILE: hyperparameters, layers, dtypes, bytes of a checkpoint", [](int argc, char** argv) {
-  if (argc < 1) throw Error(code::kInvalidArgument, "usage: calmkit-core info FILE");
-  jb::Checkpoint ck = jb::loadCheckpoint(argv[0]);
+Register info("info", "FILE [--no-verify-weights]: hyperparameters, layers, dtypes, bytes of a checkpoint", [](int argc, char** argv) {
+  Args a = parseArgs(argc, argv);
+  if (a.positional.size() != 1) throw Error(code::kInvalidArgument, "usage: calmkit-core info FILE [--no-verify-weights]");
+  jb::LoadOptions load;
+  load.verifyWeights = !a.has("no-verify-weights");
+  jb::Checkpoint ck = jb::loadCheckpoint(a.positional[0], load);
   printHparams(ck.hp);
   jb::Summary s = jb::summarise(ck);
   std::cout << "tensors: " << ck.tensors.size() << ", " << s.parameters << " values, " << humanBytes(s.bytes)
@@ -127,6 +133,37 @@ Register extract("extract",
                                static_cast<long long>(c.windows), s);
                    return 0;
                  });
+
+// What proving a checkpoint sound costs: LibTorch's own load of the file, calmkit's load without the weight checks
+// (directory walk, record sizes, hyperparameters) and with them (CRC-32 of every record, every weight finite),
+// alternated so that the page cache treats them alike.
+Register benchLoad("bench-load", "MODEL [--repeat 3]: seconds to load a checkpoint: plain torch::jit::load, checked, checked + verified weights",
+                   [](int argc, char** argv) {
+                     Args a = parseArgs(argc, argv);
+                     if (a.positional.size() != 1) throw Error(code::kInvalidArgument, "usage: calmkit-core bench-load MODEL [--repeat 3]");
+                     const std::string path = a.positional[0];
+                     const int64_t repeat = toInt(a.get("repeat", "3"), "--repeat");
+                     auto time = [](const std::function<void()>& f) {
+                       auto t0 = std::chrono::steady_clock::now();
+                       f();
+                       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                     };
+                     double plain = 1e30, structure = 1e30, full = 1e30;
+                     int64_t bytes = 0;
+                     c10::InferenceMode guard;
+                     for (int64_t r = 0; r < repeat; ++r) {
+                       plain = std::min(plain, time([&] { torch::jit::load(path, torch::kCPU, false); }));
+                       jb::LoadOptions off;
+                       off.verifyWeights = false;
+                       structure = std::min(structure, time([&] { bytes = jb::loadCheckpoint(path, off).fileBytes; }));
+                       full = std::min(full, time([&] { jb::loadCheckpoint(path); }));
+                     }
+                     JsonObject o;
+                     o.integer("fileBytes", bytes).num("torchLoadSeconds", plain).num("checkedSeconds", structure).num("verifiedSeconds", full);
+                     o.num("verifyCostOfLoad", (full - structure) / structure).num("totalCostOverTorch", (full - plain) / plain);
+                     std::cout << o.dump() << "\n";
+                     return 0;
+                   });
 
 Register benchForward("bench-forward",
                       "MODEL [--device auto] [--precision fp32] [--batch 1] [--layer DEPTH] [--repeat 3] [--tokens n_ctx]: "

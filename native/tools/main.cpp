@@ -8,6 +8,7 @@
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
+  calmkit::runtime::configureMemory();
   calmkit::runtime::configureThreads();
   auto& cmds = calmkit_tools::commands();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
     std::cerr << "calmkit-core " << argv[1] << ": " << e.code() << ": " << e.what() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "calmkit-core " << argv[1] << ": ERR_INTERNAL: " << e.what() << "\n";
+    std::cerr << "calmkit-core " << argv[1] << ": ERR_INTERNAL: " << calmkit::torchMessage(e.what()) << "\n";
     return 1;
   }
 }
