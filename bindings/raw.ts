@@ -236,5 +236,7 @@ export interface RawBinding {
   _jukeboxTimingBins(hparams?: {
     nCtx?: number; hop?: number; sampleRate?: number; tBins?: number; minDuration?: number; maxDuration?: number; totalLength?: number; offset?: number;
   }): { total: number; absolute: Int32Array; relative: Int32Array };
+  /** The probe trainer's dropout draws by its host kernel and by its device (tensor) hash, for tests. */
+  _probeKeepDraws(seeds: number[], n: number, keeps: number[]): { host: Uint8Array; tensor: Uint8Array };
   _jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number): Float32Array;
 }

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import { binding } from '../bindings';
 import { AbortError, PAPER_GRID, ProbeSet, binaryMetrics, trainProbeGrid, type ProbeNet } from '../lib';
 import { synthProblem } from './helpers/probe-data';
 
@@ -100,6 +101,25 @@ test('the batched (CUDA-style) step trains the paper grid to the same weights as
   t.log(`max |w_batched - w_perProbe| = ${worst}`);
   t.true(moved > 40, 'the probes trained');
   t.true(worst < 1e-5);
+});
+
+// The batched step draws its dropout masks on its device with the counter hash in 64-bit tensor arithmetic
+// (probes_device_batch.cpp); here on the CPU it must give the host kernel's bits, keep for keep, including a
+// length that is no multiple of any vector width and streams whose keys have the top bit set.
+test('the device dropout draws are the host kernel\'s, bit for bit', (t) => {
+  const seeds = [0, 1, 7, 123456789, 2 ** 40 + 3, 2 ** 52 - 1];
+  const keeps = [0.25, 0.5, 0.75, 0.5, 0.9, 0.1];
+  const n = 4800 * 3 + 7;
+  const { host, tensor } = binding()._probeKeepDraws(seeds, n, keeps);
+  t.is(host.length, seeds.length * n);
+  let differ = 0;
+  for (let i = 0; i < host.length; i++) if (host[i] !== tensor[i]) differ++;
+  t.is(differ, 0);
+  seeds.forEach((_, p) => {
+    let kept = 0;
+    for (let i = 0; i < n; i++) kept += host[p * n + i];
+    t.true(Math.abs(kept / n - keeps[p]) < 0.02, `stream ${p}: kept ${kept / n}, expected ${keeps[p]}`);
+  });
 });
 
 test('same seed, same result; another seed, another result', async (t) => {

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/probes_device_batch.h"
 #include "core/probes_random.h"
 
 namespace calmkit::probes {
@@ -451,8 +452,29 @@ class Stack {
     std::vector<float> y(B_);
     for (int64_t b = 0; b < B_; ++b) y[b] = b < B_ / 2 ? 1.0f : 0.0f;
     y_ = torch::tensor(y).view({1, B_, 1}).to(sh_.device);
-    inputs_ = torch::empty({P_, R_, sh_.dim}, f);
-    for (size_t l = 1; l + 1 < dims_.size(); ++l) masks_.push_back(torch::empty({P_, R_, dims_[l]}, f));
+    if (perProbeCpu()) {
+      inputs_ = torch::empty({P_, R_, sh_.dim}, f);
+      for (size_t l = 1; l + 1 < dims_.size(); ++l) masks_.push_back(torch::empty({P_, R_, dims_[l]}, f));
+      return;
+    }
+    // The batched step builds its inputs on the device (batchOnDevice) from these per-probe constants.
+    auto dev = torch::TensorOptions().device(sh_.device);
+    std::vector<float> keep(P_), scale(P_);
+    for (int64_t p = 0; p < P_; ++p) {
+      keep[p] = static_cast<float>(1.0 - ps_[p].dropout);
+      scale[p] = 1.0f / keep[p];
+    }
+    keep_ = torch::tensor(keep).to(sh_.device);
+    scale_ = torch::tensor(scale).to(sh_.device);
+    if (sh_.scalers[ps_[0].task].mean.defined()) {
+      std::vector<torch::Tensor> mean, sd;
+      for (int64_t p = 0; p < P_; ++p) {
+        mean.push_back(sh_.scalers[ps_[p].task].mean);
+        sd.push_back(sh_.scalers[ps_[p].task].std);
+      }
+      mean_ = torch::stack(mean).view({P_, 1, sh_.dim}).to(dev);
+      std_ = torch::stack(sd).view({P_, 1, sh_.dim}).to(dev);
+    }
   }
 
   // On the CPU each probe steps on its own (stepProbeCpu); elsewhere, or on request, the stack steps at once.
@@ -487,20 +509,66 @@ class Stack {
       forEachProbe(pa, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, batchValid[slotOf[p]], steps); });
       return;
     }
-    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, 0, pa, B_, S_, slotOf, batchRows, steps);
-    for (size_t l = 0; l < masks_.size(); ++l) {
-      fillMasks(masks_[l].data_ptr<float>(), ps_, 0, pa, R_, masks_[l].size(2), l + 1, steps);
-    }
-    torch::Tensor valid;
-    if (attention_ && sh_.padded) {
-      std::vector<torch::Tensor> v;
-      for (int64_t p = 0; p < pa; ++p) v.push_back(batchValid[slotOf[p]]);
-      valid = torch::stack(v).to(sh_.device);
-    }
-    stepBatched(pa, steps, valid);
+    batchOnDevice(pa, slotOf, batchRows, batchValid, steps);
+    stepBatched(pa, steps);
   }
 
-  torch::Tensor mask(size_t l, int64_t pa) const { return masks_[l].narrow(0, 0, pa).to(sh_.device); }
+  // The stream key of probe p's dropout at `layer` (0: the input) in its current step, as int64 bits.
+  int64_t maskKey(int64_t p, uint64_t layer, const std::vector<int64_t>& steps) const {
+    return static_cast<int64_t>(subKey(ps_[p].key, kMask, layer, static_cast<uint64_t>(steps[p])));
+  }
+
+  // The batched step's dropped-out, standardised inputs [pa, R, dim], hidden-layer masks [pa, R, h] and (attention
+  // probes on padded clips) the [pa, B, S] real segments, all on the device: fillInputs and fillMasks' values,
+  // bit for bit. Only each instrument's batch rows cross from the host (a [P, R, dim] host tensor per step was
+  // 221 MB for 180 probes of 4800-d); the expansion to probes, the scaling and the draws run on the device.
+  void batchOnDevice(int64_t pa, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
+                     const std::vector<torch::Tensor>& batchValid, const std::vector<int64_t>& steps) {
+    const int64_t d = sh_.dim;
+    std::vector<int64_t> compact(batchRows.size(), -1), slots, slotIndex(pa);
+    for (int64_t p = 0; p < pa; ++p) {
+      int s = slotOf[p];
+      if (compact[s] < 0) {
+        compact[s] = static_cast<int64_t>(slots.size());
+        slots.push_back(s);
+      }
+      slotIndex[p] = compact[s];
+    }
+    auto host = torch::TensorOptions().dtype(torch::kFloat).pinned_memory(sh_.device.is_cuda());
+    auto rows = torch::zeros({static_cast<int64_t>(slots.size()), R_, d}, host);
+    float* out = rows.data_ptr<float>();
+    for (size_t j = 0; j < slots.size(); ++j) {
+      const auto& clips = batchRows[slots[j]];
+      for (int64_t b = 0; b < B_; ++b) {
+        const int64_t real = std::min<int64_t>(S_, sh_.validOf(clips[b]));
+        std::copy_n(sh_.features + clips[b] * S_ * d, real * d, out + (static_cast<int64_t>(j) * R_ + b * S_) * d);
+      }
+    }
+    auto idx = torch::tensor(slotIndex, torch::kLong).to(sh_.device);
+    auto x = rows.to(sh_.device, /*non_blocking=*/true).index_select(0, idx);
+    if (mean_.defined()) x.sub_(mean_.narrow(0, 0, pa)).div_(std_.narrow(0, 0, pa));
+    std::vector<int64_t> keys(pa);
+    for (int64_t p = 0; p < pa; ++p) keys[p] = maskKey(p, 0, steps);
+    auto keysDev = torch::tensor(keys, torch::kLong).to(sh_.device);
+    auto keep = keep_.narrow(0, 0, pa), scale = scale_.narrow(0, 0, pa).view({pa, 1, 1});
+    x.mul_(scale).masked_fill_(keepDraws(keysDev, R_ * d, keep).view({pa, R_, d}).logical_not(), 0.0f);
+    batchValid_ = torch::Tensor();
+    if (attention_ && sh_.padded) {
+      std::vector<torch::Tensor> v;
+      for (int64_t slot : slots) v.push_back(batchValid[slot]);
+      batchValid_ = torch::stack(v).to(sh_.device).index_select(0, idx);  // [pa, B, S]
+      // Padding segments are zero rows, whatever standardisation made of them.
+      x.masked_fill_(batchValid_.view({pa, R_, 1}).logical_not(), 0.0f);
+    }
+    inputsDev_ = x;
+    masksDev_.clear();
+    for (size_t l = 1; l + 1 < dims_.size(); ++l) {
+      for (int64_t p = 0; p < pa; ++p) keys[p] = maskKey(p, l, steps);
+      keysDev = torch::tensor(keys, torch::kLong).to(sh_.device);
+      auto m = keepDraws(keysDev, R_ * dims_[l], keep).view({pa, R_, dims_[l]}).to(torch::kFloat).mul_(scale);
+      masksDev_.push_back(m);
+    }
+  }
 
   // CPU: each probe's whole step (its batch, masks, forward, backward, Adam) runs on one thread while its
   // weights, moments and gradients are still in cache; the stack's probes are spread over the threads. ATen's
@@ -561,9 +629,10 @@ class Stack {
   }
 
   // Other devices: batched products over the stack (bmm/baddbmm), then Adam in tensor operations.
-  void stepBatched(int64_t pa, const std::vector<int64_t>& steps, const torch::Tensor& valid) {
+  void stepBatched(int64_t pa, const std::vector<int64_t>& steps) {
     const size_t L = W_.size();
-    std::vector<torch::Tensor> acts{inputs_.narrow(0, 0, pa).to(sh_.device)}, pre;
+    const torch::Tensor valid = batchValid_;
+    std::vector<torch::Tensor> acts{inputsDev_}, pre;
     for (size_t l = 0; l < L; ++l) {
       auto z = torch::baddbmm(Bs_[l].value.narrow(0, 0, pa), acts.back(), W_[l].value.narrow(0, 0, pa));
       if (l + 1 == L) {
@@ -571,7 +640,7 @@ class Stack {
         break;
       }
       pre.push_back(z);
-      acts.push_back(z.relu().mul_(mask(l, pa)));
+      acts.push_back(z.relu().mul_(masksDev_[l]));
     }
     // d(mean BCE)/d(logit) per probe (through the attention head for attention probes).
     torch::Tensor dz, dAtt;
@@ -594,7 +663,7 @@ class Stack {
       if (l == 0) break;
       auto da = torch::bmm(dz, W_[l].value.narrow(0, 0, pa).transpose(1, 2));
       if (attention_ && l + 1 == L) da.baddbmm_(dAtt, Wa_.value.narrow(0, 0, pa).transpose(1, 2));
-      dz = da.mul_(mask(l - 1, pa)).mul_(pre[l - 1].gt(0));
+      dz = da.mul_(masksDev_[l - 1]).mul_(pre[l - 1].gt(0));
     }
     for (size_t l = 0; l < L; ++l) {
       adamTensor(W_[l], ps_, pa, steps, sh_.opt.lr);
@@ -734,8 +803,14 @@ class Stack {
   std::vector<int64_t> dims_;
   std::vector<Param> W_, Bs_;
   Param Wa_;  // attention probes: the attention layer [P, last hidden, 1] (no bias)
+  // The per-probe CPU step's host buffers (one probe's slice filled at a time).
   torch::Tensor y_, inputs_;
   std::vector<torch::Tensor> masks_;
+  // The batched step's per-probe dropout keep and 1/keep [P], standardisation [P, 1, dim] (undefined without it),
+  // and its current step's inputs, masks and real segments on the device (batchOnDevice).
+  torch::Tensor keep_, scale_, mean_, std_;
+  torch::Tensor inputsDev_, batchValid_;
+  std::vector<torch::Tensor> masksDev_;
 };
 
 }  // namespace

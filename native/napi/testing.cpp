@@ -4,6 +4,9 @@
 
 #include "core/error.h"
 #include "core/jukebox.h"
+#include "core/probes_device_batch.h"
+#include "core/probes_kernels.h"
+#include "core/probes_random.h"
 #include "napi/convert.h"
 #include "napi/exports.h"
 
@@ -74,11 +77,46 @@ Napi::Value AttentionJs(const Napi::CallbackInfo& info) {
   }
 }
 
+
+// _probeKeepDraws(seeds, n, keeps): the dropout draws of the streams mix64(seed) (one per seed, each with its
+// keep probability), by the host kernel the per-probe CPU step uses and by the tensor hash the batched step runs
+// on its device (here the CPU): { host, tensor }, each [seeds][n] bytes of 0/1.
+Napi::Value ProbeKeepDrawsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray() || !info[1].IsNumber() || !info[2].IsArray()) {
+    ThrowCoded(env, code::kInvalidArgument, "need (seeds: number[], n: number, keeps: number[])");
+  }
+  auto seeds = info[0].As<Napi::Array>(), keeps = info[2].As<Napi::Array>();
+  const int64_t n = info[1].As<Napi::Number>().Int64Value();
+  const int64_t P = seeds.Length();
+  if (n < 1 || n > (1 << 24) || keeps.Length() != seeds.Length()) ThrowCoded(env, code::kInvalidArgument, "bad sizes");
+  std::vector<int64_t> keys(P);
+  std::vector<float> keep(P);
+  auto host = Napi::Uint8Array::New(env, static_cast<size_t>(P * n));
+  std::vector<float> row(static_cast<size_t>(n));
+  for (int64_t p = 0; p < P; ++p) {
+    const uint64_t key = calmkit::probes::mix64(static_cast<uint64_t>(seeds.Get(p).As<Napi::Number>().Int64Value()));
+    keys[p] = static_cast<int64_t>(key);
+    keep[p] = keeps.Get(p).As<Napi::Number>().FloatValue();
+    calmkit::probes::dropoutRow(row.data(), nullptr, nullptr, nullptr, n, key, 0, keep[p], 1.0f / keep[p]);
+    for (int64_t i = 0; i < n; ++i) host[p * n + i] = row[i] != 0.0f;
+  }
+  c10::InferenceMode guard;
+  auto t = calmkit::probes::keepDraws(torch::tensor(keys, torch::kLong), n, torch::tensor(keep)).to(torch::kUInt8).contiguous();
+  auto tensor = Napi::Uint8Array::New(env, static_cast<size_t>(P * n));
+  std::copy_n(t.data_ptr<uint8_t>(), P * n, tensor.Data());
+  auto o = Napi::Object::New(env);
+  o.Set("host", host);
+  o.Set("tensor", tensor);
+  return o;
+}
+
 }  // namespace
 
 void InitTesting(Napi::Env env, Napi::Object exports) {
   exports.Set("_jukeboxTimingBins", Napi::Function::New(env, TimingBinsJs, "_jukeboxTimingBins"));
   exports.Set("_jukeboxAttention", Napi::Function::New(env, AttentionJs, "_jukeboxAttention"));
+  exports.Set("_probeKeepDraws", Napi::Function::New(env, ProbeKeepDrawsJs, "_probeKeepDraws"));
 }
 
 }  // namespace calmkit_napi
