@@ -8,6 +8,8 @@ import sys
 
 import torch
 
+from rewrite_checkpoint import save_archive
+
 HP = dict(calmkit_format=1, preset="tiny", source="fuzz seed", sample_rate=44100, vq_levels=1, vq_downs_t=[1],
           vq_strides_t=[2], vq_emb_width=4, vq_l_bins=8, vq_width=4, vq_depth=1, vq_m_conv=1.0,
           vq_dilation_growth_rate=3, n_ctx=8, width=8, depth=1, full_depth=1, heads=1, m_attn=0.25, m_mlp=1.0,
@@ -48,34 +50,16 @@ def tensors(hp):
     return t
 
 
-def save(path, hp, state):
-    root = torch.nn.Module()
-    for key, value in state.items():
-        *parts, leaf = key.split(".")
-        node = root
-        for part in parts:
-            if not hasattr(node, part):
-                node.add_module(part, torch.nn.Module())
-            node = getattr(node, part)
-        if key == "bottleneck.level_blocks.2.k":
-            node.register_buffer(leaf, value)
-        else:
-            node.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=False))
-    for name, value in hp.items():
-        setattr(root, name, value)
-    torch.jit.save(torch.jit.script(root), path)
-
-
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     state = tensors(HP)
-    save(os.path.join(out, "micro.pt"), HP, state)
-    save(os.path.join(out, "micro-deep-vq.pt"), {**HP, "vq_depth": 20, "vq_dilation_growth_rate": 16}, state)
+    save_archive(os.path.join(out, "micro.pt"), HP, state)
+    save_archive(os.path.join(out, "micro-deep-vq.pt"), {**HP, "vq_depth": 20, "vq_dilation_growth_rate": 16}, state)
     bad = dict(state)
     bad["prior.pos_emb.pos_emb"] = bad["prior.pos_emb.pos_emb"].clone()
     bad["prior.pos_emb.pos_emb"][1, 2] = float("nan")
-    save(os.path.join(out, "micro-nan.pt"), HP, bad)
+    save_archive(os.path.join(out, "micro-nan.pt"), HP, bad)
 
 
 if __name__ == "__main__":

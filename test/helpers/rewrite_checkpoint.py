@@ -16,6 +16,25 @@ y_bins_genre y_bins_artist t_bins max_bow_genre_size min_duration max_duration c
 cond_artist cond_genre""".split()
 
 
+def save_archive(path, attrs, state):
+    """A calmkit checkpoint archive: the state dict as a module tree, the codebook a buffer, hparams attributes."""
+    root = torch.nn.Module()
+    for key, t in state.items():
+        *parts, leaf = key.split(".")
+        node = root
+        for part in parts:
+            if not hasattr(node, part):
+                node.add_module(part, torch.nn.Module())
+            node = getattr(node, part)
+        if key == "bottleneck.level_blocks.2.k":
+            node.register_buffer(leaf, t)
+        else:
+            node.register_parameter(leaf, torch.nn.Parameter(t, requires_grad=False))
+    for name, v in attrs.items():
+        setattr(root, name, v)
+    torch.jit.save(torch.jit.script(root), path)
+
+
 def main():
     src, dst, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     m = torch.jit.load(src)
@@ -31,22 +50,7 @@ def main():
         attrs.pop(k)
     attrs.update(spec.get("attrs", {}))
 
-    root = torch.nn.Module()
-    for key, t in state.items():
-        *path, leaf = key.split(".")
-        node = root
-        for p in path:
-            if not hasattr(node, p):
-                node.add_module(p, torch.nn.Module())
-            node = getattr(node, p)
-        if key == "bottleneck.level_blocks.2.k":
-            node.register_buffer(leaf, t)
-        else:
-            node.register_parameter(leaf, torch.nn.Parameter(t, requires_grad=False))
-    for name, v in attrs.items():
-        setattr(root, name, v)
-    torch.jit.save(torch.jit.script(root), dst)
-
+    save_archive(dst, attrs, state)
 
 if __name__ == "__main__":
     main()
