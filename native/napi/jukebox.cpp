@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/extract.h"
+#include "core/runtime.h"
 #include "core/random_model.h"
 #include "napi/async.h"
 #include "napi/control.h"
@@ -49,14 +50,16 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     device = GetString(info[1].As<Napi::Object>(), "device", "cpu");
     precision = GetString(info[1].As<Napi::Object>(), "precision", "fp32");
   }
-  jb::Precision prec;
   try {
-    prec = jb::parsePrecision(precision);
+    // "auto" on the CPU reads runtime::cpuBf16, which captures oneDNN's log on stdout once per process: probe
+    // here, on the JS thread, while nothing else can write to stdout.
+    if (precision == "auto") (void)calmkit::runtime::cpuBf16();
+    else (void)jb::resolvePrecision(precision, torch::kCPU);
   } catch (const calmkit::Error& e) {
     ThrowCoded(env, e.code(), e.what());
   }
   return Submit<std::shared_ptr<jb::Model>>(
-      env, computeExecutor(), [path, device, prec] { return jb::Model::load(path, device, prec); },
+      env, computeExecutor(), [path, device, precision] { return jb::Model::load(path, device, precision); },
       [](Napi::Env env, std::shared_ptr<jb::Model>& m) -> Napi::Value {
         auto* h = new ModelHandle();
         h->model = std::move(m);
@@ -128,6 +131,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   auto o = InfoObject(info.Env(), m->hparams(), m->summary(), m->fileBytes());
   o.Set("device", m->device().str());
   o.Set("precision", jb::precisionName(m->precision()));
+  o.Set("blockKernels", m->blockKernels());
   return o;
 }
 
