@@ -10,7 +10,9 @@ export interface RawDoctor {
   interopThreads: number;
   blas: { name: string; detail: string; isReference: boolean };
   mkldnn: boolean;
-  cudaDevices: { index: number; name: string; totalMemory: number; freeMemory: number; computeCapability: string }[];
+  cpuBf16: { avx512Bf16: boolean; amxBf16: boolean; isaLimit: string; onednnIsa: string; matmulKernel: string; linearKernel: string; native: boolean; basis: string };
+  autoPrecisionCpu: string;
+  cudaDevices: { index: number; name: string; totalMemory: number; freeMemory: number; computeCapability: string; autoPrecision: string }[];
   cudaUnavailableReason: string;
 }
 
@@ -148,6 +150,8 @@ export interface RawJukeboxInfo {
   dtypes: { dtype: string; tensors: number; elements: number; bytes: number }[];
   device?: string;
   precision?: string;
+  /** How the blocks' products run: `aten` or `onednn-packed` (CPU bf16, see docs/contracts.md). */
+  blockKernels?: string;
 }
 
 export type RawJukeboxInput = { samples: Float32Array; label?: string } | { tokens: Int32Array; label?: string };
@@ -208,5 +212,5 @@ export interface RawBinding {
   _jukeboxTimingBins(hparams?: {
     nCtx?: number; hop?: number; sampleRate?: number; tBins?: number; minDuration?: number; maxDuration?: number; totalLength?: number; offset?: number;
   }): { total: number; absolute: Int32Array; relative: Int32Array };
-  _jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number): Float32Array;
+  _jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number, impl?: string): Float32Array;
 }

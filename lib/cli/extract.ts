@@ -30,12 +30,12 @@ export function register(program: Command): void {
     .option('--batch <n>', 'clips per forward pass', integer('--batch', { min: 1 }), 1)
     .option('--device <device>', DEVICE_HELP, 'cpu')
     .option('--flush-every <n>', 'clips between durable flushes (work lost on a crash is at most this)', integer('--flush-every', { min: 1 }), 64);
-  addSettingsOptions(cmd).action(async (files: string[], opts: ExtractOptions) => {
+  addSettingsOptions(cmd, { withAuto: true }).action(async (files: string[], opts: ExtractOptions) => {
     const items = workItems(opts.dataset, files, opts.shard);
     await withInterrupt(
       async (signal) => {
         await using model = await Jukebox.load(opts.model, { device: opts.device, precision: opts.precision, signal });
-        const settings = settingsFromOptions({ id: model.id, path: opts.model, preset: model.info.preset }, opts, model.info.depth);
+        const settings = settingsFromOptions({ id: model.id, path: opts.model, preset: model.info.preset, precision: model.info.precision }, opts, model.info.depth);
         const stores = LayerStores.open(opts.out, settings, { create: true });
         const progress = createProgress('extract', items.length, 'clips');
         process.stderr.write(`extract: ${items.length} clips, settings ${settingsHash(settings)} (layers ${settings.layers.join(',')}, ${settings.pooling}, ${settings.formatting}), stores under ${opts.out}\n`);

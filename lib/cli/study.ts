@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { invalidArgument } from '../errors';
-import { PRECISIONS, type JukeboxPrecision } from '../model';
+import { PRECISION_CHOICES, type PrecisionChoice } from '../model';
 import { PAPER_VARIANTS, runStudy } from '../study';
 import { withInterrupt } from './interrupt';
 import { addTrainingFlags, choice, integer, trainingOptions, type TrainingFlags } from './options';
@@ -19,9 +19,9 @@ export function register(program: Command): void {
       .requiredOption('--out <dir>', 'study folder (resumable)')
       .option('--layer <n>', 'layer (default 36, or the model depth if smaller)', integer('--layer', { min: 1 }))
       .option('--variants <names>', `comma-separated subset of ${PAPER_VARIANTS.map((v) => v.name).join(',')}`)
-      .option('--precision <p>', PRECISIONS.join(' | '), choice('--precision', PRECISIONS), 'fp32')
+      .option('--precision <p>', `${PRECISION_CHOICES.join(' | ')} (auto: the device's fastest native precision)`, choice('--precision', PRECISION_CHOICES), 'fp32')
       .option('--extract-batch <n>', 'clips per forward pass', integer('--extract-batch', { min: 1 }), 1),
-  ).action(async (o: TrainingFlags & { dataset: string; model: string; out: string; layer?: number; variants?: string; precision: JukeboxPrecision; extractBatch: number }) => {
+  ).action(async (o: TrainingFlags & { dataset: string; model: string; out: string; layer?: number; variants?: string; precision: PrecisionChoice; extractBatch: number }) => {
     const names = o.variants ? o.variants.split(',').map((s) => s.trim()) : PAPER_VARIANTS.map((v) => v.name);
     const variants = names.map((n) => {
       const v = PAPER_VARIANTS.find((x) => x.name === n);

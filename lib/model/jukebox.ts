@@ -8,7 +8,7 @@ import { AbortError, ArgumentError, DisposedError, native, nativeSync, oneOf } f
 import type { Device } from '../runtime/device';
 import { modelId } from './checkpoint-id';
 import { ChunkChannel } from './chunk-channel';
-import { PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows, type ResolvedExtractOptions } from './options';
+import { PRECISION_CHOICES, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows, type PrecisionChoice, type ResolvedExtractOptions } from './options';
 
 export type { JukeboxPooling, JukeboxPrecision, JukeboxWindows } from './options';
 export { CALM_LAYER } from './options';
@@ -23,8 +23,8 @@ export type JukeboxPreset = (typeof JUKEBOX_PRESETS)[number];
 export interface JukeboxLoadOptions {
   /** `auto` picks cuda when this build and machine have it (default `cpu`). */
   device?: JukeboxDevice;
-  /** Default `fp32` (see JukeboxPrecision). */
-  precision?: JukeboxPrecision;
+  /** Default `fp32` (see JukeboxPrecision); `auto` picks the device's fastest native precision (PrecisionChoice). */
+  precision?: PrecisionChoice;
   signal?: AbortSignal;
 }
 
@@ -127,7 +127,7 @@ export class Jukebox {
   /** Loads and validates a calmkit Jukebox checkpoint (docs/contracts.md) onto a device. */
   static async load(path: string, options: JukeboxLoadOptions = {}): Promise<Jukebox> {
     if (typeof path !== 'string' || path === '') throw new ArgumentError('ERR_INVALID_ARGUMENT', 'model path must be a non-empty string');
-    const precision = oneOf('precision', PRECISIONS, options.precision ?? 'fp32');
+    const precision = oneOf('precision', PRECISION_CHOICES, options.precision ?? 'fp32');
     throwIfAborted(options.signal, 'loading ' + path);
     const handle = await native(() => binding().jukeboxLoad(path, { device: options.device ?? 'cpu', precision }), path);
     // Loading cannot be interrupted half-way; an abort during it releases the loaded model at once.

@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { AbortError } from '../errors';
-import { defaultLayers, Jukebox, type JukeboxPrecision } from '../model';
+import { defaultLayers, Jukebox, type PrecisionChoice } from '../model';
 import type { Device } from '../runtime/device';
 import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type PipelineProgress, extractToStore } from '../extraction';
@@ -53,7 +53,8 @@ export interface StudyOptions {
   /** Standardise features with each instrument's train mean/std (jukemir's default; default true). */
   standardize?: boolean;
   device?: Device;
-  precision?: JukeboxPrecision;
+  /** Default `fp32`; `auto` resolves when the model loads, and the stores record the precision it resolved to. */
+  precision?: PrecisionChoice;
   /** Clips per forward pass. */
   extractBatch?: number;
   signal?: AbortSignal;
@@ -103,7 +104,7 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
       const dir = path.join(options.out, variant.name);
       const settings = resolveSettings({
         model: { id, path: options.model, preset: model.info.preset },
-        precision: options.precision ?? 'fp32',
+        precision: model.info.precision,
         layers: [layer],
         pooling: 'mean',
         formatting: variant.formatting,
