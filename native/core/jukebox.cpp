@@ -263,10 +263,11 @@ torch::Tensor Model::encoderLevel(torch::Tensor x, int64_t b) const {
     int64_t dil = 1;
     for (int64_t j = 0; j < hp_.vqDepth; ++j) {
       const std::string res = blk + "1.model." + std::to_string(j) + ".model.";
-      // Pre-activation residual block: the skip path has no ReLU.
+      // Pre-activation residual block: the skip path has no ReLU. In place where a tensor is ours alone (the
+      // same values; fewer fresh [L, 32] tensors, whose page faults cost as much as the small convolutions).
       profile::Step st("encoder residual block");
       torch::Tensor y = conv1d(torch::relu(x), res + "1.", 1, dil, dil);
-      x = x + conv1d(torch::relu(y), res + "3.", 1, 0, 1);
+      x.add_(conv1d(y.relu_(), res + "3.", 1, 0, 1));
       dil *= hp_.vqDilationGrowthRate;
     }
   }
