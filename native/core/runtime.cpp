@@ -234,6 +234,8 @@ CpuBf16 probeCpuBf16() {
   };
   r.matmulKernel = kernel("32x48:48x40");
   r.linearKernel = fusedRuns ? kernel("mb64ic96oc80") : "";
+  // Empty means "does not run" (the model's bf16 path follows the same check), never "ran but went unlogged".
+  if (fusedRuns && r.linearKernel.empty()) r.linearKernel = "oneDNN (kernel not named in its log)";
   if (log) {
     // No oneDNN line for LibTorch's product: it ran on ATen's own kernel (oneDNN has no bf16 kernel here).
     const bool onednn = !r.matmulKernel.empty();
