@@ -10,7 +10,9 @@ export interface RawDoctor {
   interopThreads: number;
   blas: { name: string; detail: string; isReference: boolean };
   mkldnn: boolean;
-  cudaDevices: { index: number; name: string; totalMemory: number; freeMemory: number; computeCapability: string }[];
+  cpuBf16: { avx512Bf16: boolean; amxBf16: boolean; isaLimit: string; onednnIsa: string; matmulKernel: string; linearKernel: string; native: boolean; basis: string };
+  autoPrecisionCpu: string;
+  cudaDevices: { index: number; name: string; totalMemory: number; freeMemory: number; computeCapability: string; autoPrecision: string }[];
   cudaUnavailableReason: string;
 }
 
@@ -165,6 +167,8 @@ export interface RawJukeboxInfo {
   dtypes: { dtype: string; tensors: number; elements: number; bytes: number }[];
   device?: string;
   precision?: string;
+  /** How the blocks' products run: `aten` or `onednn-packed` (CPU bf16, see docs/contracts.md). */
+  blockKernels?: string;
 }
 
 export type RawJukeboxInput = { samples: Float32Array; label?: string } | { tokens: Int32Array; label?: string };
@@ -238,5 +242,5 @@ export interface RawBinding {
   }): { total: number; absolute: Int32Array; relative: Int32Array };
   /** The probe trainer's dropout draws by its host kernel and by its device (tensor) hash, for tests. */
   _probeKeepDraws(seeds: number[], n: number, keeps: number[]): { host: Uint8Array; tensor: Uint8Array };
-  _jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number): Float32Array;
+  _jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number, impl?: string): Float32Array;
 }

@@ -18,17 +18,18 @@ export {
 
 // What calmkit runs on.
 export { doctor, gemmPeak, calmkitVersion } from './runtime';
-export type { DoctorReport, GemmPeakOptions, Device } from './runtime';
+export type { AutoPrecision, DoctorReport, GemmPeakOptions, Device } from './runtime';
 
 // The audio front-end.
 export { loadAudio, decodeAudio, writeAudio, listAudioFiles, MODEL_SAMPLE_RATE, PAPER_TILE_SECONDS, PAPER_UPSAMPLE_FACTOR, FORMATTINGS, AUDIO_EXTENSIONS } from './audio';
 export type { AudioContainer, AudioEncoding, WriteAudioOptions, AudioInput, LoadAudioOptions, LoadedAudio, DecodedAudio, Formatting } from './audio';
 
 // The model.
-export { Jukebox, CALM_LAYER, JUKEBOX_PRESETS, PRECISIONS, POOLINGS, WINDOWS, defaultLayers, modelId, isModelId } from './model';
+export { Jukebox, CALM_LAYER, JUKEBOX_PRESETS, PRECISIONS, PRECISION_CHOICES, POOLINGS, WINDOWS, defaultLayers, modelId, isModelId } from './model';
 export type {
   JukeboxDevice,
   JukeboxPrecision,
+  PrecisionChoice,
   JukeboxPooling,
   JukeboxWindows,
   JukeboxPreset,

@@ -1,4 +1,5 @@
-// Building blocks without a model or Python: the three attention kinds (who may influence whom) and the
+// Building blocks without a model or Python: the three attention kinds (who may influence whom), in both
+// implementations (batched products, and LibTorch's fused attention of the CPU bf16 path), and the
 // timing-conditioning bins for the real 5B hyperparameters (docs/jukebox-spec.md 3.2, 3.4).
 import test from 'ava';
 import { ArgumentError } from '../lib/errors';
@@ -48,26 +49,42 @@ const MAY_SEE: Record<'row' | 'column' | 'prev', (query: number, key: number) =>
 
 const q = random(B * H * T * D, 1), k = random(B * H * T * D, 2), v = random(B * H * T * D, 3);
 
-for (const kind of ['row', 'column', 'prev'] as const) {
-  test(`${kind} attention: a key/value at p changes exactly the outputs allowed to see it`, (t) => {
-    const base = jukeboxAttention(q, k, v, SHAPE, kind, BC);
-    for (const p of range(T)) {
-      const out = jukeboxAttention(q, perturb(k, p), perturb(v, p), SHAPE, kind, BC);
-      const expected = range(T).filter((i) => MAY_SEE[kind](i, p));
-      t.deepEqual(changedPositions(base, out), expected, `perturbing position ${p}`);
-    }
-  });
+for (const impl of ['batched', 'fused'] as const) {
+  for (const kind of ['row', 'column', 'prev'] as const) {
+    test(`${kind} attention (${impl}): a key/value at p changes exactly the outputs allowed to see it`, (t) => {
+      const base = jukeboxAttention(q, k, v, SHAPE, kind, BC, impl);
+      for (const p of range(T)) {
+        const out = jukeboxAttention(q, perturb(k, p), perturb(v, p), SHAPE, kind, BC, impl);
+        const expected = range(T).filter((i) => MAY_SEE[kind](i, p));
+        t.deepEqual(changedPositions(base, out), expected, `perturbing position ${p}`);
+      }
+    });
 
-  test(`${kind} attention: a query at p changes only output p`, (t) => {
-    const base = jukeboxAttention(q, k, v, SHAPE, kind, BC);
-    for (const p of [0, 5, 13, 23]) {
-      const out = jukeboxAttention(perturb(q, p), k, v, SHAPE, kind, BC);
-      // A query that sees a single key (the first of a row or column) gets weight 1 whatever it is, and the
-      // first block of a previous-block layer averages zero values whatever its queries are.
-      const seesOne = (kind === 'row' && residue(p) === 0) || (kind === 'column' && block(p) === 0);
-      const expected = seesOne || (kind === 'prev' && block(p) === 0) ? [] : [p];
-      t.deepEqual(changedPositions(base, out), expected, `perturbing query ${p}`);
-    }
+    test(`${kind} attention (${impl}): a query at p changes only output p`, (t) => {
+      const base = jukeboxAttention(q, k, v, SHAPE, kind, BC, impl);
+      for (const p of [0, 5, 13, 23]) {
+        const out = jukeboxAttention(perturb(q, p), k, v, SHAPE, kind, BC, impl);
+        // A query that sees a single key (the first of a row or column) gets weight 1 whatever it is, and the
+        // first block of a previous-block layer averages zero values whatever its queries are.
+        const seesOne = (kind === 'row' && residue(p) === 0) || (kind === 'column' && block(p) === 0);
+        const expected = seesOne || (kind === 'prev' && block(p) === 0) ? [] : [p];
+        t.deepEqual(changedPositions(base, out), expected, `perturbing query ${p}`);
+      }
+    });
+  }
+}
+
+for (const kind of ['row', 'column', 'prev'] as const) {
+  test(`${kind} attention: the fused implementation computes the batched one's values (within 1e-6)`, (t) => {
+    // Two batches of 3 heads, 12 blocks: the fused path merges batch and heads, which must not mix them.
+    const shape: [number, number, number, number] = [2, 3, 48, 5];
+    const n = shape.reduce((a, b) => a * b);
+    const [qq, kk, vv] = [random(n, 4), random(n, 5), random(n, 6)];
+    const a = jukeboxAttention(qq, kk, vv, shape, kind, 4, 'batched');
+    const b = jukeboxAttention(qq, kk, vv, shape, kind, 4, 'fused');
+    let worst = 0;
+    for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    t.true(worst < 1e-6, `max |fused - batched| = ${worst}`);
   });
 }
 
@@ -86,6 +103,8 @@ test('attention rejects a length that is not a multiple of the block', (t) => {
   t.is((e as { code?: string }).code, 'ERR_INVALID_ARGUMENT');
   const e2 = t.throws(() => jukeboxAttention(q, k, v, [B, H, T, D], 'diagonal' as 'row', 4));
   t.is((e2 as { code?: string }).code, 'ERR_INVALID_ARGUMENT');
+  const e3 = t.throws(() => jukeboxAttention(q, k, v, [B, H, T, D], 'row', 4, 'flash' as 'fused'));
+  t.is((e3 as { code?: string }).code, 'ERR_INVALID_ARGUMENT');
 });
 
 test('timing bins for the 5B hyperparameters match the spec table', (t) => {

@@ -22,7 +22,8 @@ Protocol (driven by benchmarks/extract.ts, one JSON object per line on stdin/std
      the host, which synchronises)
   {"cmd": "run", "audio": RAW_F32, "layers": [..], "out": DIR, "tokens": RAW_I32?, "mode": "jukemirlib"|"minimal",
    "crop": SAMPLES (minimal mode: the window plus margin)}
-                                                              -> {"ok": true, "seconds": s, "tokens": T}
+                                                              -> {"ok": true, "seconds": s, "tokens": T,
+                                                                  "encode_seconds": s, "prior_seconds": s}
      (with "tokens", the prior runs on those tokens: the cross-check of the prior is then exact even where
      the VQ argmin has near-ties that two correct implementations break differently)
      (writes DIR/layer{L}.npy, the pooled features, for the cross-check)
@@ -179,6 +180,7 @@ class Reference:
         return F.layer_norm(x.float(), (x.shape[-1],), self.sd[prefix + ".weight"], self.sd[prefix + ".bias"], 1e-5).type_as(x)
 
     def forward(self, audio, layers, tokens=None, mode="jukemirlib", crop=None):
+        t0 = time.perf_counter()
         if tokens is None:
             if mode == "jukemirlib":
                 audio = audio[: self.hp["sample_rate"] * 25]
@@ -188,7 +190,13 @@ class Reference:
             elif crop:
                 audio = audio[:crop]
             tokens = self.tokens(audio)
-        return tokens, self.prior(tokens, layers)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        out = self.prior(tokens, layers)
+        # The split lets a driver extrapolate a few layers to a whole clip: encode once, then per layer.
+        self.last_split = {"encode_seconds": t1 - t0, "prior_seconds": time.perf_counter() - t1}
+        return tokens, out
 
     def tokens(self, audio):
         hp = self.hp
@@ -245,7 +253,7 @@ def main():
                     for layer, vec in out.items():
                         np.save(f"{msg['out']}/layer{layer}.npy", vec.astype(np.float32))
                     np.save(f"{msg['out']}/tokens.npy", tokens.cpu().numpy().astype(np.int64))
-                reply = {"ok": True, "seconds": seconds, "tokens": int(tokens.numel())}
+                reply = {"ok": True, "seconds": seconds, "tokens": int(tokens.numel()), **ref.last_split}
             elif msg["cmd"] == "quit":
                 break
             else:

@@ -34,13 +34,13 @@ export function register(program: Command): void {
     .option('--device <device>', DEVICE_HELP, 'cpu')
     .option('--flush-every <n>', 'clips between durable flushes (work lost on a crash is at most this)', integer('--flush-every', { min: 1 }), 64)
     .option('--no-verify-weights', "skip the checkpoint's CRC-32 and NaN/Inf checks (a file you trust)");
-  addSettingsOptions(cmd).action(async (files: string[], opts: ExtractOptions) => {
+  addSettingsOptions(cmd, { withAuto: true }).action(async (files: string[], opts: ExtractOptions) => {
     const items = workItems(opts.dataset, files, opts.shard);
     await withInterrupt(
       async (signal) => {
         process.stderr.write(`extract: loading ${opts.model} (${opts.device}, ${opts.precision})\n`);
         await using model = await Jukebox.load(opts.model, { device: opts.device, precision: opts.precision, verifyWeights: opts.verifyWeights, signal });
-        const settings = settingsFromOptions({ id: model.id, path: opts.model, preset: model.info.preset }, opts, model.info.depth);
+        const settings = settingsFromOptions({ id: model.id, path: opts.model, preset: model.info.preset, precision: model.info.precision }, opts, model.info.depth);
         const stores = LayerStores.open(opts.out, settings, { create: true });
         process.stderr.write(
           `extract: ${plural(items.length, 'clip')}, settings ${settingsHash(settings)} (layers ${settings.layers.join(',')}, ${settings.pooling}, ${settings.formatting}), stores under ${opts.out}\n`,

@@ -5,7 +5,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FORMATTINGS } from '../audio';
 import { invalidArgument, orList } from '../errors';
 import { datasetItems, fileItems, parseShard, resolveSettings, selectShard, type ExtractionSettings, type WorkItem } from '../extraction';
-import { POOLINGS, PRECISIONS, WINDOWS } from '../model';
+import { POOLINGS, PRECISION_CHOICES, PRECISIONS, WINDOWS, type JukeboxPrecision, type PrecisionChoice } from '../model';
 import { VALIDATION_RULES, type PartitionOptions, type ValidationRule } from '../openmic';
 import { PAPER_GRID, type ProbeGrid } from '../probes';
 import type { Device } from '../runtime/device';
@@ -53,8 +53,12 @@ export const DEVICE_HELP = 'cpu | cuda | cuda:N | auto';
 
 // --- the feature settings of `extract` and `queue add` -----------------------------------------------------
 
-/** The feature-settings flags shared by `extract` and `queue add`. */
-export function addSettingsOptions(cmd: Command): Command {
+/**
+ * The feature-settings flags shared by `extract` and `queue add`. `--precision auto` only where this process loads
+ * the model (`withAuto`): the settings record the precision it resolves to there.
+ */
+export function addSettingsOptions(cmd: Command, { withAuto = false }: { withAuto?: boolean } = {}): Command {
+  const precisions = withAuto ? PRECISION_CHOICES : PRECISIONS;
   return cmd
     .option('--layers <list>', "1-based layers, comma-separated (default 36, or the model's last layer if shallower)", layerList)
     .option('--pooling <mode>', POOLINGS.join(' | '), choice('--pooling', POOLINGS), 'mean')
@@ -65,17 +69,18 @@ export function addSettingsOptions(cmd: Command): Command {
     .option('--target-seconds <s>', 'tile/pad target length (default 62)', positiveNumber('--target-seconds'))
     .option('--windows <which>', `${WINDOWS.join(' | ')} (first: jukemir)`, choice('--windows', WINDOWS), 'first')
     .option('--dtype <dtype>', `stored dtype: ${STORE_DTYPES.join(' | ')}`, choice('--dtype', STORE_DTYPES), 'float32')
-    .option('--precision <p>', `${PRECISIONS.join(' | ')} (part of the settings: features differ)`, choice('--precision', PRECISIONS), 'fp32');
+    .option('--precision <p>', `${precisions.join(' | ')} (part of the settings: features differ${withAuto ? "; auto: the device's fastest native precision" : ''})`, choice('--precision', precisions), 'fp32');
 }
 
 /** The settings flags as commander parses them: the extraction settings, model and layers aside. */
-export type SettingsOptions = Omit<ExtractionSettings, 'model' | 'layers'> & { layers?: number[] };
+export type SettingsOptions = Omit<ExtractionSettings, 'model' | 'layers' | 'precision'> & { layers?: number[]; precision: PrecisionChoice };
 
-export function settingsFromOptions(model: { id: string; path?: string; preset?: string }, opts: SettingsOptions, modelLayers?: number): ExtractionSettings {
+/** `precision` is the loaded model's (where `--precision auto` was allowed), else the flag's. */
+export function settingsFromOptions(model: { id: string; path?: string; preset?: string; precision?: JukeboxPrecision }, opts: SettingsOptions, modelLayers?: number): ExtractionSettings {
   return resolveSettings({
-    model,
+    model: { id: model.id, path: model.path, preset: model.preset },
     modelLayers,
-    precision: opts.precision,
+    precision: model.precision ?? (opts.precision as JukeboxPrecision),
     layers: opts.layers,
     pooling: opts.pooling,
     segmentTokens: opts.segmentTokens,

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { invalidArgument } from '../errors';
-import { PRECISIONS, type JukeboxPrecision } from '../model';
+import { PRECISION_CHOICES, type PrecisionChoice } from '../model';
 import { ATTENTION_GRID, type ProbeGrid } from '../probes';
 import { STORE_DTYPES, type StoreDtype } from '../store';
 import { STUDY_VARIANTS, runStudy } from '../study';
@@ -18,7 +18,7 @@ interface StudyFlags extends TrainingFlags {
   out: string;
   layer?: number;
   variants?: string;
-  precision: JukeboxPrecision;
+  precision: PrecisionChoice;
   extractBatch: number;
   attention: boolean;
   attentionVariant?: string;
@@ -42,7 +42,7 @@ export function register(program: Command): void {
       .requiredOption('--out <dir>', 'study folder (resumable)')
       .option('--layer <n>', 'layer (default 36, or the model depth if smaller)', integer('--layer', { min: 1 }))
       .option('--variants <names>', `comma-separated subset of ${STUDY_VARIANTS.map((v) => v.name).join(',')}`)
-      .option('--precision <p>', PRECISIONS.join(' | '), choice('--precision', PRECISIONS), 'fp32')
+      .option('--precision <p>', `${PRECISION_CHOICES.join(' | ')} (auto: the device's fastest native precision)`, choice('--precision', PRECISION_CHOICES), 'fp32')
       .option('--extract-batch <n>', 'clips per forward pass', integer('--extract-batch', { min: 1 }), 1)
       .option('--no-attention', 'leave out the attention column')
       .option('--attention-variant <name>', 'the variant whose segments the attention probes read (default: the lowest mean validation loss)')

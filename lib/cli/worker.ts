@@ -2,7 +2,7 @@
 // stop it gracefully (docs/queue.md).
 import type { Command } from 'commander';
 import { DEFAULT_QUEUE, ExtractionWorker } from '../extraction/queue';
-import { PRECISIONS, type JukeboxPrecision } from '../model';
+import { PRECISION_CHOICES, type PrecisionChoice } from '../model';
 import type { Device } from '../runtime/device';
 import { choice, DEVICE_HELP, integer } from './options';
 import { createProgress, plainProgressWanted } from './progress';
@@ -12,7 +12,7 @@ interface WorkerCliOptions {
   queue: string;
   model: string;
   device: Device;
-  precision: JukeboxPrecision;
+  precision: PrecisionChoice;
   store: string;
   concurrency?: number;
   batch?: number;
@@ -32,7 +32,7 @@ export function register(program: Command): void {
     .requiredOption('--model <file>', 'checkpoint (jobs must name its id)')
     .requiredOption('--store <dir>', 'store root (features go to <dir>/layer-<L>/); shared by all workers')
     .option('--device <device>', DEVICE_HELP, 'cpu')
-    .option('--precision <p>', `${PRECISIONS.join(' | ')} (jobs must ask for the same)`, choice('--precision', PRECISIONS), 'fp32')
+    .option('--precision <p>', `${PRECISION_CHOICES.join(' | ')} (jobs must ask for the precision it resolves to)`, choice('--precision', PRECISION_CHOICES), 'fp32')
     .option('--batch <n>', 'clips per forward pass (default 1 on cpu, 8 on cuda)', integer('--batch', { min: 1 }))
     .option('--concurrency <n>', 'jobs held at once (default 2 x batch)', integer('--concurrency', { min: 1 }))
     .option('--batch-wait <ms>', 'longest wait for a partial batch to fill', integer('--batch-wait', { min: 0 }), 200)

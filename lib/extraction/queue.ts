@@ -12,7 +12,8 @@ import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } f
 import { AudioError, CalmkitError, DataError, QueueError } from '../errors';
 
 export { QueueError };
-import { Jukebox, type JukeboxDevice, type JukeboxPrecision } from '../model/jukebox';
+import { Jukebox, type JukeboxDevice } from '../model/jukebox';
+import type { PrecisionChoice } from '../model/options';
 import { modelId } from '../model/checkpoint-id';
 import { LayerStores, type LayerWriters } from './layer-stores';
 import { resolveSettings, settingsHash, type ExtractionSettings } from './recipe';
@@ -243,7 +244,8 @@ export interface WorkerOptions {
   /** Checkpoint file; jobs must name its id. */
   model: string;
   device?: JukeboxDevice;
-  precision?: JukeboxPrecision;
+  /** `auto` resolves when the model loads; jobs must ask for the precision it resolved to. */
+  precision?: PrecisionChoice;
   /** Store root: features go to `<store>/layer-<L>/`, as with `calmkit extract --out`. */
   store: string;
   /** Clips per forward pass (default 1 on cpu, 8 otherwise). */

@@ -63,6 +63,8 @@ export interface SettingsInput {
 /** Validates settings and fills in defaults, so that equal runs get equal settings (and hashes). */
 export function resolveSettings(input: SettingsInput): ExtractionSettings {
   if (!input || !input.model || typeof input.model.id !== 'string' || input.model.id === '') throw invalidArgument('settings need model.id');
+  // A recipe records what the features are: `auto` is what a device would pick, so it is resolved first.
+  if ((input.precision as string) === 'auto') throw invalidArgument("precision 'auto' cannot be part of a recipe: load the model with it and record the loaded model's info.precision", 'precision');
   const precision = oneOf('precision', PRECISIONS, input.precision ?? 'fp32');
   const model = input.modelLayers !== undefined ? { depth: input.modelLayers, name: `model ${input.model.path ?? input.model.id}` } : undefined;
   const extract = resolveExtractOptions(input, model);

@@ -8,7 +8,7 @@ import { abortError, AbortError, ArgumentError, booleanArg, describeValue, Dispo
 import type { Device } from '../runtime/device';
 import { modelId } from './checkpoint-id';
 import { ChunkChannel } from './chunk-channel';
-import { PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows, type ResolvedExtractOptions } from './options';
+import { PRECISION_CHOICES, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows, type PrecisionChoice, type ResolvedExtractOptions } from './options';
 
 export type { JukeboxPooling, JukeboxPrecision, JukeboxWindows } from './options';
 export { CALM_LAYER } from './options';
@@ -23,8 +23,8 @@ export type JukeboxPreset = (typeof JUKEBOX_PRESETS)[number];
 export interface JukeboxLoadOptions {
   /** `auto` picks cuda when this build and machine have it (default `cpu`). */
   device?: JukeboxDevice;
-  /** Default `fp32` (see JukeboxPrecision). */
-  precision?: JukeboxPrecision;
+  /** Default `fp32` (see JukeboxPrecision); `auto` picks the device's fastest native precision (PrecisionChoice). */
+  precision?: PrecisionChoice;
   /**
    * Check every record's CRC-32 and every weight for NaN/Inf while loading (default true). `false` skips both for
    * a file you trust (saves their cost, docs/contracts.md "What a load proves"): record sizes, shapes, dtypes and
@@ -173,7 +173,7 @@ export class Jukebox {
   static async load(path: string, options?: JukeboxLoadOptions): Promise<Jukebox> {
     nonEmptyString('path', path);
     const o = optionsObject('options', options);
-    const precision = oneOf('precision', PRECISIONS, o.precision ?? 'fp32');
+    const precision = oneOf('precision', PRECISION_CHOICES, o.precision ?? 'fp32');
     const device = optional(o, 'device', nonEmptyString) ?? 'cpu';
     const verifyWeights = optional(o, 'verifyWeights', booleanArg) ?? true;
     const signal = signalArg('signal', o.signal);

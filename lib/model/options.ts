@@ -5,8 +5,22 @@
 import { invalidArgument, oneOf } from '../errors';
 
 export const PRECISIONS = ['fp32', 'fp16', 'bf16'] as const;
-/** `fp32` is faithful (TF32 off, fp16 weights upcast exactly); `fp16`/`bf16` are fast paths for GPUs. */
+/**
+ * The arithmetic of the prior's blocks, part of a feature store's identity. `fp32` is faithful (TF32 off, fp16
+ * weights upcast exactly; the default). `bf16` is the fast path on GPUs and on CPUs with native bf16 (AVX512_BF16
+ * or AMX): pooled features within cosine 0.9999 of fp32. `fp16` is for GPUs.
+ */
 export type JukeboxPrecision = (typeof PRECISIONS)[number];
+
+/** What a model can be loaded at: a precision, or `auto` (resolved at load; see PrecisionChoice). */
+export const PRECISION_CHOICES = [...PRECISIONS, 'auto'] as const;
+/**
+ * `auto` resolves when the model loads to the fastest precision the device runs natively: `bf16` on a CPU
+ * whose bf16 products run on bf16 instructions (doctor().cpuBf16.native) and on CUDA devices of compute
+ * capability 8.0 or later, `fp32` elsewhere. The loaded model's `info.precision` is the concrete one, and that is
+ * what recipes and stores record.
+ */
+export type PrecisionChoice = (typeof PRECISION_CHOICES)[number];
 
 export const POOLINGS = ['mean', 'segments', 'none'] as const;
 /**

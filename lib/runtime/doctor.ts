@@ -3,6 +3,9 @@ import os from 'node:os';
 import { addonPath, binding } from '../../bindings';
 import { native, nativeSync } from '../errors';
 
+/** What `precision: 'auto'` resolves to on a device. */
+export type AutoPrecision = 'fp32' | 'bf16';
+
 export interface DoctorReport {
   platform: string;
   arch: string;
@@ -14,7 +17,15 @@ export interface DoctorReport {
   libtorch: { version: string; dir: string; builtWithCuda: boolean; cudaVersion: string | null };
   blas: { name: string; detail: string; isReference: boolean };
   threads: { count: number; source: string; interop: number };
-  cuda: { devices: { index: number; name: string; totalMemory: number; freeMemory: number; computeCapability: string }[]; unavailableReason: string | null };
+  /**
+   * bf16 on this CPU. `avx512Bf16`/`amxBf16`: the CPUID flags. `matmulKernel`/`linearKernel`: what LibTorch ran a
+   * bf16 matrix product and the fused linear of the bf16 fast path with, read from oneDNN's own log ("oneDNN
+   * brg_matmul:avx10_1_512_amx" is AMX tiles; "ATen built-in gemm" means no oneDNN bf16 kernel: very slow).
+   * `native`: those products run on bf16 instructions, so `precision: 'auto'` picks bf16 (`autoPrecision`).
+   * `isaLimit`: ONEDNN_MAX_CPU_ISA when set.
+   */
+  cpuBf16: { avx512Bf16: boolean; amxBf16: boolean; native: boolean; matmulKernel: string; linearKernel: string | null; onednnIsa: string | null; isaLimit: string | null; basis: string; autoPrecision: AutoPrecision };
+  cuda: { devices: { index: number; name: string; totalMemory: number; freeMemory: number; computeCapability: string; autoPrecision: AutoPrecision }[]; unavailableReason: string | null };
   warnings: string[];
 }
 
@@ -40,7 +51,18 @@ export function doctor(): DoctorReport {
     libtorch: { version: raw.torchVersion, dir: raw.torchDir, builtWithCuda: raw.builtWithCuda, cudaVersion: raw.cudaVersion || null },
     blas: raw.blas,
     threads: { count: raw.threads, source: raw.threadsSource, interop: raw.interopThreads },
-    cuda: { devices: raw.cudaDevices, unavailableReason: raw.cudaDevices.length ? null : raw.cudaUnavailableReason },
+    cpuBf16: {
+      avx512Bf16: raw.cpuBf16.avx512Bf16,
+      amxBf16: raw.cpuBf16.amxBf16,
+      native: raw.cpuBf16.native,
+      matmulKernel: raw.cpuBf16.matmulKernel,
+      linearKernel: raw.cpuBf16.linearKernel || null,
+      onednnIsa: raw.cpuBf16.onednnIsa || null,
+      isaLimit: raw.cpuBf16.isaLimit || null,
+      basis: raw.cpuBf16.basis,
+      autoPrecision: raw.autoPrecisionCpu as AutoPrecision,
+    },
+    cuda: { devices: raw.cudaDevices.map((d) => ({ ...d, autoPrecision: d.autoPrecision as AutoPrecision })), unavailableReason: raw.cudaDevices.length ? null : raw.cudaUnavailableReason },
     warnings,
   };
 }

@@ -1,6 +1,6 @@
 // What calmkit runs on: the platform, the addon, LibTorch, BLAS, threads, CUDA devices; the device grammar;
 // the package's own root and version.
 export { doctor, gemmPeak } from './doctor';
-export type { DoctorReport, GemmPeakOptions } from './doctor';
+export type { AutoPrecision, DoctorReport, GemmPeakOptions } from './doctor';
 export type { Device } from './device';
 export { packageRoot, calmkitVersion } from './package';

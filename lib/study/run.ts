@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { abortError, ArgumentError, CalmkitError } from '../errors';
-import { defaultLayers, Jukebox, type JukeboxPrecision } from '../model';
+import { defaultLayers, Jukebox, type PrecisionChoice } from '../model';
 import type { JukeboxInfo } from '../model/jukebox';
 import type { Device } from '../runtime/device';
 import { OpenMIC, type PartitionOptions } from '../openmic';
@@ -73,7 +73,8 @@ export interface StudyOptions {
   /** Standardise features with each instrument's train mean/std (jukemir's default; default true). */
   standardize?: boolean;
   device?: Device;
-  precision?: JukeboxPrecision;
+  /** Default `fp32`; `auto` resolves when the model loads, and the stores record the precision it resolved to. */
+  precision?: PrecisionChoice;
   /** Clips per forward pass. */
   extractBatch?: number;
   /** The attention column (default on): attention probes over the segments of the best variant. */
@@ -284,7 +285,7 @@ async function extractStore(ctx: Context, name: string, root: string, settings: 
 function settingsFor(ctx: Context, variant: StudyVariant, pooling: { pooling: 'mean' } | { pooling: 'segments'; segmentSeconds: number; dtype: StoreDtype }): ExtractionSettings {
   return resolveSettings({
     model: { id: ctx.model.id, path: ctx.options.model, preset: ctx.model.info.preset },
-    precision: ctx.options.precision ?? 'fp32',
+    precision: ctx.model.info.precision,
     layers: [ctx.layer],
     ...pooling,
     formatting: variant.formatting,

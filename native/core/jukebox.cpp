@@ -6,6 +6,9 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/onednn_linear.h"
+#include "core/runtime.h"
+#include "core/step_timer.h"
 
 namespace calmkit::jukebox {
 namespace {
@@ -50,6 +53,17 @@ const char* precisionName(Precision p) {
     case Precision::Bf16: return "bf16";
   }
   return "?";
+}
+
+Precision autoPrecision(torch::Device device) {
+  if (device.is_cuda()) return runtime::cudaComputeCapability(device.index()) >= 80 ? Precision::Bf16 : Precision::Fp32;
+  return runtime::cpuBf16().native ? Precision::Bf16 : Precision::Fp32;
+}
+
+Precision resolvePrecision(const std::string& spec, torch::Device device) {
+  if (spec == "auto") return autoPrecision(device);
+  if (spec == "fp32" || spec == "fp16" || spec == "bf16") return parsePrecision(spec);
+  throw Error(code::kInvalidArgument, "precision must be fp32, fp16, bf16 or auto; got '" + spec + "'");
 }
 
 TimingBins timingBins(const Hparams& hp) {
@@ -125,6 +139,13 @@ std::shared_ptr<Model> Model::load(const std::string& path, const std::string& d
   return fromCheckpoint(loadCheckpoint(path, options), device, precision);
 }
 
+std::shared_ptr<Model> Model::load(const std::string& path, const std::string& deviceSpec, const std::string& precision,
+                                   const LoadOptions& options) {
+  if (precision != "auto") return load(path, deviceSpec, resolvePrecision(precision, torch::kCPU), options);
+  const torch::Device device = device::resolve(deviceSpec);
+  return load(path, device.str(), autoPrecision(device), options);
+}
+
 std::shared_ptr<Model> Model::fromCheckpoint(Checkpoint&& ck, torch::Device device, Precision precision) {
   std::shared_ptr<Model> m(new Model());
   m->hp_ = ck.hp;
@@ -140,14 +161,16 @@ std::shared_ptr<Model> Model::fromCheckpoint(Checkpoint&& ck, torch::Device devi
   }
   std::set<std::string> wanted;
   for (const auto& s : expectedTensors(m->hp_)) wanted.insert(s.key);
+  const bool packForOnednn = device.is_cpu() && precision == Precision::Bf16 && onednn::available(torch::kBFloat16);
   // Move tensor by tensor and drop each host copy at once, so host memory never holds the weights twice.
   for (auto it = ck.tensors.begin(); it != ck.tensors.end(); it = ck.tensors.erase(it)) {
     if (!wanted.count(it->first)) continue;
     torch::Tensor t = it->second.to(device);
     const bool blockTensor = it->first.rfind("prior.transformer.", 0) == 0 && it->first.find(".ln_") == std::string::npos;
-    if (precision != Precision::Fp32 && blockTensor) t = t.to(m->stream_);
+    if (precision != Precision::Fp32 && blockTensor && !packForOnednn) t = t.to(m->stream_);
     m->t_.emplace(it->first, std::move(t));
   }
+  if (packForOnednn) m->packBlocksForOnednn();
 
   c10::InferenceMode guard;
   TimingBins bins = timingBins(m->hp_);
@@ -182,9 +205,43 @@ torch::Tensor Model::param(const std::string& key) const {
   return it->second;
 }
 
-torch::Tensor Model::computeType(const torch::Tensor& w) const {
-  // fp32 mode: stored fp16 weights are upcast here, per layer, which is exact.
-  return w.scalar_type() == stream_ ? w : w.to(stream_);
+namespace {
+
+// Rows per oneDNN product in the packed path: measured on a 2-core Sapphire Rapids at the 5B's width, products
+// of 1024-2048 rows ran 1.2-1.4x faster than one of 8192 rows (benchmarks/RESULTS.md).
+constexpr int64_t kPackedChunkRows = 1024;
+
+// quick-GELU(z) = z * sigmoid(1.702 z) = silu(1.702 z) / 1.702: scaling the MLP's first projection by 1.702 and
+// its second by 1 / 1.702 turns it into oneDNN's fused swish, exactly in real arithmetic.
+constexpr double kQuickGeluSlope = 1.702;
+
+}  // namespace
+
+void Model::packBlocksForOnednn() {
+  c10::InferenceMode guard;
+  auto pack = [&](const std::string& prefix, double weightScale, double biasScale) {
+    // Stored (n_in, n_out) fp16 weights, scaled in fp32 and rounded once to bf16 in oneDNN's [out, in] layout.
+    torch::Tensor w = (param(prefix + ".w").to(torch::kFloat32).t() * weightScale).to(torch::kBFloat16).contiguous();
+    PackedLinear out{onednn::packWeight(w, kPackedChunkRows), (param(prefix + ".b").to(torch::kFloat32) * biasScale).to(torch::kBFloat16)};
+    t_.erase(prefix + ".w");
+    t_.erase(prefix + ".b");
+    return out;
+  };
+  for (int64_t i = 0; i < hp_.depth; ++i) {
+    const std::string p = blockPrefix(i);
+    PackedBlock b;
+    b.qkv = pack(p + "attn.c_attn", 1.0, 1.0);
+    b.proj = pack(p + "attn.c_proj", 1.0, 1.0);
+    b.fc = pack(p + "mlp.c_fc", kQuickGeluSlope, kQuickGeluSlope);
+    b.mlpProj = pack(p + "mlp.c_proj", 1.0 / kQuickGeluSlope, 1.0);
+    packed_.push_back(std::move(b));
+  }
+}
+
+torch::Tensor Model::computeType(const torch::Tensor& w, Workspace& ws, const std::string& role) const {
+  // fp32 mode: stored fp16 weights are upcast here, per layer, which is exact, into one buffer per role.
+  if (w.scalar_type() == stream_) return w;
+  return ws.get("weight " + role, w.sizes(), w.options().dtype(stream_)).copy_(w);
 }
 
 torch::Tensor Model::conv1d(const torch::Tensor& x, const std::string& prefix, int64_t stride, int64_t padding,
@@ -201,16 +258,22 @@ torch::Tensor Model::encoderLevel(torch::Tensor x, int64_t b) const {
   const int64_t s = hp_.vqStridesT[b];
   for (int64_t i = 0; i < hp_.vqDownsT[b]; ++i) {
     const std::string blk = pre + std::to_string(i) + ".";
-    x = conv1d(x, blk + "0.", s, s / 2, 1);
+    {
+      profile::Step st("encoder down conv");
+      x = conv1d(x, blk + "0.", s, s / 2, 1);
+    }
     int64_t dil = 1;
     for (int64_t j = 0; j < hp_.vqDepth; ++j) {
       const std::string res = blk + "1.model." + std::to_string(j) + ".model.";
-      // Pre-activation residual block: the skip path has no ReLU.
+      // Pre-activation residual block: the skip path has no ReLU. In place where a tensor is ours alone (the
+      // same values; fewer fresh [L, 32] tensors, whose page faults cost as much as the small convolutions).
+      profile::Step st("encoder residual block");
       torch::Tensor y = conv1d(torch::relu(x), res + "1.", 1, dil, dil);
-      x = x + conv1d(torch::relu(y), res + "3.", 1, 0, 1);
+      x.add_(conv1d(y.relu_(), res + "3.", 1, 0, 1));
       dil *= hp_.vqDilationGrowthRate;
     }
   }
+  profile::Step st("encoder out conv");
   return conv1d(x, pre + std::to_string(hp_.vqDownsT[b]) + ".", 1, 1, 1);
 }
 
@@ -224,6 +287,7 @@ torch::Tensor Model::encodeFeatures(const torch::Tensor& audio) const {
 
 torch::Tensor Model::encode(const torch::Tensor& audio) const {
   torch::Tensor x = encodeFeatures(audio);
+  profile::Step st("vq argmin");
   const int64_t B = x.size(0), T = x.size(2);
   torch::Tensor flat = x.permute({0, 2, 1}).reshape({-1, hp_.vqEmbWidth});
   torch::Tensor kw = param("bottleneck.level_blocks.2.k").t();
@@ -243,54 +307,161 @@ torch::Tensor Model::embed(const torch::Tensor& tokens) const {
 
 namespace {
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
-  // jukebox's Conv1D: y = b + x @ w with w stored (n_in, n_out).
-  auto sizes = x.sizes().vec();
-  sizes.back() = w.size(1);
-  return torch::addmm(b, x.reshape({-1, x.size(-1)}), w).view(sizes);
+// Runs `f(first, count)` on consecutive row chunks of `rows` and stacks the [count, cols] results.
+template <typename F>
+torch::Tensor byRows(int64_t rows, int64_t cols, const torch::TensorOptions& opts, const F& f) {
+  if (rows <= kPackedChunkRows) return f(0, rows);
+  torch::Tensor out = torch::empty({rows, cols}, opts);
+  for (int64_t r = 0; r < rows; r += kPackedChunkRows) {
+    const int64_t n = std::min(kPackedChunkRows, rows - r);
+    out.narrow(0, r, n).copy_(f(r, n));
+  }
+  return out;
 }
 
 }  // namespace
 
+torch::Tensor Model::blockPacked(int64_t index, const torch::Tensor& x) const {
+  using profile::Step;
+  const PackedBlock& pb = packed_[static_cast<size_t>(index)];
+  const std::string p = blockPrefix(index);
+  const int64_t B = x.size(0), L = x.size(1), W = hp_.width, H = hp_.heads, ns = hp_.nState(), hd = ns / H;
+  const int64_t rows = B * L, bc = hp_.blockCtx(), Lp = roundUp(L, bc);
+  const torch::Tensor x2 = x.reshape({rows, W});
+  auto layerNorm = [&](const torch::Tensor& in, const std::string& name) {
+    Step s("layer norm");
+    // LayerNorm reads bf16 and computes in fp32 (ATen's mixed-type kernel): jukebox's upcast without the copies.
+    return torch::layer_norm(in, {W}, param(p + name + ".weight"), param(p + name + ".bias"), 1e-5);
+  };
+
+  torch::Tensor qkv = byRows(rows, 3 * ns, x.options(), [&](int64_t r, int64_t n) {
+    torch::Tensor a = layerNorm(x2.narrow(0, r, n), "ln_0");
+    Step s("qkv projection");
+    return onednn::linear(a, pb.qkv.weight, pb.qkv.bias, "none");
+  });
+  auto heads = [&](int64_t part) {
+    torch::Tensor t = qkv.narrow(1, part * ns, ns).view({B, L, H, hd}).permute({0, 2, 1, 3});
+    return Lp > L ? torch::constant_pad_nd(t, {0, 0, 0, Lp - L}) : t;
+  };
+  torch::Tensor att;
+  {
+    const AttnKind kind = attnKindForBlock(index);
+    Step s(kind == AttnKind::Row ? "attention row" : kind == AttnKind::Column ? "attention column" : "attention prev");
+    att = blockAttention(heads(0), heads(1), heads(2), kind, bc, scale2_, AttnImpl::Fused);
+    att = att.narrow(2, 0, L).permute({0, 2, 1, 3}).reshape({rows, ns});
+  }
+  torch::Tensor h = byRows(rows, W, x.options(), [&](int64_t r, int64_t n) {
+    Step s("attention projection + residual");
+    return onednn::linearAdd(att.narrow(0, r, n), x2.narrow(0, r, n), pb.proj.weight, pb.proj.bias);
+  });
+  // The whole MLP one chunk at a time: its [rows, 4800] hidden activations never exist at full length.
+  torch::Tensor out = byRows(rows, W, x.options(), [&](int64_t r, int64_t n) {
+    torch::Tensor hc = h.narrow(0, r, n);
+    torch::Tensor a = layerNorm(hc, "ln_1");
+    torch::Tensor u;
+    {
+      Step s("mlp fc + quick-gelu");
+      u = onednn::linear(a, pb.fc.weight, pb.fc.bias, "swish");
+    }
+    Step s("mlp projection + residual");
+    return onednn::linearAdd(u, hc, pb.mlpProj.weight, pb.mlpProj.bias);
+  });
+  return out.view({B, L, W});
+}
+
+torch::Tensor& Model::Workspace::get(const std::string& name, c10::IntArrayRef sizes, const torch::TensorOptions& opts) {
+  torch::Tensor& t = buffers[name];
+  if (!t.defined() || t.sizes() != sizes || t.dtype() != opts.dtype() || t.device() != opts.device()) {
+    t = torch::empty(sizes, opts);
+  }
+  return t;
+}
+
 torch::Tensor Model::block(int64_t index, const torch::Tensor& x) const {
+  Workspace ws;
+  return block(index, x, ws);
+}
+
+torch::Tensor Model::block(int64_t index, const torch::Tensor& x, Workspace& ws) const {
+  if (!packed_.empty()) return blockPacked(index, x);
+  using profile::Step;
   const std::string p = blockPrefix(index);
   const int64_t W = hp_.width;
   auto layerNorm = [&](const torch::Tensor& in, const std::string& name) {
+    Step s("layer norm");
     // float32 LayerNorm whatever the stream's dtype, cast back (jukebox's LayerNorm).
     return torch::layer_norm(in.to(torch::kFloat32), {W}, param(p + name + ".weight"), param(p + name + ".bias"), 1e-5)
         .to(in.scalar_type());
   };
-  auto conv = [&](const torch::Tensor& in, const std::string& name) {
-    return linear(in, computeType(param(p + name + ".w")), computeType(param(p + name + ".b")));
+  // jukebox's Conv1D, y = b + x @ w with w stored (n_in, n_out), into `out` when given.
+  auto conv = [&](const torch::Tensor& in, const std::string& name, const char* step, const char* into) {
+    torch::Tensor w, b;
+    {
+      Step s("weight cast");
+      w = computeType(param(p + name + ".w"), ws, name + ".w");
+      b = computeType(param(p + name + ".b"), ws, name + ".b");
+    }
+    Step s(step);
+    auto sizes = in.sizes().vec();
+    sizes.back() = w.size(1);
+    const torch::Tensor in2 = in.reshape({-1, in.size(-1)});
+    if (!into) return torch::addmm(b, in2, w).view(sizes);
+    torch::Tensor& out = ws.get(into, {in2.size(0), w.size(1)}, in.options());
+    return torch::addmm_out(out, b, in2, w).view(sizes);
   };
 
   // Attention on LN_0(x).
   const int64_t B = x.size(0), L = x.size(1), H = hp_.heads, ns = hp_.nState(), hd = ns / H;
   const int64_t bc = hp_.blockCtx(), Lp = roundUp(L, bc);
-  auto qkv = conv(layerNorm(x, "ln_0"), "attn.c_attn").chunk(3, -1);
+  auto qkv = conv(layerNorm(x, "ln_0"), "attn.c_attn", "qkv projection", "qkv").chunk(3, -1);
   auto heads = [&](const torch::Tensor& t) {
     torch::Tensor s = t.reshape({B, L, H, hd}).permute({0, 2, 1, 3});
     // Short inputs: zeros after the end up to a whole block (jukemirlib's cache path, spec 3.5).
     return Lp > L ? torch::constant_pad_nd(s, {0, 0, 0, Lp - L}) : s;
   };
-  torch::Tensor att = blockAttention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), attnKindForBlock(index), bc, scale2_);
-  att = att.narrow(2, 0, L).permute({0, 2, 1, 3}).reshape({B, L, ns});
-  torch::Tensor h = x + conv(att, "attn.c_proj");
+  torch::Tensor att;
+  {
+    const AttnKind kind = attnKindForBlock(index);
+    Step s(kind == AttnKind::Row ? "attention row" : kind == AttnKind::Column ? "attention column" : "attention prev");
+    att = blockAttention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), kind, bc, scale2_);
+    att = att.narrow(2, 0, L).permute({0, 2, 1, 3}).reshape({B, L, ns});
+  }
+  // The elementwise steps work in place on buffers reused from layer to layer (a fresh [8192, 4800] fp32 tensor
+  // costs its page faults every time); each computes exactly what the expression it replaces does.
+  torch::Tensor h = conv(att, "attn.c_proj", "attention projection", "h");
+  {
+    Step s("residual add");
+    h.add_(x);  // x + a
+  }
 
   // MLP with quick-GELU on LN_1(x + a).
-  torch::Tensor u = conv(layerNorm(h, "ln_1"), "mlp.c_fc");
-  u = u * torch::sigmoid(1.702 * u);
-  return h + conv(u, "mlp.c_proj");
+  torch::Tensor u = conv(layerNorm(h, "ln_1"), "mlp.c_fc", "mlp fc", "u");
+  {
+    Step s("quick-gelu");
+    torch::Tensor& gate = ws.get("gate", u.sizes(), u.options());
+    torch::mul_out(gate, u, c10::scalar_to_tensor(1.702));  // u * sigmoid(1.702 u)
+    gate.sigmoid_();
+    u.mul_(gate);
+  }
+  // The block's output is a fresh tensor: taps may keep it.
+  torch::Tensor m = conv(u, "mlp.c_proj", "mlp projection", nullptr);
+  Step s("residual add");
+  return m.add_(h);  // h + m
 }
 
 void Model::forward(const torch::Tensor& tokens, const std::vector<int>& layers, const Tap& tap,
                     const std::function<void(int)>& between) const {
   if (layers.empty()) return;
-  torch::Tensor h = embed(tokens.to(device_)).to(stream_);
+  torch::Tensor h;
+  {
+    profile::Step s("embed");
+    h = embed(tokens.to(device_)).to(stream_);
+  }
   size_t next = 0;
+  Workspace ws;
   for (int d = 0; d < layers.back(); ++d) {
     if (between) between(d);
-    h = block(d, h);
+    h = block(d, h, ws);
     if (next < layers.size() && layers[next] == d + 1) {
       tap(d + 1, h);
       ++next;

@@ -19,6 +19,12 @@ namespace calmkit::jukebox {
 enum class Precision { Fp32, Fp16, Bf16 };
 Precision parsePrecision(const std::string& s);
 const char* precisionName(Precision p);
+// The fastest precision `device` runs natively: bf16 on a CPU whose bf16 products run on bf16 instructions
+// (AVX512_BF16 or AMX, as oneDNN reports: runtime::cpuBf16) and on CUDA devices of compute capability 8.0 or
+// later; fp32 elsewhere (bf16 emulated on the CPU is 3-100x slower than fp32).
+Precision autoPrecision(torch::Device device);
+// "fp32", "fp16", "bf16", or "auto" (autoPrecision) on `device`.
+Precision resolvePrecision(const std::string& spec, torch::Device device);
 
 struct TimingBins {
   int64_t total = 0;               // total-length bin (n_time 1)
@@ -47,6 +53,9 @@ class Model {
   // fp16/bf16 convert the prior's blocks once to that dtype.
   static std::shared_ptr<Model> load(const std::string& path, const std::string& device, Precision precision,
                                      const LoadOptions& options = {});
+  // The same with the precision by name, "auto" included (resolvePrecision on the resolved device).
+  static std::shared_ptr<Model> load(const std::string& path, const std::string& device, const std::string& precision,
+                                     const LoadOptions& options = {});
   // The same from validated tensors (consumed: each host tensor is released once on the device).
   static std::shared_ptr<Model> fromCheckpoint(Checkpoint&& ck, torch::Device device, Precision precision);
 
@@ -68,6 +77,11 @@ class Model {
   // Block `index` (0-based) on the stream [B, L, width]; L need not be a multiple of block_ctx (spec 3.5).
   torch::Tensor block(int64_t index, const torch::Tensor& x) const;
 
+  // How the blocks' matrix products run: "aten" (LibTorch's addmm; fp32 upcasts the stored fp16 weights per
+  // layer) or "onednn-packed" (CPU bf16: weights packed once for oneDNN, bias, quick-GELU and residual adds fused
+  // into the products, rows in chunks).
+  const char* blockKernels() const { return packed_.empty() ? "aten" : "onednn-packed"; }
+
   using Tap = std::function<void(int layer, const torch::Tensor& h)>;
   // One pass over tokens [B, L]: calls tap(layer, stream) for each requested 1-based layer (ascending, unique),
   // stopping after the deepest. `between` runs before each block (cancellation, progress).
@@ -79,8 +93,25 @@ class Model {
   torch::Tensor param(const std::string& key) const;
   torch::Tensor conv1d(const torch::Tensor& x, const std::string& prefix, int64_t stride, int64_t padding, int64_t dilation) const;
   torch::Tensor encoderLevel(torch::Tensor x, int64_t b) const;
-  torch::Tensor computeType(const torch::Tensor& w) const;
+  // Buffers one forward pass reuses from layer to layer, by name.
+  struct Workspace {
+    std::map<std::string, torch::Tensor> buffers;
+    torch::Tensor& get(const std::string& name, c10::IntArrayRef sizes, const torch::TensorOptions& opts);
+  };
+  torch::Tensor block(int64_t index, const torch::Tensor& x, Workspace& ws) const;
+  torch::Tensor computeType(const torch::Tensor& w, Workspace& ws, const std::string& role) const;
+  void packBlocksForOnednn();
+  torch::Tensor blockPacked(int64_t index, const torch::Tensor& x) const;
 
+  // CPU bf16 through oneDNN (core/onednn_linear.h): the four projections of each block, packed.
+  struct PackedLinear {
+    torch::Tensor weight;  // oneDNN layout of the [out, in] weight
+    torch::Tensor bias;
+  };
+  struct PackedBlock {
+    PackedLinear qkv, proj, fc, mlpProj;
+  };
+  std::vector<PackedBlock> packed_;
   Hparams hp_;
   Summary summary_;
   int64_t fileBytes_ = 0;

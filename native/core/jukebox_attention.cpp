@@ -43,21 +43,31 @@ AttnKind parseAttnKind(const std::string& s) {
 }
 
 torch::Tensor blockAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, AttnKind kind,
-                             int64_t blockCtx, double scale2) {
+                             int64_t blockCtx, double scale2, AttnImpl impl) {
   TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.sizes() == q.sizes(), "q, k, v must be [B, H, T, d] alike");
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), d = q.size(3);
   TORCH_CHECK(blockCtx > 0 && T % blockCtx == 0, "T must be a multiple of block_ctx");
   const int64_t nb = T / blockCtx;
   auto blocked = [&](const torch::Tensor& x) { return x.reshape({B, H, nb, blockCtx, d}); };
+  // Either implementation on [B, H, groups, n, d] views: each group attends within itself over n positions.
+  auto run = [&](const torch::Tensor& qq, const torch::Tensor& kk, const torch::Tensor& vv, bool causalMask) {
+    if (impl == AttnImpl::Batched) {
+      return attend(qq, kk, vv, causalMask ? causal(qq.size(3), q.device()) : torch::Tensor(), scale2);
+    }
+    // The flash kernel takes 4-D [batch, heads, n, d]; merging B and H is a view for one clip.
+    auto four = [](const torch::Tensor& x) { return x.reshape({x.size(0) * x.size(1), x.size(2), x.size(3), x.size(4)}); };
+    torch::Tensor out = at::scaled_dot_product_attention(four(qq), four(kk), four(vv), std::nullopt, 0.0, causalMask, scale2);
+    return out.view(qq.sizes());
+  };
   switch (kind) {
     case AttnKind::Row: {
-      auto out = attend(blocked(q), blocked(k), blocked(v), causal(blockCtx, q.device()), scale2);
+      auto out = run(blocked(q), blocked(k), blocked(v), true);
       return out.reshape({B, H, T, d});
     }
     case AttnKind::Column: {
       // [B, H, nb, bc, d] -> [B, H, bc, nb, d]: each residue j becomes a causal sequence over blocks.
       auto col = [&](const torch::Tensor& x) { return blocked(x).transpose(2, 3); };
-      auto out = attend(col(q), col(k), col(v), causal(nb, q.device()), scale2);
+      auto out = run(col(q), col(k), col(v), true);
       return out.transpose(2, 3).reshape({B, H, T, d});
     }
     case AttnKind::PrevBlock: {
@@ -66,7 +76,7 @@ torch::Tensor blockAttention(const torch::Tensor& q, const torch::Tensor& k, con
         auto xb = blocked(x);
         return torch::cat({torch::zeros_like(xb.narrow(2, 0, 1)), xb.narrow(2, 0, nb - 1)}, 2);
       };
-      auto out = attend(blocked(q), shift(k), shift(v), torch::Tensor(), scale2);
+      auto out = run(blocked(q), shift(k), shift(v), false);
       return out.reshape({B, H, T, d});
     }
   }

@@ -9,14 +9,24 @@
 #include <link.h>
 #include <sched.h>
 #include <ATen/Version.h>
+#include <ATen/cpu/Utils.h>
+#include <ATen/native/verbose_wrapper.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <sstream>
 #include <thread>
+
+#include "core/onednn_linear.h"
 
 #if CALMKIT_WITH_CUDA
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -126,12 +136,148 @@ class CudaDriver {
   int (*total_)(size_t*, int) = nullptr;
 };
 
+// What `f` writes to this process's standard output (oneDNN prints its log there and nowhere else), with fd 1
+// pointed at a temporary file meanwhile; nullopt if the redirection cannot be set up (then f runs uncaptured).
+std::optional<std::string> captureStdout(const std::function<void()>& f) {
+  std::fflush(stdout);
+  FILE* tmp = std::tmpfile();
+  const int saved = tmp ? dup(1) : -1;
+  if (saved < 0 || dup2(fileno(tmp), 1) < 0) {
+    if (saved >= 0) close(saved);
+    if (tmp) std::fclose(tmp);
+    f();
+    return std::nullopt;
+  }
+  auto restore = [&] {
+    std::fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+  };
+  try {
+    f();
+  } catch (...) {
+    restore();
+    std::fclose(tmp);
+    throw;
+  }
+  restore();
+  std::string out;
+  std::rewind(tmp);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), tmp)) > 0) out.append(buf, n);
+  std::fclose(tmp);
+  return out;
+}
+
+// Fields of oneDNN's verbose lines: "onednn_verbose,v1,primitive,exec,cpu,matmul,<impl>,...,<problem>,<ms>" (the
+// fused linear is an inner_product) and "onednn_verbose,v1,info,cpu,isa:<words>".
+struct OnednnLog {
+  std::string isa;
+  std::map<std::string, std::string> kernelByProblem;  // "32x48:48x40" -> "brg_matmul:avx10_1_512_amx"
+};
+
+OnednnLog parseOnednnLog(const std::string& log) {
+  OnednnLog out;
+  std::istringstream lines(log);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::vector<std::string> f;
+    std::istringstream fields(line);
+    std::string field;
+    while (std::getline(fields, field, ',')) f.push_back(field);
+    if (f.size() < 5 || f[0].find("verbose") == std::string::npos) continue;
+    const size_t isa = line.find(",isa:");
+    if (isa != std::string::npos && out.isa.empty()) out.isa = line.substr(isa + 5);  // the words hold commas
+    if (f.size() >= 10 && f[2] == "primitive" && f[3] == "exec" && (f[5] == "matmul" || f[5] == "inner_product")) {
+      out.kernelByProblem[f[f.size() - 2]] = f[6];
+    }
+  }
+  return out;
+}
+
+std::string envOr(const char* a, const char* b) {
+  const char* v = std::getenv(a);
+  if (!v || !*v) v = std::getenv(b);
+  return v ? v : "";
+}
+
+CpuBf16 probeCpuBf16() {
+  CpuBf16 r;
+  const auto caps = at::cpu::get_cpu_capabilities();
+  auto flag = [&](const char* k) {
+    auto it = caps.find(k);
+    return it != caps.end() && it->second.isBool() && it->second.toBool();
+  };
+  r.avx512Bf16 = flag("avx512_bf16");
+  r.amxBf16 = flag("amx_bf16");
+  r.isaLimit = envOr("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA");
+  bool fusedRuns = false;
+  // Distinct shapes tell the two products apart in the log; LibTorch hands a product to oneDNN only from 16^3
+  // multiply-adds on, and oneDNN picks its kernels by size, so these are small but not tiny.
+  const std::optional<std::string> log = captureStdout([&] {
+    c10::InferenceMode guard;
+    torch::verbose::_mkldnn_set_verbose(1);
+    try {
+      auto bf = torch::TensorOptions().dtype(torch::kBFloat16);
+      (void)torch::mm(torch::ones({32, 48}, bf), torch::ones({48, 40}, bf));
+      fusedRuns = onednn::available(torch::kBFloat16);
+      if (fusedRuns) {
+        torch::Tensor packed = onednn::packWeight(torch::ones({80, 96}, bf), 64);
+        (void)onednn::linear(torch::ones({64, 96}, bf), packed, torch::zeros({80}, bf), "none");
+      }
+    } catch (const std::exception&) {
+      // A product that throws leaves its line out; the answer below says so.
+    }
+    torch::verbose::_mkldnn_set_verbose(0);
+  });
+  const OnednnLog parsed = parseOnednnLog(log.value_or(""));
+  r.onednnIsa = parsed.isa;
+  auto kernel = [&](const char* problem) -> std::string {
+    auto it = parsed.kernelByProblem.find(problem);
+    return it == parsed.kernelByProblem.end() ? "" : "oneDNN " + it->second;
+  };
+  r.matmulKernel = kernel("32x48:48x40");
+  r.linearKernel = fusedRuns ? kernel("mb64ic96oc80") : "";
+  // Empty means "does not run" (the model's bf16 path follows the same check), never "ran but went unlogged".
+  if (fusedRuns && r.linearKernel.empty()) r.linearKernel = "oneDNN (kernel not named in its log)";
+  if (log) {
+    // No oneDNN line for LibTorch's product: it ran on ATen's own kernel (oneDNN has no bf16 kernel here).
+    const bool onednn = !r.matmulKernel.empty();
+    if (!onednn) r.matmulKernel = "ATen built-in gemm (no oneDNN bf16 kernel for this CPU)";
+    const bool bf16Isa = r.onednnIsa.find("bfloat16") != std::string::npos || r.onednnIsa.find("AMX") != std::string::npos;
+    r.native = onednn && bf16Isa;
+    r.basis = onednn ? "oneDNN's log: the bf16 matmul ran on oneDNN with ISA \"" + r.onednnIsa + "\""
+                     : "oneDNN's log: no oneDNN kernel ran the bf16 matmul";
+  } else {
+    r.matmulKernel = "unknown (oneDNN's log could not be captured)";
+    // No log: the CPU's flags, unless oneDNN was capped below its bf16 instructions.
+    r.native = (r.avx512Bf16 || r.amxBf16) && r.isaLimit.empty();
+    r.basis = "CPUID flags (oneDNN's log could not be captured)";
+  }
+  return r;
+}
+
 }  // namespace
 
 void configureMemory() {
 #if defined(__GLIBC__)
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 4 << 20);
 #endif
+}
+
+const CpuBf16& cpuBf16() {
+  static const CpuBf16 facts = probeCpuBf16();
+  return facts;
+}
+
+int cudaComputeCapability(int index) {
+#if CALMKIT_WITH_CUDA
+  CudaDriver driver;
+  CudaDevice d;
+  if (driver.describe(index, d)) return d.major * 10 + d.minor;
+#endif
+  return 0;
 }
 
 int configureThreads() {
@@ -224,6 +370,7 @@ Info collect() {
   info.interopThreads = at::get_num_interop_threads();
   info.blas = detectBlas();
   info.mkldnn = at::hasMKLDNN();
+  info.bf16 = cpuBf16();
 #if CALMKIT_WITH_CUDA
   try {
     const long rt = at::detail::getCUDAHooks().versionCUDART();

@@ -20,6 +20,25 @@ struct BlasInfo {
   bool isReference = false;
 };
 
+// bf16 arithmetic on this CPU and what LibTorch runs a bf16 matrix product with. The CPU flags come from CPUID
+// (ATen's cpuinfo); the kernels from oneDNN's own log of two tiny bf16 products (LibTorch's matmul and the fused
+// linear of core/onednn_linear.h), captured once per process. A product that leaves no oneDNN line ran on
+// ATen's portable loop (oneDNN has no bf16 kernel below AVX-512: about 100x slower than fp32).
+struct CpuBf16 {
+  bool avx512Bf16 = false;      // CPUID: AVX512_BF16 (vdpbf16ps)
+  bool amxBf16 = false;         // CPUID: AMX-BF16 tiles
+  std::string isaLimit;         // ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) when set: caps what oneDNN may use
+  std::string onednnIsa;        // oneDNN's description of the instruction set it dispatches to ("" if unseen)
+  std::string matmulKernel;     // LibTorch's bf16 matmul: "oneDNN <implementation>" or "ATen portable loop"
+  std::string linearKernel;     // the fused linear's: "oneDNN <implementation>", or "" when it does not run
+  bool native = false;          // bf16 products run on bf16 instructions (AVX512_BF16 or AMX) here
+  std::string basis;            // how `native` was decided
+};
+const CpuBf16& cpuBf16();
+
+// The compute capability of CUDA device `index` as major * 10 + minor, 0 when unknown.
+int cudaComputeCapability(int index);
+
 struct Info {
   std::string torchVersion;
   std::string torchDir;
@@ -30,6 +49,7 @@ struct Info {
   int interopThreads = 1;
   BlasInfo blas;
   bool mkldnn = false;
+  CpuBf16 bf16;
   std::vector<CudaDevice> cudaDevices;
   std::string cudaUnavailableReason;  // why no device, when none
 };

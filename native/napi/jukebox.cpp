@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/extract.h"
+#include "core/runtime.h"
 #include "core/random_model.h"
 #include "napi/async.h"
 #include "napi/control.h"
@@ -51,14 +52,16 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     precision = GetString(info[1].As<Napi::Object>(), "precision", "fp32");
     load.verifyWeights = GetBool(info[1].As<Napi::Object>(), "verifyWeights", true);
   }
-  jb::Precision prec;
   try {
-    prec = jb::parsePrecision(precision);
+    // "auto" on the CPU reads runtime::cpuBf16, which captures oneDNN's log on stdout once per process: probe
+    // here, on the JS thread, while nothing else can write to stdout.
+    if (precision == "auto") (void)calmkit::runtime::cpuBf16();
+    else (void)jb::resolvePrecision(precision, torch::kCPU);
   } catch (const calmkit::Error& e) {
     ThrowCoded(env, e.code(), e.what());
   }
   return Submit<std::shared_ptr<jb::Model>>(
-      env, loadExecutor(), [path, device, prec, load] { return jb::Model::load(path, device, prec, load); },
+      env, loadExecutor(), [path, device, precision, load] { return jb::Model::load(path, device, precision, load); },
       [](Napi::Env env, std::shared_ptr<jb::Model>& m) -> Napi::Value {
         auto* h = new ModelHandle();
         h->model = std::move(m);
@@ -130,6 +133,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   auto o = InfoObject(info.Env(), m->hparams(), m->summary(), m->fileBytes());
   o.Set("device", m->device().str());
   o.Set("precision", jb::precisionName(m->precision()));
+  o.Set("blockKernels", m->blockKernels());
   return o;
 }
 

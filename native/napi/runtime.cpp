@@ -1,4 +1,5 @@
 // Binding of runtime facts: doctor().
+#include "core/jukebox.h"
 #include "core/runtime.h"
 #include "napi/async.h"
 #include "napi/convert.h"
@@ -24,6 +25,17 @@ Napi::Value Doctor(const Napi::CallbackInfo& info) {
   blas.Set("isReference", r.blas.isReference);
   o.Set("blas", blas);
   o.Set("mkldnn", r.mkldnn);
+  auto bf16 = Napi::Object::New(env);
+  bf16.Set("avx512Bf16", r.bf16.avx512Bf16);
+  bf16.Set("amxBf16", r.bf16.amxBf16);
+  bf16.Set("isaLimit", r.bf16.isaLimit);
+  bf16.Set("onednnIsa", r.bf16.onednnIsa);
+  bf16.Set("matmulKernel", r.bf16.matmulKernel);
+  bf16.Set("linearKernel", r.bf16.linearKernel);
+  bf16.Set("native", r.bf16.native);
+  bf16.Set("basis", r.bf16.basis);
+  o.Set("cpuBf16", bf16);
+  o.Set("autoPrecisionCpu", calmkit::jukebox::precisionName(calmkit::jukebox::autoPrecision(torch::kCPU)));
   auto devs = Napi::Array::New(env, r.cudaDevices.size());
   for (size_t i = 0; i < r.cudaDevices.size(); ++i) {
     const auto& d = r.cudaDevices[i];
@@ -33,6 +45,7 @@ Napi::Value Doctor(const Napi::CallbackInfo& info) {
     dv.Set("totalMemory", Napi::Number::New(env, static_cast<double>(d.totalMemory)));
     dv.Set("freeMemory", Napi::Number::New(env, static_cast<double>(d.freeMemory)));
     dv.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+    dv.Set("autoPrecision", calmkit::jukebox::precisionName(calmkit::jukebox::autoPrecision(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(d.index)))));
     devs.Set(static_cast<uint32_t>(i), dv);
   }
   o.Set("cudaDevices", devs);

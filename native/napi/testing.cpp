@@ -44,7 +44,8 @@ Napi::Value TimingBinsJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// attention(q, k, v, [B, H, T, d], kind, blockCtx): jukebox's scale 1/sqrt(d), float32.
+// attention(q, k, v, [B, H, T, d], kind, blockCtx, impl?): jukebox's scale 1/sqrt(d), float32; impl "batched"
+// (default) or "fused".
 Napi::Value AttentionJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto q = CopyFloat32(info[0], "q"), k = CopyFloat32(info[1], "k"), v = CopyFloat32(info[2], "v");
@@ -68,9 +69,12 @@ Napi::Value AttentionJs(const Napi::CallbackInfo& info) {
   if (bc < 1 || shape[2] % bc != 0) ThrowCoded(env, code::kInvalidArgument, "T must be a multiple of blockCtx");
   try {
     const jb::AttnKind kind = jb::parseAttnKind(info[4].As<Napi::String>().Utf8Value());
+    const std::string implName = info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "batched";
+    if (implName != "batched" && implName != "fused") ThrowCoded(env, code::kInvalidArgument, "impl must be batched or fused");
+    const jb::AttnImpl impl = implName == "fused" ? jb::AttnImpl::Fused : jb::AttnImpl::Batched;
     c10::InferenceMode guard;
     auto t = [&](std::vector<float>& x) { return torch::from_blob(x.data(), shape, torch::kFloat32); };
-    torch::Tensor out = jb::blockAttention(t(q), t(k), t(v), kind, bc, 1.0 / std::sqrt(static_cast<double>(shape[3])));
+    torch::Tensor out = jb::blockAttention(t(q), t(k), t(v), kind, bc, 1.0 / std::sqrt(static_cast<double>(shape[3])), impl);
     return TensorToFloat32Array(env, out.clone());
   } catch (const calmkit::Error& e) {
     ThrowCoded(env, e.code(), e.what());

@@ -11,12 +11,12 @@ namespace calmkit_tools {
 using calmkit::Error;
 namespace code = calmkit::code;
 
-Args parseArgs(int argc, char** argv) {
+Args parseArgs(int argc, char** argv, const std::set<std::string>& flags) {
   Args a;
   for (int i = 0; i < argc; ++i) {
     std::string s = argv[i];
-    if (s.rfind("--no-", 0) == 0) {
-      a.options[s.substr(2)] = "1";  // --no-X switches something off and takes no value
+    if (s.rfind("--no-", 0) == 0 || (s.rfind("--", 0) == 0 && flags.count(s.substr(2)))) {
+      a.options[s.substr(2)] = "1";  // --no-X and the listed flags take no value
     } else if (s.rfind("--", 0) == 0) {
       if (i + 1 >= argc) throw Error(code::kInvalidArgument, "option " + s + " needs a value");
       a.options[s.substr(2)] = argv[++i];

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -19,7 +20,8 @@ struct Args {
   bool has(const std::string& k) const { return options.count(k) > 0; }
 };
 
-Args parseArgs(int argc, char** argv);
+// `flags` name the options that take no value (present: "1").
+Args parseArgs(int argc, char** argv, const std::set<std::string>& flags = {});
 int64_t toInt(const std::string& s, const std::string& what);
 double toDouble(const std::string& s, const std::string& what);
 std::vector<int> parseLayers(const std::string& s);

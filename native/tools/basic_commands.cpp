@@ -21,7 +21,12 @@ Register doctor("doctor", "LibTorch, BLAS, threads and CUDA devices", [](int, ch
   std::cout << "libtorch: " << r.torchVersion << " (" << r.torchDir << ")\n"
             << "built with CUDA: " << (r.builtWithCuda ? "yes" : "no") << (r.cudaVersion.empty() ? "" : " " + r.cudaVersion) << "\n"
             << "BLAS: " << r.blas.name << " " << r.blas.detail << "\n"
-            << "threads: " << r.threads << " (" << r.threadsSource << ")\n";
+            << "threads: " << r.threads << " (" << r.threadsSource << ")\n"
+            << "cpu bf16: " << (r.bf16.native ? "native" : "not native") << " (avx512_bf16 " << (r.bf16.avx512Bf16 ? "yes" : "no")
+            << ", amx_bf16 " << (r.bf16.amxBf16 ? "yes" : "no")
+            << (r.bf16.isaLimit.empty() ? "" : ", ONEDNN_MAX_CPU_ISA=" + r.bf16.isaLimit) << "); bf16 matmul: " << r.bf16.matmulKernel
+            << "; fused linear: " << (r.bf16.linearKernel.empty() ? "not available" : r.bf16.linearKernel)
+            << (r.bf16.onednnIsa.empty() ? "" : "; oneDNN ISA: " + r.bf16.onednnIsa) << "\n";
   for (auto& d : r.cudaDevices) {
     std::cout << "cuda:" << d.index << " " << d.name << " " << d.totalMemory / (1 << 20) << " MiB total, "
               << d.freeMemory / (1 << 20) << " MiB free, sm " << d.major << d.minor << "\n";

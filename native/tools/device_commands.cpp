@@ -21,6 +21,7 @@
 #include "core/device.h"
 #include "core/extract.h"
 #include "core/random_model.h"
+#include "core/step_timer.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 
@@ -211,6 +212,18 @@ double priorFlops(const jb::Hparams& hp, int64_t layers, int64_t tokens) {
   return 2.0 * macs * static_cast<double>(layers) * tokens + attention;
 }
 
+// Per step of the model: wall seconds, CPU seconds and calls, each per clip.
+std::string profileJson(const calmkit::profile::StepTimes& steps, double clips) {
+  JsonObject all;
+  for (const auto& [name, seconds] : steps.seconds) {
+    JsonObject one;
+    one.num("seconds", seconds / clips).num("cpuSeconds", steps.cpuSeconds.at(name) / clips)
+        .num("calls", static_cast<double>(steps.calls.at(name)) / clips);
+    all.raw(name, one.dump());
+  }
+  return all.dump();
+}
+
 std::vector<int64_t> intList(const std::string& s, const std::string& what) {
   std::vector<int64_t> out;
   std::stringstream ss(s);
@@ -223,10 +236,11 @@ std::vector<int64_t> intList(const std::string& s, const std::string& what) {
 Register benchShapes(
     "bench-shapes",
     "[--device cuda] [--precision bf16[,fp16,fp32]] [--preset 5b] [--width W --heads H --n-ctx N --blocks B "
-    "--layers L] [--tokens n_ctx[,3445]] [--batch 1[,4]] [--repeat 3] [--compare fp32] [--seed 0]: extraction "
-    "throughput with random weights drawn on the device (no file), one JSON line per precision x tokens x batch",
+    "--layers L] [--tokens n_ctx[,3445]] [--batch 1[,4]] [--repeat 3] [--compare fp32] [--seed 0] [--profile]: "
+    "extraction throughput with random weights drawn on the device (no file), one JSON line per precision x tokens x "
+    "batch; --profile adds the time of each step of the model (wall and CPU seconds per clip)",
     [](int argc, char** argv) {
-      Args a = parseArgs(argc, argv);
+      Args a = parseArgs(argc, argv, {"profile"});
       jb::Hparams hp = hparamsFrom(a, "5b");
       const torch::Device device = calmkit::device::resolve(a.get("device", "cuda"));
       std::vector<jb::Precision> precisions;
@@ -238,6 +252,7 @@ Register benchShapes(
       const auto tokenCounts = intList(a.get("tokens", std::to_string(hp.nCtx)), "--tokens");
       const auto batches = intList(a.get("batch", "1"), "--batch");
       const int64_t repeat = toInt(a.get("repeat", "3"), "--repeat");
+      const bool profiling = a.has("profile");
       for (int64_t t : tokenCounts) {
         if (t < 1 || t > hp.nCtx) throw Error(code::kInvalidArgument, "--tokens must be in 1..n_ctx");
       }
@@ -280,13 +295,19 @@ Register benchShapes(
             sync(device);
             memory.reset();
             std::vector<double> times;
+            calmkit::profile::StepTimes steps;
+            steps.device = device;
+            const double cpu0 = calmkit::profile::processCpuSeconds();
             for (int64_t r = 0; r < repeat; ++r) {
               sync(device);
+              std::optional<calmkit::profile::Recording> recording;
+              if (profiling) recording.emplace(&steps);
               auto s0 = std::chrono::steady_clock::now();
               run(*model, clips, layers);
               sync(device);
               times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count());
             }
+            const double cpuPerClip = (calmkit::profile::processCpuSeconds() - cpu0) / static_cast<double>(repeat * batch);
             std::sort(times.begin(), times.end());
             const double median = times[times.size() / 2];
             const int64_t peak = memory.peak();
@@ -302,6 +323,7 @@ Register benchShapes(
             const double flops = priorFlops(hp, hp.depth, tokens);
             JsonObject j;
             j.str("check", "bench-shapes").str("device", device.str()).str("precision", jb::precisionName(precision))
+                .str("blockKernels", model->blockKernels())
                 .integer("width", hp.width).integer("heads", hp.heads).integer("nCtx", hp.nCtx)
                 .integer("blockCtx", hp.blockCtx()).integer("layers", hp.depth).integer("tokens", tokens)
                 .integer("batch", batch).integer("repeat", repeat).num("drawSeconds", drawS)
@@ -310,8 +332,10 @@ Register benchShapes(
                 // null when timing noise puts the encoder's own time above the clip's (tiny shapes on a busy CPU)
                 .num("priorTflops", perClip > encodeS ? flops / (perClip - encodeS) / 1e12 : NAN)
                 .num("tflops", flops / perClip / 1e12)
+                .num("cpuSecondsPerClip", cpuPerClip)
                 .integer("peakMemoryBytes", peak)
                 .str("peakMemoryKind", device.is_cuda() ? "cuda caching allocator, reserved" : "process peak RSS");
+            if (profiling) j.raw("profile", profileJson(steps, static_cast<double>(repeat * batch)));
             if (reference && batch == batches.front()) {
               // Pooled features of the deepest layer on the first clip, against the reference precision.
               auto mine = run(*model, {clips[0]}, layers)[0];
