@@ -94,7 +94,7 @@ export interface TrainProbeGridOptions {
    * paper's. 'bf16' rounds the products' operands (activations, output gradients and a bf16 copy of the weights)
    * to bfloat16 and sums in fp32; master weights, Adam's moments, biases, the loss and every reduction stay fp32,
    * and validation (which picks the kept epoch), the test pass and the saved nets are fp32, so `predict` gives
-   * the set's test probabilities. Measured 1.26x the fp32 grid on 2 cores with AMX-BF16 (benchmarks/RESULTS.md:
+   * the set's test probabilities. Measured 1.29x the fp32 grid on 2 cores with AMX-BF16 (benchmarks/RESULTS.md:
    * Adam's fp32 state traffic, which bf16 does not touch, bounds it); on CPUs without native bf16, correct but
    * expect no gain. Results differ from fp32 by training noise (docs/contracts.md).
    */
