@@ -2,7 +2,8 @@
 // architecture) against the same protocol trained one config at a time, in the same run.
 //
 //   npx tsx benchmarks/grid-search.ts [--epochs 1] [--instruments 20] [--dim 4800] [--clips 20000]
-//                                     [--only vectorised|one-at-a-time|pytorch] [--max-stack-bytes N]
+//                                     [--only vectorised|one-at-a-time|pytorch|bf16] [--max-stack-bytes N]
+//                                     [--bf16 yes|no]   (default yes: also the grid with matmulPrecision 'bf16')
 //                                     [--hidden paper|linear|512]   (default paper: [], [512], [512, 256])
 //                                     [--reference pytorch|none]
 //
@@ -10,6 +11,7 @@
 // per-epoch validation, kept-best weights, test pass) for every probe:
 // - vectorised: calmkit's native trainer, probes stacked per architecture;
 // - one-at-a-time: the same native trainer with maxProbesPerStack: 1 (isolates what stacking alone buys);
+// - vectorised-bf16: the vectorised grid with matmulPrecision 'bf16' (bf16 products, fp32 master weights and Adam);
 // - pytorch: benchmarks/reference/probe_grid_eager.py, one config after another in eager PyTorch (nn.Sequential,
 //   torch.optim.Adam, BCEWithLogitsLoss) on the same data and threads: the way the study's probes are usually
 //   trained. Skipped, and said so, where CALMKIT_PYTHON (default the project's .venv) has no torch.
@@ -17,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PAPER_GRID, type ProbeGrid, type ProbeSet, type ProbeTask, doctor, trainProbeGrid } from '../lib';
+import { PAPER_GRID, type MatmulPrecision, type ProbeGrid, type ProbeSet, type ProbeTask, doctor, trainProbeGrid } from '../lib';
 import { writeNpy } from '../lib/formats/npy';
 import { PYTHON, mean } from './harness';
 
@@ -144,7 +146,8 @@ function runPytorch(features: Float32Array, dim: number, tasks: ProbeTask[], epo
 
 const HIDDEN: Record<string, number[][]> = { paper: PAPER_GRID.hidden, linear: [[]], '512': [[512]] };
 
-async function run(mode: 'vectorised' | 'one-at-a-time', features: Float32Array, dim: number, tasks: ProbeTask[], epochs: number, grid: ProbeGrid, maxStackBytes?: number): Promise<Run> {
+async function run(mode: 'vectorised' | 'one-at-a-time' | 'vectorised-bf16', features: Float32Array, dim: number, tasks: ProbeTask[], epochs: number, grid: ProbeGrid, maxStackBytes?: number): Promise<Run> {
+  const matmulPrecision: MatmulPrecision = mode === 'vectorised-bf16' ? 'bf16' : 'fp32';
   const t0 = process.hrtime.bigint();
   let last = -1;
   const set = await trainProbeGrid({
@@ -155,6 +158,7 @@ async function run(mode: 'vectorised' | 'one-at-a-time', features: Float32Array,
     epochs,
     maxStackBytes,
     maxProbesPerStack: mode === 'one-at-a-time' ? 1 : undefined,
+    matmulPrecision,
     onProgress: (p) => {
       const done = Math.floor((100 * (p.probesDone + (p.probes * p.epoch) / p.epochs)) / p.probesTotal);
       if (done >= last + 10) {
@@ -165,6 +169,16 @@ async function run(mode: 'vectorised' | 'one-at-a-time', features: Float32Array,
   });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   return { mode, seconds, probes: set.results.length * set.grid.length, stacks: set.info.training.stacks, set, meanBestValLoss: meanBestValLoss(set) };
+}
+
+/** The CPU's native bf16 arithmetic as Linux reports it (avx512_bf16, amx_bf16); [] elsewhere. */
+function cpuBf16Flags(): string[] {
+  try {
+    const flags = new Set(/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim().split(/\s+/) ?? []);
+    return ['avx512_bf16', 'amx_bf16'].filter((f) => flags.has(f));
+  } catch {
+    return [];
+  }
 }
 
 function maxDiff(a: ProbeSet, b: ProbeSet): number {
@@ -194,7 +208,9 @@ async function main(): Promise<void> {
   process.stderr.write(`synthesising ${clips} clips x ${dim} features for ${instruments} instruments...\n`);
   const { features, tasks } = synthesize(instruments, dim, clips, 2024);
   const runs: Run[] = [];
-  if (only !== 'one-at-a-time') runs.push(await run('vectorised', features, dim, tasks, epochs, grid, maxStackBytes));
+  const withBf16 = arg('bf16', 'yes') !== 'no';
+  if (!only || only === 'vectorised' || only === 'bf16') runs.push(await run('vectorised', features, dim, tasks, epochs, grid, maxStackBytes));
+  if ((!only && withBf16) || only === 'bf16') runs.push(await run('vectorised-bf16', features, dim, tasks, epochs, grid, maxStackBytes));
   if (!only || only === 'one-at-a-time') runs.push(await run('one-at-a-time', features, dim, tasks, epochs, grid, maxStackBytes));
   if ((!only || only === 'pytorch') && arg('reference', 'pytorch') !== 'none') {
     const ref = runPytorch(features, dim, tasks, epochs, grid, d.threads.count);
@@ -204,12 +220,18 @@ async function main(): Promise<void> {
   const vec = runs.find((r) => r.mode === 'vectorised');
   const one = runs.find((r) => r.mode === 'one-at-a-time');
   const ref = runs.find((r) => r.mode === 'pytorch');
+  const bf16 = runs.find((r) => r.mode === 'vectorised-bf16');
+  const bf16VsFp32 = bf16 && vec ? vec.seconds / bf16.seconds : null;
+  const bf16VsPytorch = bf16 && ref ? ref.seconds / bf16.seconds : null;
+  const macroF1 = (r?: Run) => (r?.set ? r.set.table().macro.f1Present : null);
+  const bf16F1Difference = bf16?.set && vec?.set ? macroF1(bf16)! - macroF1(vec)! : null;
   const speedup = vec && one ? one.seconds / vec.seconds : null;
   const speedupVsPytorch = vec && ref ? ref.seconds / vec.seconds : null;
   const sameResults = vec?.set && one?.set ? maxDiff(vec.set, one.set) : null;
   const machine = {
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    cpuBf16: cpuBf16Flags(),
     loadAverage1m: os.loadavg()[0],
     threads: d.threads.count,
     blas: d.blas.name,
@@ -221,12 +243,16 @@ async function main(): Promise<void> {
   const pad = (s: string, n: number) => s.padEnd(n);
   console.log('');
   console.log(`probe grid search: ${instruments} instruments x ${configs} configs (hidden ${JSON.stringify(grid.hidden)}), ${dim}-d, ${epochs} epoch(s), batch 64, OpenMIC class counts`);
-  console.log(`${pad('mode', 16)}${pad('stacks', 8)}${pad('wall s', 10)}${pad('probes/s', 10)}mean kept val loss`);
+  console.log(`${pad('mode', 18)}${pad('stacks', 8)}${pad('wall s', 10)}${pad('probes/s', 10)}${pad('mean kept val loss', 20)}macro F1 (test, selected)`);
   for (const r of runs) {
-    console.log(`${pad(r.mode, 16)}${pad(String(r.stacks), 8)}${pad(r.seconds.toFixed(1), 10)}${pad((r.probes / r.seconds).toFixed(3), 10)}${r.meanBestValLoss.toFixed(4)}`);
+    const f1 = macroF1(r);
+    console.log(`${pad(r.mode, 18)}${pad(String(r.stacks), 8)}${pad(r.seconds.toFixed(1), 10)}${pad((r.probes / r.seconds).toFixed(3), 10)}${pad(r.meanBestValLoss.toFixed(4), 20)}${f1 === null ? '-' : f1.toFixed(4)}`);
   }
   if (speedup !== null) console.log(`speed-up over native one-at-a-time: ${speedup.toFixed(2)}x; max |test P difference| between the native modes: ${sameResults}`);
   if (speedupVsPytorch !== null) console.log(`speed-up over PyTorch one-at-a-time: ${speedupVsPytorch.toFixed(2)}x`);
+  if (bf16VsFp32 !== null) {
+    console.log(`bf16 products: ${bf16VsFp32.toFixed(2)}x the fp32 trainer${bf16VsPytorch !== null ? `, ${bf16VsPytorch.toFixed(2)}x eager PyTorch` : ''}; macro F1 bf16 - fp32: ${bf16F1Difference!.toFixed(4)}`);
+  }
   console.log(`machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.threads} torch threads, ${machine.blas}, LibTorch ${machine.torch}, load ${machine.loadAverage1m.toFixed(1)}`);
   console.log(
     'BENCH_JSON ' +
@@ -242,9 +268,13 @@ async function main(): Promise<void> {
       clips,
       vectorised: vec ? { seconds: vec.seconds, probesPerSecond: vec.probes / vec.seconds, stacks: vec.stacks, meanBestValLoss: vec.meanBestValLoss } : null,
       oneAtATime: one ? { seconds: one.seconds, probesPerSecond: one.probes / one.seconds, stacks: one.stacks, meanBestValLoss: one.meanBestValLoss } : null,
+      bf16: bf16 ? { seconds: bf16.seconds, probesPerSecond: bf16.probes / bf16.seconds, stacks: bf16.stacks, meanBestValLoss: bf16.meanBestValLoss, macroF1: macroF1(bf16), fp32MacroF1: macroF1(vec) } : null,
       pytorchOneAtATime: ref ? { seconds: ref.seconds, probesPerSecond: ref.probes / ref.seconds, meanBestValLoss: ref.meanBestValLoss } : null,
       speedup,
       speedupVsPytorch,
+      bf16VsFp32,
+      bf16VsPytorch,
+      bf16F1Difference,
       maxTestProbabilityDifference: sameResults,
       machine,
     }),

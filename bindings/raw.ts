@@ -78,6 +78,8 @@ export interface RawProbeOptions {
   maxProbesPerStack?: number;
   keepAllWeights?: boolean;
   batchedStep?: boolean;
+  /** 'fp32' | 'bf16' (native/core/probes.h MatmulPrecision). */
+  matmulPrecision?: string;
   threads?: number;
   /** 0: one vector per clip ([n, dim]); S >= 1: S segment vectors per clip ([n, S, dim]), for attention probes. */
   segments?: number;

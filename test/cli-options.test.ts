@@ -3,7 +3,7 @@
 import test from 'ava';
 import { Command, InvalidArgumentError } from 'commander';
 import { FORMATTINGS, POOLINGS, PRECISIONS, STORE_DTYPES, WINDOWS } from '../lib';
-import { addSettingsOptions, addTrainingFlags, choice, gridSpec, integer, layerList, positiveNumber } from '../lib/cli/options';
+import { addSettingsOptions, addTrainingFlags, choice, gridSpec, integer, layerList, positiveNumber, trainingOptions, type TrainingFlags } from '../lib/cli/options';
 import { PAPER_GRID } from '../lib/probes';
 
 test('integers and numbers: ranges are checked, text is not truncated', (t) => {
@@ -35,6 +35,9 @@ test('the training flags refuse 0 epochs and read a grid spec with coded mistake
   t.is(parse().epochs, 800);
   t.throws(() => parse('--epochs', '0'), { message: /--epochs must be an integer >= 1/ });
   t.throws(() => parse('--validation', 'random'), { message: /--validation must be stratified, gururani2019, artist or none/ });
+  t.is(parse().probePrecision, 'fp32');
+  t.is(trainingOptions(parse('--probe-precision', 'bf16') as TrainingFlags).matmulPrecision, 'bf16');
+  t.throws(() => parse('--probe-precision', 'fp16'), { message: /--probe-precision must be fp32 or bf16/ });
   t.deepEqual(parse('--grid', 'hidden=[];[16] l2=0,1e-4').grid, { hidden: [[], [16]], dropout: PAPER_GRID.dropout, l2: [0, 1e-4] });
   t.throws(() => gridSpec('hidden=[512'), { instanceOf: InvalidArgumentError, message: /hidden takes layer lists/ });
   t.throws(() => gridSpec('dropout=0.5,x'), { instanceOf: InvalidArgumentError, message: /dropout takes numbers/ });

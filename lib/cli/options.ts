@@ -7,7 +7,7 @@ import { invalidArgument, orList } from '../errors';
 import { datasetItems, fileItems, parseShard, resolveSettings, selectShard, type ExtractionSettings, type WorkItem } from '../extraction';
 import { POOLINGS, PRECISION_CHOICES, PRECISIONS, WINDOWS, type JukeboxPrecision, type PrecisionChoice } from '../model';
 import { VALIDATION_RULES, type PartitionOptions, type ValidationRule } from '../openmic';
-import { PAPER_GRID, type ProbeGrid } from '../probes';
+import { MATMUL_PRECISIONS, PAPER_GRID, type MatmulPrecision, type ProbeGrid } from '../probes';
 import type { Device } from '../runtime/device';
 import { STORE_DTYPES } from '../store';
 
@@ -138,6 +138,7 @@ export interface TrainingFlags {
   standardize: boolean;
   device: Device;
   grid?: ProbeGrid;
+  probePrecision: MatmulPrecision;
 }
 
 /** The training flags shared by `train` and `study`. */
@@ -151,7 +152,8 @@ export function addTrainingFlags(cmd: Command): Command {
     .option('--gururani <csv>', 'gururani2019_trainval_split_keys.csv (for --validation gururani2019)')
     .option('--no-standardize', 'do not standardise features (default: train mean/std, as jukemir)')
     .option('--grid <spec>', "grid, e.g. 'hidden=[];[512] dropout=0.5 l2=0,1e-4' (default: the paper's 27 configs)", gridSpec)
-    .option('--device <device>', DEVICE_HELP, 'auto');
+    .option('--device <device>', DEVICE_HELP, 'auto')
+    .option('--probe-precision <p>', `${MATMUL_PRECISIONS.join(' | ')}: arithmetic of the probe trainer's products (bf16: faster on CPUs with AMX/AVX512-BF16)`, choice('--probe-precision', MATMUL_PRECISIONS), 'fp32');
 }
 
 /** The training options `train` and `study` share, from their common flags. */
@@ -159,5 +161,5 @@ export function trainingOptions(f: TrainingFlags) {
   const partitions: PartitionOptions = { validation: f.validation, seed: f.seed };
   if (f.valFraction !== undefined) partitions.valFraction = f.valFraction;
   if (f.gururani) partitions.gururaniSplit = f.gururani;
-  return { partitions, epochs: f.epochs, batchSize: f.batch, seed: f.seed, grid: f.grid, standardize: f.standardize, device: f.device };
+  return { partitions, epochs: f.epochs, batchSize: f.batch, seed: f.seed, grid: f.grid, standardize: f.standardize, device: f.device, matmulPrecision: f.probePrecision };
 }

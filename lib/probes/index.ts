@@ -4,7 +4,7 @@ export { PAPER_GRID, ATTENTION_GRID, expandGrid, configLabel } from './grid';
 export type { ProbeConfig, ProbeGrid } from './grid';
 export { trainProbeGrid } from './train';
 export type { ProbeSplit, ProbeTask, ProbeProgress, TrainProbeGridOptions } from './train';
-export { ProbeSet, PROBE_THRESHOLD } from './probe-set';
+export { ProbeSet, PROBE_THRESHOLD, MATMUL_PRECISIONS } from './probe-set';
 export type {
   ProbeNet,
   ProbeLayer,
@@ -19,6 +19,7 @@ export type {
   PredictOptions,
   ProbeSetInfo,
   SegmentTimes,
+  MatmulPrecision,
 } from './probe-set';
 export type { Device as ProbeDevice } from '../runtime/device';
 export { binaryMetrics, macroMetrics } from './metrics';

@@ -154,6 +154,10 @@ export interface SegmentTimes {
   spans: [number, number][];
 }
 
+/** The arithmetic of the probe trainer's matrix products (TrainProbeGridOptions.matmulPrecision). */
+export const MATMUL_PRECISIONS = ['fp32', 'bf16'] as const;
+export type MatmulPrecision = (typeof MATMUL_PRECISIONS)[number];
+
 /** Everything a probe set records about how it was made. */
 export interface ProbeSetInfo {
   format: 1;
@@ -165,7 +169,8 @@ export interface ProbeSetInfo {
   /** Attention probes: when the segments happen, when the trainer was told (descriptive; figures use it). */
   segmentTimes?: SegmentTimes;
   grid: ProbeConfig[];
-  options: { epochs: number; batchSize: number; lr: number; seed: number; standardize: boolean; threshold: number };
+  /** matmulPrecision: absent in sets saved before it existed, which trained in fp32. */
+  options: { epochs: number; batchSize: number; lr: number; seed: number; standardize: boolean; threshold: number; matmulPrecision?: MatmulPrecision };
   training: { device: string; seconds: number; stacks: number };
   /**
    * sha256 (hex) of the feature matrix's bytes (featureRows x dim float32, little-endian) and, per instrument and

@@ -4,12 +4,12 @@
 import crypto from 'node:crypto';
 import { binding } from '../../bindings';
 import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../../bindings/raw';
-import { abortError, ArgumentError, DataError, native, optionsObject } from '../errors';
+import { abortError, ArgumentError, DataError, native, oneOf, optionsObject } from '../errors';
 import { checkRecipe, type FeatureRecipe } from '../extraction/recipe';
 import type { Device } from '../runtime/device';
 import { ATTENTION_GRID, gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
 import { binaryMetrics } from './metrics';
-import { PROBE_THRESHOLD, ProbeSet, type SegmentTimes, type ClassCounts, type ConfigResult, type InstrumentResult, type ProbeSetInfo, type SkippedInstrument } from './probe-set';
+import { MATMUL_PRECISIONS, PROBE_THRESHOLD, ProbeSet, type MatmulPrecision, type SegmentTimes, type ClassCounts, type ConfigResult, type InstrumentResult, type ProbeSetInfo, type SkippedInstrument } from './probe-set';
 
 /** Rows of the shared feature matrix and their 0/1 targets (1 = the instrument is present). */
 export interface ProbeSplit {
@@ -90,6 +90,16 @@ export interface TrainProbeGridOptions {
    */
   batchedStep?: boolean;
   /**
+   * The arithmetic of the training steps' matrix products (recorded in `info.options`). 'fp32' (default) is the
+   * paper's. 'bf16' rounds the products' operands (activations, output gradients and a bf16 copy of the weights)
+   * to bfloat16 and sums in fp32; master weights, Adam's moments, biases, the loss and every reduction stay fp32,
+   * and validation (which picks the kept epoch), the test pass and the saved nets are fp32, so `predict` gives
+   * the set's test probabilities. Measured 1.29x the fp32 grid on 2 cores with AMX-BF16 (benchmarks/RESULTS.md:
+   * Adam's fp32 state traffic, which bf16 does not touch, bounds it); on CPUs without native bf16, correct but
+   * expect no gain. Results differ from fp32 by training noise (docs/contracts.md).
+   */
+  matmulPrecision?: MatmulPrecision;
+  /**
    * Intra-op threads while training (default: 1 for stacks under ~50 MFLOP a step, where threading costs more than
    * it gains, else the process setting from CALMKIT_THREADS / OMP_NUM_THREADS / cores).
    */
@@ -160,6 +170,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
   const standardize = options.standardize ?? true;
   const device = options.device ?? 'cpu';
   const recipe = options.recipe === undefined ? undefined : checkRecipe(options.recipe, 'recipe');
+  const matmulPrecision = oneOf('matmulPrecision', MATMUL_PRECISIONS, options.matmulPrecision ?? 'fp32');
   const onSingleClass = options.onSingleClass ?? 'skip';
   if (onSingleClass !== 'skip' && onSingleClass !== 'error') throw new ArgumentError('ERR_INVALID_ARGUMENT', `onSingleClass must be 'skip' or 'error'`);
 
@@ -210,6 +221,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
         maxProbesPerStack: options.maxProbesPerStack ?? 0,
         keepAllWeights: options.keepAllWeights ?? false,
         batchedStep: options.batchedStep ?? false,
+        matmulPrecision,
         threads: options.threads ?? 0,
         segments: segments ?? 0,
         validSegments: options.validSegments,
@@ -230,7 +242,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     ...(segments !== undefined ? { segments } : {}),
     ...(segments !== undefined && options.segmentTimes ? { segmentTimes: options.segmentTimes } : {}),
     grid,
-    options: { epochs, batchSize, lr, seed, standardize, threshold: PROBE_THRESHOLD },
+    options: { epochs, batchSize, lr, seed, standardize, threshold: PROBE_THRESHOLD, matmulPrecision },
     training: { device: raw.device, seconds: raw.seconds, stacks: raw.stacks },
     hashes: {
       features: sha256(features),

@@ -10,13 +10,13 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { abortError, ArgumentError, CalmkitError } from '../errors';
+import { abortError, ArgumentError, CalmkitError, oneOf } from '../errors';
 import { defaultLayers, Jukebox, type PrecisionChoice } from '../model';
 import type { JukeboxInfo } from '../model/jukebox';
 import type { Device } from '../runtime/device';
 import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, type PipelineProgress, type WorkItem, extractToStore } from '../extraction';
-import { ATTENTION_GRID, PAPER_GRID, ProbeSet, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
+import { ATTENTION_GRID, MATMUL_PRECISIONS, PAPER_GRID, ProbeSet, type MatmulPrecision, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
 import { writeReport } from '../probes/report';
 import { atomicReplace } from '../store/fsatomic';
 import type { StoreDtype } from '../store/feature-store';
@@ -75,6 +75,8 @@ export interface StudyOptions {
   device?: Device;
   /** Default `fp32`; `auto` resolves when the model loads, and the stores record the precision it resolved to. */
   precision?: PrecisionChoice;
+  /** The probe trainer's products (TrainProbeGridOptions.matmulPrecision; default fp32). */
+  matmulPrecision?: MatmulPrecision;
   /** Clips per forward pass. */
   extractBatch?: number;
   /** The attention column (default on): attention probes over the segments of the best variant. */
@@ -197,6 +199,8 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
   if (options.attentionVariant !== undefined && !variants.some((v) => v.name === options.attentionVariant)) {
     throw new ArgumentError('ERR_INVALID_ARGUMENT', `attentionVariant '${options.attentionVariant}' is not among the study's variants (${variants.map((v) => v.name).join(', ')})`, { input: options.attentionVariant });
   }
+  // Checked before any extraction, not when the first column trains.
+  if (options.matmulPrecision !== undefined) oneOf('matmulPrecision', MATMUL_PRECISIONS, options.matmulPrecision);
   const segmentSeconds = options.segmentSeconds ?? 1;
   fs.mkdirSync(options.out, { recursive: true });
   const dataset = OpenMIC.open(options.dataset, { audio: 'skip', npz: 'ignore' });
@@ -207,6 +211,8 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
     seed: options.seed ?? 0,
     grid: options.grid ?? PAPER_GRID,
     standardize: options.standardize ?? true,
+    // Only when bf16, so that the keys of fp32 columns trained before the option existed still match.
+    ...(options.matmulPrecision === 'bf16' ? { matmulPrecision: 'bf16' as const } : {}),
   };
   const attentionTraining = { ...training, epochs: options.attentionEpochs ?? training.epochs, grid: options.attentionGrid ?? ATTENTION_GRID };
   const model = await Jukebox.load(options.model, { device: options.device ?? 'auto', precision: options.precision ?? 'fp32', signal: options.signal });
@@ -295,7 +301,7 @@ function settingsFor(ctx: Context, variant: StudyVariant, pooling: { pooling: 'm
   });
 }
 
-type Training = { epochs: number; batchSize: number; seed: number; grid: ProbeGrid; standardize: boolean };
+type Training = { epochs: number; batchSize: number; seed: number; grid: ProbeGrid; standardize: boolean; matmulPrecision?: MatmulPrecision };
 
 async function meanColumn(ctx: Context, variant: StudyVariant, training: Training): Promise<Column> {
   ctx.checkAbort();

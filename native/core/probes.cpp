@@ -146,6 +146,14 @@ void checkMemory(int64_t dim, size_t tasks, const std::vector<Config>& configs, 
 
 }  // namespace
 
+MatmulPrecision parseMatmulPrecision(const std::string& name) {
+  if (name == "fp32") return MatmulPrecision::kFp32;
+  if (name == "bf16") return MatmulPrecision::kBf16;
+  throw Error(code::kInvalidArgument, "matmulPrecision must be 'fp32' or 'bf16'; got '" + name + "'");
+}
+
+const char* matmulPrecisionName(MatmulPrecision p) { return p == MatmulPrecision::kBf16 ? "bf16" : "fp32"; }
+
 uint64_t probeKey(uint64_t seed, const std::string& instrument, const Config& config) {
   uint64_t k = mix64(seed ^ hashString(instrument));
   for (auto h : config.hidden) k = mix64(k + static_cast<uint64_t>(h));
@@ -270,7 +278,7 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
     int64_t cap = static_cast<int64_t>(group.size());
     if (opt.maxProbesPerStack > 0) cap = std::min(cap, opt.maxProbesPerStack);
     if (opt.maxStackBytes > 0) {
-      const int64_t per = stackBytesPerProbe(dim, arch, opt.batchSize, arch.attention ? S : 1);
+      const int64_t per = stackBytesPerProbe(dim, arch, opt.batchSize, arch.attention ? S : 1, opt.matmulPrecision);
       cap = std::min(cap, std::max<int64_t>(1, opt.maxStackBytes / per));
     }
     for (size_t i = 0; i < group.size(); i += cap) {

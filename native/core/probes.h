@@ -49,6 +49,17 @@ struct Progress {
   int64_t probesDone = 0, probesTotal = 0;
 };
 
+// The arithmetic of a training step's matrix products. fp32 is the paper's. bf16 rounds the operands of every
+// training product (the step's activations, its output gradients, and a bf16 copy of the weights refreshed by
+// Adam) to bfloat16 and accumulates in fp32; the master weights, Adam's moments, biases, the loss and its
+// gradient, and every reduction stay fp32, and evaluation (the per-epoch validation loss that picks the kept
+// epoch, the test pass, the returned nets) runs in fp32 on the master weights, as predict() does.
+enum class MatmulPrecision { kFp32, kBf16 };
+
+// "fp32" | "bf16"; anything else throws kInvalidArgument naming matmulPrecision.
+MatmulPrecision parseMatmulPrecision(const std::string& name);
+const char* matmulPrecisionName(MatmulPrecision p);
+
 struct Options {
   int64_t epochs = 800;
   int64_t batchSize = 64;  // even: half positives, half negatives
@@ -65,6 +76,7 @@ struct Options {
   // Step every stack with batched products over the stack (bmm/baddbmm) and Adam in tensor operations, the step
   // CUDA uses, on any device: checks that path's arithmetic on a machine without a GPU.
   bool batchedStep = false;
+  MatmulPrecision matmulPrecision = MatmulPrecision::kFp32;
   // 0: every row of the feature matrix is one clip's vector ([n, dim]). S >= 1: every row holds S segment vectors
   // ([n, S, dim] row-major), for attention probes.
   int64_t segments = 0;
@@ -128,6 +140,11 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
 
 // Which build of the dropout kernels this process runs: "avx512" or "x86-64 baseline" (CALMKIT_CPU_BASELINE=1).
 const char* dropoutKernel();
+
+// What runs the bf16 products of a CPU step: "mkl gemm_bf16bf16f32" (oneMKL's bf16 GEMM with fp32 accumulation
+// and output, when the LibTorch in use carries it) or "fp32 gemm on bf16-rounded operands" (the same products,
+// exact in fp32, summed in fp32; also forced by CALMKIT_CPU_BASELINE=1).
+const char* bf16GemmKernel();
 
 // P(present) for n rows and each net: out[row * nets + k].
 std::vector<float> predict(const float* features, int64_t n, int64_t dim, const std::vector<Net>& nets,

@@ -23,6 +23,9 @@ struct ProbeSpec {
 // validation loss.
 struct Param {
   torch::Tensor value, grad, m, v, best;  // [P, ...]
+  // MatmulPrecision::kBf16: value rounded to bfloat16, what the step's products read; every Adam update refreshes
+  // it. Undefined otherwise.
+  torch::Tensor half;
 };
 
 // One row of a dropout mask (x == nullptr: the mask itself, already scaled by 1/keep as torch's Dropout does) or
@@ -44,6 +47,16 @@ void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, doubl
 // as mm_out + adamProbe, up to the summation order inside BLAS).
 void gradAdamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr, const torch::Tensor& A,
                    const torch::Tensor& dz);
+
+// The bf16 step's weight gradient: A^T dz from bf16 operands, accumulated and kept in fp32, then Adam as
+// gradAdamProbe (which also refreshes prm.half). A [rows, in] and dz [rows, out] are contiguous bf16.
+void gradAdamProbeBf16(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr, const torch::Tensor& A,
+                       const torch::Tensor& dz);
+
+// out [m, n] (fp32, contiguous) = a [m, k] b [k, n] for bf16 a and b (any 2-D strides, transposed views included),
+// products of bf16 values summed in fp32. CPU tensors.
+void mmBf16Out(torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b);
+torch::Tensor mmBf16(const torch::Tensor& a, const torch::Tensor& b);
 
 // The same update in tensor operations over the first `pa` probes, for devices other than the CPU.
 void adamTensor(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps, double lr);

@@ -341,7 +341,8 @@ class Stack {
         B_(sh.opt.batchSize),
         attention_(arch.attention),
         S_(arch.attention ? sh.segments : 1),
-        R_(B_ * S_) {
+        R_(B_ * S_),
+        bf16_(sh.opt.matmulPrecision == MatmulPrecision::kBf16) {
     dims_.push_back(sh.dim);
     for (auto h : arch.hidden) dims_.push_back(h);
     dims_.push_back(1);
@@ -409,7 +410,7 @@ class Stack {
     probesDone += P_;
   }
 
-  static int64_t bytesPerProbe(int64_t dim, const Arch& arch, int64_t B, int64_t rowsPerClip) {
+  static int64_t bytesPerProbe(int64_t dim, const Arch& arch, int64_t B, int64_t rowsPerClip, MatmulPrecision precision) {
     int64_t params = 0, acts = dim;
     int64_t in = dim;
     for (auto h : arch.hidden) {
@@ -422,7 +423,8 @@ class Stack {
       params += in;
       acts += 4;  // scores, attention logits and their gradients
     }
-    return 4 * (5 * params + B * rowsPerClip * acts * 2);
+    const int64_t half = precision == MatmulPrecision::kBf16 ? 2 * params : 0;
+    return 4 * (5 * params + B * rowsPerClip * acts * 2) + half;
   }
 
  private:
@@ -448,6 +450,10 @@ class Stack {
         initLayer(w[p].data_ptr<float>(), b[p].data_ptr<float>(), dims_[last], 1, ps_[p].key, last + 1);
       }
       Wa_ = makeParam(w.to(sh_.device), !fusedGradAdam(last));
+    }
+    if (bf16_) {
+      for (auto& w : W_) w.half = w.value.to(torch::kBFloat16);
+      if (attention_) Wa_.half = Wa_.value.to(torch::kBFloat16);
     }
     std::vector<float> y(B_);
     for (int64_t b = 0; b < B_; ++b) y[b] = b < B_ / 2 ? 1.0f : 0.0f;
@@ -506,7 +512,13 @@ class Stack {
   void step(int64_t pa, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
             const std::vector<torch::Tensor>& batchValid, const std::vector<int64_t>& steps) {
     if (perProbeCpu()) {
-      forEachProbe(pa, [&](int64_t p) { stepProbeCpu(p, slotOf, batchRows, batchValid[slotOf[p]], steps); });
+      forEachProbe(pa, [&](int64_t p) {
+        if (bf16_) {
+          stepProbeCpuBf16(p, slotOf, batchRows, batchValid[slotOf[p]], steps);
+        } else {
+          stepProbeCpu(p, slotOf, batchRows, batchValid[slotOf[p]], steps);
+        }
+      });
       return;
     }
     batchOnDevice(pa, slotOf, batchRows, batchValid, steps);
@@ -616,6 +628,65 @@ class Stack {
     }
   }
 
+  // stepProbeCpu with MatmulPrecision::kBf16: the same step, but every product reads bf16 operands (the layers'
+  // inputs and the output gradients rounded here, the weights' bf16 copy kept by Adam) and sums in fp32. Biases,
+  // masks, ReLU, the loss's gradient, the bias gradients and Adam stay fp32.
+  void stepProbeCpuBf16(int64_t p, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
+                        const torch::Tensor& valid, const std::vector<int64_t>& steps) {
+    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, p, p + 1, B_, S_, slotOf, batchRows, steps);
+    for (size_t l = 0; l < masks_.size(); ++l) {
+      fillMasks(masks_[l].data_ptr<float>(), ps_, p, p + 1, R_, masks_[l].size(2), l + 1, steps);
+    }
+    const size_t L = W_.size();
+    std::vector<torch::Tensor> in{inputs_[p].to(torch::kBFloat16)}, pre;  // each layer's input, in bf16
+    torch::Tensor logits;
+    for (size_t l = 0; l < L; ++l) {
+      auto z = mmBf16(in.back(), W_[l].half[p]).add_(Bs_[l].value[p]);
+      if (l + 1 == L) {
+        logits = z;
+        break;
+      }
+      pre.push_back(z);
+      in.push_back(z.relu().mul_(masks_[l][p]).to(torch::kBFloat16));
+    }
+    torch::Tensor dz, dAtt;
+    if (!attention_) {
+      dz = torch::sigmoid(logits).sub_(y_[0]).div_(static_cast<double>(B_));
+    } else {
+      auto a = mmBf16(in[L - 1], Wa_.half[p]);
+      auto head = attentionHead(logits, a, valid, y_[0], B_, S_);
+      dz = head.dz;
+      dAtt = head.da;
+    }
+    for (size_t l = L; l-- > 0;) {
+      auto gb = Bs_[l].grad[p];
+      at::sum_out(gb, dz, {0}, true);
+      const auto dzHalf = dz.to(torch::kBFloat16);
+      torch::Tensor da;
+      if (l > 0) da = mmBf16(dzHalf, W_[l].half[p].t());  // through the weights before they move
+      if (attention_ && l + 1 == L) {
+        const auto dAttHalf = dAtt.to(torch::kBFloat16);
+        if (l > 0) da.add_(mmBf16(dAttHalf, Wa_.half[p].t()));
+        updateWeightBf16(Wa_, p, l, steps, in[l], dAttHalf);
+      }
+      updateWeightBf16(W_[l], p, l, steps, in[l], dzHalf);
+      adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
+      if (l > 0) dz = da.mul_(masks_[l - 1][p]).mul_(pre[l - 1].gt(0));
+    }
+  }
+
+  // updateWeight from bf16 operands A and dz (Adam also refreshes the weight's bf16 copy).
+  void updateWeightBf16(Param& w, int64_t p, size_t l, const std::vector<int64_t>& steps, const torch::Tensor& A,
+                        const torch::Tensor& dz) {
+    if (fusedGradAdam(l)) {
+      gradAdamProbeBf16(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz);
+    } else {
+      auto gw = w.grad[p];
+      mmBf16Out(gw, A.t(), dz);
+      adamProbe(w, ps_[p], p, steps[p], sh_.opt.lr);
+    }
+  }
+
   // Weight gradient A^T dz of probe p's weight (fed by layer l's input A) and its Adam update.
   void updateWeight(Param& w, int64_t p, size_t l, const std::vector<int64_t>& steps, const torch::Tensor& A,
                     const torch::Tensor& dz) {
@@ -628,13 +699,20 @@ class Stack {
     }
   }
 
+  // A batched product of the bf16 step: bf16 operands (the weights' bf16 copy where b is a weight), and the
+  // output, which ATen gives in bf16 (summed in fp32 inside the kernel), widened to fp32, as under torch.autocast.
+  static torch::Tensor bmmBf16(const torch::Tensor& a, const torch::Tensor& b) {
+    return torch::bmm(a.to(torch::kBFloat16), b.to(torch::kBFloat16)).to(torch::kFloat);
+  }
+
   // Other devices: batched products over the stack (bmm/baddbmm), then Adam in tensor operations.
   void stepBatched(int64_t pa, const std::vector<int64_t>& steps) {
     const size_t L = W_.size();
     const torch::Tensor valid = batchValid_;
     std::vector<torch::Tensor> acts{inputsDev_}, pre;
     for (size_t l = 0; l < L; ++l) {
-      auto z = torch::baddbmm(Bs_[l].value.narrow(0, 0, pa), acts.back(), W_[l].value.narrow(0, 0, pa));
+      auto z = bf16_ ? bmmBf16(acts.back(), W_[l].half.narrow(0, 0, pa)).add_(Bs_[l].value.narrow(0, 0, pa))
+                     : torch::baddbmm(Bs_[l].value.narrow(0, 0, pa), acts.back(), W_[l].value.narrow(0, 0, pa));
       if (l + 1 == L) {
         acts.push_back(z);
         break;
@@ -647,22 +725,37 @@ class Stack {
     if (!attention_) {
       dz = torch::sigmoid(acts.back()).sub_(y_).div_(static_cast<double>(B_));
     } else {
-      auto a = torch::bmm(acts[L - 1], Wa_.value.narrow(0, 0, pa));
+      auto a = bf16_ ? bmmBf16(acts[L - 1], Wa_.half.narrow(0, 0, pa)) : torch::bmm(acts[L - 1], Wa_.value.narrow(0, 0, pa));
       auto head = attentionHead(acts.back(), a, valid, y_, B_, S_);
       dz = head.dz;
       dAtt = head.da;
     }
     for (size_t l = L; l-- > 0;) {
       auto gw = W_[l].grad.narrow(0, 0, pa);
-      torch::bmm_out(gw, acts[l].transpose(1, 2), dz);
+      if (bf16_) {
+        gw.copy_(bmmBf16(acts[l].transpose(1, 2), dz));
+      } else {
+        torch::bmm_out(gw, acts[l].transpose(1, 2), dz);
+      }
       Bs_[l].grad.narrow(0, 0, pa).copy_(dz.sum(1, true));
       if (attention_ && l + 1 == L) {
         auto ga = Wa_.grad.narrow(0, 0, pa);
-        torch::bmm_out(ga, acts[l].transpose(1, 2), dAtt);
+        if (bf16_) {
+          ga.copy_(bmmBf16(acts[l].transpose(1, 2), dAtt));
+        } else {
+          torch::bmm_out(ga, acts[l].transpose(1, 2), dAtt);
+        }
       }
       if (l == 0) break;
-      auto da = torch::bmm(dz, W_[l].value.narrow(0, 0, pa).transpose(1, 2));
-      if (attention_ && l + 1 == L) da.baddbmm_(dAtt, Wa_.value.narrow(0, 0, pa).transpose(1, 2));
+      auto da = bf16_ ? bmmBf16(dz, W_[l].half.narrow(0, 0, pa).transpose(1, 2))
+                      : torch::bmm(dz, W_[l].value.narrow(0, 0, pa).transpose(1, 2));
+      if (attention_ && l + 1 == L) {
+        if (bf16_) {
+          da.add_(bmmBf16(dAtt, Wa_.half.narrow(0, 0, pa).transpose(1, 2)));
+        } else {
+          da.baddbmm_(dAtt, Wa_.value.narrow(0, 0, pa).transpose(1, 2));
+        }
+      }
       dz = da.mul_(masksDev_[l - 1]).mul_(pre[l - 1].gt(0));
     }
     for (size_t l = 0; l < L; ++l) {
@@ -800,6 +893,7 @@ class Stack {
   int64_t P_, B_;
   bool attention_;
   int64_t S_, R_;  // segments per clip (1 for MLP probes) and rows per step (B * S)
+  bool bf16_;      // MatmulPrecision::kBf16: the step's products read bf16 operands
   std::vector<int64_t> dims_;
   std::vector<Param> W_, Bs_;
   Param Wa_;  // attention probes: the attention layer [P, last hidden, 1] (no bias)
@@ -815,8 +909,9 @@ class Stack {
 
 }  // namespace
 
-int64_t stackBytesPerProbe(int64_t dim, const Arch& arch, int64_t batchSize, int64_t rowsPerClip) {
-  return Stack::bytesPerProbe(dim, arch, batchSize, rowsPerClip);
+int64_t stackBytesPerProbe(int64_t dim, const Arch& arch, int64_t batchSize, int64_t rowsPerClip,
+                           MatmulPrecision precision) {
+  return Stack::bytesPerProbe(dim, arch, batchSize, rowsPerClip, precision);
 }
 
 void trainStack(Shared& sh, const Arch& arch, std::vector<ProbeSpec> ps, Result& res, int64_t stackIndex,

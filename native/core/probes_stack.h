@@ -77,8 +77,9 @@ struct Arch {
 };
 
 // Bytes one probe of this architecture costs in a stack (weights, Adam state, best copy, activations): the unit
-// of maxStackBytes. rowsPerClip is S for attention probes, else 1.
-int64_t stackBytesPerProbe(int64_t dim, const Arch& arch, int64_t batchSize, int64_t rowsPerClip);
+// of maxStackBytes. rowsPerClip is S for attention probes, else 1. The bf16 step adds the weights' bf16 copy.
+int64_t stackBytesPerProbe(int64_t dim, const Arch& arch, int64_t batchSize, int64_t rowsPerClip,
+                           MatmulPrecision precision);
 
 // Trains the probes `ps` (all of architecture `arch`, sorted by steps per epoch, descending) for all epochs and
 // fills in their results and their instruments' selections. `probesDone` advances by the stack's size.

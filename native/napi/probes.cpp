@@ -115,6 +115,12 @@ pr::Options ReadOptions(const Napi::Value& v) {
   o.maxProbesPerStack = GetInt(obj, "maxProbesPerStack", 0, 0, kMaxSafeInteger);
   o.keepAllWeights = GetBool(obj, "keepAllWeights", false);
   o.batchedStep = GetBool(obj, "batchedStep", false);
+  const std::string precision = GetString(obj, "matmulPrecision", "fp32");
+  try {
+    o.matmulPrecision = pr::parseMatmulPrecision(precision);
+  } catch (const calmkit::Error& e) {
+    ThrowCoded(obj.Env(), e.code(), e.what());
+  }
   o.threads = static_cast<int>(GetInt(obj, "threads", 0, 0, 65536));
   o.segments = GetInt(obj, "segments", 0, -kMaxSafeInteger, kMaxSafeInteger);
   auto valid = obj.Get("validSegments");

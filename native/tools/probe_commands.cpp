@@ -41,6 +41,7 @@ struct Args {
   double scale = 1.0;  // multiplies every count, for quick runs
   bool oneAtATime = false;
   bool batched = false;
+  std::string matmulPrecision = "fp32";
   int64_t segments = 0;  // > 0: attention probes on that many segments per clip
   int64_t maxStackBytes = 2LL << 30;
   std::string device = "cpu";
@@ -61,6 +62,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--scale") a.scale = std::stod(next());
     else if (k == "--one-at-a-time") a.oneAtATime = true;
     else if (k == "--batched") a.batched = true;
+    else if (k == "--matmul-precision") a.matmulPrecision = next();
     else if (k == "--segments") a.segments = std::stoll(next());
     else if (k == "--max-stack-bytes") a.maxStackBytes = std::stoll(next());
     else if (k == "--device") a.device = next();
@@ -156,6 +158,7 @@ std::vector<float> toSegments(const std::vector<float>& X, int64_t clips, int64_
 Register probeGrid(
     "probe-grid",
     "[--instruments 20] [--epochs 1] [--dim 4800] [--clips 20000] [--scale 1] [--one-at-a-time] [--batched] [--device cpu] "
+    "[--matmul-precision fp32|bf16] "
     "[--segments S]: train the 27-config probe grid (with --segments: the 18-config attention grid on S segments per "
     "clip) on synthetic OpenMIC-sized data, print JSON",
     [](int argc, char** argv) {
@@ -172,6 +175,7 @@ Register probeGrid(
       opt.maxStackBytes = a.maxStackBytes;
       if (a.oneAtATime) opt.maxProbesPerStack = 1;
       opt.batchedStep = a.batched;
+      opt.matmulPrecision = pr::parseMatmulPrecision(a.matmulPrecision);
       auto r = pr::trainGrid(X.data(), a.clips, a.dim, tasks, configs, opt);
       double meanAcc = 0;
       for (size_t t = 0; t < r.tasks.size(); ++t) {
@@ -186,11 +190,13 @@ Register probeGrid(
       std::printf(
           "{\"mode\":\"%s\",\"device\":\"%s\",\"instruments\":%d,\"probes\":%zu,\"stacks\":%lld,\"epochs\":%lld,"
           "\"dim\":%lld,\"segments\":%lld,\"seconds\":%.3f,\"probesPerSecond\":%.4f,\"meanSelectedValAcc\":%.4f,\"threads\":%d,"
-          "\"torch\":\"%s\",\"dropoutKernel\":\"%s\",\"testProbabilitySum\":%.17g}\n",
+          "\"torch\":\"%s\",\"dropoutKernel\":\"%s\",\"matmulPrecision\":\"%s\",\"bf16Gemm\":\"%s\","
+          "\"testProbabilitySum\":%.17g}\n",
           a.oneAtATime ? "one-at-a-time" : a.batched ? "vectorised-batched" : "vectorised", r.device.c_str(), a.instruments, r.probes.size(),
           static_cast<long long>(r.stacks), static_cast<long long>(a.epochs), static_cast<long long>(a.dim),
           static_cast<long long>(a.segments), r.seconds,
-          r.probes.size() / r.seconds, meanAcc, info.threads, info.torchVersion.c_str(), pr::dropoutKernel(), probSum);
+          r.probes.size() / r.seconds, meanAcc, info.threads, info.torchVersion.c_str(), pr::dropoutKernel(),
+          pr::matmulPrecisionName(opt.matmulPrecision), pr::bf16GemmKernel(), probSum);
       return 0;
     });
 
