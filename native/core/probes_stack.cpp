@@ -582,16 +582,22 @@ class Stack {
     }
   }
 
+  // Probe p's slice of the host buffers: its dropped-out, standardised batch and its hidden layers' masks.
+  void fillProbeBatch(int64_t p, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
+                      const std::vector<int64_t>& steps) {
+    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, p, p + 1, B_, S_, slotOf, batchRows, steps);
+    for (size_t l = 0; l < masks_.size(); ++l) {
+      fillMasks(masks_[l].data_ptr<float>(), ps_, p, p + 1, R_, masks_[l].size(2), l + 1, steps);
+    }
+  }
+
   // CPU: each probe's whole step (its batch, masks, forward, backward, Adam) runs on one thread while its
   // weights, moments and gradients are still in cache; the stack's probes are spread over the threads. ATen's
   // CPU bmm would loop over the same per-probe GEMMs, but layer by layer, streaming the whole stack through
   // memory several times a step and joining the threads after every probe's product.
   void stepProbeCpu(int64_t p, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
                     const torch::Tensor& valid, const std::vector<int64_t>& steps) {
-    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, p, p + 1, B_, S_, slotOf, batchRows, steps);
-    for (size_t l = 0; l < masks_.size(); ++l) {
-      fillMasks(masks_[l].data_ptr<float>(), ps_, p, p + 1, R_, masks_[l].size(2), l + 1, steps);
-    }
+    fillProbeBatch(p, slotOf, batchRows, steps);
     const size_t L = W_.size();
     std::vector<torch::Tensor> acts{inputs_[p]}, pre;
     for (size_t l = 0; l < L; ++l) {
@@ -633,10 +639,7 @@ class Stack {
   // masks, ReLU, the loss's gradient, the bias gradients and Adam stay fp32.
   void stepProbeCpuBf16(int64_t p, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
                         const torch::Tensor& valid, const std::vector<int64_t>& steps) {
-    fillInputs(inputs_.data_ptr<float>(), sh_, ps_, p, p + 1, B_, S_, slotOf, batchRows, steps);
-    for (size_t l = 0; l < masks_.size(); ++l) {
-      fillMasks(masks_[l].data_ptr<float>(), ps_, p, p + 1, R_, masks_[l].size(2), l + 1, steps);
-    }
+    fillProbeBatch(p, slotOf, batchRows, steps);
     const size_t L = W_.size();
     std::vector<torch::Tensor> in{inputs_[p].to(torch::kBFloat16)}, pre;  // each layer's input, in bf16
     torch::Tensor logits;
