@@ -2,7 +2,7 @@
 // `threads: 2`, and prints the largest differences of their test probabilities, validation losses and weights as
 // JSON. At this size oneMKL splits a product over two threads when asked to; test/probes-reproducible.test.ts
 // runs it in a two-thread process (CALMKIT_THREADS=2).
-import { trainProbeGrid, type ProbeSet } from '../../lib';
+import { trainProbeGrid, type ProbeSet, type TrainProbeGridOptions } from '../../lib';
 import { synthProblem } from './probe-data';
 
 function maxDiff(a: ProbeSet, b: ProbeSet): { probabilities: number; valLoss: number; weights: number } {
@@ -28,7 +28,7 @@ function maxDiff(a: ProbeSet, b: ProbeSet): { probabilities: number; valLoss: nu
 
 (async () => {
   const p = synthProblem({ n: 500, dim: 4800, seed: 5, tasks: [{ instrument: 'banjo', flip: 0.1, train: 256, val: 100, test: 128 }] });
-  const base = {
+  const base: TrainProbeGridOptions = {
     features: p.features,
     dim: p.dim,
     tasks: p.tasks,
@@ -37,7 +37,7 @@ function maxDiff(a: ProbeSet, b: ProbeSet): { probabilities: number; valLoss: nu
     threads: 2,
     keepAllWeights: true,
     grid: { hidden: [[512]], dropout: [0.25, 0.5], l2: [0] },
-  } as const;
+  };
   const stacked = await trainProbeGrid(base);
   const alone = await trainProbeGrid({ ...base, maxProbesPerStack: 1 });
   process.stdout.write(`${JSON.stringify({ stacks: [stacked.info.training.stacks, alone.info.training.stacks], ...maxDiff(stacked, alone) })}\n`);
