@@ -13,6 +13,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/probes_kernels.h"
 #include "core/probes_random.h"
 #include "core/probes_stack.h"
 
@@ -63,6 +64,7 @@ int threadsFor(const Options& opt, int64_t dim, const Arch& arch, int64_t probes
 // Sets this thread's intra-op threads only. at::set_num_threads would also change the default that other threads
 // pick up on their first parallel call.
 void setThreadsHere(int n) {
+  initThreadsHere();  // else the thread's first parallel loop would reset n to the process count
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #else
@@ -292,6 +294,10 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   try {
     for (size_t s = 0; s < stacks.size(); ++s) {
       setThreadsHere(threadsFor(opt, dim, stacks[s].first, static_cast<int64_t>(stacks[s].second.size()), threadsBefore));
+      // Every product of the stack's training, evaluation and test probabilities on oneMKL's one-thread kernel,
+      // whatever the thread counts of the process and of the stack (predict does the same, so it reproduces the
+      // test probabilities). Set after setThreadsHere, which may set oneMKL's threads too (at::set_num_threads).
+      SerialBlas serial;
       trainStack(sh, stacks[s].first, std::move(stacks[s].second), res, static_cast<int64_t>(s), res.stacks, done);
     }
   } catch (...) {
@@ -306,6 +312,7 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
 std::vector<float> predict(const float* features, int64_t n, int64_t dim, const std::vector<Net>& nets,
                            const std::string& deviceName) {
   c10::InferenceMode inference;
+  SerialBlas serial;  // the trainer's products (trainGrid)
   auto device = device::resolve(deviceName);
   for (size_t k = 0; k < nets.size(); ++k) {
     if (nets[k].attention) {
@@ -353,6 +360,7 @@ SegmentPrediction predictSegments(const float* features, int64_t n, int64_t segm
                                   const std::vector<int32_t>& valid, const std::vector<Net>& nets,
                                   const std::string& deviceName, bool withWeights) {
   c10::InferenceMode inference;
+  SerialBlas serial;  // the trainer's products (trainGrid)
   auto device = device::resolve(deviceName);
   if (n < 1 || segments < 1) throw Error(code::kDataMismatch, "predict needs at least one clip of at least one segment");
   if (!valid.empty() && static_cast<int64_t>(valid.size()) != n) {

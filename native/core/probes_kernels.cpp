@@ -98,6 +98,27 @@ GemmBf16 findMklGemmBf16() {
 
 const GemmBf16 mklGemmBf16 = findMklGemmBf16();
 
+// oneMKL's per-thread thread count (returns the previous one; 0 = the process setting), looked up like the bf16
+// GEMM so that a LibTorch without oneMKL still loads. The C entry point is MKL_Set_Num_Threads_Local (mkl.h maps
+// mkl_set_num_threads_local to it); the lower-case symbol is the Fortran one, which takes a pointer.
+using SetThreadsLocal = int (*)(int);
+
+SetThreadsLocal findMklSetThreadsLocal() {
+#if defined(__linux__) || defined(__APPLE__)
+  Dl_info info;
+  if (!dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) || !info.dli_fname) return nullptr;
+  void* lib = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+  if (!lib) return nullptr;
+  auto fn = reinterpret_cast<SetThreadsLocal>(dlsym(lib, "MKL_Set_Num_Threads_Local"));
+  dlclose(lib);
+  return fn;
+#else
+  return nullptr;
+#endif
+}
+
+const SetThreadsLocal mklSetThreadsLocal = findMklSetThreadsLocal();
+
 // One operand of a bf16 product as CBLAS reads it: row-major, or transposed row-major; any other layout is copied.
 struct Bf16Operand {
   const uint16_t* data;
@@ -213,6 +234,17 @@ void AdamStep::apply(float* __restrict w, const float* __restrict g, float* __re
 }
 
 }  // namespace
+
+SerialBlas::SerialBlas() : previous_((initThreadsHere(), mklSetThreadsLocal ? mklSetThreadsLocal(1) : 0)) {}
+
+SerialBlas::~SerialBlas() {
+  if (mklSetThreadsLocal) mklSetThreadsLocal(previous_);
+}
+
+void initThreadsHere() {
+  at::get_num_threads();                    // LibTorch's own copy of the once-per-thread flag
+  at::internal::lazy_init_num_threads();    // this library's copy (the function is inline)
+}
 
 const char* bf16GemmKernel() {
   return mklGemmBf16 ? "mkl gemm_bf16bf16f32" : "fp32 gemm on bf16-rounded operands";

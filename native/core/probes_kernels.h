@@ -58,6 +58,30 @@ void gradAdamProbeBf16(Param& prm, const ProbeSpec& spec, int64_t p, int64_t ste
 void mmBf16Out(torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor mmBf16(const torch::Tensor& a, const torch::Tensor& b);
 
+// ATen sets a thread's intra-op threads (OpenMP's and oneMKL's) to the process count the first time that thread
+// starts a parallel loop: once per thread for LibTorch's code and once more for ours, since the flag lives in an
+// inline function (at::internal::lazy_init_num_threads) that each library compiles its own copy of. A thread count
+// set before that first loop is silently undone by it, so only on a thread's first use: call this before setting
+// one. (This reset made a one-thread stack train on two threads the first time a libuv worker ran the trainer, and
+// the same run give other bits on a reused worker.)
+void initThreadsHere();
+
+// Keeps oneMKL's products on the calling thread while it lives (a no-op where LibTorch has no oneMKL). MKL takes
+// its thread count from its own per-thread or process setting, not from OpenMP's, so a product outside a
+// parallel region runs on as many threads as that setting says, whatever the stack's `threads`; and a product
+// split over threads may cut its sums (K) between them, which gives other bits than the one-thread kernel that
+// every product inside the stack's parallel loop runs. A probe step is therefore always one-thread products.
+class SerialBlas {
+ public:
+  SerialBlas();
+  ~SerialBlas();
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+
+ private:
+  int previous_;
+};
+
 // The same update in tensor operations over the first `pa` probes, for devices other than the CPU.
 void adamTensor(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps, double lr);
 

@@ -239,9 +239,13 @@ void forEachProbe(int64_t pa, const Fn& fn) {
     std::atomic<int64_t> next{0};
     at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
       c10::InferenceMode inference;  // thread-local: the pool's threads do not inherit the caller's
+      SerialBlas serial;             // as a lone probe's below (oneMKL's one-thread kernel inside the region anyway)
       for (int64_t p = next++; p < pa; p = next++) fn(p);
     });
   } else {
+    // Inside the parallel loop above every product is oneMKL's one-thread kernel; a lone probe's must be too, or
+    // it would train to other bits than in a stack (the threads still split its gradient blocks, rows and Adam).
+    SerialBlas serial;
     for (int64_t p = 0; p < pa; ++p) fn(p);
   }
 }
