@@ -79,21 +79,27 @@ using GemmBf16 = void (*)(int layout, int transa, int transb, int m, int n, int 
                           int lda, const uint16_t* b, int ldb, float beta, float* c, int ldc);
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;  // CBLAS's enum values
 
-GemmBf16 findMklGemmBf16() {
-  const char* baseline = std::getenv("CALMKIT_CPU_BASELINE");
-  if (baseline && std::string(baseline) == "1") return nullptr;
+// A symbol of the library that holds ATen's own functions (libtorch_cpu, with oneMKL linked in where LibTorch has
+// it), or nullptr: looked up at run time so that a LibTorch without it still loads.
+void* torchCpuSymbol(const char* name) {
 #if defined(__linux__) || defined(__APPLE__)
-  // The library that holds ATen's own functions (libtorch_cpu), already loaded: RTLD_NOLOAD only takes a handle.
+  // Already loaded: RTLD_NOLOAD only takes a handle.
   Dl_info info;
   if (!dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) || !info.dli_fname) return nullptr;
   void* lib = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
   if (!lib) return nullptr;
-  auto fn = reinterpret_cast<GemmBf16>(dlsym(lib, "cblas_gemm_bf16bf16f32"));
+  void* fn = dlsym(lib, name);
   dlclose(lib);  // drops the handle's reference only: the library is a load-time dependency and stays
   return fn;
 #else
   return nullptr;
 #endif
+}
+
+GemmBf16 findMklGemmBf16() {
+  const char* baseline = std::getenv("CALMKIT_CPU_BASELINE");
+  if (baseline && std::string(baseline) == "1") return nullptr;
+  return reinterpret_cast<GemmBf16>(torchCpuSymbol("cblas_gemm_bf16bf16f32"));
 }
 
 const GemmBf16 mklGemmBf16 = findMklGemmBf16();
@@ -104,17 +110,7 @@ const GemmBf16 mklGemmBf16 = findMklGemmBf16();
 using SetThreadsLocal = int (*)(int);
 
 SetThreadsLocal findMklSetThreadsLocal() {
-#if defined(__linux__) || defined(__APPLE__)
-  Dl_info info;
-  if (!dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) || !info.dli_fname) return nullptr;
-  void* lib = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-  if (!lib) return nullptr;
-  auto fn = reinterpret_cast<SetThreadsLocal>(dlsym(lib, "MKL_Set_Num_Threads_Local"));
-  dlclose(lib);
-  return fn;
-#else
-  return nullptr;
-#endif
+  return reinterpret_cast<SetThreadsLocal>(torchCpuSymbol("MKL_Set_Num_Threads_Local"));
 }
 
 const SetThreadsLocal mklSetThreadsLocal = findMklSetThreadsLocal();
