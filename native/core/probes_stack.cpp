@@ -674,34 +674,31 @@ class Stack {
       if (attention_ && l + 1 == L) {
         const auto dAttHalf = dAtt.to(torch::kBFloat16);
         if (l > 0) da.add_(mmBf16(dAttHalf, Wa_.half[p].t()));
-        updateWeightBf16(Wa_, p, l, steps, in[l], dAttHalf);
+        updateWeight(Wa_, p, l, steps, in[l], dAttHalf);
       }
-      updateWeightBf16(W_[l], p, l, steps, in[l], dzHalf);
+      updateWeight(W_[l], p, l, steps, in[l], dzHalf);
       adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
       if (l > 0) dz = da.mul_(masks_[l - 1][p]).mul_(pre[l - 1].gt(0));
     }
   }
 
-  // updateWeight from bf16 operands A and dz (Adam also refreshes the weight's bf16 copy).
-  void updateWeightBf16(Param& w, int64_t p, size_t l, const std::vector<int64_t>& steps, const torch::Tensor& A,
-                        const torch::Tensor& dz) {
-    if (fusedGradAdam(l)) {
-      gradAdamProbeBf16(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz);
-    } else {
-      auto gw = w.grad[p];
-      mmBf16Out(gw, A.t(), dz);
-      adamProbe(w, ps_[p], p, steps[p], sh_.opt.lr);
-    }
-  }
-
-  // Weight gradient A^T dz of probe p's weight (fed by layer l's input A) and its Adam update.
+  // Weight gradient A^T dz of probe p's weight (fed by layer l's input A) and its Adam update; in the bf16 step A
+  // and dz are bf16 and Adam also refreshes the weight's bf16 copy.
   void updateWeight(Param& w, int64_t p, size_t l, const std::vector<int64_t>& steps, const torch::Tensor& A,
                     const torch::Tensor& dz) {
     if (fusedGradAdam(l)) {
-      gradAdamProbe(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz);
+      if (bf16_) {
+        gradAdamProbeBf16(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz);
+      } else {
+        gradAdamProbe(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz);
+      }
     } else {
       auto gw = w.grad[p];
-      at::mm_out(gw, A.t(), dz);
+      if (bf16_) {
+        mmBf16Out(gw, A.t(), dz);
+      } else {
+        at::mm_out(gw, A.t(), dz);
+      }
       adamProbe(w, ps_[p], p, steps[p], sh_.opt.lr);
     }
   }
