@@ -13,7 +13,7 @@ import { ArgumentError } from '../lib/errors';
 import { oggVorbisInfo } from '../lib/formats/ogg';
 import { OpenMIC } from '../lib/openmic';
 
-const SHARED = OPENMIC;
+const FIXTURES = OPENMIC;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-demo-'));
 test.after.always(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const md5 = (f: string) => crypto.createHash('md5').update(fs.readFileSync(f)).digest('hex');
@@ -48,7 +48,7 @@ const rendered = (async () => {
 test('demo-data renders the exact OpenMIC layout, and OpenMIC.open reads it back', async (t) => {
   const api = await rendered;
   const out = viaCli;
-  t.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'class-map.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(SHARED, 'class-map.json'), 'utf8')));
+  t.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'class-map.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(FIXTURES, 'class-map.json'), 'utf8')));
   const train = fs.readFileSync(path.join(out, 'partitions/split01_train.csv'), 'utf8').split('\n').filter(Boolean);
   const testKeys = fs.readFileSync(path.join(out, 'partitions/split01_test.csv'), 'utf8').split('\n').filter(Boolean);
   t.deepEqual(train, train.slice().sort());

@@ -8,11 +8,11 @@ import { DataError } from '../lib/errors';
 import { OpenMIC, readGururaniSplit, type OpenMICOptions } from '../lib/openmic';
 import { Rng } from '../lib/random';
 
-const SHARED = OPENMIC;
-const TRAIN = fs.readFileSync(path.join(SHARED, 'partitions/split01_train.csv'), 'utf8').split('\n').filter(Boolean);
-const TEST = fs.readFileSync(path.join(SHARED, 'partitions/split01_test.csv'), 'utf8').split('\n').filter(Boolean);
-const INSTRUMENTS = Object.keys(JSON.parse(fs.readFileSync(path.join(SHARED, 'class-map.json'), 'utf8')));
-const GURURANI = path.join(SHARED, 'attentionmic-gururani2019/gururani2019_trainval_split_keys.csv');
+const FIXTURES = OPENMIC;
+const TRAIN = fs.readFileSync(path.join(FIXTURES, 'partitions/split01_train.csv'), 'utf8').split('\n').filter(Boolean);
+const TEST = fs.readFileSync(path.join(FIXTURES, 'partitions/split01_test.csv'), 'utf8').split('\n').filter(Boolean);
+const INSTRUMENTS = Object.keys(JSON.parse(fs.readFileSync(path.join(FIXTURES, 'class-map.json'), 'utf8')));
+const GURURANI = path.join(FIXTURES, 'attentionmic-gururani2019/gururani2019_trainval_split_keys.csv');
 const HEADER = 'sample_key,instrument,relevance,num_responses';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-openmic-'));
@@ -23,8 +23,8 @@ let n = 0;
 function makeRoot(labelLines: string[] | null, extra: (root: string) => void = () => {}): string {
   const root = path.join(tmp, `root${n++}`);
   fs.mkdirSync(path.join(root, 'partitions'), { recursive: true });
-  fs.copyFileSync(path.join(SHARED, 'class-map.json'), path.join(root, 'class-map.json'));
-  for (const f of ['split01_train.csv', 'split01_test.csv']) fs.copyFileSync(path.join(SHARED, 'partitions', f), path.join(root, 'partitions', f));
+  fs.copyFileSync(path.join(FIXTURES, 'class-map.json'), path.join(root, 'class-map.json'));
+  for (const f of ['split01_train.csv', 'split01_test.csv']) fs.copyFileSync(path.join(FIXTURES, 'partitions', f), path.join(root, 'partitions', f));
   if (labelLines) fs.writeFileSync(path.join(root, 'openmic-2018-aggregated-labels.csv'), [HEADER, ...labelLines].join('\n') + '\n');
   extra(root);
   return root;
@@ -199,7 +199,7 @@ np.savez(root + '/openmic-2018.npz', X=X, Y_true=Y_true, Y_mask=Y_mask, sample_k
 
 // The release ships VGGish features twice: X in openmic-2018.npz (int64 [n, 10, 128], rows by sorted sample_key)
 // and one JSON file per clip (vggish/xxx/KEY.json: time_points and features, as in
-// /work/shared/data/openmic-2018/format-samples-mirdata/vggish/000/000046_3840.json). Both are written here by numpy
+// test/fixtures/openmic-2018/format-samples-mirdata/vggish/000/000046_3840.json). Both are written here by numpy
 // and json.dump in that exact form, for 50 clips, and must read the same.
 test('VGGish features from the npz and from the per-clip JSON files agree; short JSON clips are padded and counted', (t) => {
   const root = makeRoot(syntheticLabels(30, 20, ['bass']));
@@ -242,7 +242,7 @@ for i, k in enumerate(keys):
   t.regex(err!.message, /frame 0, value 2 is not a finite number/);
   t.is(t.throws(() => ds.vggishFeatures([TRAIN[40]!]), { instanceOf: DataError })?.code, 'ERR_DATA_NOT_FOUND');
   // And the real sample file of the release reads as 10 x 128 values 0-255.
-  const sampleRoot = makeRoot(null, (r) => fs.cpSync(path.join(SHARED, 'format-samples-mirdata', 'vggish'), path.join(r, 'vggish'), { recursive: true }));
+  const sampleRoot = makeRoot(null, (r) => fs.cpSync(path.join(FIXTURES, 'format-samples-mirdata', 'vggish'), path.join(r, 'vggish'), { recursive: true }));
   fs.writeFileSync(path.join(sampleRoot, 'openmic-2018-aggregated-labels.csv'), HEADER + '\n');
   const sample = OpenMIC.open(sampleRoot, NO_AUDIO).vggishFeatures(['000046_3840']);
   t.deepEqual(sample.shape, [1, 10, 128]);
@@ -276,11 +276,11 @@ test('bad inputs are typed DataErrors naming the file and line', (t) => {
   });
   expectError(null, 'ERR_DATA_CSV', /aggregated-labels\.csv:1: the labels CSV lacks column\(s\) relevance/, (r) => fs.writeFileSync(path.join(r, 'openmic-2018-aggregated-labels.csv'), `sample_key,instrument\n${k},piano\n`));
   // Missing audio: an error naming the split file and line, or reported skips.
-  const withAudio = (r: string) => fs.symlinkSync(path.join(SHARED, 'audio'), path.join(r, 'audio'));
+  const withAudio = (r: string) => fs.symlinkSync(path.join(FIXTURES, 'audio'), path.join(r, 'audio'));
   expectError([`${k},piano,0.7,3`], 'ERR_DATA_MISSING_AUDIO', /split01_train\.csv:2: no audio for '000135_483840'/, withAudio, {});
   const root = makeRoot([`000046_3840,clarinet,0.171,3`], (r) => {
     withAudio(r);
-    fs.symlinkSync(path.join(SHARED, 'checksums'), path.join(r, 'checksums'));
+    fs.symlinkSync(path.join(FIXTURES, 'checksums'), path.join(r, 'checksums'));
   });
   const ds = OpenMIC.open(root, { audio: 'skip' });
   t.deepEqual(ds.train, ['000046_3840']);

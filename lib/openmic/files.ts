@@ -1,5 +1,6 @@
-// Readers for the OpenMIC-2018 release files (formats: ../shared/docs/openmic.md section 1). Each reader
-// validates as it goes and throws a DataError naming the file and line of the first bad row.
+// Readers for the OpenMIC-2018 release files (their layout: docs/contracts.md, "Data and store"; real samples in
+// test/fixtures/openmic-2018/). Each reader validates as it goes and throws a DataError naming the file and line
+// of the first bad row.
 import fs from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { DataError } from '../errors';
