@@ -244,5 +244,17 @@ export interface RawBinding {
   }): { total: number; absolute: Int32Array; relative: Int32Array };
   /** The probe trainer's dropout draws by its host kernel and by its device (tensor) hash, for tests. */
   _probeKeepDraws(seeds: number[], n: number, keeps: number[]): { host: Uint8Array; tensor: Uint8Array };
+  /**
+   * One probe (one instrument, one config) trained by the trainer's own step, synchronously, with every step's
+   * gradients (before Adam) and updated weights in the order W0, b0, W1, b1, ..., the attention layer; step 0 is
+   * the initial weights (napi/probes.cpp TraceProbe), for tests.
+   */
+  _probeTrace(
+    features: Float32Array,
+    dim: number,
+    task: RawProbeTask,
+    config: RawProbeConfig,
+    options: RawProbeOptions,
+  ): { step: number; grads: Float32Array[]; weights: Float32Array[] }[];
   _jukeboxAttention(q: Float32Array, k: Float32Array, v: Float32Array, shape: number[], kind: string, blockCtx: number, impl?: string): Float32Array;
 }

@@ -175,6 +175,9 @@ void validate(const float* features, int64_t n, int64_t dim, const std::vector<T
   }
   if (!(opt.lr > 0) || !std::isfinite(opt.lr)) throw Error(code::kInvalidArgument, "lr must be a positive number");
   validateSegments(n, configs, opt);
+  if (opt.trace && (tasks.size() != 1 || configs.size() != 1)) {
+    throw Error(code::kInvalidArgument, "a traced training needs exactly one instrument and one config");
+  }
   for (const auto& c : configs) {
     if (!(c.dropout >= 0 && c.dropout < 1)) throw Error(code::kInvalidArgument, "dropout must be in [0, 1)");
     if (!(c.l2 >= 0) || !std::isfinite(c.l2)) throw Error(code::kInvalidArgument, "l2 must be a non-negative number");

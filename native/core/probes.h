@@ -60,6 +60,15 @@ enum class MatmulPrecision { kFp32, kBf16 };
 MatmulPrecision parseMatmulPrecision(const std::string& name);
 const char* matmulPrecisionName(MatmulPrecision p);
 
+// Test-only: one training step of a grid of exactly one probe, as the trainer did it (test/probes-torch.test.ts checks
+// it against PyTorch in float64). The parameters in the order W0, b0, W1, b1, ..., then the attention layer's
+// weight; `grads` are the gradients the step formed (before Adam, without the L2 term), `weights` the parameters
+// after its update. Step 0 is the initial weights, with no gradients.
+struct TraceStep {
+  int64_t step = 0;
+  std::vector<std::vector<float>> grads, weights;
+};
+
 struct Options {
   int64_t epochs = 800;
   int64_t batchSize = 64;  // even: half positives, half negatives
@@ -85,6 +94,7 @@ struct Options {
   std::vector<int32_t> validSegments;
   std::function<bool()> cancelled;
   std::function<void(const Progress&)> progress;
+  std::function<void(const TraceStep&)> trace;  // test-only (TraceStep); needs one instrument and one config
 };
 
 struct Layer {

@@ -264,7 +264,7 @@ void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, doubl
 // whole [in, out] tensor, and the update is split over the threads with the products. The same arithmetic as
 // mm_out + adamProbe, up to the summation order inside BLAS.
 void gradAdamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr, const torch::Tensor& A,
-                   const torch::Tensor& dz) {
+                   const torch::Tensor& dz, float* gradOut) {
   const int64_t in = prm.value.size(1), out = prm.value.size(2);
   float* w = prm.value.data_ptr<float>() + p * in * out;
   float* m = prm.m.data_ptr<float>() + p * in * out;
@@ -279,6 +279,7 @@ void gradAdamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, d
       int64_t r0 = k * kGradRows, r = std::min(kGradRows, in - r0);
       auto g = torch::from_blob(storage.data(), {r, out}, torch::kFloat);
       at::mm_out(g, A.narrow(1, r0, r).t(), dz);
+      if (gradOut) std::copy_n(storage.data(), r * out, gradOut + r0 * out);
       adam.apply(w + r0 * out, storage.data(), m + r0 * out, v + r0 * out, r * out);
     }
   });
@@ -290,7 +291,7 @@ void gradAdamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, d
 constexpr int64_t kGradRowsBf16 = 256;
 
 void gradAdamProbeBf16(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr, const torch::Tensor& A,
-                       const torch::Tensor& dz) {
+                       const torch::Tensor& dz, float* gradOut) {
   const int64_t in = prm.value.size(1), out = prm.value.size(2), rows = A.size(0);
   float* w = prm.value.data_ptr<float>() + p * in * out;
   float* m = prm.m.data_ptr<float>() + p * in * out;
@@ -319,6 +320,7 @@ void gradAdamProbeBf16(Param& prm, const ProbeSpec& spec, int64_t p, int64_t ste
         auto g = torch::from_blob(storage.data(), {r, out}, torch::kFloat);
         at::mm_out(g, Af.narrow(1, r0, r).t(), dzf);
       }
+      if (gradOut) std::copy_n(storage.data(), r * out, gradOut + r0 * out);
       adam.apply(w + r0 * out, storage.data(), m + r0 * out, v + r0 * out, r * out, half + r0 * out);
     }
   });

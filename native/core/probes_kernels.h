@@ -44,14 +44,15 @@ constexpr int64_t kGradRows = 64;
 void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr);
 
 // Weight gradient A^T dz and Adam for probe p's weight [in, out], kGradRows rows at a time (the same arithmetic
-// as mm_out + adamProbe, up to the summation order inside BLAS).
+// as mm_out + adamProbe, up to the summation order inside BLAS). gradOut, when given, receives the whole gradient
+// [in, out] as it was formed (Options::trace).
 void gradAdamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr, const torch::Tensor& A,
-                   const torch::Tensor& dz);
+                   const torch::Tensor& dz, float* gradOut = nullptr);
 
 // The bf16 step's weight gradient: A^T dz from bf16 operands, accumulated and kept in fp32, then Adam as
 // gradAdamProbe (which also refreshes prm.half). A [rows, in] and dz [rows, out] are contiguous bf16.
 void gradAdamProbeBf16(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr, const torch::Tensor& A,
-                       const torch::Tensor& dz);
+                       const torch::Tensor& dz, float* gradOut = nullptr);
 
 // out [m, n] (fp32, contiguous) = a [m, k] b [k, n] for bf16 a and b (any 2-D strides, transposed views included),
 // products of bf16 values summed in fp32. CPU tensors.

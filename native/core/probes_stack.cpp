@@ -346,7 +346,8 @@ class Stack {
         attention_(arch.attention),
         S_(arch.attention ? sh.segments : 1),
         R_(B_ * S_),
-        bf16_(sh.opt.matmulPrecision == MatmulPrecision::kBf16) {
+        bf16_(sh.opt.matmulPrecision == MatmulPrecision::kBf16),
+        tracing_(static_cast<bool>(sh.opt.trace)) {
     dims_.push_back(sh.dim);
     for (auto h : arch.hidden) dims_.push_back(h);
     dims_.push_back(1);
@@ -383,6 +384,7 @@ class Stack {
     std::vector<int64_t> steps(P_, 0);
     std::vector<std::vector<int64_t>> batchRows(slotTask.size());
     std::vector<torch::Tensor> batchValid(slotTask.size());
+    if (tracing_) emitTrace(0, false);
     for (int64_t epoch = 0; epoch < opt.epochs; ++epoch) {
       for (int64_t s = 0; s < maxSteps; ++s) {
         checkCancelled(opt);
@@ -396,6 +398,7 @@ class Stack {
         }
         for (int64_t p = 0; p < pa; ++p) ++steps[p];
         step(pa, slotOf, batchRows, batchValid, steps);
+        if (tracing_) emitTrace(steps[0], true);
       }
       evaluate(res, epoch, bestLoss);
       if (opt.progress) {
@@ -455,6 +458,13 @@ class Stack {
       }
       Wa_ = makeParam(w.to(sh_.device), !fusedGradAdam(last));
     }
+    if (tracing_) {
+      for (size_t l = 0; l < W_.size(); ++l) {
+        traceGrads_.push_back(torch::zeros_like(W_[l].value[0]).cpu());
+        traceGrads_.push_back(torch::zeros_like(Bs_[l].value[0]).cpu());
+      }
+      if (attention_) traceGrads_.push_back(torch::zeros_like(Wa_.value[0]).cpu());
+    }
     if (bf16_) {
       for (auto& w : W_) w.half = w.value.to(torch::kBFloat16);
       if (attention_) Wa_.half = Wa_.value.to(torch::kBFloat16);
@@ -510,6 +520,40 @@ class Stack {
       for (int64_t k = 0; k < sh_.validOf(rows[b]); ++k) d[b * S_ + k] = true;
     }
     return m;
+  }
+
+  // Options::trace: the slot of a parameter in TraceStep's order (W0, b0, W1, b1, ..., the attention layer).
+  size_t traceSlot(const Param& prm) const {
+    for (size_t l = 0; l < W_.size(); ++l) {
+      if (&prm == &W_[l]) return 2 * l;
+      if (&prm == &Bs_[l]) return 2 * l + 1;
+    }
+    return 2 * W_.size();  // Wa_
+  }
+  // Where a fused gradient + Adam pass copies the gradient it forms (nullptr when not tracing).
+  float* traceGradOut(const Param& prm) {
+    return tracing_ ? traceGrads_[traceSlot(prm)].data_ptr<float>() : nullptr;
+  }
+  // Keeps probe 0's gradient of `prm` (a one-probe grid: Options::trace) as the step formed it.
+  void traceGrad(const Param& prm, const torch::Tensor& g) {
+    if (tracing_) traceGrads_[traceSlot(prm)].copy_(g.reshape(traceGrads_[traceSlot(prm)].sizes()));
+  }
+  void emitTrace(int64_t step, bool withGrads) {
+    TraceStep t;
+    t.step = step;
+    auto add = [](std::vector<std::vector<float>>& to, const torch::Tensor& x) {
+      auto c = x.to(torch::kCPU).contiguous();
+      to.emplace_back(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    };
+    for (size_t l = 0; l < W_.size(); ++l) {
+      add(t.weights, W_[l].value[0]);
+      add(t.weights, Bs_[l].value[0]);
+    }
+    if (attention_) add(t.weights, Wa_.value[0]);
+    if (withGrads) {
+      for (const auto& g : traceGrads_) add(t.grads, g);
+    }
+    sh_.opt.trace(t);
   }
 
   // One training step of the first `pa` probes: forward, hand-written backward, Adam.
@@ -625,6 +669,7 @@ class Stack {
     for (size_t l = L; l-- > 0;) {
       auto gb = Bs_[l].grad[p];
       at::sum_out(gb, dz, {0}, true);
+      traceGrad(Bs_[l], gb);
       torch::Tensor da;
       if (l > 0) da = torch::mm(dz, W_[l].value[p].t());  // through the weights before they move
       if (attention_ && l + 1 == L) {
@@ -668,6 +713,7 @@ class Stack {
     for (size_t l = L; l-- > 0;) {
       auto gb = Bs_[l].grad[p];
       at::sum_out(gb, dz, {0}, true);
+      traceGrad(Bs_[l], gb);
       const auto dzHalf = dz.to(torch::kBFloat16);
       torch::Tensor da;
       if (l > 0) da = mmBf16(dzHalf, W_[l].half[p].t());  // through the weights before they move
@@ -688,9 +734,9 @@ class Stack {
                     const torch::Tensor& dz) {
     if (fusedGradAdam(l)) {
       if (bf16_) {
-        gradAdamProbeBf16(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz);
+        gradAdamProbeBf16(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz, traceGradOut(w));
       } else {
-        gradAdamProbe(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz);
+        gradAdamProbe(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz, traceGradOut(w));
       }
     } else {
       auto gw = w.grad[p];
@@ -699,6 +745,7 @@ class Stack {
       } else {
         at::mm_out(gw, A.t(), dz);
       }
+      traceGrad(w, gw);
       adamProbe(w, ps_[p], p, steps[p], sh_.opt.lr);
     }
   }
@@ -742,6 +789,8 @@ class Stack {
         torch::bmm_out(gw, acts[l].transpose(1, 2), dz);
       }
       Bs_[l].grad.narrow(0, 0, pa).copy_(dz.sum(1, true));
+      traceGrad(W_[l], gw[0]);
+      traceGrad(Bs_[l], Bs_[l].grad[0]);
       if (attention_ && l + 1 == L) {
         auto ga = Wa_.grad.narrow(0, 0, pa);
         if (bf16_) {
@@ -749,6 +798,7 @@ class Stack {
         } else {
           torch::bmm_out(ga, acts[l].transpose(1, 2), dAtt);
         }
+        traceGrad(Wa_, ga[0]);
       }
       if (l == 0) break;
       auto da = bf16_ ? bmmBf16(dz, W_[l].half.narrow(0, 0, pa).transpose(1, 2))
@@ -898,6 +948,8 @@ class Stack {
   bool attention_;
   int64_t S_, R_;  // segments per clip (1 for MLP probes) and rows per step (B * S)
   bool bf16_;      // MatmulPrecision::kBf16: the step's products read bf16 operands
+  bool tracing_;   // Options::trace: a one-probe grid reports every step
+  std::vector<torch::Tensor> traceGrads_;  // probe 0's gradients of the current step, in TraceStep's order
   std::vector<int64_t> dims_;
   std::vector<Param> W_, Bs_;
   Param Wa_;  // attention probes: the attention layer [P, last hidden, 1] (no bias)

@@ -341,9 +341,42 @@ Napi::Value PredictSegmentProbes(const Napi::CallbackInfo& info) {
       });
 }
 
+// _probeTrace(features, dim, task, config, options) -> [{ step, grads: Float32Array[], weights: Float32Array[] }]:
+// test-only, synchronous. Trains one probe (one instrument, one config) with the trainer's own step and returns
+// every step's gradients and updated weights (pr::TraceStep; test/probes-torch.test.ts). Beside the trainer's
+// binding because it reads the same arguments.
+Napi::Value TraceProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<pr::Task> tasks{ReadTask(info[2], "task")};
+  std::vector<pr::Config> configs{ReadConfig(info[3], "config")};
+  pr::Options opt = ReadOptions(info[4]);
+  auto features = BorrowFeatures(info[0], info[1], std::max<int64_t>(1, opt.segments));
+  std::vector<pr::TraceStep> steps;
+  opt.trace = [&steps](const pr::TraceStep& t) { steps.push_back(t); };
+  std::string code, message;
+  if (!Guard([&] { pr::trainGrid(features->data, features->n, features->dim, tasks, configs, opt); }, code, message)) {
+    ThrowCoded(env, code, message);
+  }
+  auto out = Napi::Array::New(env, steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    auto o = Napi::Object::New(env);
+    o.Set("step", Napi::Number::New(env, static_cast<double>(steps[i].step)));
+    auto list = [&](std::vector<std::vector<float>>& v) {
+      auto a = Napi::Array::New(env, v.size());
+      for (size_t k = 0; k < v.size(); ++k) a.Set(static_cast<uint32_t>(k), ToFloat32Array(env, std::move(v[k])));
+      return a;
+    };
+    o.Set("grads", list(steps[i].grads));
+    o.Set("weights", list(steps[i].weights));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
 }  // namespace
 
 void InitProbes(Napi::Env env, Napi::Object exports) {
+  exports.Set("_probeTrace", Napi::Function::New(env, TraceProbe, "_probeTrace"));
   exports.Set("trainProbeGrid", Napi::Function::New(env, TrainProbeGrid, "trainProbeGrid"));
   exports.Set("predictProbes", Napi::Function::New(env, PredictProbes, "predictProbes"));
   exports.Set("predictSegmentProbes", Napi::Function::New(env, PredictSegmentProbes, "predictSegmentProbes"));
