@@ -2,7 +2,7 @@
 // is one line, `calmkit: CODE: message`, with no stack and nothing from LibTorch (the native side strips that);
 // `--verbose` or CALMKIT_DEBUG=1 adds the stack and the chain of causes.
 import { CalmkitError } from '../errors';
-import { explainFsError, isSystemError } from '../store/fsatomic';
+import { explainFsError, isSystemError } from '../files';
 
 export const EXIT = {
   OK: 0,

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { CalmkitError } from '../errors';
 import { FeatureStore, type StoreWriter } from '../store/feature-store';
-import { layerStoreSpec, type ExtractionSettings } from './recipe';
+import { layerStoreSpec, type ExtractionSettings } from '../recipe';
 
 export function layerDir(root: string, layer: number): string {
   return path.join(root, `layer-${layer}`);

@@ -16,7 +16,7 @@ import { Jukebox, type JukeboxDevice } from '../model/jukebox';
 import type { PrecisionChoice } from '../model/options';
 import { modelId } from '../model/checkpoint-id';
 import { LayerStores, type LayerWriters } from './layer-stores';
-import { resolveSettings, settingsHash, type ExtractionSettings } from './recipe';
+import { resolveSettings, settingsHash, type ExtractionSettings } from '../recipe';
 import { decodeForModel, runModel, type Decoded } from './run';
 import type { WorkItem } from './work-items';
 

@@ -4,7 +4,7 @@ import { loadAudio } from '../audio';
 import { AbortError, CalmkitError, invalidArgument } from '../errors';
 import type { Jukebox, JukeboxProgress } from '../model/jukebox';
 import type { LayerStores } from './layer-stores';
-import type { ExtractionSettings } from './recipe';
+import type { ExtractionSettings } from '../recipe';
 import type { WorkItem } from './work-items';
 
 export interface ClipFailure {

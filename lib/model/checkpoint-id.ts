@@ -2,7 +2,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { ModelError, nonEmptyString } from '../errors';
-import { notRegularFile } from '../store/fsatomic';
+import { notRegularFile } from '../files';
 
 export const MODEL_ID_PREFIX = 'fl1m-sha256:';
 

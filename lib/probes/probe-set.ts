@@ -5,10 +5,10 @@ import path from 'node:path';
 import { binding } from '../../bindings';
 import type { RawProbeNet } from '../../bindings/raw';
 import { ArgumentError, DataError, ProbeError, native, nonEmptyString, optionsObject } from '../errors';
-import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../extraction/recipe';
+import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../recipe';
 import type { StoreSpec } from '../store/feature-store';
 import type { Device } from '../runtime/device';
-import { atomicReplace, notRegularFile, withFsErrors } from '../store/fsatomic';
+import { atomicReplace, notRegularFile, withFsErrors } from '../files';
 import { decodeProbeFile, encodeProbeFile } from './file';
 import type { ProbeConfig } from './grid';
 import { type BinaryMetrics, type MacroMetrics, macroMetrics } from './metrics';
@@ -178,7 +178,7 @@ export interface ProbeSetInfo {
    */
   hashes: { features: string; featureRows: number; validSegments?: string; tasks: Record<string, { train: string; val: string; test: string }> };
   /**
-   * How the features were made (extraction/recipe.ts): the path predictAudio takes for new audio. Absent when
+   * How the features were made (lib/recipe.ts): the path predictAudio takes for new audio. Absent when
    * the probes were trained on features from elsewhere. Probe sets saved before the recipe existed get it from
    * their store manifest (`manifest.store.spec`) when they are loaded.
    */

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ArgumentError } from '../errors';
-import { atomicReplace } from '../store/fsatomic';
+import { atomicReplace } from '../files';
 import { configLabel } from './grid';
 import type { ProbeSet, ProbeTable, TableRow } from './probe-set';
 

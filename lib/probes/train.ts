@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import { binding } from '../../bindings';
 import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../../bindings/raw';
 import { abortError, ArgumentError, DataError, native, oneOf, optionsObject } from '../errors';
-import { checkRecipe, type FeatureRecipe } from '../extraction/recipe';
+import { checkRecipe, type FeatureRecipe } from '../recipe';
 import type { Device } from '../runtime/device';
 import { ATTENTION_GRID, gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
 import { binaryMetrics } from './metrics';

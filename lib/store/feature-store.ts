@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ArgumentError, DataError, nonEmptyString, optionsObject } from '../errors';
 import { canonicalJson } from './canonical-json';
-import { atomicReplace, publishNoClobber, tempName, withFsErrors, writeDurableExclusive } from './fsatomic';
+import { atomicReplace, publishNoClobber, tempName, withFsErrors, writeDurableExclusive } from '../files';
 import { encodeNpyHeader, encodeElements, readNpyHeaderFd, type NpyDtype } from '../formats/npy';
 import { halfToFloat32 } from '../formats/float16';
 

@@ -3,7 +3,7 @@
 // extraction), with the model the recipe names at the recorded precision, so the probes see features of the
 // kind they were trained on.
 import { DataError, ModelError, ProbeError, invalidArgument } from '../errors';
-import { settingsOfRecipe, type FeatureRecipe } from '../extraction/recipe';
+import { settingsOfRecipe, type FeatureRecipe } from '../recipe';
 import { decodeForModel, runModel, type ClipFailure } from '../extraction/run';
 import { float32ToHalf, halfToFloat32 } from '../formats/float16';
 import { modelId } from '../model/checkpoint-id';

@@ -18,7 +18,7 @@ import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, type PipelineProgress, type WorkItem, extractToStore } from '../extraction';
 import { ATTENTION_GRID, MATMUL_PRECISIONS, PAPER_GRID, ProbeSet, type MatmulPrecision, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
 import { writeReport } from '../probes/report';
-import { atomicReplace } from '../store/fsatomic';
+import { atomicReplace } from '../files';
 import type { StoreDtype } from '../store/feature-store';
 import type { Formatting } from '../audio';
 import { compareVariants, comparisonCsv, comparisonMarkdown, type Comparison } from './compare';

@@ -2,7 +2,7 @@
 // holds one pooled vector per clip ([width]) or, for `pooling: 'segments'`, one [segments, width] matrix per clip;
 // partitions name clips by key; the trainer wants one matrix plus row indices.
 import { DataError } from '../errors';
-import { recipeOfStoreSpec } from '../extraction/recipe';
+import { recipeOfStoreSpec } from '../recipe';
 import type { OpenMIC } from '../openmic';
 import type { InstrumentPartition, PartitionOptions, SplitPart } from '../openmic';
 import { trainProbeGrid, type ProbeSet, type ProbeTask, type TrainProbeGridOptions } from '../probes';

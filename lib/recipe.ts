@@ -3,11 +3,11 @@
 // store (as the store's spec) and every probe set, and read back by the exact inverse of that writing, so that
 // predicting from audio can retrace the path the training features took.
 import crypto from 'node:crypto';
-import { FORMATTINGS, resolveFormatting, type Formatting } from '../audio';
-import { DataError, describeValue, invalidArgument, oneOf, optionsObject } from '../errors';
-import { PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows } from '../model/options';
-import { canonicalJson } from '../store/canonical-json';
-import { STORE_DTYPES, type StoreDtype, type StoreSpec } from '../store/feature-store';
+import { FORMATTINGS, resolveFormatting, type Formatting } from './audio';
+import { DataError, describeValue, invalidArgument, oneOf, optionsObject } from './errors';
+import { PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows } from './model/options';
+import { canonicalJson } from './store/canonical-json';
+import { STORE_DTYPES, type StoreDtype, type StoreSpec } from './store/feature-store';
 
 /** The version of the FeatureRecipe record this calmkit writes and reads. */
 export const RECIPE_VERSION = 1;
