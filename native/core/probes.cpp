@@ -14,7 +14,9 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/probes_kernels.h"
+#include "core/probes_heads.h"
 #include "core/probes_random.h"
+#include "core/probes_shared.h"
 #include "core/probes_stack.h"
 
 #ifdef _OPENMP
@@ -55,8 +57,9 @@ int threadsFor(const Options& opt, int64_t dim, const Arch& arch, int64_t probes
     macs += static_cast<double>(in) * h;
     in = h;
   }
-  macs += arch.attention ? 2.0 * in : in;
-  const double rows = static_cast<double>(opt.batchSize) * static_cast<double>(arch.attention ? opt.segments : 1);
+  macs += in;  // the score layer
+  for (auto out : arch.head->weightOuts()) macs += in * static_cast<double>(out);
+  const double rows = static_cast<double>(opt.batchSize) * static_cast<double>(arch.rowsPerClip(opt.segments));
   double flopsPerStep = 6.0 * macs * rows * static_cast<double>(probes);
   return flopsPerStep < 5e7 ? 1 : available;
 }
@@ -82,14 +85,17 @@ std::vector<float> toCpuVector(const torch::Tensor& t) {
 void validateSegments(int64_t n, const std::vector<Config>& configs, const Options& opt) {
   if (opt.segments < 0) throw Error(code::kInvalidArgument, "segments must be 0 (one vector per clip) or positive");
   for (const auto& c : configs) {
-    if (c.attention && opt.segments == 0) {
-      throw Error(code::kInvalidArgument,
-                  "attention probes need segment features (segments >= 1: each row holds S segment vectors)");
+    const Head& head = headNamed(c.head);
+    if (head.readsSegments() && opt.segments == 0) {
+      throw Error(code::kInvalidArgument, std::string(head.name()) +
+                                              " probes need segment features (segments >= 1: each row holds S segment "
+                                              "vectors)");
     }
-    if (!c.attention && opt.segments > 0) {
-      throw Error(code::kInvalidArgument,
-                  "the grid mixes segment features with MLP probes, which take one vector per clip: pool the segments "
-                  "first, or use attention probes");
+    if (!head.readsSegments() && opt.segments > 0) {
+      const std::string label = head.name() == std::string(kMlpHead) ? "MLP" : head.name();
+      throw Error(code::kInvalidArgument, "the grid mixes segment features with " + label +
+                                              " probes, which take one vector per clip: pool the segments first, or "
+                                              "use probes that read segments (attention)");
     }
   }
   if (opt.validSegments.empty()) return;
@@ -113,22 +119,15 @@ std::string gigabytes(double b) {
 }
 
 // Sizes that cannot be allocated are refused here, before any allocation, with what they would need: one probe's
-// training state (weights, Adam's two moments, the kept-best copy, gradients and a batch's activations, as
-// Stack::bytesPerProbe counts them) and every probe's curves. Counted in double, so absurd sizes cannot overflow.
+// training state in a stack (stackBytesPerProbe: weights, Adam's two moments, the kept-best copy, gradients, a
+// batch's activations) and every probe's curves. Counted in double, so absurd sizes cannot overflow.
 void checkMemory(int64_t dim, size_t tasks, const std::vector<Config>& configs, const Options& opt) {
   const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
   const double limit = physical > 0 ? physical : 1e18;
   for (const auto& c : configs) {
-    double params = 0, acts = static_cast<double>(dim), in = static_cast<double>(dim);
-    for (auto h : c.hidden) {
-      params += in * static_cast<double>(h) + static_cast<double>(h);
-      acts += 3.0 * static_cast<double>(h);
-      in = static_cast<double>(h);
-    }
-    params += in + 1;
-    // Attention probes hold every segment's activations.
-    const double perRow = acts * static_cast<double>(std::max<int64_t>(1, opt.segments));
-    const double bytes = 4.0 * (5.0 * params + static_cast<double>(opt.batchSize) * perRow * 2.0);
+    const Arch arch{c.hidden, &headNamed(c.head)};
+    const double bytes =
+        stackBytesPerProbe(dim, arch, opt.batchSize, arch.rowsPerClip(std::max<int64_t>(1, opt.segments)), opt.matmulPrecision);
     if (bytes > limit) {
       std::string h;
       for (auto x : c.hidden) h += (h.empty() ? "" : ", ") + std::to_string(x);
@@ -143,6 +142,28 @@ void checkMemory(int64_t dim, size_t tasks, const std::vector<Config>& configs, 
     throw Error(code::kInvalidArgument, std::to_string(opt.epochs) + " epochs for " + std::to_string(tasks * configs.size()) +
                                             " probes need about " + gigabytes(curves) + " of curves, more than this machine's memory (" +
                                             gigabytes(physical) + ")");
+  }
+}
+
+// A net predict() can run: its head known, and the head's weights what the head owns (their count and widths),
+// each reading what the score layer reads.
+void checkNet(const Net& net, size_t k) {
+  const std::string which = "probe " + std::to_string(k);
+  std::vector<int64_t> outs;
+  try {
+    outs = headNamed(net.head).weightOuts();
+  } catch (const Error& e) {
+    throw Error(code::kProbe, which + ": " + e.what());
+  }
+  if (net.layers.empty() || outs.size() != net.headLayers.size()) {
+    throw Error(code::kProbe, which + ": its " + net.head + " head needs " + std::to_string(outs.size()) + " weight(s), it has " +
+                                  std::to_string(net.headLayers.size()));
+  }
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const Layer& l = net.headLayers[i];
+    if (l.in != net.layers.back().in || l.out != outs[i] || l.weight.size() != static_cast<size_t>(l.in * l.out)) {
+      throw Error(code::kProbe, which + ": the weight " + std::to_string(i) + " of its " + net.head + " head has the wrong size");
+    }
   }
 }
 
@@ -264,7 +285,7 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   // stepping are always a prefix of the stack), then cut into stacks that fit the memory limits.
   std::vector<Arch> archs;
   for (const auto& c : configs) {
-    Arch a{c.hidden, c.attention};
+    Arch a{c.hidden, &headNamed(c.head)};
     if (std::find(archs.begin(), archs.end(), a) == archs.end()) archs.push_back(a);
   }
   std::vector<std::pair<Arch, std::vector<ProbeSpec>>> stacks;
@@ -273,7 +294,7 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
     for (int t = 0; t < T; ++t) {
       int64_t spe = (static_cast<int64_t>(tasks[t].train.rows.size()) + opt.batchSize - 1) / opt.batchSize;
       for (int c = 0; c < C; ++c) {
-        if (!(Arch{configs[c].hidden, configs[c].attention} == arch)) continue;
+        if (!(Arch{configs[c].hidden, &headNamed(configs[c].head)} == arch)) continue;
         group.push_back({t * C + c, t, c, configs[c].dropout, configs[c].l2,
                          probeKey(opt.seed, tasks[t].instrument, configs[c]), spe});
       }
@@ -283,7 +304,8 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
     int64_t cap = static_cast<int64_t>(group.size());
     if (opt.maxProbesPerStack > 0) cap = std::min(cap, opt.maxProbesPerStack);
     if (opt.maxStackBytes > 0) {
-      const int64_t per = stackBytesPerProbe(dim, arch, opt.batchSize, arch.attention ? S : 1, opt.matmulPrecision);
+      const auto per = static_cast<int64_t>(
+          stackBytesPerProbe(dim, arch, opt.batchSize, arch.rowsPerClip(S), opt.matmulPrecision));
       cap = std::min(cap, std::max<int64_t>(1, opt.maxStackBytes / per));
     }
     for (size_t i = 0; i < group.size(); i += cap) {
@@ -318,8 +340,9 @@ std::vector<float> predict(const float* features, int64_t n, int64_t dim, const 
   SerialBlas serial;  // the trainer's products (trainGrid)
   auto device = device::resolve(deviceName);
   for (size_t k = 0; k < nets.size(); ++k) {
-    if (nets[k].attention) {
-      throw Error(code::kProbe, "probe " + std::to_string(k) + " is an attention probe: it reads segment features");
+    checkNet(nets[k], k);
+    if (headNamed(nets[k].head).readsSegments()) {
+      throw Error(code::kProbe, "probe " + std::to_string(k) + " is an " + nets[k].head + " probe: it reads segment features");
     }
     if (nets[k].layers.empty() || nets[k].layers[0].in != dim) {
       throw Error(code::kDataMismatch, "features have " + std::to_string(dim) + " columns but probe " +
@@ -378,7 +401,10 @@ SegmentPrediction predictSegments(const float* features, int64_t n, int64_t segm
     }
   }
   for (size_t k = 0; k < nets.size(); ++k) {
-    if (!nets[k].attention) throw Error(code::kProbe, "probe " + std::to_string(k) + " is not an attention probe");
+    checkNet(nets[k], k);
+    if (!headNamed(nets[k].head).readsSegments()) {
+      throw Error(code::kProbe, "probe " + std::to_string(k) + " is an " + nets[k].head + " probe: it reads one vector per clip");
+    }
     if (nets[k].layers.empty() || nets[k].layers[0].in != dim) {
       throw Error(code::kDataMismatch, "features have " + std::to_string(dim) + " columns but probe " +
                                            std::to_string(k) + " expects " +
@@ -424,18 +450,18 @@ SegmentPrediction predictSegments(const float* features, int64_t n, int64_t segm
       tensors.w.push_back(tensorOf(L, false));
       tensors.b.push_back(tensorOf(L, true));
     }
-    // A bias on the attention logit would shift every segment of a clip alike, which softmax ignores.
-    tensors.wa = tensorOf(net.attentionLayer, false);
+    // A head's own weights have no bias (the attention logit's would shift every segment of a clip alike).
+    for (const Layer& L : net.headLayers) tensors.head.push_back(tensorOf(L, false));
     std::vector<torch::Tensor> weightBlocks;
     auto logits = forwardClips(h, segments, validDev, [&](const torch::Tensor& x, const torch::Tensor& v) {
       torch::Tensor w;
-      auto z = netLogits(tensors, x, segments, v, withWeights ? &w : nullptr);
-      if (withWeights) weightBlocks.push_back(w);
+      auto z = netLogits(headNamed(net.head), tensors, x, segments, v, withWeights ? &w : nullptr);
+      if (w.defined()) weightBlocks.push_back(w);
       return z;
     });
     auto p = toCpuVector(torch::sigmoid(logits).view(-1));
     for (int64_t i = 0; i < n; ++i) out.probabilities[i * nets.size() + k] = p[i];
-    if (withWeights) {
+    if (withWeights && !weightBlocks.empty()) {
       auto w = toCpuVector(torch::cat(weightBlocks, 0).narrow(0, 0, n));
       for (int64_t i = 0; i < n; ++i) {
         std::copy_n(w.begin() + i * segments, segments, out.weights.begin() + (i * nets.size() + k) * segments);

@@ -13,7 +13,6 @@
 #include <cstring>
 #include <string>
 
-#include "core/probes.h"
 #include "core/probes_random.h"
 
 namespace calmkit::probes {

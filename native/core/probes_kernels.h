@@ -35,6 +35,14 @@ using DropoutRow = void (*)(float*, const float*, const float*, const float*, in
 // The build of the row kernel this process runs (chosen once, at load; see dropoutKernel()).
 extern const DropoutRow dropoutRow;
 
+// Which build of the dropout kernels this process runs: "avx512" or "x86-64 baseline" (CALMKIT_CPU_BASELINE=1).
+const char* dropoutKernel();
+
+// What runs the bf16 products of a CPU step: "mkl gemm_bf16bf16f32" (oneMKL's bf16 GEMM with fp32 accumulation
+// and output, when the LibTorch in use carries it) or "fp32 gemm on bf16-rounded operands" (the same products,
+// exact in fp32, summed in fp32; also forced by CALMKIT_CPU_BASELINE=1).
+const char* bf16GemmKernel();
+
 // Rows of a weight matrix whose gradient is formed and consumed at once by gradAdamProbe: 64 rows of a
 // 512-wide layer are 128 KiB, which stays in L2 between the product and the update.
 constexpr int64_t kGradRows = 64;

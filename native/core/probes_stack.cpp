@@ -6,10 +6,13 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "core/error.h"
 #include "core/probes_device_batch.h"
+#include "core/probes_eval.h"
 #include "core/probes_random.h"
+#include "core/probes_step.h"
 
 namespace calmkit::probes {
 namespace {
@@ -47,130 +50,6 @@ class Sampler {
   size_t posAt_, negAt_;
   uint64_t posRound_ = 0, negRound_ = 0;
 };
-
-}  // namespace
-
-Scaler fitScaler(const torch::Tensor& X, const Split& train) {
-  return fitScaler(X, std::vector<int64_t>(train.rows.begin(), train.rows.end()));
-}
-
-Scaler fitScaler(const torch::Tensor& X, const std::vector<int64_t>& rowList) {
-  auto rows = torch::tensor(rowList, torch::kLong);
-  auto x = X.index_select(0, rows).to(torch::kDouble);
-  auto mean = x.mean(0);
-  auto sd = x.sub(mean).pow_(2).mean(0).sqrt_();
-  sd.masked_fill_(sd == 0, 1.0);
-  return {mean.to(torch::kFloat), sd.to(torch::kFloat)};
-}
-
-torch::Tensor forwardRows(const torch::Tensor& x, const std::function<torch::Tensor(const torch::Tensor&)>& net) {
-  const int64_t n = x.size(0);
-  std::vector<torch::Tensor> out;
-  for (int64_t at = 0; at < n; at += kForwardRows) {
-    const int64_t rows = std::min(kForwardRows, n - at);
-    torch::Tensor block = x.narrow(0, at, rows);
-    if (rows < kForwardRows) block = torch::constant_pad_nd(block, {0, 0, 0, kForwardRows - rows});
-    out.push_back(net(block).narrow(0, 0, rows));
-  }
-  return out.size() == 1 ? out[0] : torch::cat(out, 0);
-}
-
-torch::Tensor forwardClips(const torch::Tensor& x, int64_t S, const torch::Tensor& valid,
-                           const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& net) {
-  const int64_t n = x.size(0) / S;
-  std::vector<torch::Tensor> out;
-  for (int64_t at = 0; at < n; at += kForwardRows) {
-    const int64_t clips = std::min(kForwardRows, n - at);
-    torch::Tensor block = x.narrow(0, at * S, clips * S);
-    torch::Tensor v = valid.defined() ? valid.narrow(0, at, clips) : valid;
-    if (clips < kForwardRows) {
-      block = torch::constant_pad_nd(block, {0, 0, 0, (kForwardRows - clips) * S});
-      if (v.defined()) v = torch::constant_pad_nd(v.to(torch::kInt), {0, 0, 0, kForwardRows - clips}, 1).to(torch::kBool);
-    }
-    out.push_back(net(block, v).narrow(0, 0, clips));
-  }
-  return out.size() == 1 ? out[0] : torch::cat(out, 0);
-}
-
-torch::Tensor netLogits(const NetTensors& net, const torch::Tensor& x, int64_t S, const torch::Tensor& valid,
-                        torch::Tensor* weights) {
-  const size_t L = net.w.size();
-  torch::Tensor h = x;
-  for (size_t l = 0; l + 1 < L; ++l) h = torch::addmm(net.b[l], h, net.w[l]).relu_();
-  torch::Tensor scores = torch::addmm(net.b[L - 1], h, net.w[L - 1]);
-  if (!net.wa.defined()) return scores;
-  // Attention: softmax over each clip's real segments, then the weighted sum of the segment scores.
-  const int64_t clips = x.size(0) / S;
-  torch::Tensor a = torch::mm(h, net.wa).view({clips, S});
-  if (valid.defined()) a = a.masked_fill(valid.logical_not(), -std::numeric_limits<float>::infinity());
-  torch::Tensor w = torch::softmax(a, 1);
-  if (weights) *weights = w;
-  return w.mul(scores.view({clips, S})).sum(1, true);
-}
-
-namespace {
-
-// The feature rows of a split's clips: clip r's S rows are r * S .. r * S + S - 1.
-std::vector<int64_t> rowsOf(const Split& s, int64_t S) {
-  std::vector<int64_t> rows;
-  rows.reserve(s.rows.size() * static_cast<size_t>(S));
-  for (int32_t r : s.rows) {
-    for (int64_t k = 0; k < S; ++k) rows.push_back(static_cast<int64_t>(r) * S + k);
-  }
-  return rows;
-}
-
-// [clips, S] bool of the split's real segments, or undefined when none of its clips has padding.
-torch::Tensor validMaskOf(const Shared& sh, const Split& s) {
-  if (!sh.padded) return {};
-  const int64_t S = sh.segments;
-  auto m = torch::zeros({static_cast<int64_t>(s.rows.size()), S}, torch::kBool);
-  auto* d = m.data_ptr<bool>();
-  for (size_t i = 0; i < s.rows.size(); ++i) {
-    for (int64_t k = 0; k < sh.validOf(s.rows[i]); ++k) d[i * S + k] = true;
-  }
-  return m;
-}
-
-// The split's rows (S per clip), standardised; padding segments are zeroed so that nothing in them (not even a
-// NaN) reaches a product.
-torch::Tensor standardized(const Shared& sh, const Split& s, const Scaler& sc, const torch::Tensor& valid) {
-  auto rows = torch::tensor(rowsOf(s, sh.segments), torch::kLong);
-  auto x = sh.X.index_select(0, rows);
-  if (sc.mean.defined()) x = x.sub_(sc.mean).div_(sc.std);
-  if (valid.defined()) x.masked_fill_(valid.logical_not().view({-1, 1}), 0.0f);
-  return x;
-}
-
-torch::Tensor targetsOf(const Split& s) {
-  std::vector<float> y(s.targets.begin(), s.targets.end());
-  return torch::tensor(y, torch::kFloat).view({-1, 1});
-}
-
-// A split's evaluation rows, standardised, on the device, with the mask of real segments when clips are padded.
-struct EvalRows {
-  torch::Tensor x, valid;
-};
-EvalRows evalRows(const Shared& sh, const Split& s, int t) {
-  auto valid = validMaskOf(sh, s);
-  auto x = standardized(sh, s, sh.scalers[t], valid).to(sh.device);
-  return {x, valid.defined() ? valid.to(sh.device) : valid};
-}
-
-// The validation targets of task t and, with `rows`, its standardised validation and test rows, kept on the device
-// for every later stack. MLP stacks keep the rows (one vector per clip: small); attention stacks build them per
-// evaluation (evalRows) instead: [clips * S, dim] copies of every instrument's validation and test clips would
-// come close to a second copy of the whole feature matrix.
-void ensureEvalData(Shared& sh, int t, bool rows) {
-  const Task& task = sh.tasks[t];
-  if (!sh.valY[t].defined()) sh.valY[t] = targetsOf(task.val).to(sh.device);
-  if (!rows || sh.valX[t].defined()) return;
-  auto val = evalRows(sh, task.val, t), test = evalRows(sh, task.test, t);
-  sh.valX[t] = val.x;
-  sh.valValid[t] = val.valid;
-  sh.testX[t] = test.x;
-  sh.testValid[t] = test.valid;
-}
 
 // Rows per parallel task: small enough stacks run on the calling thread, where a parallel region would cost more
 // than the work (and spins badly on a shared, oversubscribed machine).
@@ -250,104 +129,24 @@ void forEachProbe(int64_t pa, const Fn& fn) {
   }
 }
 
-// Logits of MLP probe p (its current or kept weights) for standardised rows x [V, dim].
-torch::Tensor forwardOne(const std::vector<Param>& W, const std::vector<Param>& Bs, int64_t p, const torch::Tensor& x,
-                         bool best) {
-  torch::Tensor h = x;
-  for (size_t l = 0; l < W.size(); ++l) {
-    const auto& w = best ? W[l].best : W[l].value;
-    const auto& b = best ? Bs[l].best : Bs[l].value;
-    h = torch::addmm(b[p], h, w[p]);
-    if (l + 1 < W.size()) h = h.relu_();
-  }
-  return h;
-}
-
-Layer layerOf(const Param& w, const Param& b, int64_t p) {
-  auto wt = w.best[p].to(torch::kCPU).contiguous();
-  auto bt = b.best[p].to(torch::kCPU).contiguous().view(-1);
-  Layer layer;
-  layer.in = wt.size(0);
-  layer.out = wt.size(1);
-  layer.weight.assign(wt.data_ptr<float>(), wt.data_ptr<float>() + wt.numel());
-  layer.bias.assign(bt.data_ptr<float>(), bt.data_ptr<float>() + bt.numel());
-  return layer;
-}
-
-Net extractNet(const std::vector<Param>& W, const std::vector<Param>& Bs, const Param* Wa, int64_t p, const Scaler& sc) {
-  Net net;
-  if (sc.mean.defined()) {
-    net.mean.assign(sc.mean.data_ptr<float>(), sc.mean.data_ptr<float>() + sc.mean.numel());
-    net.std.assign(sc.std.data_ptr<float>(), sc.std.data_ptr<float>() + sc.std.numel());
-  }
-  for (size_t l = 0; l < W.size(); ++l) net.layers.push_back(layerOf(W[l], Bs[l], p));
-  if (Wa) {
-    // The attention layer as a Layer with a zero bias (it has none; see attentionHead).
-    auto w = Wa->best[p].to(torch::kCPU).contiguous();
-    net.attention = true;
-    net.attentionLayer.in = w.size(0);
-    net.attentionLayer.out = 1;
-    net.attentionLayer.weight.assign(w.data_ptr<float>(), w.data_ptr<float>() + w.numel());
-    net.attentionLayer.bias.assign(1, 0.0f);
-  }
-  return net;
-}
-
-std::vector<float> toVector(const torch::Tensor& t) {
-  auto c = t.to(torch::kCPU, torch::kFloat).contiguous();
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
 void checkCancelled(const Options& opt) {
   if (opt.cancelled && opt.cancelled()) throw Error(code::kAborted, "probe training was cancelled");
 }
 
-// The attention head of one step, per probe: softmax weights over each clip's real segments, the clips' logits,
-// and the two output gradients. The attention logit has no bias: softmax is invariant to a shift shared by a
-// clip's segments, so a bias's gradient is identically zero and Adam would only turn rounding noise into a random
-// walk (different in every implementation). For scores z [rows, 1] and attention logits a [rows, 1] of B clips x S segments
-// (rows = B * S; leading dims of a batched step allowed), mean-BCE gradients:
-//   dL/dz_s = w_s g,  dL/da_s = w_s (z_s - logit) g,  with g = dL/dlogit = (sigmoid(logit) - y) / B.
-// With S = 1 the weight is exactly 1, the logit is z, dL/dz is g and dL/da is exactly 0: the MLP's step.
-struct HeadGrads {
-  torch::Tensor dz, da;
-};
-HeadGrads attentionHead(const torch::Tensor& z, const torch::Tensor& a, const torch::Tensor& valid,
-                        const torch::Tensor& y, int64_t B, int64_t S) {
-  auto lead = z.sizes().vec();
-  lead.pop_back();
-  lead.pop_back();  // [..., B * S, 1] -> leading dims
-  auto shape = lead;
-  shape.push_back(B);
-  shape.push_back(S);
-  auto av = a.view(shape);
-  if (valid.defined()) av = av.masked_fill(valid.logical_not(), -std::numeric_limits<float>::infinity());
-  auto w = torch::softmax(av, -1);
-  auto zv = z.view(shape);
-  auto logit = w.mul(zv).sum(-1, true);  // [..., B, 1]
-  auto g = torch::sigmoid(logit).sub_(y).div_(static_cast<double>(B));
-  auto dz = w.mul(g);
-  auto da = zv.sub(logit).mul_(dz);
-  auto flat = lead;
-  flat.push_back(B * S);
-  flat.push_back(1);
-  return {dz.view(flat), da.view(flat)};
-}
-
 // Trains one stack (same architecture, probes sorted by steps per epoch, descending) for all epochs, then
-// fills in each probe's curves, kept weights' test probabilities, and selection candidates.
+// fills in each probe's curves, kept weights' test probabilities, and selection candidates (probes_eval).
 class Stack {
  public:
   Stack(Shared& sh, const Arch& arch, std::vector<ProbeSpec> ps)
       : sh_(sh),
+        arch_(arch),
+        head_(*arch.head),
         ps_(std::move(ps)),
         P_(static_cast<int64_t>(ps_.size())),
         B_(sh.opt.batchSize),
-        attention_(arch.attention),
-        S_(arch.attention ? sh.segments : 1),
+        S_(arch.rowsPerClip(sh.segments)),
         R_(B_ * S_),
-        bf16_(sh.opt.matmulPrecision == MatmulPrecision::kBf16),
-        tracing_(static_cast<bool>(sh.opt.trace)) {
+        bf16_(sh.opt.matmulPrecision == MatmulPrecision::kBf16) {
     dims_.push_back(sh.dim);
     for (auto h : arch.hidden) dims_.push_back(h);
     dims_.push_back(1);
@@ -373,7 +172,7 @@ class Stack {
     for (int t : slotTask) {
       const Task& task = sh_.tasks[t];
       samplers.emplace_back(task.train, subKey(mix64(opt.seed ^ hashString(task.instrument)), kSampler));
-      ensureEvalData(sh_, t, !attention_);
+      ensureEvalData(sh_, t, !head_.readsSegments());
     }
     std::vector<int64_t> slotSteps(slotTask.size());
     for (size_t s = 0; s < slotTask.size(); ++s) slotSteps[s] = ps_[0].stepsPerEpoch;
@@ -384,7 +183,7 @@ class Stack {
     std::vector<int64_t> steps(P_, 0);
     std::vector<std::vector<int64_t>> batchRows(slotTask.size());
     std::vector<torch::Tensor> batchValid(slotTask.size());
-    if (tracing_) emitTrace(0, false);
+    if (tracer_) opt.trace(tracer_->snapshot(0, false));
     for (int64_t epoch = 0; epoch < opt.epochs; ++epoch) {
       for (int64_t s = 0; s < maxSteps; ++s) {
         checkCancelled(opt);
@@ -394,13 +193,13 @@ class Stack {
           if (slotSteps[k] <= s) continue;
           batchRows[k].clear();
           samplers[k].next(B_ / 2, batchRows[k]);
-          if (attention_ && sh_.padded) batchValid[k] = validOfBatch(batchRows[k]);
+          if (head_.readsSegments() && sh_.padded) batchValid[k] = validOfBatch(batchRows[k]);
         }
         for (int64_t p = 0; p < pa; ++p) ++steps[p];
         step(pa, slotOf, batchRows, batchValid, steps);
-        if (tracing_) emitTrace(steps[0], true);
+        if (tracer_) opt.trace(tracer_->snapshot(steps[0], true));
       }
-      evaluate(res, epoch, bestLoss);
+      evaluateEpoch(sh_, arch_, ps_, prm_, res, epoch, bestLoss);
       if (opt.progress) {
         Progress pr;
         pr.epoch = epoch + 1;
@@ -413,61 +212,40 @@ class Stack {
         opt.progress(pr);
       }
     }
-    finish(res);
+    finishStack(sh_, arch_, ps_, prm_, res);
     probesDone += P_;
   }
 
-  static int64_t bytesPerProbe(int64_t dim, const Arch& arch, int64_t B, int64_t rowsPerClip, MatmulPrecision precision) {
-    int64_t params = 0, acts = dim;
-    int64_t in = dim;
-    for (auto h : arch.hidden) {
-      params += in * h + h;
-      acts += 3 * h;
-      in = h;
-    }
-    params += in + 1;
-    if (arch.attention) {
-      params += in;
-      acts += 4;  // scores, attention logits and their gradients
-    }
-    const int64_t half = precision == MatmulPrecision::kBf16 ? 2 * params : 0;
-    return 4 * (5 * params + B * rowsPerClip * acts * 2) + half;
-  }
-
  private:
+  // Every probe's parameters from its own init streams: layer l's from stream l, the head's weights from the streams
+  // after the layers' (each drawn as a PyTorch Linear, weight then bias; the bias is not kept).
   void allocate() {
     auto f = torch::TensorOptions().dtype(torch::kFloat);
-    for (size_t l = 0; l + 1 < dims_.size(); ++l) {
+    const size_t L = dims_.size() - 1;
+    for (size_t l = 0; l < L; ++l) {
       int64_t in = dims_[l], out = dims_[l + 1];
       auto w = torch::empty({P_, in, out}, f);
       auto b = torch::empty({P_, 1, out}, f);
       for (int64_t p = 0; p < P_; ++p) {
         initLayer(w[p].data_ptr<float>(), b[p].data_ptr<float>(), in, out, ps_[p].key, l);
       }
-      W_.push_back(makeParam(w.to(sh_.device), !fusedGradAdam(l)));
-      Bs_.push_back(makeParam(b.to(sh_.device), true));
+      prm_.W.push_back(makeParam(w.to(sh_.device), !fusedGradAdam(in)));
+      prm_.B.push_back(makeParam(b.to(sh_.device), true));
     }
-    if (attention_) {
-      // The attention layer reads what the score layer reads; its init stream is the one after the last layer's.
-      const size_t last = dims_.size() - 2;
-      // Its bias is drawn with it (the stream's layout is PyTorch's Linear) and dropped: see attentionHead.
-      auto w = torch::empty({P_, dims_[last], 1}, f);
-      auto b = torch::empty({P_, 1, 1}, f);
+    const int64_t in = dims_[L - 1];  // the head reads what the score layer reads
+    const auto outs = head_.weightOuts();
+    for (size_t k = 0; k < outs.size(); ++k) {
+      auto w = torch::empty({P_, in, outs[k]}, f);
+      auto dropped = torch::empty({P_, 1, outs[k]}, f);
       for (int64_t p = 0; p < P_; ++p) {
-        initLayer(w[p].data_ptr<float>(), b[p].data_ptr<float>(), dims_[last], 1, ps_[p].key, last + 1);
+        initLayer(w[p].data_ptr<float>(), dropped[p].data_ptr<float>(), in, outs[k], ps_[p].key, L + k);
       }
-      Wa_ = makeParam(w.to(sh_.device), !fusedGradAdam(last));
+      prm_.head.push_back(makeParam(w.to(sh_.device), !fusedGradAdam(in)));
     }
-    if (tracing_) {
-      for (size_t l = 0; l < W_.size(); ++l) {
-        traceGrads_.push_back(torch::zeros_like(W_[l].value[0]).cpu());
-        traceGrads_.push_back(torch::zeros_like(Bs_[l].value[0]).cpu());
-      }
-      if (attention_) traceGrads_.push_back(torch::zeros_like(Wa_.value[0]).cpu());
-    }
+    if (sh_.opt.trace) tracer_ = std::make_unique<Tracer>(prm_.all());
     if (bf16_) {
-      for (auto& w : W_) w.half = w.value.to(torch::kBFloat16);
-      if (attention_) Wa_.half = Wa_.value.to(torch::kBFloat16);
+      for (auto& w : prm_.W) w.half = w.value.to(torch::kBFloat16);
+      for (auto& w : prm_.head) w.half = w.value.to(torch::kBFloat16);
     }
     std::vector<float> y(B_);
     for (int64_t b = 0; b < B_; ++b) y[b] = b < B_ / 2 ? 1.0f : 0.0f;
@@ -497,10 +275,10 @@ class Stack {
     }
   }
 
-  // On the CPU each probe steps on its own (stepProbeCpu); elsewhere, or on request, the stack steps at once.
+  // On the CPU each probe steps on its own (CpuProbeStep); elsewhere, or on request, the stack steps at once.
   bool perProbeCpu() const { return sh_.device.is_cpu() && !sh_.opt.batchedStep; }
-  // Layers of the per-probe CPU step wide enough for gradAdamProbe never hold a whole gradient.
-  bool fusedGradAdam(size_t l) const { return perProbeCpu() && dims_[l] >= kGradRows; }
+  // Weights of the per-probe CPU step with at least kGradRows input rows never hold a whole gradient (gradAdamProbe).
+  bool fusedGradAdam(int64_t rows) const { return perProbeCpu() && rows >= kGradRows; }
 
   static Param makeParam(torch::Tensor v, bool withGrad) {
     Param p;
@@ -522,55 +300,25 @@ class Stack {
     return m;
   }
 
-  // Options::trace: the slot of a parameter in TraceStep's order (W0, b0, W1, b1, ..., the attention layer).
-  size_t traceSlot(const Param& prm) const {
-    for (size_t l = 0; l < W_.size(); ++l) {
-      if (&prm == &W_[l]) return 2 * l;
-      if (&prm == &Bs_[l]) return 2 * l + 1;
-    }
-    return 2 * W_.size();  // Wa_
-  }
-  // Where a fused gradient + Adam pass copies the gradient it forms (nullptr when not tracing).
-  float* traceGradOut(const Param& prm) {
-    return tracing_ ? traceGrads_[traceSlot(prm)].data_ptr<float>() : nullptr;
-  }
-  // Keeps probe 0's gradient of `prm` (a one-probe grid: Options::trace) as the step formed it.
-  void traceGrad(const Param& prm, const torch::Tensor& g) {
-    if (tracing_) traceGrads_[traceSlot(prm)].copy_(g.reshape(traceGrads_[traceSlot(prm)].sizes()));
-  }
-  void emitTrace(int64_t step, bool withGrads) {
-    TraceStep t;
-    t.step = step;
-    auto add = [](std::vector<std::vector<float>>& to, const torch::Tensor& x) {
-      auto c = x.to(torch::kCPU).contiguous();
-      to.emplace_back(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-    };
-    for (size_t l = 0; l < W_.size(); ++l) {
-      add(t.weights, W_[l].value[0]);
-      add(t.weights, Bs_[l].value[0]);
-    }
-    if (attention_) add(t.weights, Wa_.value[0]);
-    if (withGrads) {
-      for (const auto& g : traceGrads_) add(t.grads, g);
-    }
-    sh_.opt.trace(t);
-  }
-
-  // One training step of the first `pa` probes: forward, hand-written backward, Adam.
+  // One training step of the first `pa` probes (trainStep), under the policy of the device and precision. On the
+  // CPU each probe's whole step (its batch, masks, forward, backward, Adam) runs on one thread while its weights,
+  // moments and gradients are still in cache, the stack's probes spread over the threads; ATen's CPU bmm would loop
+  // over the same per-probe GEMMs, but layer by layer, streaming the whole stack through memory several times a step
+  // and joining the threads after every probe's product.
   void step(int64_t pa, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
             const std::vector<torch::Tensor>& batchValid, const std::vector<int64_t>& steps) {
     if (perProbeCpu()) {
       forEachProbe(pa, [&](int64_t p) {
-        if (bf16_) {
-          stepProbeCpuBf16(p, slotOf, batchRows, batchValid[slotOf[p]], steps);
-        } else {
-          stepProbeCpu(p, slotOf, batchRows, batchValid[slotOf[p]], steps);
-        }
+        fillProbeBatch(p, slotOf, batchRows, steps);
+        CpuProbeStep ops(p, bf16_, inputs_, masks_, y_, batchValid[slotOf[p]], ps_[p], steps[p], sh_.opt.lr,
+                         tracer_.get());
+        trainStep(ops, head_, prm_, B_, S_);
       });
       return;
     }
     batchOnDevice(pa, slotOf, batchRows, batchValid, steps);
-    stepBatched(pa, steps);
+    BatchedStep ops(pa, bf16_, inputsDev_, masksDev_, y_, batchValid_, ps_, steps, sh_.opt.lr, tracer_.get());
+    trainStep(ops, head_, prm_, B_, S_);
   }
 
   // The stream key of probe p's dropout at `layer` (0: the input) in its current step, as int64 bits.
@@ -613,7 +361,7 @@ class Stack {
     auto keep = keep_.narrow(0, 0, pa), scale = scale_.narrow(0, 0, pa).view({pa, 1, 1});
     x.mul_(scale).masked_fill_(keepDraws(keysDev, R_ * d, keep).view({pa, R_, d}).logical_not(), 0.0f);
     batchValid_ = torch::Tensor();
-    if (attention_ && sh_.padded) {
+    if (head_.readsSegments() && sh_.padded) {
       std::vector<torch::Tensor> v;
       for (int64_t slot : slots) v.push_back(batchValid[slot]);
       batchValid_ = torch::stack(v).to(sh_.device).index_select(0, idx);  // [pa, B, S]
@@ -639,320 +387,16 @@ class Stack {
     }
   }
 
-  // CPU: each probe's whole step (its batch, masks, forward, backward, Adam) runs on one thread while its
-  // weights, moments and gradients are still in cache; the stack's probes are spread over the threads. ATen's
-  // CPU bmm would loop over the same per-probe GEMMs, but layer by layer, streaming the whole stack through
-  // memory several times a step and joining the threads after every probe's product.
-  void stepProbeCpu(int64_t p, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
-                    const torch::Tensor& valid, const std::vector<int64_t>& steps) {
-    fillProbeBatch(p, slotOf, batchRows, steps);
-    const size_t L = W_.size();
-    std::vector<torch::Tensor> acts{inputs_[p]}, pre;
-    for (size_t l = 0; l < L; ++l) {
-      auto z = torch::addmm(Bs_[l].value[p], acts.back(), W_[l].value[p]);
-      if (l + 1 == L) {
-        acts.push_back(z);
-        break;
-      }
-      pre.push_back(z);
-      acts.push_back(z.relu().mul_(masks_[l][p]));
-    }
-    torch::Tensor dz, dAtt;
-    if (!attention_) {
-      dz = torch::sigmoid(acts.back()).sub_(y_[0]).div_(static_cast<double>(B_));
-    } else {
-      auto a = torch::mm(acts[L - 1], Wa_.value[p]);
-      auto head = attentionHead(acts.back(), a, valid, y_[0], B_, S_);
-      dz = head.dz;
-      dAtt = head.da;
-    }
-    for (size_t l = L; l-- > 0;) {
-      auto gb = Bs_[l].grad[p];
-      at::sum_out(gb, dz, {0}, true);
-      traceGrad(Bs_[l], gb);
-      torch::Tensor da;
-      if (l > 0) da = torch::mm(dz, W_[l].value[p].t());  // through the weights before they move
-      if (attention_ && l + 1 == L) {
-        // The attention layer reads the same activations as the score layer; its gradient joins da before it moves.
-        if (l > 0) da.addmm_(dAtt, Wa_.value[p].t());
-        updateWeight(Wa_, p, l, steps, acts[l], dAtt);
-      }
-      updateWeight(W_[l], p, l, steps, acts[l], dz);
-      adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
-      if (l > 0) dz = da.mul_(masks_[l - 1][p]).mul_(pre[l - 1].gt(0));
-    }
-  }
-
-  // stepProbeCpu with MatmulPrecision::kBf16: the same step, but every product reads bf16 operands (the layers'
-  // inputs and the output gradients rounded here, the weights' bf16 copy kept by Adam) and sums in fp32. Biases,
-  // masks, ReLU, the loss's gradient, the bias gradients and Adam stay fp32.
-  void stepProbeCpuBf16(int64_t p, const std::vector<int>& slotOf, const std::vector<std::vector<int64_t>>& batchRows,
-                        const torch::Tensor& valid, const std::vector<int64_t>& steps) {
-    fillProbeBatch(p, slotOf, batchRows, steps);
-    const size_t L = W_.size();
-    std::vector<torch::Tensor> in{inputs_[p].to(torch::kBFloat16)}, pre;  // each layer's input, in bf16
-    torch::Tensor logits;
-    for (size_t l = 0; l < L; ++l) {
-      auto z = mmBf16(in.back(), W_[l].half[p]).add_(Bs_[l].value[p]);
-      if (l + 1 == L) {
-        logits = z;
-        break;
-      }
-      pre.push_back(z);
-      in.push_back(z.relu().mul_(masks_[l][p]).to(torch::kBFloat16));
-    }
-    torch::Tensor dz, dAtt;
-    if (!attention_) {
-      dz = torch::sigmoid(logits).sub_(y_[0]).div_(static_cast<double>(B_));
-    } else {
-      auto a = mmBf16(in[L - 1], Wa_.half[p]);
-      auto head = attentionHead(logits, a, valid, y_[0], B_, S_);
-      dz = head.dz;
-      dAtt = head.da;
-    }
-    for (size_t l = L; l-- > 0;) {
-      auto gb = Bs_[l].grad[p];
-      at::sum_out(gb, dz, {0}, true);
-      traceGrad(Bs_[l], gb);
-      const auto dzHalf = dz.to(torch::kBFloat16);
-      torch::Tensor da;
-      if (l > 0) da = mmBf16(dzHalf, W_[l].half[p].t());  // through the weights before they move
-      if (attention_ && l + 1 == L) {
-        const auto dAttHalf = dAtt.to(torch::kBFloat16);
-        if (l > 0) da.add_(mmBf16(dAttHalf, Wa_.half[p].t()));
-        updateWeight(Wa_, p, l, steps, in[l], dAttHalf);
-      }
-      updateWeight(W_[l], p, l, steps, in[l], dzHalf);
-      adamProbe(Bs_[l], ps_[p], p, steps[p], sh_.opt.lr);
-      if (l > 0) dz = da.mul_(masks_[l - 1][p]).mul_(pre[l - 1].gt(0));
-    }
-  }
-
-  // Weight gradient A^T dz of probe p's weight (fed by layer l's input A) and its Adam update; in the bf16 step A
-  // and dz are bf16 and Adam also refreshes the weight's bf16 copy.
-  void updateWeight(Param& w, int64_t p, size_t l, const std::vector<int64_t>& steps, const torch::Tensor& A,
-                    const torch::Tensor& dz) {
-    if (fusedGradAdam(l)) {
-      if (bf16_) {
-        gradAdamProbeBf16(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz, traceGradOut(w));
-      } else {
-        gradAdamProbe(w, ps_[p], p, steps[p], sh_.opt.lr, A, dz, traceGradOut(w));
-      }
-    } else {
-      auto gw = w.grad[p];
-      if (bf16_) {
-        mmBf16Out(gw, A.t(), dz);
-      } else {
-        at::mm_out(gw, A.t(), dz);
-      }
-      traceGrad(w, gw);
-      adamProbe(w, ps_[p], p, steps[p], sh_.opt.lr);
-    }
-  }
-
-  // A batched product of the bf16 step: bf16 operands (the weights' bf16 copy where b is a weight), and the
-  // output, which ATen gives in bf16 (summed in fp32 inside the kernel), widened to fp32, as under torch.autocast.
-  static torch::Tensor bmmBf16(const torch::Tensor& a, const torch::Tensor& b) {
-    return torch::bmm(a.to(torch::kBFloat16), b.to(torch::kBFloat16)).to(torch::kFloat);
-  }
-
-  // Other devices: batched products over the stack (bmm/baddbmm), then Adam in tensor operations.
-  void stepBatched(int64_t pa, const std::vector<int64_t>& steps) {
-    const size_t L = W_.size();
-    const torch::Tensor valid = batchValid_;
-    std::vector<torch::Tensor> acts{inputsDev_}, pre;
-    for (size_t l = 0; l < L; ++l) {
-      auto z = bf16_ ? bmmBf16(acts.back(), W_[l].half.narrow(0, 0, pa)).add_(Bs_[l].value.narrow(0, 0, pa))
-                     : torch::baddbmm(Bs_[l].value.narrow(0, 0, pa), acts.back(), W_[l].value.narrow(0, 0, pa));
-      if (l + 1 == L) {
-        acts.push_back(z);
-        break;
-      }
-      pre.push_back(z);
-      acts.push_back(z.relu().mul_(masksDev_[l]));
-    }
-    // d(mean BCE)/d(logit) per probe (through the attention head for attention probes).
-    torch::Tensor dz, dAtt;
-    if (!attention_) {
-      dz = torch::sigmoid(acts.back()).sub_(y_).div_(static_cast<double>(B_));
-    } else {
-      auto a = bf16_ ? bmmBf16(acts[L - 1], Wa_.half.narrow(0, 0, pa)) : torch::bmm(acts[L - 1], Wa_.value.narrow(0, 0, pa));
-      auto head = attentionHead(acts.back(), a, valid, y_, B_, S_);
-      dz = head.dz;
-      dAtt = head.da;
-    }
-    for (size_t l = L; l-- > 0;) {
-      auto gw = W_[l].grad.narrow(0, 0, pa);
-      if (bf16_) {
-        gw.copy_(bmmBf16(acts[l].transpose(1, 2), dz));
-      } else {
-        torch::bmm_out(gw, acts[l].transpose(1, 2), dz);
-      }
-      Bs_[l].grad.narrow(0, 0, pa).copy_(dz.sum(1, true));
-      traceGrad(W_[l], gw[0]);
-      traceGrad(Bs_[l], Bs_[l].grad[0]);
-      if (attention_ && l + 1 == L) {
-        auto ga = Wa_.grad.narrow(0, 0, pa);
-        if (bf16_) {
-          ga.copy_(bmmBf16(acts[l].transpose(1, 2), dAtt));
-        } else {
-          torch::bmm_out(ga, acts[l].transpose(1, 2), dAtt);
-        }
-        traceGrad(Wa_, ga[0]);
-      }
-      if (l == 0) break;
-      auto da = bf16_ ? bmmBf16(dz, W_[l].half.narrow(0, 0, pa).transpose(1, 2))
-                      : torch::bmm(dz, W_[l].value.narrow(0, 0, pa).transpose(1, 2));
-      if (attention_ && l + 1 == L) {
-        if (bf16_) {
-          da.add_(bmmBf16(dAtt, Wa_.half.narrow(0, 0, pa).transpose(1, 2)));
-        } else {
-          da.baddbmm_(dAtt, Wa_.value.narrow(0, 0, pa).transpose(1, 2));
-        }
-      }
-      dz = da.mul_(masksDev_[l - 1]).mul_(pre[l - 1].gt(0));
-    }
-    for (size_t l = 0; l < L; ++l) {
-      adamTensor(W_[l], ps_, pa, steps, sh_.opt.lr);
-      adamTensor(Bs_[l], ps_, pa, steps, sh_.opt.lr);
-    }
-    if (attention_) adamTensor(Wa_, ps_, pa, steps, sh_.opt.lr);
-  }
-
-  // Probe p's current or kept weights as a net of tensors.
-  NetTensors tensorsOf(int64_t p, bool best) const {
-    NetTensors net;
-    for (size_t l = 0; l < W_.size(); ++l) {
-      net.w.push_back((best ? W_[l].best : W_[l].value)[p]);
-      net.b.push_back((best ? Bs_[l].best : Bs_[l].value)[p]);
-    }
-    if (attention_) net.wa = (best ? Wa_.best : Wa_.value)[p];
-    return net;
-  }
-
-  // Logits of probe p for a split's standardised rows (an attention probe: per clip, over its S rows).
-  torch::Tensor logitsOf(int64_t p, const torch::Tensor& x, const torch::Tensor& valid, bool best) const {
-    if (!attention_) return forwardOne(W_, Bs_, p, x, best);
-    return netLogits(tensorsOf(p, best), x, S_, valid);
-  }
-
-  // Runs fn(p, x, valid) for every probe with its task's rows of `split` (0 validation, 1 test): the cached rows
-  // for MLP probes; for attention probes the rows of one task at a time, built once for all its probes.
-  template <typename Fn>
-  void withEvalRows(int split, const Fn& fn) {
-    if (!attention_) {
-      for (int64_t p = 0; p < P_; ++p) {
-        int t = ps_[p].task;
-        fn(p, split == 0 ? sh_.valX[t] : sh_.testX[t], split == 0 ? sh_.valValid[t] : sh_.testValid[t]);
-      }
-      return;
-    }
-    std::vector<bool> done(P_, false);
-    for (int64_t q = 0; q < P_; ++q) {
-      if (done[q]) continue;
-      const int t = ps_[q].task;
-      const EvalRows e = evalRows(sh_, split == 0 ? sh_.tasks[t].val : sh_.tasks[t].test, t);
-      for (int64_t p = q; p < P_; ++p) {
-        if (ps_[p].task != t) continue;
-        fn(p, e.x, e.valid);
-        done[p] = true;
-      }
-    }
-  }
-
-  // Validation loss and accuracy of every probe (no dropout); keeps the weights of a new best loss.
-  void evaluate(Result& res, int64_t epoch, std::vector<float>& bestLoss) {
-    withEvalRows(0, [&](int64_t p, const torch::Tensor& x, const torch::Tensor& valid) {
-      int t = ps_[p].task;
-      auto logits = logitsOf(p, x, valid, false);
-      const auto& y = sh_.valY[t];
-      float loss = torch::binary_cross_entropy_with_logits(logits, y).item<float>();
-      float acc = logits.gt(0).to(torch::kFloat).eq(y).to(torch::kFloat).mean().item<float>();
-      ProbeResult& r = res.probes[ps_[p].index];
-      r.valLoss.push_back(loss);
-      r.valAcc.push_back(acc);
-      if (loss < bestLoss[p]) {  // NaN never improves
-        bestLoss[p] = loss;
-        r.bestEpoch = epoch;
-        r.bestValLoss = loss;
-        r.bestValAcc = acc;
-        for (size_t l = 0; l < W_.size(); ++l) {
-          W_[l].best[p].copy_(W_[l].value[p]);
-          Bs_[l].best[p].copy_(Bs_[l].value[p]);
-        }
-        if (attention_) Wa_.best[p].copy_(Wa_.value[p]);
-      }
-    });
-  }
-
-  Net netOf(int64_t p, int t) const {
-    return extractNet(W_, Bs_, attention_ ? &Wa_ : nullptr, p, sh_.scalers[t]);
-  }
-
-  void finish(Result& res) {
-    const bool linear = dims_.size() == 2 && !attention_;
-    withEvalRows(1, [&](int64_t p, const torch::Tensor& testX, const torch::Tensor& testValid) {
-      int t = ps_[p].task;
-      ProbeResult& r = res.probes[ps_[p].index];
-      if (r.bestEpoch < 0) {
-        r.bestValLoss = std::numeric_limits<double>::quiet_NaN();
-        r.bestValAcc = std::numeric_limits<double>::quiet_NaN();
-      }
-      torch::Tensor logits;
-      if (!attention_) {
-        logits = forwardRows(testX, [&](const torch::Tensor& x) { return forwardOne(W_, Bs_, p, x, true); });
-      } else {
-        const NetTensors net = tensorsOf(p, true);
-        std::vector<torch::Tensor> weights;
-        logits = forwardClips(testX, S_, testValid, [&](const torch::Tensor& x, const torch::Tensor& v) {
-          torch::Tensor w;
-          auto z = netLogits(net, x, S_, v, &w);
-          weights.push_back(w);
-          return z;
-        });
-        r.testWeights = toVector(torch::cat(weights, 0).narrow(0, 0, logits.size(0)));
-      }
-      r.testProb = toVector(torch::sigmoid(logits).view(-1));
-      if (sh_.opt.keepAllWeights) {
-        r.net = netOf(p, t);
-        r.hasNet = true;
-      }
-      TaskResult& tr = res.tasks[t];
-      if (better(res, ps_[p].index, probeIndex(t, tr.selected))) {
-        tr.selected = ps_[p].config;
-        tr.selectedNet = netOf(p, t);
-      }
-      if (linear && better(res, ps_[p].index, probeIndex(t, tr.linear))) {
-        tr.linear = ps_[p].config;
-        tr.linearNet = netOf(p, t);
-      }
-    });
-  }
-
-  // Index into Result::probes of task t's config c (results are task-major); -1 for none.
-  int probeIndex(int t, int c) const { return c < 0 ? -1 : t * static_cast<int>(sh_.configs.size()) + c; }
-
-  // Lower kept validation loss wins; ties (and NaN against NaN) go to the earlier config of the grid.
-  static bool better(const Result& res, int cand, int incumbent) {
-    if (incumbent < 0) return true;
-    double a = res.probes[cand].bestValLoss, b = res.probes[incumbent].bestValLoss;
-    if (std::isnan(b) && !std::isnan(a)) return true;
-    if (std::isnan(a)) return false;
-    if (a != b) return a < b;
-    return res.probes[cand].config < res.probes[incumbent].config;
-  }
-
   Shared& sh_;
+  Arch arch_;
+  const Head& head_;
   std::vector<ProbeSpec> ps_;
   int64_t P_, B_;
-  bool attention_;
-  int64_t S_, R_;  // segments per clip (1 for MLP probes) and rows per step (B * S)
+  int64_t S_, R_;  // rows per clip (S for a head that reads segments, else 1) and rows per step (B * S)
   bool bf16_;      // MatmulPrecision::kBf16: the step's products read bf16 operands
-  bool tracing_;   // Options::trace: a one-probe grid reports every step
-  std::vector<torch::Tensor> traceGrads_;  // probe 0's gradients of the current step, in TraceStep's order
   std::vector<int64_t> dims_;
-  std::vector<Param> W_, Bs_;
-  Param Wa_;  // attention probes: the attention layer [P, last hidden, 1] (no bias)
+  StackParams prm_;
+  std::unique_ptr<Tracer> tracer_;  // Options::trace (a one-probe grid)
   // The per-probe CPU step's host buffers (one probe's slice filled at a time).
   torch::Tensor y_, inputs_;
   std::vector<torch::Tensor> masks_;
@@ -964,11 +408,6 @@ class Stack {
 };
 
 }  // namespace
-
-int64_t stackBytesPerProbe(int64_t dim, const Arch& arch, int64_t batchSize, int64_t rowsPerClip,
-                           MatmulPrecision precision) {
-  return Stack::bytesPerProbe(dim, arch, batchSize, rowsPerClip, precision);
-}
 
 void trainStack(Shared& sh, const Arch& arch, std::vector<ProbeSpec> ps, Result& res, int64_t stackIndex,
                 int64_t stacks, int64_t& probesDone) {

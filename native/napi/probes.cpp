@@ -48,7 +48,8 @@ pr::Config ReadConfig(const Napi::Value& v, const std::string& label) {
   });
   c.dropout = GetNumber(o, "dropout", 0.5);
   c.l2 = GetNumber(o, "l2", 0);
-  c.attention = GetBool(o, "attention", false);
+  // `attention: true` is the attention head's spelling in the TS API; `head` names any head of the core's registry.
+  c.head = GetBool(o, "attention", false) ? "attention" : GetString(o, "head", pr::kMlpHead);
   return c;
 }
 
@@ -162,7 +163,15 @@ Napi::Value NetToJs(Napi::Env env, pr::Net& net) {
   auto layers = Napi::Array::New(env, net.layers.size());
   for (size_t l = 0; l < net.layers.size(); ++l) layers.Set(static_cast<uint32_t>(l), LayerToJs(env, net.layers[l]));
   o.Set("layers", layers);
-  if (net.attention) o.Set("attention", LayerToJs(env, net.attentionLayer));
+  // The attention head's one weight is the TS API's `attention` layer; any other head's weights are `headLayers`.
+  if (net.head == "attention" && net.headLayers.size() == 1) {
+    o.Set("attention", LayerToJs(env, net.headLayers[0]));
+  } else if (net.head != pr::kMlpHead) {
+    o.Set("head", net.head);
+    auto hl = Napi::Array::New(env, net.headLayers.size());
+    for (size_t k = 0; k < net.headLayers.size(); ++k) hl.Set(static_cast<uint32_t>(k), LayerToJs(env, net.headLayers[k]));
+    o.Set("headLayers", hl);
+  }
   return o;
 }
 
@@ -185,11 +194,17 @@ pr::Net NetFromJs(const Napi::Value& v, const std::string& label) {
     ThrowCoded(v.Env(), calmkit::code::kProbe, label + ": a probe must end in one logit");
   }
   if (!o.Get("attention").IsUndefined()) {
-    net.attention = true;
-    net.attentionLayer = LayerFromJs(o.Get("attention"), label + ".attention");
-    if (net.attentionLayer.in != net.layers.back().in || net.attentionLayer.out != 1) {
+    net.head = "attention";
+    net.headLayers = {LayerFromJs(o.Get("attention"), label + ".attention")};
+    if (net.headLayers[0].in != net.layers.back().in || net.headLayers[0].out != 1) {
       ThrowCoded(v.Env(), calmkit::code::kProbe,
                  label + ": the attention layer must read what the score layer reads and give one logit");
+    }
+  } else if (!o.Get("head").IsUndefined()) {
+    net.head = GetString(o, "head", pr::kMlpHead);
+    auto hl = ArrayAt(o.Get("headLayers"), label + ".headLayers");
+    for (uint32_t k = 0; k < hl.Length(); ++k) {
+      net.headLayers.push_back(LayerFromJs(hl.Get(k), label + ".headLayers[" + std::to_string(k) + "]"));
     }
   }
   if (!net.mean.empty() && (net.mean.size() != static_cast<size_t>(net.layers[0].in) || net.std.size() != net.mean.size())) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/probes.h"
+#include "core/probes_kernels.h"
 #include "core/runtime.h"
 #include "tools/commands.h"
 
@@ -43,6 +44,7 @@ struct Args {
   bool batched = false;
   std::string matmulPrecision = "fp32";
   int64_t segments = 0;  // > 0: attention probes on that many segments per clip
+  bool padded = false;   // with segments: clip c has 1 + c % S real segments (the rest padding)
   int64_t maxStackBytes = 2LL << 30;
   std::string device = "cpu";
 };
@@ -64,6 +66,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--batched") a.batched = true;
     else if (k == "--matmul-precision") a.matmulPrecision = next();
     else if (k == "--segments") a.segments = std::stoll(next());
+    else if (k == "--padded") a.padded = true;
     else if (k == "--max-stack-bytes") a.maxStackBytes = std::stoll(next());
     else if (k == "--device") a.device = next();
     else throw std::runtime_error("unknown option " + k);
@@ -135,7 +138,7 @@ std::vector<pr::Config> attentionGrid() {
   std::vector<pr::Config> g;
   for (auto hidden : std::vector<std::vector<int64_t>>{{128}, {512}}) {
     for (double dropout : {0.25, 0.5, 0.75}) {
-      for (double l2 : {0.0, 1e-4, 1e-3}) g.push_back({hidden, dropout, l2, true});
+      for (double l2 : {0.0, 1e-4, 1e-3}) g.push_back({hidden, dropout, l2, "attention"});
     }
   }
   return g;
@@ -155,11 +158,45 @@ std::vector<float> toSegments(const std::vector<float>& X, int64_t clips, int64_
   return out;
 }
 
+// FNV-1a over the bytes of everything a run returns (every probe's curves, test probabilities and attention weights,
+// every selected net): equal fingerprints mean the same results bit for bit (refactors must keep it).
+uint64_t fingerprint(const pr::Result& r) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  auto bytes = [&h](const void* data, size_t n) {
+    const auto* c = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h = (h ^ c[i]) * 0x100000001b3ULL;
+  };
+  auto floats = [&](const std::vector<float>& v) { bytes(v.data(), v.size() * sizeof(float)); };
+  auto net = [&](const pr::Net& n) {
+    floats(n.mean);
+    floats(n.std);
+    for (const auto& l : n.layers) {
+      floats(l.weight);
+      floats(l.bias);
+    }
+    for (const auto& l : n.headLayers) floats(l.weight);
+  };
+  for (const auto& p : r.probes) {
+    floats(p.valLoss);
+    floats(p.valAcc);
+    floats(p.testProb);
+    floats(p.testWeights);
+    bytes(&p.bestEpoch, sizeof p.bestEpoch);
+  }
+  for (const auto& t : r.tasks) {
+    bytes(&t.selected, sizeof t.selected);
+    net(t.selectedNet);
+    bytes(&t.linear, sizeof t.linear);
+    if (t.linear >= 0) net(t.linearNet);
+  }
+  return h;
+}
+
 Register probeGrid(
     "probe-grid",
     "[--instruments 20] [--epochs 1] [--dim 4800] [--clips 20000] [--scale 1] [--one-at-a-time] [--batched] [--device cpu] "
     "[--matmul-precision fp32|bf16] "
-    "[--segments S]: train the 27-config probe grid (with --segments: the 18-config attention grid on S segments per "
+    "[--segments S [--padded]]: train the 27-config probe grid (with --segments: the 18-config attention grid on S segments per "
     "clip) on synthetic OpenMIC-sized data, print JSON",
     [](int argc, char** argv) {
       Args a = parse(argc, argv);
@@ -170,6 +207,9 @@ Register probeGrid(
       if (a.segments > 0) X = toSegments(X, a.clips, a.dim, a.segments);
       pr::Options opt;
       opt.segments = a.segments;
+      if (a.segments > 0 && a.padded) {
+        for (int64_t c = 0; c < a.clips; ++c) opt.validSegments.push_back(static_cast<int32_t>(1 + c % a.segments));
+      }
       opt.epochs = a.epochs;
       opt.device = a.device;
       opt.maxStackBytes = a.maxStackBytes;
@@ -191,12 +231,13 @@ Register probeGrid(
           "{\"mode\":\"%s\",\"device\":\"%s\",\"instruments\":%d,\"probes\":%zu,\"stacks\":%lld,\"epochs\":%lld,"
           "\"dim\":%lld,\"segments\":%lld,\"seconds\":%.3f,\"probesPerSecond\":%.4f,\"meanSelectedValAcc\":%.4f,\"threads\":%d,"
           "\"torch\":\"%s\",\"dropoutKernel\":\"%s\",\"matmulPrecision\":\"%s\",\"bf16Gemm\":\"%s\","
-          "\"testProbabilitySum\":%.17g}\n",
+          "\"testProbabilitySum\":%.17g,\"fingerprint\":\"%016llx\"}\n",
           a.oneAtATime ? "one-at-a-time" : a.batched ? "vectorised-batched" : "vectorised", r.device.c_str(), a.instruments, r.probes.size(),
           static_cast<long long>(r.stacks), static_cast<long long>(a.epochs), static_cast<long long>(a.dim),
           static_cast<long long>(a.segments), r.seconds,
           r.probes.size() / r.seconds, meanAcc, info.threads, info.torchVersion.c_str(), pr::dropoutKernel(),
-          pr::matmulPrecisionName(opt.matmulPrecision), pr::bf16GemmKernel(), probSum);
+          pr::matmulPrecisionName(opt.matmulPrecision), pr::bf16GemmKernel(), probSum,
+          static_cast<unsigned long long>(fingerprint(r)));
       return 0;
     });
 
