@@ -137,7 +137,7 @@ function mountTmpfs(dir: string, size: string): boolean {
   return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]).status === 0;
 }
 
-test('a full disk: typed errors naming the path from shard writes, the manifest, probe-set saves and reports; the store stays whole and a resume completes', async (t) => {
+test('a full disk while a store is written: a typed error naming the path, the store stays whole, and a resume completes', async (t) => {
   const dir = fresh();
   const mounted = mountTmpfs(dir, '256k');
   t.teardown(() => {

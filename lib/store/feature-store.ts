@@ -19,7 +19,7 @@ import { halfToFloat32 } from '../formats/float16';
 import { canonicalJson } from './canonical-json';
 import { crc32, crc32Ranges } from './checksum';
 import { DTYPES, type StoreSpec } from './dtype';
-import { SHARDS, STORE_FILE, TMP, encodeStoreJson, parseStoreJson, specProblem, storeError, type Sidecar } from './format';
+import { MANIFEST_FILE, SHARDS, STORE_FILE, TMP, encodeStoreJson, parseStoreJson, specProblem, storeError, type Sidecar } from './format';
 import { clipList, scanStore, type CorruptShard, type FailureRecord, type Scan, type StoreEntry } from './scan';
 import { StoreWriter, manifestDocument, updateManifest, type WriterOptions } from './publish';
 import { cleanup, compact, lastSeq, upgrade, verify, type UpgradeReport, type VerifyOptions, type VerifyReport } from './maintenance';
@@ -73,6 +73,10 @@ export class FeatureStore {
   readonly sidecarCache = new Map<string, Sidecar>();
   private scanState: Scan;
   private readonly writers = new Set<StoreWriter>();
+  /** Per proven sidecar: where its shard's data starts (its header proven by its CRC-32 in this process). */
+  private readonly provenHeaders = new WeakMap<Sidecar, number>();
+  /** Per proven sidecar: its entries' CRC-32s by first row. */
+  private readonly crcsByRow = new WeakMap<Sidecar, Map<number, number>>();
 
   private constructor(dir: string, spec: StoreSpec, version: 1 | 2) {
     this.dir = dir;
@@ -103,6 +107,10 @@ export class FeatureStore {
     const file = path.join(dir, STORE_FILE);
     const wanted = options.create ? normaliseSpec(options.create) : options.expect ? normaliseSpec(options.expect) : undefined;
     if (!exists(file)) {
+      // A folder with a store's shards or manifest but no store.json lost it (deleted, renamed, a partial copy):
+      // making a new one would let other settings' features mix with these.
+      const leftovers = exists(path.join(dir, MANIFEST_FILE)) || listing(path.join(dir, SHARDS)).some((n) => /\.(npy|json)$/.test(n));
+      if (leftovers) throw storeError('ERR_DATA_STORE_CORRUPT', `${file} is missing, but ${dir} holds a feature store's shards or manifest: store.json was deleted or renamed (restore it; a new one is not made over existing shards)`, file);
       if (!options.create) throw storeError('ERR_DATA_STORE_NOT_FOUND', `no feature store at ${dir} (missing ${STORE_FILE}); pass { create: spec } to make one`, dir);
       fs.mkdirSync(path.join(dir, SHARDS), { recursive: true });
       fs.mkdirSync(path.join(dir, TMP), { recursive: true });
@@ -261,7 +269,7 @@ export class FeatureStore {
    * is read whole once per process and checked against its sha256; its entries' CRC-32s are then computed from the
    * proven bytes. Returns the open fd (the caller closes it) and where the data starts.
    */
-  openShard(shard: string): { fd: number; dataOffset: number; file: string; sidecar: Sidecar } {
+  openShard(shard: string, options: { fresh?: boolean } = {}): { fd: number; dataOffset: number; file: string; sidecar: Sidecar } {
     const file = path.join(this.dir, SHARDS, shard);
     const sidecar = this.sidecarOf(shard);
     const clips = () => clipList(sidecar.entries.map((e) => e.key));
@@ -269,7 +277,9 @@ export class FeatureStore {
     try {
       opened = openRegular(file);
     } catch (err) {
-      throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${file} (${clips()}) cannot be read: ${reason(err)}`, file, err);
+      // Out of file descriptors or a failing disk says nothing about the shard: an I/O error, not damage.
+      const transient = isSystemError(err) && ['EMFILE', 'ENFILE', 'EIO', 'ENOMEM', 'EINTR'].includes(err.code!);
+      throw storeError(transient ? 'ERR_DATA_STORE_IO' : 'ERR_DATA_STORE_CORRUPT', `shard ${file} (${clips()}) cannot be read: ${reason(err)}`, file, err);
     }
     const fail = (why: string, cause?: unknown): never => {
       throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${file} (${clips()}) is damaged: ${why}`, file, cause);
@@ -277,6 +287,11 @@ export class FeatureStore {
     try {
       if (sidecar.version === 1 && sidecar.entries.some((e) => e.crc32 === undefined)) proveVersion1(opened.fd, opened.size, sidecar, fail);
       if (opened.size !== sidecar.bytes) fail(`${opened.size} bytes; its sidecar says ${sidecar.bytes}`);
+      // The header decides only where the data starts: once proven in this process, later reads take its offset
+      // (a header changed since then cannot move a read, and every entry's bytes are still checked); verify
+      // proves it afresh.
+      const proven = this.provenHeaders.get(sidecar);
+      if (proven !== undefined && !options.fresh) return { fd: opened.fd, dataOffset: proven, file, sidecar };
       const head = preadAll(opened.fd, sidecar.header!.bytes, 0);
       if (head.length !== sidecar.header!.bytes) fail('the file ends inside its header');
       if (crc32(head) !== sidecar.header!.crc32) fail('its header differs from its checksum');
@@ -289,6 +304,7 @@ export class FeatureStore {
       if (header.dtype !== sidecar.dtype || header.shape.length !== 2 || header.shape[0] !== sidecar.rows || header.shape[1] !== sidecar.dim || header.dataOffset !== head.length) {
         fail(`its header says ${header.dtype} [${header.shape}], its sidecar ${sidecar.dtype} [${sidecar.rows}, ${sidecar.dim}]`);
       }
+      this.provenHeaders.set(sidecar, header.dataOffset);
       return { fd: opened.fd, dataOffset: header.dataOffset, file, sidecar };
     } catch (err) {
       fs.closeSync(opened.fd);
@@ -312,7 +328,8 @@ export class FeatureStore {
     for (const [shard, idx] of byShard) {
       const { fd, dataOffset, file, sidecar } = this.openShard(shard);
       try {
-        const crcOf = new Map(sidecar.entries.map((e) => [e.row, e.crc32!]));
+        let crcOf = this.crcsByRow.get(sidecar);
+        if (!crcOf) this.crcsByRow.set(sidecar, (crcOf = new Map(sidecar.entries.map((e) => [e.row, e.crc32!]))));
         const rowBytes = sidecar.dim * item;
         idx.sort((a, b) => entries[a]!.row - entries[b]!.row);
         // One read per chunk of entries that sit next to each other in the shard.
@@ -332,15 +349,22 @@ export class FeatureStore {
           // A fresh Uint8Array starts at offset 0 of its own buffer: every entry's values are aligned views.
           if (buf.length < bytes) buf = new Uint8Array(Math.max(bytes, Math.min(READ_CHUNK_BYTES, 2 * buf.length)));
           const got = preadInto(fd, buf, bytes, dataOffset + first.row * rowBytes);
-          const run = idx.slice(i, j + 1).map((k) => entries[k]!);
+          const count = j - i + 1;
           if (got < bytes) {
-            throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${file} ends early: ${clipList(run.map((e) => e.key))} cannot be read in full`, file);
+            throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${file} ends early: ${clipList(idx.slice(i, j + 1).map((k) => entries[k]!.key))} cannot be read in full`, file);
           }
-          const starts = Float64Array.from(run, (e) => (e.row - first.row) * rowBytes);
-          const lengths = Float64Array.from(run, (e) => e.rows * rowBytes);
+          // Every entry of the chunk checked by its CRC-32 in one call, before any of its values is decoded.
+          const starts = new Float64Array(count);
+          const lengths = new Float64Array(count);
+          for (let k = 0; k < count; k++) {
+            const e = entries[idx[i + k]!]!;
+            starts[k] = (e.row - first.row) * rowBytes;
+            lengths[k] = e.rows * rowBytes;
+          }
           const crcs = crc32Ranges(buf, starts, lengths);
-          const bad = run.filter((e, k) => crcs[k] !== crcOf.get(e.row));
-          if (bad.length > 0) {
+          for (let k = 0; k < count; k++) {
+            if (crcs[k] === crcOf.get(entries[idx[i + k]!]!.row)) continue;
+            const bad = idx.slice(i, j + 1).map((x) => entries[x]!).filter((e, x) => crcs[x] !== crcOf!.get(e.row));
             throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${file} is damaged: the bytes of ${clipList(bad.map((e) => e.key))} differ from their checksums (changed after writing)`, file);
           }
           for (let k = i; k <= j; k++) {
@@ -437,6 +461,14 @@ export class FeatureStore {
   /** Highest sequence number used by a writer id (published or claimed), or -1. */
   lastSeq(writerId: string): number {
     return lastSeq(this, writerId);
+  }
+}
+
+function listing(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 

@@ -54,7 +54,7 @@ const CHUNK = 8 * 2 ** 20;
 
 /** Reads a whole shard through its CRC-32s; returns the keys whose bytes differ (openShard checks the rest). */
 function checkShardData(store: FeatureStore, name: string): string[] {
-  const { fd, dataOffset, sidecar } = store.openShard(name);
+  const { fd, dataOffset, sidecar } = store.openShard(name, { fresh: true });
   try {
     const rowBytes = sidecar.dim * (sidecar.dtype === '<f2' ? 2 : 4);
     const bad: string[] = [];
@@ -191,8 +191,12 @@ export function cleanup(store: FeatureStore, options: { maxAgeMs?: number }): st
   };
   const remove = (file: string) => {
     if (!old(file)) return;
-    fs.rmSync(file, { force: true });
-    removed.push(file);
+    try {
+      fs.rmSync(file, { force: true });
+      removed.push(file);
+    } catch {
+      // Best effort: a leftover that cannot be removed (no permission) stays as harmless as it was.
+    }
   };
   for (const name of safeList(path.join(store.dir, TMP))) remove(path.join(store.dir, TMP, name));
   const names = new Set(safeList(path.join(store.dir, SHARDS)));
