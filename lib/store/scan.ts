@@ -160,7 +160,11 @@ export function scanStore(dir: string, spec: StoreSpec, dtype: NpyDtype, cache: 
       sidecarError = 'its sidecar is missing';
     } else if (!sidecar) {
       try {
-        sidecar = parseSidecar(readRegularFile(json), json, dtype);
+        const bytes = readRegularFile(json);
+        // An empty sidecar beside its .npy is the rename fallback's reservation (no hard links): publication in
+        // progress, unless the manifest already lists the shard.
+        if (bytes.length === 0 && !recorded) continue;
+        sidecar = parseSidecar(bytes, json, dtype);
         cache.set(name, sidecar);
       } catch (err) {
         sidecarError = err instanceof DataError ? err.message.replace(`${json} is damaged: `, 'its sidecar is damaged: ') : `its sidecar cannot be read: ${reason(err)}`;
