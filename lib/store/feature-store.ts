@@ -99,7 +99,7 @@ export class FeatureStore {
     // naming it, never a raw fs error.
     return withFsErrors(
       () => FeatureStore.openChecked(dir, opts),
-      (why, cause) => storeError('ERR_DATA_STORE_IO', `cannot open the feature store at ${dir}: ${cause.path && cause.path !== dir ? `${cause.path}: ` : ''}${why}`, dir, cause),
+      (why, cause) => storeError('ERR_DATA_STORE_IO', `cannot open the feature store at ${dir}: ${why}`, dir, cause),
     );
   }
 
