@@ -13,7 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CalmkitError, DataError } from '../lib/errors';
 import { FeatureStore, type StoreSpec } from '../lib/store/feature-store';
-import { CLI, CHILD_ENV, makeDataset, runCli, tinyModel } from './helpers/extract-fixtures';
+import { ProbeSet } from '../lib/probes/probe-set';
+import { CHILD_ENV, makeDataset, runCli, tinyModel } from './helpers/extract-fixtures';
 import { ROOT, tempDir } from './helpers/paths';
 
 const tmp = tempDir('calmkit-corrupt-');
@@ -188,45 +189,63 @@ test('a full disk while a store is written: a typed error naming the path, the s
   t.is(after.get('k0299').data[1], 299 + 1 / 1024);
 });
 
-test('calmkit: train refuses a damaged store naming the shard and clips; store verify, --repair, and extract redoes exactly those clips; missing clips need --allow-missing', async (t) => {
+test('calmkit: train refuses a damaged store naming the shard and clips; store verify, --repair, and extract redoes exactly those clips; missing clips need --allow-missing, which the probe set and reports record', async (t) => {
   t.timeout(10 * 60_000);
   const root = fresh();
   const data = path.join(root, 'data');
-  const { good } = await makeDataset(data, 6);
+  const { good } = await makeDataset(data, 16);
+  // Two instruments labelled on every clip (the fixture's own labels leave every instrument single-class).
+  const rows = good.flatMap((k, i) => [`${k},piano,${i % 3 === 0 ? 0.9 : 0.1},3`, `${k},violin,${i % 2 === 1 ? 0.9 : 0.1},3`]);
+  fs.writeFileSync(path.join(data, 'openmic-2018-aggregated-labels.csv'), 'sample_key,instrument,relevance,num_responses\n' + rows.join('\n') + '\n');
   const model = await tinyModel(root);
   const out = path.join(root, 'out');
-  const extract = ['extract', '--model', model, '--dataset', data, '--out', out, '--flush-every', '3', '--layers', '2'];
+  const extract = ['extract', '--model', model, '--dataset', data, '--out', out, '--flush-every', '4', '--layers', '2'];
   let r = await runCli(extract);
   t.is(r.code, 0, r.stderr);
   const dir = path.join(out, 'layer-2');
   const shards = fs.readdirSync(path.join(dir, 'shards')).filter((f) => f.endsWith('.npy')).sort();
-  t.is(shards.length, 2);
+  t.is(shards.length, 4);
   const victim = FeatureStore.open(dir).state.shards.find((s) => s.name === shards[1])!.sidecar.entries.map((e) => e.key);
   const npy = path.join(dir, 'shards', shards[1]!);
   const bytes = fs.readFileSync(npy);
   bytes[bytes.length - 100]! ^= 0x04;
   fs.writeFileSync(npy, bytes);
-  const train = ['train', '--dataset', data, '--features', dir, '--out', path.join(root, 'p.calmkit-probes'), '--epochs', '2', '--grid', 'hidden=[] dropout=0 l2=0', '--device', 'cpu'];
+  const probes = path.join(root, 'p.calmkit-probes');
+  const train = ['train', '--dataset', data, '--features', dir, '--out', probes, '--epochs', '2', '--batch', '4', '--val-fraction', '0.25', '--grid', 'hidden=[] dropout=0 l2=0', '--device', 'cpu'];
   r = await runCli(train);
   t.is(r.code, 1);
   t.regex(r.stderr, /^calmkit: ERR_DATA_STORE_CORRUPT: shard .*\.npy is damaged: the bytes of 1 clip: \d+_\d+ differ from their checksums/m);
   t.true(r.stderr.includes(shards[1]!));
+  t.false(fs.existsSync(probes), 'nothing trained on damaged features');
   r = await runCli(['store', 'verify', dir]);
   t.is(r.code, 1, r.stdout + r.stderr);
-  t.regex(r.stdout, new RegExp(`ok +shards/${shards[0]!.replace('.', '\\.')} \\(3 clips\\)`));
+  t.regex(r.stdout, new RegExp(`ok +shards/${shards[0]!.replace('.', '\\.')} \\(4 clips\\)`));
   t.regex(r.stdout, new RegExp(`DAMAGED +shards/${shards[1]!.replace('.', '\\.')}: `));
   r = await runCli(['store', 'verify', dir, '--repair']);
   t.is(r.code, 0, r.stdout + r.stderr);
-  t.regex(r.stdout, /moved 2 file\(s\) to .*quarantine.*3 clip\(s\) to re-extract/);
+  t.regex(r.stdout, /moved 2 file\(s\) to .*quarantine.*4 clip\(s\) to re-extract/);
   t.deepEqual(FeatureStore.open(dir).keys(), good.filter((k) => !victim.includes(k)));
   t.true(fs.readdirSync(path.join(dir, 'quarantine')).length === 1, 'quarantined, nothing deleted');
+  // Missing clips: refused by default, naming how many and which; --allow-missing trains and says so everywhere.
   r = await runCli(train);
   t.is(r.code, 1);
-  t.regex(r.stderr, /ERR_DATA_MISSING_FEATURES: 3 of the 6 labelled clips of the partitions have no features/);
+  t.regex(r.stderr, /ERR_DATA_MISSING_FEATURES: 4 of the 16 labelled clips of the partitions have no features/);
   t.true(victim.every((k) => r.stderr.includes(k)));
+  const report = path.join(root, 'report');
+  r = await runCli([...train, '--allow-missing', '--report', report]);
+  t.is(r.code, 0, r.stderr);
+  t.is((await ProbeSet.load(probes)).info.missingClips, 4);
+  t.regex(fs.readFileSync(path.join(report, 'table.md'), 'utf8'), /4 labelled clips of the partitions had no features and were left out/);
+  t.is(JSON.parse(fs.readFileSync(path.join(report, 'table.json'), 'utf8')).missingClips, 4);
+  r = await runCli(['report', '--probes', probes, '--out', path.join(root, 'report2')]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /ERR_DATA_MISSING_FEATURES: the probe set was trained without 4 labelled clips/);
+  r = await runCli(['report', '--probes', probes, '--out', path.join(root, 'report2'), '--allow-missing']);
+  t.is(r.code, 0, r.stderr);
+  // The next extraction redoes exactly the quarantined clips.
   r = await runCli(extract);
   t.is(r.code, 0, r.stderr);
-  t.regex(r.stdout, /extract: 3 extracted, 3 already in the store, 0 failed/);
+  t.regex(r.stdout, /extract: 4 extracted, 12 already in the store, 0 failed/);
   const full = FeatureStore.open(dir);
   t.deepEqual(full.keys(), good);
   t.true(full.verify().ok);
@@ -236,7 +255,25 @@ test('calmkit: train refuses a damaged store naming the shard and clips; store v
   r = await runCli(extract, { ...CHILD_ENV });
   t.is(r.code, 1);
   t.regex(r.stderr, /ERR_DATA_STORE_CORRUPT: .*manifest\.json.*FIFO/);
-  t.is(CLI.endsWith('main.ts'), true);
+});
+
+test('leftovers stay ignored: temp files, an unpublished .npy claim, stray files and a quarantine folder', (t) => {
+  const dir = fresh();
+  const store = FeatureStore.open(dir, { create: spec });
+  const w = store.writer({ id: 'w', shardSize: 2 });
+  for (let c = 0; c < 5; c++) w.put(`k${c}`, [c, -c]);
+  w.close();
+  const good = store.readMatrix(store.keys()).data;
+  fs.writeFileSync(path.join(dir, 'tmp', 'w.npy.host.1.dead.tmp'), 'partial');
+  fs.copyFileSync(path.join(dir, 'shards', 'w-000000.npy'), path.join(dir, 'shards', 'other-000000.npy'));
+  fs.writeFileSync(path.join(dir, 'shards', 'notes.txt'), 'mine');
+  fs.writeFileSync(path.join(dir, 'README'), 'a store');
+  fs.mkdirSync(path.join(dir, 'quarantine', 'old'), { recursive: true });
+  const again = FeatureStore.open(dir);
+  t.deepEqual(again.readMatrix(again.keys()).data, good);
+  t.deepEqual(again.keys(), ['k0', 'k1', 'k2', 'k3', 'k4']);
+  t.true(again.verify().ok);
+  t.deepEqual(again.corruptShards(), []);
 });
 
 test('a store that is damaged everywhere a record cannot tell: unknown clips block every read, and writes, until repaired', (t) => {
