@@ -62,7 +62,9 @@ void startChild() {
   const char* node = std::getenv("CALMKIT_FUZZ_NODE");
   const char* script = std::getenv("CALMKIT_FUZZ_STORE_CHILD");
   if (!script) {
-    std::fprintf(stderr, "fuzz_store: set CALMKIT_FUZZ_STORE_CHILD to test/helpers/fuzz-store-child.ts (and CALMKIT_FUZZ_NODE to node)\n");
+    std::fprintf(stderr,
+                 "fuzz_store: set CALMKIT_FUZZ_STORE_CHILD to test/helpers/fuzz-store-child.ts "
+                 "(and CALMKIT_FUZZ_NODE to node)\n");
     std::exit(2);
   }
   int in[2], out[2];

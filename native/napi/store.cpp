@@ -23,13 +23,16 @@ Napi::Value Crc32Ranges(const Napi::CallbackInfo& info) {
     return info.Length() > i && info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == type;
   };
   if (!isTyped(0, napi_uint8_array) || !isTyped(1, napi_float64_array) || !isTyped(2, napi_float64_array)) {
-    ThrowCoded(env, "ERR_INVALID_ARGUMENT", "crc32Ranges(bytes: Uint8Array, starts: Float64Array, lengths: Float64Array)");
+    ThrowCoded(env, "ERR_INVALID_ARGUMENT",
+               "crc32Ranges(bytes: Uint8Array, starts: Float64Array, lengths: Float64Array)");
   }
   auto bytes = info[0].As<Napi::Uint8Array>();
   auto starts = info[1].As<Napi::Float64Array>();
   auto lengths = info[2].As<Napi::Float64Array>();
   const size_t n = starts.ElementLength();
-  if (lengths.ElementLength() != n) ThrowCoded(env, "ERR_INVALID_ARGUMENT", "crc32Ranges: starts and lengths differ in length");
+  if (lengths.ElementLength() != n) {
+    ThrowCoded(env, "ERR_INVALID_ARGUMENT", "crc32Ranges: starts and lengths differ in length");
+  }
   const double size = static_cast<double>(bytes.ByteLength());
   for (size_t i = 0; i < n; ++i) {
     const double s = starts[i], l = lengths[i];
