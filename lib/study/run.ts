@@ -18,7 +18,7 @@ import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, type PipelineProgress, type WorkItem, extractToStore } from '../extraction';
 import { ATTENTION_GRID, MATMUL_PRECISIONS, PAPER_GRID, ProbeSet, type MatmulPrecision, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
 import { writeReport } from '../probes/report';
-import { atomicReplace as replaceFile, withFsErrors } from '../files';
+import { atomicReplace as replaceFile, readRegularFile, withFsErrors } from '../files';
 import type { StoreDtype } from '../store/feature-store';
 import type { Formatting } from '../audio';
 import { compareVariants, comparisonCsv, comparisonMarkdown, type Comparison } from './compare';
@@ -140,6 +140,15 @@ function atomicReplace(file: string, data: string): void {
   );
 }
 
+/** The saved inputs key of a column's probe set, or undefined (absent, or not a regular file: never blocks on a FIFO). */
+function readKey(file: string): string | undefined {
+  try {
+    return readRegularFile(file).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 function trainingKey(parts: unknown): string {
   return crypto.createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }
@@ -154,7 +163,7 @@ function recordExtraction(dir: string, done: number, seconds: number): number | 
   const file = path.join(dir, 'extraction.json');
   let total = { clips: 0, seconds: 0 };
   try {
-    total = JSON.parse(fs.readFileSync(file, 'utf8'));
+    total = JSON.parse(readRegularFile(file).toString('utf8'));
   } catch {
     // first run
   }
@@ -421,7 +430,7 @@ async function runColumn(ctx: Context, c: Column): Promise<{ result: VariantResu
   const key = trainingKey(c.key);
   let probes: ProbeSet;
   let reusedProbes = false;
-  if (fs.existsSync(probesFile) && fs.existsSync(keyFile) && fs.readFileSync(keyFile, 'utf8') === key) {
+  if (fs.existsSync(probesFile) && readKey(keyFile) === key) {
     probes = await ProbeSet.load(probesFile);
     reusedProbes = true;
     ctx.log(`reusing ${probesFile} (same features, partitions and training options)`, c.name);
