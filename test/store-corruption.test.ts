@@ -257,6 +257,38 @@ test('calmkit: train refuses a damaged store naming the shard and clips; store v
   t.regex(r.stderr, /ERR_DATA_STORE_CORRUPT: .*manifest\.json.*FIFO/);
 });
 
+test('compact and repair leave tombstones: a manifest a concurrent writer wrote from the old listing is no damage', (t) => {
+  const dir = fresh();
+  const store = FeatureStore.open(dir, { create: spec });
+  const w = store.writer({ id: 'w', shardSize: 2 });
+  for (let c = 0; c < 6; c++) w.put(`k${c}`, [c, 2 * c]);
+  w.close();
+  const stale = fs.readFileSync(path.join(dir, 'manifest.json'));
+  const good = store.readMatrix(store.keys()).data;
+  t.true(store.compact({ shardSize: 4 }).ok);
+  // A writer that read the old manifest before compact removed the shards, and renamed its own over compact's.
+  fs.writeFileSync(path.join(dir, 'manifest.json'), stale);
+  const after = FeatureStore.open(dir);
+  t.deepEqual(after.corruptShards(), []);
+  t.deepEqual(after.readMatrix(after.keys()).data, good);
+  after.writer({ id: 'w' }).close();
+  t.is(after.lastSeq('w'), 2, 'removed names are never reused');
+  // The same after a repair: the quarantined shard is gone on purpose, not lost.
+  const npy = path.join(dir, 'shards', after.state.shards[0]!.name);
+  fs.truncateSync(npy, 10);
+  after.refresh();
+  const before = fs.readFileSync(path.join(dir, 'manifest.json'));
+  const report = after.verify({ repair: true });
+  t.is(report.repaired!.clips, 4);
+  fs.writeFileSync(path.join(dir, 'manifest.json'), before);
+  const repaired = FeatureStore.open(dir);
+  t.deepEqual(repaired.corruptShards(), []);
+  t.deepEqual(repaired.keys(), ['k4', 'k5']);
+  // Tombstones go once no manifest lists their shard (and they are old enough).
+  repaired.updateManifest();
+  t.true(repaired.cleanup({ maxAgeMs: 0 }).some((f) => f.endsWith('.removed')));
+});
+
 test('leftovers stay ignored: temp files, an unpublished .npy claim, stray files and a quarantine folder', (t) => {
   const dir = fresh();
   const store = FeatureStore.open(dir, { create: spec });

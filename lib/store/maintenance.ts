@@ -8,7 +8,7 @@ import { CalmkitError } from '../errors';
 import { atomicReplace, fsyncDir, isSystemError, readRegularFile } from '../files';
 import { crc32Ranges } from './checksum';
 import { MANIFEST_FILE, QUARANTINE, SHARDS, STORE_FILE, TMP, encodeSidecar, encodeStoreJson, parseSidecar, storeError, type Sidecar } from './format';
-import { clipList, type CorruptShard } from './scan';
+import { clipList, removedName, type CorruptShard } from './scan';
 import { storeIo, updateManifest } from './publish';
 import { preadInto, type FeatureStore } from './feature-store';
 
@@ -140,7 +140,10 @@ function repair(store: FeatureStore, damaged: CorruptShard[]): NonNullable<Verif
     };
     for (const d of damaged) {
       if (d.shard === MANIFEST_FILE) move(path.join(store.dir, MANIFEST_FILE));
-      else for (const ext of ['.npy', '.json']) move(path.join(store.dir, SHARDS, d.shard.replace(/\.npy$/, ext)));
+      else {
+        fs.closeSync(fs.openSync(path.join(store.dir, SHARDS, removedName(d.shard)), 'w'));
+        for (const ext of ['.npy', '.json']) move(path.join(store.dir, SHARDS, d.shard.replace(/\.npy$/, ext)));
+      }
       store.sidecarCache.delete(d.shard);
     }
     fs.writeFileSync(path.join(dir, 'why.json'), `${JSON.stringify({ repaired: new Date().toISOString(), damaged }, null, 1)}\n`);
@@ -168,6 +171,8 @@ export function compact(store: FeatureStore, options: { shardSize?: number }): V
   w.close({ manifest: false });
   storeIo(store, 'remove compacted shards', () => {
     for (const name of old) {
+      // The tombstone first: a concurrent writer's manifest that still lists the shard then reads as "removed".
+      fs.closeSync(fs.openSync(path.join(store.dir, SHARDS, removedName(name)), 'w'));
       // Unpublish (remove the sidecar) before removing the .npy, the reverse of publication.
       fs.rmSync(path.join(store.dir, SHARDS, name.replace(/\.npy$/, '.json')), { force: true });
       fs.rmSync(path.join(store.dir, SHARDS, name), { force: true });
@@ -202,10 +207,12 @@ export function cleanup(store: FeatureStore, options: { maxAgeMs?: number }): st
   const names = new Set(safeList(path.join(store.dir, SHARDS)));
   const recorded = store.state.record?.shards;
   for (const name of names) {
-    const m = /^(.+)\.(npy|json)$/.exec(name);
+    const m = /^(.+)\.(npy|json|removed)$/.exec(name);
     if (!m) continue;
     const npy = `${m[1]}.npy`;
     if (recorded?.has(npy)) continue;
+    // A tombstone outlives every manifest that lists its shard (then it has done its work).
+    if (m[2] === 'removed') remove(path.join(store.dir, SHARDS, name));
     // A .npy without its sidecar: a claim whose writer died before publishing.
     if (m[2] === 'npy' && !names.has(`${m[1]}.json`)) remove(path.join(store.dir, SHARDS, name));
     // A sidecar without its .npy: a version 1 writer's claim (version 2 sidecars exist only beside their .npy,
@@ -227,7 +234,8 @@ export function cleanup(store: FeatureStore, options: { maxAgeMs?: number }): st
 export function lastSeq(store: FeatureStore, writerId: string): number {
   let max = -1;
   for (const name of safeList(path.join(store.dir, SHARDS))) {
-    const m = /^(.+)-(\d{6,})\.(npy|json)$/.exec(name);
+    // Tombstones count: a removed shard's name is never reused (a manifest may still list it).
+    const m = /^(.+)-(\d{6,})\.(npy|json|removed)$/.exec(name);
     if (m && m[1] === writerId) max = Math.max(max, Number(m[2]));
   }
   return max;

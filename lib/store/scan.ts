@@ -55,6 +55,11 @@ export interface Scan {
   record?: ManifestRecord;
 }
 
+/** The tombstone of a shard removed on purpose (compact, repair): `<writer>-<seq>.removed` in shards/. */
+export function removedName(npy: string): string {
+  return npy.replace(/\.npy$/, '.removed');
+}
+
 /** "3 clips: a, b, c" / "300 clips: a, b, c, d, e, ..." (how errors name clips). */
 export function clipList(keys: readonly string[], max = 5): string {
   const shown = keys.slice(0, max).join(', ');
@@ -142,7 +147,9 @@ export function scanStore(dir: string, spec: StoreSpec, dtype: NpyDtype, cache: 
   for (const n of names) {
     if (n.endsWith('.json') && SHARD_RE.test(n.replace(/\.json$/, '.npy'))) candidates.add(n.replace(/\.json$/, '.npy'));
   }
-  for (const n of record?.shards.keys() ?? []) candidates.add(n);
+  // A tombstone (`<name>.removed`, left by compact and repair) says a recorded shard was removed on purpose: a
+  // manifest written by a concurrent writer from the listing before the removal may still list it.
+  for (const n of record?.shards.keys() ?? []) if (!present.has(removedName(n)) || present.has(n.replace(/\.npy$/, '.json'))) candidates.add(n);
   const shards: Scan['shards'] = [];
   const damaged: CorruptShard[] = manifestDamage ? [manifestDamage] : [];
   const fail = (name: string, message: string, keys: string[] | undefined) => {
