@@ -201,6 +201,8 @@ export interface RawBinding {
   cancel(control: RawControl): void;
   /** A streamed chunk was taken: lets a stream waiting on back-pressure send the next one. */
   consumed(control: RawControl): void;
+  /** CRC-32 (zip's) of bytes[starts[i], starts[i] + lengths[i]) for every i (the feature store's entry checksums). */
+  crc32Ranges(bytes: Uint8Array, starts: Float64Array, lengths: Float64Array): Uint32Array;
   decodeAudio(input: string | Uint8Array): Promise<RawDecoded>;
   writeAudio(path: string, options: { interleaved: Float32Array; channels: number; sampleRate: number; container: string; encoding: string }): Promise<void>;
   loadAudio(input: RawAudioInput, options?: RawPrepareOptions): Promise<RawPrepared>;

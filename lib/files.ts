@@ -106,6 +106,15 @@ export function explainFsError(err: NodeJS.ErrnoException): string {
       return 'the path is too long';
     case 'ELOOP':
       return 'symlink loop (too many levels of symbolic links)';
+    case 'EMFILE':
+    case 'ENFILE':
+      return 'too many open files';
+    case 'EDQUOT':
+      return 'disk quota exceeded';
+    case 'EIO':
+      return 'input/output error (a failing disk or network filesystem)';
+    case NOT_REGULAR:
+      return err.message;
     default:
       return `${err.code}: ${err.message.replace(/^[A-Z]+: /, '')}`;
   }
@@ -124,6 +133,63 @@ export function withFsErrors<T>(fn: () => T, wrap: (reason: string, cause: NodeJ
   }
 }
 
+/** The code of the error openRegular throws for a path that exists but is no regular file (its message says what it is). */
+export const NOT_REGULAR = 'ENOTREGULAR';
+
+function notRegularReason(st: fs.Stats): string {
+  if (st.isDirectory()) return 'it is a folder, not a file';
+  if (st.isFIFO()) return 'it is a FIFO (named pipe), not a regular file';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'it is a device, not a regular file';
+  if (st.isSocket()) return 'it is a socket, not a regular file';
+  return 'it is not a regular file';
+}
+
+function notRegularError(file: string, st: fs.Stats): NodeJS.ErrnoException {
+  const err = new Error(notRegularReason(st)) as NodeJS.ErrnoException;
+  // A directory keeps its errno (EISDIR); a FIFO, device or socket has none, so it gets a code of our own.
+  err.code = st.isDirectory() ? 'EISDIR' : NOT_REGULAR;
+  err.syscall = 'open';
+  err.path = file;
+  return err;
+}
+
+/**
+ * Opens `file` for reading only if it is a regular file, and never blocks: a FIFO would block open() and read()
+ * forever, a directory or a device is not data (the native loaders' rule, core/files.cpp). stat first, then an
+ * O_NONBLOCK open, then fstat of what was opened (the path may have been swapped in between). Throws the fs
+ * error (ENOENT, ELOOP, EACCES ...) or one with code EISDIR / NOT_REGULAR; `withFsErrors` words either.
+ */
+export function openRegular(file: string): { fd: number; size: number } {
+  const st = fs.statSync(file);
+  if (!st.isFile()) throw notRegularError(file, st);
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+  try {
+    const opened = fs.fstatSync(fd);
+    if (!opened.isFile()) throw notRegularError(file, opened);
+    return { fd, size: opened.size };
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+/** The whole of a regular file (openRegular's rules), read with positioned reads up to the size fstat gave. */
+export function readRegularFile(file: string): Buffer {
+  const { fd, size } = openRegular(file);
+  try {
+    const buf = Buffer.allocUnsafe(size);
+    let got = 0;
+    while (got < size) {
+      const n = fs.readSync(fd, buf, got, size - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return got === size ? buf : buf.subarray(0, got);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * Why `file` cannot be read as a regular file (a FIFO would block a read forever, a directory or device is not
  * data), or undefined when it can: stat before any open, as the native loaders do.
@@ -135,9 +201,5 @@ export function notRegularFile(file: string): string | undefined {
   } catch (err) {
     return isSystemError(err) ? explainFsError(err) : String(err);
   }
-  if (st.isFile()) return undefined;
-  if (st.isDirectory()) return 'it is a folder, not a file';
-  if (st.isFIFO()) return 'it is a FIFO (named pipe), not a regular file';
-  if (st.isCharacterDevice() || st.isBlockDevice()) return 'it is a device, not a regular file';
-  return 'it is not a regular file';
+  return st.isFile() ? undefined : notRegularReason(st);
 }

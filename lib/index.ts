@@ -47,8 +47,8 @@ export type {
 // Extraction into feature stores, and the recipe of a set of features.
 export { resolveSettings, settingsHash, recipeOf, recipeFromStoreSpec, datasetItems, fileItems, LayerStores, extractToStore, RECIPE_VERSION } from './extraction';
 export type { ExtractionSettings, SettingsInput, FeatureRecipe, WorkItem, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './extraction';
-export { FeatureStore, StoreWriter, STORE_DTYPES } from './store';
-export type { StoreSpec, StoreDtype, StoreEntry, FailureInfo, FailureRecord, CorruptShard, VerifyReport, WriterOptions, OpenStoreOptions } from './store';
+export { FeatureStore, StoreWriter, STORE_DTYPES, asStored } from './store';
+export type { StoreSpec, StoreDtype, StoreEntry, FailureInfo, FailureRecord, CorruptShard, VerifyReport, VerifyOptions, ShardStatus, UpgradeReport, WriterOptions, OpenStoreOptions } from './store';
 
 // Datasets.
 export * from './openmic';

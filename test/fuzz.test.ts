@@ -1,14 +1,15 @@
 // The libFuzzer targets (native/fuzz/, built with clang, ASan and UBSan into build-fuzz/) run clean for a short
-// run: the checkpoint archive reader and loader on mutations of micro calmkit checkpoints, and the audio decoder
-// front-end on mutations of short WAV, FLAC and Ogg files; the inputs they once crashed on
-// (test/fixtures/fuzz/) stay fixed. Cost: about 30 s per target, plus the build of build-fuzz when it is missing
+// run: the checkpoint archive reader and loader on mutations of micro calmkit checkpoints, the audio decoder
+// front-end on mutations of short WAV, FLAC and Ogg files, and the feature store's parsers (TypeScript, driven in a
+// Node child with V8's coverage as libFuzzer's counters) on mutations of a small store's files; the inputs they
+// once crashed on (test/fixtures/fuzz/) stay fixed. Cost: about 30 s per target, plus the build of build-fuzz when it is missing
 // or stale (.ci/run builds it before the suite; a first build takes some minutes on 2 cores). The long run is
 // in docs/contracts.md, "Fuzzing".
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { writeAudio } from '../lib';
+import { FeatureStore, writeAudio } from '../lib';
 import { PYTHON, ROOT, tempDir } from './helpers/paths';
 
 const BUILD = path.join(ROOT, 'build-fuzz');
@@ -40,6 +41,19 @@ test.before(async () => {
     // fuzz_audio takes its two option bytes (formatting, target/crop/normalise) before the stream.
     fs.writeFileSync(path.join(dir, 'audio', name), Buffer.concat([Buffer.from([1, 3]), fs.readFileSync(tmp)]));
     fs.rmSync(tmp);
+  }
+  // The store's files, each behind the byte that picks its parser (fuzz-store-child.ts), as written and resealed.
+  fs.mkdirSync(path.join(dir, 'store-seeds'));
+  const store = FeatureStore.open(path.join(dir, 'store'), { create: { model: { id: 'm' }, layers: [36], pooling: 'segments', formatting: 'tile', dtype: 'float16' } });
+  const w = store.writer({ id: 'w', shardSize: 3 });
+  for (let i = 0; i < 5; i++) w.put(`k${i}`, [i, i + 1, i + 2, i + 3], [2, 2]);
+  w.fail('bad', { input: '/a/bad.ogg', code: 'ERR_AUDIO_DECODE', message: 'no audio' });
+  w.close();
+  for (const [selector, file] of [[0, 'store.json'], [2, 'shards/w-000000.json'], [3, 'manifest.json']] as const) {
+    const bytes = fs.readFileSync(path.join(dir, 'store', file));
+    fs.writeFileSync(path.join(dir, 'store-seeds', `${selector}-as-written`), Buffer.concat([Buffer.from([selector]), bytes]));
+    // Bit 2: the child seals what follows `{` anew, so mutations of the JSON get past the checksum.
+    fs.writeFileSync(path.join(dir, 'store-seeds', `${selector}-resealed`), Buffer.concat([Buffer.from([selector | 4, 0x7b]), bytes.subarray(20)]));
   }
 });
 
@@ -75,3 +89,26 @@ for (const [target, seeds, regression] of [
     t.true(done !== null && Number(done[1]) > 100, 'the fuzzer ran');
   });
 }
+
+test.serial(`fuzz_store: a ${SECONDS} s run of the feature store's parsers finds nothing`, (t) => {
+  t.timeout(20 * 60_000);
+  const corpus = path.join(dir, 'store-corpus');
+  fs.mkdirSync(corpus);
+  const artifacts = path.join(dir, 'store-artifacts') + path.sep;
+  fs.mkdirSync(artifacts);
+  const env = { ...ENV, CALMKIT_FUZZ_NODE: process.execPath, CALMKIT_FUZZ_STORE_CHILD: path.join(__dirname, 'helpers', 'fuzz-store-child.ts') };
+  const run = spawnSync(path.join(BUILD, 'fuzz_store'), ['-max_len=65536', '-timeout=25', `-max_total_time=${SECONDS}`, `-artifact_prefix=${artifacts}`, corpus, path.join(dir, 'store-seeds')], {
+    env,
+    cwd: ROOT,
+    encoding: 'utf8',
+    maxBuffer: 256 << 20,
+  });
+  const done = /Done (\d+) runs in (\d+) second/.exec(run.stderr);
+  const features = /DONE +cov: \d+ ft: (\d+)/.exec(run.stderr);
+  t.log(done ? `${done[1]} runs in ${done[2]} s, ${features?.[1]} coverage features` : run.stderr.slice(-2000));
+  t.is(run.status, 0, run.stderr.slice(-4000));
+  t.deepEqual(fs.readdirSync(artifacts), [], 'no contract broken, no crash, no hang');
+  t.true(done !== null && Number(done[1]) > 100, 'the fuzzer ran');
+  // The TypeScript's coverage reaches libFuzzer: far more features than the C++ harness's own handful of edges.
+  t.true(Number(features?.[1]) > 50, `${features?.[1]} features`);
+});

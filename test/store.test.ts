@@ -247,7 +247,7 @@ test('corrupt shards are detected and reported, reads of them are DataErrors nam
   const report = store.verify();
   t.false(report.ok);
   t.deepEqual(report.corrupt.map((c) => c.shard).sort(), ['w-000000.npy', 'w-000001.npy']);
-  t.regex(report.corrupt.find((c) => c.shard === 'w-000001.npy')!.message, /hash/);
+  t.regex(report.corrupt.find((c) => c.shard === 'w-000001.npy')!.message, /differ from their checksums/);
   const err = t.throws(() => store.get('k1'), { instanceOf: DataError });
   t.is(err?.code, 'ERR_DATA_STORE_CORRUPT');
   t.true(err!.message.includes(first));

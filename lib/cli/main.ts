@@ -10,6 +10,7 @@ import { register as registerModel } from './model';
 import { register as registerPredict } from './predict';
 import { register as registerQueue } from './queue';
 import { register as registerReport } from './report';
+import { register as registerStore } from './store';
 import { register as registerStudy } from './study';
 import { register as registerTrain } from './train';
 import { register as registerWorker } from './worker';
@@ -22,7 +23,7 @@ export function buildProgram(): Command {
     .description('Jukebox CALM representations and instrument-recognition probes')
     .version(calmkitVersion())
     .option('--verbose', 'on an error, print its stack and causes too (also CALMKIT_DEBUG=1)');
-  const commands = [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerTrain, registerPredict, registerReport, registerStudy, registerQueue, registerWorker];
+  const commands = [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerTrain, registerPredict, registerReport, registerStudy, registerStore, registerQueue, registerWorker];
   for (const register of commands) register(program);
   return program;
 }

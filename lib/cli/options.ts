@@ -102,6 +102,11 @@ export function workItems(dataset: string | undefined, files: string[], shard?: 
 
 // --- training flags of `train` and `study` -------------------------------------------------------------------
 
+/** `--allow-missing` of train, study and report: by default, labelled clips without features are an error. */
+export function addAllowMissingFlag(cmd: Command): Command {
+  return cmd.option('--allow-missing', 'go on when labelled clips of the partitions have no features (the probe set and its report record how many)');
+}
+
 /** "hidden=[];[512];[512,256] dropout=0.25,0.5 l2=0,1e-4": axes not given keep `base`'s values (the paper's). */
 export function gridSpec(text: string, base: ProbeGrid = PAPER_GRID): ProbeGrid {
   const grid: ProbeGrid = { ...(base ?? PAPER_GRID) };

@@ -9,7 +9,7 @@ import { ATTENTION_GRID, type ProbeGrid } from '../probes';
 import { STORE_DTYPES, type StoreDtype } from '../store';
 import { STUDY_VARIANTS, runStudy } from '../study';
 import { withInterrupt } from './interrupt';
-import { addTrainingFlags, choice, gridSpec, integer, positiveNumber, trainingOptions, type TrainingFlags } from './options';
+import { addAllowMissingFlag, addTrainingFlags, choice, gridSpec, integer, positiveNumber, trainingOptions, type TrainingFlags } from './options';
 import { phaseProgress } from './output';
 
 interface StudyFlags extends TrainingFlags {
@@ -27,11 +27,12 @@ interface StudyFlags extends TrainingFlags {
   attentionGrid?: ProbeGrid;
   attentionEpochs?: number;
   vggish: boolean;
+  allowMissing?: boolean;
 }
 
 export function register(program: Command): void {
   addTrainingFlags(
-    program
+    addAllowMissingFlag(program
       .command('study')
       .description(
         'the study: concatenation, upsampling and the untiled clip (extraction, the 540-probe grid each, Table I each), attention probes over the segments of the best of them, ' +
@@ -50,7 +51,7 @@ export function register(program: Command): void {
       .option('--segment-dtype <dtype>', `how the segments are stored: ${STORE_DTYPES.join(' | ')} (float16 halves the store)`, choice('--segment-dtype', STORE_DTYPES), 'float32')
       .option('--attention-grid <spec>', "attention grid, e.g. 'hidden=[128] dropout=0.5' (default: hidden [128];[512] x the paper's dropouts and L2s)", (v) => gridSpec(v, ATTENTION_GRID))
       .option('--attention-epochs <n>', 'epochs of the attention probes (default: --epochs)', integer('--attention-epochs', { min: 1 }))
-      .option('--no-vggish', "leave out the columns of the release's VGGish features"),
+      .option('--no-vggish', "leave out the columns of the release's VGGish features")),
   ).action(async (o: StudyFlags) => {
     const names = o.variants ? o.variants.split(',').map((s) => s.trim()) : STUDY_VARIANTS.map((v) => v.name);
     const variants = names.map((n) => {
@@ -80,6 +81,7 @@ export function register(program: Command): void {
           attentionGrid: o.attentionGrid,
           attentionEpochs: o.attentionEpochs,
           vggish: o.vggish ? 'auto' : 'off',
+          allowMissing: o.allowMissing === true,
           signal,
           onEvent: progress.onEvent,
         });

@@ -6,19 +6,19 @@ import { writeReport } from '../probes';
 import { FeatureStore } from '../store';
 import { trainFromStore } from '../study';
 import { withInterrupt } from './interrupt';
-import { addTrainingFlags, trainingOptions, type TrainingFlags } from './options';
+import { addAllowMissingFlag, addTrainingFlags, trainingOptions, type TrainingFlags } from './options';
 import { phaseProgress, printTable } from './output';
 
 export function register(program: Command): void {
   addTrainingFlags(
-    program
+    addAllowMissingFlag(program
       .command('train')
       .description('train the probe grid per instrument on stored features; writes a probe set and its report')
       .requiredOption('--dataset <root>', 'OpenMIC-layout dataset (labels, class map, partitions)')
       .requiredOption('--features <dir>', 'a feature store (one layer: e.g. OUT/layer-36); a segments store trains attention probes')
       .requiredOption('--out <file>', 'the probe set file to write')
-      .option('--report <dir>', 'also write Table I and the figures here'),
-  ).action(async (o: TrainingFlags & { dataset: string; features: string; out: string; report?: string }) => {
+      .option('--report <dir>', 'also write Table I and the figures here')),
+  ).action(async (o: TrainingFlags & { dataset: string; features: string; out: string; report?: string; allowMissing?: boolean }) => {
     await withInterrupt(async (signal) => {
       const dataset = OpenMIC.open(o.dataset, { audio: 'skip', npz: 'ignore' });
       const store = FeatureStore.open(o.features);
@@ -31,16 +31,17 @@ export function register(program: Command): void {
           dataset,
           store,
           ...options,
+          allowMissing: o.allowMissing === true,
           signal,
           onProgress: (p) => progress.onEvent({ phase: 'train', variant: 'probes', progress: p }),
         });
         progress.stop();
-        if (missing.length) console.error(`${missing.length} labelled clips have no features in ${o.features} and were left out`);
+        if (missing.length) console.error(`${missing.length} labelled clips have no features in ${o.features}: trained without them (--allow-missing; the probe set records it)`);
         await probes.save(o.out);
         printTable(probes);
         console.log(`probe set: ${o.out}`);
         if (o.report) {
-          const files = await writeReport(probes, o.report);
+          const files = await writeReport(probes, o.report, { allowMissing: o.allowMissing === true });
           console.log(`report: ${o.report} (${files.length} files)`);
         }
       } finally {

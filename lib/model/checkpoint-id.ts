@@ -2,7 +2,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { ModelError, nonEmptyString } from '../errors';
-import { notRegularFile } from '../files';
+import { openRegular, withFsErrors } from '../files';
 
 export const MODEL_ID_PREFIX = 'fl1m-sha256:';
 
@@ -13,17 +13,12 @@ export const MODEL_ID_PREFIX = 'fl1m-sha256:';
  */
 export function modelId(file: string): string {
   nonEmptyString('file', file);
-  // Opening a FIFO would block this (the JS) thread until a writer came.
-  const notRegular = notRegularFile(file);
-  if (notRegular) throw new ModelError('ERR_MODEL_FILE', `cannot open model ${file}: ${notRegular}`, { input: file });
-  let fd: number;
+  // Opening a FIFO would block this (the JS) thread until a writer came: regular files only (openRegular).
+  const { fd, size } = withFsErrors(
+    () => openRegular(file),
+    (reason, cause) => new ModelError('ERR_MODEL_FILE', `cannot open model ${file}: ${reason}`, { input: file, cause }),
+  );
   try {
-    fd = fs.openSync(file, 'r');
-  } catch (err) {
-    throw new ModelError('ERR_MODEL_FILE', `cannot open model ${file}: ${(err as Error).message}`, { input: file, cause: err });
-  }
-  try {
-    const size = fs.fstatSync(fd).size;
     const MiB = 1 << 20;
     const hash = crypto.createHash('sha256').update(`calmkit-model-id:${size}:`);
     const read = (pos: number, len: number) => {

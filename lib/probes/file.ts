@@ -57,18 +57,21 @@ function splitBlobs(value: unknown, blobs: Typed[]): unknown {
   return value;
 }
 
-function joinBlobs(value: unknown, blobs: Typed[]): unknown {
-  if (Array.isArray(value)) return value.map((v) => joinBlobs(v, blobs));
+function joinBlobs(value: unknown, blobs: Typed[], used: Set<number>): unknown {
+  if (Array.isArray(value)) return value.map((v) => joinBlobs(v, blobs, used));
   if (value && typeof value === 'object') {
     const o = value as Record<string, unknown>;
     if (typeof o.$blob === 'number') {
       const b = blobs[o.$blob];
       if (!b) throw new Error(`reference to missing blob ${o.$blob}`);
+      // Each array is written once: a blob used twice would let two probes share weights.
+      if (used.has(o.$blob)) throw new Error(`blob ${o.$blob} is used twice`);
+      used.add(o.$blob);
       return b;
     }
     if (typeof o.$num === 'string') return Number(o.$num);
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(o)) out[k] = joinBlobs(v, blobs);
+    for (const [k, v] of Object.entries(o)) out[k] = joinBlobs(v, blobs, used);
     return out;
   }
   return value;
@@ -121,6 +124,8 @@ export function decodeProbeFile(buf: Buffer, label: string): unknown {
   }
   if (!header || !Array.isArray(header.blobs)) fail('header has no blob table');
   const blobStart = align8(headStart + headerLength);
+  // The blobs lie in the blob area in table order without overlapping (as encodeProbeFile lays them out).
+  let end = 0;
   const blobs = header.blobs.map((ref, i) => {
     const t = TYPES[ref?.type];
     if (!t || !Number.isInteger(ref.offset) || !Number.isInteger(ref.length) || ref.offset < 0 || ref.length < 0) {
@@ -129,13 +134,15 @@ export function decodeProbeFile(buf: Buffer, label: string): unknown {
     const start = blobStart + ref.offset;
     const bytes = ref.length * t.ctor.BYTES_PER_ELEMENT;
     if (start + bytes > buf.length - 32) fail(`blob ${i} runs past the end of the file`);
+    if (ref.offset < end) fail(`blob ${i} overlaps the blob before it (offset ${ref.offset} < ${end})`);
+    end = ref.offset + bytes;
     // Copy into a fresh, aligned buffer: the file buffer may be pooled or unaligned.
     const copy = new ArrayBuffer(bytes);
     new Uint8Array(copy).set(buf.subarray(start, start + bytes));
     return new t.ctor(copy, 0, ref.length);
   });
   try {
-    return joinBlobs(header.body, blobs);
+    return joinBlobs(header.body, blobs, new Set());
   } catch (err) {
     return fail((err as Error).message);
   }

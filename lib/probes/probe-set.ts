@@ -8,7 +8,7 @@ import { ArgumentError, DataError, ProbeError, native, nonEmptyString, optionsOb
 import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../recipe';
 import type { StoreSpec } from '../store/feature-store';
 import type { Device } from '../runtime/device';
-import { atomicReplace, notRegularFile, withFsErrors } from '../files';
+import { atomicReplace, readRegularFile, withFsErrors } from '../files';
 import { decodeProbeFile, encodeProbeFile } from './file';
 import type { ProbeConfig } from './grid';
 import { type BinaryMetrics, type MacroMetrics, macroMetrics } from './metrics';
@@ -185,6 +185,8 @@ export interface ProbeSetInfo {
   recipe?: FeatureRecipe;
   /** Free-form, as given to trainProbeGrid (trainFromStore: the store's manifest, partitions, missing clips). */
   manifest?: unknown;
+  /** Labelled clips that had no features and were left out (trained with `allowMissing`); absent when none were. */
+  missingClips?: number;
 }
 
 /** @internal The saved form of a probe set. */
@@ -315,6 +317,16 @@ export class ProbeSet {
     return attentionWeights ? { ...base, segments, attentionWeights } : { ...base, segments };
   }
 
+  /**
+   * Labelled clips of the partitions that had no features when the set was trained, and were left out: 0 when every
+   * clip had them (sets saved before `info.missingClips` give the count their store manifest recorded).
+   */
+  get missingClips(): number {
+    if (this.info.missingClips !== undefined) return this.info.missingClips;
+    const recorded = (this.info.manifest as { missing?: unknown } | undefined)?.missing;
+    return typeof recorded === 'number' && Number.isSafeInteger(recorded) && recorded > 0 ? recorded : 0;
+  }
+
   /** True when the probes pool segment features with attention (info.segments is set). */
   get attention(): boolean {
     return this.info.segments !== undefined;
@@ -339,14 +351,11 @@ export class ProbeSet {
   /** Reads a file written by save(); ProbeError ERR_PROBE_FILE when it is missing, corrupt or inconsistent. */
   static async load(file: string): Promise<ProbeSet> {
     nonEmptyString('file', file);
-    const notRegular = notRegularFile(file);
-    if (notRegular) throw new ProbeError('ERR_PROBE_FILE', `cannot read probe set ${file}: ${notRegular}`, { input: file });
-    let buf: Buffer;
-    try {
-      buf = await fs.promises.readFile(file);
-    } catch (err) {
-      throw new ProbeError('ERR_PROBE_FILE', `cannot read probe set ${file}: ${(err as Error).message}`, { input: file, cause: err });
-    }
+    // Checked to be a regular file before it is opened (a FIFO would block the read forever).
+    const buf = withFsErrors(
+      () => readRegularFile(file),
+      (reason, cause) => new ProbeError('ERR_PROBE_FILE', `cannot read probe set ${file}: ${reason}`, { input: file, cause }),
+    );
     const state = decodeProbeFile(buf, file) as ProbeSetState;
     checkState(state, file);
     return new ProbeSet(state);
@@ -362,9 +371,31 @@ function checkState(state: ProbeSetState, file: string): void {
   if (!Number.isInteger(info.dim) || info.dim < 1 || !Array.isArray(info.grid)) fail('missing dim or grid');
   if (info.segments !== undefined && (!Number.isInteger(info.segments) || info.segments < 1)) fail('segments must be a positive integer');
   const sized = (l: ProbeLayer | undefined) =>
-    !!l && l.weight instanceof Float32Array && l.weight.length === l.in * l.out && l.bias instanceof Float32Array && l.bias.length === l.out;
+    !!l && Number.isSafeInteger(l.in) && Number.isSafeInteger(l.out) && l.in > 0 && l.out > 0 && l.weight instanceof Float32Array && l.weight.length === l.in * l.out && l.bias instanceof Float32Array && l.bias.length === l.out;
+  const finite = (a: Float32Array) => a.every((v) => Number.isFinite(v));
+  // Every number a prediction uses: finite weights and biases, finite means, positive finite standard deviations.
+  const checkNet = (net: ProbeNet | undefined, what: string) => {
+    if (!net || !Array.isArray(net.layers)) return fail(`${what} has no layers`);
+    for (const [i, l] of net.layers.entries()) {
+      if (!sized(l)) fail(`${what}: layer ${i} has the wrong size`);
+      if (!finite(l.weight) || !finite(l.bias)) fail(`${what}: layer ${i} has a NaN or infinite weight or bias`);
+    }
+    if (net.attention !== undefined && (!sized(net.attention) || !finite(net.attention.weight) || !finite(net.attention.bias))) fail(`${what}: its attention layer has the wrong size or a NaN or infinite weight`);
+    if ((net.mean === undefined) !== (net.std === undefined)) fail(`${what} has a mean without a standard deviation or the reverse`);
+    if (net.mean !== undefined) {
+      if (!(net.mean instanceof Float32Array) || !(net.std instanceof Float32Array) || net.mean.length !== info.dim || net.std.length !== info.dim) fail(`${what}: its mean and standard deviation must have ${info.dim} values`);
+      if (!finite(net.mean)) fail(`${what}: its mean has a NaN or infinite value`);
+      if (!net.std!.every((v) => Number.isFinite(v) && v > 0)) fail(`${what}: its standard deviations must be positive and finite`);
+    }
+  };
+  const seen = new Set<string>();
   for (const r of state.instruments) {
     if (typeof r.instrument !== 'string' || !Array.isArray(r.configs) || !r.configs[r.selected]) fail('an instrument lacks its configs');
+    if (seen.has(r.instrument)) fail(`instrument '${r.instrument}' has two entries`);
+    seen.add(r.instrument);
+    checkNet(r.net, `the probe of '${r.instrument}'`);
+    if (r.linear !== undefined) checkNet(r.linear.net, `the linear probe of '${r.instrument}'`);
+    r.configs.forEach((c, i) => c?.net !== undefined && checkNet(c.net, `config ${i} of '${r.instrument}'`));
     const layers = r.net?.layers;
     if (!Array.isArray(layers) || layers.length === 0 || layers[0].in !== info.dim || layers[layers.length - 1].out !== 1) {
       fail(`the probe of '${r.instrument}' does not map ${info.dim} features to one logit`);

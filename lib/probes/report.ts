@@ -4,8 +4,8 @@
 // rendered headlessly by vega (no browser, no canvas) and rasterised by resvg with the DejaVu fonts.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ArgumentError } from '../errors';
-import { atomicReplace } from '../files';
+import { ArgumentError, DataError, ProbeError } from '../errors';
+import { atomicReplace, explainFsError, isSystemError } from '../files';
 import { configLabel } from './grid';
 import type { ProbeSet, ProbeTable, TableRow } from './probe-set';
 
@@ -25,13 +25,20 @@ export interface ReportOptions {
   pngScale?: number;
   /** Attention probes: present test clips per instrument in the attention figure (default 3). */
   attentionClips?: number;
+  /**
+   * Report a probe set trained without some labelled clips (trained with allowMissing; `set.missingClips` > 0).
+   * Default false: DataError ERR_DATA_MISSING_FEATURES. The report then says how many were left out.
+   */
+  allowMissing?: boolean;
 }
 
 const fmt = (v: number, digits = 3) => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
 const hiddenLabel = (h: number[], attention?: boolean) => configLabel({ hidden: h, attention: attention ? true : undefined });
 
-function tableNotes(): string[] {
+function tableNotes(missingClips = 0): string[] {
+  const missing = missingClips > 0 ? [`${missingClips} labelled clip${missingClips === 1 ? '' : 's'} of the partitions had no features and ${missingClips === 1 ? 'was' : 'were'} left out (trained with --allow-missing): every split, the test split included, lacks ${missingClips === 1 ? 'it' : 'them'}, so these figures are not over the full test set.`] : [];
   return [
+    ...missing,
     'Selection: per instrument, the config with the lowest validation loss (BCE on the natural validation split).',
     'Test metrics at a fixed threshold: present when P(present) > 0.5. Precision, recall and F1 are of the present class.',
     'Macro rows are unweighted means over instruments. "Macro F1 (present class)" averages the present-class F1 (as the OpenMIC baseline reports, 0.705 for its random forest); "Macro F1 (present/absent averaged)" averages per instrument (F1 present + F1 absent) / 2 first (sklearn "macro avg", as in the Lerch-lab papers, 0.784 for the same forest). They are not interchangeable.',
@@ -39,7 +46,8 @@ function tableNotes(): string[] {
   ];
 }
 
-export function tableMarkdown(table: ProbeTable): string {
+/** Table I as Markdown; `missingClips` (ProbeSet.missingClips) adds the note that says clips were left out. */
+export function tableMarkdown(table: ProbeTable, missingClips = 0): string {
   const head = ['Instrument', 'Hidden', 'L2', 'Dropout', 'Val loss', 'Val acc', 'Precision', 'Recall', 'F1', 'Accuracy', 'AP', 'ROC-AUC'];
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   const m = table.macro;
@@ -52,7 +60,7 @@ export function tableMarkdown(table: ProbeTable): string {
     line(['**Macro (present class)**', '', '', '', '', '', fmt(m.precision), fmt(m.recall), `**${fmt(m.f1Present)}**`, fmt(m.accuracy), fmt(m.averagePrecision), fmt(m.rocAuc)]),
     line(['**Macro F1 (present/absent averaged)**', '', '', '', '', '', '', '', `**${fmt(m.f1PresentAbsent)}**`, '', '', '']),
   ];
-  return `${lines.join('\n')}\n\n${tableNotes().map((n) => `- ${n}`).join('\n')}\n`;
+  return `${lines.join('\n')}\n\n${tableNotes(missingClips).map((n) => `- ${n}`).join('\n')}\n`;
 }
 
 function csvCell(v: string | number): string {
@@ -76,7 +84,7 @@ export function tableCsv(table: ProbeTable): string {
 export function tableJson(set: ProbeSet): string {
   const table = set.table();
   const clean = (v: unknown): unknown => (typeof v === 'number' && !Number.isFinite(v) ? null : v);
-  return `${JSON.stringify({ rows: table.rows, macro: table.macro, skipped: set.skipped, notes: tableNotes() }, (_k, v) => clean(v), 2)}\n`;
+  return `${JSON.stringify({ rows: table.rows, macro: table.macro, skipped: set.skipped, missingClips: set.missingClips, notes: tableNotes(set.missingClips) }, (_k, v) => clean(v), 2)}\n`;
 }
 
 // ---- charts -----------------------------------------------------------------------------------------
@@ -247,6 +255,22 @@ async function renderChart(spec: VlSpec, base: string, opts: Required<Pick<Repor
  * Returns the paths written.
  */
 export async function writeReport(set: ProbeSet, dir: string, options: ReportOptions = {}): Promise<string[]> {
+  if (set.missingClips > 0 && options.allowMissing !== true) {
+    throw new DataError(
+      'ERR_DATA_MISSING_FEATURES',
+      `the probe set was trained without ${set.missingClips} labelled clip${set.missingClips === 1 ? '' : 's'} that had no features, so its test metrics are not over the whole test split; pass allowMissing: true (--allow-missing) to report it anyway (the report says so)`,
+    );
+  }
+  try {
+    return await writeReportFiles(set, dir, options);
+  } catch (err) {
+    // A full disk, a read-only folder, a file in the way: a ProbeError naming the path, never a bare ENOSPC.
+    if (isSystemError(err)) throw new ProbeError('ERR_PROBE_REPORT', `cannot write the report to ${dir}: ${err.path ? `${err.path}: ` : ''}${explainFsError(err)}`, { input: err.path ?? dir, cause: err });
+    throw err;
+  }
+}
+
+async function writeReportFiles(set: ProbeSet, dir: string, options: ReportOptions): Promise<string[]> {
   const maxCurvePoints = options.maxCurvePoints ?? 200;
   const maxWeightColumns = options.maxWeightColumns ?? 480;
   if (!Number.isInteger(maxCurvePoints) || maxCurvePoints < 2) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'maxCurvePoints must be an integer >= 2');
@@ -259,7 +283,7 @@ export async function writeReport(set: ProbeSet, dir: string, options: ReportOpt
     files.push(f);
   };
   const table = set.table();
-  put('table.md', tableMarkdown(table));
+  put('table.md', tableMarkdown(table, set.missingClips));
   put('table.csv', tableCsv(table));
   put('table.json', tableJson(set));
 

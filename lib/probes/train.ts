@@ -111,6 +111,11 @@ export interface TrainProbeGridOptions {
   recipe?: FeatureRecipe;
   /** Passed through into the saved file as it is, e.g. the feature store's manifest. */
   manifest?: unknown;
+  /**
+   * Labelled clips of the tasks' partitions that had no features and were left out (trainFromStore with
+   * `allowMissing`): saved as `info.missingClips`, and said by every report of the set.
+   */
+  missingClips?: number;
   signal?: AbortSignal;
   onProgress?: (p: ProbeProgress) => void;
 }
@@ -253,6 +258,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
   };
   if (recipe !== undefined) info.recipe = recipe;
   if (options.manifest !== undefined) info.manifest = options.manifest;
+  if (options.missingClips !== undefined && options.missingClips > 0) info.missingClips = options.missingClips;
   return ProbeSet.fromState({ info, instruments: assemble(raw, trained, grid), skipped });
 }
 

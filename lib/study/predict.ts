@@ -5,9 +5,9 @@
 import { DataError, ModelError, ProbeError, invalidArgument } from '../errors';
 import { settingsOfRecipe, type FeatureRecipe } from '../recipe';
 import { decodeForModel, runModel, type ClipFailure } from '../extraction/run';
-import { float32ToHalf, halfToFloat32 } from '../formats/float16';
 import { modelId } from '../model/checkpoint-id';
 import { Jukebox } from '../model/jukebox';
+import { asStored } from '../store/dtype';
 import { PROBE_THRESHOLD, ProbeSet, type Predictions } from '../probes/probe-set';
 import type { Device } from '../runtime/device';
 
@@ -91,7 +91,7 @@ export async function predictAudio(
           failed.push({ key: r.key, input, code: r.error.code, message: r.error.message });
           return;
         }
-        rows.push(asStored(r.layers[recipe.layers[0]!]!.data, recipe));
+        rows.push(asStored(r.layers[recipe.layers[0]!]!.data, recipe.dtype));
         predicted.push(input);
       });
       options.onProgress?.({ done: predicted.length, failed: failed.length, total: inputs.length });
@@ -119,9 +119,4 @@ export async function predictAudio(
   } finally {
     if (jukebox !== model) jukebox.dispose();
   }
-}
-
-/** The features as the feature store holds them: float16 stores round every value to the nearest half. */
-function asStored(features: Float32Array, recipe: FeatureRecipe): Float32Array {
-  return recipe.dtype === 'float16' ? halfToFloat32(float32ToHalf(features)) : features;
 }

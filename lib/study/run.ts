@@ -10,7 +10,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { abortError, ArgumentError, CalmkitError, oneOf } from '../errors';
+import { abortError, ArgumentError, CalmkitError, DataError, oneOf } from '../errors';
 import { defaultLayers, Jukebox, type PrecisionChoice } from '../model';
 import type { JukeboxInfo } from '../model/jukebox';
 import type { Device } from '../runtime/device';
@@ -18,7 +18,7 @@ import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, type PipelineProgress, type WorkItem, extractToStore } from '../extraction';
 import { ATTENTION_GRID, MATMUL_PRECISIONS, PAPER_GRID, ProbeSet, type MatmulPrecision, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
 import { writeReport } from '../probes/report';
-import { atomicReplace } from '../files';
+import { atomicReplace as replaceFile, readRegularFile, withFsErrors } from '../files';
 import type { StoreDtype } from '../store/feature-store';
 import type { Formatting } from '../audio';
 import { compareVariants, comparisonCsv, comparisonMarkdown, type Comparison } from './compare';
@@ -96,6 +96,11 @@ export interface StudyOptions {
   attentionEpochs?: number;
   /** The VGGish columns: `auto` (default) when the dataset has the release's VGGish features, `off` never. */
   vggish?: 'auto' | 'off';
+  /**
+   * Train and report columns even when labelled clips have no features (failed extractions; default false:
+   * DataError ERR_DATA_MISSING_FEATURES). Each probe set and report records how many were left out.
+   */
+  allowMissing?: boolean;
   signal?: AbortSignal;
   onEvent?: (e: StudyEvent) => void;
 }
@@ -127,6 +132,23 @@ export interface StudyResult {
   files: string[];
 }
 
+/** A study file written atomically; a full disk or a read-only folder is a DataError naming the file. */
+function atomicReplace(file: string, data: string): void {
+  withFsErrors(
+    () => replaceFile(file, data),
+    (reason, cause) => new DataError('ERR_DATA_STUDY_IO', `cannot write ${file}: ${cause.path && cause.path !== file ? `${cause.path}: ` : ''}${reason}`, { input: file, cause }),
+  );
+}
+
+/** The saved inputs key of a column's probe set, or undefined (absent, or not a regular file: never blocks on a FIFO). */
+function readKey(file: string): string | undefined {
+  try {
+    return readRegularFile(file).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 function trainingKey(parts: unknown): string {
   return crypto.createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }
@@ -141,7 +163,7 @@ function recordExtraction(dir: string, done: number, seconds: number): number | 
   const file = path.join(dir, 'extraction.json');
   let total = { clips: 0, seconds: 0 };
   try {
-    total = JSON.parse(fs.readFileSync(file, 'utf8'));
+    total = JSON.parse(readRegularFile(file).toString('utf8'));
   } catch {
     // first run
   }
@@ -316,7 +338,7 @@ async function meanColumn(ctx: Context, variant: StudyVariant, training: Trainin
     epochs: training.epochs,
     key: { settings: x.store.spec, keys: x.store.keys(), partitions: ctx.options.partitions ?? {}, training },
     train: (onProgress) =>
-      trainFromStore({ dataset: ctx.dataset, store: x.store, partitions: ctx.options.partitions, ...training, device: ctx.options.device ?? 'auto', signal: ctx.options.signal, onProgress }),
+      trainFromStore({ dataset: ctx.dataset, store: x.store, partitions: ctx.options.partitions, ...training, allowMissing: ctx.options.allowMissing, device: ctx.options.device ?? 'auto', signal: ctx.options.signal, onProgress }),
     ...x,
   };
 }
@@ -340,6 +362,7 @@ async function attentionColumn(ctx: Context, variant: StudyVariant, segmentSecon
       return trainFromStore({
         dataset: ctx.dataset,
         store: x.store,
+        allowMissing: ctx.options.allowMissing,
         partitions: ctx.options.partitions,
         ...training,
         segmentTimes: times(segments),
@@ -393,7 +416,7 @@ function vggishColumns(ctx: Context, source: 'npz' | 'json', training: Training,
       const segmentTimes: SegmentTimes | undefined = f.segments
         ? { axis: 'seconds of the clip (VGGish frames of 0.96 s)', spans: Array.from({ length: f.segments }, (_, s): [number, number] => [0.96 * s, 0.96 * (s + 1)]) }
         : undefined;
-      return trainFromFeatures({ dataset: ctx.dataset, features: f, partitions: ctx.options.partitions, ...t, segmentTimes, manifest, device: ctx.options.device ?? 'auto', signal: ctx.options.signal, onProgress });
+      return trainFromFeatures({ dataset: ctx.dataset, features: f, partitions: ctx.options.partitions, ...t, allowMissing: ctx.options.allowMissing, segmentTimes, manifest, device: ctx.options.device ?? 'auto', signal: ctx.options.signal, onProgress });
     },
   });
   return [column('vggish-mean', training, means), column('vggish-attention', attentionTraining, frames)];
@@ -407,7 +430,7 @@ async function runColumn(ctx: Context, c: Column): Promise<{ result: VariantResu
   const key = trainingKey(c.key);
   let probes: ProbeSet;
   let reusedProbes = false;
-  if (fs.existsSync(probesFile) && fs.existsSync(keyFile) && fs.readFileSync(keyFile, 'utf8') === key) {
+  if (fs.existsSync(probesFile) && readKey(keyFile) === key) {
     probes = await ProbeSet.load(probesFile);
     reusedProbes = true;
     ctx.log(`reusing ${probesFile} (same features, partitions and training options)`, c.name);
@@ -415,12 +438,12 @@ async function runColumn(ctx: Context, c: Column): Promise<{ result: VariantResu
     ctx.log(`training ${c.grid.hidden.length * c.grid.dropout.length * c.grid.l2.length} configs per instrument${c.grid.attention ? ' (attention probes)' : ''}, ${c.epochs} epochs`, c.name);
     const trained = await c.train((progress) => ctx.options.onEvent?.({ phase: 'train', variant: c.name, progress }));
     probes = trained.probes;
-    if (trained.missing.length) ctx.log(`${trained.missing.length} labelled clips have no features and were left out`, c.name);
+    if (trained.missing.length) ctx.log(`${trained.missing.length} labelled clips have no features: trained without them (--allow-missing; the probe set and report record it)`, c.name);
     await probes.save(probesFile);
     atomicReplace(keyFile, key);
   }
   const reportDir = path.join(c.dir, 'report');
-  const reportFiles = await writeReport(probes, reportDir);
+  const reportFiles = await writeReport(probes, reportDir, { allowMissing: ctx.options.allowMissing });
   const table = probes.table();
   const macroF1 = table.macro.f1Present;
   const out: VariantResult = { name: c.name, kind: c.kind, probesFile, reportDir, reusedProbes, macroF1, meanValLoss: meanValLoss(probes), reportFiles };

@@ -8,7 +8,14 @@ import type { InstrumentPartition, PartitionOptions, SplitPart } from '../openmi
 import { trainProbeGrid, type ProbeSet, type ProbeTask, type TrainProbeGridOptions } from '../probes';
 import type { FeatureStore } from '../store/feature-store';
 
-type TrainingOptions = Omit<TrainProbeGridOptions, 'features' | 'dim' | 'tasks' | 'recipe' | 'manifest' | 'segments' | 'validSegments'>;
+type TrainingOptions = Omit<TrainProbeGridOptions, 'features' | 'dim' | 'tasks' | 'recipe' | 'manifest' | 'segments' | 'validSegments' | 'missingClips'> & {
+  /**
+   * Train even when labelled clips of the partitions have no features (default false: DataError
+   * ERR_DATA_MISSING_FEATURES naming how many and a few keys). The count goes into the probe set's
+   * `info.missingClips`, and its reports say it.
+   */
+  allowMissing?: boolean;
+};
 
 export interface TrainFromStoreOptions extends TrainingOptions {
   dataset: OpenMIC;
@@ -19,7 +26,7 @@ export interface TrainFromStoreOptions extends TrainingOptions {
 export interface TrainFromStoreResult {
   probes: ProbeSet;
   partitions: InstrumentPartition[];
-  /** Labelled clips that have no features in the store (failed or not extracted), left out of training. */
+  /** Labelled clips that have no features in the store (failed or not extracted), left out (only with allowMissing). */
   missing: string[];
 }
 
@@ -38,6 +45,18 @@ export interface TrainFromFeaturesOptions extends TrainingOptions {
   partitions?: PartitionOptions;
   /** Stored with the probe set as it is (trainFromStore: the store's manifest). */
   manifest?: Record<string, unknown>;
+}
+
+/** The refusal of training on partitions whose labelled clips lack features (unless allowMissing). */
+function checkMissing(missing: string[], total: number, where: string, allowMissing: boolean | undefined): void {
+  if (missing.length === 0 || allowMissing === true) return;
+  const shown = missing.slice(0, 5).join(', ');
+  throw new DataError(
+    'ERR_DATA_MISSING_FEATURES',
+    `${missing.length} of the ${total} labelled clips of the partitions have no features in ${where} (${shown}${missing.length > 5 ? ', ...' : ''}): ` +
+      'extract them (or repair the store and extract again), or pass allowMissing: true (--allow-missing) to train without them, which the probe set and its report then record',
+    { input: where },
+  );
 }
 
 /** Row indices into the matrix for a split, dropping keys without features. */
@@ -70,9 +89,11 @@ function tasksOf(partitions: InstrumentPartition[], keys: readonly string[]): Pr
  * clip, zero-padded where clips have fewer segments). The store's recipe goes into the probe set.
  */
 export async function trainFromStore(options: TrainFromStoreOptions): Promise<TrainFromStoreResult> {
-  const { dataset, store, partitions: partitionOptions, ...train } = options;
+  const { dataset, store, partitions: partitionOptions, allowMissing, ...train } = options;
   const partitions = dataset.partitions(partitionOptions ?? {});
   const wanted = wantedKeys(partitions);
+  // A damaged store whose records cannot say which clips are gone would make "missing" a guess.
+  store.assertSound('training on it');
   const available = [...wanted].filter((k) => store.has(k)).sort();
   const missing = [...wanted].filter((k) => !store.has(k)).sort();
   if (!available.length) {
@@ -80,6 +101,7 @@ export async function trainFromStore(options: TrainFromStoreOptions): Promise<Tr
       input: store.dir,
     });
   }
+  checkMissing(missing, wanted.size, `the feature store at ${store.dir}`, allowMissing);
   let features: { data: Float32Array; dim: number; segments?: number; validSegments?: Int32Array };
   if (store.spec.pooling === 'segments') {
     const m = store.readSegments(available);
@@ -98,6 +120,7 @@ export async function trainFromStore(options: TrainFromStoreOptions): Promise<Tr
     // The store's spec is the recipe of its features (undefined for a store calmkit's extraction did not make).
     recipe: recipeOfStoreSpec(store.spec, store.dir),
     manifest: { store: store.manifest(), partitions: partitionOptions ?? {}, missing: missing.length },
+    missingClips: missing.length,
   });
   return { probes, partitions, missing };
 }
@@ -107,10 +130,12 @@ export async function trainFromStore(options: TrainFromStoreOptions): Promise<Tr
  * same partitions and protocol as trainFromStore, without a recipe (predictAudio cannot retrace such features).
  */
 export async function trainFromFeatures(options: TrainFromFeaturesOptions): Promise<TrainFromStoreResult> {
-  const { dataset, features, partitions: partitionOptions, manifest, ...train } = options;
+  const { dataset, features, partitions: partitionOptions, manifest, allowMissing, ...train } = options;
   const partitions = dataset.partitions(partitionOptions ?? {});
   const have = new Set(features.keys);
-  const missing = [...wantedKeys(partitions)].filter((k) => !have.has(k)).sort();
+  const wanted = wantedKeys(partitions);
+  const missing = [...wanted].filter((k) => !have.has(k)).sort();
+  checkMissing(missing, wanted.size, 'the features given', allowMissing);
   const probes = await trainProbeGrid({
     ...train,
     features: features.data,
@@ -119,6 +144,7 @@ export async function trainFromFeatures(options: TrainFromFeaturesOptions): Prom
     validSegments: features.validSegments,
     tasks: tasksOf(partitions, features.keys),
     manifest: { ...manifest, partitions: partitionOptions ?? {}, missing: missing.length },
+    missingClips: missing.length,
   });
   return { probes, partitions, missing };
 }

@@ -8,5 +8,6 @@ void InitControl(Napi::Env env, Napi::Object exports);
 void InitAudio(Napi::Env env, Napi::Object exports);
 void InitProbes(Napi::Env env, Napi::Object exports);
 void InitJukebox(Napi::Env env, Napi::Object exports);
+void InitStore(Napi::Env env, Napi::Object exports);
 void InitTesting(Napi::Env env, Napi::Object exports);
 }  // namespace calmkit_napi

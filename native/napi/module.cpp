@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   calmkit_napi::InitAudio(env, exports);
   calmkit_napi::InitProbes(env, exports);
   calmkit_napi::InitJukebox(env, exports);
+  calmkit_napi::InitStore(env, exports);
   calmkit_napi::InitTesting(env, exports);
   return exports;
 }
