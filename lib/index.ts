@@ -14,7 +14,10 @@ export {
   DisposedError,
   NativeError,
   errorClassFor,
+  CALMKIT_ERROR_CODES,
+  isCalmkitErrorCode,
 } from './errors';
+export type { CalmkitErrorCode } from './errors';
 
 // What calmkit runs on.
 export { doctor, gemmPeak, calmkitVersion } from './runtime';

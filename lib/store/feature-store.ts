@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ArgumentError, DataError, nonEmptyString, optionsObject } from '../errors';
+import { ArgumentError, DataError, nonEmptyString, optionsObject, type CalmkitErrorCode } from '../errors';
 import { canonicalJson } from './canonical-json';
 import { atomicReplace, publishNoClobber, tempName, withFsErrors, writeDurableExclusive } from '../files';
 import { encodeNpyHeader, encodeElements, readNpyHeaderFd, type NpyDtype } from '../formats/npy';
@@ -120,7 +120,7 @@ function defaultWriterId(): string {
   return `${os.hostname().replace(/[^A-Za-z0-9_.]/g, '_')}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
 }
 
-function storeError(code: string, message: string, input: string, cause?: unknown): DataError {
+function storeError(code: CalmkitErrorCode, message: string, input: string, cause?: unknown): DataError {
   return new DataError(code, message, { input, cause });
 }
 
