@@ -52,6 +52,7 @@ export const CALMKIT_ERROR_CODES = [
   'ERR_MODEL_FORMAT',
   'ERR_MODEL_MISMATCH',
   'ERR_MODEL_PRECISION',
+  'ERR_OUTPUT_EXISTS',
   'ERR_PROBE',
   'ERR_PROBE_FILE',
   'ERR_PROBE_RECIPE',
@@ -126,6 +127,7 @@ type ErrorClass = new (code: CalmkitErrorCode, message: string, options?: { inpu
 // Codes map to classes by family prefix, so a new ERR_DATA_* or ERR_AUDIO_* code needs no table entry.
 const CODE_FAMILIES: [prefix: string, cls: ErrorClass][] = [
   ['ERR_INVALID_ARGUMENT', ArgumentError],
+  ['ERR_OUTPUT_', ArgumentError],
   ['ERR_AUDIO_', AudioError],
   ['ERR_MODEL_', ModelError],
   ['ERR_DEVICE', DeviceError],

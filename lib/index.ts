@@ -75,6 +75,8 @@ export {
   tableCsv,
   tableJson,
   DEFAULT_FONT_DIR,
+  FIGURE_PACKAGES,
+  missingFigurePackages,
 } from './probes';
 export type {
   ProbeConfig,
