@@ -110,8 +110,8 @@ export interface AddonLoadError extends Error {
   fixes: string[];
 }
 
-function addonLoadError(problem: string, fixes: string[], plan: AddonPlan, cause?: unknown): AddonLoadError {
-  const err = new Error(addonLoadMessage(problem, fixes, plan), cause !== undefined ? { cause } : undefined) as AddonLoadError;
+function addonLoadError(problem: string, fixes: string[], cause?: unknown): AddonLoadError {
+  const err = new Error(addonLoadMessage(problem, fixes), cause !== undefined ? { cause } : undefined) as AddonLoadError;
   err.code = 'ERR_ADDON_LOAD';
   err.problem = problem;
   err.fixes = fixes;
@@ -123,14 +123,14 @@ export function loadAddon(): { binding: RawBinding; path: string } {
   defaultOpenMpSettings();
   const plan = addonPlan();
   const blocker = addonBlocker(plan);
-  if (blocker) throw addonLoadError(blocker.problem, blocker.fixes, plan);
+  if (blocker) throw addonLoadError(blocker.problem, blocker.fixes);
   const file = plan.file!;
   if (plan.manifest) {
     const t = plan.torch!.found!;
     const failed = openTorch(t, plan.manifest.libraries.map((l) => path.join(path.dirname(file), l)));
     if (failed) {
       const { problem, fixes } = openFailure(failed, t, plan);
-      throw addonLoadError(problem, fixes, plan);
+      throw addonLoadError(problem, fixes);
     }
   }
   try {
@@ -138,7 +138,7 @@ export function loadAddon(): { binding: RawBinding; path: string } {
     return cached;
   } catch (err) {
     const { problem, fixes } = requireFailure(err, plan);
-    throw addonLoadError(problem, fixes, plan, err);
+    throw addonLoadError(problem, fixes, err);
   }
 }
 
@@ -177,7 +177,7 @@ export function addonBlocker(plan: AddonPlan): { problem: string; fixes: string[
     const fixes = plan.installed
       ? [
           'Build it from source: npm rebuild calmkit --foreground-scripts. Its install step names each missing requirement (cmake, a C++ compiler, pkg-config, libsndfile, libsoxr, LibTorch) with the command that installs it.',
-          "If npm skipped calmkit's install step (npm 11 asks before running dependencies' install scripts), approve it first: npm install-scripts approve calmkit.",
+          "If npm skipped calmkit's install step (npm 11 runs a dependency's install script only once the project approves it), approve it first: npm install-scripts approve calmkit.",
           'Or point CALMKIT_ADDON_PATH at a calmkit.node built elsewhere for this platform.',
         ]
       : [
@@ -262,7 +262,7 @@ function requireFailure(err: unknown, plan: AddonPlan): { problem: string; fixes
 }
 
 /** The message of ERR_ADDON_LOAD: what is wrong, then one line per way out. */
-export function addonLoadMessage(problem: string, fixes: string[], plan: Pick<AddonPlan, 'kind' | 'file'>): string {
+export function addonLoadMessage(problem: string, fixes: string[]): string {
   return [
     `could not load the native addon (calmkit.node) for Node ${process.versions.node} on ${process.platform}-${process.arch}: ${problem}.`,
     'To fix:',
