@@ -14,6 +14,8 @@
 // CUDA build, so the addon carries the CUDA hooks and runs on the CPU and on CUDA; at load it runs beside any torch
 // 2.11.0 (CUDA or CPU-only wheel) the machine has.
 //
+// `node scripts/prebuild.js --check` (npm's prepublishOnly) refuses to publish without the staged addon of this version.
+//
 // Plain JavaScript, like install.js: it runs where nothing is compiled yet. Linux only (readelf, ldd, dpkg).
 'use strict';
 
@@ -114,7 +116,22 @@ function copyrightOf(file) {
   return copyright && fs.existsSync(copyright) ? { pkg, copyright } : undefined;
 }
 
+/** `--check` (npm's prepublishOnly): a release must carry the prebuilt addon of its own version. */
+function checkStaged() {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  let manifest;
+  try {
+    manifest = JSON.parse(fs.readFileSync(path.join(OUT, 'calmkit.json'), 'utf8'));
+  } catch {
+    fail(`no prebuilt addon in ${path.relative(ROOT, OUT)}/: run npm run prebuild before publishing`);
+  }
+  if (manifest.calmkit !== pkg.version) fail(`the prebuilt addon in ${path.relative(ROOT, OUT)}/ is calmkit ${manifest.calmkit}'s, not ${pkg.version}'s: run npm run prebuild`);
+  if (!fs.existsSync(path.join(OUT, manifest.addon))) fail(`${path.relative(ROOT, OUT)}/${manifest.addon} is missing: run npm run prebuild`);
+  process.stderr.write(`prebuild: ${path.relative(ROOT, OUT)}/ holds calmkit ${manifest.calmkit}'s addon for torch ${manifest.torch}\n`);
+}
+
 function main() {
+  if (process.argv.includes('--check')) return checkStaged();
   if (isHookOfBuild()) {
     process.stderr.write('prebuild: skipped (npm runs it before `npm run build`); `npm run prebuild` makes the prebuilt addon\n');
     return;
