@@ -165,7 +165,7 @@ const POINT_AT_TORCH =
 
 function buildFromSourceFix(plan: AddonPlan): string {
   return plan.installed
-    ? 'Or build calmkit from source against the torch you have: npm rebuild calmkit --build-from-source --foreground-scripts ' +
+    ? 'Or build calmkit from source against the torch you have: CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts ' +
         '(needs cmake, a C++17 compiler, pkg-config and the libsndfile and libsoxr headers; node node_modules/calmkit/scripts/install.js --check lists what is missing).'
     : 'Or build from source against the torch you have: CALMKIT_TORCH_DIR=<its torch folder> npm run build:native.';
 }
@@ -251,7 +251,7 @@ function requireFailure(err: unknown, plan: AddonPlan): { problem: string; fixes
     problem,
     fixes: plan.installed
       ? [
-          'The addon was built from source and does not load: if the LibTorch it was built against moved or was removed, rebuild it: npm rebuild calmkit --build-from-source --foreground-scripts.',
+          'The addon was built from source and does not load: if the LibTorch it was built against moved or was removed, rebuild it: CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts.',
           `Or remove the source build (rm -r ${path.join(plan.root, 'build')}) to use the prebuilt addon with torch ${TORCH}.`,
         ]
       : [

@@ -5,8 +5,8 @@
 // nothing is compiled. The step only says whether the prebuilt addon loads here beside the machine's torch 2.11.0
 // (found at load, not at install: bindings/torch.ts) and, when it does not, what to do; it never fails the install,
 // so npm never rolls calmkit back and every fix line works from the state it leaves (calmkit installed).
-// Building from source is the fallback: `npm install --build-from-source` (or `npm rebuild calmkit
-// --build-from-source`), CALMKIT_BUILD_FROM_SOURCE=1, or no prebuild that runs here (another platform, an older
+// Building from source is the fallback: CALMKIT_BUILD_FROM_SOURCE=1 (or npm's `--build-from-source`, which npm 11
+// still passes on, with a warning that npm 12 will not), or no prebuild that runs here (another platform, an older
 // glibc). Then it checks what the build needs (the preflight), builds with cmake-js against the torch it finds, and
 // checks that the addon loads. In calmkit's own checkout (`npm ci`) it always builds from source, as before.
 //
@@ -306,7 +306,8 @@ function build(torchDir) {
 /** The command that runs this step again the same way, worded for where calmkit is. */
 function rebuildCommand() {
   if (!INSTALLED) return 'npm run build:native';
-  return buildFromSourceRequested() ? 'npm rebuild calmkit --build-from-source --foreground-scripts' : 'npm rebuild calmkit --foreground-scripts';
+  // The variable rather than npm's --build-from-source: npm 11 warns that unknown flags stop working in npm 12.
+  return buildFromSourceRequested() ? 'CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts' : 'npm rebuild calmkit --foreground-scripts';
 }
 
 /** `npm install --build-from-source` (npm passes the flag as npm_config_build_from_source) or CALMKIT_BUILD_FROM_SOURCE=1. */

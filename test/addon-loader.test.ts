@@ -129,7 +129,7 @@ test.serial('another torch version: one error naming both versions and the two w
   t.regex(b.problem, /no stable|changes between versions/);
   t.is(b.fixes.length, 2);
   t.regex(b.fixes[0]!, /^Install torch 2\.11\.0: .*pip install torch==2\.11\.0/);
-  t.regex(b.fixes[1]!, /build calmkit from source against the torch you have: npm rebuild calmkit --build-from-source/);
+  t.regex(b.fixes[1]!, /build calmkit from source against the torch you have: CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts/);
 
   // python3's torch of another version: the fix names that Python's pip.
   const py = fakeTorch(path.join(tmp, 'py-2.9'), '2.9.1');
@@ -141,7 +141,7 @@ test.serial('a glibc older than the prebuild needs, or no prebuild at all: build
   const old = { ...plan(findTorch(pkgRoot, { ...bare, CALMKIT_TORCH_DIR: other })), mismatch: 'the prebuilt addon needs glibc 2.99 or newer; this machine has 2.36' };
   const b = addonBlocker(old)!;
   t.regex(b.problem, /glibc 2\.99/);
-  t.regex(b.fixes[0]!, /^Build calmkit from source .*npm rebuild calmkit --build-from-source/);
+  t.regex(b.fixes[0]!, /^Build calmkit from source .*CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts/);
   const none = addonBlocker({ kind: 'none', notFound: 'No native build was found', installed: true, root: pkgRoot, project })!;
   t.regex(none.problem, /no native addon \(calmkit\.node\) for .*: no prebuilt one in this package and no source build/);
   t.regex(none.fixes[0]!, /npm rebuild calmkit --foreground-scripts/);

@@ -485,7 +485,7 @@ test.serial('another torch version, or a CALMKIT_PYTHON without torch: one error
   t.is(wrong.code, 3, wrong.stderr);
   t.regex(wrong.stdout, /the prebuilt addon is built for torch 2\.11\.0, and the torch found is 2\.10\.0\+cu128/);
   t.regex(wrong.stdout, /- Install torch 2\.11\.0: /);
-  t.regex(wrong.stdout, /- Or build calmkit from source against the torch you have: npm rebuild calmkit --build-from-source/);
+  t.regex(wrong.stdout, /- Or build calmkit from source against the torch you have: CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts/);
 
   const missing = inEsm(FIRST_NATIVE_CALL, runEnv({ CALMKIT_PYTHON: path.join(tmp, 'no-such-python') }));
   t.is(missing.code, 3);
@@ -560,7 +560,7 @@ test.serial("building from source, asked for on a machine without the build's to
   t.regex(out, /  - LibTorch \(torch 2\.11\): no Python with torch found/);
   t.true(out.includes(`python3 -m venv ${venv} && ${venv}/bin/pip install torch==2.11.0`), out);
   t.regex(out, /all system packages at once: (sudo )?apt-get install -y cmake g\+\+ make pkg-config libsndfile1-dev libsoxr-dev/);
-  t.regex(out, /then: npm rebuild calmkit --build-from-source --foreground-scripts/);
+  t.regex(out, /then: CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts/);
   t.regex(out, /calmkit is installed all the same/);
   t.notRegex(out, /building the native addon from source \(|setup\.sh|build:native/, 'nothing is built, and nothing of the repository is named');
 
