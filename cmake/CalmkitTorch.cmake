@@ -10,8 +10,12 @@
 # (PyPI's wheel, the libtorch zip) the headers and libraries are linked directly, as torch.utils.cpp_extension does;
 # any other layout (a distribution's package) goes through find_package(Torch), which works for CPU builds.
 #
-# Results: calmkit::torch (INTERFACE), CALMKIT_TORCH_VERSION, CALMKIT_TORCH_CONFIG_DIR, CALMKIT_WITH_CUDA,
-# CALMKIT_TORCH_LIBDIR (for the rpath). No CUDA header is needed: device facts come from the driver, loaded by name.
+# Results: calmkit::torch (INTERFACE: headers, libtorch, libtorch_cpu, libc10), calmkit::torch_cuda (INTERFACE: the
+# CUDA libraries kept in DT_NEEDED, for the source builds; the prebuilt addon leaves them out and the loader opens them
+# where they exist, so the one prebuild also loads beside a CPU-only torch), CALMKIT_TORCH_VERSION,
+# CALMKIT_TORCH_CONFIG_DIR, CALMKIT_WITH_CUDA, CALMKIT_TORCH_LIBDIR (for the rpath). No CUDA header is needed: device
+# facts come from the driver, loaded by name, and calmkit calls no symbol of libtorch_cuda (it reaches CUDA through
+# ATen's hooks, which libtorch_cuda registers when it loads).
 
 function(_calmkit_torch_config_dir candidate out)
   set(found "")
@@ -68,23 +72,25 @@ get_filename_component(_calmkit_torch_root "${CALMKIT_TORCH_CONFIG_DIR}/../../..
 set(CALMKIT_WITH_CUDA OFF)
 add_library(calmkit_torch INTERFACE)
 add_library(calmkit::torch ALIAS calmkit_torch)
+add_library(calmkit_torch_cuda INTERFACE)
+add_library(calmkit::torch_cuda ALIAS calmkit_torch_cuda)
 
 if(EXISTS "${_calmkit_torch_root}/lib/libtorch_cpu.so" AND EXISTS "${_calmkit_torch_root}/include/torch/csrc/api/include")
   set(CALMKIT_TORCH_LIBDIR "${_calmkit_torch_root}/lib")
-  set(_libs torch torch_cpu c10)
-  if(EXISTS "${CALMKIT_TORCH_LIBDIR}/libtorch_cuda.so")
-    set(CALMKIT_WITH_CUDA ON)
-    list(APPEND _libs torch_cuda c10_cuda)
-  endif()
   set(_paths "")
-  foreach(_l IN LISTS _libs)
+  foreach(_l IN ITEMS torch torch_cpu c10)
     list(APPEND _paths "${CALMKIT_TORCH_LIBDIR}/lib${_l}.so")
   endforeach()
   target_include_directories(calmkit_torch SYSTEM INTERFACE
     "${_calmkit_torch_root}/include" "${_calmkit_torch_root}/include/torch/csrc/api/include")
-  # --no-as-needed: libtorch_cuda has no symbol calmkit names, but loading it is what registers the CUDA kernels
-  # and hooks; the linker would otherwise drop it and the build would never see a GPU.
-  target_link_libraries(calmkit_torch INTERFACE "-Wl,--no-as-needed" ${_paths})
+  target_link_libraries(calmkit_torch INTERFACE ${_paths})
+  if(EXISTS "${CALMKIT_TORCH_LIBDIR}/libtorch_cuda.so")
+    set(CALMKIT_WITH_CUDA ON)
+    # --no-as-needed: libtorch_cuda has no symbol calmkit names, but loading it is what registers the CUDA kernels
+    # and hooks; the linker would otherwise drop it and the build would never see a GPU.
+    target_link_libraries(calmkit_torch_cuda INTERFACE
+      "-Wl,--no-as-needed" "${CALMKIT_TORCH_LIBDIR}/libtorch_cuda.so" "${CALMKIT_TORCH_LIBDIR}/libc10_cuda.so")
+  endif()
 else()
   # Another layout (e.g. Debian's libtorch-dev): its own config, which handles CPU builds.
   find_package(Torch REQUIRED PATHS "${CALMKIT_TORCH_CONFIG_DIR}" NO_DEFAULT_PATH)

@@ -2,7 +2,7 @@
 // All of it runs in the native core on an addon thread.
 import fs from 'node:fs';
 import path from 'node:path';
-import { binding } from '../bindings';
+import { binding } from './addon';
 import type { RawDecoded, RawPrepared, RawPrepareOptions } from '../bindings/raw';
 import { ArgumentError, booleanArg, describeValue, integerArg, invalidArgument, native, nonEmptyString, numberArg, oneOf, optional, optionsObject } from './errors';
 

@@ -1,11 +1,84 @@
 // The CalmkitError family. Every error calmkit throws carries a stable `code`; the native codes are defined in
 // native/core/error.h and map onto classes by family prefix (CODE_FAMILIES below).
 
+/**
+ * Every code calmkit raises, from the C++ core (native/core/error.h) and from lib/. test/error-codes.test.ts reads
+ * both sources and fails when this list and what they can raise differ, so the union cannot drift.
+ */
+export const CALMKIT_ERROR_CODES = [
+  'ERR_ABORTED',
+  'ERR_ADDON_LOAD',
+  'ERR_AUDIO_DECODE',
+  'ERR_AUDIO_EMPTY',
+  'ERR_AUDIO_IS_DIRECTORY',
+  'ERR_AUDIO_NOT_FINITE',
+  'ERR_AUDIO_NOT_FOUND',
+  'ERR_AUDIO_UNREADABLE',
+  'ERR_DATA_AUDIO_FORMAT',
+  'ERR_DATA_CLASS_MAP',
+  'ERR_DATA_CSV',
+  'ERR_DATA_DEMO_TOOL',
+  'ERR_DATA_DUPLICATE_KEY',
+  'ERR_DATA_LABEL',
+  'ERR_DATA_METADATA',
+  'ERR_DATA_MISMATCH',
+  'ERR_DATA_MISSING_AUDIO',
+  'ERR_DATA_MISSING_FEATURES',
+  'ERR_DATA_NOT_FINITE',
+  'ERR_DATA_NOT_FOUND',
+  'ERR_DATA_NPY_CORRUPT',
+  'ERR_DATA_NPY_DTYPE',
+  'ERR_DATA_NPY_FORMAT',
+  'ERR_DATA_NPY_RANGE',
+  'ERR_DATA_NPY_TRUNCATED',
+  'ERR_DATA_NPZ',
+  'ERR_DATA_PICKLE',
+  'ERR_DATA_RECIPE',
+  'ERR_DATA_SINGLE_CLASS',
+  'ERR_DATA_SPLIT',
+  'ERR_DATA_STORE_CORRUPT',
+  'ERR_DATA_STORE_IO',
+  'ERR_DATA_STORE_KEY',
+  'ERR_DATA_STORE_NOT_FOUND',
+  'ERR_DATA_STORE_SHAPE',
+  'ERR_DATA_STORE_SPEC',
+  'ERR_DATA_STUDY_IO',
+  'ERR_DATA_UNKNOWN_INSTRUMENT',
+  'ERR_DATA_VGGISH',
+  'ERR_DEVICE',
+  'ERR_DISPOSED',
+  'ERR_INTERNAL',
+  'ERR_INVALID_ARGUMENT',
+  'ERR_MODEL_DISPOSED',
+  'ERR_MODEL_FILE',
+  'ERR_MODEL_FORMAT',
+  'ERR_MODEL_MISMATCH',
+  'ERR_MODEL_PRECISION',
+  'ERR_OUTPUT_EXISTS',
+  'ERR_PROBE',
+  'ERR_PROBE_FILE',
+  'ERR_PROBE_RECIPE',
+  'ERR_PROBE_REPORT',
+  'ERR_QUEUE_NAME',
+  'ERR_QUEUE_REDIS',
+  'ERR_QUEUE_REDIS_URL',
+] as const;
+
+/** The stable codes of calmkit's errors (CalmkitError.code). */
+export type CalmkitErrorCode = (typeof CALMKIT_ERROR_CODES)[number];
+
+const KNOWN_CODES: ReadonlySet<string> = new Set(CALMKIT_ERROR_CODES);
+
+/** Whether `code` is one of calmkit's codes. */
+export function isCalmkitErrorCode(code: unknown): code is CalmkitErrorCode {
+  return typeof code === 'string' && KNOWN_CODES.has(code);
+}
+
 export class CalmkitError extends Error {
-  readonly code: string;
+  readonly code: CalmkitErrorCode;
   /** The input (path, key, option) the error is about, when there is one. */
   readonly input?: string;
-  constructor(code: string, message: string, options?: { input?: string; cause?: unknown }) {
+  constructor(code: CalmkitErrorCode, message: string, options?: { input?: string; cause?: unknown }) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = new.target.name;
     this.code = code;
@@ -52,11 +125,12 @@ export class DisposedError extends CalmkitError {
 /** The native addon could not be loaded, or failed unexpectedly. */
 export class NativeError extends CalmkitError {}
 
-type ErrorClass = new (code: string, message: string, options?: { input?: string; cause?: unknown }) => CalmkitError;
+type ErrorClass = new (code: CalmkitErrorCode, message: string, options?: { input?: string; cause?: unknown }) => CalmkitError;
 
 // Codes map to classes by family prefix, so a new ERR_DATA_* or ERR_AUDIO_* code needs no table entry.
 const CODE_FAMILIES: [prefix: string, cls: ErrorClass][] = [
   ['ERR_INVALID_ARGUMENT', ArgumentError],
+  ['ERR_OUTPUT_', ArgumentError],
   ['ERR_AUDIO_', AudioError],
   ['ERR_MODEL_', ModelError],
   ['ERR_DEVICE', DeviceError],
@@ -79,8 +153,11 @@ export function errorClassFor(code: string): ErrorClass {
 export function fromNative(err: unknown, input?: string, signal?: AbortSignal): CalmkitError {
   if (err instanceof CalmkitError) return err;
   const e = err as { code?: unknown; message?: unknown };
-  const code = typeof e?.code === 'string' ? e.code : 'ERR_INTERNAL';
-  const message = typeof e?.message === 'string' ? e.message : String(err);
+  // A code the addon raises is one of the list (test/error-codes.test.ts); anything else is a failure calmkit did
+  // not foresee, and its own code, if any, stays in the message.
+  const code: CalmkitErrorCode = isCalmkitErrorCode(e?.code) ? e.code : 'ERR_INTERNAL';
+  const raw = typeof e?.message === 'string' ? e.message : String(err);
+  const message = code === 'ERR_INTERNAL' && typeof e?.code === 'string' && e.code !== 'ERR_INTERNAL' ? `${e.code}: ${raw}` : raw;
   if (code === 'ERR_ABORTED') return signal?.aborted ? abortError(message, signal, input) : new AbortError(message, { input, cause: err });
   const Cls = errorClassFor(code);
   return new Cls(code, message, { input, cause: err });

@@ -14,11 +14,14 @@ export {
   DisposedError,
   NativeError,
   errorClassFor,
+  CALMKIT_ERROR_CODES,
+  isCalmkitErrorCode,
 } from './errors';
+export type { CalmkitErrorCode } from './errors';
 
 // What calmkit runs on.
-export { doctor, gemmPeak, calmkitVersion } from './runtime';
-export type { AutoPrecision, DoctorReport, GemmPeakOptions, Device } from './runtime';
+export { doctor, installFacts, gemmPeak, calmkitVersion } from './runtime';
+export type { AutoPrecision, DoctorReport, InstallFacts, GemmPeakOptions, Device } from './runtime';
 
 // The audio front-end.
 export { loadAudio, decodeAudio, writeAudio, listAudioFiles, MODEL_SAMPLE_RATE, PAPER_TILE_SECONDS, PAPER_UPSAMPLE_FACTOR, FORMATTINGS, AUDIO_EXTENSIONS } from './audio';
@@ -72,6 +75,8 @@ export {
   tableCsv,
   tableJson,
   DEFAULT_FONT_DIR,
+  FIGURE_PACKAGES,
+  missingFigurePackages,
 } from './probes';
 export type {
   ProbeConfig,

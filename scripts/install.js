@@ -1,22 +1,29 @@
 #!/usr/bin/env node
-// calmkit's install step: npm runs it when calmkit is installed (and on `npm rebuild calmkit`). It builds the
-// native addon (build/Release/calmkit.node) with cmake-js against a LibTorch that is already on the machine.
+// calmkit's install step: npm runs it when calmkit is installed (and on `npm rebuild calmkit`).
 //
-//   node scripts/install.js           preflight, then the build, then a check that the addon loads
-//   node scripts/install.js --check   the preflight alone: what the build needs, what is missing, how to get it
+// As a dependency, with a prebuilt addon for this platform (prebuilds/<platform>-<arch>/, made by `npm run prebuild`):
+// nothing is compiled. The step only says whether the prebuilt addon loads here beside the machine's torch 2.11.0
+// (found at load, not at install: bindings/torch.ts) and, when it does not, what to do; it never fails the install,
+// so npm never rolls calmkit back and every fix line works from the state it leaves (calmkit installed).
+// Building from source is the fallback: CALMKIT_BUILD_FROM_SOURCE=1 (or npm's `--build-from-source`, which npm 11
+// still passes on, with a warning that npm 12 will not), or no prebuild that runs here (another platform, an older
+// glibc). Then it checks what the build needs (the preflight), builds with cmake-js against the torch it finds, and
+// checks that the addon loads. In calmkit's own checkout (`npm ci`) it always builds from source, as before.
+//
+//   node scripts/install.js           the above
+//   node scripts/install.js --check   the preflight alone: what building from source needs, what is missing, how to get it
 //
 // Plain JavaScript rather than TypeScript: it runs before anything is compiled (in calmkit's own checkout `npm ci`
-// runs it before `prepare` builds dist/), with nothing but Node and cmake-js.
+// runs it before `prepare` builds dist/), with nothing but Node and cmake-js. As a dependency it uses the package's
+// compiled loader (dist/bindings), so the install step and the library find the same torch.
 //
-// What it does not do: download LibTorch. A consumer's `npm install` fetching about 2.6 GB from PyPI behind their
-// back would be slow, surprising and fragile (offline machines, proxies); the preflight names the one command
-// that installs torch where this script looks for it (a venv in the user's cache folder), and the next
-// `npm rebuild calmkit` finds it there.
+// What it does not do: download LibTorch. A consumer's `npm install` fetching about 2.6 GB from PyPI (4.7 GB once
+// unpacked) behind their back would be slow, surprising and fragile (offline machines, proxies); the fix lines name
+// the one command that installs torch where calmkit looks for it.
 //
-// Environment: CALMKIT_TORCH_DIR (or Torch_DIR) names the LibTorch; CALMKIT_PYTHON a Python whose torch to use;
-// CALMKIT_ADDON_PATH an already built calmkit.node to use instead of building (checked, not copied);
-// CALMKIT_SKIP_BUILD=1 installs without the addon (calmkit/formats works without it; build later with
-// `npm rebuild calmkit`).
+// Environment: CALMKIT_TORCH_DIR names the LibTorch; CALMKIT_PYTHON a Python whose torch to use;
+// CALMKIT_BUILD_FROM_SOURCE=1 builds from source even where a prebuilt addon exists; CALMKIT_ADDON_PATH an already
+// built calmkit.node to use instead (checked, not copied); CALMKIT_SKIP_BUILD=1 builds nothing.
 'use strict';
 
 const { spawn, spawnSync } = require('node:child_process');
@@ -26,6 +33,10 @@ const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
 const TESTED_TORCH = '2.11';
+/** calmkit is a dependency in a project (else: its own checkout, where `npm ci` builds from source). */
+const INSTALLED = ROOT.split(path.sep).includes('node_modules');
+/** The package's compiled loader (in the tarball; in a checkout only once `npm run build:ts` has run). */
+const LOADER = path.join(ROOT, 'dist', 'bindings', 'index.js');
 const MIN_CMAKE = [3, 18];
 
 // --- telling the person at the terminal -----------------------------------------------------------------------
@@ -124,15 +135,6 @@ function versionAtLeast(text, min) {
   return a > min[0] || (a === min[0] && b >= min[1]);
 }
 
-function userCacheDir() {
-  return process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-}
-
-/** The venv the preflight tells people to make; looked for on every run, so no variable is needed after it. */
-function cacheVenv() {
-  return path.join(userCacheDir(), 'calmkit', 'torch-venv');
-}
-
 /** A folder holding TorchConfig.cmake, from a LibTorch root or the folder itself; undefined when neither. */
 function torchConfigDir(candidate) {
   if (fs.existsSync(path.join(candidate, 'TorchConfig.cmake')) || fs.existsSync(path.join(candidate, 'torch-config.cmake'))) return candidate;
@@ -150,19 +152,19 @@ function torchVersion(configDir) {
   }
 }
 
-/** The torch package folder of a Python, found without importing torch (which takes seconds). */
-function pythonTorch(python) {
-  const r = run(python, ['-c', "import importlib.util as u; s = u.find_spec('torch'); print(s.submodule_search_locations[0] if s else '')"]);
-  if (!r.ok || !r.stdout) return undefined;
-  return torchConfigDir(path.join(r.stdout, 'share', 'cmake', 'Torch')) ? path.join(r.stdout, 'share', 'cmake', 'Torch') : undefined;
-}
-
 /**
- * Where the LibTorch is, in this order: CALMKIT_TORCH_DIR or Torch_DIR; the .venv of calmkit's own checkout
- * (scripts/setup.sh makes it); CALMKIT_PYTHON's torch; the venv in the user's cache folder; python3's torch.
+ * The LibTorch to build against. As a dependency: the one the library would load (dist/bindings/torch.js: CALMKIT_TORCH_DIR,
+ * CALMKIT_PYTHON's torch, the project's .venv, python3's torch). In calmkit's own checkout: what
+ * cmake/CalmkitTorch.cmake takes (CALMKIT_TORCH_DIR or Torch_DIR, else the checkout's .venv).
  */
 function findTorch() {
-  const tried = [];
+  if (INSTALLED && fs.existsSync(LOADER)) {
+    const { findTorch: search } = require(path.join(ROOT, 'dist', 'bindings', 'torch.js'));
+    const s = search(ROOT);
+    if (s.problem) return { error: s.problem, tried: s.tried };
+    if (!s.found) return { tried: s.tried };
+    return { dir: s.found.root, from: s.found.from, version: s.found.version, tried: s.tried };
+  }
   for (const name of ['CALMKIT_TORCH_DIR', 'Torch_DIR']) {
     const value = process.env[name];
     if (!value) continue;
@@ -170,25 +172,20 @@ function findTorch() {
     if (!dir) return { error: `${name} is '${value}', which holds no LibTorch (no TorchConfig.cmake there or under share/cmake/Torch)`, tried: [`${name}=${value}`] };
     return { dir, from: name, version: torchVersion(dir), tried: [`${name}=${value}`] };
   }
-  const pythons = [];
-  const ownVenv = path.join(ROOT, '.venv', 'bin', 'python');
-  if (fs.existsSync(ownVenv)) pythons.push({ python: ownVenv, from: "calmkit's .venv" });
-  if (process.env.CALMKIT_PYTHON) pythons.push({ python: process.env.CALMKIT_PYTHON, from: 'CALMKIT_PYTHON' });
-  const cached = path.join(cacheVenv(), 'bin', 'python');
-  if (fs.existsSync(cached)) pythons.push({ python: cached, from: cacheVenv() });
-  for (const name of ['python3', 'python']) {
-    const p = onPath(name);
-    if (p) {
-      pythons.push({ python: p, from: name });
-      break;
-    }
+  const lib = path.join(ROOT, '.venv', 'lib');
+  const pythons = fs.existsSync(lib) ? fs.readdirSync(lib).filter((n) => n.startsWith('python3')) : [];
+  for (const n of pythons) {
+    const dir = torchConfigDir(path.join(lib, n, 'site-packages', 'torch'));
+    if (dir) return { dir, from: "calmkit's .venv", version: torchVersion(dir), tried: [path.join(ROOT, '.venv')] };
   }
-  for (const { python, from } of pythons) {
-    tried.push(`${from} (${python})`);
-    const dir = pythonTorch(python);
-    if (dir) return { dir, from, version: torchVersion(dir), tried };
-  }
-  return { tried };
+  return { tried: [`${path.join(ROOT, '.venv')} (no torch in it: bash scripts/setup.sh makes it)`] };
+}
+
+/** The project calmkit is installed in: where a .venv for its torch belongs. */
+function projectDir() {
+  const parts = ROOT.split(path.sep);
+  const at = parts.indexOf('node_modules');
+  return at > 0 ? parts.slice(0, at).join(path.sep) || path.sep : ROOT;
 }
 
 /** Every requirement of the build: what it is, whether it is there, and what provides it when it is not. */
@@ -231,11 +228,13 @@ function preflight() {
   }
 
   const torch = findTorch();
-  const venv = cacheVenv();
+  const venv = path.join(projectDir(), '.venv');
   const torchFix = torch.error
-    ? 'point CALMKIT_TORCH_DIR at <torch>/share/cmake/Torch (python3 -c "import torch;print(torch.utils.cmake_prefix_path)" prints <torch>/share/cmake), or unset it'
+    ? /^CALMKIT_PYTHON/.test(torch.error)
+      ? 'point CALMKIT_PYTHON at a Python with torch 2.11.0, or unset it'
+      : 'point CALMKIT_TORCH_DIR at a torch folder or LibTorch root (python3 -c "import torch, os; print(os.path.dirname(torch.__file__))" prints it), or unset it'
     : `${onPath('python3') && run('python3', ['-c', 'import venv, ensurepip']).ok ? '' : `${systemFix(pm, 'venv')} && `}python3 -m venv ${venv} && ${venv}/bin/pip install torch==2.11.0   ` +
-      `(about 2.6 GB with its CUDA libraries; a CPU-only torch 2.11 wheel is much smaller and works too), then: npm rebuild calmkit`;
+      '(about 4.7 GB on disk with its CUDA libraries; a CPU-only torch 2.11 wheel is much smaller and works too)';
   add(
     'LibTorch (torch 2.11)',
     !!torch.dir,
@@ -259,7 +258,7 @@ function printPreflight({ checks, torch, pm }) {
     const names = [...new Set(system.flatMap((f) => f.replace(/^(sudo )?(apt-get|dnf) install -y /, '').split(' ')))];
     say(`  all system packages at once: ${installCommand(pm, names)}`);
   }
-  say('  then: npm rebuild calmkit   (or set CALMKIT_SKIP_BUILD=1 to install without the addon; calmkit/formats works without it)');
+  say(`  then: ${rebuildCommand()}`);
   return false;
 }
 
@@ -304,34 +303,53 @@ function build(torchDir) {
   });
 }
 
-async function main() {
-  const checkOnly = process.argv.includes('--check');
-  if (!checkOnly && process.env.CALMKIT_SKIP_BUILD === '1') {
-    say('calmkit: CALMKIT_SKIP_BUILD=1: the native addon is not built (calmkit/formats works without it; build it later with: npm rebuild calmkit)');
-    return 0;
-  }
-  if (!checkOnly && process.env.CALMKIT_ADDON_PATH) {
-    const file = path.resolve(process.env.CALMKIT_ADDON_PATH);
-    const loads = addonLoads(file);
-    if (!loads.ok) {
-      say(`calmkit: CALMKIT_ADDON_PATH is ${file}, which does not load: ${loads.why}`);
-      say('  unset CALMKIT_ADDON_PATH to build the addon here, or point it at a calmkit.node built for this machine');
-      return 1;
-    }
-    say(`calmkit: using the native addon at ${file} (CALMKIT_ADDON_PATH); nothing to build. Keep CALMKIT_ADDON_PATH set when calmkit runs.`);
-    return 0;
-  }
+/** The command that runs this step again the same way, worded for where calmkit is. */
+function rebuildCommand() {
+  if (!INSTALLED) return 'npm run build:native';
+  // The variable rather than npm's --build-from-source: npm 11 warns that unknown flags stop working in npm 12.
+  return buildFromSourceRequested() ? 'CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts' : 'npm rebuild calmkit --foreground-scripts';
+}
 
+/** `npm install --build-from-source` (npm passes the flag as npm_config_build_from_source) or CALMKIT_BUILD_FROM_SOURCE=1. */
+function buildFromSourceRequested() {
+  const flag = process.env.npm_config_build_from_source;
+  return (flag !== undefined && flag !== '' && flag !== 'false') || process.env.CALMKIT_BUILD_FROM_SOURCE === '1';
+}
+
+/**
+ * Loads the addon the way the library does (the package's loader: CALMKIT_ADDON_PATH, a source build or the prebuilt
+ * addon beside the machine's torch), in a child process so a bad binary fails there and not in npm. On failure, the
+ * loader's whole message: the problem and the fix lines.
+ */
+function loaderCheck(env = process.env) {
+  const script = 'const b = require(process.argv[1]); try { const a = b.loadAddon(); console.log(a.path) } catch (e) { console.error(e.message); process.exit(3) }';
+  const r = spawnSync(process.execPath, ['-e', script, LOADER], { encoding: 'utf8', env, timeout: 120_000 });
+  if (!r.error && r.status === 0) return { ok: true, file: r.stdout.trim() };
+  return { ok: false, message: r.status === 3 ? r.stderr.trim() : (r.stderr || String(r.error || '')).trim().split('\n')[0] || `exit ${r.status}` };
+}
+
+/** The prebuilt addon for this platform, when the package has one that can run here (manifest and glibc). */
+function usablePrebuild() {
+  const dir = path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (!fs.existsSync(path.join(dir, 'calmkit.json'))) return { why: `calmkit has no prebuilt addon for ${process.platform}-${process.arch}` };
+  if (!fs.existsSync(LOADER)) return { why: 'the package has no compiled loader (dist/)' };
+  const torchTs = require(path.join(ROOT, 'dist', 'bindings', 'torch.js'));
+  const manifest = torchTs.readPrebuildManifest(dir);
+  if (!manifest) return { why: `${dir}/calmkit.json is not a prebuild manifest` };
+  const mismatch = torchTs.prebuildMismatch(manifest);
+  return mismatch ? { why: mismatch } : { manifest };
+}
+
+async function buildFromSource(why) {
   const report = preflight();
-  if (checkOnly) {
-    process.stderr.write('calmkit: what building the native addon needs:\n');
-    return printPreflight(report) ? 0 : 1;
+  if (!report.checks.every((c) => c.ok)) {
+    if (why) say(`calmkit: ${why}, so the native addon is built from source here; it needs:`);
+    printPreflight(report);
+    return false;
   }
-  if (!report.checks.every((c) => c.ok)) return printPreflight(report) ? 0 : 1;
-
   const { torch } = report;
   say(
-    `calmkit: building the native addon (C++, a few minutes) against LibTorch ${torch.version} from ${torch.from}; ` +
+    `calmkit: ${why ? `${why}: ` : ''}building the native addon from source (C++, several minutes) against LibTorch ${torch.version} from ${torch.from}; ` +
       '`npm install --foreground-scripts` shows the compiler output',
   );
   const started = Date.now();
@@ -339,16 +357,64 @@ async function main() {
   const took = duration(Date.now() - started);
   if (result.code !== 0) {
     say(`calmkit: the native build failed after ${took} (cmake-js ${result.error ? result.error.message : result.signal ? `killed by ${result.signal}` : `exit ${result.code}`}); the output above says why.`);
-    say('  `node node_modules/calmkit/scripts/install.js --check` lists what the build needs; rebuild with: npm rebuild calmkit --foreground-scripts');
-    return 1;
+    say(`  ${INSTALLED ? 'node node_modules/calmkit/scripts/install.js --check' : 'node scripts/install.js --check'} lists what the build needs; build again with: ${rebuildCommand()}`);
+    return false;
   }
   const addon = path.join(ROOT, 'build', 'Release', 'calmkit.node');
   const loads = addonLoads(addon);
   if (!loads.ok) {
     say(`calmkit: built ${addon} in ${took}, but it does not load: ${loads.why}`);
-    return 1;
+    return false;
   }
   say(`calmkit: built the native addon in ${took}: ${addon} (LibTorch ${torch.version} from ${torch.dir}; the addon loads it from there, so keep it)`);
+  return true;
+}
+
+// Without the addon calmkit still installs: calmkit/formats and calmkit/queue work, and the first native call throws
+// ERR_ADDON_LOAD with the same fix lines. A failed step therefore ends the install successfully as a dependency
+// (npm would otherwise roll calmkit back, and no `npm rebuild calmkit` could follow); in calmkit's own checkout a
+// failed build fails `npm ci`.
+const STILL_INSTALLED =
+  '  calmkit is installed all the same: calmkit/formats and calmkit/queue work now, and the first call that needs the addon throws ERR_ADDON_LOAD with these lines.';
+
+async function main() {
+  const checkOnly = process.argv.includes('--check');
+  if (checkOnly) {
+    process.stderr.write('calmkit: what building the native addon from source needs:\n');
+    return printPreflight(preflight()) ? 0 : 1;
+  }
+  if (process.env.CALMKIT_SKIP_BUILD === '1') {
+    say(`calmkit: CALMKIT_SKIP_BUILD=1: nothing is built or checked (calmkit/formats works without the addon; build it later with: ${rebuildCommand()})`);
+    return 0;
+  }
+  if (process.env.CALMKIT_ADDON_PATH) {
+    const file = path.resolve(process.env.CALMKIT_ADDON_PATH);
+    const loads = fs.existsSync(LOADER) ? loaderCheck() : addonLoads(file);
+    if (!loads.ok) {
+      say(`calmkit: CALMKIT_ADDON_PATH is ${file}, which does not load: ${loads.message || loads.why}`);
+      say('  unset CALMKIT_ADDON_PATH to use calmkit\'s own addon, or point it at a calmkit.node built for this machine');
+      return 1;
+    }
+    say(`calmkit: using the native addon at ${file} (CALMKIT_ADDON_PATH); nothing to build. Keep CALMKIT_ADDON_PATH set when calmkit runs.`);
+    return 0;
+  }
+  if (!INSTALLED) return (await buildFromSource()) ? 0 : 1;
+
+  const prebuild = buildFromSourceRequested() ? { why: 'building from source was asked for' } : usablePrebuild();
+  if (prebuild.manifest) {
+    const m = prebuild.manifest;
+    const loads = loaderCheck();
+    if (loads.ok) {
+      const { findTorch: search } = require(path.join(ROOT, 'dist', 'bindings', 'torch.js'));
+      const t = search(ROOT).found;
+      say(`calmkit: using the prebuilt addon for ${process.platform}-${process.arch} (torch ${m.torch}; found ${t ? `${t.version} from ${t.from}` : 'at load'}); nothing to compile`);
+      return 0;
+    }
+    say(`calmkit: the prebuilt addon for ${process.platform}-${process.arch} does not load here yet: ${loads.message.replace(/^could not load the native addon \(calmkit\.node\)[^:]*: /, '')}`);
+    say(STILL_INSTALLED);
+    return 0;
+  }
+  if (!(await buildFromSource(prebuild.why))) say(STILL_INSTALLED);
   return 0;
 }
 

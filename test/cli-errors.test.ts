@@ -26,15 +26,16 @@ function lines(s: string): string[] {
   return s.split('\n').filter((l) => l.trim() !== '');
 }
 
-test('extract into a path that is a file: one line naming it, exit 1', async (t) => {
+test('extract into a path that is a file: one line naming it, refused before any work (exit 2)', async (t) => {
   const file = path.join(dir, 'not-a-dir');
   fs.writeFileSync(file, 'x');
   const r = await runCli(['extract', clip, '--model', model, '--out', file, '--layers', '1', '--formatting', 'none']);
-  t.is(r.code, 1, r.stderr);
+  t.is(r.code, 2, r.stderr);
   const errors = lines(r.stderr).filter((l) => l.startsWith('calmkit:'));
   t.is(errors.length, 1, r.stderr);
-  t.regex(errors[0]!, /^calmkit: ERR_DATA_STORE_IO: cannot open the feature store at .*not-a-dir\/layer-1: a part of the path is a file, not a folder$/);
+  t.regex(errors[0]!, /^calmkit: ERR_OUTPUT_EXISTS: --out .*not-a-dir exists and is not a folder of calmkit feature stores \(it is a file, and --out names a folder\)/);
   t.notRegex(r.stderr, /\n\s+at /, 'no stack');
+  t.is(fs.readFileSync(file, 'utf8'), 'x');
 });
 
 test('model init into a missing folder: one line, no LibTorch internals', async (t) => {

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DataError } from '../lib/errors';
+import { DataError, type CalmkitErrorCode } from '../lib/errors';
 import { OpenMIC, readGururaniSplit, type OpenMICOptions } from '../lib/openmic';
 import { Rng } from '../lib/random';
 
@@ -251,7 +251,7 @@ for i, k in enumerate(keys):
 
 test('bad inputs are typed DataErrors naming the file and line', (t) => {
   const k = TRAIN[5]!;
-  const expectError = (lines: string[] | null, code: string, pattern: RegExp, extra?: (r: string) => void, opts: OpenMICOptions = NO_AUDIO) => {
+  const expectError = (lines: string[] | null, code: CalmkitErrorCode, pattern: RegExp, extra?: (r: string) => void, opts: OpenMICOptions = NO_AUDIO) => {
     const root = makeRoot(lines, extra);
     const err = t.throws(() => OpenMIC.open(root, opts), { instanceOf: DataError });
     t.is(err?.code, code, err?.message);

@@ -225,21 +225,25 @@ test.serial('a job whose settings do not match the worker fails with a clear, un
 });
 
 test.serial('other errors are retried with backoff, a bounded number of times', async (t) => {
-  const { model, good, url } = await setup;
+  const { model, good, url, ref } = await setup;
   const q = 'retried';
   const input = path.join(DATA, 'audio', good[0]!.slice(0, 3), `${good[0]}.ogg`);
   const add = await runCli(['queue', 'add', input, '--model', model, '--redis', url, '--queue', q, '--layers', '6', '--attempts', '2']);
   t.is(add.code, 0, add.stderr);
-  // The store cannot be created (its parent is a file): a system error, not a verdict on the job.
-  const blocker = path.join(tmp, 'not-a-directory');
-  fs.writeFileSync(blocker, '');
-  const w = worker(url, model, q, path.join(blocker, 'store'));
+  // The store cannot be opened (a file where its shards folder belongs): a system error, not a verdict on the job.
+  // The store itself is calmkit's, with the settings' spec (the reference's), so the worker's check of --store at
+  // start (lib/cli/outputs.ts) lets it through and the failure comes with the job.
+  const store = path.join(tmp, 'blocked-store');
+  fs.mkdirSync(path.join(store, 'layer-6'), { recursive: true });
+  fs.copyFileSync(path.join(ref, 'layer-6', 'store.json'), path.join(store, 'layer-6', 'store.json'));
+  fs.writeFileSync(path.join(store, 'layer-6', 'shards'), '');
+  const w = worker(url, model, q, store);
   const s = await settled(url, q, 1, 60_000);
   await stopAll([w]);
   t.is(s.counts.failed, 1);
   t.is(s.failed[0]!.attemptsMade, 2);
   // The store's fs failure is typed since issue 14 (was the raw ENOTDIR); it is still retried.
-  t.regex(s.failed[0]!.failedReason, /^ERR_DATA_STORE_IO: cannot open the feature store at .*not-a-directory.*: a part of the path is a file, not a folder/);
+  t.regex(s.failed[0]!.failedReason, /^ERR_DATA_STORE_IO: cannot open the feature store at .*blocked-store\/layer-6: a file of that name is in the way of a folder/);
 });
 
 test.serial('a worker is disposable like the model: `await using` stops it gracefully at the end of the block', async (t) => {

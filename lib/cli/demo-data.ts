@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { generateDemoData } from '../demo';
 import { integer } from './options';
+import { checkOutputs } from './outputs';
 import { createProgress, formatRate, plural } from './progress';
 
 export function register(program: Command): void {
@@ -14,6 +15,7 @@ export function register(program: Command): void {
     .option('--jobs <j>', 'concurrent renders (default: min(2, CPUs))', integer('--jobs', { min: 1 }))
     .option('--soundfont <sf2>', 'General MIDI SoundFont (default: CALMKIT_SOUNDFONT or FluidR3_GM)')
     .action(async (opts: { out: string; clips: number; seed: number; jobs?: number; soundfont?: string }) => {
+      await checkOutputs([{ flag: '--out', path: opts.out, kind: 'demo-data' }]);
       const progress = createProgress('render', opts.clips, 'clip');
       let result;
       try {

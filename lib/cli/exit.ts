@@ -10,9 +10,19 @@ export const EXIT = {
   ERROR: 1,
   /** The command ran, but some of its clips or files failed (each is listed); the rest is done and kept. */
   SOME_FAILED: 2,
+  /**
+   * An output path that is not calmkit's of the right kind (ERR_OUTPUT_EXISTS, outputs.ts): refused before any work,
+   * nothing written. The same 2 as SOME_FAILED: the command did not do all it was asked, and nothing was lost.
+   */
+  OUTPUT_REFUSED: 2,
   /** Interrupted (Ctrl-C or SIGTERM): finished work is kept; run the same command again to resume. */
   INTERRUPTED: 130,
 } as const;
+
+/** The exit code for an error that ends a command. */
+export function exitCodeFor(err: unknown): number {
+  return err instanceof CalmkitError && err.code === 'ERR_OUTPUT_EXISTS' ? EXIT.OUTPUT_REFUSED : EXIT.ERROR;
+}
 
 /** Whether errors should show their stacks: `--verbose` anywhere on the command line, or CALMKIT_DEBUG=1. */
 export function verboseErrors(argv: readonly string[] = process.argv, env: NodeJS.ProcessEnv = process.env): boolean {

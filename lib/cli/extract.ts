@@ -9,6 +9,7 @@ import { addSettingsOptions, DEVICE_HELP, integer, settingsFromOptions, workItem
 import { extractionUpdate } from './output';
 import { createProgress, formatRate, plural } from './progress';
 import { EXIT } from './exit';
+import { checkOutputs } from './outputs';
 
 interface ExtractOptions extends SettingsOptions {
   dataset?: string;
@@ -35,6 +36,7 @@ export function register(program: Command): void {
     .option('--flush-every <n>', 'clips between durable flushes (work lost on a crash is at most this)', integer('--flush-every', { min: 1 }), 64)
     .option('--no-verify-weights', "skip the checkpoint's CRC-32 and NaN/Inf checks (a file you trust)");
   addSettingsOptions(cmd, { withAuto: true }).action(async (files: string[], opts: ExtractOptions) => {
+    await checkOutputs([{ flag: '--out', path: opts.out, kind: 'store-root' }]);
     const items = workItems(opts.dataset, files, opts.shard);
     await withInterrupt(
       async (signal) => {

@@ -14,7 +14,7 @@ import { register as registerStore } from './store';
 import { register as registerStudy } from './study';
 import { register as registerTrain } from './train';
 import { register as registerWorker } from './worker';
-import { EXIT, formatError, verboseErrors } from './exit';
+import { exitCodeFor, formatError, verboseErrors } from './exit';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -33,7 +33,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (err) {
     console.error(formatError(err, verboseErrors(argv)));
-    process.exitCode = process.exitCode || EXIT.ERROR;
+    process.exitCode = process.exitCode || exitCodeFor(err);
   }
 }
 

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { Jukebox, JUKEBOX_PRESETS, type JukeboxCheckpointInfo, type JukeboxPreset } from '../model';
 import { choice, integer } from './options';
+import { checkOutputs } from './outputs';
 
 function bytes(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
@@ -35,6 +36,7 @@ export function register(program: Command): void {
     .option('--seed <s>', 'random seed', integer('--seed', { min: 0 }), 0)
     .requiredOption('--out <file>', 'checkpoint to write')
     .action(async (opts: { preset: JukeboxPreset; layers?: number; seed: number; out: string }) => {
+      await checkOutputs([{ flag: '--out', path: opts.out, kind: 'checkpoint' }]);
       const started = Date.now();
       await Jukebox.writeRandomCheckpoint({ preset: opts.preset, layers: opts.layers, seed: opts.seed, out: opts.out });
       const info = await Jukebox.inspect(opts.out);

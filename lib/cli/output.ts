@@ -1,7 +1,7 @@
 // What several commands print the same way: Table I of a probe set, and one progress display per phase of a
 // long command (extraction, then each stack of probes).
 import { clipsInFlight, type PipelineProgress } from '../extraction';
-import type { ProbeSet } from '../probes';
+import { missingFigurePackages, type ProbeSet } from '../probes';
 import type { StudyEvent } from '../study';
 import { createProgress, type Progress, type ProgressUpdate } from './progress';
 
@@ -54,6 +54,17 @@ export function phaseProgress(): { onEvent: (e: StudyEvent) => void; stop: () =>
       current = '';
     },
   };
+}
+
+/**
+ * A line for a report written without (some of) its figures: the renderer's packages are optional dependencies.
+ * Undefined when every figure was rendered.
+ */
+export function figureNote(): string | undefined {
+  const missing = missingFigurePackages();
+  if (missing.length === 0) return undefined;
+  const which = missing.includes('vega') || missing.includes('vega-lite') ? 'figures not rendered' : 'figures as SVG only (no PNG)';
+  return `report: ${which}: the renderer is optional; add it with: npm install ${missing.join(' ')}`;
 }
 
 /** Table I on stdout: per instrument the selected config and its test metrics, then the macro F1s. */

@@ -10,7 +10,8 @@ import { STORE_DTYPES, type StoreDtype } from '../store';
 import { STUDY_VARIANTS, runStudy } from '../study';
 import { withInterrupt } from './interrupt';
 import { addAllowMissingFlag, addTrainingFlags, choice, gridSpec, integer, positiveNumber, trainingOptions, type TrainingFlags } from './options';
-import { phaseProgress } from './output';
+import { figureNote, phaseProgress } from './output';
+import { checkOutputs } from './outputs';
 
 interface StudyFlags extends TrainingFlags {
   dataset: string;
@@ -62,6 +63,7 @@ export function register(program: Command): void {
     if (o.attentionVariant !== undefined && !names.includes(o.attentionVariant)) {
       throw invalidArgument(`--attention-variant '${o.attentionVariant}' is not among the variants (${names.join(', ')})`, '--attention-variant');
     }
+    await checkOutputs([{ flag: '--out', path: o.out, kind: 'study' }]);
     await withInterrupt(async (signal) => {
       const progress = phaseProgress();
       try {
@@ -94,6 +96,8 @@ export function register(program: Command): void {
         }
         console.log(`\n${fs.readFileSync(result.files[0], 'utf8')}`);
         console.log(`study report: ${path.resolve(o.out)}`);
+        const note = figureNote();
+        if (note) console.error(note);
       } finally {
         progress.stop();
       }

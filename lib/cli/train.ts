@@ -7,7 +7,8 @@ import { FeatureStore } from '../store';
 import { trainFromStore } from '../study';
 import { withInterrupt } from './interrupt';
 import { addAllowMissingFlag, addTrainingFlags, trainingOptions, type TrainingFlags } from './options';
-import { phaseProgress, printTable } from './output';
+import { figureNote, phaseProgress, printTable } from './output';
+import { checkOutputs } from './outputs';
 
 export function register(program: Command): void {
   addTrainingFlags(
@@ -19,6 +20,7 @@ export function register(program: Command): void {
       .requiredOption('--out <file>', 'the probe set file to write')
       .option('--report <dir>', 'also write Table I and the figures here')),
   ).action(async (o: TrainingFlags & { dataset: string; features: string; out: string; report?: string; allowMissing?: boolean }) => {
+    await checkOutputs([{ flag: '--out', path: o.out, kind: 'probe-set' }, o.report !== undefined && { flag: '--report', path: o.report, kind: 'report' }]);
     await withInterrupt(async (signal) => {
       const dataset = OpenMIC.open(o.dataset, { audio: 'skip', npz: 'ignore' });
       const store = FeatureStore.open(o.features);
@@ -43,6 +45,8 @@ export function register(program: Command): void {
         if (o.report) {
           const files = await writeReport(probes, o.report, { allowMissing: o.allowMissing === true });
           console.log(`report: ${o.report} (${files.length} files)`);
+          const note = figureNote();
+          if (note) console.error(note);
         }
       } finally {
         progress.stop();

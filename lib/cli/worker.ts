@@ -5,6 +5,7 @@ import { DEFAULT_QUEUE, ExtractionWorker } from '../extraction/queue';
 import { PRECISION_CHOICES, type PrecisionChoice } from '../model';
 import type { Device } from '../runtime/device';
 import { choice, DEVICE_HELP, integer } from './options';
+import { checkOutputs } from './outputs';
 import { createProgress, plainProgressWanted } from './progress';
 
 interface WorkerCliOptions {
@@ -41,6 +42,7 @@ export function register(program: Command): void {
     .option('--max-stalled <n>', 'stalls a job may survive before it fails', integer('--max-stalled', { min: 0 }), 2)
     .option('--progress-seconds <s>', 'seconds between progress lines (0: none)', integer('--progress-seconds', { min: 0 }), 10)
     .action(async (opts: WorkerCliOptions) => {
+      await checkOutputs([{ flag: '--store', path: opts.store, kind: 'store-root' }]);
       // On a terminal a status line counts the clips; in a log the worker prints a line every --progress-seconds.
       const live = !plainProgressWanted() && opts.progressSeconds > 0;
       const worker = await ExtractionWorker.start({

@@ -45,7 +45,7 @@ export interface DemoDataResult {
   renderSeconds: number;
 }
 
-const DEMO_DESCRIPTION = 'calmkit-demo-data.json';
+export const DEMO_DESCRIPTION = 'calmkit-demo-data.json';
 
 function round5(x: number): number {
   return Math.round(x * 1e5) / 1e5;

@@ -3,7 +3,7 @@
 // that the data starts on a 64-byte boundary, as numpy itself does, which lets us read row ranges of a
 // 2-D array straight from disk with one positioned read.
 import fs from 'node:fs';
-import { DataError } from '../errors';
+import { DataError, type CalmkitErrorCode } from '../errors';
 import { float32ToHalf, halfToFloat32 } from './float16';
 
 export type NpyDtype = '<f8' | '<f4' | '<f2' | '<i8' | '<i4' | '|u1' | '|b1';
@@ -46,7 +46,7 @@ function product(shape: readonly number[]): number {
   return n;
 }
 
-function formatError(name: string, why: string, code = 'ERR_DATA_NPY_FORMAT'): DataError {
+function formatError(name: string, why: string, code: CalmkitErrorCode = 'ERR_DATA_NPY_FORMAT'): DataError {
   return new DataError(code, `${name}: not a usable .npy file: ${why}`, { input: name });
 }
 

@@ -1,5 +1,5 @@
 // Streaming with back-pressure: the chunks of one extraction between the native job and one async iterator.
-import { binding } from '../../bindings';
+import { binding } from '../addon';
 import type { RawControl } from '../../bindings/raw';
 
 /**

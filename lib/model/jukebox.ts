@@ -1,7 +1,7 @@
 // The Jukebox extractor: a calmkit checkpoint loaded on a device, turning audio into per-layer features. The
 // forward pass runs in the native core on an addon thread; this file handles inputs, options, cancellation,
 // progress and streaming.
-import { binding } from '../../bindings';
+import { binding } from '../addon';
 import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../../bindings/raw';
 import { loadAudio, type AudioInput, type LoadAudioOptions } from '../audio';
 import { abortError, AbortError, ArgumentError, booleanArg, describeValue, DisposedError, functionArg, integerArg, invalidArgument, native, nativeSync, nonEmptyString, oneOf, optional, optionsObject, signalArg } from '../errors';

@@ -1,6 +1,6 @@
 // Building blocks of the model exposed for tests and experiments (the addon's `_`-prefixed exports): not part
 // of the public API.
-import { binding } from '../../bindings';
+import { binding } from '../addon';
 import { nativeSync } from '../errors';
 
 /** Timing-conditioning bins (spec 3.2) for the 5B's label, or for other hyperparameters. */

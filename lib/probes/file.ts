@@ -9,6 +9,14 @@ import crypto from 'node:crypto';
 import { ProbeError } from '../errors';
 
 const MAGIC = Buffer.from('CALMKIT-PROBES\n\0', 'latin1');
+
+/** How many bytes isProbeFileHead needs. */
+export const PROBE_FILE_MAGIC_BYTES = MAGIC.length;
+
+/** Whether a file's first bytes are a probe set's magic (what the CLI checks before it writes over a file). */
+export function isProbeFileHead(head: Uint8Array): boolean {
+  return head.length >= MAGIC.length && MAGIC.equals(head.subarray(0, MAGIC.length));
+}
 /**
  * Container formats: 1 for the paper's probes; 2, the same layout, for sets with attention probes (nets with an
  * `attention` layer), which a calmkit that predates them must refuse rather than read as MLPs. Files are

@@ -24,5 +24,6 @@ export type {
 export type { Device as ProbeDevice } from '../runtime/device';
 export { binaryMetrics, macroMetrics } from './metrics';
 export type { BinaryMetrics, MacroMetrics } from './metrics';
-export { writeReport, tableMarkdown, tableCsv, tableJson, DEFAULT_FONT_DIR } from './report';
+export { writeReport, tableMarkdown, tableCsv, tableJson, DEFAULT_FONT_DIR, FIGURE_PACKAGES, missingFigurePackages } from './report';
+export { isProbeFileHead, PROBE_FILE_MAGIC_BYTES } from './file';
 export type { ReportOptions } from './report';

@@ -2,7 +2,7 @@
 // reproduce it; predict, save and load.
 import fs from 'node:fs';
 import path from 'node:path';
-import { binding } from '../../bindings';
+import { binding } from '../addon';
 import type { RawProbeNet } from '../../bindings/raw';
 import { ArgumentError, DataError, ProbeError, native, nonEmptyString, optionsObject } from '../errors';
 import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../recipe';

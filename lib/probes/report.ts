@@ -2,6 +2,10 @@
 // validation curves, the test-probability histograms, the linear probes' weights and, for attention probes, where
 // in the clip they look. Charts are vega-lite specs
 // rendered headlessly by vega (no browser, no canvas) and rasterised by resvg with the DejaVu fonts.
+//
+// The renderer is optional: vega, vega-lite and @resvg/resvg-js (27 MB of the 68 MB calmkit's dependencies weighed)
+// are optional peer dependencies, loaded on first use. Without them the tables are written and the figures are not
+// (missingFigurePackages() says which are missing; the CLI prints the npm command that adds them).
 import fs from 'node:fs';
 import path from 'node:path';
 import { ArgumentError, DataError, ProbeError } from '../errors';
@@ -224,6 +228,23 @@ function defaultFonts(): string[] {
   return ['DejaVuSans.ttf', 'DejaVuSans-Bold.ttf'].map((f) => path.join(DEFAULT_FONT_DIR, f)).filter((f) => fs.existsSync(f));
 }
 
+/** The npm packages that render the figures (optional peer dependencies of calmkit). */
+export const FIGURE_PACKAGES: readonly string[] = Object.freeze(['vega', 'vega-lite', '@resvg/resvg-js']);
+
+function resolvable(name: string): boolean {
+  try {
+    require.resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Which of FIGURE_PACKAGES cannot be loaded here: none, and writeReport renders every figure as SVG and PNG. */
+export function missingFigurePackages(): string[] {
+  return FIGURE_PACKAGES.filter((name) => !resolvable(name));
+}
+
 async function renderChart(spec: VlSpec, base: string, opts: Required<Pick<ReportOptions, 'png' | 'pngScale'>> & { fontFiles: string[] }): Promise<string[]> {
   // Loaded on first use: charts are optional and vega is large.
   const vega = await import('vega');
@@ -251,7 +272,8 @@ async function renderChart(spec: VlSpec, base: string, opts: Required<Pick<Repor
 /**
  * Writes Table I (table.md, table.csv, table.json) and the charts (curves-val-loss, curves-val-accuracy,
  * test-probabilities, linear-weights when the grid has linear probes, attention-weights for attention probes;
- * .svg and .png) into `dir`. Every file is written atomically.
+ * .svg and .png) into `dir`. Every file is written atomically. Without vega and vega-lite the charts are left out,
+ * without @resvg/resvg-js their PNGs (missingFigurePackages()).
  * Returns the paths written.
  */
 export async function writeReport(set: ProbeSet, dir: string, options: ReportOptions = {}): Promise<string[]> {
@@ -287,7 +309,9 @@ async function writeReportFiles(set: ProbeSet, dir: string, options: ReportOptio
   put('table.csv', tableCsv(table));
   put('table.json', tableJson(set));
 
-  const render = { png: options.png ?? true, pngScale: options.pngScale ?? 1.5, fontFiles: options.fontFiles ?? defaultFonts() };
+  const missing = missingFigurePackages();
+  if (missing.includes('vega') || missing.includes('vega-lite')) return files;
+  const render = { png: (options.png ?? true) && !missing.includes('@resvg/resvg-js'), pngScale: options.pngScale ?? 1.5, fontFiles: options.fontFiles ?? defaultFonts() };
   files.push(...(await renderChart(curvesSpec(set, 'valLoss', maxCurvePoints), path.join(dir, 'curves-val-loss'), render)));
   files.push(...(await renderChart(curvesSpec(set, 'valAccuracy', maxCurvePoints), path.join(dir, 'curves-val-accuracy'), render)));
   files.push(...(await renderChart(histogramSpec(set), path.join(dir, 'test-probabilities'), render)));

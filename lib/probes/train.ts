@@ -2,7 +2,7 @@
 // lowest validation loss selected, every config evaluated on test. The core checks the option values
 // (native/core/probes.cpp validate); this side applies the single-class policy and assembles the ProbeSet.
 import crypto from 'node:crypto';
-import { binding } from '../../bindings';
+import { binding } from '../addon';
 import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../../bindings/raw';
 import { abortError, ArgumentError, DataError, native, oneOf, optionsObject } from '../errors';
 import { checkRecipe, type FeatureRecipe } from '../recipe';

@@ -1,7 +1,9 @@
-// doctor(): what calmkit runs on. Asked for in every bug report.
+// doctor(): what calmkit runs on. Asked for in every bug report. The part that needs no addon is installFacts()
+// (install-facts.ts); doctor() adds what the loaded addon and LibTorch say.
 import os from 'node:os';
-import { addonPath, binding } from '../../bindings';
+import { addonPath, binding } from '../addon';
 import { native, nativeSync } from '../errors';
+import { installFacts, type InstallFacts } from './install-facts';
 
 /** What `precision: 'auto'` resolves to on a device. */
 export type AutoPrecision = 'fp32' | 'bf16';
@@ -14,6 +16,9 @@ export interface DoctorReport {
   cpus: number;
   memoryBytes: number;
   addonPath: string;
+  /** Which addon loaded and, for the prebuilt one, the torch it found (what `installFacts()` says). */
+  install: InstallFacts;
+  /** `version`: the LibTorch the addon was built against; `dir`: the folder libtorch_cpu was loaded from. */
   libtorch: { version: string; dir: string; builtWithCuda: boolean; cudaVersion: string | null };
   blas: { name: string; detail: string; isReference: boolean };
   threads: { count: number; source: string; interop: number };
@@ -48,6 +53,7 @@ export function doctor(): DoctorReport {
     cpus: os.availableParallelism ? os.availableParallelism() : os.cpus().length,
     memoryBytes: os.totalmem(),
     addonPath: addonPath(),
+    install: installFacts(),
     libtorch: { version: raw.torchVersion, dir: raw.torchDir, builtWithCuda: raw.builtWithCuda, cudaVersion: raw.cudaVersion || null },
     blas: raw.blas,
     threads: { count: raw.threads, source: raw.threadsSource, interop: raw.interopThreads },

@@ -2,5 +2,7 @@
 // the package's own root and version.
 export { doctor, gemmPeak } from './doctor';
 export type { AutoPrecision, DoctorReport, GemmPeakOptions } from './doctor';
+export { installFacts } from './install-facts';
+export type { InstallFacts } from './install-facts';
 export type { Device } from './device';
 export { packageRoot, calmkitVersion } from './package';

@@ -1,7 +1,7 @@
 // The calmkit package itself: where it is installed and which version it is.
 import fs from 'node:fs';
 import path from 'node:path';
-import { packageRoot } from '../../bindings';
+import { packageRoot } from '../addon';
 
 export { packageRoot };
 

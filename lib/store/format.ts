@@ -6,7 +6,7 @@
 // The seal: a version-2 file starts with the 20 bytes `{"crc32":"XXXXXXXX",` and XXXXXXXX (8 lowercase hex digits)
 // is the CRC-32 of every byte after them, to the end of the file. It is plain JSON (numpy users json.load it), the
 // check needs no JSON canonical form, and a reader proves the bytes before it parses them.
-import { DataError } from '../errors';
+import { DataError, type CalmkitErrorCode } from '../errors';
 import type { NpyDtype } from '../formats/npy';
 import { crc32 } from './checksum';
 import { DTYPES, type StoreSpec } from './dtype';
@@ -32,7 +32,7 @@ export function sealJson(doc: Record<string, unknown>, indent?: number): string 
 }
 
 /** A DataError of the store family (ERR_DATA_STORE_*) about `input`. */
-export function storeError(code: string, message: string, input: string, cause?: unknown): DataError {
+export function storeError(code: CalmkitErrorCode, message: string, input: string, cause?: unknown): DataError {
   return new DataError(code, message, { input, cause });
 }
 

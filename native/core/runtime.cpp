@@ -60,6 +60,22 @@ std::once_flag threadsOnce;
 int threadsInForce = 1;
 std::string threadsSourceInForce = "cores";
 
+// The folder libtorch_cpu was loaded from: where the dynamic loader found it, not where the build looked (the
+// prebuilt addon runs beside another machine's torch). at::get_num_threads is defined in libtorch_cpu.
+std::string loadedTorchDir() {
+  Dl_info where{};
+  if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &where) == 0 || !where.dli_fname) return "unknown";
+  char resolved[PATH_MAX];
+  std::string file = realpath(where.dli_fname, resolved) ? resolved : where.dli_fname;
+  const auto slash = file.rfind('/');
+  return slash == std::string::npos ? file : file.substr(0, slash);
+}
+
+// Why CUDA is out of reach when the LibTorch in the process has no CUDA part (libtorch_cuda was not loaded).
+[[maybe_unused]] std::string noCudaPart() {
+  return "the LibTorch loaded (" + loadedTorchDir() + ") has no CUDA part (no libtorch_cuda.so beside it: a CPU-only torch)";
+}
+
 int findLibrary(struct dl_phdr_info* info, size_t, void* data) {
   auto* out = static_cast<std::string*>(data);
   if (info->dlpi_name && std::strstr(info->dlpi_name, "libblas.so")) *out = info->dlpi_name;
@@ -363,7 +379,7 @@ double measureGemmGflops(int64_t m, int64_t n, int64_t k, const std::string& dty
 Info collect() {
   Info info;
   info.torchVersion = CALMKIT_TORCH_VERSION;
-  info.torchDir = CALMKIT_TORCH_DIR;
+  info.torchDir = loadedTorchDir();
   info.builtWithCuda = CALMKIT_WITH_CUDA;
   info.threads = configureThreads();
   info.threadsSource = threadsSourceInForce;
@@ -379,7 +395,11 @@ Info collect() {
     info.cudaVersion = "unknown (libtorch_cuda not loaded)";
   }
   CudaDriver driver;
-  if (torch::cuda::is_available()) {
+  if (!at::detail::getCUDAHooks().isBuilt()) {
+    // Compiled with CUDA, loaded beside a torch without its CUDA part (PyPI's CPU wheel): the prebuilt addon's case.
+    info.cudaVersion = "";
+    info.cudaUnavailableReason = noCudaPart();
+  } else if (torch::cuda::is_available()) {
     const int n = static_cast<int>(torch::cuda::device_count());
     for (int i = 0; i < n; ++i) {
       CudaDevice d;
@@ -403,6 +423,7 @@ Info collect() {
 
 std::string cudaUnavailableReason() {
 #if CALMKIT_WITH_CUDA
+  if (!at::detail::getCUDAHooks().isBuilt()) return noCudaPart();
   if (torch::cuda::is_available()) return "";
   CudaDriver driver;
   return driver.whyNoDevice();

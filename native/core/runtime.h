@@ -41,7 +41,7 @@ int cudaComputeCapability(int index);
 
 struct Info {
   std::string torchVersion;
-  std::string torchDir;
+  std::string torchDir;        // the folder libtorch_cpu was loaded from (asked of the dynamic loader)
   bool builtWithCuda = false;
   std::string cudaVersion;     // runtime CUDA version LibTorch was built with, "" without CUDA
   int threads = 1;
