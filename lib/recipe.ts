@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import { FORMATTINGS, resolveFormatting, type Formatting } from './audio';
 import { DataError, describeValue, invalidArgument, oneOf, optionsObject } from './errors';
-import { PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows } from './model/options';
+import { DEFAULT_PRECISION, PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows } from './model';
 import { canonicalJson } from './store/canonical-json';
 import { STORE_DTYPES, type StoreDtype, type StoreSpec } from './store/feature-store';
 
@@ -65,7 +65,7 @@ export function resolveSettings(input: SettingsInput): ExtractionSettings {
   if (!input || !input.model || typeof input.model.id !== 'string' || input.model.id === '') throw invalidArgument('settings need model.id');
   // A recipe records what the features are: `auto` is what a device would pick, so it is resolved first.
   if ((input.precision as string) === 'auto') throw invalidArgument("precision 'auto' cannot be part of a recipe: load the model with it and record the loaded model's info.precision", 'precision');
-  const precision = oneOf('precision', PRECISIONS, input.precision ?? 'fp32');
+  const precision = oneOf('precision', PRECISIONS, input.precision ?? DEFAULT_PRECISION);
   const model = input.modelLayers !== undefined ? { depth: input.modelLayers, name: `model ${input.model.path ?? input.model.id}` } : undefined;
   const extract = resolveExtractOptions(input, model);
   const formatting = oneOf('formatting', FORMATTINGS, input.formatting ?? 'tile');

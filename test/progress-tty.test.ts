@@ -71,7 +71,10 @@ test.serial('on a terminal: header, a status line with windows, blocks and an ET
   const text = run.output.toString('utf8');
 
   // Progress inside a clip: the window and block of the clip in flight, and an ETA as soon as anything is done.
-  t.regex(text, /extract [█░]{24} 0\/4 clips \| (?:[^|]+ \| )?ETA [^|]+ \| clip 1: window 1\/\d+, block [1-6]\/6\x1b\[K/);
+  // Which window of clip 1 is first drawn depends on the machine's load: the display redraws at most ten times a
+  // second with the latest update, and on a busy machine a clip's events reach the JS thread in bursts (seen: the
+  // first line drawn for clip 1 was its window 2). Any of its windows shows the clip's progress.
+  t.regex(text, /extract [█░]{24} 0\/4 clips \| (?:[^|]+ \| )?ETA [^|]+ \| clip 1: window \d+\/\d+, block \d\/6\x1b\[K/);
   t.regex(text, /\| ETA (?:\d+[hm])?\d+[ms]? \| clip [2-4]: window \d+\/\d+, block \d\/6\x1b\[K/);
 
   // Mid-run, the screen is the two header lines and the status line below them, whole.

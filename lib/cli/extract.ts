@@ -3,9 +3,9 @@
 import type { Command } from 'commander';
 import { extractToStore, LayerStores, settingsHash } from '../extraction';
 import { Jukebox } from '../model';
-import type { Device } from '../runtime/device';
+import type { Device } from '../runtime';
 import { withInterrupt } from './interrupt';
-import { addSettingsOptions, DEVICE_HELP, integer, settingsFromOptions, workItems, type SettingsOptions } from './options';
+import { addDeviceOption, addSettingsOptions, integer, settingsFromOptions, workItems, type SettingsOptions } from './options';
 import { extractionUpdate } from './output';
 import { createProgress, formatRate, plural } from './progress';
 import { EXIT } from './exit';
@@ -32,10 +32,9 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'output root; stores go to <out>/layer-<L>/')
     .option('--shard <i/N>', 'only the clips whose index in key order is i mod N')
     .option('--batch <n>', 'clips per forward pass', integer('--batch', { min: 1 }), 1)
-    .option('--device <device>', DEVICE_HELP, 'cpu')
     .option('--flush-every <n>', 'clips between durable flushes (work lost on a crash is at most this)', integer('--flush-every', { min: 1 }), 64)
     .option('--no-verify-weights', "skip the checkpoint's CRC-32 and NaN/Inf checks (a file you trust)");
-  addSettingsOptions(cmd, { withAuto: true }).action(async (files: string[], opts: ExtractOptions) => {
+  addSettingsOptions(addDeviceOption(cmd), { withAuto: true }).action(async (files: string[], opts: ExtractOptions) => {
     await checkOutputs([{ flag: '--out', path: opts.out, kind: 'store-root' }]);
     const items = workItems(opts.dataset, files, opts.shard);
     await withInterrupt(

@@ -5,10 +5,10 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FORMATTINGS } from '../audio';
 import { invalidArgument, orList } from '../errors';
 import { datasetItems, fileItems, parseShard, resolveSettings, selectShard, type ExtractionSettings, type WorkItem } from '../extraction';
-import { POOLINGS, PRECISION_CHOICES, PRECISIONS, WINDOWS, type JukeboxPrecision, type PrecisionChoice } from '../model';
+import { DEFAULT_PRECISION, POOLINGS, PRECISION_CHOICES, PRECISIONS, WINDOWS, type JukeboxPrecision, type PrecisionChoice } from '../model';
 import { VALIDATION_RULES, type PartitionOptions, type ValidationRule } from '../openmic';
-import { MATMUL_PRECISIONS, PAPER_GRID, type MatmulPrecision, type ProbeGrid } from '../probes';
-import type { Device } from '../runtime/device';
+import { MATMUL_PRECISIONS, PAPER_GRID, TRAINING_DEFAULTS, type MatmulPrecision, type ProbeGrid } from '../probes';
+import { DEFAULT_DEVICE, type Device } from '../runtime';
 import { STORE_DTYPES } from '../store';
 
 /** An integer flag within [min, max]. */
@@ -51,6 +51,25 @@ export function layerList(v: string): number[] {
 /** The device flag: passed to the core, which owns the grammar (cpu, cuda, cuda:N, auto). */
 export const DEVICE_HELP = 'cpu | cuda | cuda:N | auto';
 
+/**
+ * --device, one flag with one default (DEFAULT_DEVICE, the library's too) for every command that computes: extract,
+ * worker, train, study, predict.
+ */
+export function addDeviceOption(cmd: Command): Command {
+  return cmd.option('--device <device>', `${DEVICE_HELP} (auto: a GPU when LibTorch sees one, else the CPU)`, DEFAULT_DEVICE);
+}
+
+/**
+ * --precision of the prior's blocks (default DEFAULT_PRECISION). `auto` only where this process loads the model
+ * (`withAuto`): what it resolves to there is what the features record. `note` says what the flag means for the
+ * command.
+ */
+export function addPrecisionOption(cmd: Command, { withAuto = false, note }: { withAuto?: boolean; note: string }): Command {
+  const precisions = withAuto ? PRECISION_CHOICES : PRECISIONS;
+  const auto = withAuto ? "; auto: the device's fastest native precision" : '';
+  return cmd.option('--precision <p>', `${precisions.join(' | ')} (${note}${auto})`, choice('--precision', precisions), DEFAULT_PRECISION);
+}
+
 // --- the feature settings of `extract` and `queue add` -----------------------------------------------------
 
 /**
@@ -58,8 +77,7 @@ export const DEVICE_HELP = 'cpu | cuda | cuda:N | auto';
  * the model (`withAuto`): the settings record the precision it resolves to there.
  */
 export function addSettingsOptions(cmd: Command, { withAuto = false }: { withAuto?: boolean } = {}): Command {
-  const precisions = withAuto ? PRECISION_CHOICES : PRECISIONS;
-  return cmd
+  cmd
     .option('--layers <list>', "1-based layers, comma-separated (default 36, or the model's last layer if shallower)", layerList)
     .option('--pooling <mode>', POOLINGS.join(' | '), choice('--pooling', POOLINGS), 'mean')
     .option('--segment-tokens <k>', 'segments pooling: tokens per segment', integer('--segment-tokens', { min: 1 }))
@@ -68,8 +86,8 @@ export function addSettingsOptions(cmd: Command, { withAuto = false }: { withAut
     .option('--factor <x>', 'tile/pad/upsample factor (upsample default 6.2)', positiveNumber('--factor'))
     .option('--target-seconds <s>', 'tile/pad target length (default 62)', positiveNumber('--target-seconds'))
     .option('--windows <which>', `${WINDOWS.join(' | ')} (first: jukemir)`, choice('--windows', WINDOWS), 'first')
-    .option('--dtype <dtype>', `stored dtype: ${STORE_DTYPES.join(' | ')}`, choice('--dtype', STORE_DTYPES), 'float32')
-    .option('--precision <p>', `${precisions.join(' | ')} (part of the settings: features differ${withAuto ? "; auto: the device's fastest native precision" : ''})`, choice('--precision', precisions), 'fp32');
+    .option('--dtype <dtype>', `stored dtype: ${STORE_DTYPES.join(' | ')}`, choice('--dtype', STORE_DTYPES), 'float32');
+  return addPrecisionOption(cmd, { withAuto, note: 'part of the settings: features differ' });
 }
 
 /** The settings flags as commander parses them: the extraction settings, model and layers aside. */
@@ -148,17 +166,18 @@ export interface TrainingFlags {
 
 /** The training flags shared by `train` and `study`. */
 export function addTrainingFlags(cmd: Command): Command {
-  return cmd
-    .option('--epochs <n>', 'epochs per probe', integer('--epochs', { min: 1 }), 800)
-    .option('--batch <n>', 'batch size (even: half positives, half negatives)', integer('--batch', { min: 2 }), 64)
-    .option('--seed <n>', 'seed of sampling, dropout and the validation split', integer('--seed', { min: 0 }), 0)
+  const d = TRAINING_DEFAULTS;
+  cmd
+    .option('--epochs <n>', 'epochs per probe', integer('--epochs', { min: 1 }), d.epochs)
+    .option('--batch <n>', 'batch size (even: half positives, half negatives)', integer('--batch', { min: 2 }), d.batchSize)
+    .option('--seed <n>', 'seed of sampling, dropout and the validation split', integer('--seed', { min: 0 }), d.seed)
     .option('--validation <rule>', VALIDATION_RULES.join(' | '), choice('--validation', VALIDATION_RULES), 'stratified')
     .option('--val-fraction <f>', 'validation share of split01 train (stratified/artist)', positiveNumber('--val-fraction'))
     .option('--gururani <csv>', 'gururani2019_trainval_split_keys.csv (for --validation gururani2019)')
     .option('--no-standardize', 'do not standardise features (default: train mean/std, as jukemir)')
     .option('--grid <spec>', "grid, e.g. 'hidden=[];[512] dropout=0.5 l2=0,1e-4' (default: the paper's 27 configs)", gridSpec)
-    .option('--device <device>', DEVICE_HELP, 'auto')
-    .option('--probe-precision <p>', `${MATMUL_PRECISIONS.join(' | ')}: arithmetic of the probe trainer's products (bf16: faster on CPUs with AMX/AVX512-BF16)`, choice('--probe-precision', MATMUL_PRECISIONS), 'fp32');
+    .option('--probe-precision <p>', `${MATMUL_PRECISIONS.join(' | ')}: arithmetic of the probe trainer's products (bf16: faster on CPUs with AMX/AVX512-BF16)`, choice('--probe-precision', MATMUL_PRECISIONS), d.matmulPrecision);
+  return addDeviceOption(cmd);
 }
 
 /** The training options `train` and `study` share, from their common flags. */

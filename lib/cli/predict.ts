@@ -1,20 +1,20 @@
 // `calmkit predict`: instrument probabilities for audio files. The work is predictAudio's (the probe set's recipe
 // retraced with the model it names); this command only prints.
 import type { Command } from 'commander';
-import type { Device } from '../runtime/device';
+import type { Device } from '../runtime';
 import { predictAudio } from '../study';
-import { DEVICE_HELP, integer } from './options';
+import { addDeviceOption, integer } from './options';
 import { EXIT } from './exit';
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('predict')
     .description('instrument probabilities for audio files, with a trained probe set and the model its features came from')
     .argument('<audio...>', 'audio files')
     .requiredOption('--model <file>', 'the Jukebox checkpoint the probes were trained on (checked against the probe set)')
     .requiredOption('--probes <file>', 'a probe set (calmkit train / study)')
-    .option('--json', 'print JSON')
-    .option('--device <device>', DEVICE_HELP, 'auto')
+    .option('--json', 'print JSON');
+  addDeviceOption(cmd)
     .option('--batch <n>', 'clips per forward pass', integer('--batch', { min: 1 }), 1)
     .action(async (files: string[], o: { model: string; probes: string; json?: boolean; device: Device; batch: number }) => {
       const p = await predictAudio(o.probes, o.model, files, { device: o.device, batchSize: o.batch });

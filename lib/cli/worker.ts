@@ -2,9 +2,9 @@
 // stop it gracefully (docs/queue.md).
 import type { Command } from 'commander';
 import { DEFAULT_QUEUE, ExtractionWorker } from '../extraction/queue';
-import { PRECISION_CHOICES, type PrecisionChoice } from '../model';
-import type { Device } from '../runtime/device';
-import { choice, DEVICE_HELP, integer } from './options';
+import type { PrecisionChoice } from '../model';
+import type { Device } from '../runtime';
+import { addDeviceOption, addPrecisionOption, integer } from './options';
 import { checkOutputs } from './outputs';
 import { createProgress, plainProgressWanted } from './progress';
 
@@ -25,15 +25,14 @@ interface WorkerCliOptions {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('worker')
     .description('take extraction jobs from the queue and write features into a shared store; SIGTERM/SIGINT stop it gracefully')
     .requiredOption('--redis <url>', 'redis://host:port[/db]')
     .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
     .requiredOption('--model <file>', 'checkpoint (jobs must name its id)')
-    .requiredOption('--store <dir>', 'store root (features go to <dir>/layer-<L>/); shared by all workers')
-    .option('--device <device>', DEVICE_HELP, 'cpu')
-    .option('--precision <p>', `${PRECISION_CHOICES.join(' | ')} (jobs must ask for the precision it resolves to)`, choice('--precision', PRECISION_CHOICES), 'fp32')
+    .requiredOption('--store <dir>', 'store root (features go to <dir>/layer-<L>/); shared by all workers');
+  addPrecisionOption(addDeviceOption(cmd), { withAuto: true, note: 'jobs must ask for the precision it resolves to' })
     .option('--batch <n>', 'clips per forward pass (default 1 on cpu, 8 on cuda)', integer('--batch', { min: 1 }))
     .option('--concurrency <n>', 'jobs held at once (default 2 x batch)', integer('--concurrency', { min: 1 }))
     .option('--batch-wait <ms>', 'longest wait for a partial batch to fill', integer('--batch-wait', { min: 0 }), 200)

@@ -336,7 +336,7 @@ export class ExtractionWorker {
   /** Loads the model, then starts taking jobs. */
   static async start(opts: WorkerOptions): Promise<ExtractionWorker> {
     const mid = modelId(opts.model);
-    const model = await Jukebox.load(opts.model, { device: opts.device ?? 'cpu', precision: opts.precision ?? 'fp32' });
+    const model = await Jukebox.load(opts.model, { device: opts.device, precision: opts.precision });
     const id = opts.writerId ?? writerIdDefault();
     const w = new ExtractionWorker(opts, model, id, mid);
     w.run();

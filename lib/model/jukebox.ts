@@ -5,10 +5,10 @@ import { binding } from '../addon';
 import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../../bindings/raw';
 import { loadAudio, type AudioInput, type LoadAudioOptions } from '../audio';
 import { abortError, AbortError, ArgumentError, booleanArg, describeValue, DisposedError, functionArg, integerArg, invalidArgument, native, nativeSync, nonEmptyString, oneOf, optional, optionsObject, signalArg } from '../errors';
-import type { Device } from '../runtime/device';
+import { DEFAULT_DEVICE, type Device } from '../runtime';
 import { modelId } from './checkpoint-id';
 import { ChunkChannel } from './chunk-channel';
-import { PRECISION_CHOICES, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows, type PrecisionChoice, type ResolvedExtractOptions } from './options';
+import { DEFAULT_PRECISION, PRECISION_CHOICES, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows, type PrecisionChoice, type ResolvedExtractOptions } from './options';
 
 export type { JukeboxPooling, JukeboxPrecision, JukeboxWindows } from './options';
 export { CALM_LAYER } from './options';
@@ -21,9 +21,9 @@ export const JUKEBOX_PRESETS = ['tiny', 'demo', 'small', '5b'] as const;
 export type JukeboxPreset = (typeof JUKEBOX_PRESETS)[number];
 
 export interface JukeboxLoadOptions {
-  /** `auto` picks cuda when this build and machine have it (default `cpu`). */
+  /** Default DEFAULT_DEVICE (`auto`: cuda:0 when this build and machine have a GPU, else the CPU). */
   device?: JukeboxDevice;
-  /** Default `fp32` (see JukeboxPrecision); `auto` picks the device's fastest native precision (PrecisionChoice). */
+  /** Default DEFAULT_PRECISION, `fp32` (see JukeboxPrecision); `auto` picks the device's fastest native precision (PrecisionChoice). */
   precision?: PrecisionChoice;
   /**
    * Check every record's CRC-32 and every weight for NaN/Inf while loading (default true). `false` skips both for
@@ -173,8 +173,8 @@ export class Jukebox {
   static async load(path: string, options?: JukeboxLoadOptions): Promise<Jukebox> {
     nonEmptyString('path', path);
     const o = optionsObject('options', options);
-    const precision = oneOf('precision', PRECISION_CHOICES, o.precision ?? 'fp32');
-    const device = optional(o, 'device', nonEmptyString) ?? 'cpu';
+    const precision = oneOf('precision', PRECISION_CHOICES, o.precision ?? DEFAULT_PRECISION);
+    const device = optional(o, 'device', nonEmptyString) ?? DEFAULT_DEVICE;
     const verifyWeights = optional(o, 'verifyWeights', booleanArg) ?? true;
     const signal = signalArg('signal', o.signal);
     throwIfAborted(signal, 'loading ' + path, path);

@@ -12,6 +12,9 @@ export const PRECISIONS = ['fp32', 'fp16', 'bf16'] as const;
  */
 export type JukeboxPrecision = (typeof PRECISIONS)[number];
 
+/** The precision a model loads at when none is named: the faithful one (the library's and the CLI's default). */
+export const DEFAULT_PRECISION: JukeboxPrecision = 'fp32';
+
 /** What a model can be loaded at: a precision, or `auto` (resolved at load; see PrecisionChoice). */
 export const PRECISION_CHOICES = [...PRECISIONS, 'auto'] as const;
 /**

@@ -2,8 +2,8 @@
 // probe set with predict/save/load (probe-set.ts, file.ts), metrics and the report.
 export { PAPER_GRID, ATTENTION_GRID, expandGrid, configLabel } from './grid';
 export type { ProbeConfig, ProbeGrid } from './grid';
-export { trainProbeGrid } from './train';
-export type { ProbeSplit, ProbeTask, ProbeProgress, TrainProbeGridOptions } from './train';
+export { trainProbeGrid, resolveTrainingOptions, TRAINING_DEFAULTS } from './train';
+export type { ProbeSplit, ProbeTask, ProbeProgress, TrainProbeGridOptions, ResolvedTrainingOptions } from './train';
 export { ProbeSet, PROBE_THRESHOLD, MATMUL_PRECISIONS } from './probe-set';
 export type {
   ProbeNet,

@@ -7,7 +7,7 @@ import type { RawProbeNet } from '../../bindings/raw';
 import { ArgumentError, DataError, ProbeError, native, nonEmptyString, optionsObject } from '../errors';
 import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../recipe';
 import type { StoreSpec } from '../store/feature-store';
-import type { Device } from '../runtime/device';
+import { DEFAULT_DEVICE, type Device } from '../runtime';
 import { atomicReplace, readRegularFile, withFsErrors } from '../files';
 import { decodeProbeFile, encodeProbeFile } from './file';
 import type { ProbeConfig } from './grid';
@@ -292,7 +292,7 @@ export class ProbeSet {
     }
     const chosen = (opts.instruments ?? this.instruments).map((name) => this.result(name));
     const nets = chosen.map((r) => r.net as RawProbeNet);
-    const device = opts.device ?? 'cpu';
+    const device = opts.device ?? DEFAULT_DEVICE;
     let probabilities: Float32Array;
     let attentionWeights: Float32Array | undefined;
     if (segments !== undefined) {

@@ -6,7 +6,7 @@ import { binding } from '../addon';
 import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../../bindings/raw';
 import { abortError, ArgumentError, DataError, native, oneOf, optionsObject } from '../errors';
 import { checkRecipe, type FeatureRecipe } from '../recipe';
-import type { Device } from '../runtime/device';
+import { DEFAULT_DEVICE, type Device } from '../runtime';
 import { ATTENTION_GRID, gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
 import { binaryMetrics } from './metrics';
 import { MATMUL_PRECISIONS, PROBE_THRESHOLD, ProbeSet, type MatmulPrecision, type SegmentTimes, type ClassCounts, type ConfigResult, type InstrumentResult, type ProbeSetInfo, type SkippedInstrument } from './probe-set';
@@ -66,7 +66,7 @@ export interface TrainProbeGridOptions {
   seed?: number;
   /** Standardise features with the mean/std of each instrument's train rows (sklearn StandardScaler). Default true. */
   standardize?: boolean;
-  /** Default 'cpu'. 'auto' takes cuda:0 when LibTorch sees a device. */
+  /** Default DEFAULT_DEVICE ('auto': cuda:0 when LibTorch sees a device, else the CPU). */
   device?: Device;
   /**
    * Probes of one architecture train together in stacks of at most this many bytes of weights, Adam state and
@@ -120,6 +120,74 @@ export interface TrainProbeGridOptions {
   onProgress?: (p: ProbeProgress) => void;
 }
 
+/**
+ * The probe trainer's defaults, in one place: jukemir's protocol (800 epochs of batches of 64, Adam at 1e-4, seed 0,
+ * standardised features, fp32 products) and where the work runs. The CLI's training flags and the study's reuse
+ * keys read them; trainProbeGrid fills them in through resolveTrainingOptions.
+ */
+export const TRAINING_DEFAULTS = Object.freeze({
+  epochs: 800,
+  batchSize: 64,
+  lr: 1e-4,
+  seed: 0,
+  standardize: true,
+  matmulPrecision: 'fp32' as MatmulPrecision,
+  device: DEFAULT_DEVICE,
+  /** Stacks of at most 4 GiB of weights, Adam state and activations. */
+  maxStackBytes: 4 * 2 ** 30,
+  maxProbesPerStack: 0,
+  onSingleClass: 'skip' as 'skip' | 'error',
+  keepAllWeights: false,
+  batchedStep: false,
+  threads: 0,
+});
+
+/** The training options trainProbeGrid runs with: every default filled in, the grid expanded. */
+export interface ResolvedTrainingOptions {
+  grid: ProbeConfig[];
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  standardize: boolean;
+  matmulPrecision: MatmulPrecision;
+  device: Device;
+  maxStackBytes: number;
+  maxProbesPerStack: number;
+  onSingleClass: 'skip' | 'error';
+  keepAllWeights: boolean;
+  batchedStep: boolean;
+  threads: number;
+}
+
+/**
+ * The training side's counterpart of resolveSettings: the options with TRAINING_DEFAULTS filled in and the grid
+ * (default PAPER_GRID, or ATTENTION_GRID with segments) expanded and its shape checked. Option values (epochs,
+ * rates, the grid's numbers, the device) are the core's to check (native/core/probes.cpp validate); the names
+ * that have a fixed list (matmulPrecision, onSingleClass) are checked here.
+ */
+export function resolveTrainingOptions(options: Omit<Partial<TrainProbeGridOptions>, 'grid'> & { grid?: ProbeGrid }): ResolvedTrainingOptions {
+  const d = TRAINING_DEFAULTS;
+  const onSingleClass = options.onSingleClass ?? d.onSingleClass;
+  if (onSingleClass !== 'skip' && onSingleClass !== 'error') throw new ArgumentError('ERR_INVALID_ARGUMENT', `onSingleClass must be 'skip' or 'error'`);
+  return {
+    grid: gridConfigs(options.grid ?? (options.segments !== undefined ? ATTENTION_GRID : PAPER_GRID)),
+    epochs: options.epochs ?? d.epochs,
+    batchSize: options.batchSize ?? d.batchSize,
+    lr: options.lr ?? d.lr,
+    seed: options.seed ?? d.seed,
+    standardize: options.standardize ?? d.standardize,
+    matmulPrecision: oneOf('matmulPrecision', MATMUL_PRECISIONS, options.matmulPrecision ?? d.matmulPrecision),
+    device: options.device ?? d.device,
+    maxStackBytes: options.maxStackBytes ?? d.maxStackBytes,
+    maxProbesPerStack: options.maxProbesPerStack ?? d.maxProbesPerStack,
+    onSingleClass,
+    keepAllWeights: options.keepAllWeights ?? d.keepAllWeights,
+    batchedStep: options.batchedStep ?? d.batchedStep,
+    threads: options.threads ?? d.threads,
+  };
+}
+
 function counts(s: ProbeSplit): ClassCounts {
   let positives = 0;
   for (let i = 0; i < s.targets.length; i++) if (s.targets[i] === 1) positives++;
@@ -167,17 +235,9 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
   if (options.validSegments !== undefined && !(options.validSegments instanceof Int32Array)) {
     throw new ArgumentError('ERR_INVALID_ARGUMENT', 'validSegments must be an Int32Array (real segments per clip)');
   }
-  const grid = gridConfigs(options.grid ?? (segments !== undefined ? ATTENTION_GRID : PAPER_GRID));
-  const epochs = options.epochs ?? 800;
-  const batchSize = options.batchSize ?? 64;
-  const lr = options.lr ?? 1e-4;
-  const seed = options.seed ?? 0;
-  const standardize = options.standardize ?? true;
-  const device = options.device ?? 'cpu';
+  const resolved = resolveTrainingOptions(options);
+  const { grid, epochs, batchSize, lr, seed, standardize, matmulPrecision, onSingleClass } = resolved;
   const recipe = options.recipe === undefined ? undefined : checkRecipe(options.recipe, 'recipe');
-  const matmulPrecision = oneOf('matmulPrecision', MATMUL_PRECISIONS, options.matmulPrecision ?? 'fp32');
-  const onSingleClass = options.onSingleClass ?? 'skip';
-  if (onSingleClass !== 'skip' && onSingleClass !== 'error') throw new ArgumentError('ERR_INVALID_ARGUMENT', `onSingleClass must be 'skip' or 'error'`);
 
   const seen = new Set<string>();
   const skipped: SkippedInstrument[] = [];
@@ -221,13 +281,13 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
         lr,
         seed,
         standardize,
-        device,
-        maxStackBytes: options.maxStackBytes ?? 4 * 2 ** 30,
-        maxProbesPerStack: options.maxProbesPerStack ?? 0,
-        keepAllWeights: options.keepAllWeights ?? false,
-        batchedStep: options.batchedStep ?? false,
+        device: resolved.device,
+        maxStackBytes: resolved.maxStackBytes,
+        maxProbesPerStack: resolved.maxProbesPerStack,
+        keepAllWeights: resolved.keepAllWeights,
+        batchedStep: resolved.batchedStep,
         matmulPrecision,
-        threads: options.threads ?? 0,
+        threads: resolved.threads,
         segments: segments ?? 0,
         validSegments: options.validSegments,
       },

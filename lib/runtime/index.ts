@@ -5,4 +5,5 @@ export type { AutoPrecision, DoctorReport, GemmPeakOptions } from './doctor';
 export { installFacts } from './install-facts';
 export type { InstallFacts } from './install-facts';
 export type { Device } from './device';
+export { DEFAULT_DEVICE } from './device';
 export { packageRoot, calmkitVersion } from './package';

@@ -9,10 +9,10 @@ import { modelId } from '../model/checkpoint-id';
 import { Jukebox } from '../model/jukebox';
 import { asStored } from '../store/dtype';
 import { PROBE_THRESHOLD, ProbeSet, type Predictions } from '../probes/probe-set';
-import type { Device } from '../runtime/device';
+import type { Device } from '../runtime';
 
 export interface PredictAudioOptions {
-  /** Where the model runs when it is given as a path, and where the probes run. Default `cpu`. */
+  /** Where the model runs when it is given as a path, and where the probes run. Default DEFAULT_DEVICE (`auto`). */
   device?: Device;
   /**
    * Clips per forward pass (default 1, as `calmkit extract`; clips of a pass share its length after fitting).
@@ -75,7 +75,7 @@ export async function predictAudio(
       { input: path },
     );
   }
-  const jukebox = typeof model === 'string' ? await Jukebox.load(model, { device: options.device ?? 'cpu', precision: recipe.precision, signal: options.signal }) : model;
+  const jukebox = typeof model === 'string' ? await Jukebox.load(model, { device: options.device, precision: recipe.precision, signal: options.signal }) : model;
   try {
     const settings = settingsOfRecipe(recipe, { path });
     const rows: Float32Array[] = [];

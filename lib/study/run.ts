@@ -13,10 +13,10 @@ import path from 'node:path';
 import { abortError, ArgumentError, CalmkitError, DataError, oneOf } from '../errors';
 import { defaultLayers, Jukebox, type PrecisionChoice } from '../model';
 import type { JukeboxInfo } from '../model/jukebox';
-import type { Device } from '../runtime/device';
+import type { Device } from '../runtime';
 import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, type PipelineProgress, type WorkItem, extractToStore } from '../extraction';
-import { ATTENTION_GRID, MATMUL_PRECISIONS, PAPER_GRID, ProbeSet, type MatmulPrecision, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
+import { ATTENTION_GRID, MATMUL_PRECISIONS, PAPER_GRID, ProbeSet, TRAINING_DEFAULTS, type MatmulPrecision, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
 import { writeReport } from '../probes/report';
 import { atomicReplace as replaceFile, readRegularFile, withFsErrors } from '../files';
 import type { StoreDtype } from '../store/feature-store';
@@ -73,7 +73,7 @@ export interface StudyOptions {
   /** Standardise features with each instrument's train mean/std (jukemir's default; default true). */
   standardize?: boolean;
   device?: Device;
-  /** Default `fp32`; `auto` resolves when the model loads, and the stores record the precision it resolved to. */
+  /** Default DEFAULT_PRECISION (`fp32`); `auto` resolves when the model loads, and the stores record the precision it resolved to. */
   precision?: PrecisionChoice;
   /** The probe trainer's products (TrainProbeGridOptions.matmulPrecision; default fp32). */
   matmulPrecision?: MatmulPrecision;
@@ -228,16 +228,16 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
   const dataset = OpenMIC.open(options.dataset, { audio: 'skip', npz: 'ignore' });
   const items = openmicItems(dataset);
   const training = {
-    epochs: options.epochs ?? 800,
-    batchSize: options.batchSize ?? 64,
-    seed: options.seed ?? 0,
+    epochs: options.epochs ?? TRAINING_DEFAULTS.epochs,
+    batchSize: options.batchSize ?? TRAINING_DEFAULTS.batchSize,
+    seed: options.seed ?? TRAINING_DEFAULTS.seed,
     grid: options.grid ?? PAPER_GRID,
-    standardize: options.standardize ?? true,
+    standardize: options.standardize ?? TRAINING_DEFAULTS.standardize,
     // Only when bf16, so that the keys of fp32 columns trained before the option existed still match.
     ...(options.matmulPrecision === 'bf16' ? { matmulPrecision: 'bf16' as const } : {}),
   };
   const attentionTraining = { ...training, epochs: options.attentionEpochs ?? training.epochs, grid: options.attentionGrid ?? ATTENTION_GRID };
-  const model = await Jukebox.load(options.model, { device: options.device ?? 'auto', precision: options.precision ?? 'fp32', signal: options.signal });
+  const model = await Jukebox.load(options.model, { device: options.device, precision: options.precision, signal: options.signal });
   try {
     const layer = options.layer ?? defaultLayers(model.info.depth)[0]!;
     const ctx: Context = { options, dataset, items, model, layer, log, checkAbort };
@@ -338,7 +338,7 @@ async function meanColumn(ctx: Context, variant: StudyVariant, training: Trainin
     epochs: training.epochs,
     key: { settings: x.store.spec, keys: x.store.keys(), partitions: ctx.options.partitions ?? {}, training },
     train: (onProgress) =>
-      trainFromStore({ dataset: ctx.dataset, store: x.store, partitions: ctx.options.partitions, ...training, allowMissing: ctx.options.allowMissing, device: ctx.options.device ?? 'auto', signal: ctx.options.signal, onProgress }),
+      trainFromStore({ dataset: ctx.dataset, store: x.store, partitions: ctx.options.partitions, ...training, allowMissing: ctx.options.allowMissing, device: ctx.options.device, signal: ctx.options.signal, onProgress }),
     ...x,
   };
 }
@@ -366,7 +366,7 @@ async function attentionColumn(ctx: Context, variant: StudyVariant, segmentSecon
         partitions: ctx.options.partitions,
         ...training,
         segmentTimes: times(segments),
-        device: ctx.options.device ?? 'auto',
+        device: ctx.options.device,
         signal: ctx.options.signal,
         onProgress,
       });
@@ -416,7 +416,7 @@ function vggishColumns(ctx: Context, source: 'npz' | 'json', training: Training,
       const segmentTimes: SegmentTimes | undefined = f.segments
         ? { axis: 'seconds of the clip (VGGish frames of 0.96 s)', spans: Array.from({ length: f.segments }, (_, s): [number, number] => [0.96 * s, 0.96 * (s + 1)]) }
         : undefined;
-      return trainFromFeatures({ dataset: ctx.dataset, features: f, partitions: ctx.options.partitions, ...t, allowMissing: ctx.options.allowMissing, segmentTimes, manifest, device: ctx.options.device ?? 'auto', signal: ctx.options.signal, onProgress });
+      return trainFromFeatures({ dataset: ctx.dataset, features: f, partitions: ctx.options.partitions, ...t, allowMissing: ctx.options.allowMissing, segmentTimes, manifest, device: ctx.options.device, signal: ctx.options.signal, onProgress });
     },
   });
   return [column('vggish-mean', training, means), column('vggish-attention', attentionTraining, frames)];

@@ -191,6 +191,12 @@ void validate(const float* features, int64_t n, int64_t dim, const std::vector<T
   if (tasks.empty()) throw Error(code::kInvalidArgument, "no instruments to train");
   if (configs.empty()) throw Error(code::kInvalidArgument, "the grid has no configs");
   if (opt.epochs < 1) throw Error(code::kInvalidArgument, "epochs must be at least 1");
+  if (opt.threads < 0 || opt.threads > 65536) {
+    throw Error(code::kInvalidArgument, "threads must be 0 (by stack size) or 1..65536; got " + std::to_string(opt.threads));
+  }
+  if (opt.maxStackBytes < 0 || opt.maxProbesPerStack < 0) {
+    throw Error(code::kInvalidArgument, "maxStackBytes and maxProbesPerStack must be 0 (no limit) or positive");
+  }
   if (opt.batchSize < 2 || opt.batchSize % 2) {
     throw Error(code::kInvalidArgument, "batchSize must be an even number >= 2 (half positives, half negatives)");
   }

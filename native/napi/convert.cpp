@@ -65,15 +65,25 @@ bool GetBool(const Napi::Object& o, const char* key, bool fallback) {
   return v.As<Napi::Boolean>().Value();
 }
 
-int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, double lo, double hi) {
-  const double v = GetNumber(o, key, static_cast<double>(fallback));
+int64_t IntegerAt(const Napi::Value& v, const std::string& what, double lo, double hi) {
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : std::nan("");
   // Range first: casting an out-of-range double to an integer is undefined.
-  if (!(v >= lo && v <= hi) || v != std::floor(v)) {
-    ThrowCoded(o.Env(), code::kInvalidArgument, std::string("option '") + key + "' must be an integer in [" +
-                                                    std::to_string(static_cast<int64_t>(lo)) + ", " +
-                                                    std::to_string(static_cast<int64_t>(hi)) + "]");
+  if (!(d >= lo && d <= hi) || d != std::floor(d)) {
+    const bool safe = lo <= -kMaxSafeInteger && hi >= kMaxSafeInteger;
+    ThrowCoded(v.Env(), code::kInvalidArgument,
+               what + " must be an integer" +
+                   (safe ? std::string()
+                         : " in [" + std::to_string(static_cast<int64_t>(lo)) + ", " +
+                               std::to_string(static_cast<int64_t>(hi)) + "]") +
+                   "; got " + (v.IsUndefined() ? std::string("undefined") : v.ToString().Utf8Value()));
   }
-  return static_cast<int64_t>(v);
+  return static_cast<int64_t>(d);
+}
+
+int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, double lo, double hi) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  return IntegerAt(v, std::string("option '") + key + "'", lo, hi);
 }
 
 Napi::Object ObjectAt(const Napi::Value& v, const std::string& what) {

@@ -25,12 +25,24 @@ Napi::Array ToNumberArray(Napi::Env env, const std::vector<int64_t>& v);
 
 // ---- JS -> C++ ---------------------------------------------------------------------------------------------
 
+// 2^53 - 1: every integer up to it is a JS number, exactly.
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
+// `v` as an integer in [lo, hi] (default: every integer a JS number holds exactly), else ERR_INVALID_ARGUMENT naming
+// `what`. The one integer conversion of the glue: the range check a double-to-integer cast needs (casting an
+// out-of-range double is undefined), and a bound the glue's own arithmetic needs (a divisor >= 1); what the value
+// means is the TS entry's and the core's to check.
+int64_t IntegerAt(const Napi::Value& v, const std::string& what, double lo = -kMaxSafeInteger,
+                  double hi = kMaxSafeInteger);
+
 // Options of an object: undefined or null gives the fallback; a value of another type is ERR_INVALID_ARGUMENT.
 std::string GetString(const Napi::Object& o, const char* key, const std::string& fallback);
 double GetNumber(const Napi::Object& o, const char* key, double fallback);
 bool GetBool(const Napi::Object& o, const char* key, bool fallback);
-// An integer option within [lo, hi], else ERR_INVALID_ARGUMENT naming it.
-int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, double lo, double hi);
+// An integer option (IntegerAt) within [lo, hi]; undefined or null gives the fallback, which the caller takes from the
+// core's own struct default where there is one.
+int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, double lo = -kMaxSafeInteger,
+               double hi = kMaxSafeInteger);
 
 // `v` as an object or an array, else ERR_INVALID_ARGUMENT naming `what`.
 Napi::Object ObjectAt(const Napi::Value& v, const std::string& what);

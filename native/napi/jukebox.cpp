@@ -1,6 +1,7 @@
 // Binding of the Jukebox extractor: load, info, inspect, init, extract (pooled results, or raw activations
 // streamed in chunks with backpressure through the shared control handle), dispose. Test-only building blocks
 // are in napi/testing.cpp.
+#include <climits>
 #include <cmath>
 #include <condition_variable>
 #include <memory>
@@ -171,20 +172,13 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   } catch (const calmkit::Error& e) {
     ThrowCoded(env, e.code(), e.what());
   }
-  // Absent means the preset's depth; any given value (0 included) must be a layer count.
-  const double layers = GetNumber(o, "layers", std::nan(""));
+  // Absent means the preset's depth; a given value is checked by the core (checkHparams: 1..4096).
   if (!o.Get("layers").IsUndefined() && !o.Get("layers").IsNull()) {
-    if (!(layers >= 1 && layers <= 4096) || layers != static_cast<double>(static_cast<int64_t>(layers))) {
-      ThrowCoded(env, code::kInvalidArgument, "layers must be an integer in 1..4096");
-    }
-    hp.depth = static_cast<int64_t>(layers);
+    hp.depth = IntegerAt(o.Get("layers"), "layers");
     hp.fullDepth = std::max(hp.fullDepth, hp.depth);
   }
-  const double seed = GetNumber(o, "seed", 0);
-  if (!(seed >= 0 && seed <= 9007199254740991.0) || seed != static_cast<double>(static_cast<int64_t>(seed))) {
-    ThrowCoded(env, code::kInvalidArgument, "seed must be a non-negative integer");
-  }
-  hp.source = "random init, seed " + std::to_string(static_cast<int64_t>(seed));
+  const int64_t seed = GetInt(o, "seed", 0, 0);  // a uint64: a negative seed has no value to cast to
+  hp.source = "random init, seed " + std::to_string(seed);
   return Submit<bool>(
       env, computeExecutor(),
       [hp, seed, out] {
@@ -325,13 +319,8 @@ std::vector<jb::ClipInput> ReadInputs(const Napi::Value& v) {
 jb::ExtractOptions ReadExtractOptions(const Napi::Value& v) {
   jb::ExtractOptions o;
   auto obj = ObjectAt(v, "extract options");
-  o.layers = MapArray(obj.Get("layers"), "layers", [](const Napi::Value& l, const std::string&) -> int {
-    const double d = l.IsNumber() ? l.As<Napi::Number>().DoubleValue() : 0.5;
-    // Range first: casting an out-of-range double to int is undefined.
-    if (!(std::fabs(d) <= 1e6) || d != std::floor(d)) {
-      ThrowCoded(l.Env(), code::kInvalidArgument, "layers must be integers; got " + l.ToString().Utf8Value());
-    }
-    return static_cast<int>(d);
+  o.layers = MapArray(obj.Get("layers"), "layers", [](const Napi::Value& l, const std::string& what) -> int {
+    return static_cast<int>(IntegerAt(l, what, INT_MIN, INT_MAX));  // into an int: the core checks the range
   });
   try {
     o.pooling = jb::parsePooling(GetString(obj, "pooling", "mean"));

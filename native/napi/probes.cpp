@@ -1,6 +1,7 @@
 // Binding of the probe trainer: trainProbeGrid (with progress and cancellation), predictProbes and, for attention
 // probes on segment features, predictSegmentProbes.
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <memory>
 
@@ -15,8 +16,6 @@ namespace calmkit_napi {
 namespace {
 
 namespace pr = calmkit::probes;
-
-constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1: every integer up to it is a double
 
 pr::Split ReadSplit(const Napi::Object& task, const char* key, const std::string& label) {
   auto o = ObjectAt(task.Get(key), label + "." + key);
@@ -40,14 +39,10 @@ pr::Config ReadConfig(const Napi::Value& v, const std::string& label) {
   auto o = ObjectAt(v, label);
   pr::Config c;
   c.hidden = MapArray(o.Get("hidden"), label + ".hidden", [](const Napi::Value& h, const std::string& what) -> int64_t {
-    const double d = h.IsNumber() ? h.As<Napi::Number>().DoubleValue() : 0.5;
-    if (!(std::fabs(d) <= kMaxSafeInteger) || d != std::floor(d)) {
-      ThrowCoded(h.Env(), calmkit::code::kInvalidArgument, what + " must be an integer");
-    }
-    return static_cast<int64_t>(d);
+    return IntegerAt(h, what);
   });
-  c.dropout = GetNumber(o, "dropout", 0.5);
-  c.l2 = GetNumber(o, "l2", 0);
+  c.dropout = GetNumber(o, "dropout", c.dropout);
+  c.l2 = GetNumber(o, "l2", c.l2);
   // `attention: true` is the attention head's spelling in the TS API; `head` names any head of the core's registry.
   c.head = GetBool(o, "attention", false) ? "attention" : GetString(o, "head", pr::kMlpHead);
   return c;
@@ -56,11 +51,7 @@ pr::Config ReadConfig(const Napi::Value& v, const std::string& label) {
 // The row-major feature matrix (copied) and its width: rows of `dim` values, a whole number of them.
 std::pair<std::shared_ptr<std::vector<float>>, int64_t> ReadFeatures(const Napi::Value& data, const Napi::Value& width) {
   auto features = std::make_shared<std::vector<float>>(CopyFloat32(data, "features"));
-  const double d = width.IsNumber() ? width.As<Napi::Number>().DoubleValue() : 0.5;
-  if (!(d >= 1 && d <= kMaxSafeInteger) || d != std::floor(d)) {
-    ThrowCoded(data.Env(), calmkit::code::kInvalidArgument, "dim must be a positive integer");
-  }
-  const int64_t dim = static_cast<int64_t>(d);
+  const int64_t dim = IntegerAt(width, "dim", 1);  // the divisor below
   if (features->size() % static_cast<size_t>(dim) != 0) {
     ThrowCoded(data.Env(), calmkit::code::kDataMismatch,
                "features has " + std::to_string(features->size()) + " values, not a multiple of dim " + std::to_string(dim));
@@ -83,12 +74,8 @@ std::shared_ptr<BorrowedFeatures> BorrowFeatures(const Napi::Value& data, const 
     ThrowCoded(data.Env(), calmkit::code::kInvalidArgument, "features must be a Float32Array");
   }
   auto arr = data.As<Napi::Float32Array>();
-  const double d = width.IsNumber() ? width.As<Napi::Number>().DoubleValue() : 0.5;
-  if (!(d >= 1 && d <= kMaxSafeInteger) || d != std::floor(d)) {
-    ThrowCoded(data.Env(), calmkit::code::kInvalidArgument, "dim must be a positive integer");
-  }
   auto out = std::make_shared<BorrowedFeatures>();
-  out->dim = static_cast<int64_t>(d);
+  out->dim = IntegerAt(width, "dim", 1);  // the divisor below
   const size_t per = static_cast<size_t>(out->dim * rowsPerClip);
   if (arr.ElementLength() % per != 0) {
     ThrowCoded(data.Env(), calmkit::code::kDataMismatch,
@@ -101,29 +88,30 @@ std::shared_ptr<BorrowedFeatures> BorrowFeatures(const Napi::Value& data, const 
   return out;
 }
 
-// Types are converted safely here; their values are the core's to check (probes::validate).
+// Types are converted safely here, absent options are the core's own defaults (pr::Options); their values are the
+// core's to check (probes::validate).
 pr::Options ReadOptions(const Napi::Value& v) {
   pr::Options o;
   if (v.IsUndefined() || v.IsNull()) return o;
   auto obj = ObjectAt(v, "options");
-  o.epochs = GetInt(obj, "epochs", 800, -kMaxSafeInteger, kMaxSafeInteger);
-  o.batchSize = GetInt(obj, "batchSize", 64, -kMaxSafeInteger, kMaxSafeInteger);
-  o.lr = GetNumber(obj, "lr", 1e-4);
-  o.seed = static_cast<uint64_t>(GetInt(obj, "seed", 0, 0, kMaxSafeInteger));
-  o.standardize = GetBool(obj, "standardize", true);
-  o.device = GetString(obj, "device", "cpu");
-  o.maxStackBytes = GetInt(obj, "maxStackBytes", 0, 0, kMaxSafeInteger);
-  o.maxProbesPerStack = GetInt(obj, "maxProbesPerStack", 0, 0, kMaxSafeInteger);
-  o.keepAllWeights = GetBool(obj, "keepAllWeights", false);
-  o.batchedStep = GetBool(obj, "batchedStep", false);
-  const std::string precision = GetString(obj, "matmulPrecision", "fp32");
+  o.epochs = GetInt(obj, "epochs", o.epochs);
+  o.batchSize = GetInt(obj, "batchSize", o.batchSize);
+  o.lr = GetNumber(obj, "lr", o.lr);
+  o.seed = static_cast<uint64_t>(GetInt(obj, "seed", static_cast<int64_t>(o.seed), 0));  // a uint64
+  o.standardize = GetBool(obj, "standardize", o.standardize);
+  o.device = GetString(obj, "device", o.device);
+  o.maxStackBytes = GetInt(obj, "maxStackBytes", o.maxStackBytes);
+  o.maxProbesPerStack = GetInt(obj, "maxProbesPerStack", o.maxProbesPerStack);
+  o.keepAllWeights = GetBool(obj, "keepAllWeights", o.keepAllWeights);
+  o.batchedStep = GetBool(obj, "batchedStep", o.batchedStep);
+  const std::string precision = GetString(obj, "matmulPrecision", pr::matmulPrecisionName(o.matmulPrecision));
   try {
     o.matmulPrecision = pr::parseMatmulPrecision(precision);
   } catch (const calmkit::Error& e) {
     ThrowCoded(obj.Env(), e.code(), e.what());
   }
-  o.threads = static_cast<int>(GetInt(obj, "threads", 0, 0, 65536));
-  o.segments = GetInt(obj, "segments", 0, -kMaxSafeInteger, kMaxSafeInteger);
+  o.threads = static_cast<int>(GetInt(obj, "threads", o.threads, INT_MIN, INT_MAX));  // into an int
+  o.segments = GetInt(obj, "segments", o.segments);
   auto valid = obj.Get("validSegments");
   if (!valid.IsUndefined() && !valid.IsNull()) {
     o.validSegments = CopyTyped<int32_t, napi_int32_array>(valid, "options.validSegments", "Int32Array");
@@ -143,8 +131,8 @@ Napi::Object LayerToJs(Napi::Env env, pr::Layer& layer) {
 pr::Layer LayerFromJs(const Napi::Value& v, const std::string& label) {
   auto lo = ObjectAt(v, label);
   pr::Layer layer;
-  layer.in = GetInt(lo, "in", 0, 0, kMaxSafeInteger);
-  layer.out = GetInt(lo, "out", 0, 0, kMaxSafeInteger);
+  layer.in = GetInt(lo, "in", 0);
+  layer.out = GetInt(lo, "out", 0);
   layer.weight = CopyFloat32(lo.Get("weight"), label + ".weight");
   layer.bias = CopyFloat32(lo.Get("bias"), label + ".bias");
   if (layer.in < 1 || layer.out < 1 || layer.weight.size() != static_cast<size_t>(layer.in * layer.out) ||
@@ -325,11 +313,7 @@ Napi::Value PredictSegmentProbes(const Napi::CallbackInfo& info) {
   auto matrix = ReadFeatures(info[0], info[1]);
   auto features = matrix.first;
   const int64_t dim = matrix.second;
-  const double sd = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0.5;
-  if (!(sd >= 1 && sd <= kMaxSafeInteger) || sd != std::floor(sd)) {
-    ThrowCoded(env, calmkit::code::kInvalidArgument, "segments must be a positive integer");
-  }
-  const int64_t segments = static_cast<int64_t>(sd);
+  const int64_t segments = IntegerAt(info[2], "segments", 1);  // the divisor below
   if (features->size() % static_cast<size_t>(segments * dim) != 0) {
     ThrowCoded(env, calmkit::code::kDataMismatch,
                "features has " + std::to_string(features->size()) + " values, not a multiple of segments x dim " +
