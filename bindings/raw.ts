@@ -233,6 +233,8 @@ export interface RawBinding {
   jukeboxInspect(path: string, options?: { verifyWeights?: boolean }): Promise<RawJukeboxInfo>;
   jukeboxInit(options: { preset: string; layers?: number; seed?: number; out: string }): Promise<void>;
   jukeboxDispose(handle: RawJukeboxHandle): void;
+  /** Tokens per segment of segments pooling, by the core's rule (native/core/extract.cpp segmentTokensFor). */
+  jukeboxSegmentTokens(options: { segmentTokens?: number; segmentSeconds?: number; hop: number; sampleRate: number }): number;
   jukeboxExtract(
     handle: RawJukeboxHandle,
     inputs: RawJukeboxInput[],

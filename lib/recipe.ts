@@ -4,10 +4,9 @@
 // predicting from audio can retrace the path the training features took.
 import crypto from 'node:crypto';
 import { FORMATTINGS, resolveFormatting, type Formatting } from './audio';
-import { DataError, describeValue, invalidArgument, oneOf, optionsObject } from './errors';
+import { DataError, describeValue, invalidArgument, ModelError, oneOf, optionsObject } from './errors';
 import { DEFAULT_PRECISION, PRECISIONS, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows } from './model';
-import { canonicalJson } from './store/canonical-json';
-import { STORE_DTYPES, type StoreDtype, type StoreSpec } from './store/feature-store';
+import { canonicalJson, STORE_DTYPES, type StoreDtype, type StoreSpec } from './store';
 
 /** The version of the FeatureRecipe record this calmkit writes and reads. */
 export const RECIPE_VERSION = 1;
@@ -184,4 +183,49 @@ export function recipeOfStoreSpec(spec: StoreSpec, label?: string): FeatureRecip
 export function settingsOfRecipe(recipe: FeatureRecipe, model?: { path?: string; preset?: string }): ExtractionSettings {
   const { version: _version, ...rest } = recipe;
   return { ...rest, layers: recipe.layers.slice(), model: { id: recipe.model.id, ...model } };
+}
+
+/** Something a recipe (or extraction settings) asks of a model that the model does not give. */
+export interface ModelMismatch {
+  field: 'model' | 'precision' | 'layers';
+  /** What the recipe asks for, and what the model has, in words ("fp32", "layers 36", "1..6"). */
+  wanted: string;
+  has: string;
+}
+
+/**
+ * Whether `model` can make the features `recipe` describes: the same checkpoint (by id), the same precision (when the
+ * model is loaded: `precision` given) and every layer within its depth (when `depth` is given). The one test of "does
+ * this model serve this recipe", for predictAudio and the queue's worker.
+ */
+export function modelMismatches(
+  recipe: { model: { id: string }; precision: JukeboxPrecision; layers: readonly number[] },
+  model: { id: string; precision?: JukeboxPrecision; depth?: number },
+): ModelMismatch[] {
+  const out: ModelMismatch[] = [];
+  if (recipe.model.id !== model.id) out.push({ field: 'model', wanted: recipe.model.id, has: model.id });
+  if (model.precision !== undefined && model.precision !== recipe.precision) out.push({ field: 'precision', wanted: recipe.precision, has: model.precision });
+  const deep = model.depth === undefined ? [] : recipe.layers.filter((l) => l > model.depth!);
+  if (deep.length) out.push({ field: 'layers', wanted: `layers ${deep.join(',')}`, has: `1..${model.depth}` });
+  return out;
+}
+
+/**
+ * A ModelError unless `model` (at `path`) serves `recipe`: ERR_MODEL_MISMATCH for another checkpoint or layers it does
+ * not have, ERR_MODEL_PRECISION for a loaded model at another precision. `what` names the recipe's holder (a probe
+ * set).
+ */
+export function checkModelServes(
+  recipe: { model: { id: string }; precision: JukeboxPrecision; layers: readonly number[] },
+  model: { id: string; path: string; precision?: JukeboxPrecision; depth?: number },
+  what: string,
+): void {
+  const m = modelMismatches(recipe, model)[0];
+  if (!m) return;
+  const input = { input: model.path };
+  if (m.field === 'model') throw new ModelError('ERR_MODEL_MISMATCH', `${what} was trained on features of model ${m.wanted}; ${model.path} is model ${m.has}`, input);
+  if (m.field === 'precision') {
+    throw new ModelError('ERR_MODEL_PRECISION', `${what} was trained on features made at precision ${m.wanted}; the model ${model.path} runs at ${m.has} (load it with precision '${m.wanted}')`, input);
+  }
+  throw new ModelError('ERR_MODEL_MISMATCH', `${what} was trained on features of ${m.wanted}; the model ${model.path} has layers ${m.has}`, input);
 }

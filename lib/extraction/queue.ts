@@ -16,7 +16,7 @@ import { Jukebox, type JukeboxDevice } from '../model/jukebox';
 import type { PrecisionChoice } from '../model/options';
 import { modelId } from '../model/checkpoint-id';
 import { LayerStores, type LayerWriters } from './layer-stores';
-import { resolveSettings, settingsHash, type ExtractionSettings } from '../recipe';
+import { modelMismatches, resolveSettings, settingsHash, type ExtractionSettings } from '../recipe';
 import { decodeForModel, runModel, type Decoded } from './run';
 import type { WorkItem } from './work-items';
 
@@ -416,11 +416,13 @@ export class ExtractionWorker {
     }
     const hash = settingsHash(settings);
     if (hash !== data.settingsHash) throw new UnrecoverableError(`ERR_QUEUE_JOB: job ${job.id} (${data.key}): its settings hash to ${hash}, not the ${data.settingsHash} it names`);
-    const mismatch: string[] = [];
-    if (settings.model.id !== this.modelId) mismatch.push(`model ${settings.model.id}${settings.model.path ? ` (${settings.model.path})` : ''}, this worker serves ${this.modelId} (${this.opts.model})`);
-    if (settings.precision !== this.model.info.precision) mismatch.push(`precision ${settings.precision}, this worker runs ${this.model.info.precision}`);
-    const deep = settings.layers.filter((l) => l > this.model.info.depth);
-    if (deep.length) mismatch.push(`layers ${deep.join(',')}, the model has 1..${this.model.info.depth}`);
+    const mismatch = modelMismatches(settings, { id: this.modelId, precision: this.model.info.precision, depth: this.model.info.depth }).map((m) =>
+      m.field === 'model'
+        ? `model ${m.wanted}${settings.model.path ? ` (${settings.model.path})` : ''}, this worker serves ${m.has} (${this.opts.model})`
+        : m.field === 'precision'
+          ? `precision ${m.wanted}, this worker runs ${m.has}`
+          : `${m.wanted}, the model has ${m.has}`,
+    );
     if (mismatch.length) throw new UnrecoverableError(`ERR_QUEUE_SETTINGS: job ${job.id} (${data.key}) wants ${mismatch.join('; ')}`);
     let g: Group;
     try {

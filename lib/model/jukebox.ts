@@ -157,6 +157,14 @@ function checkInput(input: unknown, i: number, many: boolean): void {
   throw invalidArgument(`${name} must be a path, a Uint8Array, { samples: Float32Array, sampleRate } or { tokens: Int32Array }; got ${describeValue(input)}`, name);
 }
 
+/**
+ * Tokens per segment of segments pooling, by the core's rule (the one extraction applies): `segmentTokens`, or
+ * `segmentSeconds` at the model's token rate (sampleRate / hop), rounded, at least 1.
+ */
+export function segmentTokensOf(o: { segmentTokens?: number; segmentSeconds?: number }, info: Pick<JukeboxInfo, 'hop' | 'sampleRate'>): number {
+  return nativeSync(() => binding().jukeboxSegmentTokens({ segmentTokens: o.segmentTokens, segmentSeconds: o.segmentSeconds, hop: info.hop, sampleRate: info.sampleRate }));
+}
+
 export class Jukebox {
   #handle: RawJukeboxHandle | undefined;
   readonly #path: string;

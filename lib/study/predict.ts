@@ -2,8 +2,8 @@
 // says how its training features were made; the audio takes the same path (decodeForModel + runModel, as in
 // extraction), with the model the recipe names at the recorded precision, so the probes see features of the
 // kind they were trained on.
-import { DataError, ModelError, ProbeError, invalidArgument } from '../errors';
-import { settingsOfRecipe, type FeatureRecipe } from '../recipe';
+import { DataError, ProbeError, invalidArgument } from '../errors';
+import { checkModelServes, settingsOfRecipe, type FeatureRecipe } from '../recipe';
 import { decodeForModel, runModel, type ClipFailure } from '../extraction/run';
 import { modelId } from '../model/checkpoint-id';
 import { Jukebox } from '../model/jukebox';
@@ -64,17 +64,8 @@ export async function predictAudio(
   if (!Number.isInteger(batchSize) || batchSize < 1) throw invalidArgument(`batchSize must be a positive integer; got ${batchSize}`, 'batchSize');
 
   const path = typeof model === 'string' ? model : model.path;
-  const id = typeof model === 'string' ? modelId(model) : model.id;
-  if (id !== recipe.model.id) {
-    throw new ModelError('ERR_MODEL_MISMATCH', `${where} was trained on features of model ${recipe.model.id}; ${path} is model ${id}`, { input: path });
-  }
-  if (typeof model !== 'string' && model.info.precision !== recipe.precision) {
-    throw new ModelError(
-      'ERR_MODEL_PRECISION',
-      `${where} was trained on features made at precision ${recipe.precision}; the model ${path} runs at ${model.info.precision} (load it with precision '${recipe.precision}')`,
-      { input: path },
-    );
-  }
+  if (typeof model === 'string') checkModelServes(recipe, { id: modelId(model), path }, where);
+  else checkModelServes(recipe, { id: model.id, path, precision: model.info.precision, depth: model.info.depth }, where);
   const jukebox = typeof model === 'string' ? await Jukebox.load(model, { device: options.device, precision: recipe.precision, signal: options.signal }) : model;
   try {
     const settings = settingsOfRecipe(recipe, { path });

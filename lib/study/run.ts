@@ -11,8 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { abortError, ArgumentError, CalmkitError, DataError, oneOf } from '../errors';
-import { defaultLayers, Jukebox, type PrecisionChoice } from '../model';
-import type { JukeboxInfo } from '../model/jukebox';
+import { defaultLayers, Jukebox, segmentTokensOf, type JukeboxInfo, type PrecisionChoice } from '../model';
 import type { Device } from '../runtime';
 import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, type PipelineProgress, type WorkItem, extractToStore } from '../extraction';
@@ -181,7 +180,7 @@ function recordExtraction(dir: string, done: number, seconds: number): number | 
  */
 export function jukeboxSegmentTimes(settings: ExtractionSettings, info: Pick<JukeboxInfo, 'hop' | 'sampleRate' | 'nCtx'>, segments: number): SegmentTimes {
   const tokenSeconds = info.hop / info.sampleRate;
-  const k = settings.segmentTokens ?? Math.max(1, Math.round(settings.segmentSeconds! / tokenSeconds));
+  const k = segmentTokensOf(settings, info);
   const scale = settings.formatting === 'upsample' ? 1 / settings.factor! : 1;
   const spans = Array.from({ length: segments }, (_, s): [number, number] => [s * k * tokenSeconds * scale, Math.min((s + 1) * k, info.nCtx) * tokenSeconds * scale]);
   const window = info.nCtx * tokenSeconds;

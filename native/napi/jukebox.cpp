@@ -387,7 +387,27 @@ Napi::Value Extract(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// segmentTokens({segmentTokens?, segmentSeconds?, hop, sampleRate}) -> tokens per segment: the core's rule
+// (segmentTokensFor), so the TS side never recomputes it.
+Napi::Value SegmentTokens(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto o = ObjectAt(info[0], "segment options");
+  jb::ExtractOptions opts;
+  opts.segmentTokens = GetInt(o, "segmentTokens", 0);
+  opts.segmentSeconds = GetNumber(o, "segmentSeconds", 0);
+  jb::Hparams hp;
+  hp.sampleRate = GetInt(o, "sampleRate", hp.sampleRate);
+  hp.vqLevels = 1;
+  hp.vqDownsT = {1};
+  hp.vqStridesT = {GetInt(o, "hop", 128)};
+  std::string code, message;
+  int64_t tokens = 0;
+  if (!Guard([&] { tokens = jb::segmentTokensFor(opts, hp); }, code, message)) ThrowCoded(env, code, message);
+  return Napi::Number::New(env, static_cast<double>(tokens));
+}
+
 void InitJukebox(Napi::Env env, Napi::Object exports) {
+  exports.Set("jukeboxSegmentTokens", Napi::Function::New(env, SegmentTokens, "jukeboxSegmentTokens"));
   exports.Set("jukeboxLoad", Napi::Function::New(env, Load, "jukeboxLoad"));
   exports.Set("jukeboxInfo", Napi::Function::New(env, Info, "jukeboxInfo"));
   exports.Set("jukeboxInspect", Napi::Function::New(env, Inspect, "jukeboxInspect"));
