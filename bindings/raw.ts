@@ -65,6 +65,8 @@ export interface RawProbeConfig {
   l2: number;
   /** Attention pooling over the segments of each clip (options.segments >= 1). */
   attention?: boolean;
+  /** Another head of the core's registry by name (native/core/probes_heads.cpp); absent: the MLP probe. */
+  head?: string;
 }
 
 export interface RawProbeOptions {
@@ -110,6 +112,9 @@ export interface RawProbeNet {
   layers: RawProbeLayer[];
   /** Attention probes: the per-segment attention logit, reading what the last layer reads. */
   attention?: RawProbeLayer;
+  /** Any other head: its name and its own weights (each reading what the last layer reads, bias 0). */
+  head?: string;
+  headLayers?: RawProbeLayer[];
 }
 
 export interface RawProbeResult {

@@ -216,3 +216,23 @@ test('segment features and attention grids go together; bad segment counts are n
   // MLP probe sets refuse attention-only predict options; attention sets refuse flat features.
   await t.throwsAsync(set.predict(p.features.subarray(0, 7)), { instanceOf: DataError, message: /n x 3 segments x 4/ });
 });
+
+// Heads by name: the trainer's registry (native/core/probes_heads.cpp) is reached through `head`, the generic
+// spelling a new head needs no TypeScript for; `attention: true` is the attention head's own spelling, and both
+// train the same probes, bit for bit.
+test('a grid names its head: head "attention" is attention: true, bit for bit; an unknown head is an ArgumentError naming the heads', async (t) => {
+  const p = segmentProblem({ n: 90, S: 3, dim: 5, seed: 17, padded: true });
+  const base = { features: p.features, dim: p.dim, segments: p.S, validSegments: p.validSegments, tasks: [p.tasks[0]], epochs: 2, keepAllWeights: true };
+  const axes = { hidden: [[4]], dropout: [0.5], l2: [1e-4] };
+  const byFlag = await trainProbeGrid({ ...base, grid: { ...axes, attention: true } });
+  const byName = await trainProbeGrid({ ...base, grid: { ...axes, head: 'attention' } });
+  t.deepEqual(byName.grid, byFlag.grid, 'one spelling in the saved grid');
+  sameBits(t, byName, byFlag, 'head: attention');
+  const unknown = await t.throwsAsync(trainProbeGrid({ ...base, grid: { ...axes, head: 'nope' } }), { instanceOf: ArgumentError });
+  t.regex(unknown!.message, /unknown probe head 'nope' \(the heads are mlp, attention\)/);
+  const mlp = synthProblem({ n: 90, dim: 5, seed: 3, tasks: [{ instrument: 'flute', flip: 0.1, train: 40, val: 20, test: 20 }] });
+  const plain = await trainProbeGrid({ features: mlp.features, dim: 5, tasks: mlp.tasks, epochs: 2, grid: axes });
+  const named = await trainProbeGrid({ features: mlp.features, dim: 5, tasks: mlp.tasks, epochs: 2, grid: { ...axes, head: 'mlp' } });
+  t.deepEqual(named.results[0].configs[0].testProbabilities, plain.results[0].configs[0].testProbabilities);
+  await t.throwsAsync(trainProbeGrid({ ...base, grid: { ...axes, attention: true, head: 'mlp' } }), { instanceOf: ArgumentError, message: /contradicts head: 'mlp' \(one head per grid\)/ });
+});

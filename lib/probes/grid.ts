@@ -15,6 +15,12 @@ export interface ProbeConfig {
    * logit is the weighted sum of the scores. Absent: the paper's probe on one vector per clip.
    */
   attention?: true;
+  /**
+   * Any other head of the trainer's registry, by name (native/core/probes_heads.cpp; `attention: true` is the
+   * attention head's spelling): what turns the shared layers' scores into the clip's logit. Absent: the paper's MLP
+   * probe. The core refuses a name it does not know.
+   */
+  head?: string;
 }
 
 /** A grid as the product of its axes. */
@@ -24,6 +30,8 @@ export interface ProbeGrid {
   l2: number[];
   /** Every config of the grid pools segments with attention. */
   attention?: boolean;
+  /** Every config of the grid has this head (ProbeConfig.head). */
+  head?: string;
 }
 
 /** The paper's grid: 3 architectures x 3 dropouts x 3 L2 = 27 configs per instrument. */
@@ -53,18 +61,26 @@ export function expandGrid(grid: ProbeGrid): ProbeConfig[] {
   if (grid.hidden.some((h) => !Array.isArray(h) || h.some((x) => typeof x !== 'number'))) bad('hidden sizes must be arrays of positive integers');
   if ([...grid.dropout, ...grid.l2].some((x) => typeof x !== 'number')) bad('dropout and l2 must be numbers');
   if (grid.attention !== undefined && typeof grid.attention !== 'boolean') bad('attention must be true or false');
+  if (grid.head !== undefined && (typeof grid.head !== 'string' || grid.head === '')) bad('head must be the name of a probe head');
+  // One spelling per head in what the grid gives back: the attention head is `attention: true`, the MLP none.
+  if (grid.attention !== undefined && grid.head !== undefined && (grid.head === 'attention') !== grid.attention) {
+    bad(`attention: ${grid.attention} contradicts head: '${grid.head}' (one head per grid)`);
+  }
+  const attention = grid.attention === true || grid.head === 'attention';
+  const head = grid.head !== undefined && grid.head !== 'attention' && grid.head !== 'mlp' ? grid.head : undefined;
   const out: ProbeConfig[] = [];
   for (const hidden of grid.hidden) {
     for (const dropout of grid.dropout) {
-      for (const l2 of grid.l2) out.push(grid.attention ? { hidden: [...hidden], dropout, l2, attention: true } : { hidden: [...hidden], dropout, l2 });
+      for (const l2 of grid.l2) out.push({ hidden: [...hidden], dropout, l2, ...(attention ? { attention: true as const } : {}), ...(head !== undefined ? { head } : {}) });
     }
   }
   return out;
 }
 
-/** A config's architecture as a label: "[512]", or "attention [512]". */
-export function configLabel(c: Pick<ProbeConfig, 'hidden' | 'attention'>): string {
-  return `${c.attention ? 'attention ' : ''}[${c.hidden.join(', ')}]`;
+/** A config's architecture as a label: "[512]", "attention [512]", or another head's name before the sizes. */
+export function configLabel(c: Pick<ProbeConfig, 'hidden' | 'attention' | 'head'>): string {
+  const head = c.attention ? 'attention' : c.head;
+  return `${head ? `${head} ` : ''}[${c.hidden.join(', ')}]`;
 }
 
 /** The grid's configs; the shape of `grid` is checked here, its numbers by the core. */

@@ -34,6 +34,9 @@ export interface ProbeNet {
   std?: Float32Array;
   layers: ProbeLayer[];
   attention?: ProbeLayer;
+  /** A probe of another head (ProbeConfig.head): its name and its own weights, in the head's order. */
+  head?: string;
+  headLayers?: ProbeLayer[];
 }
 
 export interface ConfigResult {
@@ -381,6 +384,12 @@ function checkState(state: ProbeSetState, file: string): void {
       if (!finite(l.weight) || !finite(l.bias)) fail(`${what}: layer ${i} has a NaN or infinite weight or bias`);
     }
     if (net.attention !== undefined && (!sized(net.attention) || !finite(net.attention.weight) || !finite(net.attention.bias))) fail(`${what}: its attention layer has the wrong size or a NaN or infinite weight`);
+    if (net.headLayers !== undefined) {
+      if (typeof net.head !== 'string' || !Array.isArray(net.headLayers)) fail(`${what}: its head's weights lack the head's name`);
+      for (const [i, l] of net.headLayers.entries()) {
+        if (!sized(l) || !finite(l.weight) || !finite(l.bias)) fail(`${what}: weight ${i} of its ${net.head} head has the wrong size or a NaN or infinite value`);
+      }
+    }
     if ((net.mean === undefined) !== (net.std === undefined)) fail(`${what} has a mean without a standard deviation or the reverse`);
     if (net.mean !== undefined) {
       if (!(net.mean instanceof Float32Array) || !(net.std instanceof Float32Array) || net.mean.length !== info.dim || net.std.length !== info.dim) fail(`${what}: its mean and standard deviation must have ${info.dim} values`);
@@ -402,7 +411,8 @@ function checkState(state: ProbeSetState, file: string): void {
     }
     for (const l of layers) if (!sized(l)) fail(`the probe of '${r.instrument}' has a layer of the wrong size`);
     const att = r.net.attention;
-    if ((att !== undefined) !== (info.segments !== undefined)) {
+    // The attention head reads segments, the MLP one vector per clip; another head's reading is the core's to check.
+    if (r.net.head === undefined && (att !== undefined) !== (info.segments !== undefined)) {
       fail(`the probe of '${r.instrument}' ${att ? 'has an attention layer but the set records no segments' : 'lacks the attention layer its segment features need'}`);
     }
     if (att && (!sized(att) || att.in !== layers[layers.length - 1].in || att.out !== 1)) fail(`the attention layer of '${r.instrument}' has the wrong size`);

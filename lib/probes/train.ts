@@ -266,7 +266,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
   if (options.signal?.aborted) throw abortError('probe training was aborted before it started', options.signal);
 
   const rawTasks: RawProbeTask[] = trained.map((t) => ({ instrument: t.instrument, train: t.train, val: t.val, test: t.test }));
-  const rawConfigs: RawProbeConfig[] = grid.map((c) => ({ hidden: c.hidden, dropout: c.dropout, l2: c.l2, attention: c.attention === true }));
+  const rawConfigs: RawProbeConfig[] = grid.map((c) => ({ hidden: c.hidden, dropout: c.dropout, l2: c.l2, attention: c.attention === true, ...(c.head ? { head: c.head } : {}) }));
   const onProgress = options.onProgress ? (p: RawProbeProgress) => options.onProgress!({ ...p }) : undefined;
   const raw = await native(() => {
     const control = binding().control();
