@@ -93,7 +93,7 @@ export function register(program: Command): void {
           console.log(`\n== ${v.name}${how}: ${extracted}macro F1 ${v.macroF1.toFixed(3)}`);
           console.log(`   Table I: ${path.join(v.reportDir, 'table.md')}`);
         }
-        console.log(`\n${fs.readFileSync(result.files[0], 'utf8')}`);
+        console.log(`\n${fs.readFileSync(result.files[0]!, 'utf8')}`);
         console.log(`study report: ${path.resolve(o.out)}`);
         const note = figureNote();
         if (note) console.error(note);

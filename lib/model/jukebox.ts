@@ -252,7 +252,7 @@ export class Jukebox {
     const inputs = many ? input : [input];
     inputs.forEach((x, i) => checkInput(x, i, many));
     const features = await this.#collect(inputs, options, (resolved) => this.#prepare(inputs, options, resolved));
-    return many ? features : features[0];
+    return many ? features : features[0]!;
   }
 
   /**
@@ -274,12 +274,12 @@ export class Jukebox {
     const resolved = this.#resolve(options);
     // Raw activations arrive as chunks; collect them per clip and layer.
     const collected: JukeboxChunk[][] = inputs.map(() => []);
-    const result = await this.#run(prepare, resolved, options, (chunk) => collected[chunk.clip].push(chunk), true);
+    const result = await this.#run(prepare, resolved, options, (chunk) => collected[chunk.clip]!.push(chunk), true);
     return result.clips.map((clip, i): JukeboxFeatures => {
       const layers: Record<number, LayerFeatures> = {};
       if (resolved.pooling === 'none') {
         for (const layer of resolved.layers) {
-          const parts = collected[i].filter((c) => c.layer === layer);
+          const parts = collected[i]!.filter((c) => c.layer === layer);
           layers[layer] = { layer, shape: [parts.reduce((n, c) => n + c.shape[0], 0), this.#info.width], data: concat(parts.map((c) => c.data)) };
         }
       } else {
@@ -313,7 +313,7 @@ export class Jukebox {
           (result) => {
             // Pooled modes have nothing to stream while running: their features come with the result.
             result.clips.forEach((clip, i) =>
-              clip.layers.forEach((l) => channel.push({ clip: i, layer: l.layer, window: 0, start: 0, shape: [l.shape.length === 1 ? 1 : l.shape[0], width], data: l.data })),
+              clip.layers.forEach((l) => channel.push({ clip: i, layer: l.layer, window: 0, start: 0, shape: [l.shape.length === 1 ? 1 : l.shape[0]!, width], data: l.data })),
             );
             channel.end();
           },
@@ -438,7 +438,7 @@ export class Jukebox {
 }
 
 function concat(parts: Float32Array[]): Float32Array {
-  if (parts.length === 1) return parts[0];
+  if (parts.length === 1) return parts[0]!;
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

@@ -106,7 +106,7 @@ export function encodeProbeFile(state: unknown, format: 1 | 2 = 1): Buffer {
   out.writeUInt32LE(format, MAGIC.length);
   out.writeUInt32LE(header.length, MAGIC.length + 4);
   header.copy(out, headStart);
-  blobs.forEach((b, i) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(out, blobStart + refs[i].offset));
+  blobs.forEach((b, i) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(out, blobStart + refs[i]!.offset));
   crypto.createHash('sha256').update(out.subarray(0, total - 32)).digest().copy(out, total - 32);
   return out;
 }

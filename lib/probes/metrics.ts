@@ -38,7 +38,7 @@ function f1Of(precision: number, recall: number): number {
 /** Indices of `scores` by descending score; ties keep their original order (ties are grouped later). */
 function descendingOrder(scores: ArrayLike<number>): Int32Array {
   const order = Int32Array.from({ length: scores.length }, (_, i) => i);
-  order.sort((a, b) => scores[b] - scores[a] || a - b);
+  order.sort((a, b) => scores[b]! - scores[a]! || a - b);
   return order;
 }
 
@@ -56,10 +56,10 @@ function rankingMetrics(scores: ArrayLike<number>, targets: ArrayLike<number>, p
   let prevFpr = 0;
   let prevTpr = 0;
   for (let i = 0; i < n; ) {
-    const s = scores[order[i]];
+    const s = scores[order[i]!];
     // Every row with this exact score crosses the threshold together.
-    while (i < n && scores[order[i]] === s) {
-      if (targets[order[i]]) tp++;
+    while (i < n && scores[order[i]!] === s) {
+      if (targets[order[i]!]) tp++;
       else fp++;
       i++;
     }
@@ -94,7 +94,7 @@ export function binaryMetrics(probabilities: ArrayLike<number>, targets: ArrayLi
   let tn = 0;
   let fn = 0;
   for (let i = 0; i < targets.length; i++) {
-    const predicted = probabilities[i] > threshold;
+    const predicted = probabilities[i]! > threshold;
     if (targets[i]) {
       if (predicted) tp++;
       else fn++;

@@ -245,7 +245,7 @@ export class ProbeSet {
   /** The paper's Table I: per instrument the selected config and its test metrics, plus macro averages. */
   table(): ProbeTable {
     const rows = this.results.map((r): TableRow => {
-      const c = r.configs[r.selected];
+      const c = r.configs[r.selected]!;
       return {
         instrument: r.instrument,
         hidden: c.config.hidden,
@@ -265,7 +265,7 @@ export class ProbeSet {
         testNegatives: r.counts.test.negatives,
       };
     });
-    return { rows, macro: macroMetrics(this.results.map((r) => r.configs[r.selected].test)) };
+    return { rows, macro: macroMetrics(this.results.map((r) => r.configs[r.selected]!.test)) };
   }
 
   /**
@@ -306,12 +306,12 @@ export class ProbeSet {
       probabilities = await native(() => binding().predictProbes(features, dim, nets, device));
     }
     const present = new Uint8Array(probabilities.length);
-    for (let i = 0; i < probabilities.length; i++) present[i] = probabilities[i] > PROBE_THRESHOLD ? 1 : 0;
+    for (let i = 0; i < probabilities.length; i++) present[i] = probabilities[i]! > PROBE_THRESHOLD ? 1 : 0;
     const names = chosen.map((r) => r.instrument);
     const clips = Array.from({ length: n }, (_, i) => {
       const clip: Record<string, { probability: number; present: boolean }> = {};
       names.forEach((name, k) => {
-        clip[name] = { probability: probabilities[i * names.length + k], present: present[i * names.length + k] === 1 };
+        clip[name] = { probability: probabilities[i * names.length + k]!, present: present[i * names.length + k] === 1 };
       });
       return clip;
     });
@@ -406,7 +406,7 @@ function checkState(state: ProbeSetState, file: string): void {
     if (r.linear !== undefined) checkNet(r.linear.net, `the linear probe of '${r.instrument}'`);
     r.configs.forEach((c, i) => c?.net !== undefined && checkNet(c.net, `config ${i} of '${r.instrument}'`));
     const layers = r.net?.layers;
-    if (!Array.isArray(layers) || layers.length === 0 || layers[0].in !== info.dim || layers[layers.length - 1].out !== 1) {
+    if (!Array.isArray(layers) || layers.length === 0 || layers[0]!.in !== info.dim || layers[layers.length - 1]!.out !== 1) {
       fail(`the probe of '${r.instrument}' does not map ${info.dim} features to one logit`);
     }
     for (const l of layers) if (!sized(l)) fail(`the probe of '${r.instrument}' has a layer of the wrong size`);
@@ -415,7 +415,7 @@ function checkState(state: ProbeSetState, file: string): void {
     if (r.net.head === undefined && (att !== undefined) !== (info.segments !== undefined)) {
       fail(`the probe of '${r.instrument}' ${att ? 'has an attention layer but the set records no segments' : 'lacks the attention layer its segment features need'}`);
     }
-    if (att && (!sized(att) || att.in !== layers[layers.length - 1].in || att.out !== 1)) fail(`the attention layer of '${r.instrument}' has the wrong size`);
+    if (att && (!sized(att) || att.in !== layers[layers.length - 1]!.in || att.out !== 1)) fail(`the attention layer of '${r.instrument}' has the wrong size`);
   }
   if (!Array.isArray(state.skipped)) state.skipped = [];
   if (info.recipe !== undefined) {

@@ -140,7 +140,7 @@ function curvesSpec(set: ProbeSet, metric: 'valLoss' | 'valAccuracy', maxPoints:
 function histogramSpec(set: ProbeSet): VlSpec {
   const values: Record<string, unknown>[] = [];
   for (const r of set.results) {
-    const probs = r.configs[r.selected].testProbabilities;
+    const probs = r.configs[r.selected]!.testProbabilities;
     probs.forEach((p, i) => values.push({ instrument: r.instrument, probability: p, label: r.testTargets[i] ? 'present' : 'absent' }));
   }
   return perInstrumentPanels('Predicted P(present) on test, selected probe per instrument (threshold 0.5)', values, 'bar', {
@@ -156,11 +156,11 @@ function linearWeightsSpec(set: ProbeSet, maxColumns: number): VlSpec | undefine
   const per = Math.ceil(dim / Math.min(dim, maxColumns));
   for (const r of set.results) {
     if (!r.linear) continue;
-    const w = r.linear.net.layers[0].weight;
+    const w = r.linear.net.layers[0]!.weight;
     for (let start = 0; start < dim; start += per) {
       let sum = 0;
       const end = Math.min(dim, start + per);
-      for (let k = start; k < end; k++) sum += w[k];
+      for (let k = start; k < end; k++) sum += w[k]!;
       values.push({ instrument: r.instrument, feature: start, featureEnd: end, weight: sum / (end - start) });
     }
   }

@@ -325,7 +325,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
 function assemble(raw: RawProbeGridResult, tasks: ProbeTask[], grid: ProbeConfig[]): InstrumentResult[] {
   return tasks.map((task, t) => {
     const configs = grid.map((config, c): ConfigResult => {
-      const p = raw.probes[t * grid.length + c];
+      const p = raw.probes[t * grid.length + c]!;  // task-major, one per (task, config)
       const result: ConfigResult = {
         configIndex: c,
         config,
@@ -340,7 +340,7 @@ function assemble(raw: RawProbeGridResult, tasks: ProbeTask[], grid: ProbeConfig
       if (p.net) result.net = p.net;
       return result;
     });
-    const tr = raw.tasks[t];
+    const tr = raw.tasks[t]!;
     const out: InstrumentResult = {
       instrument: task.instrument,
       counts: { train: counts(task.train), val: counts(task.val), test: counts(task.test) },
@@ -349,7 +349,7 @@ function assemble(raw: RawProbeGridResult, tasks: ProbeTask[], grid: ProbeConfig
       testTargets: task.test.targets.slice(),
       net: tr.selectedNet,
     };
-    const attention = raw.probes[t * grid.length + tr.selected].testAttention;
+    const attention = raw.probes[t * grid.length + tr.selected]!.testAttention;
     if (attention) out.testAttention = attention;
     if (tr.linear >= 0 && tr.linearNet) out.linear = { configIndex: tr.linear, net: tr.linearNet };
     return out;

@@ -249,7 +249,7 @@ export class FeatureStore {
       return undefined as unknown as StoreEntry;
     });
     if (damaged.size > 0) {
-      const [[d, ks]] = [...damaged];
+      const [d, ks] = [...damaged][0]!;
       const more = damaged.size > 1 ? ` (and ${damaged.size - 1} more damaged shard${damaged.size > 2 ? 's' : ''})` : '';
       throw storeError('ERR_DATA_STORE_CORRUPT', `${d!.message}; asked for ${clipList(ks!)}${more}`, path.join(this.dir, SHARDS, d!.shard));
     }

@@ -30,12 +30,12 @@ export function compareVariants(tables: { name: string; rows: TableRow[]; macroF
   const rows = instruments.map((instrument) => {
     const f1: Record<string, number> = {};
     for (const t of tables) f1[t.name] = t.rows.find((r) => r.instrument === instrument)?.f1 ?? NaN;
-    return { instrument, f1, difference: names.length > 1 ? f1[names[1]] - f1[names[0]] : NaN };
+    return { instrument, f1, difference: names.length > 1 ? f1[names[1]!]! - f1[names[0]!]! : NaN };
   });
   const macro = Object.fromEntries(tables.map((t) => [t.name, t.macroF1]));
-  const macroVsFirst = Object.fromEntries(names.map((n) => [n, macro[n] - macro[names[0]]]));
+  const macroVsFirst = Object.fromEntries(names.map((n) => [n, macro[n]! - macro[names[0]!]!]));
   const extractionSecondsPerClip = Object.fromEntries(names.map((n) => [n, costs[n] ?? null]));
-  return { variants: names, rows, macro, macroDifference: names.length > 1 ? macro[names[1]] - macro[names[0]] : NaN, macroVsFirst, extractionSecondsPerClip };
+  return { variants: names, rows, macro, macroDifference: names.length > 1 ? macro[names[1]!]! - macro[names[0]!]! : NaN, macroVsFirst, extractionSecondsPerClip };
 }
 
 const fmt = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '—');
@@ -45,10 +45,10 @@ export function comparisonMarkdown(c: Comparison): string {
   const [a, b] = c.variants;
   const head = `| instrument | ${c.variants.map((v) => `F1 ${v}`).join(' | ')} | ${b ? `${b} − ${a}` : ''} |`;
   const sep = `|---|${c.variants.map(() => '---:').join('|')}|---:|`;
-  const body = c.rows.map((r) => `| ${r.instrument} | ${c.variants.map((v) => fmt(r.f1[v])).join(' | ')} | ${signed(r.difference)} |`);
-  const macro = `| **macro (present-class F1)** | ${c.variants.map((v) => `**${fmt(c.macro[v])}**`).join(' | ')} | **${signed(c.macroDifference)}** |`;
+  const body = c.rows.map((r) => `| ${r.instrument} | ${c.variants.map((v) => fmt(r.f1[v]!)).join(' | ')} | ${signed(r.difference)} |`);
+  const macro = `| **macro (present-class F1)** | ${c.variants.map((v) => `**${fmt(c.macro[v]!)}**`).join(' | ')} | **${signed(c.macroDifference)}** |`;
   const lines = [head, sep, ...body, macro];
-  if (c.variants.length > 2) lines.push(`| macro − ${a} | ${c.variants.map((v) => (v === a ? '' : signed(c.macroVsFirst[v]))).join(' | ')} | |`);
+  if (c.variants.length > 2) lines.push(`| macro − ${a} | ${c.variants.map((v) => (v === a ? '' : signed(c.macroVsFirst[v]!))).join(' | ')} | |`);
   const cost = (v: string) => {
     const s = c.extractionSecondsPerClip?.[v];
     return s === null || s === undefined ? 'n/a' : s.toFixed(s < 1 ? 3 : 2);

@@ -455,8 +455,8 @@ async function runColumn(ctx: Context, c: Column): Promise<{ result: VariantResu
 
 function finish(out: string, layer: number, variants: VariantResult[], comparison: Comparison): StudyResult {
   const files = [path.join(out, 'comparison.md'), path.join(out, 'comparison.csv'), path.join(out, 'comparison.json')];
-  atomicReplace(files[0], `# Test F1 per instrument, layer ${layer}\n\n` + comparisonMarkdown(comparison));
-  atomicReplace(files[1], comparisonCsv(comparison));
-  atomicReplace(files[2], JSON.stringify({ layer, ...comparison }, null, 2) + '\n');
+  atomicReplace(files[0]!, `# Test F1 per instrument, layer ${layer}\n\n` + comparisonMarkdown(comparison));
+  atomicReplace(files[1]!, comparisonCsv(comparison));
+  atomicReplace(files[2]!, JSON.stringify({ layer, ...comparison }, null, 2) + '\n');
   return { out, layer, variants, comparison, files };
 }

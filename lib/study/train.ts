@@ -67,7 +67,7 @@ function toSplit(part: SplitPart, rowOf: Map<string, number>): { rows: Int32Arra
     const r = rowOf.get(k);
     if (r !== undefined) {
       rows.push(r);
-      targets.push(part.targets[i]);
+      targets.push(part.targets[i]!);
     }
   });
   return { rows: Int32Array.from(rows), targets: Uint8Array.from(targets) };
