@@ -7,6 +7,8 @@ import { NativeError } from './errors';
 
 export { packageRoot, addonPlan, addonBlocker } from '../bindings';
 export type { AddonPlan, PrebuildManifest, TorchLocation, TorchSearch } from '../bindings';
+// The raw surface's types (bindings/raw.ts), for the files of lib/ that hand values to it.
+export type * from '../bindings/raw';
 
 /** The NativeError (ERR_ADDON_LOAD) for a failure of bindings' loader; anything else as it is. */
 export function addonLoadError(err: unknown): unknown {

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { binding } from './addon';
-import type { RawDecoded, RawPrepared, RawPrepareOptions } from '../bindings/raw';
+import type { RawDecoded, RawPrepared, RawPrepareOptions } from './addon';
 import { ArgumentError, booleanArg, describeValue, integerArg, invalidArgument, native, nonEmptyString, numberArg, oneOf, optional, optionsObject } from './errors';
 
 export const MODEL_SAMPLE_RATE = 44100;

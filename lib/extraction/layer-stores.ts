@@ -6,7 +6,7 @@
 // or duplicated entry.
 import path from 'node:path';
 import { CalmkitError } from '../errors';
-import { FeatureStore, type StoreWriter } from '../store/feature-store';
+import { FeatureStore, type StoreWriter } from '../store';
 import { layerStoreSpec, type ExtractionSettings } from '../recipe';
 
 export function layerDir(root: string, layer: number): string {

@@ -2,7 +2,7 @@
 // feature-store entries: decode (on the audio threads) while the previous batch runs through the model.
 import { loadAudio } from '../audio';
 import { AbortError, CalmkitError, invalidArgument } from '../errors';
-import type { Jukebox, JukeboxProgress } from '../model/jukebox';
+import type { Jukebox, JukeboxProgress } from '../model';
 import type { LayerStores } from './layer-stores';
 import type { ExtractionSettings } from '../recipe';
 import type { WorkItem } from './work-items';

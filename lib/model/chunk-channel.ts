@@ -1,6 +1,6 @@
 // Streaming with back-pressure: the chunks of one extraction between the native job and one async iterator.
 import { binding } from '../addon';
-import type { RawControl } from '../../bindings/raw';
+import type { RawControl } from '../addon';
 
 /**
  * Chunks between the native job and one async iterator. Taking a chunk returns its credit to the job (see

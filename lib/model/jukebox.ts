@@ -2,7 +2,7 @@
 // forward pass runs in the native core on an addon thread; this file handles inputs, options, cancellation,
 // progress and streaming.
 import { binding } from '../addon';
-import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../../bindings/raw';
+import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../addon';
 import { loadAudio, type AudioInput, type LoadAudioOptions } from '../audio';
 import { abortError, AbortError, ArgumentError, booleanArg, describeValue, DisposedError, functionArg, integerArg, invalidArgument, native, nativeSync, nonEmptyString, oneOf, optional, optionsObject, signalArg } from '../errors';
 import { DEFAULT_DEVICE, type Device } from '../runtime';

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { listAudioFiles } from '../audio';
 import { ArgumentError, DataError, nonEmptyString, optionsObject } from '../errors';
-import { readNpz, type NpzMember } from '../formats/npz';
+import { readNpz, type NpzMember } from '../formats';
 import { Rng } from '../random';
 import {
   RELEASE_KEY,

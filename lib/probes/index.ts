@@ -21,7 +21,7 @@ export type {
   SegmentTimes,
   MatmulPrecision,
 } from './probe-set';
-export type { Device as ProbeDevice } from '../runtime/device';
+export type { Device as ProbeDevice } from '../runtime';
 export { binaryMetrics, macroMetrics } from './metrics';
 export type { BinaryMetrics, MacroMetrics } from './metrics';
 export { writeReport, tableMarkdown, tableCsv, tableJson, DEFAULT_FONT_DIR, FIGURE_PACKAGES, missingFigurePackages } from './report';

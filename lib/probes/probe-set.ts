@@ -3,10 +3,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { binding } from '../addon';
-import type { RawProbeNet } from '../../bindings/raw';
+import type { RawProbeNet } from '../addon';
 import { ArgumentError, DataError, ProbeError, native, nonEmptyString, optionsObject } from '../errors';
 import { checkRecipe, recipeOfStoreSpec, type FeatureRecipe } from '../recipe';
-import type { StoreSpec } from '../store/feature-store';
+import type { StoreSpec } from '../store';
 import { DEFAULT_DEVICE, type Device } from '../runtime';
 import { atomicReplace, readRegularFile, withFsErrors } from '../files';
 import { decodeProbeFile, encodeProbeFile } from './file';

@@ -3,7 +3,7 @@
 // (native/core/probes.cpp validate); this side applies the single-class policy and assembles the ProbeSet.
 import crypto from 'node:crypto';
 import { binding } from '../addon';
-import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../../bindings/raw';
+import type { RawProbeConfig, RawProbeGridResult, RawProbeProgress, RawProbeTask } from '../addon';
 import { abortError, ArgumentError, DataError, native, oneOf, optionsObject } from '../errors';
 import { checkRecipe, type FeatureRecipe } from '../recipe';
 import { DEFAULT_DEVICE, type Device } from '../runtime';

@@ -3,7 +3,7 @@
 // (about 14 GB/s here, against 5 GB/s for node:zlib's table-driven one), used whenever the addon loads, and
 // node:zlib otherwise, so a store stays readable, and proven, where the addon was never built.
 import zlib from 'node:zlib';
-import { binding } from '../../bindings';
+import { binding } from '../addon';
 
 type Ranges = (bytes: Uint8Array, starts: Float64Array, lengths: Float64Array) => Uint32Array;
 

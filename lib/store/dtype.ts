@@ -1,7 +1,6 @@
 // What a store holds, as types: its spec and the dtypes it stores features in, and the one function that rounds
 // values the way a store does (a float16 store returns every value rounded to the nearest half).
-import { float32ToHalf, halfToFloat32 } from '../formats/float16';
-import type { NpyDtype } from '../formats/npy';
+import { float32ToHalf, halfToFloat32, type NpyDtype } from '../formats';
 
 /** How features are stored: float16 halves the size and rounds each value to the nearest half. */
 export const STORE_DTYPES = ['float32', 'float16'] as const;

@@ -7,7 +7,7 @@
 // is the CRC-32 of every byte after them, to the end of the file. It is plain JSON (numpy users json.load it), the
 // check needs no JSON canonical form, and a reader proves the bytes before it parses them.
 import { DataError, type CalmkitErrorCode } from '../errors';
-import type { NpyDtype } from '../formats/npy';
+import type { NpyDtype } from '../formats';
 import { crc32 } from './checksum';
 import { DTYPES, type StoreSpec } from './dtype';
 

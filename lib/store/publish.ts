@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ArgumentError } from '../errors';
 import { atomicReplace, isSystemError, publishNoClobber, readRegularFile, tempName, withFsErrors, writeDurableExclusive } from '../files';
-import { encodeElements, encodeNpyHeader } from '../formats/npy';
+import { encodeElements, encodeNpyHeader } from '../formats';
 import { crc32, crc32Ranges } from './checksum';
 import { MANIFEST_FILE, SHARDS, TMP, encodeManifest, encodeSidecar, storeError, type Sidecar, type SidecarFailure } from './format';
 import type { FeatureStore, FailureInfo } from './feature-store';

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DataError } from '../errors';
 import { explainFsError, isSystemError, readRegularFile } from '../files';
-import type { NpyDtype } from '../formats/npy';
+import type { NpyDtype } from '../formats';
 import type { StoreSpec } from './dtype';
 import { MANIFEST_FILE, SHARDS, SHARD_RE, parseManifest, parseSidecar, type ManifestRecord, type Sidecar } from './format';
 

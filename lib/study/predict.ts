@@ -4,11 +4,10 @@
 // kind they were trained on.
 import { DataError, ProbeError, invalidArgument } from '../errors';
 import { checkModelServes, settingsOfRecipe, type FeatureRecipe } from '../recipe';
-import { decodeForModel, runModel, type ClipFailure } from '../extraction/run';
-import { modelId } from '../model/checkpoint-id';
-import { Jukebox } from '../model/jukebox';
-import { asStored } from '../store/dtype';
-import { PROBE_THRESHOLD, ProbeSet, type Predictions } from '../probes/probe-set';
+import { decodeForModel, runModel, type ClipFailure } from '../extraction';
+import { Jukebox, modelId } from '../model';
+import { asStored } from '../store';
+import { PROBE_THRESHOLD, ProbeSet, type Predictions } from '../probes';
 import type { Device } from '../runtime';
 
 export interface PredictAudioOptions {

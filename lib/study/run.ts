@@ -15,10 +15,9 @@ import { defaultLayers, Jukebox, segmentTokensOf, type JukeboxInfo, type Precisi
 import type { Device } from '../runtime';
 import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, type PipelineProgress, type WorkItem, extractToStore } from '../extraction';
-import { ATTENTION_GRID, MATMUL_PRECISIONS, PAPER_GRID, ProbeSet, TRAINING_DEFAULTS, type MatmulPrecision, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
-import { writeReport } from '../probes/report';
+import { ATTENTION_GRID, MATMUL_PRECISIONS, PAPER_GRID, ProbeSet, TRAINING_DEFAULTS, writeReport, type MatmulPrecision, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
 import { atomicReplace as replaceFile, readRegularFile, withFsErrors } from '../files';
-import type { StoreDtype } from '../store/feature-store';
+import type { StoreDtype } from '../store';
 import type { Formatting } from '../audio';
 import { compareVariants, comparisonCsv, comparisonMarkdown, type Comparison } from './compare';
 import { trainFromFeatures, trainFromStore, type ClipFeatures } from './train';

@@ -6,7 +6,7 @@ import { recipeOfStoreSpec } from '../recipe';
 import type { OpenMIC } from '../openmic';
 import type { InstrumentPartition, PartitionOptions, SplitPart } from '../openmic';
 import { trainProbeGrid, type ProbeSet, type ProbeTask, type TrainProbeGridOptions } from '../probes';
-import type { FeatureStore } from '../store/feature-store';
+import type { FeatureStore } from '../store';
 
 type TrainingOptions = Omit<TrainProbeGridOptions, 'features' | 'dim' | 'tasks' | 'recipe' | 'manifest' | 'segments' | 'validSegments' | 'missingClips'> & {
   /**
