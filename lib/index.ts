@@ -1,6 +1,10 @@
-// calmkit's public API. No top-level await: this entry loads from both require() and import.
-// Other entries: `calmkit/formats` (.npy/.npz, float16, Ogg headers) and `calmkit/queue` (BullMQ scale-out, which
-// loads bullmq and ioredis that users of the extractor alone should not pay for).
+// calmkit's public face: what users call. No top-level await: this entry loads from both require() and import.
+// Everything else stays reachable through its folder's entry (package.json "exports"): `calmkit/model`,
+// `calmkit/extraction`, `calmkit/store`, `calmkit/openmic`, `calmkit/probes`, `calmkit/study`, `calmkit/runtime`,
+// `calmkit/demo`, `calmkit/formats` (.npy/.npz, float16, Ogg headers; no addon) and `calmkit/queue` (BullMQ
+// scale-out, which loads bullmq and ioredis that users of the extractor alone should not pay for).
+
+// Errors: one family, stable codes.
 export {
   CalmkitError,
   ArgumentError,
@@ -13,32 +17,27 @@ export {
   AbortError,
   DisposedError,
   NativeError,
-  errorClassFor,
   CALMKIT_ERROR_CODES,
-  isCalmkitErrorCode,
 } from './errors';
 export type { CalmkitErrorCode } from './errors';
 
 // What calmkit runs on.
-export { doctor, installFacts, gemmPeak, calmkitVersion } from './runtime';
-export type { AutoPrecision, DoctorReport, InstallFacts, GemmPeakOptions, Device } from './runtime';
+export { doctor, calmkitVersion, DEFAULT_DEVICE } from './runtime';
+export type { DoctorReport, Device } from './runtime';
 
 // The audio front-end.
-export { loadAudio, decodeAudio, writeAudio, listAudioFiles, MODEL_SAMPLE_RATE, PAPER_TILE_SECONDS, PAPER_UPSAMPLE_FACTOR, FORMATTINGS, AUDIO_EXTENSIONS } from './audio';
-export type { AudioContainer, AudioEncoding, WriteAudioOptions, AudioInput, LoadAudioOptions, LoadedAudio, DecodedAudio, Formatting } from './audio';
+export { loadAudio, decodeAudio, writeAudio, listAudioFiles, FORMATTINGS, AUDIO_EXTENSIONS } from './audio';
+export type { AudioInput, LoadAudioOptions, LoadedAudio, DecodedAudio, Formatting } from './audio';
 
 // The model.
-export { Jukebox, CALM_LAYER, JUKEBOX_PRESETS, PRECISIONS, PRECISION_CHOICES, POOLINGS, WINDOWS, defaultLayers, modelId, isModelId } from './model';
+export { Jukebox, CALM_LAYER, PRECISIONS, DEFAULT_PRECISION, POOLINGS, WINDOWS, modelId } from './model';
 export type {
-  JukeboxDevice,
   JukeboxPrecision,
   PrecisionChoice,
   JukeboxPooling,
   JukeboxWindows,
-  JukeboxPreset,
   JukeboxLoadOptions,
   JukeboxInfo,
-  JukeboxCheckpointInfo,
   JukeboxInput,
   JukeboxProgress,
   JukeboxExtractOptions,
@@ -48,61 +47,34 @@ export type {
 } from './model';
 
 // Extraction into feature stores, and the recipe of a set of features.
-export { resolveSettings, settingsHash, recipeOf, recipeFromStoreSpec, datasetItems, fileItems, LayerStores, extractToStore, RECIPE_VERSION } from './extraction';
-export type { ExtractionSettings, SettingsInput, FeatureRecipe, WorkItem, ExtractToStoreOptions, ExtractSummary, PipelineProgress, ClipFailure } from './extraction';
-export { FeatureStore, StoreWriter, STORE_DTYPES, asStored } from './store';
-export type { StoreSpec, StoreDtype, StoreEntry, FailureInfo, FailureRecord, CorruptShard, VerifyReport, VerifyOptions, ShardStatus, UpgradeReport, WriterOptions, OpenStoreOptions } from './store';
+export { extractToStore, resolveSettings, datasetItems, fileItems } from './extraction';
+export type { ExtractionSettings, FeatureRecipe, WorkItem, ExtractToStoreOptions, ExtractSummary } from './extraction';
+export { FeatureStore } from './store';
+export type { StoreSpec, VerifyReport } from './store';
 
 // Datasets.
-export * from './openmic';
-export { generateDemoData, planDemoData } from './demo';
-export type { DemoDataOptions, DemoDataResult, DemoClip } from './demo';
+export { OpenMIC, OPENMIC_INSTRUMENTS } from './openmic';
+export type { OpenMICOptions, PartitionOptions, InstrumentPartition } from './openmic';
+export { generateDemoData } from './demo';
+export type { DemoDataOptions, DemoDataResult } from './demo';
 
-// Probes, and the study's way from stored features to probes and from new audio to probabilities.
-export {
-  trainProbeGrid,
-  ProbeSet,
-  PAPER_GRID,
-  ATTENTION_GRID,
-  PROBE_THRESHOLD,
-  MATMUL_PRECISIONS,
-  expandGrid,
-  configLabel,
-  binaryMetrics,
-  macroMetrics,
-  writeReport,
-  tableMarkdown,
-  tableCsv,
-  tableJson,
-  DEFAULT_FONT_DIR,
-  FIGURE_PACKAGES,
-  missingFigurePackages,
-} from './probes';
+// Probes: the grid, the trained set, its report.
+export { trainProbeGrid, ProbeSet, PAPER_GRID, ATTENTION_GRID, TRAINING_DEFAULTS, writeReport } from './probes';
 export type {
   ProbeConfig,
   ProbeGrid,
   ProbeSplit,
   ProbeTask,
   ProbeProgress,
-  ProbeDevice,
   TrainProbeGridOptions,
   ProbeNet,
-  ProbeLayer,
-  ConfigResult,
-  ClassCounts,
-  InstrumentResult,
-  SkippedInstrument,
-  TableRow,
-  ProbeTable,
   Predictions,
-  AttentionPredictions,
   PredictOptions,
-  ProbeSetInfo,
-  SegmentTimes,
+  ProbeTable,
+  TableRow,
   MatmulPrecision,
-  BinaryMetrics,
-  MacroMetrics,
-  ReportOptions,
 } from './probes';
-export { trainFromStore, trainFromFeatures, predictAudio } from './study';
-export type { TrainFromStoreOptions, TrainFromStoreResult, TrainFromFeaturesOptions, ClipFeatures, PredictAudioOptions, AudioPredictions } from './study';
+
+// The study: stored features to probes, new audio to probabilities, the whole comparison.
+export { runStudy, trainFromStore, trainFromFeatures, predictAudio } from './study';
+export type { StudyOptions, StudyResult, TrainFromStoreOptions, TrainFromFeaturesOptions, PredictAudioOptions, AudioPredictions } from './study';

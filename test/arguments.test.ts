@@ -7,26 +7,23 @@ import path from 'node:path';
 import test from 'ava';
 import {
   ArgumentError,
-  binaryMetrics,
   CalmkitError,
   decodeAudio,
-  expandGrid,
   FeatureStore,
   fileItems,
   Jukebox,
   listAudioFiles,
   loadAudio,
-  macroMetrics,
   modelId,
   OpenMIC,
   ProbeError,
   ProbeSet,
-  recipeFromStoreSpec,
   resolveSettings,
-  settingsHash,
   trainProbeGrid,
   writeAudio,
 } from '../lib';
+import { recipeFromStoreSpec, settingsHash } from '../lib/extraction';
+import { binaryMetrics, expandGrid, macroMetrics } from '../lib/probes';
 import { synthAudio, tinyCheckpoint } from './helpers/model';
 import { synthProblem } from './helpers/probe-data';
 

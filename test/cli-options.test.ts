@@ -2,7 +2,8 @@
 // and a grid spec whose mistakes are usage errors, not exceptions from JSON.parse.
 import test from 'ava';
 import { Command, InvalidArgumentError } from 'commander';
-import { FORMATTINGS, POOLINGS, PRECISIONS, STORE_DTYPES, WINDOWS } from '../lib';
+import { FORMATTINGS, POOLINGS, PRECISIONS, WINDOWS } from '../lib';
+import { STORE_DTYPES } from '../lib/store';
 import { addSettingsOptions, addTrainingFlags, choice, gridSpec, integer, layerList, positiveNumber, trainingOptions, type TrainingFlags } from '../lib/cli/options';
 import { PAPER_GRID } from '../lib/probes';
 

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { binding } from '../bindings';
-import { AbortError, PAPER_GRID, ProbeSet, binaryMetrics, trainProbeGrid, type ProbeNet } from '../lib';
+import { AbortError, PAPER_GRID, ProbeSet, trainProbeGrid, type ProbeNet } from '../lib';
+import { binaryMetrics } from '../lib/probes';
 import { synthProblem } from './helpers/probe-data';
 
 function maxAbsDiff(a: ProbeNet, b: ProbeNet): number {

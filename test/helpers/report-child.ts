@@ -2,7 +2,8 @@
 // files written and the CLI's note about figures (JSON), with whatever packages the parent hid.
 import path from 'node:path';
 import { figureNote } from '../../lib/cli/output';
-import { missingFigurePackages, trainProbeGrid, writeReport } from '../../lib';
+import { trainProbeGrid, writeReport } from '../../lib';
+import { missingFigurePackages } from '../../lib/probes';
 import { synthProblem } from './probe-data';
 
 async function main(): Promise<void> {
