@@ -83,7 +83,7 @@ test.serial('on a terminal: header, a status line with windows, blocks and an ET
   const drawn = text.indexOf('\x1b[K', mid) + 3;
   const midScreen = await screen(run.output.subarray(0, Buffer.byteLength(text.slice(0, drawn))));
   t.is(midScreen.length, 3, midScreen.join('\n'));
-  t.is(midScreen[0], `extract: loading ${model} (cpu, fp32)`);
+  t.is(midScreen[0], `extract: loading ${model} (auto, fp32)`);
   t.regex(midScreen[1]!, new RegExp(`^extract: 4 clips, settings [0-9a-f]{24} \\(layers 3,6, mean, none\\), stores under ${out}$`));
   t.regex(midScreen[2]!, STATUS);
   t.true(midScreen[2]!.length <= COLS - 3, 'the status line leaves room for the ^C echo');
@@ -104,7 +104,7 @@ test.serial('Ctrl-C on a terminal: the notice above the status line, then the su
   t.is(run.code, 130, run.output.toString());
   const end = await screen(run.output);
   t.is(end.length, 4, end.join('\n'));
-  t.is(end[0], `extract: loading ${model} (cpu, fp32)`);
+  t.is(end[0], `extract: loading ${model} (auto, fp32)`);
   t.regex(end[1]!, /^extract: 4 clips, settings [0-9a-f]{24} \(layers 3,6, mean, none\), stores under /);
   t.is(end[2], 'calmkit extract: interrupted; flushing finished clips (they are kept; rerun to resume)');
   t.regex(end[3]!, /^extract: 1 extracted, 0 already in the store, 0 failed, in [\d.]+ s \(.+\); interrupted with 3 clips left$/);

@@ -253,3 +253,31 @@ test('corrupt shards are detected and reported, reads of them are DataErrors nam
   t.true(err!.message.includes(first));
   t.is(t.throws(() => store.verify({ throwOnCorrupt: true }), { instanceOf: DataError })?.code, 'ERR_DATA_STORE_CORRUPT');
 });
+
+// Extraction's `windows: 'all'` pools every window of a clip: a mean store then holds [windows, width] per clip, and
+// its spec says so (extra.windows); with the first window only (the default), one vector per clip.
+test("a mean store over windows 'all' holds [windows, width] per clip; a one-vector entry there is damage named with its shard", (t) => {
+  const extraction = { ...spec, extra: { settings: 'abc', windows: 'all' } } as StoreSpec;
+  const dir = fresh();
+  const w = FeatureStore.open(dir, { create: extraction }).writer({ id: 'w1' });
+  w.put('a', Float32Array.from([1, 2, 3, 4, 5, 6]), [2, 3]);
+  w.put('b', Float32Array.from([7, 8, 9]), [1, 3]);
+  w.close();
+  const store = FeatureStore.open(dir, { expect: extraction });
+  t.deepEqual(store.get('a').shape, [2, 3]);
+  t.deepEqual(Array.from(store.get('b').data), [7, 8, 9]);
+  const first = fresh();
+  const w1 = FeatureStore.open(first, { create: { ...extraction, extra: { settings: 'abc', windows: 'first' } } }).writer({ id: 'w1' });
+  w1.put('a', Float32Array.from([1, 2, 3]), [3]);
+  w1.close();
+  // The same shard read under a spec that says windows 'all' disagrees with it.
+  const specFile = path.join(first, 'store.json');
+  const other = fresh();
+  fs.cpSync(dir, other, { recursive: true });
+  fs.rmSync(path.join(other, 'shards'), { recursive: true });
+  fs.cpSync(path.join(first, 'shards'), path.join(other, 'shards'), { recursive: true });
+  fs.copyFileSync(path.join(first, 'manifest.json'), path.join(other, 'manifest.json'));
+  t.true(fs.existsSync(specFile));
+  const e = t.throws(() => FeatureStore.open(other).get('a'), { instanceOf: DataError });
+  t.regex(e!.message, /pooling 'mean' over windows 'all' \(\[windows, width\] per clip\)/);
+});

@@ -108,13 +108,17 @@ function statOf(file: string): fs.Stats | Error {
 
 /**
  * Why the entries of a shard disagree with the store's spec, or undefined. Any store: `mean` pooling stores one
- * vector per clip. A store made by calmkit's extraction (its spec records the settings): `segments` and `none`
- * store one [n, width] matrix per clip.
+ * vector per clip (one per window, [windows, width], when the spec's windows are 'all'). A store made by calmkit's
+ * extraction (its spec records the settings): `segments` and `none` store one [n, width] matrix per clip.
  */
 function shapeProblem(spec: StoreSpec, sidecar: Sidecar): string | undefined {
   const fromExtraction = typeof spec.extra?.settings === 'string';
+  // Extraction's windows 'all' pools each window of a clip: one mean per window, [windows, width].
+  const perWindow = spec.extra?.windows === 'all';
   for (const e of sidecar.entries) {
-    if (spec.pooling === 'mean' && e.shape.length !== 1) return `entry '${e.key}' has shape [${e.shape}] but store.json says pooling 'mean' (one vector per clip)`;
+    if (spec.pooling === 'mean' && e.shape.length !== (perWindow ? 2 : 1)) {
+      return `entry '${e.key}' has shape [${e.shape}] but store.json says pooling 'mean'${perWindow ? " over windows 'all' ([windows, width] per clip)" : ' (one vector per clip)'}`;
+    }
     if (fromExtraction && (spec.pooling === 'segments' || spec.pooling === 'none') && e.shape.length !== 2) {
       return `entry '${e.key}' has shape [${e.shape}] but store.json says pooling '${spec.pooling}' ([n, width] per clip)`;
     }
