@@ -10,6 +10,7 @@ export {
   DataError,
   ProbeError,
   QueueError,
+  BenchError,
   AbortError,
   DisposedError,
   NativeError,
@@ -101,3 +102,7 @@ export type {
 } from './probes';
 export { trainFromStore, trainFromFeatures, predictAudio } from './study';
 export type { TrainFromStoreOptions, TrainFromStoreResult, TrainFromFeaturesOptions, ClipFeatures, PredictAudioOptions, AudioPredictions } from './study';
+
+// Benchmarks (`calmkit bench`, docs/bench.md): the native engine's measurements and the reports' schema.
+export { benchExtract, benchProbes, benchPipeline, readBenchReport, checkBenchReport, BENCH_SCHEMA, BENCH_SCHEMA_VERSION, REFERENCE_MODES, PIPELINE_BUSY_GOAL } from './bench';
+export type { ExtractBenchOptions, ProbeBenchOptions, PipelineBenchOptions, ReferenceMode, BenchReport, ExtractReport, ProbeReport, PipelineReport, ExtractRow, ProbeRow, PipelineRow, BenchStat, BenchMachine, BenchPeak, BenchKind } from './bench';
