@@ -11,7 +11,7 @@ import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT } from './helpers/paths';
+import { PYTHON, ROOT } from './helpers/paths';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-consumer-'));
 test.after.always(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -72,7 +72,7 @@ test.serial('the tarball holds exactly what a consumer needs (npm pack --dry-run
   const files = dry.files.map((f) => f.path).sort();
   t.deepEqual(files, packedFiles, 'the dry run lists what the real pack packed');
 
-  const allowed = [/^package\.json$/, /^README\.md$/, /^CMakeLists\.txt$/, /^cmake\/[\w-]+\.cmake$/, /^native\/(core|napi)\/\w+\.(cpp|h)$/, /^dist\/(lib|bindings)\/.+\.(js|d\.ts)$/, /^scripts\/(install\.js|export-jukebox\.py)$/];
+  const allowed = [/^package\.json$/, /^README\.md$/, /^CMakeLists\.txt$/, /^cmake\/[\w-]+\.cmake$/, /^native\/(core|napi)\/\w+\.(cpp|h)$/, /^dist\/(lib|bindings)\/.+\.(js|d\.ts)$/, /^scripts\/(install\.js|export-jukebox\.py)$/, /^benchmarks\/reference\/jukebox_eager\.py$/];
   const stray = files.filter((f) => !allowed.some((re) => re.test(f)));
   t.deepEqual(stray, [], 'nothing but the library, its declarations, the native sources and the install step');
   t.false(files.some((f) => f.startsWith('dist/benchmarks') || f.startsWith('dist/test') || f.endsWith('.map') || /(^|\/)test\//.test(f)));
@@ -286,6 +286,15 @@ test.serial('the consumer runs an extraction: npx calmkit model init and extract
   const esm = sh(process.execPath, ['out/esm.mjs', 'm.pt'], { cwd: consumer, env });
   t.is(esm.code, 0, esm.stderr);
   t.deepEqual(JSON.parse(esm.stdout.trim()), { depth: 6 });
+
+  // The performance engineer's command ships too, the eager reference's script with it.
+  const benchEnv = { ...env, CALMKIT_PYTHON: PYTHON };
+  const bench = sh('npx', ['--no', 'calmkit', 'bench', 'extract', '--preset', 'tiny', '--layers', '2', '--rounds', '1', '--warmup', '0', '--reference', '--json', 'b.json'], { cwd: consumer, env: benchEnv });
+  t.is(bench.code, 0, bench.stderr);
+  t.regex(bench.stdout, /^reference: eager PyTorch /m);
+  const compare = sh('npx', ['--no', 'calmkit', 'bench', 'compare', 'b.json', 'b.json'], { cwd: consumer, env });
+  t.is(compare.code, 0, compare.stderr);
+  t.regex(compare.stdout, /fp32, 1024 tokens, batch 1\s+clip s\s+\S+\s+\S+\s+1\.00x/);
 });
 
 test.serial('without the addon, the library and the CLI tell the consumer what to do in their project', (t) => {
