@@ -162,6 +162,10 @@ const METRICS: Record<BenchReport['kind'], Metric[]> = {
   ] as Metric[],
 };
 
+function article(word: string): string {
+  return /^[aeiou]/.test(word) ? 'an' : 'a';
+}
+
 function rowKey(kind: BenchReport['kind'], row: Record<string, unknown>): string {
   if (kind === 'extract') return `${row.precision}, ${row.tokens} tokens, batch ${row.batch}${row.cpuBufferCache === false ? ', no buffer cache' : ''}`;
   if (kind === 'probes') return `${row.matmulPrecision} products, ${row.mode}, ${row.dim}-d`;
@@ -180,7 +184,7 @@ export interface Comparison {
  * speed over A's: for times A / B, for rates B / A, so above 1 always means B is better.
  */
 export function compareReports(a: BenchReport, b: BenchReport): Comparison {
-  if (a.kind !== b.kind) throw new BenchError('ERR_BENCH_MISMATCH', `cannot compare a ${a.kind} report with a ${b.kind} report (both must come from the same calmkit bench command)`);
+  if (a.kind !== b.kind) throw new BenchError('ERR_BENCH_MISMATCH', `cannot compare ${article(a.kind)} ${a.kind} report with ${article(b.kind)} ${b.kind} report (both must come from the same calmkit bench command)`);
   const out: Comparison = { kind: a.kind, rows: [], onlyInA: [], onlyInB: [] };
   const byKey = (r: BenchReport) => new Map((r.rows as unknown as Record<string, unknown>[]).map((row) => [rowKey(r.kind, row), row]));
   const ra = byKey(a), rb = byKey(b);

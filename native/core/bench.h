@@ -98,8 +98,9 @@ struct Peak {
   int64_t size = 0;    // the square product size (m = n = k) that reached it
   double gflopPerSecond = 0;
 };
-// The dtype's matrix-product peak on `device` now: square products of growing size until one takes ~0.3 s, the
-// best of torch.mm and (for half precision on a CPU with oneDNN) the packed linear the bf16 blocks run on.
+// The dtype's matrix-product peak on `device` now: square products of growing size until one takes ~0.3 s, each
+// the best of up to 10 repetitions (~1 s), the best of torch.mm and (for half precision on a CPU with oneDNN)
+// the packed linear the bf16 blocks run on.
 Peak measurePeak(const std::string& dtype, const std::string& device);
 
 // The synthetic probe problem of `calmkit-core probe-grid` and the probes benchmark: standard-normal clips, each

@@ -337,10 +337,12 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
     return Pooled{r.clips[0].tokens, r.clips[0].layers[0].data};
   };
 
-  // Each precision against fp32 on the first clip (also every model's first pass: kernels, pools, packing).
+  // Each precision against fp32 on the first clip, and fp32's tokens for the reference (also these models'
+  // first pass); with fp32 alone and no reference there is nothing to compare, and --warmup warms up.
   std::map<std::pair<jb::Precision, int64_t>, json::Object> vsFp32;
   std::map<int64_t, Pooled> fp32Out;
-  for (int64_t t : tokenCounts) {
+  const bool comparing = precisions.size() > 1 || precisions.front() != jb::Precision::Fp32 || !o.referencePython.empty();
+  for (int64_t t : comparing ? tokenCounts : std::vector<int64_t>{}) {
     fp32Out[t] = pooled(jb::Precision::Fp32, t);
     for (jb::Precision p : precisions) {
       if (p == jb::Precision::Fp32) continue;

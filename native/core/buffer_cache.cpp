@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -96,7 +97,10 @@ class CachingCpuAllocator final : public c10::Allocator {
       const size_t c = sizeClass(n);
       {
         std::lock_guard<std::mutex> lock(s.mu);
-        auto it = s.free.lower_bound(c);
+        // The buffer of this class freed last (equal keys keep insertion order): the likeliest still in cache,
+        // as glibc's own free lists would hand out. Else the next larger class within an eighth.
+        auto [first, last] = s.free.equal_range(c);
+        auto it = first != last ? std::prev(last) : s.free.lower_bound(c);
         if (it != s.free.end() && it->first <= c + c / 8) {
           p = it->second;
           s.cachedBytes -= static_cast<int64_t>(it->first);
