@@ -29,7 +29,7 @@ function extract(r: ExtractReport): string {
     row.reference ? x(row.reference.speedup) : '-',
     row.reference ? x(row.reference.cpuSpeedup) : '-',
     row.reference ? x(row.reference.layerCpuSpeedup) : '-',
-    row.vsFp32 ? `${row.vsFp32.cosine.toFixed(6)}${row.vsFp32.tokensIdentical ? '' : ' (tokens differ)'}` : '-',
+    row.vsFp32 ? `${row.vsFp32.cosine.toFixed(7)}${row.vsFp32.tokensIdentical ? '' : ' (tokens differ)'}` : '-',
   ]);
   const peaks = r.peaks.map((p) => `${p.dtype} ${p.gflopPerSecond.toFixed(0)} GFLOP/s (${p.kernel}, ${p.size}^3)`).join(', ');
   return [
