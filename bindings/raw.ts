@@ -197,6 +197,54 @@ export type RawJukeboxEvent =
   | { type: 'progress'; clipsDone: number; clipsTotal: number; windowsDone: number; windowsTotal: number; blocksDone: number; blocksTotal: number }
   | { type: 'chunk'; clip: number; layer: number; window: number; start: number; rows: number; data: Float32Array };
 
+/** Where a benchmark report came from (native/core/bench.h Origin). */
+export interface RawBenchOrigin {
+  command?: string;
+  host?: string;
+  calmkitVersion?: string;
+}
+
+export interface RawBenchExtractOptions extends RawBenchOrigin {
+  preset?: string;
+  model?: string;
+  layers?: number;
+  sampleLayers?: number;
+  precisions?: string[];
+  batches?: number[];
+  tokens?: number[];
+  device?: string;
+  rounds?: number;
+  warmup?: number;
+  seed?: number;
+  verifyWeights?: boolean;
+  profile?: boolean;
+  referencePython?: string;
+  referenceScript?: string;
+  referenceAbsent?: string;
+  referenceJukemirlib?: boolean;
+  workDir?: string;
+  bufferCache?: ('on' | 'off')[];
+}
+
+export interface RawBenchProbeOptions extends RawBenchOrigin {
+  instruments?: number;
+  dim?: number;
+  clips?: number;
+  scale?: number;
+  epochs?: number[];
+  matmulPrecisions?: string[];
+  device?: string;
+  mode?: string;
+  segments?: number;
+  rounds?: number;
+  targetEpochs?: number;
+}
+
+export interface RawExecutorStats {
+  busySeconds: number;
+  jobs: number;
+}
+
 export interface RawBinding {
   doctor(): RawDoctor;
   gemmPeak(options: { m?: number; n?: number; k?: number; dtype?: string; device?: string; repeats?: number }): Promise<number>;
@@ -247,6 +295,13 @@ export interface RawBinding {
     control: RawControl,
     onEvent?: (event: RawJukeboxEvent) => void,
   ): Promise<RawJukeboxResult>;
+  /** The benchmark engine (native/core/bench.h): the report's JSON text; progress lines to onLine. */
+  benchExtract(options: RawBenchExtractOptions, control: RawControl, onLine?: (line: string) => void): Promise<string>;
+  benchProbes(options: RawBenchProbeOptions, control: RawControl, onLine?: (line: string) => void): Promise<string>;
+  /** The benchmark schema's "machine" object, as JSON text. */
+  benchMachine(): string;
+  /** Seconds each of the addon's thread pools spent running jobs, and how many jobs ran, since the addon loaded. */
+  executorStats(): { compute: RawExecutorStats; audio: RawExecutorStats; load: RawExecutorStats };
   /** Test-only building blocks (napi/testing.cpp). */
   _jukeboxTimingBins(hparams?: {
     nCtx?: number; hop?: number; sampleRate?: number; tBins?: number; minDuration?: number; maxDuration?: number; totalLength?: number; offset?: number;

@@ -100,6 +100,8 @@ export class DataError extends CalmkitError {}
 export class ProbeError extends CalmkitError {}
 /** The extraction queue: bad Redis URLs or queue names, malformed jobs, jobs a worker cannot serve. */
 export class QueueError extends CalmkitError {}
+/** Benchmark reports that cannot be read or compared (`calmkit bench compare`): not JSON, another schema, damaged. */
+export class BenchError extends CalmkitError {}
 /** A call cancelled through its AbortSignal. */
 export class AbortError extends CalmkitError {
   constructor(message = 'the operation was aborted', options?: { input?: string; cause?: unknown }) {
@@ -137,6 +139,7 @@ const CODE_FAMILIES: [prefix: string, cls: ErrorClass][] = [
   ['ERR_PROBE', ProbeError],
   ['ERR_DATA_', DataError],
   ['ERR_QUEUE_', QueueError],
+  ['ERR_BENCH_', BenchError],
   ['ERR_ADDON_LOAD', NativeError],
   ['ERR_INTERNAL', NativeError],
 ];

@@ -14,6 +14,7 @@ export {
   DataError,
   ProbeError,
   QueueError,
+  BenchError,
   AbortError,
   DisposedError,
   NativeError,
@@ -78,3 +79,7 @@ export type {
 // The study: stored features to probes, new audio to probabilities, the whole comparison.
 export { runStudy, trainFromStore, trainFromFeatures, predictAudio } from './study';
 export type { StudyOptions, StudyResult, TrainFromStoreOptions, TrainFromFeaturesOptions, PredictAudioOptions, AudioPredictions } from './study';
+
+// Benchmarks (`calmkit bench`, docs/bench.md): the engine's measurements; the reports' schema is calmkit/bench.
+export { benchExtract, benchProbes, benchPipeline, readBenchReport } from './bench';
+export type { ExtractBenchOptions, ProbeBenchOptions, PipelineBenchOptions, BenchReport } from './bench';

@@ -95,6 +95,7 @@ test.serial('the tarball holds exactly what a consumer needs (npm pack --dry-run
     /^native\/(core|napi)\/\w+\.(cpp|h)$/,
     /^dist\/(lib|bindings)\/.+\.(js|d\.ts)$/,
     /^scripts\/(install\.js|export-jukebox\.py)$/,
+    /^benchmarks\/reference\/jukebox_eager\.py$/,
     /^prebuilds\/linux-x64\/(calmkit\.napi\.glibc\.node|calmkit\.json|lib\/lib[\w+-]+\.so[.\d]*|lib\/licenses\/[\w.+-]+)$/,
   ];
   const stray = files.filter((f) => !allowed.some((re) => re.test(f)));
@@ -357,6 +358,15 @@ test.serial('the consumer runs an extraction: npx calmkit model init and extract
   const esm = sh(process.execPath, ['out/esm.mjs', 'm.pt'], { cwd: consumer, env });
   t.is(esm.code, 0, esm.stderr);
   t.deepEqual(JSON.parse(esm.stdout.trim()), { depth: 6 });
+
+  // The performance engineer's command ships too, the eager reference's script with it.
+  const benchEnv = { ...env, CALMKIT_PYTHON: PYTHON };
+  const bench = sh('npx', ['--no', 'calmkit', 'bench', 'extract', '--preset', 'tiny', '--layers', '2', '--rounds', '1', '--warmup', '0', '--reference', '--json', 'b.json'], { cwd: consumer, env: benchEnv });
+  t.is(bench.code, 0, bench.stderr);
+  t.regex(bench.stdout, /^reference: eager PyTorch /m);
+  const compare = sh('npx', ['--no', 'calmkit', 'bench', 'compare', 'b.json', 'b.json'], { cwd: consumer, env });
+  t.is(compare.code, 0, compare.stderr);
+  t.regex(compare.stdout, /fp32, 1024 tokens, batch 1\s+clip s\s+\S+\s+\S+\s+1\.00x/);
 });
 
 

@@ -15,18 +15,26 @@ Two modes, chosen per run:
 - "minimal": exactly calmkit's computation (level 2 only, on the window plus the encoder's margin), for a
   like-for-like comparison of the two implementations.
 
-Protocol (driven by benchmarks/extract.ts, one JSON object per line on stdin/stdout):
-  {"cmd": "load", "model": PATH, "threads": N, "device": "cpu"|"cuda"}
-                                                              -> {"ok": true, "load_seconds": s}
+Precisions: "fp32" (default) is jukebox's arithmetic, fp16 Conv1D weights upcast on every use. "bf16" and "fp16" are
+the same eager code at that dtype, as a PyTorch user would write it: the prior's projection weights converted once
+at load ("dtypes"), the residual stream in that dtype, LayerNorm and the softmax in fp32, the VQ-VAE, the argmin and
+the embeddings in fp32 (calmkit's precision contract, docs/contracts.md).
+
+Protocol (driven by calmkit's benchmark engine, native/core/bench_extract.cpp, and scripts/gpu-check.py; one JSON
+object per line on stdin/stdout):
+  {"cmd": "load", "model": PATH, "threads": N, "device": "cpu"|"cuda"|"cuda:N", "dtypes": ["bf16", ...]}
+                                                              -> {"ok": true, "load_seconds": s, "torch": version}
      (on cuda everything runs on the GPU, as jukemirlib does there; a run's time ends when its features are on
      the host, which synchronises)
-  {"cmd": "run", "audio": RAW_F32, "layers": [..], "out": DIR, "tokens": RAW_I32?, "mode": "jukemirlib"|"minimal",
-   "crop": SAMPLES (minimal mode: the window plus margin)}
+  {"cmd": "run", "audio": RAW_F32, "layers": [..], "out": DIR, "raw": bool, "tokens": RAW_I32?,
+   "mode": "jukemirlib"|"minimal", "crop": SAMPLES (minimal mode: the window plus margin), "dtype": "fp32"|"bf16"|"fp16"}
                                                               -> {"ok": true, "seconds": s, "tokens": T,
-                                                                  "encode_seconds": s, "prior_seconds": s}
+                                                                  "encode_seconds": s, "prior_seconds": s,
+                                                                  "encode_cpu_seconds": s, "prior_cpu_seconds": s}
      (with "tokens", the prior runs on those tokens: the cross-check of the prior is then exact even where
      the VQ argmin has near-ties that two correct implementations break differently)
-     (writes DIR/layer{L}.npy, the pooled features, for the cross-check)
+     (with "out", writes DIR/layer{L}.npy and DIR/tokens.npy, or with "raw" DIR/layer{L}.f32 and DIR/tokens.i64,
+     the pooled features and the tokens, for the cross-check)
   {"cmd": "quit"}
 """
 import json
@@ -42,11 +50,13 @@ HP_INT = ["n_ctx", "width", "depth", "heads", "attn_order", "blocks", "bins", "t
           "vq_l_bins", "vq_width", "vq_depth", "vq_dilation_growth_rate", "sample_rate", "cond_total_length",
           "cond_offset", "cond_artist", "cond_genre"]
 HP_FLOAT = ["m_attn", "m_mlp", "min_duration", "max_duration", "vq_m_conv"]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Reference:
     def __init__(self, path, device="cpu"):
         self.device = torch.device(device)
+        self.half = {}  # dtype -> the prior's projection weights in it (prepare_dtypes)
         module = torch.jit.load(path, map_location="cpu")
         self.sd = {k: v.to(self.device) for k, v in module.state_dict().items()}
         self.hp = {k: int(getattr(module, k)) for k in HP_INT}
@@ -138,7 +148,19 @@ class Reference:
         y_start = sd["y_emb.bow_genre_emb.emb.weight"][hp["cond_genre"]] + sd["y_emb.artist_emb.emb.weight"][hp["cond_artist"]]
         return y_start, c[:T]
 
+    def prepare_dtypes(self, names):
+        """The prior's projection weights converted once to each half-precision dtype asked for."""
+        for name in names:
+            dtype = DTYPES[name]
+            if dtype == torch.float32 or dtype in self.half:
+                continue
+            self.half[dtype] = {k: v.to(dtype) for k, v in self.sd.items()
+                                if k.startswith("prior.transformer.") and (k.endswith(".w") or k.endswith(".b"))}
+
     def conv1d(self, x, prefix):
+        if x.dtype != torch.float32:
+            w, b = self.half[x.dtype][prefix + ".w"], self.half[x.dtype][prefix + ".b"]
+            return torch.addmm(b, x.reshape(-1, x.size(-1)), w).view(*x.size()[:-1], w.size(-1))
         w, b = self.sd[prefix + ".w"], self.sd[prefix + ".b"]
         size_out = x.size()[:-1] + (w.size(-1),)
         return torch.addmm(b.type_as(x), x.reshape(-1, x.size(-1)), w.type_as(x)).view(*size_out)
@@ -179,8 +201,9 @@ class Reference:
     def layer_norm(self, x, prefix):
         return F.layer_norm(x.float(), (x.shape[-1],), self.sd[prefix + ".weight"], self.sd[prefix + ".bias"], 1e-5).type_as(x)
 
-    def forward(self, audio, layers, tokens=None, mode="jukemirlib", crop=None):
+    def forward(self, audio, layers, tokens=None, mode="jukemirlib", crop=None, dtype=torch.float32):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         if tokens is None:
             if mode == "jukemirlib":
                 audio = audio[: self.hp["sample_rate"] * 25]
@@ -193,9 +216,12 @@ class Reference:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         t1 = time.perf_counter()
-        out = self.prior(tokens, layers)
-        # The split lets a driver extrapolate a few layers to a whole clip: encode once, then per layer.
-        self.last_split = {"encode_seconds": t1 - t0, "prior_seconds": time.perf_counter() - t1}
+        c1 = time.process_time()
+        out = self.prior(tokens, layers, dtype)
+        # The split lets a driver extrapolate a few layers to a whole clip: encode once, then per layer; the CPU
+        # seconds (this process, all threads) beside the wall ones, for shared machines.
+        self.last_split = {"encode_seconds": t1 - t0, "prior_seconds": time.perf_counter() - t1,
+                           "encode_cpu_seconds": c1 - c0, "prior_cpu_seconds": time.process_time() - c1}
         return tokens, out
 
     def tokens(self, audio):
@@ -205,7 +231,7 @@ class Reference:
         n = audio.numel() // self.hop * self.hop
         return self.encode(audio[:n])[: hp["n_ctx"]]
 
-    def prior(self, tokens, layers):
+    def prior(self, tokens, layers, dtype=torch.float32):
         hp, sd = self.hp, self.sd
         T = tokens.numel()
         bc = hp["n_ctx"] // hp["blocks"]
@@ -215,7 +241,7 @@ class Reference:
         h = torch.cat([y_start.view(1, -1), h[:-1]], 0)
         h = (h + sd["prior.pos_emb.pos_emb"][:T]) + cond
         # Short inputs: jukemirlib pads q/k/v; padding rows of the stream never reach real rows, so pad here.
-        h = F.pad(h, (0, 0, 0, padded - T)).unsqueeze(0)
+        h = F.pad(h, (0, 0, 0, padded - T)).unsqueeze(0).to(dtype)
         out = {}
         for i in range(max(layers)):
             pre = f"prior.transformer._attn_mods.{i}."
@@ -225,7 +251,7 @@ class Reference:
             m = m * torch.sigmoid(1.702 * m)
             h = h + self.conv1d(m, pre + "mlp.c_proj")
             if i + 1 in layers:
-                out[i + 1] = np.mean(h[0, :T].cpu().numpy(), axis=0)
+                out[i + 1] = np.mean(h[0, :T].float().cpu().numpy(), axis=0)
         return out
 
 
@@ -239,7 +265,8 @@ def main():
                 torch.set_num_threads(int(msg.get("threads", 1)))
                 t0 = time.perf_counter()
                 ref = Reference(msg["model"], msg.get("device", "cpu"))
-                reply = {"ok": True, "load_seconds": time.perf_counter() - t0}
+                ref.prepare_dtypes(msg.get("dtypes", []))
+                reply = {"ok": True, "load_seconds": time.perf_counter() - t0, "torch": torch.__version__}
             elif msg["cmd"] == "run":
                 audio = torch.from_numpy(np.fromfile(msg["audio"], dtype="<f4").copy())
                 t0 = time.perf_counter()
@@ -247,9 +274,16 @@ def main():
                 given = None
                 if msg.get("tokens"):
                     given = torch.from_numpy(np.fromfile(msg["tokens"], dtype="<i4").astype(np.int64)).to(ref.device)
-                tokens, out = ref.forward(audio, sorted(msg["layers"]), given, msg.get("mode", "jukemirlib"), msg.get("crop"))
+                dtype = DTYPES[msg.get("dtype", "fp32")]
+                if dtype != torch.float32 and dtype not in ref.half:
+                    ref.prepare_dtypes([msg["dtype"]])
+                tokens, out = ref.forward(audio, sorted(msg["layers"]), given, msg.get("mode", "jukemirlib"), msg.get("crop"), dtype)
                 seconds = time.perf_counter() - t0
-                if msg.get("out"):
+                if msg.get("out") and msg.get("raw"):
+                    for layer, vec in out.items():
+                        vec.astype("<f4").tofile(f"{msg['out']}/layer{layer}.f32")
+                    tokens.cpu().numpy().astype("<i8").tofile(f"{msg['out']}/tokens.i64")
+                elif msg.get("out"):
                     for layer, vec in out.items():
                         np.save(f"{msg['out']}/layer{layer}.npy", vec.astype(np.float32))
                     np.save(f"{msg['out']}/tokens.npy", tokens.cpu().numpy().astype(np.int64))

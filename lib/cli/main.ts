@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { calmkitVersion } from '../runtime';
 import { register as registerAudio } from './audio';
+import { register as registerBench } from './bench';
 import { register as registerDemoData } from './demo-data';
 import { register as registerDoctor } from './doctor';
 import { register as registerExtract } from './extract';
@@ -23,7 +24,7 @@ export function buildProgram(): Command {
     .description('Jukebox CALM representations and instrument-recognition probes')
     .version(calmkitVersion())
     .option('--verbose', 'on an error, print its stack and causes too (also CALMKIT_DEBUG=1)');
-  const commands = [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerTrain, registerPredict, registerReport, registerStudy, registerStore, registerQueue, registerWorker];
+  const commands = [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerTrain, registerPredict, registerReport, registerStudy, registerStore, registerQueue, registerWorker, registerBench];
   for (const register of commands) register(program);
   return program;
 }

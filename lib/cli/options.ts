@@ -40,6 +40,15 @@ export function choice<T extends string>(name: string, values: readonly T[]) {
   };
 }
 
+/** A comma-separated list ("fp32,bf16", "1,4"), each value checked by `one` (e.g. choice or integer). */
+export function commaList<T>(name: string, one: (v: string) => T) {
+  return (v: string): T[] => {
+    const parts = v.split(',').map((s) => s.trim());
+    if (parts.length === 0 || parts.some((p) => p === '')) throw new InvalidArgumentError(`${name} takes values separated by commas (e.g. 1,4); got '${v}'`);
+    return parts.map(one);
+  };
+}
+
 /** "36" or "12,24,36": 1-based layer numbers. */
 export function layerList(v: string): number[] {
   const parts = v.split(',').map((s) => s.trim()).filter(Boolean);

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/buffer_cache.h"
 #include "core/error.h"
+#include "core/step_timer.h"
 
 namespace calmkit::jukebox {
 namespace {
@@ -128,6 +130,8 @@ ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, c
                       bool collectNone) {
   const Hparams& hp = model.hparams();
   const std::vector<int> layers = validateLayers(opts.layers, hp);
+  // The whole call reuses its large CPU buffers from clip to clip and block to block.
+  memory::Scope reuse;
   const int64_t segTokens = opts.pooling == Pooling::Segments ? segmentTokensFor(opts, hp) : 0;
   if (clips.empty()) throw Error(code::kInvalidArgument, "no input clips");
   std::vector<Plan> plans;
@@ -155,7 +159,11 @@ ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, c
     std::vector<int64_t> rows(layers.size(), 0);
     for (int64_t w = 0; w < plan.windows; ++w) {
       checkCancel();
-      torch::Tensor tokens = windowTokens(model, clips[i], plan, w);
+      torch::Tensor tokens;
+      {
+        profile::Stage stage(profile::StageKind::Encode);
+        tokens = windowTokens(model, clips[i], plan, w);
+      }
       progress.blocksDone = 0;
       // Pooled rows stay on the device until the window's pass is over: nothing inside the layer loop waits for
       // the host (on CUDA the pass is queued without a synchronisation); raw rows stream out as they come.
@@ -165,6 +173,7 @@ ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, c
         rows[li] += cpuRows.size(0);
       };
       auto tap = [&](int layer, const torch::Tensor& h) {
+        profile::Stage stage(profile::StageKind::Pool);
         const size_t li = static_cast<size_t>(std::find(layers.begin(), layers.end(), layer) - layers.begin());
         // Pool on the device in float32; only the pooled rows cross to the host.
         torch::Tensor hf = h.to(torch::kFloat32);
@@ -184,9 +193,12 @@ ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, c
         }
       };
       model.forward(tokens, layers, tap, between);
-      torch::Tensor tokensCpu = tokens.to(torch::kCPU).contiguous();
-      out.tokens.insert(out.tokens.end(), tokensCpu.data_ptr<int64_t>(), tokensCpu.data_ptr<int64_t>() + tokensCpu.numel());
-      for (auto& [li, t] : pooledRows) keep(li, t.to(torch::kCPU).contiguous());
+      {
+        profile::Stage stage(profile::StageKind::Pool);
+        torch::Tensor tokensCpu = tokens.to(torch::kCPU).contiguous();
+        out.tokens.insert(out.tokens.end(), tokensCpu.data_ptr<int64_t>(), tokensCpu.data_ptr<int64_t>() + tokensCpu.numel());
+        for (auto& [li, t] : pooledRows) keep(li, t.to(torch::kCPU).contiguous());
+      }
       progress.blocksDone = layers.back();
       progress.windowsDone += 1;
       if (w + 1 == plan.windows) progress.clipsDone = static_cast<int64_t>(i) + 1;

@@ -6,22 +6,24 @@ namespace calmkit::jukebox {
 namespace {
 
 // jukebox masks with w*M - 1e9*(1-M); for finite logits that equals filling the masked entries with -1e9,
-// and doing it in float32 keeps -1e9 finite when the stream is half precision.
-torch::Tensor maskedSoftmax(const torch::Tensor& logits, const torch::Tensor& keep, c10::ScalarType outType) {
+// and doing it in float32 keeps -1e9 finite when the stream is half precision. `logits` is the caller's own
+// fresh tensor: in float32 it is filled in place (the same values, one [.., n, n] tensor less per block).
+torch::Tensor maskedSoftmax(const torch::Tensor& logits, const torch::Tensor& drop, c10::ScalarType outType) {
   torch::Tensor w = logits.to(torch::kFloat32);
-  if (keep.defined()) w = w.masked_fill(keep.logical_not(), -1e9);
+  if (drop.defined()) w.masked_fill_(drop, -1e9);
   return torch::softmax(w, -1).to(outType);
 }
 
-torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& keep,
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& drop,
                      double scale2) {
   torch::Tensor w = torch::matmul(q, k.transpose(-1, -2));
   w.mul_(scale2);
-  return torch::matmul(maskedSoftmax(w, keep, q.scalar_type()), v);
+  return torch::matmul(maskedSoftmax(w, drop, q.scalar_type()), v);
 }
 
-torch::Tensor causal(int64_t n, const torch::Device& device) {
-  return torch::ones({n, n}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
+// The entries a causal n x n block masks out (above the diagonal).
+torch::Tensor causalDrop(int64_t n, const torch::Device& device) {
+  return torch::ones({n, n}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);
 }
 
 }  // namespace
@@ -52,7 +54,7 @@ torch::Tensor blockAttention(const torch::Tensor& q, const torch::Tensor& k, con
   // Either implementation on [B, H, groups, n, d] views: each group attends within itself over n positions.
   auto run = [&](const torch::Tensor& qq, const torch::Tensor& kk, const torch::Tensor& vv, bool causalMask) {
     if (impl == AttnImpl::Batched) {
-      return attend(qq, kk, vv, causalMask ? causal(qq.size(3), q.device()) : torch::Tensor(), scale2);
+      return attend(qq, kk, vv, causalMask ? causalDrop(qq.size(3), q.device()) : torch::Tensor(), scale2);
     }
     // The flash kernel takes 4-D [batch, heads, n, d]; merging B and H is a view for one clip.
     auto four = [](const torch::Tensor& x) { return x.reshape({x.size(0) * x.size(1), x.size(2), x.size(3), x.size(4)}); };

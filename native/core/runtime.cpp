@@ -26,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/buffer_cache.h"
 #include "core/onednn_linear.h"
 
 #if CALMKIT_WITH_CUDA
@@ -138,6 +139,10 @@ class CudaDriver {
     if (total_(&total, dev) == 0) d.totalMemory = total;
     attr_(&d.major, 75, dev);  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
     attr_(&d.minor, 76, dev);  // ..._MINOR
+    int version = 0;
+    if (version_(&version) == 0 && version > 0) {
+      d.driverVersion = std::to_string(version / 1000) + "." + std::to_string((version % 1000) / 10);
+    }
     return true;
   }
 
@@ -280,6 +285,8 @@ void configureMemory() {
 #if defined(__GLIBC__)
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 4 << 20);
 #endif
+  // Large tensors of a forward pass reuse their buffers instead of a fresh mapping each (core/buffer_cache.h).
+  memory::installBufferCache();
 }
 
 const CpuBf16& cpuBf16() {

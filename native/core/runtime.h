@@ -12,6 +12,7 @@ struct CudaDevice {
   uint64_t totalMemory = 0;
   uint64_t freeMemory = 0;
   int major = 0, minor = 0;
+  std::string driverVersion;  // the CUDA version the driver supports ("13.0"), "" when unknown
 };
 
 struct BlasInfo {
@@ -62,7 +63,8 @@ int configureThreads();
 // system when freed. glibc's default raises its mmap threshold to the size of any mmapped block freed (up to
 // 32 MiB), after which 11 MB clip buffers come from its arenas and stay resident there: measured over 300
 // loadAudio calls of a 62 s clip, the resident floor sat about 50 MB (10 %) higher. A MALLOC_MMAP_THRESHOLD_ the
-// user set is left alone. Called once by the addon and the C++ tool.
+// user set is left alone. It also installs the cache of large CPU buffers that forward passes reuse
+// (core/buffer_cache.h). Called once by the addon and the C++ tool.
 void configureMemory();
 
 BlasInfo detectBlas();

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
+
 namespace calmkit_napi {
 
 Executor::Executor(std::string name, int threads, bool growing) : growing_(growing) {
@@ -42,8 +44,18 @@ void Executor::loop() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
+    const auto t0 = std::chrono::steady_clock::now();
     job();
+    const double busy = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.busySeconds += busy;
+    ++stats_.jobs;
   }
+}
+
+ExecutorStats Executor::stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
 }
 
 // Process-lifetime singletons: deliberately leaked so no worker is joined during static destruction,

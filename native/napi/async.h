@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -17,6 +18,12 @@
 
 namespace calmkit_napi {
 
+// How long a pool's threads have spent running jobs, summed over its threads, and how many jobs ran.
+struct ExecutorStats {
+  double busySeconds = 0;
+  int64_t jobs = 0;
+};
+
 class Executor {
  public:
   // `growing`: a job never waits for another; a thread is added whenever every thread is busy (threads stay
@@ -26,6 +33,7 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
   void post(std::function<void()> job);
+  ExecutorStats stats();
 
  private:
   void loop();
@@ -36,6 +44,7 @@ class Executor {
   size_t idle_ = 0;
   bool growing_ = false;
   bool stopping_ = false;
+  ExecutorStats stats_;
 };
 
 // Short I/O-bound jobs (decode, resample) and long compute jobs (forward passes, training) use separate

@@ -10,4 +10,5 @@ void InitProbes(Napi::Env env, Napi::Object exports);
 void InitJukebox(Napi::Env env, Napi::Object exports);
 void InitStore(Napi::Env env, Napi::Object exports);
 void InitTesting(Napi::Env env, Napi::Object exports);
+void InitBench(Napi::Env env, Napi::Object exports);
 }  // namespace calmkit_napi

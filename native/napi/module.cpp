@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   calmkit_napi::InitJukebox(env, exports);
   calmkit_napi::InitStore(env, exports);
   calmkit_napi::InitTesting(env, exports);
+  calmkit_napi::InitBench(env, exports);
   return exports;
 }
 

@@ -1,5 +1,5 @@
 // What the calmkit-core subcommands share: `--name value` options after positional arguments, number parsing with
-// errors that name the option, a .npy writer and a minimal JSON writer for machine-readable output.
+// errors that name the option, a .npy writer, and the core's JSON writer for machine-readable output.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -7,6 +7,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "core/json.h"
 
 namespace calmkit_tools {
 
@@ -29,22 +31,8 @@ std::vector<int> parseLayers(const std::string& s);
 // .npy format 1.0: little-endian, C order.
 void writeNpy(const std::string& path, const void* data, size_t bytes, const char* descr, const std::vector<int64_t>& shape);
 
-// One flat JSON object, fields in insertion order (numbers printed with full precision, non-finite as null).
-class JsonObject {
- public:
-  JsonObject& num(const std::string& k, double v);
-  JsonObject& integer(const std::string& k, int64_t v);
-  JsonObject& boolean(const std::string& k, bool v);
-  JsonObject& str(const std::string& k, const std::string& v);
-  JsonObject& raw(const std::string& k, const std::string& json);
-  std::string dump() const { return "{" + body_.str() + "}"; }
-
- private:
-  void key(const std::string& k);
-  std::ostringstream body_;
-  bool first_ = true;
-};
-
-std::string jsonString(const std::string& s);
+// The core's JSON writer (core/json.h): one object, fields in insertion order, non-finite numbers as null.
+using JsonObject = calmkit::json::Object;
+inline std::string jsonString(const std::string& s) { return calmkit::json::quote(s); }
 
 }  // namespace calmkit_tools

@@ -1,4 +1,4 @@
-// Jukebox subcommands of calmkit-core: init, info, extract, bench-forward. They drive the same core as the
+// Jukebox subcommands of calmkit-core: init, info, extract, bench-load (throughput: `bench extract`). They drive the same core as the
 // addon, for hosts without Node (the GPU machines) and for cross-checks against the Python reference.
 #include <chrono>
 #include <cstdio>
@@ -164,47 +164,6 @@ Register benchLoad("bench-load", "MODEL [--repeat 3]: seconds to load a checkpoi
                      std::cout << o.dump() << "\n";
                      return 0;
                    });
-
-Register benchForward("bench-forward",
-                      "MODEL [--device auto] [--precision fp32] [--batch 1] [--layer DEPTH] [--repeat 3] [--tokens n_ctx]: "
-                      "time the prior's forward pass on random tokens",
-                      [](int argc, char** argv) {
-                        Args a = parseArgs(argc, argv);
-                        if (a.positional.size() != 1) throw Error(code::kInvalidArgument, "usage: calmkit-core bench-forward MODEL ...");
-                        auto t0 = std::chrono::steady_clock::now();
-                        auto model = jb::Model::load(a.positional[0], a.get("device", "auto"),
-                                                     jb::parsePrecision(a.get("precision", "fp32")));
-                        double loadS = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-                        const auto& hp = model->hparams();
-                        const int64_t batch = toInt(a.get("batch", "1"), "--batch");
-                        const int layer = static_cast<int>(toInt(a.get("layer", std::to_string(hp.depth)), "--layer"));
-                        const int64_t repeat = toInt(a.get("repeat", "3"), "--repeat");
-                        const int64_t tokens = toInt(a.get("tokens", std::to_string(hp.nCtx)), "--tokens");
-                        auto layers = jb::validateLayers({layer}, hp);
-                        c10::InferenceMode guard;
-                        torch::manual_seed(0);  // the same tokens on every run and device
-                        torch::Tensor x = torch::randint(0, hp.bins, {batch, tokens}, torch::kInt64);
-                        auto sync = [&] {
-                          if (model->device().is_cuda()) torch::cuda::synchronize();
-                        };
-                        std::printf("device %s, precision %s, load %.2f s, batch %lld x %lld tokens, layers 1..%d\n",
-                                    model->device().str().c_str(), jb::precisionName(model->precision()), loadS,
-                                    static_cast<long long>(batch), static_cast<long long>(tokens), layer);
-                        double best = 1e30;
-                        for (int64_t r = 0; r < repeat + 1; ++r) {
-                          double checksum = 0;
-                          sync();
-                          auto s0 = std::chrono::steady_clock::now();
-                          model->forward(x, layers, [&](int, const torch::Tensor& h) { checksum = h.to(torch::kFloat32).mean().item<double>(); }, nullptr);
-                          sync();
-                          double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
-                          std::printf("  %s %.3f s (%.0f tokens/s, mean %.6g)\n", r == 0 ? "warm-up" : "run    ", s,
-                                      batch * tokens / s, checksum);
-                          if (r > 0) best = std::min(best, s);
-                        }
-                        std::printf("best %.3f s per forward, %.1f clips/s\n", best, batch / best);
-                        return 0;
-                      });
 
 }  // namespace
 }  // namespace calmkit_tools

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bench.h"
 #include "core/probes.h"
 #include "core/probes_kernels.h"
 #include "core/runtime.h"
@@ -20,20 +21,6 @@ namespace calmkit_tools {
 namespace {
 
 namespace pr = calmkit::probes;
-
-// OpenMIC-2018 per-class labeled counts, positive = relevance >= 0.5 (docs/openmic.md, section 1.5).
-struct Counts {
-  const char* name;
-  int trainPos, trainNeg, testPos, testNeg;
-};
-const Counts kOpenMic[20] = {
-    {"accordion", 374, 1159, 115, 423},  {"banjo", 592, 1148, 140, 338},      {"bass", 415, 1010, 134, 329},
-    {"cello", 598, 866, 226, 259},       {"clarinet", 396, 1349, 137, 503},   {"cymbals", 814, 485, 297, 139},
-    {"drums", 828, 495, 278, 146},       {"flute", 472, 1050, 175, 387},      {"guitar", 852, 362, 286, 150},
-    {"mallet_percussion", 522, 802, 211, 267}, {"mandolin", 652, 1185, 193, 434}, {"organ", 482, 977, 121, 310},
-    {"piano", 885, 420, 285, 130},       {"saxophone", 830, 906, 305, 324},   {"synthesizer", 823, 399, 268, 112},
-    {"trombone", 635, 1405, 228, 492},   {"trumpet", 828, 1303, 318, 467},    {"ukulele", 556, 1279, 182, 408},
-    {"violin", 779, 623, 394, 237},      {"voice", 764, 426, 224, 150}};
 
 struct Args {
   int instruments = 20;
@@ -73,89 +60,6 @@ Args parse(int argc, char** argv) {
   }
   a.instruments = std::clamp(a.instruments, 1, 20);
   return a;
-}
-
-// Standard-normal clips; each instrument labels its clips by a noisy linear rule, with OpenMIC's class counts.
-void synthesize(const Args& a, std::vector<float>& X, std::vector<pr::Task>& tasks) {
-  std::mt19937_64 rng(12345);
-  std::normal_distribution<float> normal;
-  std::uniform_real_distribution<double> uniform;
-  X.resize(static_cast<size_t>(a.clips * a.dim));
-  for (auto& v : X) v = normal(rng);
-  for (int t = 0; t < a.instruments; ++t) {
-    const Counts& c = kOpenMic[t];
-    auto scaled = [&](int k) { return std::max(4, static_cast<int>(std::lround(k * a.scale))); };
-    int trPos = scaled(c.trainPos), trNeg = scaled(c.trainNeg), tePos = scaled(c.testPos), teNeg = scaled(c.testNeg);
-    if (trPos + trNeg + tePos + teNeg > a.clips) {
-      throw std::runtime_error(std::string(c.name) + " needs more clips than --clips " + std::to_string(a.clips));
-    }
-    std::vector<float> w(a.dim);
-    for (auto& v : w) v = normal(rng) / std::sqrt(static_cast<float>(a.dim));
-    std::vector<int32_t> pool(a.clips);
-    std::iota(pool.begin(), pool.end(), 0);
-    std::shuffle(pool.begin(), pool.end(), rng);
-    auto label = [&](int from, int pos, int neg, pr::Split& out) {
-      std::vector<std::pair<float, int32_t>> scored;
-      for (int i = from; i < from + pos + neg; ++i) {
-        const float* x = &X[static_cast<size_t>(pool[i]) * a.dim];
-        float s = 0;
-        for (int64_t k = 0; k < a.dim; ++k) s += x[k] * w[k];
-        scored.push_back({s + 0.5f * normal(rng), pool[i]});
-      }
-      std::sort(scored.begin(), scored.end(), [](auto& l, auto& r) { return l.first > r.first; });
-      for (int i = 0; i < pos + neg; ++i) {
-        out.rows.push_back(scored[i].second);
-        out.targets.push_back(i < pos ? 1 : 0);
-      }
-    };
-    pr::Task task;
-    task.instrument = c.name;
-    pr::Split train;
-    label(0, trPos, trNeg, train);
-    label(trPos + trNeg, tePos, teNeg, task.test);
-    // A stratified 15 % of train for validation, like the data layer's default partition.
-    for (size_t i = 0; i < train.rows.size(); ++i) {
-      pr::Split& dst = (uniform(rng) < 0.15) ? task.val : task.train;
-      dst.rows.push_back(train.rows[i]);
-      dst.targets.push_back(train.targets[i]);
-    }
-    tasks.push_back(std::move(task));
-  }
-}
-
-std::vector<pr::Config> paperGrid() {
-  std::vector<pr::Config> g;
-  for (auto hidden : std::vector<std::vector<int64_t>>{{}, {512}, {512, 256}}) {
-    for (double dropout : {0.25, 0.5, 0.75}) {
-      for (double l2 : {0.0, 1e-4, 1e-3}) g.push_back({hidden, dropout, l2});
-    }
-  }
-  return g;
-}
-
-// The attention grid (lib/probes/grid.ts ATTENTION_GRID): [128], [512] x the paper's dropouts and L2s.
-std::vector<pr::Config> attentionGrid() {
-  std::vector<pr::Config> g;
-  for (auto hidden : std::vector<std::vector<int64_t>>{{128}, {512}}) {
-    for (double dropout : {0.25, 0.5, 0.75}) {
-      for (double l2 : {0.0, 1e-4, 1e-3}) g.push_back({hidden, dropout, l2, "attention"});
-    }
-  }
-  return g;
-}
-
-// Segment features from clip vectors: segment s of a clip is its vector plus fresh noise, so every segment
-// carries the label's signal (the planted short-run problem lives in test/helpers/planted.ts).
-std::vector<float> toSegments(const std::vector<float>& X, int64_t clips, int64_t dim, int64_t S) {
-  std::mt19937_64 rng(777);
-  std::normal_distribution<float> normal;
-  std::vector<float> out(static_cast<size_t>(clips * S * dim));
-  for (int64_t c = 0; c < clips; ++c) {
-    for (int64_t s = 0; s < S; ++s) {
-      for (int64_t k = 0; k < dim; ++k) out[(c * S + s) * dim + k] = X[c * dim + k] + normal(rng);
-    }
-  }
-  return out;
 }
 
 // FNV-1a over the bytes of everything a run returns (every probe's curves, test probabilities and attention weights,
@@ -200,11 +104,12 @@ Register probeGrid(
     "clip) on synthetic OpenMIC-sized data, print JSON",
     [](int argc, char** argv) {
       Args a = parse(argc, argv);
-      std::vector<float> X;
-      std::vector<pr::Task> tasks;
-      synthesize(a, X, tasks);
-      auto configs = a.segments > 0 ? attentionGrid() : paperGrid();
-      if (a.segments > 0) X = toSegments(X, a.clips, a.dim, a.segments);
+      // The benchmark engine's synthetic problem (core/bench.h), so this and `bench probes` train the same grid.
+      auto problem = calmkit::bench::probeProblem(a.instruments, a.dim, a.clips, a.scale);
+      std::vector<float>& X = problem.features;
+      std::vector<pr::Task>& tasks = problem.tasks;
+      auto configs = a.segments > 0 ? calmkit::bench::attentionGrid() : calmkit::bench::paperGrid();
+      if (a.segments > 0) X = calmkit::bench::toSegments(X, a.clips, a.dim, a.segments);
       pr::Options opt;
       opt.segments = a.segments;
       if (a.segments > 0 && a.padded) {
