@@ -53,7 +53,7 @@ MODES = {
         # The reference's same-work mode only: jukemirlib's three-level encode takes minutes on a CPU.
         "bench": ["--preset", "tiny", "--tokens", "1024,430", "--batch", "1,2", "--rounds", "2", "--warmup", "0"],
         "fullTokens": 1024,
-        "grid": ["--dim", "32", "--clips", "2500", "--scale", "0.1", "--instruments", "4", "--epochs", "1,2"],
+        "grid": ["--dim", "32", "--clips", "2500", "--scale", "0.1", "--instruments", "4", "--epochs", "1,4"],
     },
 }
 
