@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything calmkit needs on Debian 12 (bookworm) before `npm ci`:
 # - system packages: libsndfile and libsoxr (the audio front-end), libdeflate (the checkpoint loader's CRC-32),
-#   cmake, a C++ compiler, python3-venv; clang with its runtime libraries (the libFuzzer targets); fluidsynth,
+#   cmake, a C++ compiler, python3-venv; clang with its runtime libraries (the libFuzzer targets) and clang-format
+#   (`npm run lint` checks native/'s style with it); fluidsynth,
 #   the GM soundfont and vorbis-tools for the demo data; redis-server for the queue tests; DejaVu fonts for PNG
 #   figures;
 # - the project's Python environment .venv (requirements.txt): PyPI's torch==2.11.0, whose LibTorch (with MKL,
@@ -13,7 +14,7 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
   libsndfile1-dev libsoxr-dev libdeflate-dev pkg-config cmake g++ make python3-venv
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   fluidsynth fluid-soundfont-gm vorbis-tools
   redis-server fonts-dejavu-core
 )

@@ -4,13 +4,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { binding } from '../../bindings';
-import type { RawBenchOrigin } from '../../bindings/raw';
+import { binding } from '../addon';
+import type { RawBenchOrigin } from '../addon';
 import { abortError, booleanArg, functionArg, integerArg, invalidArgument, native, nonEmptyString, numberArg, oneOf, optional, optionsObject, signalArg } from '../errors';
 import { JUKEBOX_PRESETS, PRECISION_CHOICES, type JukeboxPreset, type PrecisionChoice } from '../model';
 import { MATMUL_PRECISIONS, type MatmulPrecision } from '../probes';
-import { calmkitVersion } from '../runtime';
-import type { Device } from '../runtime/device';
+import { calmkitVersion, DEFAULT_DEVICE, type Device } from '../runtime';
 import { findReference } from './reference';
 import { checkBenchReport, type ExtractReport, type ProbeReport } from './schema';
 
@@ -112,7 +111,7 @@ export async function benchExtract(options?: ExtractBenchOptions): Promise<Extra
     }),
     batches: optional(o, 'batches', (n, v) => intList(n, v, { min: 1, max: 256 })),
     tokens: optional(o, 'tokens', (n, v) => intList(n, v, { min: 1, max: 1 << 20 })),
-    device: optional(o, 'device', nonEmptyString),
+    device: optional(o, 'device', nonEmptyString) ?? DEFAULT_DEVICE,
     rounds: optional(o, 'rounds', (n, v) => integerArg(n, v, { min: 1, max: 1e6 })),
     warmup: optional(o, 'warmup', (n, v) => integerArg(n, v, { min: 0, max: 1e6 })),
     seed: optional(o, 'seed', (n, v) => integerArg(n, v, { min: 0 })),
@@ -161,7 +160,7 @@ export async function benchProbes(options?: ProbeBenchOptions): Promise<ProbeRep
       if (!Array.isArray(v) || v.length === 0) throw invalidArgument(`${n} must be a non-empty array`, n);
       return v.map((p, i) => oneOf(`${n}[${i}]`, MATMUL_PRECISIONS, p));
     }),
-    device: optional(o, 'device', nonEmptyString),
+    device: optional(o, 'device', nonEmptyString) ?? DEFAULT_DEVICE,
     mode: optional(o, 'mode', (n, v) => oneOf(n, ['vectorised', 'one-at-a-time', 'batched'] as const, v)),
     segments: optional(o, 'segments', (n, v) => integerArg(n, v, { min: 0, max: 4096 })),
     rounds: optional(o, 'rounds', (n, v) => integerArg(n, v, { min: 1, max: 1e6 })),

@@ -5,12 +5,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { binding } from '../../bindings';
+import { binding } from '../addon';
 import { abortError, booleanArg, functionArg, integerArg, invalidArgument, nonEmptyString, nativeSync, oneOf, optional, optionsObject, signalArg } from '../errors';
 import { datasetItems, decodeForModel, extractToStore, LayerStores, resolveSettings, runModel } from '../extraction';
-import { Jukebox, JUKEBOX_PRESETS, PRECISION_CHOICES, type JukeboxPreset, type PrecisionChoice } from '../model';
-import { calmkitVersion } from '../runtime';
-import type { Device } from '../runtime/device';
+import { DEFAULT_PRECISION, Jukebox, JUKEBOX_PRESETS, PRECISION_CHOICES, type JukeboxPreset, type PrecisionChoice } from '../model';
+import { calmkitVersion, DEFAULT_DEVICE, type Device } from '../runtime';
 import type { BenchCommon } from './engine';
 import { BENCH_SCHEMA, BENCH_SCHEMA_VERSION, checkBenchReport, type BenchMachine, type PipelineReport, type PipelineRow } from './schema';
 
@@ -50,8 +49,8 @@ export async function benchPipeline(options: PipelineBenchOptions): Promise<Pipe
   if (modelFile !== undefined && preset !== undefined) throw invalidArgument('give a preset or a model file, not both', 'model');
   const layers = optional(o, 'layers', (n, v) => integerArg(n, v, { min: 1, max: 4096 }));
   const seed = optional(o, 'seed', (n, v) => integerArg(n, v, { min: 0 })) ?? 0;
-  const precision = optional(o, 'precision', (n, v) => oneOf(n, PRECISION_CHOICES, v)) ?? 'fp32';
-  const device = (optional(o, 'device', nonEmptyString) ?? 'cpu') as Device;
+  const precision = optional(o, 'precision', (n, v) => oneOf(n, PRECISION_CHOICES, v)) ?? DEFAULT_PRECISION;
+  const device = (optional(o, 'device', nonEmptyString) ?? DEFAULT_DEVICE) as Device;
   const limit = optional(o, 'clips', (n, v) => integerArg(n, v, { min: 1 }));
   const batch = optional(o, 'batch', (n, v) => integerArg(n, v, { min: 1, max: 256 })) ?? 1;
   const out = optional(o, 'out', nonEmptyString);

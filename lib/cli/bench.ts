@@ -5,11 +5,11 @@ import type { Command } from 'commander';
 import { benchExtract, benchPipeline, benchProbes, formatComparison, formatReport, readBenchReport, REFERENCE_MODES, reportSvg, type BenchReport, type ReferenceMode } from '../bench';
 import { BenchError } from '../errors';
 import { atomicReplace } from '../files';
-import { JUKEBOX_PRESETS, PRECISION_CHOICES, type JukeboxPreset, type PrecisionChoice } from '../model';
+import { DEFAULT_PRECISION, JUKEBOX_PRESETS, PRECISION_CHOICES, type JukeboxPreset, type PrecisionChoice } from '../model';
 import { MATMUL_PRECISIONS, type MatmulPrecision } from '../probes';
-import type { Device } from '../runtime/device';
+import type { Device } from '../runtime';
 import { withInterrupt } from './interrupt';
-import { choice, commaList, DEVICE_HELP, integer, positiveNumber } from './options';
+import { addDeviceOption, addPrecisionOption, choice, commaList, integer, positiveNumber } from './options';
 
 interface OutputFlags {
   json?: string;
@@ -75,17 +75,15 @@ export function register(program: Command): void {
     verifyWeights: boolean;
   }
   addOutputFlags(
-    bench
-      .command('extract')
+    addDeviceOption(bench.command('extract'))
       .description('extraction per stage (load, encoder, each block, pooling, whole clip) at a preset\'s real shapes with random weights drawn in memory, against the GEMM peak; --reference adds eager PyTorch in the same rounds')
       .option('--preset <name>', `${JUKEBOX_PRESETS.join(' | ')} (default 5b): random weights at these shapes, no file`, choice('--preset', JUKEBOX_PRESETS))
       .option('--model <file>', 'a calmkit checkpoint instead of random weights')
       .option('--layers <n>', 'the clip to this layer; all its blocks run (default: the preset\'s depth, 36 for 5b)', integer('--layers', { min: 1, max: 4096 }))
       .option('--sample-layers <k>', 'run only k blocks and extrapolate to --layers per attention kind (said so in the report)', integer('--sample-layers', { min: 1, max: 4096 }))
-      .option('--precision <list>', `${PRECISION_CHOICES.join(',')}, comma-separated`, commaList('--precision', choice('--precision', PRECISION_CHOICES)), ['fp32'] as PrecisionChoice[])
+      .option('--precision <list>', `${PRECISION_CHOICES.join(',')}, comma-separated`, commaList('--precision', choice('--precision', PRECISION_CHOICES)), [DEFAULT_PRECISION] as PrecisionChoice[])
       .option('--batch <list>', 'clips per call, comma-separated (e.g. 1,4)', commaList('--batch', integer('--batch', { min: 1, max: 256 })), [1])
       .option('--tokens <list>', 'tokens per clip, comma-separated (default n_ctx: 8192 is a full window, 3445 an untiled 10 s clip)', commaList('--tokens', integer('--tokens', { min: 1 })))
-      .option('--device <device>', DEVICE_HELP, 'cpu')
       .option('--rounds <n>', 'timed rounds (rows interleaved in each)', integer('--rounds', { min: 1 }), 3)
       .option('--warmup <n>', 'untimed rounds first', integer('--warmup', { min: 0 }), 1)
       .option('--seed <n>', 'seed of the random weights', integer('--seed', { min: 0 }), 0)
@@ -132,8 +130,7 @@ export function register(program: Command): void {
     rounds: number;
   }
   addOutputFlags(
-    bench
-      .command('probes')
+    addDeviceOption(bench.command('probes'))
       .description("the probe grid's throughput on a synthetic OpenMIC-sized problem: steps/s, seconds per epoch, the paper's 800 epochs extrapolated, against the GEMM floor")
       .option('--dim <n>', 'feature width', integer('--dim', { min: 1 }), 4800)
       .option('--instruments <n>', 'instruments (OpenMIC-2018 has 20)', integer('--instruments', { min: 1, max: 20 }), 20)
@@ -143,7 +140,6 @@ export function register(program: Command): void {
       .option('--probe-precision <list>', `${MATMUL_PRECISIONS.join(',')}, comma-separated`, commaList('--probe-precision', choice('--probe-precision', MATMUL_PRECISIONS)), ['fp32'] as MatmulPrecision[])
       .option('--mode <mode>', 'vectorised | one-at-a-time | batched', choice('--mode', ['vectorised', 'one-at-a-time', 'batched'] as const), 'vectorised')
       .option('--segments <n>', 'attention probes on this many segments per clip (0: the paper\'s grid)', integer('--segments', { min: 0 }), 0)
-      .option('--device <device>', DEVICE_HELP, 'cpu')
       .option('--rounds <n>', 'times each epoch count is trained', integer('--rounds', { min: 1 }), 1),
   ).action(async (o: ProbeFlags) => {
     await run(
@@ -165,15 +161,12 @@ export function register(program: Command): void {
     seed: number;
   }
   addOutputFlags(
-    bench
-      .command('pipeline')
+    addPrecisionOption(addDeviceOption(bench.command('pipeline')), { withAuto: true, note: 'of the prior\'s blocks' })
       .description('audio files to a feature store end to end (decode, fit, encode, blocks, pooling, write) with the front-end overlapped: clips/s and the share of time the model is busy')
       .requiredOption('--dataset <dir>', 'an OpenMIC-2018 root or a folder of audio files (the first clip warms up)')
       .option('--model <file>', 'a calmkit checkpoint (default: random weights at --preset, written to a temporary file)')
       .option('--preset <name>', `${JUKEBOX_PRESETS.join(' | ')} (default 5b)`, choice('--preset', JUKEBOX_PRESETS))
       .option('--layers <n>', 'the deepest layer extracted (with --preset: the checkpoint is cut to it)', integer('--layers', { min: 1, max: 4096 }))
-      .option('--precision <p>', PRECISION_CHOICES.join(' | '), choice('--precision', PRECISION_CHOICES), 'fp32')
-      .option('--device <device>', DEVICE_HELP, 'cpu')
       .option('--clips <n>', 'at most this many clips after the warm-up one', integer('--clips', { min: 1 }))
       .option('--batch <n>', 'clips per model call', integer('--batch', { min: 1, max: 256 }), 1)
       .option('--seed <n>', 'seed of the random weights', integer('--seed', { min: 0 }), 0),
