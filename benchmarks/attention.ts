@@ -41,7 +41,9 @@ function readChild(dir: string): void {
   const t0 = process.hrtime.bigint();
   const m = store.readSegments(keys);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  console.log(JSON.stringify({ seconds, bytes: m.data.byteLength, rssBefore: before, peakRss: peakRss(), clips: m.clips, segments: m.segments, width: m.width }));
+  console.log(
+    JSON.stringify({ seconds, bytes: m.data.byteLength, rssBefore: before, peakRss: peakRss(), clips: m.clips, segments: m.segments, width: m.width }),
+  );
 }
 
 async function readBenchmark(clips: number, segments: number, width: number) {
@@ -58,8 +60,20 @@ async function readBenchmark(clips: number, segments: number, width: number) {
     const r = spawnSync(process.execPath, ['--import=tsx', __filename, '--read-child', dir], { encoding: 'utf8', maxBuffer: 1 << 20 });
     if (r.status !== 0) throw new Error(`read child failed: ${r.stderr}`);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { seconds: number; bytes: number; rssBefore: number; peakRss: number };
-    const onDisk = fs.readdirSync(path.join(dir, 'shards')).filter((f) => f.endsWith('.npy')).reduce((a, f) => a + fs.statSync(path.join(dir, 'shards', f)).size, 0);
-    return { clips, segments, width, storeBytesOnDisk: onDisk, matrixBytes: out.bytes, seconds: out.seconds, rssGrowthBytes: out.peakRss - out.rssBefore, rssGrowthOverMatrix: (out.peakRss - out.rssBefore) / out.bytes };
+    const onDisk = fs
+      .readdirSync(path.join(dir, 'shards'))
+      .filter((f) => f.endsWith('.npy'))
+      .reduce((a, f) => a + fs.statSync(path.join(dir, 'shards', f)).size, 0);
+    return {
+      clips,
+      segments,
+      width,
+      storeBytesOnDisk: onDisk,
+      matrixBytes: out.bytes,
+      seconds: out.seconds,
+      rssGrowthBytes: out.peakRss - out.rssBefore,
+      rssGrowthOverMatrix: (out.peakRss - out.rssBefore) / out.bytes,
+    };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -111,7 +125,17 @@ async function main(): Promise<void> {
     'mean-pooled s': '',
     'attention s': `${read.seconds.toFixed(2)} s`,
   });
-  report('attention', { machine: machine(), problem: { clips, segments: S, dim, instruments, epochs, lr, seeds, batch: 64 }, grids: { mean: PAPER_GRID, attention: ATTENTION_GRID }, cases: results, read }, rows);
+  report(
+    'attention',
+    {
+      machine: machine(),
+      problem: { clips, segments: S, dim, instruments, epochs, lr, seeds, batch: 64 },
+      grids: { mean: PAPER_GRID, attention: ATTENTION_GRID },
+      cases: results,
+      read,
+    },
+    rows,
+  );
 }
 
 main().catch((err) => {

@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   try {
     const json = path.join(dir, 'report.json');
     await buildProgram().parseAsync(['node', 'calmkit', 'bench', 'extract', ...out, '--json', json]);
-    if (fs.existsSync(json)) console.log('BENCH_JSON ' + JSON.stringify({ benchmark: 'extract', ...JSON.parse(fs.readFileSync(json, 'utf8')) }));
+    if (fs.existsSync(json)) console.log(`BENCH_JSON ${JSON.stringify({ benchmark: 'extract', ...JSON.parse(fs.readFileSync(json, 'utf8')) })}`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -23,16 +23,28 @@ import { PAPER_GRID, type MatmulPrecision, type ProbeGrid, type ProbeSet, type P
 import { writeNpy } from '../lib/formats/npy';
 import { PYTHON, mean } from './harness';
 
-
 // OpenMIC-2018 labeled counts per class, positive = relevance >= 0.5 (docs/openmic.md, section 1.5).
 const OPENMIC: [string, number, number, number, number][] = [
-  ['accordion', 374, 1159, 115, 423], ['banjo', 592, 1148, 140, 338], ['bass', 415, 1010, 134, 329],
-  ['cello', 598, 866, 226, 259], ['clarinet', 396, 1349, 137, 503], ['cymbals', 814, 485, 297, 139],
-  ['drums', 828, 495, 278, 146], ['flute', 472, 1050, 175, 387], ['guitar', 852, 362, 286, 150],
-  ['mallet_percussion', 522, 802, 211, 267], ['mandolin', 652, 1185, 193, 434], ['organ', 482, 977, 121, 310],
-  ['piano', 885, 420, 285, 130], ['saxophone', 830, 906, 305, 324], ['synthesizer', 823, 399, 268, 112],
-  ['trombone', 635, 1405, 228, 492], ['trumpet', 828, 1303, 318, 467], ['ukulele', 556, 1279, 182, 408],
-  ['violin', 779, 623, 394, 237], ['voice', 764, 426, 224, 150],
+  ['accordion', 374, 1159, 115, 423],
+  ['banjo', 592, 1148, 140, 338],
+  ['bass', 415, 1010, 134, 329],
+  ['cello', 598, 866, 226, 259],
+  ['clarinet', 396, 1349, 137, 503],
+  ['cymbals', 814, 485, 297, 139],
+  ['drums', 828, 495, 278, 146],
+  ['flute', 472, 1050, 175, 387],
+  ['guitar', 852, 362, 286, 150],
+  ['mallet_percussion', 522, 802, 211, 267],
+  ['mandolin', 652, 1185, 193, 434],
+  ['organ', 482, 977, 121, 310],
+  ['piano', 885, 420, 285, 130],
+  ['saxophone', 830, 906, 305, 324],
+  ['synthesizer', 823, 399, 268, 112],
+  ['trombone', 635, 1405, 228, 492],
+  ['trumpet', 828, 1303, 318, 467],
+  ['ukulele', 556, 1279, 182, 408],
+  ['violin', 779, 623, 394, 237],
+  ['voice', 764, 426, 224, 150],
 ];
 const VAL_FRACTION = 0.15;
 
@@ -136,7 +148,12 @@ function runPytorch(features: Float32Array, dim: number, tasks: ProbeTask[], epo
       env: { ...process.env, OMP_NUM_THREADS: String(threads) },
     });
     if (res.status !== 0) throw new Error(`${script} exited with ${res.status ?? res.signal}`);
-    const out = JSON.parse(fs.readFileSync(path.join(dir, 'out.json'), 'utf8')) as { seconds: number; probes: number; torch: string; probeResults: { bestValLoss: number }[] };
+    const out = JSON.parse(fs.readFileSync(path.join(dir, 'out.json'), 'utf8')) as {
+      seconds: number;
+      probes: number;
+      torch: string;
+      probeResults: { bestValLoss: number }[];
+    };
     const meanBestValLoss = mean(out.probeResults.map((r) => r.bestValLoss));
     return { mode: 'pytorch', seconds: out.seconds, probes: out.probes, stacks: out.probes, meanBestValLoss, torch: out.torch };
   } finally {
@@ -146,7 +163,15 @@ function runPytorch(features: Float32Array, dim: number, tasks: ProbeTask[], epo
 
 const HIDDEN: Record<string, number[][]> = { paper: PAPER_GRID.hidden, linear: [[]], '512': [[512]] };
 
-async function run(mode: 'vectorised' | 'one-at-a-time' | 'vectorised-bf16', features: Float32Array, dim: number, tasks: ProbeTask[], epochs: number, grid: ProbeGrid, maxStackBytes?: number): Promise<Run> {
+async function run(
+  mode: 'vectorised' | 'one-at-a-time' | 'vectorised-bf16',
+  features: Float32Array,
+  dim: number,
+  tasks: ProbeTask[],
+  epochs: number,
+  grid: ProbeGrid,
+  maxStackBytes?: number,
+): Promise<Run> {
   const matmulPrecision: MatmulPrecision = mode === 'vectorised-bf16' ? 'bf16' : 'fp32';
   const t0 = process.hrtime.bigint();
   let last = -1;
@@ -183,12 +208,14 @@ function cpuBf16Flags(): string[] {
 
 function maxDiff(a: ProbeSet, b: ProbeSet): number {
   let m = 0;
-  a.results.forEach((r, i) =>
+  a.results.forEach((r, i) => {
     r.configs.forEach((c, k) => {
       const o = b.results[i].configs[k].testProbabilities;
-      c.testProbabilities.forEach((v, j) => (m = Math.max(m, Math.abs(v - o[j]))));
-    }),
-  );
+      c.testProbabilities.forEach((v, j) => {
+        m = Math.max(m, Math.abs(v - o[j]));
+      });
+    });
+  });
   return m;
 }
 
@@ -242,42 +269,60 @@ async function main(): Promise<void> {
   };
   const pad = (s: string, n: number) => s.padEnd(n);
   console.log('');
-  console.log(`probe grid search: ${instruments} instruments x ${configs} configs (hidden ${JSON.stringify(grid.hidden)}), ${dim}-d, ${epochs} epoch(s), batch 64, OpenMIC class counts`);
+  console.log(
+    `probe grid search: ${instruments} instruments x ${configs} configs (hidden ${JSON.stringify(grid.hidden)}), ${dim}-d, ${epochs} epoch(s), batch 64, OpenMIC class counts`,
+  );
   console.log(`${pad('mode', 18)}${pad('stacks', 8)}${pad('wall s', 10)}${pad('probes/s', 10)}${pad('mean kept val loss', 20)}macro F1 (test, selected)`);
   for (const r of runs) {
     const f1 = macroF1(r);
-    console.log(`${pad(r.mode, 18)}${pad(String(r.stacks), 8)}${pad(r.seconds.toFixed(1), 10)}${pad((r.probes / r.seconds).toFixed(3), 10)}${pad(r.meanBestValLoss.toFixed(4), 20)}${f1 === null ? '-' : f1.toFixed(4)}`);
+    console.log(
+      `${pad(r.mode, 18)}${pad(String(r.stacks), 8)}${pad(r.seconds.toFixed(1), 10)}${pad((r.probes / r.seconds).toFixed(3), 10)}${pad(r.meanBestValLoss.toFixed(4), 20)}${f1 === null ? '-' : f1.toFixed(4)}`,
+    );
   }
-  if (speedup !== null) console.log(`speed-up over native one-at-a-time: ${speedup.toFixed(2)}x; max |test P difference| between the native modes: ${sameResults}`);
+  if (speedup !== null)
+    console.log(`speed-up over native one-at-a-time: ${speedup.toFixed(2)}x; max |test P difference| between the native modes: ${sameResults}`);
   if (speedupVsPytorch !== null) console.log(`speed-up over PyTorch one-at-a-time: ${speedupVsPytorch.toFixed(2)}x`);
   if (bf16VsFp32 !== null) {
-    console.log(`bf16 products: ${bf16VsFp32.toFixed(2)}x the fp32 trainer${bf16VsPytorch !== null ? `, ${bf16VsPytorch.toFixed(2)}x eager PyTorch` : ''}; macro F1 bf16 - fp32: ${bf16F1Difference!.toFixed(4)}`);
+    console.log(
+      `bf16 products: ${bf16VsFp32.toFixed(2)}x the fp32 trainer${bf16VsPytorch !== null ? `, ${bf16VsPytorch.toFixed(2)}x eager PyTorch` : ''}; macro F1 bf16 - fp32: ${bf16F1Difference!.toFixed(4)}`,
+    );
   }
-  console.log(`machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.threads} torch threads, ${machine.blas}, LibTorch ${machine.torch}, load ${machine.loadAverage1m.toFixed(1)}`);
+  console.log(
+    `machine: ${machine.cpus} x ${machine.cpuModel}, ${machine.threads} torch threads, ${machine.blas}, LibTorch ${machine.torch}, load ${machine.loadAverage1m.toFixed(1)}`,
+  );
   console.log(
     'BENCH_JSON ' +
-    JSON.stringify({
-      benchmark: 'grid-search',
-      time: new Date().toISOString(),
-      epochs,
-      instruments,
-      configs,
-      hidden: grid.hidden,
-      probes: vec?.probes ?? one?.probes,
-      dim,
-      clips,
-      vectorised: vec ? { seconds: vec.seconds, probesPerSecond: vec.probes / vec.seconds, stacks: vec.stacks, meanBestValLoss: vec.meanBestValLoss } : null,
-      oneAtATime: one ? { seconds: one.seconds, probesPerSecond: one.probes / one.seconds, stacks: one.stacks, meanBestValLoss: one.meanBestValLoss } : null,
-      bf16: bf16 ? { seconds: bf16.seconds, probesPerSecond: bf16.probes / bf16.seconds, stacks: bf16.stacks, meanBestValLoss: bf16.meanBestValLoss, macroF1: macroF1(bf16), fp32MacroF1: macroF1(vec) } : null,
-      pytorchOneAtATime: ref ? { seconds: ref.seconds, probesPerSecond: ref.probes / ref.seconds, meanBestValLoss: ref.meanBestValLoss } : null,
-      speedup,
-      speedupVsPytorch,
-      bf16VsFp32,
-      bf16VsPytorch,
-      bf16F1Difference,
-      maxTestProbabilityDifference: sameResults,
-      machine,
-    }),
+      JSON.stringify({
+        benchmark: 'grid-search',
+        time: new Date().toISOString(),
+        epochs,
+        instruments,
+        configs,
+        hidden: grid.hidden,
+        probes: vec?.probes ?? one?.probes,
+        dim,
+        clips,
+        vectorised: vec ? { seconds: vec.seconds, probesPerSecond: vec.probes / vec.seconds, stacks: vec.stacks, meanBestValLoss: vec.meanBestValLoss } : null,
+        oneAtATime: one ? { seconds: one.seconds, probesPerSecond: one.probes / one.seconds, stacks: one.stacks, meanBestValLoss: one.meanBestValLoss } : null,
+        bf16: bf16
+          ? {
+              seconds: bf16.seconds,
+              probesPerSecond: bf16.probes / bf16.seconds,
+              stacks: bf16.stacks,
+              meanBestValLoss: bf16.meanBestValLoss,
+              macroF1: macroF1(bf16),
+              fp32MacroF1: macroF1(vec),
+            }
+          : null,
+        pytorchOneAtATime: ref ? { seconds: ref.seconds, probesPerSecond: ref.probes / ref.seconds, meanBestValLoss: ref.meanBestValLoss } : null,
+        speedup,
+        speedupVsPytorch,
+        bf16VsFp32,
+        bf16VsPytorch,
+        bf16F1Difference,
+        maxTestProbabilityDifference: sameResults,
+        machine,
+      }),
   );
 }
 

@@ -100,5 +100,5 @@ export function report(name: string, result: Record<string, unknown>, rows: Reco
     console.log(line(width.map((w) => '-'.repeat(w))));
     for (const r of rows) console.log(line(cols.map((c) => String(r[c]))));
   }
-  console.log('BENCH_JSON ' + JSON.stringify({ benchmark: name, time: new Date().toISOString(), ...result }));
+  console.log(`BENCH_JSON ${JSON.stringify({ benchmark: name, time: new Date().toISOString(), ...result })}`);
 }

@@ -97,16 +97,31 @@ interface Run {
 function install(mode: Run['mode'], file: string, n: number): Run {
   const project = path.join(tmp, `${mode}-${n}`);
   fs.mkdirSync(project);
-  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: `bench-${mode}`, version: '1.0.0', private: true, allowScripts: { calmkit: true, [`file:${file}`]: true } }));
+  fs.writeFileSync(
+    path.join(project, 'package.json'),
+    JSON.stringify({ name: `bench-${mode}`, version: '1.0.0', private: true, allowScripts: { calmkit: true, [`file:${file}`]: true } }),
+  );
   fs.symlinkSync(fs.realpathSync(path.join(ROOT, '.venv')), path.join(project, '.venv'));
   const env = mode === 'prebuilt' ? cleanEnv({ PATH: bareTools() }) : cleanEnv({ CALMKIT_BUILD_FROM_SOURCE: '1' });
   const r = sh('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', file], { cwd: project, env });
   if (r.code !== 0) throw new Error(`${mode}: npm install failed:\n${r.out}`);
   const compiled = fs.existsSync(path.join(project, 'node_modules', 'calmkit', 'build', 'Release', 'calmkit.node'));
-  const check = sh(process.execPath, ['-e', "console.log(require('calmkit').doctor().addonPath)"], { cwd: project, env: cleanEnv({ PATH: bareTools(), CALMKIT_THREADS: '1' }) });
-  const run: Run = { mode, seconds: Math.round(r.seconds * 10) / 10, nodeModulesMiB: MiB(treeBytes(path.join(project, 'node_modules'))), compiled, loads: check.code === 0 };
+  const check = sh(process.execPath, ['-e', "console.log(require('calmkit').doctor().addonPath)"], {
+    cwd: project,
+    env: cleanEnv({ PATH: bareTools(), CALMKIT_THREADS: '1' }),
+  });
+  const run: Run = {
+    mode,
+    seconds: Math.round(r.seconds * 10) / 10,
+    nodeModulesMiB: MiB(treeBytes(path.join(project, 'node_modules'))),
+    compiled,
+    loads: check.code === 0,
+  };
   if (mode === 'prebuilt') {
-    const add = sh('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', 'vega@^5.33.1', 'vega-lite@^5.23.0', '@resvg/resvg-js@^2.6.2'], { cwd: project, env });
+    const add = sh('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', 'vega@^5.33.1', 'vega-lite@^5.23.0', '@resvg/resvg-js@^2.6.2'], {
+      cwd: project,
+      env,
+    });
     if (add.code === 0) run.withRendererMiB = MiB(treeBytes(path.join(project, 'node_modules')));
   }
   return run;
@@ -121,10 +136,14 @@ function main(): void {
   for (let i = 0; i < repeats; i++) runs.push(install('prebuilt', file, i));
   if (flag('--source')) runs.push(install('source', file, 0));
   const loadAfter = load();
-  console.log(`calmkit install (${path.basename(file)}, ${tarballMiB} MiB packed), ${os.cpus()[0]?.model ?? 'cpu'} x ${os.availableParallelism?.() ?? os.cpus().length}, load ${loadBefore.join(' ')} -> ${loadAfter.join(' ')}`);
+  console.log(
+    `calmkit install (${path.basename(file)}, ${tarballMiB} MiB packed), ${os.cpus()[0]?.model ?? 'cpu'} x ${os.availableParallelism?.() ?? os.cpus().length}, load ${loadBefore.join(' ')} -> ${loadAfter.join(' ')}`,
+  );
   console.log('mode      seconds  node_modules MiB  + renderer MiB  compiled  loads');
   for (const r of runs) {
-    console.log(`${r.mode.padEnd(9)} ${String(r.seconds).padStart(7)}  ${String(r.nodeModulesMiB).padStart(16)}  ${String(r.withRendererMiB ?? '-').padStart(14)}  ${String(r.compiled).padEnd(8)}  ${r.loads}`);
+    console.log(
+      `${r.mode.padEnd(9)} ${String(r.seconds).padStart(7)}  ${String(r.nodeModulesMiB).padStart(16)}  ${String(r.withRendererMiB ?? '-').padStart(14)}  ${String(r.compiled).padEnd(8)}  ${r.loads}`,
+    );
   }
   console.log(
     `BENCH_JSON ${JSON.stringify({

@@ -20,7 +20,9 @@ import { machine, parseArgs, report } from './harness';
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const clips = Number(args.clips ?? 24);
-  const workerCounts = String(args.workers ?? '1,2,4').split(',').map(Number);
+  const workerCounts = String(args.workers ?? '1,2,4')
+    .split(',')
+    .map(Number);
   const threads = String(args.threads ?? '1');
   // Each worker process gets `threads` model threads; so does the direct run (set before the addon loads).
   process.env.CALMKIT_THREADS = threads;
@@ -46,8 +48,25 @@ async function main() {
     jb.dispose();
     if (direct.done !== clips) throw new Error(`direct run extracted ${direct.done} of ${clips}`);
 
-    const rows: Record<string, string | number>[] = [{ mode: 'direct (1 process)', workers: 1, clips, seconds: directSeconds.toFixed(2), 'clips/s': (clips / directSeconds).toFixed(2), speedup: '1.00', 'ms/clip': ((1000 * directSeconds) / clips).toFixed(1) }];
-    const result: Record<string, unknown> = { machine: machine(), clips, threadsPerWorker: Number(threads), model: 'tiny', formatting: 'tile', direct: { seconds: directSeconds, clipsPerSecond: clips / directSeconds } };
+    const rows: Record<string, string | number>[] = [
+      {
+        mode: 'direct (1 process)',
+        workers: 1,
+        clips,
+        seconds: directSeconds.toFixed(2),
+        'clips/s': (clips / directSeconds).toFixed(2),
+        speedup: '1.00',
+        'ms/clip': ((1000 * directSeconds) / clips).toFixed(1),
+      },
+    ];
+    const result: Record<string, unknown> = {
+      machine: machine(),
+      clips,
+      threadsPerWorker: Number(threads),
+      model: 'tiny',
+      formatting: 'tile',
+      direct: { seconds: directSeconds, clipsPerSecond: clips / directSeconds },
+    };
 
     // Only the measured jobs count (not the warm-up ones), from the first start to the last finish.
     const span = async (queue: string) => {
@@ -72,7 +91,9 @@ async function main() {
         return file;
       });
       await addJobs({ redis: redis.url, queue, items: fileItems(warm), settings });
-      const ws = Array.from({ length: n }, () => spawnCli(['worker', '--redis', redis.url, '--queue', queue, '--model', model, '--store', store, '--progress-seconds', '0'], env));
+      const ws = Array.from({ length: n }, () =>
+        spawnCli(['worker', '--redis', redis.url, '--queue', queue, '--model', model, '--store', store, '--progress-seconds', '0'], env),
+      );
       children.push(...ws);
       const q = new Queue(queue, { connection: redisConnection(redis.url) });
       try {
@@ -94,7 +115,15 @@ async function main() {
       const s = await runWorkers(queue, n, path.join(tmp, `store-${n}`));
       if (n === 1) oneWorker = s.seconds;
       scaling.push({ workers: n, seconds: s.seconds, clipsPerSecond: clips / s.seconds });
-      rows.push({ mode: 'queue', workers: n, clips, seconds: s.seconds.toFixed(2), 'clips/s': (clips / s.seconds).toFixed(2), speedup: oneWorker ? (oneWorker / s.seconds).toFixed(2) : '-', 'ms/clip': ((1000 * s.seconds) / clips).toFixed(1) });
+      rows.push({
+        mode: 'queue',
+        workers: n,
+        clips,
+        seconds: s.seconds.toFixed(2),
+        'clips/s': (clips / s.seconds).toFixed(2),
+        speedup: oneWorker ? (oneWorker / s.seconds).toFixed(2) : '-',
+        'ms/clip': ((1000 * s.seconds) / clips).toFixed(1),
+      });
     }
     result.scaling = scaling;
 
@@ -105,7 +134,15 @@ async function main() {
     const oneWorkerMs = oneWorker ? (1000 * oneWorker) / clips : NaN;
     const directMs = (1000 * directSeconds) / clips;
     result.overhead = { noopJobMs: perJobMs, queueMinusDirectMsPerClip: oneWorkerMs - directMs };
-    rows.push({ mode: 'queue, no-op jobs', workers: 1, clips, seconds: ns.seconds.toFixed(2), 'clips/s': (clips / ns.seconds).toFixed(1), speedup: '-', 'ms/clip': perJobMs.toFixed(1) });
+    rows.push({
+      mode: 'queue, no-op jobs',
+      workers: 1,
+      clips,
+      seconds: ns.seconds.toFixed(2),
+      'clips/s': (clips / ns.seconds).toFixed(1),
+      speedup: '-',
+      'ms/clip': perJobMs.toFixed(1),
+    });
     report('queue', result, rows);
     console.log(`queue overhead: ${perJobMs.toFixed(1)} ms per no-op job; 1 queue worker vs direct: ${(oneWorkerMs - directMs).toFixed(1)} ms per clip`);
   } finally {

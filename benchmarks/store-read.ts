@@ -28,7 +28,13 @@ const subsetSize = Number(args.subset ?? 200);
 const root = fs.mkdtempSync(path.join(typeof args.dir === 'string' ? args.dir : os.tmpdir(), 'calmkit-bench-store-'));
 
 function build(lib: StoreModule, dir: string, kind: 'mean' | 'segments'): void {
-  const spec = { model: { id: 'bench' }, layers: [36], pooling: kind, formatting: 'tile', dtype: kind === 'mean' ? ('float32' as const) : ('float16' as const) };
+  const spec = {
+    model: { id: 'bench' },
+    layers: [36],
+    pooling: kind,
+    formatting: 'tile',
+    dtype: kind === 'mean' ? ('float32' as const) : ('float16' as const),
+  };
   const store = lib.FeatureStore.open(dir, { create: spec });
   const w = store.writer({ id: 'bench', shardSize: 256 });
   const shape = kind === 'mean' ? [width] : [segments, width];
@@ -57,7 +63,8 @@ function checksumWork(store: Store): { seconds: number; cpu: number } {
     try {
       for (let i = 0; i < sidecar.entries.length; ) {
         let j = i;
-        while (j + 1 < sidecar.entries.length && (sidecar.entries[j + 1]!.row + sidecar.entries[j + 1]!.rows - sidecar.entries[i]!.row) * rowBytes <= chunk) j++;
+        while (j + 1 < sidecar.entries.length && (sidecar.entries[j + 1]!.row + sidecar.entries[j + 1]!.rows - sidecar.entries[i]!.row) * rowBytes <= chunk)
+          j++;
         const run = sidecar.entries.slice(i, j + 1);
         const first = run[0]!.row;
         const bytes = (run[run.length - 1]!.row + run[run.length - 1]!.rows - first) * rowBytes;
@@ -101,7 +108,8 @@ async function main(): Promise<void> {
           const start = process.hrtime.bigint();
           const m = kind === 'mean' ? store.readMatrix(ks) : store.readSegments(ks);
           const s = Number(process.hrtime.bigint() - start) / 1e9;
-          (cpu[`${label} ${which}`] ??= []).push(cpuSeconds() - c0);
+          cpu[`${label} ${which}`] ??= [];
+          cpu[`${label} ${which}`]!.push(cpuSeconds() - c0);
           if (m.data.length === 0) throw new Error('nothing read');
           return s;
         },
@@ -126,7 +134,13 @@ async function main(): Promise<void> {
       for (const which of ['all', 'subset'] as const) {
         const name = `${label} ${which}`;
         entry[`${label}${which === 'all' ? 'All' : 'Subset'}`] = { wallMedian: timed[name]!.median, cpuMedian: cpuMedian(name), samples: timed[name]!.samples };
-        rows.push({ store: kind, read: name, clips: which === 'all' ? keys.length : subset.length, 'wall s': timed[name]!.median.toFixed(3), 'cpu s': cpuMedian(name).toFixed(3) });
+        rows.push({
+          store: kind,
+          read: name,
+          clips: which === 'all' ? keys.length : subset.length,
+          'wall s': timed[name]!.median.toFixed(3),
+          'cpu s': cpuMedian(name).toFixed(3),
+        });
       }
     }
     const share = crcCpu / cpuMedian('after all');
@@ -141,10 +155,17 @@ async function main(): Promise<void> {
   }
   fs.rmSync(root, { recursive: true, force: true });
   const load = os.loadavg()[0];
-  report('store-read', { machine: machine(), loadAverage1m: load, checksum: checksumImplementation(), rounds, width, segments, buildSeconds, ...results }, rows);
+  report(
+    'store-read',
+    { machine: machine(), loadAverage1m: load, checksum: checksumImplementation(), rounds, width, segments, buildSeconds, ...results },
+    rows,
+  );
   for (const kind of ['mean', 'segments'] as const) {
     const e = results[kind] as Record<string, number>;
-    console.log(`${kind}: checksums ${(100 * e.checksumShareOfReadCpu!).toFixed(1)} % of the read's CPU time (${(100 * e.checksumShareOfReadWall!).toFixed(1)} % of its wall time)` + (e.afterOverBeforeCpu ? `; after/before ${e.afterOverBeforeCpu.toFixed(3)} (CPU), ${e.afterOverBeforeWall!.toFixed(3)} (wall)` : ''));
+    console.log(
+      `${kind}: checksums ${(100 * e.checksumShareOfReadCpu!).toFixed(1)} % of the read's CPU time (${(100 * e.checksumShareOfReadWall!).toFixed(1)} % of its wall time)` +
+        (e.afterOverBeforeCpu ? `; after/before ${e.afterOverBeforeCpu.toFixed(3)} (CPU), ${e.afterOverBeforeWall!.toFixed(3)} (wall)` : ''),
+    );
   }
 }
 

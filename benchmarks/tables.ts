@@ -35,7 +35,21 @@ function extract(r: ExtractReport): string {
   return [
     `${where(r)}. Layers 1-${c.layers}${Number(c.layersRun) < Number(c.layers) ? ` (${c.layersRun} run, extrapolated)` : ''}, ${c.rounds} rounds after ${c.warmup} warm-up; GEMM peaks: ${peaks}.`,
     '',
-    md(['row', 'clip s', 'encode s', 'layer s', 'blocks GFLOP/s (of peak)', 'eager clip s', 'vs eager (wall)', 'vs eager (CPU)', 'per layer vs eager (CPU)', 'cosine to fp32'], rows),
+    md(
+      [
+        'row',
+        'clip s',
+        'encode s',
+        'layer s',
+        'blocks GFLOP/s (of peak)',
+        'eager clip s',
+        'vs eager (wall)',
+        'vs eager (CPU)',
+        'per layer vs eager (CPU)',
+        'cosine to fp32',
+      ],
+      rows,
+    ),
   ].join('\n');
 }
 
@@ -45,7 +59,16 @@ function probes(r: ProbeReport): string {
     '',
     md(
       ['row', 's/epoch', 'setup s', 'epochs to target', 'target s', 'steps/s', 'GFLOP/s', 'of the GEMM floor'],
-      r.rows.map((row) => [row.label, f(row.secondsPerEpoch), f(row.setupSeconds), String(row.targetEpochs), f(row.targetSeconds, 1), f(row.stepsPerSecond, 1), f(row.gflopPerSecond, 1), pct(row.floorFraction)]),
+      r.rows.map((row) => [
+        row.label,
+        f(row.secondsPerEpoch),
+        f(row.setupSeconds),
+        String(row.targetEpochs),
+        f(row.targetSeconds, 1),
+        f(row.stepsPerSecond, 1),
+        f(row.gflopPerSecond, 1),
+        pct(row.floorFraction),
+      ]),
     ),
   ].join('\n');
 }
@@ -56,7 +79,15 @@ function pipeline(r: PipelineReport): string {
     '',
     md(
       ['row', 'wall s', 'clips/s', 'model s/clip', 'decode s/clip', 'exposed s', 'model busy'],
-      r.rows.map((row) => [row.label, f(row.wallSeconds, 1), f(row.clipsPerSecond), f(row.modelSecondsPerClip), f(row.decodeSecondsPerClip), f(row.exposedSeconds, 2), pct(row.modelBusyFraction)]),
+      r.rows.map((row) => [
+        row.label,
+        f(row.wallSeconds, 1),
+        f(row.clipsPerSecond),
+        f(row.modelSecondsPerClip),
+        f(row.decodeSecondsPerClip),
+        f(row.exposedSeconds, 2),
+        pct(row.modelBusyFraction),
+      ]),
     ),
   ].join('\n');
 }

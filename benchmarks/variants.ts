@@ -34,7 +34,10 @@ function clip(seed: number): Float32Array {
   for (let i = 0; i < n; i++) {
     s = (s * 1103515245 + 12345) >>> 0;
     const t = i / 44100;
-    const v = 0.3 * Math.sin(2 * Math.PI * (196 + 20 * seed) * t) * (0.6 + 0.4 * Math.sin(2 * Math.PI * 0.3 * t)) + 0.2 * Math.sin(2 * Math.PI * 523 * t) * Math.sin(2 * Math.PI * 0.7 * t) + 0.03 * (s / 2 ** 32 - 0.5);
+    const v =
+      0.3 * Math.sin(2 * Math.PI * (196 + 20 * seed) * t) * (0.6 + 0.4 * Math.sin(2 * Math.PI * 0.3 * t)) +
+      0.2 * Math.sin(2 * Math.PI * 523 * t) * Math.sin(2 * Math.PI * 0.7 * t) +
+      0.03 * (s / 2 ** 32 - 0.5);
     x[2 * i] = v;
     x[2 * i + 1] = 0.9 * v;
   }
@@ -77,7 +80,11 @@ async function main(): Promise<void> {
         name: `${v.name} [blocks only]`,
         run: async () => {
           const t0 = process.hrtime.bigint();
-          for (const f of files) await model.extract({ tokens: tokensOf.get(`${v.name}|${f}`)! }, { layers: [layer], ...v.options, formatting: undefined, targetSeconds: undefined, factor: undefined });
+          for (const f of files)
+            await model.extract(
+              { tokens: tokensOf.get(`${v.name}|${f}`)! },
+              { layers: [layer], ...v.options, formatting: undefined, targetSeconds: undefined, factor: undefined },
+            );
           return Number(process.hrtime.bigint() - t0) / 1e9 / files.length;
         },
       },
@@ -88,7 +95,13 @@ async function main(): Promise<void> {
       const whole = times[v.name]!.median;
       const blocks = times[`${v.name} [blocks only]`]!.median;
       const tokens = tokensOf.get(`${v.name}|${files[0]}`)!.length;
-      const row: Record<string, string | number> = { variant: v.name, tokens, 's/clip': whole.toFixed(3), 'blocks s/clip': blocks.toFixed(3), 'front-end + encoder s/clip': (whole - blocks).toFixed(3) };
+      const row: Record<string, string | number> = {
+        variant: v.name,
+        tokens,
+        's/clip': whole.toFixed(3),
+        'blocks s/clip': blocks.toFixed(3),
+        'front-end + encoder s/clip': (whole - blocks).toFixed(3),
+      };
       if (preset === '5b') row['36-layer estimate s/clip'] = (whole - blocks + (36 * blocks) / layer).toFixed(1);
       return row;
     });
@@ -104,7 +117,12 @@ async function main(): Promise<void> {
         variants: Object.fromEntries(
           VARIANTS.map((v) => [
             v.name,
-            { secondsPerClip: times[v.name]!.median, blocksSecondsPerClip: times[`${v.name} [blocks only]`]!.median, tokens: tokensOf.get(`${v.name}|${files[0]}`)!.length, samples: times[v.name]!.samples },
+            {
+              secondsPerClip: times[v.name]!.median,
+              blocksSecondsPerClip: times[`${v.name} [blocks only]`]!.median,
+              tokens: tokensOf.get(`${v.name}|${files[0]}`)!.length,
+              samples: times[v.name]!.samples,
+            },
           ]),
         ),
         untiledSpeedupOverConcatenation: tile / untiled,

@@ -127,7 +127,10 @@ export function loadAddon(): { binding: RawBinding; path: string } {
   const file = plan.file!;
   if (plan.manifest) {
     const t = plan.torch!.found!;
-    const failed = openTorch(t, plan.manifest.libraries.map((l) => path.join(path.dirname(file), l)));
+    const failed = openTorch(
+      t,
+      plan.manifest.libraries.map((l) => path.join(path.dirname(file), l)),
+    );
     if (failed) {
       const { problem, fixes } = openFailure(failed, t, plan);
       throw addonLoadError(problem, fixes);
@@ -160,8 +163,7 @@ function installTorchFix(plan: AddonPlan): string {
   );
 }
 
-const POINT_AT_TORCH =
-  `Or point calmkit at a torch ${TORCH} you have: CALMKIT_PYTHON=<a python with torch ${TORCH}> or CALMKIT_TORCH_DIR=<its torch folder or a LibTorch ${TORCH} root>.`;
+const POINT_AT_TORCH = `Or point calmkit at a torch ${TORCH} you have: CALMKIT_PYTHON=<a python with torch ${TORCH}> or CALMKIT_TORCH_DIR=<its torch folder or a LibTorch ${TORCH} root>.`;
 
 function buildFromSourceFix(plan: AddonPlan): string {
   return plan.installed
@@ -187,10 +189,16 @@ export function addonBlocker(plan: AddonPlan): { problem: string; fixes: string[
     return { problem, fixes };
   }
   if (plan.kind === 'explicit' && !fs.existsSync(plan.file!)) {
-    return { problem: `CALMKIT_ADDON_PATH is ${plan.file}, which does not exist`, fixes: ["Point CALMKIT_ADDON_PATH at a calmkit.node built for this machine, or unset it to load calmkit's own addon."] };
+    return {
+      problem: `CALMKIT_ADDON_PATH is ${plan.file}, which does not exist`,
+      fixes: ["Point CALMKIT_ADDON_PATH at a calmkit.node built for this machine, or unset it to load calmkit's own addon."],
+    };
   }
   if (plan.kind === 'prebuilt' && !plan.manifest) {
-    return { problem: `the prebuilt addon ${plan.file} has no calmkit.json beside it (the package is damaged)`, fixes: ['Reinstall calmkit: npm install calmkit --force.'] };
+    return {
+      problem: `the prebuilt addon ${plan.file} has no calmkit.json beside it (the package is damaged)`,
+      fixes: ['Reinstall calmkit: npm install calmkit --force.'],
+    };
   }
   if (!plan.manifest) return undefined;
   const m = plan.manifest;
@@ -218,7 +226,10 @@ export function addonBlocker(plan: AddonPlan): { problem: string; fixes: string[
       problem:
         `the prebuilt addon is built for torch ${m.torch}, and the torch found is ${t.version} (${t.root}, from ${t.from}); ` +
         "LibTorch's C++ interface changes between versions, so the addon runs only beside the one it was built for",
-      fixes: [`Install torch ${m.torch}: ${/^python3|^CALMKIT_PYTHON/.test(t.from) ? `${pythonOf(t.from)} -m pip install torch==${m.torch}, or ` : ''}${installTorchFix(plan).replace(/^Install torch [\d.]+ where calmkit looks for it, e\.g\. /, '')}`, buildFromSourceFix(plan)],
+      fixes: [
+        `Install torch ${m.torch}: ${/^python3|^CALMKIT_PYTHON/.test(t.from) ? `${pythonOf(t.from)} -m pip install torch==${m.torch}, or ` : ''}${installTorchFix(plan).replace(/^Install torch [\d.]+ where calmkit looks for it, e\.g\. /, '')}`,
+        buildFromSourceFix(plan),
+      ],
     };
   }
   return undefined;
@@ -245,7 +256,11 @@ function openFailure(failed: { file: string; reason: string }, t: TorchLocation,
 function requireFailure(err: unknown, plan: AddonPlan): { problem: string; fixes: string[] } {
   const reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
   const problem = `loading ${plan.file} failed: ${reason}`;
-  if (plan.kind === 'explicit') return { problem, fixes: [`CALMKIT_ADDON_PATH is set (${plan.file}): point it at a calmkit.node built for this machine, or unset it to load calmkit's own addon.`] };
+  if (plan.kind === 'explicit')
+    return {
+      problem,
+      fixes: [`CALMKIT_ADDON_PATH is set (${plan.file}): point it at a calmkit.node built for this machine, or unset it to load calmkit's own addon.`],
+    };
   if (plan.manifest) return { problem, fixes: [buildFromSourceFix(plan).replace(/^Or build/, 'Build')] };
   return {
     problem,

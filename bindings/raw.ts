@@ -10,7 +10,16 @@ export interface RawDoctor {
   interopThreads: number;
   blas: { name: string; detail: string; isReference: boolean };
   mkldnn: boolean;
-  cpuBf16: { avx512Bf16: boolean; amxBf16: boolean; isaLimit: string; onednnIsa: string; matmulKernel: string; linearKernel: string; native: boolean; basis: string };
+  cpuBf16: {
+    avx512Bf16: boolean;
+    amxBf16: boolean;
+    isaLimit: string;
+    onednnIsa: string;
+    matmulKernel: string;
+    linearKernel: string;
+    native: boolean;
+    basis: string;
+  };
   autoPrecisionCpu: string;
   cudaDevices: { index: number; name: string; totalMemory: number; freeMemory: number; computeCapability: string; autoPrecision: string }[];
   cudaUnavailableReason: string;
@@ -165,7 +174,16 @@ export interface RawJukeboxInfo {
   blockCtx: number;
   attnOrder: number;
   bins: number;
-  vqvae: { levels: number; downsT: number[]; stridesT: number[]; width: number; depth: number; embWidth: number; codebookSize: number; dilationGrowthRate: number };
+  vqvae: {
+    levels: number;
+    downsT: number[];
+    stridesT: number[];
+    width: number;
+    depth: number;
+    embWidth: number;
+    codebookSize: number;
+    dilationGrowthRate: number;
+  };
   label: { totalLength: number; offset: number; artist: number; genre: number; minDuration: number; maxDuration: number; tBins: number };
   parameters: number;
   bytes: number;
@@ -304,7 +322,14 @@ export interface RawBinding {
   executorStats(): { compute: RawExecutorStats; audio: RawExecutorStats; load: RawExecutorStats };
   /** Test-only building blocks (napi/testing.cpp). */
   _jukeboxTimingBins(hparams?: {
-    nCtx?: number; hop?: number; sampleRate?: number; tBins?: number; minDuration?: number; maxDuration?: number; totalLength?: number; offset?: number;
+    nCtx?: number;
+    hop?: number;
+    sampleRate?: number;
+    tBins?: number;
+    minDuration?: number;
+    maxDuration?: number;
+    totalLength?: number;
+    offset?: number;
   }): { total: number; absolute: Int32Array; relative: Int32Array };
   /** The probe trainer's dropout draws by its host kernel and by its device (tensor) hash, for tests. */
   _probeKeepDraws(seeds: number[], n: number, keeps: number[]): { host: Uint8Array; tensor: Uint8Array };

@@ -122,7 +122,10 @@ function venvTorch(venv: string): string | undefined {
   const lib = path.join(venv, 'lib');
   let names: string[];
   try {
-    names = fs.readdirSync(lib).filter((n) => /^python3/.test(n)).sort();
+    names = fs
+      .readdirSync(lib)
+      .filter((n) => /^python3/.test(n))
+      .sort();
   } catch {
     return undefined;
   }
@@ -144,7 +147,11 @@ export function findTorch(packageRoot: string, env: NodeJS.ProcessEnv = process.
   if (dir) {
     tried.push(`CALMKIT_TORCH_DIR=${dir}`);
     const root = torchRootOf(dir);
-    if (!root) return { tried, problem: `CALMKIT_TORCH_DIR is '${dir}', which holds no LibTorch (no lib/libtorch_cpu.so there, nor three folders up from a share/cmake/Torch)` };
+    if (!root)
+      return {
+        tried,
+        problem: `CALMKIT_TORCH_DIR is '${dir}', which holds no LibTorch (no lib/libtorch_cpu.so there, nor three folders up from a share/cmake/Torch)`,
+      };
     return { found: location(root, 'CALMKIT_TORCH_DIR'), tried };
   }
   const python = env.CALMKIT_PYTHON;

@@ -12,7 +12,8 @@ export type * from '../bindings/raw';
 
 /** The NativeError (ERR_ADDON_LOAD) for a failure of bindings' loader; anything else as it is. */
 export function addonLoadError(err: unknown): unknown {
-  if (err instanceof Error && (err as Error & { code?: unknown }).code === 'ERR_ADDON_LOAD') return new NativeError('ERR_ADDON_LOAD', err.message, { cause: err });
+  if (err instanceof Error && (err as Error & { code?: unknown }).code === 'ERR_ADDON_LOAD')
+    return new NativeError('ERR_ADDON_LOAD', err.message, { cause: err });
   return err;
 }
 

@@ -4,7 +4,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { binding } from './addon';
 import type { RawDecoded, RawPrepared, RawPrepareOptions } from './addon';
-import { ArgumentError, booleanArg, describeValue, integerArg, invalidArgument, native, nonEmptyString, numberArg, oneOf, optional, optionsObject } from './errors';
+import {
+  ArgumentError,
+  booleanArg,
+  describeValue,
+  integerArg,
+  invalidArgument,
+  native,
+  nonEmptyString,
+  numberArg,
+  oneOf,
+  optional,
+  optionsObject,
+} from './errors';
 
 export const MODEL_SAMPLE_RATE = 44100;
 /** The paper's fitting of a 10 s clip: tile to 62 s, or load at 6.2x the rate. */
@@ -135,7 +147,8 @@ export interface WriteAudioOptions {
 export async function writeAudio(path: string, options: WriteAudioOptions): Promise<void> {
   nonEmptyString('path', path);
   options = optionsObject('options', options);
-  if (!(options.interleaved instanceof Float32Array)) throw invalidArgument(`interleaved must be a Float32Array; got ${describeValue(options.interleaved)}`, 'interleaved');
+  if (!(options.interleaved instanceof Float32Array))
+    throw invalidArgument(`interleaved must be a Float32Array; got ${describeValue(options.interleaved)}`, 'interleaved');
   integerArg('channels', options.channels, { min: 1, max: 64 });
   integerArg('sampleRate', options.sampleRate, { min: 1, max: 1536000 });
   optional(options, 'encoding', (n, v) => oneOf(n, ['float', 'pcm16', 'pcm24'] as const, v));

@@ -233,7 +233,8 @@ export function describeValue(value: unknown): string {
 /** `value` as an options object: undefined gives {}; anything but a plain object (null, an array, 42) is an ArgumentError. */
 export function optionsObject<T extends object>(name: string, value: T | undefined): T {
   if (value === undefined) return {} as T;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidArgument(`${name} must be an object; got ${describeValue(value)}`, name);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw invalidArgument(`${name} must be an object; got ${describeValue(value)}`, name);
   return value;
 }
 
@@ -258,7 +259,10 @@ export function numberArg(name: string, value: unknown, range: { min?: number; m
   const min = range.min ?? -Number.MAX_VALUE;
   const max = range.max ?? Number.MAX_VALUE;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-    throw invalidArgument(`${name} must be a finite number${range.min !== undefined || range.max !== undefined ? ` in [${min}, ${max}]` : ''}; got ${describeValue(value)}`, name);
+    throw invalidArgument(
+      `${name} must be a finite number${range.min !== undefined || range.max !== undefined ? ` in [${min}, ${max}]` : ''}; got ${describeValue(value)}`,
+      name,
+    );
   }
   return value;
 }

@@ -61,16 +61,25 @@ export interface SettingsInput {
 
 /** Validates settings and fills in defaults, so that equal runs get equal settings (and hashes). */
 export function resolveSettings(input: SettingsInput): ExtractionSettings {
-  if (!input || !input.model || typeof input.model.id !== 'string' || input.model.id === '') throw invalidArgument('settings need model.id');
+  if (!input?.model || typeof input.model.id !== 'string' || input.model.id === '') throw invalidArgument('settings need model.id');
   // A recipe records what the features are: `auto` is what a device would pick, so it is resolved first.
-  if ((input.precision as string) === 'auto') throw invalidArgument("precision 'auto' cannot be part of a recipe: load the model with it and record the loaded model's info.precision", 'precision');
+  if ((input.precision as string) === 'auto')
+    throw invalidArgument("precision 'auto' cannot be part of a recipe: load the model with it and record the loaded model's info.precision", 'precision');
   const precision = oneOf('precision', PRECISIONS, input.precision ?? DEFAULT_PRECISION);
   const model = input.modelLayers !== undefined ? { depth: input.modelLayers, name: `model ${input.model.path ?? input.model.id}` } : undefined;
   const extract = resolveExtractOptions(input, model);
   const formatting = oneOf('formatting', FORMATTINGS, input.formatting ?? 'tile');
   const fitted = resolveFormatting({ formatting, factor: input.factor, targetSeconds: input.targetSeconds });
   const dtype = oneOf('dtype', STORE_DTYPES, input.dtype ?? 'float32');
-  const out: ExtractionSettings = { model: { id: input.model.id }, precision, layers: extract.layers, pooling: extract.pooling, formatting, windows: extract.windows, dtype };
+  const out: ExtractionSettings = {
+    model: { id: input.model.id },
+    precision,
+    layers: extract.layers,
+    pooling: extract.pooling,
+    formatting,
+    windows: extract.windows,
+    dtype,
+  };
   if (input.model.path !== undefined) out.model.path = input.model.path;
   if (input.model.preset !== undefined) out.model.preset = input.model.preset;
   if (extract.segmentTokens !== undefined) out.segmentTokens = extract.segmentTokens;
@@ -92,7 +101,11 @@ export function settingsIdentity(s: ExtractionSettings | FeatureRecipe): Record<
 
 /** 24 hex digits (96 bits) of sha256 over the canonical identity: stable across machines and key order. */
 export function settingsHash(s: ExtractionSettings | FeatureRecipe): string {
-  return crypto.createHash('sha256').update(`calmkit-settings-v1:${canonicalJson(settingsIdentity(s))}`).digest('hex').slice(0, 24);
+  return crypto
+    .createHash('sha256')
+    .update(`calmkit-settings-v1:${canonicalJson(settingsIdentity(s))}`)
+    .digest('hex')
+    .slice(0, 24);
 }
 
 /** The recipe of the features a run with these settings makes. */
@@ -111,7 +124,10 @@ export function checkRecipe(value: unknown, label: string): FeatureRecipe {
   };
   const r = value as FeatureRecipe;
   if (!r || typeof r !== 'object') fail('not an object');
-  if (r.version !== RECIPE_VERSION) fail(`version ${String(r.version)} (this calmkit reads version ${RECIPE_VERSION}${typeof r.version === 'number' && r.version > RECIPE_VERSION ? '; it was written by a newer calmkit' : ''})`);
+  if (r.version !== RECIPE_VERSION)
+    fail(
+      `version ${String(r.version)} (this calmkit reads version ${RECIPE_VERSION}${typeof r.version === 'number' && r.version > RECIPE_VERSION ? '; it was written by a newer calmkit' : ''})`,
+    );
   let resolved: ExtractionSettings;
   try {
     resolved = resolveSettings(r as SettingsInput);
@@ -169,7 +185,9 @@ export function recipeFromStoreSpec(spec: StoreSpec, label = 'feature store spec
   const recipe = checkRecipe(candidate, label);
   const again = storeSpecOf(recipe);
   if (canonicalJson(again) !== canonicalJson(spec)) {
-    fail(`the spec does not match the recipe it records (settings hash ${String(extra.settings)}, recomputed ${String(again.extra?.settings)}; an edited or foreign store.json?)`);
+    fail(
+      `the spec does not match the recipe it records (settings hash ${String(extra.settings)}, recomputed ${String(again.extra?.settings)}; an edited or foreign store.json?)`,
+    );
   }
   return recipe;
 }
@@ -223,9 +241,14 @@ export function checkModelServes(
   const m = modelMismatches(recipe, model)[0];
   if (!m) return;
   const input = { input: model.path };
-  if (m.field === 'model') throw new ModelError('ERR_MODEL_MISMATCH', `${what} was trained on features of model ${m.wanted}; ${model.path} is model ${m.has}`, input);
+  if (m.field === 'model')
+    throw new ModelError('ERR_MODEL_MISMATCH', `${what} was trained on features of model ${m.wanted}; ${model.path} is model ${m.has}`, input);
   if (m.field === 'precision') {
-    throw new ModelError('ERR_MODEL_PRECISION', `${what} was trained on features made at precision ${m.wanted}; the model ${model.path} runs at ${m.has} (load it with precision '${m.wanted}')`, input);
+    throw new ModelError(
+      'ERR_MODEL_PRECISION',
+      `${what} was trained on features made at precision ${m.wanted}; the model ${model.path} runs at ${m.has} (load it with precision '${m.wanted}')`,
+      input,
+    );
   }
   throw new ModelError('ERR_MODEL_MISMATCH', `${what} was trained on features of ${m.wanted}; the model ${model.path} has layers ${m.has}`, input);
 }

@@ -2,7 +2,7 @@
 // native/'s C++ style (.clang-format): `--check` fails on any file clang-format would change, `--write` rewrites
 // them. A script rather than a shell glob so the file list (every .cpp/.h under native/) is the same in every shell.
 // Plain JS: it runs before dist/ exists.
-'use strict';
+
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -40,14 +40,16 @@ if (!cf) {
   process.exit(1);
 }
 if (cf.major !== PINNED_MAJOR) {
-  console.error(`clang-format: ${cf.bin} is version ${cf.major}, the tree is formatted with ${PINNED_MAJOR}; set CALMKIT_CLANG_FORMAT to a clang-format-${PINNED_MAJOR}`);
+  console.error(
+    `clang-format: ${cf.bin} is version ${cf.major}, the tree is formatted with ${PINNED_MAJOR}; set CALMKIT_CLANG_FORMAT to a clang-format-${PINNED_MAJOR}`,
+  );
   process.exit(1);
 }
 const files = sources(path.join(ROOT, 'native'));
 const args = mode === '--check' ? ['--dry-run', '-Werror', ...files] : ['-i', ...files];
 const r = spawnSync(cf.bin, args, { cwd: ROOT, encoding: 'utf8' });
 if (r.status !== 0) {
-  const bad = [...new Set((r.stderr.match(/^[^:\n]+\.(?:cpp|h)(?=:\d+:\d+: error)/gm) ?? []))];
+  const bad = [...new Set(r.stderr.match(/^[^:\n]+\.(?:cpp|h)(?=:\d+:\d+: error)/gm) ?? [])];
   process.stderr.write(bad.length ? `clang-format: ${bad.length} file(s) not formatted (npm run format):\n  ${bad.join('\n  ')}\n` : r.stderr);
   process.exit(1);
 }

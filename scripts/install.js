@@ -24,11 +24,9 @@
 // Environment: CALMKIT_TORCH_DIR names the LibTorch; CALMKIT_PYTHON a Python whose torch to use;
 // CALMKIT_BUILD_FROM_SOURCE=1 builds from source even where a prebuilt addon exists; CALMKIT_ADDON_PATH an already
 // built calmkit.node to use instead (checked, not copied); CALMKIT_SKIP_BUILD=1 builds nothing.
-'use strict';
 
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -59,7 +57,7 @@ function openTty() {
 }
 
 function say(line) {
-  process.stderr.write(line + '\n');
+  process.stderr.write(`${line}\n`);
   const fd = openTty();
   if (fd !== null) {
     try {
@@ -169,7 +167,8 @@ function findTorch() {
     const value = process.env[name];
     if (!value) continue;
     const dir = torchConfigDir(path.resolve(value));
-    if (!dir) return { error: `${name} is '${value}', which holds no LibTorch (no TorchConfig.cmake there or under share/cmake/Torch)`, tried: [`${name}=${value}`] };
+    if (!dir)
+      return { error: `${name} is '${value}', which holds no LibTorch (no TorchConfig.cmake there or under share/cmake/Torch)`, tried: [`${name}=${value}`] };
     return { dir, from: name, version: torchVersion(dir), tried: [`${name}=${value}`] };
   }
   const lib = path.join(ROOT, '.venv', 'lib');
@@ -195,7 +194,12 @@ function preflight() {
   const add = (what, ok, detail, fix) => checks.push({ what, ok, detail, fix });
 
   const [major, minor] = process.versions.node.split('.').map(Number);
-  add('Node >= 20.17', major > 20 || (major === 20 && minor >= 17), `Node ${process.versions.node}`, 'install Node 20.17 or later (e.g. from your distribution or nvm)');
+  add(
+    'Node >= 20.17',
+    major > 20 || (major === 20 && minor >= 17),
+    `Node ${process.versions.node}`,
+    'install Node 20.17 or later (e.g. from your distribution or nvm)',
+  );
 
   const cmake = run('cmake', ['--version']);
   const cmakeVersion = cmake.ok ? cmake.stdout.split('\n')[0].replace(/^cmake version\s*/, '') : '';
@@ -206,8 +210,15 @@ function preflight() {
     systemFix(pm, 'cmake'),
   );
 
-  const compiler = process.env.CXX ? onPath(process.env.CXX) || (fs.existsSync(process.env.CXX) ? process.env.CXX : undefined) : onPath('c++') || onPath('g++') || onPath('clang++');
-  add('a C++17 compiler', !!compiler, compiler ? compiler : process.env.CXX ? `CXX=${process.env.CXX} not found` : 'no c++, g++ or clang++ on PATH', systemFix(pm, 'compiler'));
+  const compiler = process.env.CXX
+    ? onPath(process.env.CXX) || (fs.existsSync(process.env.CXX) ? process.env.CXX : undefined)
+    : onPath('c++') || onPath('g++') || onPath('clang++');
+  add(
+    'a C++17 compiler',
+    !!compiler,
+    compiler ? compiler : process.env.CXX ? `CXX=${process.env.CXX} not found` : 'no c++, g++ or clang++ on PATH',
+    systemFix(pm, 'compiler'),
+  );
 
   const builder = onPath('ninja') || onPath('make');
   add('make (or ninja)', !!builder, builder || 'neither make nor ninja on PATH', systemFix(pm, 'make'));
@@ -238,7 +249,9 @@ function preflight() {
   add(
     'LibTorch (torch 2.11)',
     !!torch.dir,
-    torch.dir ? `LibTorch ${torch.version} from ${torch.from} (${torch.dir})` : torch.error || `no Python with torch found (tried: ${torch.tried.join(', ') || 'no Python on PATH'})`,
+    torch.dir
+      ? `LibTorch ${torch.version} from ${torch.from} (${torch.dir})`
+      : torch.error || `no Python with torch found (tried: ${torch.tried.join(', ') || 'no Python on PATH'})`,
     torchFix,
   );
   return { checks, torch, pm };
@@ -268,7 +281,10 @@ function printPreflight({ checks, torch, pm }) {
 function addonLoads(file, env = process.env) {
   const r = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', file], { encoding: 'utf8', env, timeout: 120_000 });
   if (!r.error && r.status === 0) return { ok: true };
-  const why = (r.stderr || String(r.error || '')).split('\n').find((l) => /Error|error:|cannot open/.test(l)) || (r.stderr || '').trim().split('\n')[0] || `exit ${r.status}`;
+  const why =
+    (r.stderr || String(r.error || '')).split('\n').find((l) => /Error|error:|cannot open/.test(l)) ||
+    (r.stderr || '').trim().split('\n')[0] ||
+    `exit ${r.status}`;
   return { ok: false, why: why.trim() };
 }
 
@@ -291,7 +307,8 @@ function build(torchDir) {
       });
     watch(child.stdout, process.stdout);
     watch(child.stderr, process.stderr);
-    const heartbeat = openTty() !== null ? setInterval(() => say(`calmkit: still compiling (${duration(Date.now() - started)}${step ? `, ${step}` : ''})`), 30_000) : undefined;
+    const heartbeat =
+      openTty() !== null ? setInterval(() => say(`calmkit: still compiling (${duration(Date.now() - started)}${step ? `, ${step}` : ''})`), 30_000) : undefined;
     child.on('close', (code, signal) => {
       if (heartbeat) clearInterval(heartbeat);
       resolve({ code, signal });
@@ -322,7 +339,8 @@ function buildFromSourceRequested() {
  * loader's whole message: the problem and the fix lines.
  */
 function loaderCheck(env = process.env) {
-  const script = 'const b = require(process.argv[1]); try { const a = b.loadAddon(); console.log(a.path) } catch (e) { console.error(e.message); process.exit(3) }';
+  const script =
+    'const b = require(process.argv[1]); try { const a = b.loadAddon(); console.log(a.path) } catch (e) { console.error(e.message); process.exit(3) }';
   const r = spawnSync(process.execPath, ['-e', script, LOADER], { encoding: 'utf8', env, timeout: 120_000 });
   if (!r.error && r.status === 0) return { ok: true, file: r.stdout.trim() };
   return { ok: false, message: r.status === 3 ? r.stderr.trim() : (r.stderr || String(r.error || '')).trim().split('\n')[0] || `exit ${r.status}` };
@@ -356,8 +374,12 @@ async function buildFromSource(why) {
   const result = await build(torch.dir);
   const took = duration(Date.now() - started);
   if (result.code !== 0) {
-    say(`calmkit: the native build failed after ${took} (cmake-js ${result.error ? result.error.message : result.signal ? `killed by ${result.signal}` : `exit ${result.code}`}); the output above says why.`);
-    say(`  ${INSTALLED ? 'node node_modules/calmkit/scripts/install.js --check' : 'node scripts/install.js --check'} lists what the build needs; build again with: ${rebuildCommand()}`);
+    say(
+      `calmkit: the native build failed after ${took} (cmake-js ${result.error ? result.error.message : result.signal ? `killed by ${result.signal}` : `exit ${result.code}`}); the output above says why.`,
+    );
+    say(
+      `  ${INSTALLED ? 'node node_modules/calmkit/scripts/install.js --check' : 'node scripts/install.js --check'} lists what the build needs; build again with: ${rebuildCommand()}`,
+    );
     return false;
   }
   const addon = path.join(ROOT, 'build', 'Release', 'calmkit.node');
@@ -392,7 +414,7 @@ async function main() {
     const loads = fs.existsSync(LOADER) ? loaderCheck() : addonLoads(file);
     if (!loads.ok) {
       say(`calmkit: CALMKIT_ADDON_PATH is ${file}, which does not load: ${loads.message || loads.why}`);
-      say('  unset CALMKIT_ADDON_PATH to use calmkit\'s own addon, or point it at a calmkit.node built for this machine');
+      say("  unset CALMKIT_ADDON_PATH to use calmkit's own addon, or point it at a calmkit.node built for this machine");
       return 1;
     }
     say(`calmkit: using the native addon at ${file} (CALMKIT_ADDON_PATH); nothing to build. Keep CALMKIT_ADDON_PATH set when calmkit runs.`);
@@ -407,10 +429,14 @@ async function main() {
     if (loads.ok) {
       const { findTorch: search } = require(path.join(ROOT, 'dist', 'bindings', 'torch.js'));
       const t = search(ROOT).found;
-      say(`calmkit: using the prebuilt addon for ${process.platform}-${process.arch} (torch ${m.torch}; found ${t ? `${t.version} from ${t.from}` : 'at load'}); nothing to compile`);
+      say(
+        `calmkit: using the prebuilt addon for ${process.platform}-${process.arch} (torch ${m.torch}; found ${t ? `${t.version} from ${t.from}` : 'at load'}); nothing to compile`,
+      );
       return 0;
     }
-    say(`calmkit: the prebuilt addon for ${process.platform}-${process.arch} does not load here yet: ${loads.message.replace(/^could not load the native addon \(calmkit\.node\)[^:]*: /, '')}`);
+    say(
+      `calmkit: the prebuilt addon for ${process.platform}-${process.arch} does not load here yet: ${loads.message.replace(/^could not load the native addon \(calmkit\.node\)[^:]*: /, '')}`,
+    );
     say(STILL_INSTALLED);
     return 0;
   }
@@ -423,7 +449,7 @@ main().then(
     process.exitCode = code;
   },
   (err) => {
-    say(`calmkit: install failed: ${err && err.stack ? err.stack : err}`);
+    say(`calmkit: install failed: ${err?.stack ? err.stack : err}`);
     process.exitCode = 1;
   },
 );

@@ -17,7 +17,6 @@
 // `node scripts/prebuild.js --check` (npm's prepublishOnly) refuses to publish without the staged addon of this version.
 //
 // Plain JavaScript, like install.js: it runs where nothing is compiled yet. Linux only (readelf, ldd, dpkg).
-'use strict';
 
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -51,7 +50,13 @@ function run(cmd, args, options = {}) {
 function isHookOfBuild() {
   if (process.env.npm_lifecycle_event !== 'prebuild') return false;
   try {
-    const ppidOf = (pid) => Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]);
+    const ppidOf = (pid) =>
+      Number(
+        fs
+          .readFileSync(`/proc/${pid}/stat`, 'utf8')
+          .replace(/^.*\) /, '')
+          .split(' ')[1],
+      );
     for (let pid = process.ppid, i = 0; pid > 1 && i < 4; pid = ppidOf(pid), i++) {
       const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       const at = argv.findIndex((a) => a === 'run' || a === 'run-script');
@@ -76,7 +81,7 @@ function torchRoot() {
     const root = path.join(lib, n, 'site-packages', 'torch');
     if (fs.existsSync(path.join(root, 'lib', 'libtorch_cpu.so'))) return root;
   }
-  fail('no .venv with torch: run bash scripts/setup.sh first (it installs PyPI\'s torch==2.11.0 into .venv)');
+  fail("no .venv with torch: run bash scripts/setup.sh first (it installs PyPI's torch==2.11.0 into .venv)");
 }
 
 /** DT_NEEDED entries of an ELF file. */
@@ -125,7 +130,8 @@ function checkStaged() {
   } catch {
     fail(`no prebuilt addon in ${path.relative(ROOT, OUT)}/: run npm run prebuild before publishing`);
   }
-  if (manifest.calmkit !== pkg.version) fail(`the prebuilt addon in ${path.relative(ROOT, OUT)}/ is calmkit ${manifest.calmkit}'s, not ${pkg.version}'s: run npm run prebuild`);
+  if (manifest.calmkit !== pkg.version)
+    fail(`the prebuilt addon in ${path.relative(ROOT, OUT)}/ is calmkit ${manifest.calmkit}'s, not ${pkg.version}'s: run npm run prebuild`);
   if (!fs.existsSync(path.join(OUT, manifest.addon))) fail(`${path.relative(ROOT, OUT)}/${manifest.addon} is missing: run npm run prebuild`);
   process.stderr.write(`prebuild: ${path.relative(ROOT, OUT)}/ holds calmkit ${manifest.calmkit}'s addon for torch ${manifest.torch}\n`);
 }
@@ -143,7 +149,9 @@ function main() {
   const torchBuild = (/__version__\s*=\s*'([^']+)'/.exec(versionPy) || [])[1] || 'unknown';
   if (torchBuild.split('+')[0] !== TORCH) fail(`the torch at ${root} is ${torchBuild}; the prebuilt addon is built against torch ${TORCH} (PyPI's wheel)`);
   if (!fs.existsSync(path.join(root, 'lib', 'libtorch_cuda.so'))) {
-    fail(`the torch at ${root} (${torchBuild}) has no CUDA part: the prebuilt addon is built against PyPI's CUDA wheel, so that it runs on the CPU and on CUDA`);
+    fail(
+      `the torch at ${root} (${torchBuild}) has no CUDA part: the prebuilt addon is built against PyPI's CUDA wheel, so that it runs on the CPU and on CUDA`,
+    );
   }
 
   // The same build folder as `npm run build:native`: from a clean checkout it compiles the core once; after a build
@@ -213,7 +221,7 @@ function main() {
     glibc,
     libraries: order.map((s) => `lib/${s}`),
   };
-  fs.writeFileSync(path.join(OUT, 'calmkit.json'), JSON.stringify(manifest, null, 2) + '\n');
+  fs.writeFileSync(path.join(OUT, 'calmkit.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 
   // It loads the way a consumer's calmkit loads it: through the loader, with no LD_LIBRARY_PATH (needs dist/).
   const loader = path.join(ROOT, 'dist', 'bindings', 'index.js');

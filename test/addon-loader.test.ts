@@ -37,8 +37,25 @@ function putPython3(): void {
   fs.writeFileSync(path.join(bin, 'python3'), `#!/bin/sh\nexec '${PYTHON}' "$@"\n`, { mode: 0o755 });
 }
 
-const manifest: PrebuildManifest = { addon: 'calmkit.napi.glibc.node', calmkit: '0.1.0', napi: 8, torch: '2.11.0', torchBuild: '2.11.0+cu130', cuda: true, glibc: '2.34', libraries: [] };
-const plan = (torch: ReturnType<typeof findTorch>): AddonPlan => ({ kind: 'prebuilt', file: path.join(pkgRoot, 'prebuilds', 'linux-x64', manifest.addon), manifest, torch, installed: true, root: pkgRoot, project });
+const manifest: PrebuildManifest = {
+  addon: 'calmkit.napi.glibc.node',
+  calmkit: '0.1.0',
+  napi: 8,
+  torch: '2.11.0',
+  torchBuild: '2.11.0+cu130',
+  cuda: true,
+  glibc: '2.34',
+  libraries: [],
+};
+const plan = (torch: ReturnType<typeof findTorch>): AddonPlan => ({
+  kind: 'prebuilt',
+  file: path.join(pkgRoot, 'prebuilds', 'linux-x64', manifest.addon),
+  manifest,
+  torch,
+  installed: true,
+  root: pkgRoot,
+  project,
+});
 
 test.serial('versions: the local part does not count; dotted comparison', (t) => {
   t.is(baseVersion('2.11.0+cu130'), '2.11.0');
@@ -138,7 +155,10 @@ test.serial('another torch version: one error naming both versions and the two w
 });
 
 test.serial('a glibc older than the prebuild needs, or no prebuild at all: build from source, worded for a dependency', (t) => {
-  const old = { ...plan(findTorch(pkgRoot, { ...bare, CALMKIT_TORCH_DIR: other })), mismatch: 'the prebuilt addon needs glibc 2.99 or newer; this machine has 2.36' };
+  const old = {
+    ...plan(findTorch(pkgRoot, { ...bare, CALMKIT_TORCH_DIR: other })),
+    mismatch: 'the prebuilt addon needs glibc 2.99 or newer; this machine has 2.36',
+  };
   const b = addonBlocker(old)!;
   t.regex(b.problem, /glibc 2\.99/);
   t.regex(b.fixes[0]!, /^Build calmkit from source .*CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts/);

@@ -111,7 +111,9 @@ test('the model and audio entries take absurd arguments as typed errors', async 
   const problems = [
     ...(await hostile('Jukebox.load', (p, o) => Jukebox.load(p as string, o as object).then((m) => m.dispose()), [path.join(dir, 'tiny.pt'), {}])),
     ...(await hostile('Jukebox.inspect', (p, o) => Jukebox.inspect(p as string, o as object), [path.join(dir, 'tiny.pt'), {}])),
-    ...(await hostile('Jukebox.writeRandomCheckpoint', (o) => Jukebox.writeRandomCheckpoint(o as never), [{ preset: 'tiny', layers: 1, out: path.join(dir, 'w.pt') }])),
+    ...(await hostile('Jukebox.writeRandomCheckpoint', (o) => Jukebox.writeRandomCheckpoint(o as never), [
+      { preset: 'tiny', layers: 1, out: path.join(dir, 'w.pt') },
+    ])),
     ...(await hostile('model.extract', (x, o) => model.extract(x as never, o as never), [CLIP, { layers: [1] }])),
     ...(await hostile('model.extract options.layers', (l) => model.extract(CLIP, { layers: l as number[] }), [[1]])),
     ...(await hostile('model.extract options.pooling', (p) => model.extract(CLIP, { pooling: p as 'mean' }), ['mean'])),
@@ -120,7 +122,10 @@ test('the model and audio entries take absurd arguments as typed errors', async 
     ...(await hostile('loadAudio', (x, o) => loadAudio(x as never, o as never), [CLIP, { formatting: 'tile', targetSeconds: 1 }])),
     ...(await hostile('loadAudio options.cropSamples', (c) => loadAudio(CLIP, { cropSamples: c as number }), [100])),
     ...(await hostile('decodeAudio', (x) => decodeAudio(x as never), [path.join(dir, 'tiny.pt')])),
-    ...(await hostile('writeAudio', (p, o) => writeAudio(p as string, o as never), [out, { interleaved: new Float32Array(100), channels: 1, sampleRate: 44100 }])),
+    ...(await hostile('writeAudio', (p, o) => writeAudio(p as string, o as never), [
+      out,
+      { interleaved: new Float32Array(100), channels: 1, sampleRate: 44100 },
+    ])),
     ...(await hostile('listAudioFiles', (d) => listAudioFiles(d as string), [dir])),
     ...(await hostile('modelId', (f) => modelId(f as string), [path.join(dir, 'tiny.pt')])),
   ];
@@ -152,7 +157,10 @@ test('the probe entries take absurd arguments as typed errors', async (t) => {
     ...(await hostile('probes.save', (f) => probes.save(f as string), [path.join(dir, 'p.calmprobes')])),
     ...(await hostile('ProbeSet.load', (f) => ProbeSet.load(f as string), [path.join(dir, 'p.calmprobes')])),
     ...(await hostile('expandGrid', (g) => expandGrid(g as never), [{ hidden: [[]], dropout: [0.5], l2: [0] }])),
-    ...(await hostile('binaryMetrics', (p, y) => binaryMetrics(p as never, y as never), [[0.2, 0.8], [0, 1]])),
+    ...(await hostile('binaryMetrics', (p, y) => binaryMetrics(p as never, y as never), [
+      [0.2, 0.8],
+      [0, 1],
+    ])),
     ...(await hostile('macroMetrics', (l) => macroMetrics(l as never), [[binaryMetrics([0.2, 0.8], [0, 1])]])),
   ];
   t.deepEqual(problems, []);
@@ -184,15 +192,22 @@ test('the cases of the issue: each is an ArgumentError or the typed error named'
 
   // A grid whose hidden size cannot be allocated: a typed error before any allocation.
   const d = probeData(3);
-  const huge = await t.throwsAsync(trainProbeGrid({ features: d.features, dim: d.dim, tasks: d.tasks, grid: { hidden: [[2 ** 40]], dropout: [0.5], l2: [0] }, epochs: 1 }), {
-    instanceOf: ArgumentError,
-  });
+  const huge = await t.throwsAsync(
+    trainProbeGrid({ features: d.features, dim: d.dim, tasks: d.tasks, grid: { hidden: [[2 ** 40]], dropout: [0.5], l2: [0] }, epochs: 1 }),
+    {
+      instanceOf: ArgumentError,
+    },
+  );
   t.regex(huge!.message, /hidden sizes \[1099511627776\] .* needs about .* GB to train, more than this machine's memory/);
 
   // A feature store under a path that is a file.
-  const e2 = await t.throwsAsync(async () => FeatureStore.open(path.join(blocker, 'store'), { create: { model: { id: 'm' }, layers: [1], pooling: 'mean', formatting: 'none', dtype: 'float32' } }), {
-    instanceOf: CalmkitError,
-  });
+  const e2 = await t.throwsAsync(
+    async () =>
+      FeatureStore.open(path.join(blocker, 'store'), { create: { model: { id: 'm' }, layers: [1], pooling: 'mean', formatting: 'none', dtype: 'float32' } }),
+    {
+      instanceOf: CalmkitError,
+    },
+  );
   t.is(e2?.code, 'ERR_DATA_STORE_IO');
   t.notRegex(e2!.message, /^E[A-Z]+:/);
 });

@@ -128,7 +128,13 @@ test('upsample: factor x the samples, played at 44.1 kHz (pitch and tempo divide
   t.is(maxAbsDiff(crop.samples, up.samples.subarray(0, 1000)), 0);
 });
 
-async function rejectsWith(t: import('ava').ExecutionContext, p: Promise<unknown>, cls: Function, code: string, mention?: string) {
+async function rejectsWith(
+  t: import('ava').ExecutionContext,
+  p: Promise<unknown>,
+  cls: abstract new (...args: never[]) => Error,
+  code: string,
+  mention?: string,
+) {
   const err = await t.throwsAsync(p);
   t.true(err instanceof cls, `${err?.constructor?.name} is ${cls.name}`);
   t.is((err as { code?: string }).code, code);
@@ -204,7 +210,11 @@ test.serial('1000 concurrent loadAudio calls: no crash, no leaked handles', asyn
   await loadAudio(good);
   const before = openFds();
   const calls = Array.from({ length: 1000 }, (_, i) => {
-    if (i % 10 === 3) return loadAudio(path.join(dir, `nope-${i}.wav`)).then(() => 'ok', (e) => e.code);
+    if (i % 10 === 3)
+      return loadAudio(path.join(dir, `nope-${i}.wav`)).then(
+        () => 'ok',
+        (e) => e.code,
+      );
     if (i % 10 === 7) return loadAudio(bytes).then((r) => (r.samples.length === expected ? 'ok' : 'bad'));
     return loadAudio(good).then((r) => (r.samples.length === expected ? 'ok' : 'bad'));
   });
@@ -213,7 +223,11 @@ test.serial('1000 concurrent loadAudio calls: no crash, no leaked handles', asyn
   t.is(results.filter((r) => r === 'ok').length, 900);
   t.is(results.filter((r) => r === 'ERR_AUDIO_NOT_FOUND').length, 100);
   const after = openFds();
-  t.deepEqual(after.filter((f) => f.includes(dir)), [], 'no audio file left open');
+  t.deepEqual(
+    after.filter((f) => f.includes(dir)),
+    [],
+    'no audio file left open',
+  );
   t.deepEqual(after, before);
 });
 
@@ -221,8 +235,14 @@ test('one list of audio extensions and one folder walk serve extraction and Open
   const dir = tempDir('calmkit-walk-');
   fs.mkdirSync(path.join(dir, 'b', 'c'), { recursive: true });
   for (const f of ['b/c/z.OGA', 'a.wav', 'b/y.flac', 'notes.txt', 'b/x.opus']) fs.writeFileSync(path.join(dir, f), '');
-  t.deepEqual(listAudioFiles(dir).map((f) => path.relative(dir, f)), ['a.wav', 'b/c/z.OGA', 'b/x.opus', 'b/y.flac']);
+  t.deepEqual(
+    listAudioFiles(dir).map((f) => path.relative(dir, f)),
+    ['a.wav', 'b/c/z.OGA', 'b/x.opus', 'b/y.flac'],
+  );
   t.true(AUDIO_EXTENSIONS.includes('.oga') && AUDIO_EXTENSIONS.includes('.ogg'));
-  t.deepEqual(datasetItems(dir).map((i) => i.key), ['a', 'x', 'y', 'z']);
+  t.deepEqual(
+    datasetItems(dir).map((i) => i.key),
+    ['a', 'x', 'y', 'z'],
+  );
   fs.rmSync(dir, { recursive: true, force: true });
 });

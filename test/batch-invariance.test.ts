@@ -36,8 +36,13 @@ async function inBatches(model: Jukebox, inputs: JukeboxInput[], size: number, o
   const out: JukeboxFeatures[] = new Array(inputs.length);
   for (let at = 0; at < order.length; at += size) {
     const idx = order.slice(at, at + size);
-    const feats = await model.extract(idx.map((i) => inputs[i]!), options);
-    idx.forEach((i, k) => (out[i] = feats[k]!));
+    const feats = await model.extract(
+      idx.map((i) => inputs[i]!),
+      options,
+    );
+    idx.forEach((i, k) => {
+      out[i] = feats[k]!;
+    });
   }
   return out;
 }
@@ -55,8 +60,17 @@ for (const [name, mode] of modes) {
     const inputs = clips(model);
     const options = { ...mode, layers: [1, 2, 3, 4, 5, 6] };
     const alone = await inBatches(model, inputs, 1, 0, options);
-    if (mode.windows === 'all') t.true(alone.some((f) => f.windows === 2), 'a clip spans two windows');
-    for (const [size, offset] of [[2, 1], [3, 2], [4, 3], [5, 0]] as const) {
+    if (mode.windows === 'all')
+      t.true(
+        alone.some((f) => f.windows === 2),
+        'a clip spans two windows',
+      );
+    for (const [size, offset] of [
+      [2, 1],
+      [3, 2],
+      [4, 3],
+      [5, 0],
+    ] as const) {
       const batched = await inBatches(model, inputs, size, offset, options);
       inputs.forEach((_, i) => {
         t.true(bytes(batched[i]!.tokens).equals(bytes(alone[i]!.tokens)), `batch ${size}: clip ${i} tokens`);

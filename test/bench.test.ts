@@ -20,7 +20,28 @@ const read = (f: string) => JSON.parse(fs.readFileSync(f, 'utf8')) as unknown;
 const tiny = (async () => {
   const json = path.join(tmp, 'tiny.json');
   const svg = path.join(tmp, 'tiny.svg');
-  const r = await runCli(['bench', 'extract', '--preset', 'tiny', '--layers', '3', '--precision', 'fp32,bf16', '--tokens', '1024,430', '--batch', '1,2', '--rounds', '1', '--warmup', '0', '--json', json, '--svg', svg]);
+  const r = await runCli([
+    'bench',
+    'extract',
+    '--preset',
+    'tiny',
+    '--layers',
+    '3',
+    '--precision',
+    'fp32,bf16',
+    '--tokens',
+    '1024,430',
+    '--batch',
+    '1,2',
+    '--rounds',
+    '1',
+    '--warmup',
+    '0',
+    '--json',
+    json,
+    '--svg',
+    svg,
+  ]);
   return { r, json, svg };
 })();
 
@@ -32,7 +53,16 @@ test('bench extract on the tiny preset: every row with its stages, FLOPs, peak a
   const report = checkBenchReport(read(json), json) as ExtractReport;
   t.is(report.kind, 'extract');
   t.is(report.rows.length, 8);
-  t.deepEqual(report.rows.map((x) => `${x.precision}/${x.tokens}/${x.batch}`).sort(), ['bf16/1024/1', 'bf16/1024/2', 'bf16/430/1', 'bf16/430/2', 'fp32/1024/1', 'fp32/1024/2', 'fp32/430/1', 'fp32/430/2']);
+  t.deepEqual(report.rows.map((x) => `${x.precision}/${x.tokens}/${x.batch}`).sort(), [
+    'bf16/1024/1',
+    'bf16/1024/2',
+    'bf16/430/1',
+    'bf16/430/2',
+    'fp32/1024/1',
+    'fp32/1024/2',
+    'fp32/430/1',
+    'fp32/430/2',
+  ]);
   for (const x of report.rows) {
     t.true(x.clipSeconds.median! > 0 && x.layerSeconds.median! > 0 && x.encodeSeconds.median! > 0, x.label);
     // The stages are parts of the clip.
@@ -62,14 +92,54 @@ test('bench extract on the tiny preset: every row with its stages, FLOPs, peak a
 
 // Every number in a report names its unit (or is a count, a size or an index), so a reader never guesses: its
 // key, or the key of the object or array holding it (a BenchStat's median, layerSecondsByKind.row).
-const COUNTS = new Set(['schemaVersion', 'tokens', 'batch', 'batches', 'layers', 'layersRun', 'layer', 'width', 'heads', 'nCtx', 'blockCtx', 'hop', 'rounds', 'warmup', 'seed', 'size', 'logicalCpus', 'usableCpus', 'threads', 'interopThreads', 'index', 'dim', 'probes', 'stacks', 'instruments', 'clips', 'configs', 'segments', 'targetEpochs', 'batchSize', 'epochs', 'failed', 'warmupClips', 'stepsPerEpoch', 'loadAverage', 'coresUsed', 'scale']);
+const COUNTS = new Set([
+  'schemaVersion',
+  'tokens',
+  'batch',
+  'batches',
+  'layers',
+  'layersRun',
+  'layer',
+  'width',
+  'heads',
+  'nCtx',
+  'blockCtx',
+  'hop',
+  'rounds',
+  'warmup',
+  'seed',
+  'size',
+  'logicalCpus',
+  'usableCpus',
+  'threads',
+  'interopThreads',
+  'index',
+  'dim',
+  'probes',
+  'stacks',
+  'instruments',
+  'clips',
+  'configs',
+  'segments',
+  'targetEpochs',
+  'batchSize',
+  'epochs',
+  'failed',
+  'warmupClips',
+  'stepsPerEpoch',
+  'loadAverage',
+  'coresUsed',
+  'scale',
+]);
 const UNIT = /seconds|bytes|persecond|fraction|flops|speedup|agreement|cosine|difference|accuracy/i;
 function unitless(value: unknown, key: string, inherited: boolean, where: string, out: string[]): void {
   const named = inherited || UNIT.test(key);
   if (typeof value === 'number') {
     if (!named && !COUNTS.has(key)) out.push(where);
   } else if (Array.isArray(value)) {
-    value.forEach((v, i) => unitless(v, key, named, `${where}[${i}]`, out));
+    value.forEach((v, i) => {
+      unitless(v, key, named, `${where}[${i}]`, out);
+    });
   } else if (value && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) unitless(v, k, named, `${where}.${k}`, out);
   }
@@ -109,10 +179,16 @@ test('the schema check refuses foreign, newer and damaged reports with a BenchEr
 
 test('bad options are ArgumentErrors naming the option, before any work', async (t) => {
   await t.throwsAsync(benchExtract(null as never), { instanceOf: ArgumentError, message: /options must be an object; got null/ });
-  await t.throwsAsync(benchExtract({ precisions: ['fp64' as never] }), { instanceOf: ArgumentError, message: /precisions\[0\] must be fp32, fp16, bf16 or auto; got 'fp64'/ });
+  await t.throwsAsync(benchExtract({ precisions: ['fp64' as never] }), {
+    instanceOf: ArgumentError,
+    message: /precisions\[0\] must be fp32, fp16, bf16 or auto; got 'fp64'/,
+  });
   await t.throwsAsync(benchExtract({ preset: 'tiny', batches: [0] }), { instanceOf: ArgumentError, message: /batches\[0\] must be an integer in 1\.\.256/ });
   await t.throwsAsync(benchExtract({ preset: 'tiny', model: 'x.pt' }), { instanceOf: ArgumentError, message: /a preset or a model file, not both/ });
-  await t.throwsAsync(benchExtract({ preset: 'tiny', tokens: [5000], rounds: 1, warmup: 0 }), { instanceOf: ArgumentError, message: /tokens must be in 1\.\.1024 \(n_ctx\); got 5000/ });
+  await t.throwsAsync(benchExtract({ preset: 'tiny', tokens: [5000], rounds: 1, warmup: 0 }), {
+    instanceOf: ArgumentError,
+    message: /tokens must be in 1\.\.1024 \(n_ctx\); got 5000/,
+  });
   t.throws(() => readBenchReport(42 as never), { instanceOf: ArgumentError, message: /file must be a non-empty string/ });
   const usage = await runCli(['bench', 'extract', '--precision', 'fp32,', '--preset', 'tiny']);
   t.is(usage.code, 1);
@@ -122,12 +198,33 @@ test('bad options are ArgumentErrors naming the option, before any work', async 
 test('bench extract on the demo preset (8192-token window) and compare on two reports', async (t) => {
   const a = path.join(tmp, 'demo-a.json');
   const b = path.join(tmp, 'demo-b.json');
-  for (const [file, precision] of [[a, 'fp32'], [b, 'fp32,bf16']] as const) {
-    const r = await runCli(['bench', 'extract', '--preset', 'demo', '--layers', '2', '--precision', precision, '--rounds', '1', '--warmup', '0', '--json', file]);
+  for (const [file, precision] of [
+    [a, 'fp32'],
+    [b, 'fp32,bf16'],
+  ] as const) {
+    const r = await runCli([
+      'bench',
+      'extract',
+      '--preset',
+      'demo',
+      '--layers',
+      '2',
+      '--precision',
+      precision,
+      '--rounds',
+      '1',
+      '--warmup',
+      '0',
+      '--json',
+      file,
+    ]);
     t.is(r.code, 0, r.stderr);
   }
   const ra = readBenchReport(a) as ExtractReport;
-  t.deepEqual(ra.rows.map((x) => x.tokens), [8192]);
+  t.deepEqual(
+    ra.rows.map((x) => x.tokens),
+    [8192],
+  );
   const c = await runCli(['bench', 'compare', a, b]);
   t.is(c.code, 0, c.stderr);
   t.regex(c.stdout, /fp32, 8192 tokens, batch 1\s+clip s\s+[\d.]+\s+[\d.]+\s+[\d.]+x/);
@@ -159,7 +256,7 @@ test('bench probes: seconds per epoch, the 800-epoch extrapolation and the GEMM 
   // is below 1 (ava runs other tests beside this one, so the peak's sample and the epochs' can be slowed unequally).
   const peak = report.peaks.find((p) => p.dtype === row.peakDtype)!;
   t.is(row.peakGflopPerSecond, peak.gflopPerSecond);
-  t.true(Math.abs(row.floorSecondsPerEpoch - row.flopsPerEpoch / (peak.gflopPerSecond * 1e9)) <= 1e-6 * row.floorSecondsPerEpoch, "the JSON keeps 9 digits");
+  t.true(Math.abs(row.floorSecondsPerEpoch - row.flopsPerEpoch / (peak.gflopPerSecond * 1e9)) <= 1e-6 * row.floorSecondsPerEpoch, 'the JSON keeps 9 digits');
   t.true(Math.abs(row.floorFraction - row.floorSecondsPerEpoch / row.secondsPerEpoch) <= 1e-6 * row.floorFraction, `floor fraction ${row.floorFraction}`);
   t.true(row.floorFraction > 0 && Number.isFinite(row.floorFraction));
   t.deepEqual(Object.keys(row.secondsAtEpochs), ['1', '3']);
@@ -197,7 +294,10 @@ test('the eager reference runs in the same rounds when a Python with torch is fo
   const row = report.rows[0]!;
   t.truthy(row.reference);
   t.true(row.reference!.speedup > 0 && row.reference!.clipSeconds > 0 && row.reference!.layerSeconds > 0);
-  const absent = await runCli(['bench', 'extract', '--preset', 'tiny', '--layers', '1', '--rounds', '1', '--warmup', '0', '--reference'], { ...CHILD_ENV, CALMKIT_PYTHON: path.join(tmp, 'no-such-python') });
+  const absent = await runCli(['bench', 'extract', '--preset', 'tiny', '--layers', '1', '--rounds', '1', '--warmup', '0', '--reference'], {
+    ...CHILD_ENV,
+    CALMKIT_PYTHON: path.join(tmp, 'no-such-python'),
+  });
   t.is(absent.code, 0, absent.stderr);
   t.regex(absent.stdout, /reference: not run: no Python with torch and numpy \(.*no-such-python: not found\); set CALMKIT_PYTHON/);
 });
@@ -227,7 +327,8 @@ test('the per-layer time agrees within 15 % with a direct timing of Jukebox.extr
     return (performance.now() - t0) / 1000;
   };
   await time(6);
-  const engine: number[] = [], direct: number[] = [];
+  const engine: number[] = [],
+    direct: number[] = [];
   for (let r = 0; r < 7; r++) {
     const report = await benchExtract({ model: file, tokens: [1024], rounds: 1, warmup: 0 });
     engine.push(report.rows[0]!.layerSeconds.median!);
@@ -236,7 +337,8 @@ test('the per-layer time agrees within 15 % with a direct timing of Jukebox.extr
     direct.push((t6 - t1) / 5);
   }
   const med = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
-  const e = med(engine), d = med(direct);
+  const e = med(engine),
+    d = med(direct);
   t.log(`per layer: engine ${e.toFixed(4)} s, direct ${d.toFixed(4)} s (${((e / d - 1) * 100).toFixed(1)} %)`);
   t.true(Math.abs(e / d - 1) <= 0.15, `engine ${e} s vs direct ${d} s per layer`);
 });

@@ -33,7 +33,10 @@ test('extract into a path that is a file: one line naming it, refused before any
   t.is(r.code, 2, r.stderr);
   const errors = lines(r.stderr).filter((l) => l.startsWith('calmkit:'));
   t.is(errors.length, 1, r.stderr);
-  t.regex(errors[0]!, /^calmkit: ERR_OUTPUT_EXISTS: --out .*not-a-dir exists and is not a folder of calmkit feature stores \(it is a file, and --out names a folder\)/);
+  t.regex(
+    errors[0]!,
+    /^calmkit: ERR_OUTPUT_EXISTS: --out .*not-a-dir exists and is not a folder of calmkit feature stores \(it is a file, and --out names a folder\)/,
+  );
   t.notRegex(r.stderr, /\n\s+at /, 'no stack');
   t.is(fs.readFileSync(file, 'utf8'), 'x');
 });

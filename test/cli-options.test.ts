@@ -4,7 +4,17 @@ import test from 'ava';
 import { Command, InvalidArgumentError } from 'commander';
 import { FORMATTINGS, POOLINGS, PRECISIONS, WINDOWS } from '../lib';
 import { STORE_DTYPES } from '../lib/store';
-import { addSettingsOptions, addTrainingFlags, choice, gridSpec, integer, layerList, positiveNumber, trainingOptions, type TrainingFlags } from '../lib/cli/options';
+import {
+  addSettingsOptions,
+  addTrainingFlags,
+  choice,
+  gridSpec,
+  integer,
+  layerList,
+  positiveNumber,
+  trainingOptions,
+  type TrainingFlags,
+} from '../lib/cli/options';
 import { PAPER_GRID } from '../lib/probes';
 
 test('integers and numbers: ranges are checked, text is not truncated', (t) => {

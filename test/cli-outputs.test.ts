@@ -96,7 +96,10 @@ test('train --out naming a folder or a checkpoint: exit 2 before any work, the c
   const args = ['train', '--dataset', path.join(dir, 'no-dataset'), '--features', path.join(dir, 'no-store'), '--epochs', '1'];
   const folder = await runCli([...args, '--out', dir]);
   t.is(folder.code, 2, folder.stderr);
-  t.regex(folder.stderr, /^calmkit: ERR_OUTPUT_EXISTS: --out .* exists and is not a calmkit probe set \(it is a folder, and --out names the file to write\); calmkit will not write over it/m);
+  t.regex(
+    folder.stderr,
+    /^calmkit: ERR_OUTPUT_EXISTS: --out .* exists and is not a calmkit probe set \(it is a folder, and --out names the file to write\); calmkit will not write over it/m,
+  );
   const ckpt = await runCli([...args, '--out', model]);
   t.is(ckpt.code, 2, ckpt.stderr);
   t.regex(ckpt.stderr, /ERR_OUTPUT_EXISTS: --out .*tiny\.pt exists and is not a calmkit probe set/);
@@ -127,6 +130,9 @@ test('report and extract refuse folders that are not theirs', async (t) => {
   fs.writeFileSync(notes, 'mine');
   const x = await runCli(['extract', path.join(dir, 'missing.wav'), '--model', model, '--out', notes, '--layers', '1']);
   t.is(x.code, 2, x.stderr);
-  t.regex(x.stderr, /ERR_OUTPUT_EXISTS: --out .*extract-notes\.txt exists and is not a folder of calmkit feature stores \(it is a file, and --out names a folder\)/);
+  t.regex(
+    x.stderr,
+    /ERR_OUTPUT_EXISTS: --out .*extract-notes\.txt exists and is not a folder of calmkit feature stores \(it is a file, and --out names a folder\)/,
+  );
   t.is(fs.readFileSync(notes, 'utf8'), 'mine');
 });

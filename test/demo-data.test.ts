@@ -48,7 +48,10 @@ const rendered = (async () => {
 test('demo-data renders the exact OpenMIC layout, and OpenMIC.open reads it back', async (t) => {
   const api = await rendered;
   const out = viaCli;
-  t.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'class-map.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(FIXTURES, 'class-map.json'), 'utf8')));
+  t.deepEqual(
+    JSON.parse(fs.readFileSync(path.join(out, 'class-map.json'), 'utf8')),
+    JSON.parse(fs.readFileSync(path.join(FIXTURES, 'class-map.json'), 'utf8')),
+  );
   const train = fs.readFileSync(path.join(out, 'partitions/split01_train.csv'), 'utf8').split('\n').filter(Boolean);
   const testKeys = fs.readFileSync(path.join(out, 'partitions/split01_test.csv'), 'utf8').split('\n').filter(Boolean);
   t.deepEqual(train, train.slice().sort());
@@ -74,7 +77,13 @@ test('demo-data renders the exact OpenMIC layout, and OpenMIC.open reads it back
   for (const clip of api.clips) {
     const present = clip.parts.map((p) => p.instrument);
     const labels = ds.labels(clip.key);
-    t.deepEqual(labels.filter((l) => l.target === 1).map((l) => l.instrument).sort(), present.slice().sort());
+    t.deepEqual(
+      labels
+        .filter((l) => l.target === 1)
+        .map((l) => l.instrument)
+        .sort(),
+      present.slice().sort(),
+    );
     t.is(labels.filter((l) => l.target === 0).length, 1);
     t.is(ds.metadata(clip.key)!.artistId, String(clip.artistId));
     // the MIDI is a format-1 SMF with a conductor track plus one track per instrument
@@ -97,17 +106,26 @@ test('same seed: identical MIDI, labels, splits, metadata and audio bytes', asyn
   await rendered;
   const files = (dir: string) => {
     const out: string[] = [];
-    const walk = (d: string) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : out.push(path.relative(dir, path.join(d, e.name)))));
+    const walk = (d: string) =>
+      fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
+        e.isDirectory() ? walk(path.join(d, e.name)) : out.push(path.relative(dir, path.join(d, e.name)));
+      });
     walk(dir);
     return out.sort();
   };
   const a = files(viaCli);
   t.deepEqual(a, files(viaApi));
-  t.false(a.some((f) => f.includes('.render-') || f.endsWith('.part')), 'no scratch left behind');
+  t.false(
+    a.some((f) => f.includes('.render-') || f.endsWith('.part')),
+    'no scratch left behind',
+  );
   // oggenc's random stream serial is pinned, so even the encoded audio is byte-identical.
   for (const f of a) t.is(md5(path.join(viaCli, f)), md5(path.join(viaApi, f)), f);
   const other = planDemoData(6, 6);
-  t.notDeepEqual(other.clips.map((c) => c.key), (await rendered).clips.map((c) => c.key));
+  t.notDeepEqual(
+    other.clips.map((c) => c.key),
+    (await rendered).clips.map((c) => c.key),
+  );
 });
 
 test('the plan balances instruments and labels like the release (no rendering)', (t) => {
@@ -122,15 +140,30 @@ test('the plan balances instruments and labels like the release (no rendering)',
     }
   }
   // balanced within each split, so probes can be trained and scored for every class
-  t.true(count.train.pos.every((p) => p >= 10), `train positives per class ${count.train.pos}`);
-  t.true(count.train.neg.every((p) => p >= 6), `train negatives per class ${count.train.neg}`);
-  t.true(count.test.pos.every((p) => p >= 3), `test positives per class ${count.test.pos}`);
-  t.true(count.test.neg.every((p) => p >= 2), `test negatives per class ${count.test.neg}`);
+  t.true(
+    count.train.pos.every((p) => p >= 10),
+    `train positives per class ${count.train.pos}`,
+  );
+  t.true(
+    count.train.neg.every((p) => p >= 6),
+    `train negatives per class ${count.train.neg}`,
+  );
+  t.true(
+    count.test.pos.every((p) => p >= 3),
+    `test positives per class ${count.test.pos}`,
+  );
+  t.true(
+    count.test.neg.every((p) => p >= 2),
+    `test negatives per class ${count.test.neg}`,
+  );
   const perClip = clips.reduce((n, c) => n + c.labels.length, 0) / clips.length;
   t.true(perClip > 2 && perClip < 3.2, `labels per clip ${perClip}`);
   const testShare = clips.filter((c) => c.split === 'test').length / 200;
   t.true(testShare > 0.2 && testShare < 0.3, `test share ${testShare}`);
-  t.false(clips.some((c) => ['071826', '095253'].includes(c.key.slice(0, 6))), 'errata track ids are never used');
+  t.false(
+    clips.some((c) => ['071826', '095253'].includes(c.key.slice(0, 6))),
+    'errata track ids are never used',
+  );
 });
 
 test('SMF encoding: variable-length deltas, note-off before note-on at one tick', (t) => {
@@ -157,5 +190,8 @@ test('an interrupted or earlier demo folder is replaced cleanly', async (t) => {
   const result = await generateDemoData({ out: dir, clips: 2, seed: 11, jobs: 1 });
   t.false(fs.existsSync(path.join(dir, 'audio', '999')));
   t.is(JSON.parse(fs.readFileSync(path.join(dir, 'calmkit-demo-data.json'), 'utf8')).complete, true);
-  t.deepEqual(OpenMIC.open(dir).keys, result.clips.map((c) => c.key));
+  t.deepEqual(
+    OpenMIC.open(dir).keys,
+    result.clips.map((c) => c.key),
+  );
 });

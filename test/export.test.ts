@@ -53,8 +53,20 @@ const variants: Array<{ format: string; wrap: string; prefix: boolean; foreign: 
 ];
 
 const ATTRS_FLAGS = [
-  '--preset', 'small', '--source', 'unit test', '--cond-total-length', '3000000', '--cond-offset', '44100',
-  '--cond-artist', '3', '--cond-genre', '5', '--max-bow-genre-size', '4',
+  '--preset',
+  'small',
+  '--source',
+  'unit test',
+  '--cond-total-length',
+  '3000000',
+  '--cond-offset',
+  '44100',
+  '--cond-artist',
+  '3',
+  '--cond-genre',
+  '5',
+  '--max-bow-genre-size',
+  '4',
 ];
 
 interface Comparison {
@@ -75,21 +87,26 @@ const root = tempDir('export');
 const jobs = [
   ...variants.map((v, i) => {
     const dir = path.join(root, `v${i}`);
-    const extra = ['--format', v.format, '--wrap', v.wrap, '--seed', `${3 + i}`,
-      ...(v.prefix ? ['--module-prefix'] : []), ...(v.foreign ? ['--foreign-hps'] : [])];
-    return { dir, layers: LAYERS, make: makeCkptArgs(dir, extra).slice(1),
-      export: exportArgs(dir, path.join(dir, 'out.pt'), LAYERS).slice(1) };
+    const extra = [
+      '--format',
+      v.format,
+      '--wrap',
+      v.wrap,
+      '--seed',
+      `${3 + i}`,
+      ...(v.prefix ? ['--module-prefix'] : []),
+      ...(v.foreign ? ['--foreign-hps'] : []),
+    ];
+    return { dir, layers: LAYERS, make: makeCkptArgs(dir, extra).slice(1), export: exportArgs(dir, path.join(dir, 'out.pt'), LAYERS).slice(1) };
   }),
   (() => {
     const dir = path.join(root, 'attrs');
-    return { dir, layers: 2, make: makeCkptArgs(dir).slice(1),
-      export: exportArgs(dir, path.join(dir, 'out.pt'), 2, ATTRS_FLAGS).slice(1) };
+    return { dir, layers: 2, make: makeCkptArgs(dir).slice(1), export: exportArgs(dir, path.join(dir, 'out.pt'), 2, ATTRS_FLAGS).slice(1) };
   })(),
 ];
 let results: Promise<Comparison[]> | undefined;
 function roundtrip(): Promise<Comparison[]> {
-  results ??= runOk([path.join(ROOT, 'test', 'reference', 'export_roundtrip.py')], JSON.stringify(jobs))
-    .then((out) => JSON.parse(out) as Comparison[]);
+  results ??= runOk([path.join(ROOT, 'test', 'reference', 'export_roundtrip.py')], JSON.stringify(jobs)).then((out) => JSON.parse(out) as Comparison[]);
   return results;
 }
 
@@ -98,8 +115,7 @@ test.after.always(() => {
 });
 
 variants.forEach((v, i) => {
-  const name = `${v.format} container, ${v.wrap} state dict${v.prefix ? ", 'module.' prefix" : ''}` +
-    `${v.foreign ? ', unimportable extra object' : ''}`;
+  const name = `${v.format} container, ${v.wrap} state dict${v.prefix ? ", 'module.' prefix" : ''}` + `${v.foreign ? ', unimportable extra object' : ''}`;
   test(`export: ${name}`, async (t) => {
     const r = (await roundtrip())[i];
     t.is(r.code, 0);
@@ -124,8 +140,14 @@ test('export: attributes follow the flags (preset, source, conditioning label)',
   t.deepEqual(r.extra, []);
   t.deepEqual(r.missing, []);
   t.like(r.attrs, {
-    preset: 'small', source: 'unit test', depth: 2, cond_total_length: 3000000, cond_offset: 44100,
-    cond_artist: 3, cond_genre: 5, max_bow_genre_size: 4,
+    preset: 'small',
+    source: 'unit test',
+    depth: 2,
+    cond_total_length: 3000000,
+    cond_offset: 44100,
+    cond_artist: 3,
+    cond_genre: 5,
+    max_bow_genre_size: 4,
   });
 });
 
@@ -144,11 +166,16 @@ test('export: a missing block key fails and names it; blocks beyond --layers may
 
 test('export: VQ-VAE problems are listed, missing keys and wrong shapes together', async (t) => {
   const dir = tempDir('export-vq');
-  await runOk(makeCkptArgs(dir, [
-    '--drop-key', 'encoders.2.level_blocks.1.model.2.bias',
-    '--drop-key', 'bottleneck.level_blocks.2.k',
-    '--bad-shape-key', 'encoders.2.level_blocks.0.model.1.1.model.0.model.3.weight',
-  ]));
+  await runOk(
+    makeCkptArgs(dir, [
+      '--drop-key',
+      'encoders.2.level_blocks.1.model.2.bias',
+      '--drop-key',
+      'bottleneck.level_blocks.2.k',
+      '--bad-shape-key',
+      'encoders.2.level_blocks.0.model.1.1.model.0.model.3.weight',
+    ]),
+  );
   const r = await runPy(exportArgs(dir, path.join(dir, 'out.pt'), LAYERS));
   t.not(r.code, 0);
   t.regex(r.stderr, /VQ-VAE checkpoint .* does not match/);
@@ -197,8 +224,22 @@ test('export: a checkpoint whose pickle would run code is read without running i
 
 test('export: --help documents the flags', async (t) => {
   const out = await runOk([EXPORT, '--help']);
-  for (const flag of ['--vqvae', '--prior', '--out', '--layers', '--width', '--heads', '--n-ctx', '--blocks',
-    '--depth-full', '--m-attn', '--m-mlp', '--attn-order', '--vq-downs', '--cond-total-length']) {
+  for (const flag of [
+    '--vqvae',
+    '--prior',
+    '--out',
+    '--layers',
+    '--width',
+    '--heads',
+    '--n-ctx',
+    '--blocks',
+    '--depth-full',
+    '--m-attn',
+    '--m-mlp',
+    '--attn-order',
+    '--vq-downs',
+    '--cond-total-length',
+  ]) {
     t.true(out.includes(flag), flag);
   }
 });

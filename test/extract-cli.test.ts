@@ -125,7 +125,9 @@ test.serial('bad audio files are recorded as failures with their reasons; every 
   for (const layer of [3, 6]) {
     const { keys, store } = snapshot(layerDir(out, layer));
     t.deepEqual(keys, bad.good);
-    const manifest = JSON.parse(fs.readFileSync(path.join(layerDir(out, layer), 'manifest.json'), 'utf8')) as { failures: { key: string; input: string; code: string; message: string }[] };
+    const manifest = JSON.parse(fs.readFileSync(path.join(layerDir(out, layer), 'manifest.json'), 'utf8')) as {
+      failures: { key: string; input: string; code: string; message: string }[];
+    };
     t.deepEqual(manifest.failures.map((f) => f.key).sort(), Object.keys(bad.bad).sort());
     for (const f of manifest.failures) {
       t.regex(f.code, expected[bad.bad[f.key]!]!);
@@ -142,7 +144,10 @@ test('files as input: keys are base names; two files with one key are refused', 
   fs.mkdirSync(path.join(dir, 'a'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'b'), { recursive: true });
   const items = fileItems([path.join(dir, 'b', 'y.wav'), path.join(dir, 'a', 'x.ogg')]);
-  t.deepEqual(items.map((i) => i.key), ['x', 'y']);
+  t.deepEqual(
+    items.map((i) => i.key),
+    ['x', 'y'],
+  );
   const err = t.throws(() => fileItems([path.join(dir, 'a', 'x.ogg'), path.join(dir, 'b', 'x.wav')]), { instanceOf: DataError });
   t.is(err.code, 'ERR_DATA_DUPLICATE_KEY');
   t.regex(err.message, /a\/x\.ogg and .*b\/x\.wav both have the sample key 'x'/);
@@ -158,7 +163,14 @@ test('settings hash: stable, defaults filled in, descriptive fields and option o
   t.is(a.targetSeconds, 62);
   t.is(settingsHash(a), settingsHash(b));
   t.regex(settingsHash(a), /^[0-9a-f]{24}$/);
-  for (const change of [{ formatting: 'upsample' as const }, { layers: [6] }, { dtype: 'float16' as const }, { precision: 'bf16' as const }, { windows: 'all' as const }, { model: { id: 'n' } }]) {
+  for (const change of [
+    { formatting: 'upsample' as const },
+    { layers: [6] },
+    { dtype: 'float16' as const },
+    { precision: 'bf16' as const },
+    { windows: 'all' as const },
+    { model: { id: 'n' } },
+  ]) {
     t.not(settingsHash(resolveSettings({ model: { id: 'm' }, layers: [3, 6], formatting: 'tile', ...change })), settingsHash(a), JSON.stringify(change));
   }
   t.deepEqual(resolveSettings({ model: { id: 'm' }, modelLayers: 6 }).layers, [6]);
@@ -171,8 +183,17 @@ test('shards are disjoint, cover every key and do not depend on input order', (t
   const items = Array.from({ length: 11 }, (_, i) => ({ key: `k${String(i).padStart(2, '0')}`, input: '' }));
   const shuffled = items.slice().reverse();
   const parts = [0, 1, 2].map((i) => selectShard(shuffled, parseShard(`${i}/3`)).map((x) => x.key));
-  t.deepEqual(parts.flat().sort(), items.map((x) => x.key));
-  t.deepEqual(parts.map((p) => p.length), [4, 4, 3]);
-  t.deepEqual(selectShard(items, { index: 1, count: 3 }).map((x) => x.key), parts[1]);
+  t.deepEqual(
+    parts.flat().sort(),
+    items.map((x) => x.key),
+  );
+  t.deepEqual(
+    parts.map((p) => p.length),
+    [4, 4, 3],
+  );
+  t.deepEqual(
+    selectShard(items, { index: 1, count: 3 }).map((x) => x.key),
+    parts[1],
+  );
   for (const bad of ['3/3', '1', 'a/b', '-1/2', '0/0']) t.throws(() => parseShard(bad), { code: 'ERR_INVALID_ARGUMENT' });
 });

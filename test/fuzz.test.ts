@@ -44,12 +44,18 @@ test.before(async () => {
   }
   // The store's files, each behind the byte that picks its parser (fuzz-store-child.ts), as written and resealed.
   fs.mkdirSync(path.join(dir, 'store-seeds'));
-  const store = FeatureStore.open(path.join(dir, 'store'), { create: { model: { id: 'm' }, layers: [36], pooling: 'segments', formatting: 'tile', dtype: 'float16' } });
+  const store = FeatureStore.open(path.join(dir, 'store'), {
+    create: { model: { id: 'm' }, layers: [36], pooling: 'segments', formatting: 'tile', dtype: 'float16' },
+  });
   const w = store.writer({ id: 'w', shardSize: 3 });
   for (let i = 0; i < 5; i++) w.put(`k${i}`, [i, i + 1, i + 2, i + 3], [2, 2]);
   w.fail('bad', { input: '/a/bad.ogg', code: 'ERR_AUDIO_DECODE', message: 'no audio' });
   w.close();
-  for (const [selector, file] of [[0, 'store.json'], [2, 'shards/w-000000.json'], [3, 'manifest.json']] as const) {
+  for (const [selector, file] of [
+    [0, 'store.json'],
+    [2, 'shards/w-000000.json'],
+    [3, 'manifest.json'],
+  ] as const) {
     const bytes = fs.readFileSync(path.join(dir, 'store', file));
     fs.writeFileSync(path.join(dir, 'store-seeds', `${selector}-as-written`), Buffer.concat([Buffer.from([selector]), bytes]));
     // Bit 2: the child seals what follows `{` anew, so mutations of the JSON get past the checksum.
@@ -97,12 +103,16 @@ test.serial(`fuzz_store: a ${SECONDS} s run of the feature store's parsers finds
   const artifacts = path.join(dir, 'store-artifacts') + path.sep;
   fs.mkdirSync(artifacts);
   const env = { ...ENV, CALMKIT_FUZZ_NODE: process.execPath, CALMKIT_FUZZ_STORE_CHILD: path.join(__dirname, 'helpers', 'fuzz-store-child.ts') };
-  const run = spawnSync(path.join(BUILD, 'fuzz_store'), ['-max_len=65536', '-timeout=25', `-max_total_time=${SECONDS}`, `-artifact_prefix=${artifacts}`, corpus, path.join(dir, 'store-seeds')], {
-    env,
-    cwd: ROOT,
-    encoding: 'utf8',
-    maxBuffer: 256 << 20,
-  });
+  const run = spawnSync(
+    path.join(BUILD, 'fuzz_store'),
+    ['-max_len=65536', '-timeout=25', `-max_total_time=${SECONDS}`, `-artifact_prefix=${artifacts}`, corpus, path.join(dir, 'store-seeds')],
+    {
+      env,
+      cwd: ROOT,
+      encoding: 'utf8',
+      maxBuffer: 256 << 20,
+    },
+  );
   const done = /Done (\d+) runs in (\d+) second/.exec(run.stderr);
   const features = /DONE +cov: \d+ ft: (\d+)/.exec(run.stderr);
   t.log(done ? `${done[1]} runs in ${done[2]} s, ${features?.[1]} coverage features` : run.stderr.slice(-2000));

@@ -27,7 +27,20 @@ test('gpu-check --device cpu: build, correctness, the benchmark engine with the 
     t.deepEqual(report.extract, JSON.parse(JSON.stringify(extract)));
     t.is(extract.host, 'calmkit-core');
     const runs = extract.rows.map((b) => `${b.precision}/${b.tokens}/${b.batch}`).sort();
-    t.deepEqual(runs, ['bf16/1024/1', 'bf16/1024/2', 'bf16/430/1', 'bf16/430/2', 'fp16/1024/1', 'fp16/1024/2', 'fp16/430/1', 'fp16/430/2', 'fp32/1024/1', 'fp32/1024/2', 'fp32/430/1', 'fp32/430/2']);
+    t.deepEqual(runs, [
+      'bf16/1024/1',
+      'bf16/1024/2',
+      'bf16/430/1',
+      'bf16/430/2',
+      'fp16/1024/1',
+      'fp16/1024/2',
+      'fp16/430/1',
+      'fp16/430/2',
+      'fp32/1024/1',
+      'fp32/1024/2',
+      'fp32/430/1',
+      'fp32/430/2',
+    ]);
     for (const b of extract.rows) {
       t.true(b.clipsPerSecond > 0 && b.peakRssBytes > 0 && b.peakFraction > 0, b.label);
       if (b.precision !== 'fp32') t.true(b.vsFp32!.tokensIdentical && b.vsFp32!.cosine > 0.999, b.label);

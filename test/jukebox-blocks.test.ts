@@ -5,7 +5,11 @@ import test from 'ava';
 import { ArgumentError } from '../lib/errors';
 import { jukeboxAttention, jukeboxTimingBins } from '../lib/model/testing';
 
-const B = 1, H = 2, T = 24, D = 4, BC = 4; // 6 blocks of 4
+const B = 1,
+  H = 2,
+  T = 24,
+  D = 4,
+  BC = 4; // 6 blocks of 4
 const SHAPE: [number, number, number, number] = [B, H, T, D];
 
 function random(n: number, seed: number): Float32Array {
@@ -47,7 +51,9 @@ const MAY_SEE: Record<'row' | 'column' | 'prev', (query: number, key: number) =>
   prev: (i, p) => block(i) === block(p) + 1,
 };
 
-const q = random(B * H * T * D, 1), k = random(B * H * T * D, 2), v = random(B * H * T * D, 3);
+const q = random(B * H * T * D, 1),
+  k = random(B * H * T * D, 2),
+  v = random(B * H * T * D, 3);
 
 for (const impl of ['batched', 'fused'] as const) {
   for (const kind of ['row', 'column', 'prev'] as const) {
@@ -93,7 +99,7 @@ test('previous-block attention: the first block sees a zero block, so its output
   for (let h = 0; h < H; h++) for (let i = 0; i < BC * D; i++) t.is(out[h * T * D + i], 0);
 });
 
-test('row attention at the first position of a block returns that position\'s value', (t) => {
+test("row attention at the first position of a block returns that position's value", (t) => {
   const out = jukeboxAttention(q, k, v, SHAPE, 'row', BC);
   for (const p of [0, 4, 8]) for (let j = 0; j < D; j++) t.true(Math.abs(out[p * D + j] - v[p * D + j]) < 1e-6);
 });
@@ -116,7 +122,9 @@ test('timing bins for the 5B hyperparameters match the spec table', (t) => {
   t.deepEqual(at([0, 166, 167, 1614, 1615, 8074, 8075, 8191], bins.relative), [0, 0, 1, 9, 9, 48, 48, 49]);
   t.deepEqual(at([0, 1614, 1615, 3229, 3230, 4844, 4845, 6459, 6460, 8074, 8075, 8191], bins.absolute), [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
   // Changes of the absolute bin, exactly where the spec says.
-  const changes = range(8191).filter((x) => bins.absolute[x + 1] !== bins.absolute[x]).map((x) => x + 1);
+  const changes = range(8191)
+    .filter((x) => bins.absolute[x + 1] !== bins.absolute[x])
+    .map((x) => x + 1);
   t.deepEqual(changes, [1615, 3230, 4845, 6460, 8075]);
   // The float32 computation agrees with the exact rationals at every position (spec 3.2).
   for (let x = 0; x < 8192; x++) {

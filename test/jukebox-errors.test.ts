@@ -102,8 +102,14 @@ test('layers out of range and bad options are ArgumentErrors', async (t) => {
   await t.throwsAsync(model.extract(OPENMIC_CLIP, { pooling: 'segments' }), { instanceOf: ArgumentError, message: /segment length/ });
   await t.throwsAsync(model.extract([]), { instanceOf: ArgumentError });
   // Clips of a batch may differ in length (each runs on its own); a bad one fails the call before any work.
-  const mixed = await model.extract([{ samples: synthAudio(20000), sampleRate: 44100 }, { samples: synthAudio(30000), sampleRate: 44100 }]);
-  t.deepEqual(mixed.map((f) => f.tokens.length), [Math.floor(20000 / 128), Math.floor(30000 / 128)]);
+  const mixed = await model.extract([
+    { samples: synthAudio(20000), sampleRate: 44100 },
+    { samples: synthAudio(30000), sampleRate: 44100 },
+  ]);
+  t.deepEqual(
+    mixed.map((f) => f.tokens.length),
+    [Math.floor(20000 / 128), Math.floor(30000 / 128)],
+  );
   await t.throwsAsync(model.extract([{ samples: synthAudio(20000), sampleRate: 44100 }, { tokens: new Int32Array([1, 2, 5000]) }]), {
     instanceOf: ArgumentError,
     message: /token 5000/,

@@ -49,7 +49,10 @@ const ALL_LAYERS = [1, 2, 3, 4, 5, 6];
 async function compare(t: import('ava').ExecutionContext, samples: Float32Array, pooling: 'mean' | 'segments' | 'none', name: string): Promise<void> {
   const refPooling = pooling === 'segments' ? 'segments:100' : pooling;
   const refDir = runReference(samples, ALL_LAYERS, refPooling, name);
-  const ours = await model.extract({ samples, sampleRate: 44100 }, { layers: ALL_LAYERS, pooling, segmentTokens: pooling === 'segments' ? 100 : undefined, normalise: false });
+  const ours = await model.extract(
+    { samples, sampleRate: 44100 },
+    { layers: ALL_LAYERS, pooling, segmentTokens: pooling === 'segments' ? 100 : undefined, normalise: false },
+  );
   const refTokens = readNpy(path.join(refDir, 'tokens.npy'));
   t.deepEqual(Array.from(ours.tokens), Array.from(refTokens.data as BigInt64Array, Number), 'tokens');
   for (const layer of ALL_LAYERS) {

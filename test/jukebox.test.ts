@@ -53,7 +53,10 @@ test('info: hyperparameters, storage dtypes and where it runs', (t) => {
   const f16 = info.dtypes.find((d) => d.dtype === 'float16');
   // Four projection weights per block are stored in half precision, as jukebox's fp16_params.
   t.is(f16?.tensors, 4 * 6);
-  t.is(info.bytes, info.dtypes.reduce((n, d) => n + d.bytes, 0));
+  t.is(
+    info.bytes,
+    info.dtypes.reduce((n, d) => n + d.bytes, 0),
+  );
   t.true(info.fileBytes > info.bytes * 0.9);
 });
 
@@ -157,9 +160,18 @@ test('segments pooling equals means of the raw rows; seconds convert to tokens',
 test('stream yields raw chunks window after window, matching extract', async (t) => {
   const chunks: JukeboxChunk[] = [];
   for await (const c of model.stream(OPENMIC_CLIP, { layers: [1, 3], windows: 'all' })) chunks.push(c);
-  t.deepEqual(chunks.map((c) => `${c.window}:${c.layer}`), ['0:1', '0:3', '1:1', '1:3', '2:1', '2:3', '3:1', '3:3']);
-  t.deepEqual(chunks.map((c) => c.start), [0, 0, 1024, 1024, 2048, 2048, 3072, 3072]);
-  t.deepEqual(chunks.filter((c) => c.layer === 3).map((c) => c.shape[0]), [1024, 1024, 1024, 373]);
+  t.deepEqual(
+    chunks.map((c) => `${c.window}:${c.layer}`),
+    ['0:1', '0:3', '1:1', '1:3', '2:1', '2:3', '3:1', '3:3'],
+  );
+  t.deepEqual(
+    chunks.map((c) => c.start),
+    [0, 0, 1024, 1024, 2048, 2048, 3072, 3072],
+  );
+  t.deepEqual(
+    chunks.filter((c) => c.layer === 3).map((c) => c.shape[0]),
+    [1024, 1024, 1024, 373],
+  );
   const whole = await model.extract(OPENMIC_CLIP, { layers: [3], windows: 'all', pooling: 'none' });
   const joined = new Float32Array(3445 * W);
   for (const c of chunks.filter((x) => x.layer === 3)) joined.set(c.data, c.start * W);
@@ -212,9 +224,12 @@ test('an abort keeps its reason: a timeout in the middle of a pass, and one that
   // What AbortSignal.timeout() aborts with, raised at a known point of the pass (a timer would race the clip).
   const timeout = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
   const ac = new AbortController();
-  const err = await t.throwsAsync(model.extract(OPENMIC_CLIP, { layers: [6], windows: 'all', signal: ac.signal, onProgress: (p) => p.blocksDone >= 2 && ac.abort(timeout) }), {
-    instanceOf: AbortError,
-  });
+  const err = await t.throwsAsync(
+    model.extract(OPENMIC_CLIP, { layers: [6], windows: 'all', signal: ac.signal, onProgress: (p) => p.blocksDone >= 2 && ac.abort(timeout) }),
+    {
+      instanceOf: AbortError,
+    },
+  );
   t.is(err!.cause, timeout);
   t.regex(err!.message, /\(TimeoutError: The operation was aborted due to timeout\)$/);
   const fired = AbortSignal.timeout(1);
@@ -249,7 +264,7 @@ test('dispose: later use throws DisposedError; asyncDispose disposes', async (t)
   t.notThrows(() => m.dispose(), 'dispose twice is harmless');
 });
 
-test('calmkit-core extract writes tokens.npy and layer{L}.npy equal to the addon\'s features', async (t) => {
+test("calmkit-core extract writes tokens.npy and layer{L}.npy equal to the addon's features", async (t) => {
   const tool = path.join(__dirname, '..', 'build', 'calmkit-core');
   t.true(fs.existsSync(tool), `${tool} is missing: build with npx cmake-js compile --out build`);
   const samples = synthAudio(N_CTX * 128 + 25000, 9);
@@ -275,7 +290,10 @@ test('stream: pooled modes yield one chunk per clip and layer; failures reject t
   const audio = { samples: synthAudio(60000, 10), sampleRate: 44100 };
   const chunks: JukeboxChunk[] = [];
   for await (const c of model.stream([audio, audio], { layers: [2, 4], pooling: 'mean' })) chunks.push(c);
-  t.deepEqual(chunks.map((c) => `${c.clip}:${c.layer}`), ['0:2', '0:4', '1:2', '1:4']);
+  t.deepEqual(
+    chunks.map((c) => `${c.clip}:${c.layer}`),
+    ['0:2', '0:4', '1:2', '1:4'],
+  );
   t.deepEqual(chunks[0].shape, [1, W]);
   t.deepEqual(chunks[0].data, chunks[2].data);
   const it = model.stream(audio, { layers: [9] })[Symbol.asyncIterator]();

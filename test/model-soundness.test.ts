@@ -64,11 +64,19 @@ test('an empty tensor record is refused (it used to load and then crash extract 
 });
 
 test('a tensor record cut short is refused, naming the tensor and both sizes', async (t) => {
-  await refused(t, damaged('cut-qkv.pt'), /'prior\.transformer\._attn_mods\.0\.attn\.c_attn\.w': its data record '[^']+' holds 1000 bytes; float16 \(128, 96\) needs 24576/);
+  await refused(
+    t,
+    damaged('cut-qkv.pt'),
+    /'prior\.transformer\._attn_mods\.0\.attn\.c_attn\.w': its data record '[^']+' holds 1000 bytes; float16 \(128, 96\) needs 24576/,
+  );
 });
 
 test('changed bytes inside a tensor record fail its CRC-32, naming the tensor', async (t) => {
-  await refused(t, damaged('flip-qkv.pt'), /'prior\.transformer\._attn_mods\.0\.attn\.c_attn\.w': its data record '[^']+' is damaged \(its bytes do not match the archive's CRC-32\)/);
+  await refused(
+    t,
+    damaged('flip-qkv.pt'),
+    /'prior\.transformer\._attn_mods\.0\.attn\.c_attn\.w': its data record '[^']+' is damaged \(its bytes do not match the archive's CRC-32\)/,
+  );
   // The opt-out for trusted files skips the CRC (and so loads the altered bytes): it is what it says.
   const trusted = await Jukebox.load(path.join(dir, 'flip-qkv.pt'), { verifyWeights: false });
   trusted.dispose();
@@ -116,7 +124,11 @@ test.serial('paths that are not regular files are refused at once with the reaso
   fs.symlinkSync(loop, loop);
   const started = Date.now();
   // A FIFO with no writer used to hold the load (and every later load) forever.
-  await t.throwsAsync(Jukebox.load(fifo), { instanceOf: ModelError, code: 'ERR_MODEL_FILE', message: /model\.fifo: is a FIFO \(named pipe\), not a regular file/ });
+  await t.throwsAsync(Jukebox.load(fifo), {
+    instanceOf: ModelError,
+    code: 'ERR_MODEL_FILE',
+    message: /model\.fifo: is a FIFO \(named pipe\), not a regular file/,
+  });
   await t.throwsAsync(Jukebox.load(loop), { instanceOf: ModelError, code: 'ERR_MODEL_FILE', message: /loop\.pt: symlink loop/ });
   await t.throwsAsync(Jukebox.load('/dev/zero'), { instanceOf: ModelError, code: 'ERR_MODEL_FILE', message: /is a device/ });
   await t.throwsAsync(Jukebox.load(dir), { instanceOf: ModelError, code: 'ERR_MODEL_FILE', message: /is a directory/ });

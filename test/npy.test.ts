@@ -112,7 +112,10 @@ np.save('m16.npy', (np.arange(20 * 3, dtype='<f4').reshape(20, 3) / 3).astype(np
 `);
   const rows = readNpyRows(path.join(tmp, 'm.npy'), 10, 13);
   t.deepEqual(rows.shape, [3, 7]);
-  t.deepEqual(Array.from(rows.data as Float32Array), Array.from({ length: 21 }, (_, i) => 70 + i));
+  t.deepEqual(
+    Array.from(rows.data as Float32Array),
+    Array.from({ length: 21 }, (_, i) => 70 + i),
+  );
   t.deepEqual(readNpyRows(path.join(tmp, 'm.npy'), 50, 50).shape, [0, 7]);
   const h = readNpyRows(path.join(tmp, 'm16.npy'), 19, 20);
   t.is((h.data as Float32Array)[2], fromHalfBits(toHalfBits(59 / 3)));

@@ -25,7 +25,7 @@ function makeRoot(labelLines: string[] | null, extra: (root: string) => void = (
   fs.mkdirSync(path.join(root, 'partitions'), { recursive: true });
   fs.copyFileSync(path.join(FIXTURES, 'class-map.json'), path.join(root, 'class-map.json'));
   for (const f of ['split01_train.csv', 'split01_test.csv']) fs.copyFileSync(path.join(FIXTURES, 'partitions', f), path.join(root, 'partitions', f));
-  if (labelLines) fs.writeFileSync(path.join(root, 'openmic-2018-aggregated-labels.csv'), [HEADER, ...labelLines].join('\n') + '\n');
+  if (labelLines) fs.writeFileSync(path.join(root, 'openmic-2018-aggregated-labels.csv'), `${[HEADER, ...labelLines].join('\n')}\n`);
   extra(root);
   return root;
 }
@@ -58,10 +58,19 @@ test('label semantics: > 0.5 present, < 0.5 absent, exactly 0.5 or no row unlabe
   t.is(ds.target(a, 'organ'), undefined);
   t.is(ds.target(b, 'guitar'), 1);
   t.is(ds.target(b, 6), undefined);
-  t.deepEqual(ds.labels(a).map((l) => [l.instrument, l.target]), [['clarinet', 0], ['flute', 1]]);
+  t.deepEqual(
+    ds.labels(a).map((l) => [l.instrument, l.target]),
+    [
+      ['clarinet', 0],
+      ['flute', 1],
+    ],
+  );
   t.deepEqual(ds.report.unlabelledRows, [{ key: a, instrument: 'piano', line: 4 }]);
   const m = ds.labelMatrix([a]);
-  t.is(m.yMask.reduce((s, v) => s + v, 0), 2);
+  t.is(
+    m.yMask.reduce((s, v) => s + v, 0),
+    2,
+  );
   t.is(m.yTrue[INSTRUMENTS.indexOf('piano')], 0.5);
   const counts = ds.labelCounts();
   t.deepEqual(counts.find((c) => c.instrument === 'flute')!.train, { pos: 1, neg: 0, unlabelled: ds.train.length - 1 });
@@ -75,7 +84,14 @@ test('errata: corrupted tracks are skipped with a report, hand corrections are a
   t.is(ds.test.length, 5085 - 2);
   t.is(ds.report.skipped.length, 10);
   t.true(ds.report.skipped.every((s) => s.reason === 'corrupted-source'));
-  t.deepEqual(ds.report.corrections.map((c) => [c.key, c.action]), [['095253_134400', 'overridden'], ['095263_96000', 'added'], ['113025_99840', 'added']]);
+  t.deepEqual(
+    ds.report.corrections.map((c) => [c.key, c.action]),
+    [
+      ['095253_134400', 'overridden'],
+      ['095263_96000', 'added'],
+      ['113025_99840', 'added'],
+    ],
+  );
   t.is(ds.report.droppedLabelRows, 2);
   t.false(ds.train.includes('095253_134400'));
   const kept = OpenMIC.open(root, { ...NO_AUDIO, errata: { skipCorrupted: false } });
@@ -100,18 +116,32 @@ test('stratified validation: 15% of each class, seeded and deterministic', (t) =
     t.is(p.train.keys.length + p.val.keys.length, labelledTrain.length);
     const val = new Set(p.val.keys);
     t.false(p.train.keys.some((k) => val.has(k)));
-    p.val.keys.forEach((k, i) => t.is(p.val.targets[i], ds.target(k, p.instrument) as number));
-    t.deepEqual(p.test.keys, ds.test.filter((k) => ds.target(k, p.instrument) !== undefined));
+    p.val.keys.forEach((k, i) => {
+      t.is(p.val.targets[i], ds.target(k, p.instrument) as number);
+    });
+    t.deepEqual(
+      p.test.keys,
+      ds.test.filter((k) => ds.target(k, p.instrument) !== undefined),
+    );
     t.is(p.test.pos + p.test.neg, p.test.keys.length);
   }
   const again = ds.partitions({ instruments: ['piano', 'drums', 'flute'], seed: 7 });
-  t.deepEqual(again.map((p) => p.val.keys), parts.map((p) => p.val.keys));
+  t.deepEqual(
+    again.map((p) => p.val.keys),
+    parts.map((p) => p.val.keys),
+  );
   const other = ds.partitions({ instruments: ['piano', 'drums', 'flute'], seed: 8 });
-  t.notDeepEqual(other.map((p) => p.val.keys), parts.map((p) => p.val.keys));
+  t.notDeepEqual(
+    other.map((p) => p.val.keys),
+    parts.map((p) => p.val.keys),
+  );
   const summary = ds.partitionSummary({ seed: 7 });
   t.is(summary.length, 20);
   t.deepEqual(summary.find((s) => s.instrument === 'piano')!.val, { pos: parts[0]!.val.pos, neg: parts[0]!.val.neg });
-  t.deepEqual(summary.find((s) => s.instrument === 'organ'), { instrument: 'organ', train: { pos: 0, neg: 0 }, val: { pos: 0, neg: 0 }, test: { pos: 0, neg: 0 } });
+  t.deepEqual(
+    summary.find((s) => s.instrument === 'organ'),
+    { instrument: 'organ', train: { pos: 0, neg: 0 }, val: { pos: 0, neg: 0 }, test: { pos: 0, neg: 0 } },
+  );
 });
 
 test('Gururani 2019 split: 12,678/2,237 over the real train keys, used as the validation fold', (t) => {
@@ -124,19 +154,31 @@ test('Gururani 2019 split: 12,678/2,237 over the real train keys, used as the va
   const val = new Set(split.val);
   for (const p of ds.partitions({ validation: 'gururani2019', gururaniSplit: GURURANI, instruments: ['violin', 'cello'] })) {
     const labelled = ds.train.filter((k) => ds.target(k, p.instrument) !== undefined);
-    t.deepEqual(p.val.keys, labelled.filter((k) => val.has(k)));
-    t.deepEqual(p.train.keys, labelled.filter((k) => !val.has(k)));
+    t.deepEqual(
+      p.val.keys,
+      labelled.filter((k) => val.has(k)),
+    );
+    t.deepEqual(
+      p.train.keys,
+      labelled.filter((k) => !val.has(k)),
+    );
   }
   // Without an explicit path the file is looked up under the root.
   t.is(t.throws(() => ds.partitions({ validation: 'gururani2019' }), { instanceOf: DataError })?.code, 'ERR_DATA_NOT_FOUND');
   fs.mkdirSync(path.join(root, 'attentionmic-gururani2019'));
   fs.copyFileSync(GURURANI, path.join(root, 'attentionmic-gururani2019', 'gururani2019_trainval_split_keys.csv'));
-  t.is(ds.partitions({ validation: 'gururani2019', instruments: ['violin'] })[0]!.val.keys.length, ds.train.filter((k) => ds.target(k, 'violin') !== undefined && val.has(k)).length);
+  t.is(
+    ds.partitions({ validation: 'gururani2019', instruments: ['violin'] })[0]!.val.keys.length,
+    ds.train.filter((k) => ds.target(k, 'violin') !== undefined && val.has(k)).length,
+  );
 });
 
 test('artist-disjoint validation needs metadata and keeps every artist on one side', (t) => {
   const keys = [...TRAIN.slice(0, 800), ...TEST.slice(0, 100)];
-  const meta = ['track_id,artist_id,album_id,sample_key,start_time', ...keys.map((k, i) => `${Number(k.slice(0, 6))},${Math.floor(i / 4) % 150}.0,1.0,${k},${Number(k.split('_')[1]) / 1000}`)];
+  const meta = [
+    'track_id,artist_id,album_id,sample_key,start_time',
+    ...keys.map((k, i) => `${Number(k.slice(0, 6))},${Math.floor(i / 4) % 150}.0,1.0,${k},${Number(k.split('_')[1]) / 1000}`),
+  ];
   const labels = syntheticLabels(800, 100, ['trumpet', 'saxophone']);
   const root = makeRoot(labels, (r) => fs.writeFileSync(path.join(r, 'openmic-2018-metadata.csv'), meta.join('\n')));
   const ds = OpenMIC.open(root, NO_AUDIO);
@@ -156,7 +198,9 @@ test('artist-disjoint validation needs metadata and keeps every artist on one si
 test('openmic-2018.npz: labels and sample_key order from a numpy-written npz, cross-checked with the CSV', (t) => {
   const labels = syntheticLabels(40, 10, ['bass', 'organ']);
   const pyBuild = (root: string, dropOne = false, tamper = false) =>
-    execFileSync(PYTHON, ['-c', `
+    execFileSync(PYTHON, [
+      '-c',
+      `
 import numpy as np, csv, json
 root = ${JSON.stringify(root)}
 keys = sorted(open(root + '/partitions/split01_train.csv').read().split() + open(root + '/partitions/split01_test.csv').read().split())
@@ -169,7 +213,8 @@ for r in csv.DictReader(open(root + '/openmic-2018-aggregated-labels.csv')):
 if ${tamper ? 'True' : 'False'}: Y_true[np.argwhere(Y_mask)[0][0], np.argwhere(Y_mask)[0][1]] = 0.99
 X = (np.arange(len(keys) * 8, dtype=np.int64) % 256).reshape(len(keys), 2, 4)  # the release's is (n, 10, 128); small here to keep the test light
 np.savez(root + '/openmic-2018.npz', X=X, Y_true=Y_true, Y_mask=Y_mask, sample_key=np.array(keys, dtype=object))
-`]);
+`,
+    ]);
   const root = makeRoot(labels);
   pyBuild(root);
   const both = OpenMIC.open(root, NO_AUDIO);
@@ -179,7 +224,9 @@ np.savez(root + '/openmic-2018.npz', X=X, Y_true=Y_true, Y_mask=Y_mask, sample_k
   const probe = [TEST[3]!, TRAIN[7]!];
   const vg = both.vggishFeatures(probe);
   t.deepEqual(vg.shape, [2, 2, 4]);
-  probe.forEach((k, i) => t.is(vg.data[i * 8 + 5], (sorted.indexOf(k) * 8 + 5) % 256));
+  probe.forEach((k, i) => {
+    t.is(vg.data[i * 8 + 5], (sorted.indexOf(k) * 8 + 5) % 256);
+  });
   // npz only: the labels come from Y_true/Y_mask
   const csvDs = OpenMIC.open(root, { ...NO_AUDIO, npz: 'ignore' });
   fs.rmSync(path.join(root, 'openmic-2018-aggregated-labels.csv'));
@@ -204,7 +251,9 @@ np.savez(root + '/openmic-2018.npz', X=X, Y_true=Y_true, Y_mask=Y_mask, sample_k
 test('VGGish features from the npz and from the per-clip JSON files agree; short JSON clips are padded and counted', (t) => {
   const root = makeRoot(syntheticLabels(30, 20, ['bass']));
   const keys = [...TRAIN.slice(0, 30), ...TEST.slice(0, 20)].sort();
-  execFileSync(PYTHON, ['-c', `
+  execFileSync(PYTHON, [
+    '-c',
+    `
 import numpy as np, json, os
 root = ${JSON.stringify(root)}
 keys = ${JSON.stringify(keys)}
@@ -216,7 +265,8 @@ for i, k in enumerate(keys):
     frames = 7 if i == 3 else 10
     with open(root + '/vggish/' + k[:3] + '/' + k + '.json', 'w') as f:
         json.dump({'time_points': [round(0.96 * j, 2) for j in range(frames)], 'features': X[i, :frames].tolist()}, f)
-`]);
+`,
+  ]);
   const ds = OpenMIC.open(root, { ...NO_AUDIO, npz: 'ignore' });
   t.is(ds.vggishSource(), 'npz');
   const probe = [keys[3]!, keys[0]!, keys[17]!];
@@ -228,7 +278,10 @@ for i, k in enumerate(keys):
   t.deepEqual(Array.from(fromJson.validFrames!), [7, 10, 10]);
   t.deepEqual(fromJson.data.subarray(1280), fromNpz.data.subarray(1280), 'clips 2 and 3 are equal');
   t.deepEqual(fromJson.data.subarray(0, 7 * 128), fromNpz.data.subarray(0, 7 * 128), "the short clip's real frames are equal");
-  t.true(fromJson.data.subarray(7 * 128, 1280).every((v) => v === 0), 'and its padding is zero');
+  t.true(
+    fromJson.data.subarray(7 * 128, 1280).every((v) => v === 0),
+    'and its padding is zero',
+  );
   t.true(fromNpz.data.every((v) => Number.isInteger(v) && v >= 0 && v <= 255));
   // Without the npz the JSON files are the source.
   fs.rmSync(path.join(root, 'openmic-2018.npz'));
@@ -243,7 +296,7 @@ for i, k in enumerate(keys):
   t.is(t.throws(() => ds.vggishFeatures([TRAIN[40]!]), { instanceOf: DataError })?.code, 'ERR_DATA_NOT_FOUND');
   // And the real sample file of the release reads as 10 x 128 values 0-255.
   const sampleRoot = makeRoot(null, (r) => fs.cpSync(path.join(FIXTURES, 'format-samples-mirdata', 'vggish'), path.join(r, 'vggish'), { recursive: true }));
-  fs.writeFileSync(path.join(sampleRoot, 'openmic-2018-aggregated-labels.csv'), HEADER + '\n');
+  fs.writeFileSync(path.join(sampleRoot, 'openmic-2018-aggregated-labels.csv'), `${HEADER}\n`);
   const sample = OpenMIC.open(sampleRoot, NO_AUDIO).vggishFeatures(['000046_3840']);
   t.deepEqual(sample.shape, [1, 10, 128]);
   t.is(sample.data[0], 173);
@@ -258,7 +311,9 @@ test('bad inputs are typed DataErrors naming the file and line', (t) => {
     t.regex(err!.message, pattern);
   };
   expectError([`${k},piano,0.9,3`], 'ERR_DATA_NOT_FOUND', /class-map\.json/, (r) => fs.rmSync(path.join(r, 'class-map.json')));
-  expectError([`${k},piano,0.9,3`], 'ERR_DATA_CLASS_MAP', /class-map\.json/, (r) => fs.writeFileSync(path.join(r, 'class-map.json'), '{"piano": 0, "organ": 0}'));
+  expectError([`${k},piano,0.9,3`], 'ERR_DATA_CLASS_MAP', /class-map\.json/, (r) =>
+    fs.writeFileSync(path.join(r, 'class-map.json'), '{"piano": 0, "organ": 0}'),
+  );
   expectError([`${k},piano,0.9,3`, `${k},kazoo,0.9,3`], 'ERR_DATA_UNKNOWN_INSTRUMENT', /aggregated-labels\.csv:3: unknown instrument 'kazoo'/);
   expectError([`${k},piano,high,3`], 'ERR_DATA_LABEL', /aggregated-labels\.csv:2: relevance 'high'/);
   expectError([`${k},piano,1.5,3`], 'ERR_DATA_LABEL', /:2: relevance '1\.5' is not a number in \[0, 1\]/);
@@ -267,14 +322,18 @@ test('bad inputs are typed DataErrors naming the file and line', (t) => {
   expectError([`999999_0,piano,0.7,3`], 'ERR_DATA_LABEL', /:2: '999999_0' is in neither split file/);
   expectError([`${k},piano,0.7,3,extra`], 'ERR_DATA_CSV', /aggregated-labels\.csv/);
   expectError(null, 'ERR_DATA_NOT_FOUND', /no labels/);
-  expectError([`${k},piano,0.7,3`], 'ERR_DATA_SPLIT', /split01_test\.csv:\d+: '000046_3840' is also in/, (r) => fs.appendFileSync(path.join(r, 'partitions/split01_test.csv'), '000046_3840\n'));
+  expectError([`${k},piano,0.7,3`], 'ERR_DATA_SPLIT', /split01_test\.csv:\d+: '000046_3840' is also in/, (r) =>
+    fs.appendFileSync(path.join(r, 'partitions/split01_test.csv'), '000046_3840\n'),
+  );
   expectError([`${k},piano,0.7,3`], 'ERR_DATA_SPLIT', /split01_train\.csv:3: 'not-a-key'/, (r) => {
     const f = path.join(r, 'partitions/split01_train.csv');
     const lines = fs.readFileSync(f, 'utf8').split('\n');
     lines.splice(2, 0, 'not-a-key');
     fs.writeFileSync(f, lines.join('\n'));
   });
-  expectError(null, 'ERR_DATA_CSV', /aggregated-labels\.csv:1: the labels CSV lacks column\(s\) relevance/, (r) => fs.writeFileSync(path.join(r, 'openmic-2018-aggregated-labels.csv'), `sample_key,instrument\n${k},piano\n`));
+  expectError(null, 'ERR_DATA_CSV', /aggregated-labels\.csv:1: the labels CSV lacks column\(s\) relevance/, (r) =>
+    fs.writeFileSync(path.join(r, 'openmic-2018-aggregated-labels.csv'), `sample_key,instrument\n${k},piano\n`),
+  );
   // Missing audio: an error naming the split file and line, or reported skips.
   const withAudio = (r: string) => fs.symlinkSync(path.join(FIXTURES, 'audio'), path.join(r, 'audio'));
   expectError([`${k},piano,0.7,3`], 'ERR_DATA_MISSING_AUDIO', /split01_train\.csv:2: no audio for '000135_483840'/, withAudio, {});
@@ -294,7 +353,9 @@ test('fromFolder: any folder of audio plus a labels CSV and a class map', (t) =>
   const dir = path.join(tmp, 'folder');
   fs.mkdirSync(path.join(dir, 'audio', 'sub'), { recursive: true });
   const keys = ['a1', 'a2', 'b1', 'b2', 'c1', 'c2', 'd1', 'd2'];
-  keys.forEach((k, i) => fs.writeFileSync(path.join(dir, 'audio', i % 2 ? 'sub' : '', `${k}.${i % 3 ? 'wav' : 'ogg'}`), ''));
+  keys.forEach((k, i) => {
+    fs.writeFileSync(path.join(dir, 'audio', i % 2 ? 'sub' : '', `${k}.${i % 3 ? 'wav' : 'ogg'}`), '');
+  });
   const labels = path.join(dir, 'labels.csv');
   fs.writeFileSync(labels, `${HEADER}\na1,hum,0.9,3\na2,hum,0.1,3\nb1,whistle,0.8,3\nc1,hum,0.5,3\n`);
   const ds = OpenMIC.fromFolder({ audioDir: path.join(dir, 'audio'), labelsCsv: labels, classMap: ['hum', 'whistle'], split: { testFraction: 0.25, seed: 2 } });
@@ -304,14 +365,31 @@ test('fromFolder: any folder of audio plus a labels CSV and a class map', (t) =>
   t.is(ds.target('a1', 'hum'), 1);
   t.is(ds.target('c1', 'hum'), undefined);
   t.is(ds.audioPath('a2'), path.join(dir, 'audio', 'sub', 'a2.wav'));
-  t.deepEqual(OpenMIC.fromFolder({ audioDir: path.join(dir, 'audio'), labelsCsv: labels, classMap: { hum: 0, whistle: 1 }, split: { testFraction: 0.25, seed: 2 } }).test, ds.test);
-  const explicit = OpenMIC.fromFolder({ audioDir: path.join(dir, 'audio'), labelsCsv: labels, classMap: ['hum', 'whistle'], split: { train: ['a1', 'a2', 'b1'], test: ['c1', 'd1'] } });
+  t.deepEqual(
+    OpenMIC.fromFolder({ audioDir: path.join(dir, 'audio'), labelsCsv: labels, classMap: { hum: 0, whistle: 1 }, split: { testFraction: 0.25, seed: 2 } }).test,
+    ds.test,
+  );
+  const explicit = OpenMIC.fromFolder({
+    audioDir: path.join(dir, 'audio'),
+    labelsCsv: labels,
+    classMap: ['hum', 'whistle'],
+    split: { train: ['a1', 'a2', 'b1'], test: ['c1', 'd1'] },
+  });
   t.deepEqual(explicit.partitions({ validation: 'none', instruments: ['hum'] })[0]!.train.keys, ['a1', 'a2']);
   fs.appendFileSync(labels, 'zz9,hum,0.9,3\n');
-  const err = t.throws(() => OpenMIC.fromFolder({ audioDir: path.join(dir, 'audio'), labelsCsv: labels, classMap: ['hum', 'whistle'] }), { instanceOf: DataError });
+  const err = t.throws(() => OpenMIC.fromFolder({ audioDir: path.join(dir, 'audio'), labelsCsv: labels, classMap: ['hum', 'whistle'] }), {
+    instanceOf: DataError,
+  });
   t.is(err?.code, 'ERR_DATA_MISSING_AUDIO');
   t.regex(err!.message, /labels\.csv:6: no audio file for 'zz9'/);
   const skipping = OpenMIC.fromFolder({ audioDir: path.join(dir, 'audio'), labelsCsv: labels, classMap: ['hum', 'whistle'], audio: 'skip' });
-  t.deepEqual(skipping.report.skipped.map((s) => s.key), ['zz9']);
-  t.is(t.throws(() => OpenMIC.fromFolder({ audioDir: path.join(dir, 'audio'), labelsCsv: labels, classMap: ['hum'], audio: 'skip' }), { instanceOf: DataError })?.code, 'ERR_DATA_UNKNOWN_INSTRUMENT');
+  t.deepEqual(
+    skipping.report.skipped.map((s) => s.key),
+    ['zz9'],
+  );
+  t.is(
+    t.throws(() => OpenMIC.fromFolder({ audioDir: path.join(dir, 'audio'), labelsCsv: labels, classMap: ['hum'], audio: 'skip' }), { instanceOf: DataError })
+      ?.code,
+    'ERR_DATA_UNKNOWN_INSTRUMENT',
+  );
 });

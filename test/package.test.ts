@@ -59,14 +59,23 @@ interface PackEntry {
 
 function once<T>(fn: () => T): () => T {
   let value: { v: T } | undefined;
-  return () => (value ??= { v: fn() }).v;
+  return () => {
+    value ??= { v: fn() };
+    return value.v;
+  };
 }
 
 // `npm run prebuild`: the prebuilt addon, staged into prebuilds/linux-x64/ (links and copies after a build).
 const prebuilt = once(() => {
   const r = sh(process.execPath, [path.join(ROOT, 'scripts', 'prebuild.js')], { cwd: ROOT, env: cleanEnv(), timeout: 1_800_000 });
   if (r.code !== 0) throw new Error(`npm run prebuild failed:\n${r.stdout}\n${r.stderr}`);
-  return JSON.parse(fs.readFileSync(path.join(PREBUILDS, 'calmkit.json'), 'utf8')) as { addon: string; torch: string; torchBuild: string; glibc: string; libraries: string[] };
+  return JSON.parse(fs.readFileSync(path.join(PREBUILDS, 'calmkit.json'), 'utf8')) as {
+    addon: string;
+    torch: string;
+    torchBuild: string;
+    glibc: string;
+    libraries: string[];
+  };
 });
 
 // `npm pack` as a release would run it: `prepare` compiles dist/ first, so the tarball holds this code.
@@ -101,7 +110,8 @@ test.serial('the tarball holds exactly what a consumer needs (npm pack --dry-run
   const stray = files.filter((f) => !allowed.some((re) => re.test(f)));
   t.deepEqual(stray, [], 'nothing but the library, its declarations, the prebuilt addon, the native sources, the install step and the licence');
   const manifest = prebuilt();
-  for (const f of [manifest.addon, 'calmkit.json', ...manifest.libraries, 'lib/licenses/README']) t.true(files.includes(`prebuilds/linux-x64/${f}`), `${f} is packed`);
+  for (const f of [manifest.addon, 'calmkit.json', ...manifest.libraries, 'lib/licenses/README'])
+    t.true(files.includes(`prebuilds/linux-x64/${f}`), `${f} is packed`);
   t.true(files.includes('LICENSE'));
   t.false(files.some((f) => f.startsWith('dist/benchmarks') || f.startsWith('dist/test') || f.endsWith('.map') || /(^|\/)test\//.test(f)));
 
@@ -138,11 +148,15 @@ test.serial('the registry sees a consumer README with absolute links, and the pa
   // The tarball has none of the repository's docs, so a relative link would be dead on the registry's page.
   const links = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
   t.true(links.length > 5, 'the README links to the docs');
-  t.deepEqual(links.filter((l) => !/^https?:\/\//.test(l) && !l.startsWith('#')), [], 'every link is absolute');
+  t.deepEqual(
+    links.filter((l) => !/^https?:\/\//.test(l) && !l.startsWith('#')),
+    [],
+    'every link is absolute',
+  );
   // The consumer's view first: installing comes before anything a contributor needs.
   const install = readme.indexOf('npm install calmkit');
   t.true(install > 0 && install < 1500, `npm install calmkit within the first lines (at ${install})`);
-  t.true(install < readme.indexOf('scripts/setup.sh'), 'before the contributors\' set-up');
+  t.true(install < readme.indexOf('scripts/setup.sh'), "before the contributors' set-up");
 });
 
 // --- a consumer project ----------------------------------------------------------------------------------------
@@ -256,7 +270,15 @@ const tools = once(() => {
 
 /** A consumer's shell: the bare PATH, none of calmkit's settings, one model thread. */
 const runEnv = (extra: Record<string, string | undefined> = {}) =>
-  cleanEnv({ PATH: tools(), CALMKIT_ADDON_PATH: undefined, CALMKIT_TORCH_DIR: undefined, CALMKIT_PYTHON: undefined, CALMKIT_BUILD_FROM_SOURCE: undefined, CALMKIT_THREADS: '1', ...extra });
+  cleanEnv({
+    PATH: tools(),
+    CALMKIT_ADDON_PATH: undefined,
+    CALMKIT_TORCH_DIR: undefined,
+    CALMKIT_PYTHON: undefined,
+    CALMKIT_BUILD_FROM_SOURCE: undefined,
+    CALMKIT_THREADS: '1',
+    ...extra,
+  });
 
 const installed = once(() => {
   fs.mkdirSync(path.join(consumer, 'src'), { recursive: true });
@@ -323,14 +345,20 @@ test.serial('with no compiler and no cmake on PATH, a fresh project installs the
 for (const name of Object.keys(RESOLUTIONS)) {
   test.serial(`the consumer typechecks under moduleResolution ${name}`, (t) => {
     installed();
-    const r = sh(process.execPath, [path.join(consumer, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', `tsconfig.${name}.json`], { cwd: consumer, env: runEnv() });
+    const r = sh(process.execPath, [path.join(consumer, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', `tsconfig.${name}.json`], {
+      cwd: consumer,
+      env: runEnv(),
+    });
     t.is(r.code, 0, r.stdout + r.stderr);
   });
 }
 
 test.serial(`the consumer typechecks with TypeScript ${OLDEST_TS} under moduleResolution node16`, (t) => {
   installed();
-  const r = sh(process.execPath, [path.join(consumer, 'node_modules', 'typescript-oldest', 'bin', 'tsc'), '-p', 'tsconfig.node16.json', '--noEmit'], { cwd: consumer, env: runEnv() });
+  const r = sh(process.execPath, [path.join(consumer, 'node_modules', 'typescript-oldest', 'bin', 'tsc'), '-p', 'tsconfig.node16.json', '--noEmit'], {
+    cwd: consumer,
+    env: runEnv(),
+  });
   t.is(r.code, 0, r.stdout + r.stderr);
 });
 
@@ -361,14 +389,17 @@ test.serial('the consumer runs an extraction: npx calmkit model init and extract
 
   // The performance engineer's command ships too, the eager reference's script with it.
   const benchEnv = { ...env, CALMKIT_PYTHON: PYTHON };
-  const bench = sh('npx', ['--no', 'calmkit', 'bench', 'extract', '--preset', 'tiny', '--layers', '2', '--rounds', '1', '--warmup', '0', '--reference', '--json', 'b.json'], { cwd: consumer, env: benchEnv });
+  const bench = sh(
+    'npx',
+    ['--no', 'calmkit', 'bench', 'extract', '--preset', 'tiny', '--layers', '2', '--rounds', '1', '--warmup', '0', '--reference', '--json', 'b.json'],
+    { cwd: consumer, env: benchEnv },
+  );
   t.is(bench.code, 0, bench.stderr);
   t.regex(bench.stdout, /^reference: eager PyTorch /m);
   const compare = sh('npx', ['--no', 'calmkit', 'bench', 'compare', 'b.json', 'b.json'], { cwd: consumer, env });
   t.is(compare.code, 0, compare.stderr);
   t.regex(compare.stdout, /fp32, 1024 tokens, batch 1\s+clip s\s+\S+\s+\S+\s+1\.00x/);
 });
-
 
 // The features of the prebuilt addon are the source build's, bit for bit: the same object files, linked twice.
 const EXTRACT_JS = `const { Jukebox } = require('calmkit');
@@ -386,7 +417,8 @@ test.serial("the prebuilt addon's features are bit-identical to the source build
   installed();
   const model = path.join(consumer, 'm.pt');
   const clip = path.join(consumer, 'clip.wav');
-  if (!fs.existsSync(model)) t.is(sh('npx', ['--no', 'calmkit', 'model', 'init', '--preset', 'tiny', '--out', 'm.pt'], { cwd: consumer, env: runEnv() }).code, 0);
+  if (!fs.existsSync(model))
+    t.is(sh('npx', ['--no', 'calmkit', 'model', 'init', '--preset', 'tiny', '--out', 'm.pt'], { cwd: consumer, env: runEnv() }).code, 0);
   if (!fs.existsSync(clip)) writeWav(clip, 2);
   fs.writeFileSync(path.join(consumer, 'extract.cjs'), EXTRACT_JS);
   const r = sh(process.execPath, ['extract.cjs', model, clip], { cwd: consumer, env: runEnv() });
@@ -458,32 +490,35 @@ test.serial('an ESM project, install step not approved, CALMKIT_PYTHON naming th
   t.deepEqual(JSON.parse(r.stdout.trim()), { shape: [128], half: 0x3e00 });
 });
 
-test.serial('no torch anywhere: calmkit still loads, calmkit/formats and calmkit/queue work, the first native call says how to get torch, and that works', (t) => {
-  esmInstalled();
-  if (!fs.existsSync(path.join(esm, 'clip.wav'))) writeWav(path.join(esm, 'clip.wav'), 2);
-  const r = inEsm(FIRST_NATIVE_CALL, runEnv());
-  t.is(r.code, 3, r.stderr);
-  const [loaded, kind, ...message] = r.stdout.trim().split('\n');
-  t.is(loaded, 'loaded function function function');
-  t.is(kind, 'NativeError ERR_ADDON_LOAD');
-  const text = message.join('\n');
-  t.regex(text, /^could not load the native addon \(calmkit\.node\) .*: the prebuilt addon needs torch 2\.11\.0 \(LibTorch\), and none was found/);
-  const venv = path.join(esm, '.venv');
-  t.true(text.includes(`python3 -m venv ${venv} && ${venv}/bin/pip install torch==2.11.0`), text);
-  t.regex(text, /about 4\.7 GB on disk/);
-  t.notRegex(text, /npm rebuild|build:native|setup\.sh/, 'nothing to rebuild, and nothing of the repository named');
+test.serial(
+  'no torch anywhere: calmkit still loads, calmkit/formats and calmkit/queue work, the first native call says how to get torch, and that works',
+  (t) => {
+    esmInstalled();
+    if (!fs.existsSync(path.join(esm, 'clip.wav'))) writeWav(path.join(esm, 'clip.wav'), 2);
+    const r = inEsm(FIRST_NATIVE_CALL, runEnv());
+    t.is(r.code, 3, r.stderr);
+    const [loaded, kind, ...message] = r.stdout.trim().split('\n');
+    t.is(loaded, 'loaded function function function');
+    t.is(kind, 'NativeError ERR_ADDON_LOAD');
+    const text = message.join('\n');
+    t.regex(text, /^could not load the native addon \(calmkit\.node\) .*: the prebuilt addon needs torch 2\.11\.0 \(LibTorch\), and none was found/);
+    const venv = path.join(esm, '.venv');
+    t.true(text.includes(`python3 -m venv ${venv} && ${venv}/bin/pip install torch==2.11.0`), text);
+    t.regex(text, /about 4\.7 GB on disk/);
+    t.notRegex(text, /npm rebuild|build:native|setup\.sh/, 'nothing to rebuild, and nothing of the repository named');
 
-  // The fix's end state (a .venv with torch 2.11.0 in the project; here linked rather than downloaded): the same
-  // install now works, with nothing rebuilt.
-  fs.symlinkSync(VENV, venv);
-  try {
-    const again = inEsm(FIRST_NATIVE_CALL, runEnv());
-    t.is(again.code, 0, again.stdout + again.stderr);
-    t.regex(again.stdout, /native ok/);
-  } finally {
-    fs.rmSync(venv);
-  }
-});
+    // The fix's end state (a .venv with torch 2.11.0 in the project; here linked rather than downloaded): the same
+    // install now works, with nothing rebuilt.
+    fs.symlinkSync(VENV, venv);
+    try {
+      const again = inEsm(FIRST_NATIVE_CALL, runEnv());
+      t.is(again.code, 0, again.stdout + again.stderr);
+      t.regex(again.stdout, /native ok/);
+    } finally {
+      fs.rmSync(venv);
+    }
+  },
+);
 
 test.serial('another torch version, or a CALMKIT_PYTHON without torch: one error with the ways out', (t) => {
   esmInstalled();
@@ -531,7 +566,7 @@ test.serial('doctor without the addon: exit 0, every fact it can, then what is m
   t.notRegex(full.stdout, /^missing/m);
 });
 
-test.serial("the install step without torch: says what to do, and leaves calmkit installed (exit 0: npm rolls nothing back)", (t) => {
+test.serial('the install step without torch: says what to do, and leaves calmkit installed (exit 0: npm rolls nothing back)', (t) => {
   esmInstalled();
   const script = path.join(esm, 'node_modules', 'calmkit', 'scripts', 'install.js');
   const r = sh(process.execPath, [script], { cwd: esm, env: runEnv() });
@@ -544,42 +579,45 @@ test.serial("the install step without torch: says what to do, and leaves calmkit
   t.regex(ok.stderr, /calmkit: using the prebuilt addon for linux-x64 \(torch 2\.11\.0; found 2\.11\.0\S* from CALMKIT_PYTHON/);
 });
 
-test.serial("building from source, asked for on a machine without the build's tools: each requirement, the command that provides it, and calmkit stays installed", (t) => {
-  esmInstalled();
-  const script = path.join(esm, 'node_modules', 'calmkit', 'scripts', 'install.js');
-  // No build tools and no torch: an empty PATH.
-  const bare = path.join(tmp, 'bare');
-  fs.mkdirSync(bare, { recursive: true });
-  const env = runEnv({ PATH: bare, CALMKIT_BUILD_FROM_SOURCE: '1', CXX: undefined });
-  const r = sh(process.execPath, [script], { cwd: esm, env });
-  t.is(r.code, 0, 'a dependency install never fails: npm would roll calmkit back');
-  const out = r.stderr;
-  t.regex(out, /calmkit: building from source was asked for, so the native addon is built from source here; it needs:/);
-  t.regex(out, /calmkit: cannot build the native addon: 7 requirements are missing:/);
-  for (const [what, fix] of [
-    ['cmake >= 3.18', 'cmake'],
-    ['a C\\+\\+17 compiler', 'g\\+\\+'],
-    ['make \\(or ninja\\)', 'make'],
-    ['pkg-config', 'pkg-config'],
-    ['libsndfile \\(headers\\)', 'libsndfile1-dev'],
-    ['libsoxr \\(headers\\)', 'libsoxr-dev'],
-  ]) {
-    t.regex(out, new RegExp(`  - ${what}: .*\\n      fix: (sudo )?apt-get install -y ${fix}\\n`), what);
-  }
-  const venv = path.join(esm, '.venv');
-  t.regex(out, /  - LibTorch \(torch 2\.11\): no Python with torch found/);
-  t.true(out.includes(`python3 -m venv ${venv} && ${venv}/bin/pip install torch==2.11.0`), out);
-  t.regex(out, /all system packages at once: (sudo )?apt-get install -y cmake g\+\+ make pkg-config libsndfile1-dev libsoxr-dev/);
-  t.regex(out, /then: CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts/);
-  t.regex(out, /calmkit is installed all the same/);
-  t.notRegex(out, /building the native addon from source \(|setup\.sh|build:native/, 'nothing is built, and nothing of the repository is named');
+test.serial(
+  "building from source, asked for on a machine without the build's tools: each requirement, the command that provides it, and calmkit stays installed",
+  (t) => {
+    esmInstalled();
+    const script = path.join(esm, 'node_modules', 'calmkit', 'scripts', 'install.js');
+    // No build tools and no torch: an empty PATH.
+    const bare = path.join(tmp, 'bare');
+    fs.mkdirSync(bare, { recursive: true });
+    const env = runEnv({ PATH: bare, CALMKIT_BUILD_FROM_SOURCE: '1', CXX: undefined });
+    const r = sh(process.execPath, [script], { cwd: esm, env });
+    t.is(r.code, 0, 'a dependency install never fails: npm would roll calmkit back');
+    const out = r.stderr;
+    t.regex(out, /calmkit: building from source was asked for, so the native addon is built from source here; it needs:/);
+    t.regex(out, /calmkit: cannot build the native addon: 7 requirements are missing:/);
+    for (const [what, fix] of [
+      ['cmake >= 3.18', 'cmake'],
+      ['a C\\+\\+17 compiler', 'g\\+\\+'],
+      ['make \\(or ninja\\)', 'make'],
+      ['pkg-config', 'pkg-config'],
+      ['libsndfile \\(headers\\)', 'libsndfile1-dev'],
+      ['libsoxr \\(headers\\)', 'libsoxr-dev'],
+    ]) {
+      t.regex(out, new RegExp(`  - ${what}: .*\\n      fix: (sudo )?apt-get install -y ${fix}\\n`), what);
+    }
+    const venv = path.join(esm, '.venv');
+    t.regex(out, / {2}- LibTorch \(torch 2\.11\): no Python with torch found/);
+    t.true(out.includes(`python3 -m venv ${venv} && ${venv}/bin/pip install torch==2.11.0`), out);
+    t.regex(out, /all system packages at once: (sudo )?apt-get install -y cmake g\+\+ make pkg-config libsndfile1-dev libsoxr-dev/);
+    t.regex(out, /then: CALMKIT_BUILD_FROM_SOURCE=1 npm rebuild calmkit --foreground-scripts/);
+    t.regex(out, /calmkit is installed all the same/);
+    t.notRegex(out, /building the native addon from source \(|setup\.sh|build:native/, 'nothing is built, and nothing of the repository is named');
 
-  // --check: the same preflight, and its exit status says whether a build could run.
-  const wrong = sh(process.execPath, [script, '--check'], { cwd: esm, env: { ...env, CALMKIT_TORCH_DIR: path.join(bare, 'nothing') } });
-  t.is(wrong.code, 1);
-  t.regex(wrong.stderr, /LibTorch \(torch 2\.11\): CALMKIT_TORCH_DIR is '.*nothing', which holds no LibTorch/);
-  const here = sh(process.execPath, [script, '--check'], { cwd: esm, env: cleanEnv({ CALMKIT_PYTHON: PYTHON }) });
-  t.is(here.code, 0, here.stderr);
-  t.regex(here.stderr, /ok      LibTorch \(torch 2\.11\): LibTorch 2\.11\.\d+\S* from CALMKIT_PYTHON/);
-  t.notRegex(here.stderr, /MISSING/);
-});
+    // --check: the same preflight, and its exit status says whether a build could run.
+    const wrong = sh(process.execPath, [script, '--check'], { cwd: esm, env: { ...env, CALMKIT_TORCH_DIR: path.join(bare, 'nothing') } });
+    t.is(wrong.code, 1);
+    t.regex(wrong.stderr, /LibTorch \(torch 2\.11\): CALMKIT_TORCH_DIR is '.*nothing', which holds no LibTorch/);
+    const here = sh(process.execPath, [script, '--check'], { cwd: esm, env: cleanEnv({ CALMKIT_PYTHON: PYTHON }) });
+    t.is(here.code, 0, here.stderr);
+    t.regex(here.stderr, /ok {6}LibTorch \(torch 2\.11\): LibTorch 2\.11\.\d+\S* from CALMKIT_PYTHON/);
+    t.notRegex(here.stderr, /MISSING/);
+  },
+);

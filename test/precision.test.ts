@@ -33,7 +33,9 @@ function bytes(a: Float32Array): Buffer {
 }
 
 function cosine(a: number[], b: number[]): number {
-  let ab = 0, aa = 0, bb = 0;
+  let ab = 0,
+    aa = 0,
+    bb = 0;
   for (let i = 0; i < a.length; i++) {
     ab += a[i]! * b[i]!;
     aa += a[i]! * a[i]!;
@@ -55,7 +57,9 @@ function checkBf16(t: import('ava').ExecutionContext, run: PrecisionRun, what: s
   run.features.fp32.forEach((ref, i) => {
     const mine = run.features.bf16[i]!;
     t.deepEqual(mine.tokens, ref.tokens, `${what}, clip ${i}: the encoder runs in fp32 in every precision`);
-    const layers = Object.keys(ref.layers).map(Number).sort((a, b) => a - b);
+    const layers = Object.keys(ref.layers)
+      .map(Number)
+      .sort((a, b) => a - b);
     for (const l of layers) {
       worst = Math.min(worst, cosine(mine.layers[l]!, ref.layers[l]!));
       if (l === layers[0]) continue;
@@ -101,7 +105,7 @@ test('a CPU without oneDNN bf16 kernels (ONEDNN_MAX_CPU_ISA=AVX2): auto is fp32,
   checkBf16(t, run, 'bf16 (portable path)');
 });
 
-test('bf16: a clip\'s features are the same bytes alone and in a batch', async (t) => {
+test("bf16: a clip's features are the same bytes alone and in a batch", async (t) => {
   const { file } = await ckpt;
   await using model = await Jukebox.load(file, { precision: 'bf16' });
   const n = model.info.windowSamples + model.info.encoderMarginSamples;

@@ -20,7 +20,7 @@ const audioOf = (key: string) => path.join(DATA, 'audio', key.slice(0, 3), `${ke
 /** Two instruments labelled on every clip (the fixture's own labels leave every instrument single-class). */
 function relabel(keys: string[]): void {
   const rows = keys.flatMap((k, i) => [`${k},piano,${i % 3 === 0 ? 0.9 : 0.1},3`, `${k},violin,${i % 2 === 1 ? 0.9 : 0.1},3`]);
-  fs.writeFileSync(path.join(DATA, 'openmic-2018-aggregated-labels.csv'), 'sample_key,instrument,relevance,num_responses\n' + rows.join('\n') + '\n');
+  fs.writeFileSync(path.join(DATA, 'openmic-2018-aggregated-labels.csv'), `sample_key,instrument,relevance,num_responses\n${rows.join('\n')}\n`);
 }
 
 async function trained(out: string) {
@@ -65,7 +65,9 @@ test.serial('predictAudio on the clips gives the probabilities of their stored f
   // evaluated by the trainer in the same blocks of rows (forwardRows): the same bits.
   for (const [k, name] of probes.instruments.entries()) {
     const r = probes.result(name);
-    const testKeys = OpenMIC.open(DATA, { audio: 'skip', npz: 'ignore' }).partitions({ validation: 'stratified', valFraction: 0.25 }).find((p) => p.instrument === name)!.test.keys;
+    const testKeys = OpenMIC.open(DATA, { audio: 'skip', npz: 'ignore' })
+      .partitions({ validation: 'stratified', valFraction: 0.25 })
+      .find((p) => p.instrument === name)!.test.keys;
     testKeys.forEach((key, i) => {
       const p = fromAudio.probabilities[keys.indexOf(key) * probes.instruments.length + k]!;
       t.is(p, r.configs[r.selected]!.testProbabilities[i]!, `${name} ${key}`);
@@ -73,10 +75,26 @@ test.serial('predictAudio on the clips gives the probabilities of their stored f
   }
 });
 
-test.serial('attention probes on a segments store (float16): predictAudio on the clips gives their stored features\' probabilities, bit for bit', async (t) => {
+test.serial("attention probes on a segments store (float16): predictAudio on the clips gives their stored features' probabilities, bit for bit", async (t) => {
   const { model, keys } = await setup;
   const out = path.join(tmp, 'segments');
-  const r = await runCli(['extract', '--dataset', DATA, '--model', model, '--out', out, '--layers', '6', '--pooling', 'segments', '--segment-seconds', '1', '--dtype', 'float16']);
+  const r = await runCli([
+    'extract',
+    '--dataset',
+    DATA,
+    '--model',
+    model,
+    '--out',
+    out,
+    '--layers',
+    '6',
+    '--pooling',
+    'segments',
+    '--segment-seconds',
+    '1',
+    '--dtype',
+    'float16',
+  ]);
   t.is(r.code, 0, r.stderr);
   const store = FeatureStore.open(layerDir(out, 6));
   const { probes } = await trainFromStore({
@@ -99,7 +117,25 @@ test.serial('attention probes on a segments store (float16): predictAudio on the
 
   // `calmkit train` on a segments store: --grid gives the attention grid's axes.
   const file = path.join(tmp, 'attention.calmkit-probes.json');
-  const cli = await runCli(['train', '--dataset', DATA, '--features', layerDir(out, 6), '--out', file, '--grid', 'hidden=[8] dropout=0.25 l2=0', '--epochs', '2', '--batch', '4', '--val-fraction', '0.25', '--device', 'cpu']);
+  const cli = await runCli([
+    'train',
+    '--dataset',
+    DATA,
+    '--features',
+    layerDir(out, 6),
+    '--out',
+    file,
+    '--grid',
+    'hidden=[8] dropout=0.25 l2=0',
+    '--epochs',
+    '2',
+    '--batch',
+    '4',
+    '--val-fraction',
+    '0.25',
+    '--device',
+    'cpu',
+  ]);
   t.is(cli.code, 0, cli.stderr);
   const fromCli = await ProbeSet.load(file);
   t.true(fromCli.attention);
@@ -116,7 +152,7 @@ test.serial('a loaded model, a saved probe set and batches of clips give the sam
   await using jukebox = await Jukebox.load(model);
   const loaded = await predictAudio(file, jukebox, files, { batchSize: 4 });
   t.deepEqual(loaded.probabilities, reference.probabilities);
-  t.false(jukebox.disposed, 'a model given loaded stays the caller\'s');
+  t.false(jukebox.disposed, "a model given loaded stays the caller's");
 
   const cli = await runCli(['predict', ...files.slice(0, 3), path.join(tmp, 'missing.ogg'), '--model', model, '--probes', file, '--json', '--device', 'cpu']);
   // Some clips failed, the rest predicted: exit 2 (the README's exit codes; was 1 before issue 14 gave partial
@@ -124,9 +160,14 @@ test.serial('a loaded model, a saved probe set and batches of clips give the sam
   t.is(cli.code, 2, cli.stderr);
   t.regex(cli.stderr, /missing\.ogg: ERR_AUDIO_NOT_FOUND/);
   const rows = JSON.parse(cli.stdout) as Record<string, number | string>[];
-  t.deepEqual(rows.map((r) => r.file), files.slice(0, 3));
+  t.deepEqual(
+    rows.map((r) => r.file),
+    files.slice(0, 3),
+  );
   rows.forEach((row, i) => {
-    probes.instruments.forEach((name, k) => t.is(row[name], reference.probabilities[i * probes.instruments.length + k]));
+    probes.instruments.forEach((name, k) => {
+      t.is(row[name], reference.probabilities[i * probes.instruments.length + k]);
+    });
   });
 });
 
@@ -171,7 +212,14 @@ test('a probe set that does not record its recipe cannot predict from audio', as
   const set = await trainProbeGrid({
     features,
     dim: 2,
-    tasks: [{ instrument: OPENMIC_INSTRUMENTS[0]!, train: { rows: rows(0, 20), targets: targets(20) }, val: { rows: rows(20, 30), targets: targets(10) }, test: { rows: rows(30, 40), targets: targets(10) } }],
+    tasks: [
+      {
+        instrument: OPENMIC_INSTRUMENTS[0]!,
+        train: { rows: rows(0, 20), targets: targets(20) },
+        val: { rows: rows(20, 30), targets: targets(10) },
+        test: { rows: rows(30, 40), targets: targets(10) },
+      },
+    ],
     grid: { hidden: [[]], dropout: [0.25], l2: [0] },
     epochs: 1,
   });

@@ -113,7 +113,17 @@ test('an attention probe trains to the same bits alone, in its grid, in stacks o
 // per-probe CPU step, on padded clips so the masked softmax is exercised in both.
 test('the batched (CUDA-style) step trains attention probes to the weights of the per-probe CPU step', async (t) => {
   const p = segmentProblem({ n: 260, S: 6, dim: 70, seed: 5, padded: true });
-  const base = { features: p.features, dim: p.dim, segments: p.S, validSegments: p.validSegments, tasks: p.tasks, grid: GRID, epochs: 3, seed: 2, keepAllWeights: true } as const;
+  const base = {
+    features: p.features,
+    dim: p.dim,
+    segments: p.S,
+    validSegments: p.validSegments,
+    tasks: p.tasks,
+    grid: GRID,
+    epochs: 3,
+    seed: 2,
+    keepAllWeights: true,
+  } as const;
   const perProbe = await trainProbeGrid(base);
   const batched = await trainProbeGrid({ ...base, batchedStep: true });
   let worst = 0;
@@ -147,7 +157,9 @@ test('padding segments are never read: NaN padding trains like zero padding, and
   const rows = task.test.rows;
   const per = p.S * p.dim;
   const feats = new Float32Array(rows.length * per);
-  rows.forEach((row, i) => feats.set(p.features.subarray(row * per, (row + 1) * per), i * per));
+  rows.forEach((row, i) => {
+    feats.set(p.features.subarray(row * per, (row + 1) * per), i * per);
+  });
   const valid = Int32Array.from(rows, (row) => p.validSegments![row]);
   const pred = await withNaN.predict(feats, { validSegments: valid, attentionWeights: true });
   const r = withNaN.result('cello');
@@ -168,7 +180,10 @@ test('padding segments are never read: NaN padding trains like zero padding, and
     }
   }
   // The selected probe's test attention weights are kept with the results, the same as predict's.
-  t.deepEqual(r.testAttention, Float32Array.from({ length: rows.length * p.S }, (_, j) => w[(Math.floor(j / p.S) * 2 + 1) * p.S + (j % p.S)]));
+  t.deepEqual(
+    r.testAttention,
+    Float32Array.from({ length: rows.length * p.S }, (_, j) => w[(Math.floor(j / p.S) * 2 + 1) * p.S + (j % p.S)]),
+  );
   // One clip alone gets the same bits as among the others.
   const one = await withNaN.predict(feats.subarray(per, 2 * per), { validSegments: valid.subarray(1, 2), instruments: ['cello'] });
   t.is(one.probabilities[0], pred.probabilities[3]);
@@ -190,7 +205,13 @@ test('attention probe sets save and load (container format 2), and predict the s
   t.deepEqual((await loaded.predict(feats)).probabilities, (await set.predict(feats)).probabilities);
   t.deepEqual(loaded.table(), set.table());
   // A set of MLP probes stays format 1, readable by calmkits that predate attention probes.
-  const mlp = await trainProbeGrid({ features: p.features.subarray(0, 160 * p.dim), dim: p.dim, tasks: p.tasks, grid: { hidden: [[]], dropout: [0.5], l2: [0] }, epochs: 1 });
+  const mlp = await trainProbeGrid({
+    features: p.features.subarray(0, 160 * p.dim),
+    dim: p.dim,
+    tasks: p.tasks,
+    grid: { hidden: [[]], dropout: [0.5], l2: [0] },
+    epochs: 1,
+  });
   await mlp.save(file);
   t.is(fs.readFileSync(file).readUInt32LE(16), 1);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -201,13 +222,18 @@ test('segment features and attention grids go together; bad segment counts are n
   const base = { features: p.features, dim: p.dim, tasks: p.tasks, epochs: 1 };
   const noSegments = await t.throwsAsync(trainProbeGrid({ ...base, features: p.features.subarray(0, 120 * 4), grid: GRID }), { instanceOf: ArgumentError });
   t.regex(noSegments!.message, /attention probes need segment features/);
-  const mixed = await t.throwsAsync(trainProbeGrid({ ...base, segments: p.S, grid: { hidden: [[8]], dropout: [0.5], l2: [0] } }), { instanceOf: ArgumentError });
+  const mixed = await t.throwsAsync(trainProbeGrid({ ...base, segments: p.S, grid: { hidden: [[8]], dropout: [0.5], l2: [0] } }), {
+    instanceOf: ArgumentError,
+  });
   t.regex(mixed!.message, /MLP probes, which take one vector per clip/);
   await t.throwsAsync(trainProbeGrid({ ...base, segments: 0 }), { instanceOf: ArgumentError, message: /segments must be a positive integer/ });
   await t.throwsAsync(trainProbeGrid({ ...base, segments: 7 }), { instanceOf: DataError, message: /not a multiple of segments x dim 28/ });
   const badCount = await t.throwsAsync(trainProbeGrid({ ...base, segments: p.S, validSegments: new Int32Array(120).fill(4) }), { instanceOf: DataError });
   t.regex(badCount!.message, /clip 0 has 4 real segments; it must have 1..3/);
-  await t.throwsAsync(trainProbeGrid({ ...base, segments: p.S, validSegments: new Int32Array(7).fill(1) }), { instanceOf: DataError, message: /validSegments has 7 entries for 120 clips/ });
+  await t.throwsAsync(trainProbeGrid({ ...base, segments: p.S, validSegments: new Int32Array(7).fill(1) }), {
+    instanceOf: DataError,
+    message: /validSegments has 7 entries for 120 clips/,
+  });
   // The default grid with segments is the attention grid.
   t.deepEqual(ATTENTION_GRID.hidden, [[128], [512]]);
   t.true(ATTENTION_GRID.attention);
@@ -234,5 +260,8 @@ test('a grid names its head: head "attention" is attention: true, bit for bit; a
   const plain = await trainProbeGrid({ features: mlp.features, dim: 5, tasks: mlp.tasks, epochs: 2, grid: axes });
   const named = await trainProbeGrid({ features: mlp.features, dim: 5, tasks: mlp.tasks, epochs: 2, grid: { ...axes, head: 'mlp' } });
   t.deepEqual(named.results[0].configs[0].testProbabilities, plain.results[0].configs[0].testProbabilities);
-  await t.throwsAsync(trainProbeGrid({ ...base, grid: { ...axes, attention: true, head: 'mlp' } }), { instanceOf: ArgumentError, message: /contradicts head: 'mlp' \(one head per grid\)/ });
+  await t.throwsAsync(trainProbeGrid({ ...base, grid: { ...axes, attention: true, head: 'mlp' } }), {
+    instanceOf: ArgumentError,
+    message: /contradicts head: 'mlp' \(one head per grid\)/,
+  });
 });

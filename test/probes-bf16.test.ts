@@ -30,7 +30,7 @@ function attention(extra: Partial<TrainProbeGridOptions> = {}) {
 
 const f1 = (set: ProbeSet) => set.table().macro.f1Present;
 
-test('bf16 products train the grid to the fp32 grid\'s macro F1 within 0.01 (MLP and attention probes, per-probe and batched steps)', async (t) => {
+test("bf16 products train the grid to the fp32 grid's macro F1 within 0.01 (MLP and attention probes, per-probe and batched steps)", async (t) => {
   const cases: [string, () => Promise<ProbeSet>, () => Promise<ProbeSet>][] = [
     ['MLP, CPU step', () => mlp(), () => mlp({ matmulPrecision: 'bf16' })],
     ['MLP, batched step', () => mlp({ batchedStep: true }), () => mlp({ batchedStep: true, matmulPrecision: 'bf16' })],
@@ -43,7 +43,9 @@ test('bf16 products train the grid to the fp32 grid\'s macro F1 within 0.01 (MLP
     t.true(f1(fp32) > 0.6 && f1(fp32) < 0.99, `${name}: the problem must be neither hopeless nor trivial (fp32 F1 ${f1(fp32)})`);
     t.true(Math.abs(f1(bf16) - f1(fp32)) <= 0.01, `${name}: bf16 ${f1(bf16)} vs fp32 ${f1(fp32)}`);
     // The products really were bf16: some test probability moved.
-    const moved = bf16.results.some((r, i) => r.configs.some((c, k) => c.testProbabilities.some((p, j) => p !== fp32.results[i]!.configs[k]!.testProbabilities[j])));
+    const moved = bf16.results.some((r, i) =>
+      r.configs.some((c, k) => c.testProbabilities.some((p, j) => p !== fp32.results[i]!.configs[k]!.testProbabilities[j])),
+    );
     t.true(moved, `${name}: bf16 gave the fp32 bits`);
   }
 });
@@ -52,14 +54,14 @@ test('without the option the grid trains in fp32, bit for bit as an explicit fp3
   const byDefault = await mlp({ keepAllWeights: true });
   const fp32 = await mlp({ keepAllWeights: true, matmulPrecision: 'fp32' });
   t.is(byDefault.info.options.matmulPrecision, 'fp32');
-  byDefault.results.forEach((r, i) =>
+  byDefault.results.forEach((r, i) => {
     r.configs.forEach((c, k) => {
       const o = fp32.results[i]!.configs[k]!;
       t.deepEqual(c.testProbabilities, o.testProbabilities);
       t.deepEqual(c.valLoss, o.valLoss);
       t.deepEqual(c.net, o.net);
-    }),
-  );
+    });
+  });
   const bf16 = await mlp({ epochs: 2, matmulPrecision: 'bf16' });
   t.is(bf16.info.options.matmulPrecision, 'bf16');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-bf16-'));
@@ -74,11 +76,22 @@ test('without the option the grid trains in fp32, bit for bit as an explicit fp3
 
 test('an unknown matmulPrecision is a typed error naming the option, in the library and in the native core', async (t) => {
   for (const bad of ['fp16', 'BF16', 7]) {
-    await t.throwsAsync(mlp({ matmulPrecision: bad as 'bf16' }), { instanceOf: ArgumentError, code: 'ERR_INVALID_ARGUMENT', message: /matmulPrecision must be fp32 or bf16/ });
+    await t.throwsAsync(mlp({ matmulPrecision: bad as 'bf16' }), {
+      instanceOf: ArgumentError,
+      code: 'ERR_INVALID_ARGUMENT',
+      message: /matmulPrecision must be fp32 or bf16/,
+    });
   }
   const task = PROBLEM.tasks[0]!;
   const raw = () =>
-    binding().trainProbeGrid(PROBLEM.means, PROBLEM.dim, [task], [{ hidden: [], dropout: 0.25, l2: 0 }], { epochs: 1, matmulPrecision: 'tf32' }, binding().control());
+    binding().trainProbeGrid(
+      PROBLEM.means,
+      PROBLEM.dim,
+      [task],
+      [{ hidden: [], dropout: 0.25, l2: 0 }],
+      { epochs: 1, matmulPrecision: 'tf32' },
+      binding().control(),
+    );
   t.throws(raw, { code: 'ERR_INVALID_ARGUMENT', message: /matmulPrecision must be 'fp32' or 'bf16'; got 'tf32'/ });
 });
 
@@ -89,17 +102,23 @@ test('an unknown matmulPrecision is a typed error naming the option, in the libr
 test('both bf16 product kernels train the same grid (calmkit-core probe-grid)', (t) => {
   const tool = path.join(__dirname, '..', 'build', 'calmkit-core');
   const runGrid = (baseline: boolean, precision: string) => {
-    const r = spawnSync(tool, ['probe-grid', '--instruments', '2', '--dim', '600', '--clips', '3000', '--scale', '0.1', '--epochs', '1', '--matmul-precision', precision], {
-      encoding: 'utf8',
-      env: { ...process.env, CALMKIT_CPU_BASELINE: baseline ? '1' : '0' },
-    });
+    const r = spawnSync(
+      tool,
+      ['probe-grid', '--instruments', '2', '--dim', '600', '--clips', '3000', '--scale', '0.1', '--epochs', '1', '--matmul-precision', precision],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, CALMKIT_CPU_BASELINE: baseline ? '1' : '0' },
+      },
+    );
     t.is(r.status, 0, r.stderr);
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as { bf16Gemm: string; matmulPrecision: string; testProbabilitySum: number; probes: number };
   };
   const fast = runGrid(false, 'bf16');
   const base = runGrid(true, 'bf16');
   const fp32 = runGrid(false, 'fp32');
-  t.log(`kernels: ${fast.bf16Gemm} vs ${base.bf16Gemm}; fingerprints ${fast.testProbabilitySum} vs ${base.testProbabilitySum} (fp32 ${fp32.testProbabilitySum})`);
+  t.log(
+    `kernels: ${fast.bf16Gemm} vs ${base.bf16Gemm}; fingerprints ${fast.testProbabilitySum} vs ${base.testProbabilitySum} (fp32 ${fp32.testProbabilitySum})`,
+  );
   t.is(base.bf16Gemm, 'fp32 gemm on bf16-rounded operands');
   t.is(fast.matmulPrecision, 'bf16');
   t.is(fast.probes, 54);

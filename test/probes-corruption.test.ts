@@ -49,7 +49,11 @@ function rebuild(name: string, edit: (header: any) => void): string {
   out.writeUInt32LE(text.length, 20);
   text.copy(out, 24);
   blobs.copy(out, align8(24 + text.length));
-  crypto.createHash('sha256').update(out.subarray(0, out.length - 32)).digest().copy(out, out.length - 32);
+  crypto
+    .createHash('sha256')
+    .update(out.subarray(0, out.length - 32))
+    .digest()
+    .copy(out, out.length - 32);
   const f = path.join(dir, name);
   fs.writeFileSync(f, out);
   return f;

@@ -44,7 +44,11 @@ test('NaN or Inf in a used feature row is a DataError naming the row; unused row
     t.regex(err!.message, new RegExp(`feature row ${row} \\(used by instrument '\\w+'\\).*column 2`));
   }
   const used = new Set<number>();
-  for (const task of p.tasks) for (const s of [task.train, task.val, task.test]) s.rows.forEach((r) => used.add(r));
+  for (const task of p.tasks)
+    for (const s of [task.train, task.val, task.test])
+      s.rows.forEach((r) => {
+        used.add(r);
+      });
   const unused = Array.from({ length: 400 }, (_, i) => i).find((i) => !used.has(i))!;
   const features = p.features.slice();
   features[unused * p.dim] = NaN;
@@ -144,8 +148,7 @@ test('a failed save leaves neither a partial file nor a temporary one, and keeps
 
 test('the native trainer takes only a control handle (one shared mechanism with extraction) and names a wrong one', (t) => {
   const raw = binding();
-  const call = (control: unknown) =>
-    raw.trainProbeGrid(p.features, p.dim, [], [], { epochs: 1 } as never, control as ReturnType<typeof raw.control>);
+  const call = (control: unknown) => raw.trainProbeGrid(p.features, p.dim, [], [], { epochs: 1 } as never, control as ReturnType<typeof raw.control>);
   const err = t.throws(() => call({}));
   t.is((err as Error & { code?: string }).code, 'ERR_INVALID_ARGUMENT');
   t.regex(err!.message, /control is not a valid handle/);
@@ -153,7 +156,14 @@ test('the native trainer takes only a control handle (one shared mechanism with 
   const control = raw.control();
   raw.cancel(control);
   return t.throwsAsync(
-    raw.trainProbeGrid(p.features, p.dim, [{ instrument: 'organ', train: p.tasks[0].train, val: p.tasks[0].val!, test: p.tasks[0].test! }], [{ hidden: [], dropout: 0.25, l2: 0 }], { epochs: 1 } as never, control),
+    raw.trainProbeGrid(
+      p.features,
+      p.dim,
+      [{ instrument: 'organ', train: p.tasks[0].train, val: p.tasks[0].val!, test: p.tasks[0].test! }],
+      [{ hidden: [], dropout: 0.25, l2: 0 }],
+      { epochs: 1 } as never,
+      control,
+    ),
     { message: /cancelled/ },
   );
 });

@@ -3,8 +3,7 @@ import test from 'ava';
 import { binaryMetrics, macroMetrics } from '../lib/probes/metrics';
 import { DataError } from '../lib/errors';
 
-const close = (t: { true: (v: boolean, m?: string) => void }, a: number, b: number, what: string) =>
-  t.true(Math.abs(a - b) < 1e-9, `${what}: ${a} vs ${b}`);
+const close = (t: { true: (v: boolean, m?: string) => void }, a: number, b: number, what: string) => t.true(Math.abs(a - b) < 1e-9, `${what}: ${a} vs ${b}`);
 
 test('distinct scores: counts, P/R/F1 of both classes, accuracy, AP and ROC-AUC', (t) => {
   const m = binaryMetrics([0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1], [1, 1, 0, 1, 0, 1, 0, 0]);

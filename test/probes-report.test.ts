@@ -18,9 +18,17 @@ test('writeReport writes Table I (md/csv/json) with both macro F1s, and every ch
   const files = await writeReport(set, dir, { maxWeightColumns: 16 });
   const names = files.map((f) => path.basename(f)).sort();
   t.deepEqual(names, [
-    'curves-val-accuracy.png', 'curves-val-accuracy.svg', 'curves-val-loss.png', 'curves-val-loss.svg',
-    'linear-weights.png', 'linear-weights.svg', 'table.csv', 'table.json', 'table.md',
-    'test-probabilities.png', 'test-probabilities.svg',
+    'curves-val-accuracy.png',
+    'curves-val-accuracy.svg',
+    'curves-val-loss.png',
+    'curves-val-loss.svg',
+    'linear-weights.png',
+    'linear-weights.svg',
+    'table.csv',
+    'table.json',
+    'table.md',
+    'test-probabilities.png',
+    'test-probabilities.svg',
   ]);
   t.deepEqual(fs.readdirSync(dir).sort(), names, 'no temporary files left');
 

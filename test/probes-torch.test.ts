@@ -104,13 +104,17 @@ async function crossCheck(t: ExecutionContext, c: Case, task: ReturnType<typeof 
   const last = trace[trace.length - 1].weights;
   const trained = [...net.layers.flatMap((l) => [l.weight, l.bias]), ...(net.attention ? [net.attention.weight] : [])];
   t.is(trained.length, last.length);
-  trained.forEach((w, k) => t.deepEqual(Buffer.from(w.buffer, w.byteOffset, w.byteLength), Buffer.from(last[k].buffer, last[k].byteOffset, last[k].byteLength), `parameter ${k}`));
+  trained.forEach((w, k) => {
+    t.deepEqual(Buffer.from(w.buffer, w.byteOffset, w.byteLength), Buffer.from(last[k].buffer, last[k].byteOffset, last[k].byteLength), `parameter ${k}`);
+  });
 
   // The forward: calmkit's predictions on the test clips with the trained net.
   const rows = Array.from(task.test.rows);
   const per = (c.segments ?? 1) * c.dim;
   const clips = new Float32Array(rows.length * per);
-  rows.forEach((r, i) => clips.set(c.features.subarray(r * per, (r + 1) * per), i * per));
+  rows.forEach((r, i) => {
+    clips.set(c.features.subarray(r * per, (r + 1) * per), i * per);
+  });
   let forward: object;
   if (c.config.attention) {
     const validSegments = c.valid ? Int32Array.from(rows, (r) => c.valid![r]) : undefined;
@@ -160,7 +164,10 @@ for (const [dim, config] of [
 function segmentsOf(p: ReturnType<typeof problem>, S: number, seed: number, padded: boolean) {
   const n = p.features.length / p.dim;
   let state = seed;
-  const next = () => (state = (state * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const next = () => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state / 2147483648;
+  };
   const features = new Float32Array(n * S * p.dim);
   const valid = new Int32Array(n).fill(S);
   for (let c = 0; c < n; c++) {
@@ -184,7 +191,11 @@ for (const [dim, S, padded, config] of [
   const p = problem(dim);
   const seg = segmentsOf(p, S, dim + S, padded);
   test(`every step of an epoch of the attention probe ${JSON.stringify(config)} on ${S} x ${dim}-d segments${padded ? ' (padded)' : ''}: gradients, Adam and the forward within their float32 error bounds of float64 PyTorch`, async (t) => {
-    await crossCheck(t, { features: seg.features, dim, segments: S, valid: seg.valid, config: { ...config, hidden: [...config.hidden], attention: true } }, p.tasks[0]);
+    await crossCheck(
+      t,
+      { features: seg.features, dim, segments: S, valid: seg.valid, config: { ...config, hidden: [...config.hidden], attention: true } },
+      p.tasks[0],
+    );
   });
 }
 

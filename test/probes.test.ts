@@ -107,7 +107,7 @@ test('the batched (CUDA-style) step trains the paper grid to the same weights as
 // The batched step draws its dropout masks on its device with the counter hash in 64-bit tensor arithmetic
 // (probes_device_batch.cpp); here on the CPU it must give the host kernel's bits, keep for keep, including a
 // length that is no multiple of any vector width and streams whose keys have the top bit set.
-test('the device dropout draws are the host kernel\'s, bit for bit', (t) => {
+test("the device dropout draws are the host kernel's, bit for bit", (t) => {
   const seeds = [0, 1, 7, 123456789, 2 ** 40 + 3, 2 ** 52 - 1];
   const keeps = [0.25, 0.5, 0.75, 0.5, 0.9, 0.1];
   const n = 4800 * 3 + 7;
@@ -173,7 +173,9 @@ test('results, selection, table, predict, save/load round trip', async (t) => {
   const r0 = set.result('cello');
   const rows = small.tasks[1].test.rows;
   const feats = new Float32Array(rows.length * small.dim);
-  rows.forEach((row, i) => feats.set(small.features.subarray(row * small.dim, (row + 1) * small.dim), i * small.dim));
+  rows.forEach((row, i) => {
+    feats.set(small.features.subarray(row * small.dim, (row + 1) * small.dim), i * small.dim);
+  });
   const pred = await set.predict(feats);
   t.deepEqual(pred.instruments, ['banjo', 'cello']);
   t.is(pred.n, rows.length);
@@ -232,7 +234,9 @@ test("an aborted training's AbortError has the signal's reason as its cause", as
   const ac = new AbortController();
   const err = await t.throwsAsync(abortedAfterOneEpoch(ac, reason), { instanceOf: AbortError });
   t.is(err!.cause, reason);
-  const before = await t.throwsAsync(trainProbeGrid({ features: small.features, dim: small.dim, tasks: small.tasks, signal: ac.signal }), { instanceOf: AbortError });
+  const before = await t.throwsAsync(trainProbeGrid({ features: small.features, dim: small.dim, tasks: small.tasks, signal: ac.signal }), {
+    instanceOf: AbortError,
+  });
   t.is(before!.cause, reason);
 });
 

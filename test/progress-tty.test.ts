@@ -41,7 +41,25 @@ function extractUnderPty(out: string, model: string, dataset: string, interruptO
   delete env.CALMKIT_PROGRESS_INTERVAL_MS;
   const args = [path.join(ROOT, 'test', 'helpers', 'pty_run.py'), '--cols', String(COLS), '--rows', '40', '--timeout', '240'];
   if (interruptOn) args.push('--interrupt-on', interruptOn);
-  args.push('--', process.execPath, '--import=tsx', CLI, 'extract', '--dataset', dataset, '--model', model, '--out', out, '--layers', '3,6', '--windows', 'all', '--formatting', 'none');
+  args.push(
+    '--',
+    process.execPath,
+    '--import=tsx',
+    CLI,
+    'extract',
+    '--dataset',
+    dataset,
+    '--model',
+    model,
+    '--out',
+    out,
+    '--layers',
+    '3,6',
+    '--windows',
+    'all',
+    '--formatting',
+    'none',
+  );
   const r = spawnSync(PYTHON, args, { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
   if (r.status !== 0) throw new Error(`pty_run.py failed: ${r.stderr}`);
   const j = JSON.parse(r.stdout) as Omit<PtyRun, 'output'> & { output: string };
@@ -74,7 +92,9 @@ test.serial('on a terminal: header, a status line with windows, blocks and an ET
   // Which window of clip 1 is first drawn depends on the machine's load: the display redraws at most ten times a
   // second with the latest update, and on a busy machine a clip's events reach the JS thread in bursts (seen: the
   // first line drawn for clip 1 was its window 2). Any of its windows shows the clip's progress.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the status line ends with the terminal's erase-line escape
   t.regex(text, /extract [█░]{24} 0\/4 clips \| (?:[^|]+ \| )?ETA [^|]+ \| clip 1: window \d+\/\d+, block \d\/6\x1b\[K/);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: as above
   t.regex(text, /\| ETA (?:\d+[hm])?\d+[ms]? \| clip [2-4]: window \d+\/\d+, block \d\/6\x1b\[K/);
 
   // Mid-run, the screen is the two header lines and the status line below them, whole.
@@ -132,16 +152,19 @@ function capturePlain(fn: () => void, env: Record<string, string>): string[] {
 }
 
 test('plain mode, interval 0: a line per finished unit (not per step inside one), failures in words, a final line', (t) => {
-  const lines = capturePlain(() => {
-    const p = createProgress('extract', 3, 'clip');
-    p.update(0);
-    p.update(0.5, { note: 'clip 1: block 3/6' });
-    p.update(1);
-    p.update(1.5, { note: 'clip 2: block 3/6' });
-    p.update(2, { failed: 1 });
-    p.update(3, { failed: 1 });
-    p.stop();
-  }, { CALMKIT_PLAIN_PROGRESS: '1', CALMKIT_PROGRESS_INTERVAL_MS: '0' });
+  const lines = capturePlain(
+    () => {
+      const p = createProgress('extract', 3, 'clip');
+      p.update(0);
+      p.update(0.5, { note: 'clip 1: block 3/6' });
+      p.update(1);
+      p.update(1.5, { note: 'clip 2: block 3/6' });
+      p.update(2, { failed: 1 });
+      p.update(3, { failed: 1 });
+      p.stop();
+    },
+    { CALMKIT_PLAIN_PROGRESS: '1', CALMKIT_PROGRESS_INTERVAL_MS: '0' },
+  );
   t.is(lines.length, 4, lines.join('\n'));
   t.is(lines[0], 'extract: 0/3 clips, ETA ?');
   t.regex(lines[1]!, /^extract: 1\/3 clips, ETA \d+s$/);
@@ -150,22 +173,31 @@ test('plain mode, interval 0: a line per finished unit (not per step inside one)
 });
 
 test('plain mode with an interval: the first line, then none until the interval passes, and always the last', (t) => {
-  const lines = capturePlain(() => {
-    const p = createProgress('render', 1, 'clip');
-    p.update(0);
-    p.update(0.5);
-    p.update(1);
-    p.stop();
-  }, { CALMKIT_PLAIN_PROGRESS: '1', CALMKIT_PROGRESS_INTERVAL_MS: '60000' });
-  t.deepEqual(lines.map((l) => l.replace(/[\d.]+ s$/, 'T s')), ['render: 0/1 clip, ETA ?', 'render: 1/1 clip in T s']);
+  const lines = capturePlain(
+    () => {
+      const p = createProgress('render', 1, 'clip');
+      p.update(0);
+      p.update(0.5);
+      p.update(1);
+      p.stop();
+    },
+    { CALMKIT_PLAIN_PROGRESS: '1', CALMKIT_PROGRESS_INTERVAL_MS: '60000' },
+  );
+  t.deepEqual(
+    lines.map((l) => l.replace(/[\d.]+ s$/, 'T s')),
+    ['render: 0/1 clip, ETA ?', 'render: 1/1 clip in T s'],
+  );
 });
 
 test('plain mode: stop() before the end says where it stopped', (t) => {
-  const lines = capturePlain(() => {
-    const p = createProgress('extract', 5, 'clip');
-    p.update(2);
-    p.stop();
-  }, { CALMKIT_PLAIN_PROGRESS: '1', CALMKIT_PROGRESS_INTERVAL_MS: '60000' });
+  const lines = capturePlain(
+    () => {
+      const p = createProgress('extract', 5, 'clip');
+      p.update(2);
+      p.stop();
+    },
+    { CALMKIT_PLAIN_PROGRESS: '1', CALMKIT_PROGRESS_INTERVAL_MS: '60000' },
+  );
   t.regex(lines[lines.length - 1]!, /^extract: stopped at 2\/5 clips after [\d.]+ s$/);
 });
 

@@ -46,10 +46,15 @@ async function status(url: string, queue: string): Promise<QueueStatus> {
 
 async function settled(url: string, queue: string, total: number, timeoutMs = 90_000): Promise<QueueStatus> {
   let s: QueueStatus | undefined;
-  await waitFor(`${total} jobs settled on ${queue}`, async () => {
-    s = await status(url, queue);
-    return s.counts.completed + s.counts.failed >= total;
-  }, timeoutMs, 250);
+  await waitFor(
+    `${total} jobs settled on ${queue}`,
+    async () => {
+      s = await status(url, queue);
+      return s.counts.completed + s.counts.failed >= total;
+    },
+    timeoutMs,
+    250,
+  );
   return s!;
 }
 
@@ -113,7 +118,10 @@ test.serial('3 workers: every clip extracted exactly once, bad files fail with r
     }
     const queue = new Queue(q, { connection: redisConnection(url) });
     try {
-      t.true((await queue.getJobs(['completed'])).every((j) => j.stalledCounter === 0), 'no job stalled: the stopped worker finished its own');
+      t.true(
+        (await queue.getJobs(['completed'])).every((j) => j.stalledCounter === 0),
+        'no job stalled: the stopped worker finished its own',
+      );
     } finally {
       await queue.close();
     }
@@ -136,7 +144,10 @@ test.serial('3 workers: every clip extracted exactly once, bad files fail with r
     const js = JSON.parse(cli.stdout) as QueueStatus;
     t.like(js.counts, { waiting: 0, active: 0, completed: 10, failed: 2, delayed: 0 });
     t.is(js.throughput.completed, 10);
-    t.is(Object.values(js.throughput.byWorker).reduce((n, w) => n + w.completed, 0), 10);
+    t.is(
+      Object.values(js.throughput.byWorker).reduce((n, w) => n + w.completed, 0),
+      10,
+    );
     const text = await runCli(['queue', 'status', '--redis', url, '--queue', q]);
     t.regex(text.stdout, /0 waiting, 0 active, 10 completed, 2 failed, 0 delayed/);
     for (const key of Object.keys(bad)) t.regex(text.stdout, new RegExp(`${key} \\(.*\\), 1 attempt\\(s\\): ERR_AUDIO_`));
@@ -183,7 +194,10 @@ test.serial('Redis restarted mid-run: workers reconnect and finish', async (t) =
   const store = path.join(tmp, 'store-restart');
   const add = await runCli(['queue', 'add', '--dataset', DATA, '--model', model, '--redis', url, '--queue', q, '--layers', '6']);
   t.is(add.code, 0, add.stderr);
-  const ws = [worker(url, model, q, store, '--lock-duration', '10000', '--stalled-interval', '2000'), worker(url, model, q, store, '--lock-duration', '10000', '--stalled-interval', '2000')];
+  const ws = [
+    worker(url, model, q, store, '--lock-duration', '10000', '--stalled-interval', '2000'),
+    worker(url, model, q, store, '--lock-duration', '10000', '--stalled-interval', '2000'),
+  ];
   await waitFor('two completions', async () => (await status(url, q)).counts.completed >= 2, 60_000, 100);
   await redis!.stop();
   await new Promise((r) => setTimeout(r, 1500));
@@ -191,7 +205,10 @@ test.serial('Redis restarted mid-run: workers reconnect and finish', async (t) =
   const s = await settled(url, q, 12);
   const results = await stopAll(ws);
   for (const r of results) t.is(r.code, 0, r.stderr);
-  t.true(results.some((r) => /redis: .*\(retrying\)/.test(r.stderr)), 'a worker noticed the outage');
+  t.true(
+    results.some((r) => /redis: .*\(retrying\)/.test(r.stderr)),
+    'a worker noticed the outage',
+  );
   t.is(s.counts.completed, 10);
   checkFailures(t, s, bad);
   matchesReference(t, store, ref, good);
@@ -211,16 +228,26 @@ test.serial('a job whose settings do not match the worker fails with a clear, un
   t.is(add2.code, 0, add2.stderr);
   // And a job not made by `queue add`: malformed settings.
   const raw = new Queue(q, { connection: redisConnection(url) });
-  await raw.add('extract', { v: 1, key: 'odd', input: item[0]!.input, settings: { model: { id: modelId(model) }, pooling: 'max' }, settingsHash: 'x' }, { jobId: 'odd-job' });
+  await raw.add(
+    'extract',
+    { v: 1, key: 'odd', input: item[0]!.input, settings: { model: { id: modelId(model) }, pooling: 'max' }, settingsHash: 'x' },
+    { jobId: 'odd-job' },
+  );
   await raw.close();
   const w = worker(url, model, q, path.join(tmp, 'store-mismatch'));
   const s = await settled(url, q, 3, 60_000);
   await stopAll([w]);
   t.is(s.counts.failed, 3);
-  t.regex(s.failed.find((f) => f.id === 'odd-job')!.failedReason, /^ERR_QUEUE_JOB: job odd-job \(odd\): bad settings: pooling must be mean, segments or none; got 'max'$/);
+  t.regex(
+    s.failed.find((f) => f.id === 'odd-job')!.failedReason,
+    /^ERR_QUEUE_JOB: job odd-job \(odd\): bad settings: pooling must be mean, segments or none; got 'max'$/,
+  );
   const reasons = s.failed.map((f) => f.failedReason).sort();
   t.regex(reasons.find((r) => r.includes('precision'))!, /^ERR_QUEUE_SETTINGS: job .* wants precision bf16, this worker runs fp32$/);
-  t.regex(reasons.find((r) => r.includes(modelId(other)))!, new RegExp(`^ERR_QUEUE_SETTINGS: job .* wants model ${modelId(other)}, this worker serves ${modelId(model)}`));
+  t.regex(
+    reasons.find((r) => r.includes(modelId(other)))!,
+    new RegExp(`^ERR_QUEUE_SETTINGS: job .* wants model ${modelId(other)}, this worker serves ${modelId(model)}`),
+  );
   t.true(s.failed.every((f) => f.attemptsMade === 1));
 });
 
@@ -243,7 +270,10 @@ test.serial('other errors are retried with backoff, a bounded number of times', 
   t.is(s.counts.failed, 1);
   t.is(s.failed[0]!.attemptsMade, 2);
   // The store's fs failure is typed since issue 14 (was the raw ENOTDIR); it is still retried.
-  t.regex(s.failed[0]!.failedReason, /^ERR_DATA_STORE_IO: cannot open the feature store at .*blocked-store\/layer-6: a file of that name is in the way of a folder/);
+  t.regex(
+    s.failed[0]!.failedReason,
+    /^ERR_DATA_STORE_IO: cannot open the feature store at .*blocked-store\/layer-6: a file of that name is in the way of a folder/,
+  );
 });
 
 test.serial('a worker is disposable like the model: `await using` stops it gracefully at the end of the block', async (t) => {
@@ -255,11 +285,21 @@ test.serial('a worker is disposable like the model: `await using` stops it grace
   const lines: string[] = [];
   let held: ExtractionWorker | undefined;
   {
-    await using worker = await ExtractionWorker.start({ redis: url, queue: q, model, store: path.join(tmp, 'store-disposable'), progressSeconds: 0, log: (l) => lines.push(l) });
+    await using worker = await ExtractionWorker.start({
+      redis: url,
+      queue: q,
+      model,
+      store: path.join(tmp, 'store-disposable'),
+      progressSeconds: 0,
+      log: (l) => lines.push(l),
+    });
     held = worker;
     await settled(url, q, 1, 60_000);
   }
-  t.true(lines.some((l) => /stopped: 1 done/.test(l)), lines.join('\n'));
+  t.true(
+    lines.some((l) => /stopped: 1 done/.test(l)),
+    lines.join('\n'),
+  );
   // Disposed: disposing again (or closing) is harmless and reports the same run.
   await held!.dispose();
   t.is((await held!.close()).completed, 1);

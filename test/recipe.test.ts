@@ -26,8 +26,8 @@ import { synthProblem } from './helpers/probe-data';
 const tmp = tempDir('calmkit-recipe-');
 test.after.always(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const A = 'fl1m-sha256:' + 'a'.repeat(64);
-const B = 'fl1m-sha256:' + 'b'.repeat(64);
+const A = `fl1m-sha256:${'a'.repeat(64)}`;
+const B = `fl1m-sha256:${'b'.repeat(64)}`;
 
 // Every value of every field, in combinations that resolveSettings accepts.
 const INPUTS: SettingsInput[] = [
@@ -67,7 +67,17 @@ test('the recipe is what resolveSettings makes, versioned; settings come back fr
   const s = resolveSettings({ model: { id: A, path: '/m.pt', preset: 'tiny' }, layers: [6, 3, 6], formatting: 'upsample' });
   const r = recipeOf(s);
   t.is(r.version, 1);
-  t.deepEqual(r, { version: 1, model: { id: A }, precision: 'fp32', layers: [3, 6], pooling: 'mean', formatting: 'upsample', factor: 6.2, windows: 'first', dtype: 'float32' });
+  t.deepEqual(r, {
+    version: 1,
+    model: { id: A },
+    precision: 'fp32',
+    layers: [3, 6],
+    pooling: 'mean',
+    formatting: 'upsample',
+    factor: 6.2,
+    windows: 'first',
+    dtype: 'float32',
+  });
   t.deepEqual(settingsOfRecipe(r, { path: '/m.pt', preset: 'tiny' }), s);
   t.is(settingsHash(r), settingsHash(s));
   t.deepEqual(checkRecipe(JSON.parse(JSON.stringify(r)), 'json'), r);
@@ -76,9 +86,30 @@ test('the recipe is what resolveSettings makes, versioned; settings come back fr
 test('store specs are the ones written before the recipe existed: old stores are read and resumed as they are', (t) => {
   // Specs and hashes computed by calmkit before the recipe (lib/pipeline.ts at af558e9, layerStoreSpec).
   const before: StoreSpec[] = [
-    { model: { id: A }, layers: [6], pooling: 'mean', formatting: 'tile', dtype: 'float32', extra: { precision: 'fp32', windows: 'first', settings: 'a79df1a07947d702806132fb', targetSeconds: 62 } },
-    { model: { id: B }, layers: [3], pooling: 'mean', formatting: 'upsample', dtype: 'float16', extra: { precision: 'bf16', windows: 'first', settings: '7e5b3bc890749344f9c42b52', factor: 6.2 } },
-    { model: { id: 'm' }, layers: [12], pooling: 'segments', formatting: 'pad', dtype: 'float32', extra: { precision: 'fp32', windows: 'all', settings: '48c0fcc0f9b158121cf30a5a', factor: 3, segmentSeconds: 2.5 } },
+    {
+      model: { id: A },
+      layers: [6],
+      pooling: 'mean',
+      formatting: 'tile',
+      dtype: 'float32',
+      extra: { precision: 'fp32', windows: 'first', settings: 'a79df1a07947d702806132fb', targetSeconds: 62 },
+    },
+    {
+      model: { id: B },
+      layers: [3],
+      pooling: 'mean',
+      formatting: 'upsample',
+      dtype: 'float16',
+      extra: { precision: 'bf16', windows: 'first', settings: '7e5b3bc890749344f9c42b52', factor: 6.2 },
+    },
+    {
+      model: { id: 'm' },
+      layers: [12],
+      pooling: 'segments',
+      formatting: 'pad',
+      dtype: 'float32',
+      extra: { precision: 'fp32', windows: 'all', settings: '48c0fcc0f9b158121cf30a5a', factor: 3, segmentSeconds: 2.5 },
+    },
   ];
   const now = [INPUTS[0]!, INPUTS[1]!, INPUTS[2]!].map((input) => {
     const s = resolveSettings(input);
@@ -118,11 +149,16 @@ test('one checker of the extraction options, with one default-layers rule', (t) 
   t.deepEqual(defaultLayers(72), [36]);
   t.deepEqual(resolveExtractOptions({ layers: [6, 2, 6] }), { layers: [2, 6], pooling: 'mean', windows: 'first' });
   t.deepEqual(resolveExtractOptions({}, { depth: 6, name: 'm' }).layers, [6]);
-  t.throws(() => resolveExtractOptions({ layers: [7] }, { depth: 6, name: 'this checkpoint' }), { code: 'ERR_INVALID_ARGUMENT', message: 'layer 7 is out of range: this checkpoint has layers 1..6 (1-based)' });
+  t.throws(() => resolveExtractOptions({ layers: [7] }, { depth: 6, name: 'this checkpoint' }), {
+    code: 'ERR_INVALID_ARGUMENT',
+    message: 'layer 7 is out of range: this checkpoint has layers 1..6 (1-based)',
+  });
   t.throws(() => resolveExtractOptions({ layers: [] }), { message: /at least one layer/ });
   t.throws(() => resolveExtractOptions({ windows: 'some' as 'all' }), { message: "windows must be first or all; got 'some'" });
   t.throws(() => resolveExtractOptions({ pooling: 'segments', segmentTokens: 0 }), { message: /segmentTokens must be a positive integer/ });
-  t.throws(() => resolveExtractOptions({ pooling: 'segments', segmentTokens: 4, segmentSeconds: 1 }), { message: /exactly one of segmentTokens and segmentSeconds/ });
+  t.throws(() => resolveExtractOptions({ pooling: 'segments', segmentTokens: 4, segmentSeconds: 1 }), {
+    message: /exactly one of segmentTokens and segmentSeconds/,
+  });
   t.throws(() => resolveExtractOptions({ pooling: 'mean', segmentTokens: 4 }), { message: /only apply to segments pooling/ });
   // The settings use the same checker: the same words.
   t.throws(() => resolveSettings({ model: { id: 'm' }, windows: 'some' as 'all' }), { message: "windows must be first or all; got 'some'" });

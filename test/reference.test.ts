@@ -131,14 +131,12 @@ test('reference: a short input equals the first positions of a full-window run (
 });
 
 test('reference: rejects layers beyond the archive and audio shorter than a token', async (t) => {
-  const r = await runPy([REF, '--model', archive, '--audio', longAudio, '--layers', `${DEPTH + 1}`,
-    '--pooling', 'mean', '--out', path.join(dir, 'bad')]);
+  const r = await runPy([REF, '--model', archive, '--audio', longAudio, '--layers', `${DEPTH + 1}`, '--pooling', 'mean', '--out', path.join(dir, 'bad')]);
   t.not(r.code, 0);
   t.regex(r.stderr, /within 1\.\.6/);
   const tiny = path.join(dir, 'tiny.f32');
   fs.writeFileSync(tiny, Buffer.alloc(4 * (HOP - 1)));
-  const r2 = await runPy([REF, '--model', archive, '--audio', tiny, '--layers', '1', '--pooling', 'mean',
-    '--out', path.join(dir, 'bad')]);
+  const r2 = await runPy([REF, '--model', archive, '--audio', tiny, '--layers', '1', '--pooling', 'mean', '--out', path.join(dir, 'bad')]);
   t.not(r2.code, 0);
   t.regex(r2.stderr, /shorter than one token/);
 });
@@ -150,16 +148,41 @@ interface Bins {
 }
 
 test('reference --bins-only: 5B timing bins match the spec table', async (t) => {
-  const b: Bins = JSON.parse(await runOk([REF, '--bins-only', '--n-ctx', '8192', '--hop', '128',
-    '--sample-rate', '44100', '--min-duration', '60', '--max-duration', '600', '--t-bins', '128',
-    '--cond-total-length', '2734080', '--cond-offset', '0']));
+  const b: Bins = JSON.parse(
+    await runOk([
+      REF,
+      '--bins-only',
+      '--n-ctx',
+      '8192',
+      '--hop',
+      '128',
+      '--sample-rate',
+      '44100',
+      '--min-duration',
+      '60',
+      '--max-duration',
+      '600',
+      '--t-bins',
+      '128',
+      '--cond-total-length',
+      '2734080',
+      '--cond-offset',
+      '0',
+    ]),
+  );
   t.is(b.total_length_bin, 0);
   t.is(b.absolute.length, 8192);
   t.is(b.relative.length, 8192);
   // Spec 3.2: a_t changes at 1615, 3230, 4845, 6460, 8075; r_t = floor(8t/1335).
   const ts = [0, 166, 167, 1614, 1615, 8074, 8075, 8191];
-  t.deepEqual(ts.map((i) => b.absolute[i]), [0, 0, 0, 0, 1, 4, 5, 5]);
-  t.deepEqual(ts.map((i) => b.relative[i]), [0, 0, 1, 9, 9, 48, 48, 49]);
+  t.deepEqual(
+    ts.map((i) => b.absolute[i]),
+    [0, 0, 0, 0, 1, 4, 5, 5],
+  );
+  t.deepEqual(
+    ts.map((i) => b.relative[i]),
+    [0, 0, 1, 9, 9, 48, 48, 49],
+  );
   // The spec also says the float32 bins equal the exact rational floors at every t.
   const absExact = b.absolute.map((_, i) => Math.floor((128 * 128 * i) / 26460000));
   const relExact = b.relative.map((_, i) => Math.floor((8 * i) / 1335));
@@ -179,8 +202,14 @@ test('reference --bins-only: reads the hyperparameters from an archive', async (
   t.deepEqual(a, JSON.parse(explicit));
   // 16 * 2000000 / 26460000 = 1.2 and 16 * 2000000 / 2734080 = 11.7; the 32768-sample
   // window moves neither across a bin edge.
-  t.true(a.absolute.every((v) => v === 1), JSON.stringify(a.absolute.slice(0, 4)));
-  t.true(a.relative.every((v) => v === 11), JSON.stringify(a.relative.slice(0, 4)));
+  t.true(
+    a.absolute.every((v) => v === 1),
+    JSON.stringify(a.absolute.slice(0, 4)),
+  );
+  t.true(
+    a.relative.every((v) => v === 11),
+    JSON.stringify(a.relative.slice(0, 4)),
+  );
   t.is(a.total_length_bin, 0);
   const z: Bins = JSON.parse(atZero);
   t.true(z.absolute.every((v) => v === 0) && z.relative.every((v) => v === 0));

@@ -28,11 +28,22 @@ test('the corruption corpus: every damaged copy is a typed error naming the file
   const work = fresh();
   fs.mkdirSync(work);
   // A read that blocked on a FIFO would end this child by its timeout: the last case started names it.
-  const run = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'helpers', 'store-corpus.ts'), work], { cwd: ROOT, encoding: 'utf8', timeout: 6 * 60_000, maxBuffer: 64 << 20 });
-  const lines = run.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const run = spawnSync(process.execPath, ['--import', 'tsx', path.join(__dirname, 'helpers', 'store-corpus.ts'), work], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 6 * 60_000,
+    maxBuffer: 64 << 20,
+  });
+  const lines = run.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   const last = lines.filter((l) => l.started).pop();
   t.is(run.status, 0, `the corpus did not finish (last case started: ${JSON.stringify(last)}): ${run.stderr.slice(-3000)}`);
-  t.true(lines.some((l) => l.done), 'the corpus ran to its end');
+  t.true(
+    lines.some((l) => l.done),
+    'the corpus ran to its end',
+  );
   const cases = lines.filter((l) => l.result !== undefined);
   const counts: Record<string, number> = {};
   for (const c of cases) {
@@ -49,7 +60,10 @@ test('the corruption corpus: every damaged copy is a typed error naming the file
     }
     const file = String(c.file);
     const stem = path.basename(file).replace(/\.(npy|json)$/, '');
-    t.true(String(c.message).includes(stem) || (file === 'shards' && String(c.message).includes('shards/')), `${label}: the error does not name the file: ${c.message}`);
+    t.true(
+      String(c.message).includes(stem) || (file === 'shards' && String(c.message).includes('shards/')),
+      `${label}: the error does not name the file: ${c.message}`,
+    );
     t.true(String(c.code).startsWith('ERR_DATA_STORE_'), `${label}: ${c.code}`);
     if (c.repairOk !== undefined) t.true(c.repairOk, `${label}: after --repair: ${JSON.stringify(c)}`);
   }
@@ -63,7 +77,17 @@ function downgrade(dir: string): void {
   for (const f of fs.readdirSync(shards).filter((x) => x.endsWith('.json'))) {
     const doc = JSON.parse(fs.readFileSync(path.join(shards, f), 'utf8'));
     const npy = fs.readFileSync(path.join(shards, f.replace(/\.json$/, '.npy')));
-    const v1 = { format: doc.format, version: 1, writer: doc.writer, dtype: doc.dtype, dim: doc.dim, rows: doc.rows, sha256: crypto.createHash('sha256').update(npy).digest('hex'), entries: doc.entries.map(({ key, row, shape }: { key: string; row: number; shape: number[] }) => ({ key, row, shape })), failures: doc.failures };
+    const v1 = {
+      format: doc.format,
+      version: 1,
+      writer: doc.writer,
+      dtype: doc.dtype,
+      dim: doc.dim,
+      rows: doc.rows,
+      sha256: crypto.createHash('sha256').update(npy).digest('hex'),
+      entries: doc.entries.map(({ key, row, shape }: { key: string; row: number; shape: number[] }) => ({ key, row, shape })),
+      failures: doc.failures,
+    };
     fs.writeFileSync(path.join(shards, f), `${JSON.stringify(v1)}\n`);
   }
   const store = JSON.parse(fs.readFileSync(path.join(dir, 'store.json'), 'utf8'));
@@ -77,7 +101,12 @@ test('format 1 stores: read as before, each shard proven by its sha256 on first 
   const dir = fresh();
   const store = FeatureStore.open(dir, { create: { ...spec, dtype: 'float16', pooling: 'segments' } });
   const w = store.writer({ id: 'w', shardSize: 3 });
-  for (let c = 0; c < 7; c++) w.put(`k${c}`, Float32Array.from({ length: 12 }, (_, i) => c + i / 7), [3, 4]);
+  for (let c = 0; c < 7; c++)
+    w.put(
+      `k${c}`,
+      Float32Array.from({ length: 12 }, (_, i) => c + i / 7),
+      [3, 4],
+    );
   w.close();
   const good = store.readSegments(store.keys()).data;
   downgrade(dir);
@@ -99,9 +128,15 @@ test('format 1 stores: read as before, each shard proven by its sha256 on first 
   t.regex(err!.message, /w-000001\.npy.*sha256/);
   t.false(FeatureStore.open(copy).verify().ok);
   // Upgrade: sidecars and store.json sealed, the .npy files untouched, the values the same.
-  const before = fs.readdirSync(path.join(dir, 'shards')).filter((f) => f.endsWith('.npy')).map((f) => fs.readFileSync(path.join(dir, 'shards', f)));
+  const before = fs
+    .readdirSync(path.join(dir, 'shards'))
+    .filter((f) => f.endsWith('.npy'))
+    .map((f) => fs.readFileSync(path.join(dir, 'shards', f)));
   t.deepEqual(old.upgrade(), { shards: 3, storeJson: true });
-  const after = fs.readdirSync(path.join(dir, 'shards')).filter((f) => f.endsWith('.npy')).map((f) => fs.readFileSync(path.join(dir, 'shards', f)));
+  const after = fs
+    .readdirSync(path.join(dir, 'shards'))
+    .filter((f) => f.endsWith('.npy'))
+    .map((f) => fs.readFileSync(path.join(dir, 'shards', f)));
   t.deepEqual(after, before);
   const sealed = FeatureStore.open(dir);
   t.is(sealed.formatVersion, 2);
@@ -116,14 +151,21 @@ test('the store works without the addon: node:zlib gives the same checksums (a c
   const dir = fresh();
   const store = FeatureStore.open(dir, { create: spec });
   const w = store.writer({ id: 'w', shardSize: 2 });
-  for (let c = 0; c < 5; c++) w.put(`k${c}`, Float32Array.from({ length: 8 }, (_, i) => c * 10 + i));
+  for (let c = 0; c < 5; c++)
+    w.put(
+      `k${c}`,
+      Float32Array.from({ length: 8 }, (_, i) => c * 10 + i),
+    );
   w.close();
   const script = `const { FeatureStore } = require(${JSON.stringify(path.join(ROOT, 'lib', 'store', 'feature-store.ts'))});
 const { checksumImplementation } = require(${JSON.stringify(path.join(ROOT, 'lib', 'store', 'checksum.ts'))});
 const s = FeatureStore.open(process.argv[1]);
 const w = s.writer({ id: 'nozlib' }); w.put('extra', new Float32Array([1, 2, 3, 4, 5, 6, 7, 8])); w.close();
 console.log(JSON.stringify({ impl: checksumImplementation(), sum: Array.from(s.readMatrix(s.keys()).data).reduce((a, b) => a + b, 0), ok: s.verify().ok }));`;
-  const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script, dir], { env: { ...process.env, CALMKIT_ADDON_PATH: path.join(tmp, 'no-such-addon.node') }, encoding: 'utf8' });
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script, dir], {
+    env: { ...process.env, CALMKIT_ADDON_PATH: path.join(tmp, 'no-such-addon.node') },
+    encoding: 'utf8',
+  });
   const got = JSON.parse(out.trim().split('\n').pop()!);
   t.deepEqual(got, { impl: 'node:zlib', sum: [0, 1, 2, 3, 4].reduce((a, c) => a + 8 * c * 10 + 28, 0) + 36, ok: true });
   // ... and what it wrote, this process (with the addon) proves with libdeflate.
@@ -152,7 +194,8 @@ test('a full disk while a store is written: a typed error naming the path, the s
     let budget = 256 * 1024;
     (fs as { writeSync: unknown }).writeSync = (fd: number, buf: Uint8Array, ...rest: unknown[]) => {
       const len = typeof buf === 'string' ? Buffer.byteLength(buf) : buf.byteLength;
-      if ((budget -= len) < 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+      budget -= len;
+      if (budget < 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
       return (real as (...a: unknown[]) => number)(fd, buf, ...rest);
     };
     restore = () => ((fs as { writeSync: unknown }).writeSync = real);
@@ -177,7 +220,9 @@ test('a full disk while a store is written: a typed error naming the path, the s
   t.true(after.verify().ok);
   const kept = after.keys();
   t.true(kept.length > 0 && kept.length % 8 === 0, `${kept.length} keys`);
-  kept.forEach((k) => t.is(after.get(k).data[5], Number(k.slice(1)) + 5 / 1024));
+  kept.forEach((k) => {
+    t.is(after.get(k).data[5], Number(k.slice(1)) + 5 / 1024);
+  });
   // Free space, resume: every clip ends up stored.
   restore();
   if (mounted) spawnSync('mount', ['-o', 'remount,size=16m', dir]);
@@ -196,22 +241,45 @@ test('calmkit: train refuses a damaged store naming the shard and clips; store v
   const { good } = await makeDataset(data, 16);
   // Two instruments labelled on every clip (the fixture's own labels leave every instrument single-class).
   const rows = good.flatMap((k, i) => [`${k},piano,${i % 3 === 0 ? 0.9 : 0.1},3`, `${k},violin,${i % 2 === 1 ? 0.9 : 0.1},3`]);
-  fs.writeFileSync(path.join(data, 'openmic-2018-aggregated-labels.csv'), 'sample_key,instrument,relevance,num_responses\n' + rows.join('\n') + '\n');
+  fs.writeFileSync(path.join(data, 'openmic-2018-aggregated-labels.csv'), `sample_key,instrument,relevance,num_responses\n${rows.join('\n')}\n`);
   const model = await tinyModel(root);
   const out = path.join(root, 'out');
   const extract = ['extract', '--model', model, '--dataset', data, '--out', out, '--flush-every', '4', '--layers', '2'];
   let r = await runCli(extract);
   t.is(r.code, 0, r.stderr);
   const dir = path.join(out, 'layer-2');
-  const shards = fs.readdirSync(path.join(dir, 'shards')).filter((f) => f.endsWith('.npy')).sort();
+  const shards = fs
+    .readdirSync(path.join(dir, 'shards'))
+    .filter((f) => f.endsWith('.npy'))
+    .sort();
   t.is(shards.length, 4);
-  const victim = FeatureStore.open(dir).state.shards.find((s) => s.name === shards[1])!.sidecar.entries.map((e) => e.key);
+  const victim = FeatureStore.open(dir)
+    .state.shards.find((s) => s.name === shards[1])!
+    .sidecar.entries.map((e) => e.key);
   const npy = path.join(dir, 'shards', shards[1]!);
   const bytes = fs.readFileSync(npy);
   bytes[bytes.length - 100]! ^= 0x04;
   fs.writeFileSync(npy, bytes);
   const probes = path.join(root, 'p.calmkit-probes');
-  const train = ['train', '--dataset', data, '--features', dir, '--out', probes, '--epochs', '2', '--batch', '4', '--val-fraction', '0.25', '--grid', 'hidden=[] dropout=0 l2=0', '--device', 'cpu'];
+  const train = [
+    'train',
+    '--dataset',
+    data,
+    '--features',
+    dir,
+    '--out',
+    probes,
+    '--epochs',
+    '2',
+    '--batch',
+    '4',
+    '--val-fraction',
+    '0.25',
+    '--grid',
+    'hidden=[] dropout=0 l2=0',
+    '--device',
+    'cpu',
+  ];
   r = await runCli(train);
   t.is(r.code, 1);
   t.regex(r.stderr, /^calmkit: ERR_DATA_STORE_CORRUPT: shard .*\.npy is damaged: the bytes of 1 clip: \d+_\d+ differ from their checksums/m);
@@ -224,7 +292,10 @@ test('calmkit: train refuses a damaged store naming the shard and clips; store v
   r = await runCli(['store', 'verify', dir, '--repair']);
   t.is(r.code, 0, r.stdout + r.stderr);
   t.regex(r.stdout, /moved 2 file\(s\) to .*quarantine.*4 clip\(s\) to re-extract/);
-  t.deepEqual(FeatureStore.open(dir).keys(), good.filter((k) => !victim.includes(k)));
+  t.deepEqual(
+    FeatureStore.open(dir).keys(),
+    good.filter((k) => !victim.includes(k)),
+  );
   t.true(fs.readdirSync(path.join(dir, 'quarantine')).length === 1, 'quarantined, nothing deleted');
   // Missing clips: refused by default, naming how many and which; --allow-missing trains and says so everywhere.
   r = await runCli(train);

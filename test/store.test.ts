@@ -16,7 +16,9 @@ const spec: StoreSpec = { model: { id: 'test-model', hash: 'abc' }, layers: [36]
 
 function runWriter(dir: string, id: string, from: number, to: number, shardSize: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', HELPER, dir, id, String(from), String(to), String(shardSize), 'keys'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', HELPER, dir, id, String(from), String(to), String(shardSize), 'keys'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`writer ${id} exited ${code}: ${err}`))));
@@ -40,7 +42,10 @@ test('put/get/readMatrix round trip, resume skips existing keys, manifest descri
   t.is(m.rows, 4);
   t.is(m.dim, 3);
   t.deepEqual(Array.from(m.data), [6, 6.25, -6, 0, 0.25, -0, 1, 1.25, -1, 5, 5.25, -5]);
-  t.deepEqual(again.failures().map((f) => [f.key, f.code, f.input]), [['broken', 'ERR_AUDIO_DECODE', '/a/broken.ogg']]);
+  t.deepEqual(
+    again.failures().map((f) => [f.key, f.code, f.input]),
+    [['broken', 'ERR_AUDIO_DECODE', '/a/broken.ogg']],
+  );
   // resume: a second writer only adds what is missing
   const w2 = again.writer({ id: 'w2' });
   t.false(w2.put('k3', [0, 0, 0]));
@@ -50,11 +55,21 @@ test('put/get/readMatrix round trip, resume skips existing keys, manifest descri
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
   t.deepEqual(manifest.spec, JSON.parse(JSON.stringify(again.spec)));
   t.is(manifest.dtype, '<f4');
-  t.deepEqual(manifest.shards.map((s: { file: string }) => s.file), ['shards/w1-000000.npy', 'shards/w1-000001.npy', 'shards/w1-000002.npy', 'shards/w2-000000.npy']);
+  t.deepEqual(
+    manifest.shards.map((s: { file: string }) => s.file),
+    ['shards/w1-000000.npy', 'shards/w1-000001.npy', 'shards/w1-000002.npy', 'shards/w2-000000.npy'],
+  );
   t.deepEqual(manifest.shards[0].keys, ['k0', 'k1', 'k2']);
   t.is(manifest.entries, 8);
   // numpy reads a shard and agrees with the manifest's row order
-  const out = execFileSync(PYTHON, ['-c', `import numpy as np, json; m = json.load(open('manifest.json')); a = np.load(m['shards'][1]['file']); print(a.shape, m['shards'][1]['keys'], a[0].tolist())`], { cwd: dir, encoding: 'utf8' });
+  const out = execFileSync(
+    PYTHON,
+    [
+      '-c',
+      `import numpy as np, json; m = json.load(open('manifest.json')); a = np.load(m['shards'][1]['file']); print(a.shape, m['shards'][1]['keys'], a[0].tolist())`,
+    ],
+    { cwd: dir, encoding: 'utf8' },
+  );
   t.is(out.trim(), "(3, 3) ['k3', 'k4', 'k5'] [3.0, 3.25, -3.0]");
   t.is(t.throws(() => again.get('nope'), { instanceOf: DataError })?.code, 'ERR_DATA_STORE_KEY');
 });
@@ -63,9 +78,21 @@ test('multi-row entries, float16 storage and shape checks', (t) => {
   const dir = fresh();
   const store = FeatureStore.open(dir, { create: { ...spec, dtype: 'float16', pooling: 'none' } });
   const w = store.writer({ shardSize: 10 });
-  w.put('a', Float32Array.from({ length: 12 }, (_, i) => i / 3), [3, 4]);
-  w.put('b', Float32Array.from({ length: 12 }, (_, i) => -i), [3, 4]);
-  w.put('c', Float32Array.from({ length: 8 }, (_, i) => i), [2, 4]);
+  w.put(
+    'a',
+    Float32Array.from({ length: 12 }, (_, i) => i / 3),
+    [3, 4],
+  );
+  w.put(
+    'b',
+    Float32Array.from({ length: 12 }, (_, i) => -i),
+    [3, 4],
+  );
+  w.put(
+    'c',
+    Float32Array.from({ length: 8 }, (_, i) => i),
+    [2, 4],
+  );
   w.put('d', Float32Array.from([1, 2, 3]), [3]);
   w.close();
   const got = store.get('a');
@@ -114,10 +141,18 @@ test('readMatrix and readSegments across read chunks and shards agree with get()
   const w = store.writer({ shardSize: 250 });
   const S = 12;
   const W = 1000;
-  for (let k = 0; k < 400; k++) w.put(`k${String(k).padStart(3, '0')}`, Float32Array.from({ length: S * W }, (_, i) => k * 1e4 + i), [S, W]);
+  for (let k = 0; k < 400; k++)
+    w.put(
+      `k${String(k).padStart(3, '0')}`,
+      Float32Array.from({ length: S * W }, (_, i) => k * 1e4 + i),
+      [S, W],
+    );
   w.close();
   // The first shard's 250 entries (12 MB) are one run of neighbours, read in two chunks; gaps cut the rest.
-  const keys = store.keys().filter((_, i) => i < 250 || i % 7 !== 3).reverse();
+  const keys = store
+    .keys()
+    .filter((_, i) => i < 250 || i % 7 !== 3)
+    .reverse();
   const m = store.readSegments(keys);
   t.is(m.data.length, keys.length * S * W);
   t.true(250 * S * W * 4 > 8 * 2 ** 20, 'a run longer than one read chunk');
@@ -126,7 +161,7 @@ test('readMatrix and readSegments across read chunks and shards agree with get()
   keys.forEach((k, i) => {
     const got = store.get(k).data;
     const row = m.data.subarray(i * S * W, (i + 1) * S * W);
-    if (got[0] !== row[0] || got[S * W - 1] !== row[S * W - 1] || got[S * W / 2] !== row[S * W / 2]) t.fail(`entry ${k} is misplaced`);
+    if (got[0] !== row[0] || got[S * W - 1] !== row[S * W - 1] || got[(S * W) / 2] !== row[(S * W) / 2]) t.fail(`entry ${k} is misplaced`);
   });
   t.pass();
 });
@@ -134,7 +169,13 @@ test('readMatrix and readSegments across read chunks and shards agree with get()
 test('a different spec is refused; a missing store is a DataError', (t) => {
   const dir = fresh();
   FeatureStore.open(dir, { create: spec });
-  for (const other of [{ ...spec, layers: [35] }, { ...spec, dtype: 'float16' as const }, { ...spec, model: { id: 'test-model', hash: 'zzz' } }, { ...spec, pooling: 'segments:8' }, { ...spec, formatting: 'none' }]) {
+  for (const other of [
+    { ...spec, layers: [35] },
+    { ...spec, dtype: 'float16' as const },
+    { ...spec, model: { id: 'test-model', hash: 'zzz' } },
+    { ...spec, pooling: 'segments:8' },
+    { ...spec, formatting: 'none' },
+  ]) {
     const err = t.throws(() => FeatureStore.open(dir, { create: other }), { instanceOf: DataError });
     t.is(err?.code, 'ERR_DATA_STORE_SPEC');
     t.true(err!.message.includes(dir));
@@ -175,8 +216,15 @@ test('two concurrent writer processes on overlapping keys: one entry per key, de
   const visible = manifest.shards.flatMap((s: { keys: string[]; shadowed: string[] }) => s.keys.filter((k) => !s.shadowed.includes(k)));
   t.is(visible.length, 91);
   t.is(new Set(visible).size, 91);
-  const files = fs.readdirSync(path.join(dir, 'shards')).filter((f) => f.endsWith('.npy')).sort();
-  t.deepEqual(manifest.shards.map((s: { file: string }) => s.file), files.map((f) => `shards/${f}`), 'the manifest lists every published shard');
+  const files = fs
+    .readdirSync(path.join(dir, 'shards'))
+    .filter((f) => f.endsWith('.npy'))
+    .sort();
+  t.deepEqual(
+    manifest.shards.map((s: { file: string }) => s.file),
+    files.map((f) => `shards/${f}`),
+    'the manifest lists every published shard',
+  );
   t.deepEqual(fs.readdirSync(path.join(dir, 'tmp')), []);
   t.is(store.failures().length, 18);
   const before = store.readMatrix(store.keys());
@@ -236,7 +284,11 @@ test('corrupt shards are detected and reported, reads of them are DataErrors nam
   const dir = fresh();
   const store = FeatureStore.open(dir, { create: spec });
   const w = store.writer({ id: 'w', shardSize: 4 });
-  for (let i = 0; i < 8; i++) w.put(`k${i}`, Float32Array.from({ length: 16 }, (_, j) => i + j));
+  for (let i = 0; i < 8; i++)
+    w.put(
+      `k${i}`,
+      Float32Array.from({ length: 16 }, (_, j) => i + j),
+    );
   w.close();
   const first = path.join(dir, 'shards', 'w-000000.npy');
   const second = path.join(dir, 'shards', 'w-000001.npy');

@@ -96,7 +96,9 @@ test('nothing but lib/cli/ imports lib/cli/', (t) => {
 });
 
 test("a folder's index.ts only re-exports", (t) => {
-  for (const file of SOURCES.filter((f) => f.endsWith('index.ts') && path.dirname(f) !== path.join(ROOT, 'bindings') && path.dirname(f) !== path.join(ROOT, 'lib'))) {
+  for (const file of SOURCES.filter(
+    (f) => f.endsWith('index.ts') && path.dirname(f) !== path.join(ROOT, 'bindings') && path.dirname(f) !== path.join(ROOT, 'lib'),
+  )) {
     const code = fs
       .readFileSync(file, 'utf8')
       .replace(/\/\*[\s\S]*?\*\//g, '')

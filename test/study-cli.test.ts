@@ -19,8 +19,21 @@ const data = path.join(dir, 'data');
 const out = path.join(dir, 'study');
 // A reduced grid and few epochs keep the test short; the paper grid runs in `npm run demo`.
 const STUDY = [
-  'study', '--dataset', data, '--model', model, '--out', out, '--epochs', '20', '--grid', 'hidden=[];[16] dropout=0.5 l2=0,1e-4',
-  '--attention-grid', 'hidden=[16] dropout=0.5 l2=0,1e-4', '--attention-epochs', '10',
+  'study',
+  '--dataset',
+  data,
+  '--model',
+  model,
+  '--out',
+  out,
+  '--epochs',
+  '20',
+  '--grid',
+  'hidden=[];[16] dropout=0.5 l2=0,1e-4',
+  '--attention-grid',
+  'hidden=[16] dropout=0.5 l2=0,1e-4',
+  '--attention-epochs',
+  '10',
 ];
 const COLUMNS = ['concatenation', 'upsampling', 'untiled'];
 
@@ -36,7 +49,10 @@ function writeVggish(root: string): void {
   const truth = JSON.parse(fs.readFileSync(path.join(root, 'calmkit-demo-data.json'), 'utf8')).truth as { key: string; parts: { instrument: string }[] }[];
   const instruments = Object.keys(JSON.parse(fs.readFileSync(path.join(root, 'class-map.json'), 'utf8')));
   let state = 7;
-  const noise = () => (state = (state * 1103515245 + 12345) % 2147483648) % 96;
+  const noise = () => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state % 96;
+  };
   for (const clip of truth) {
     const features = Array.from({ length: 10 }, () => Array.from({ length: 128 }, () => 64 + noise()));
     for (const part of clip.parts) {
@@ -44,7 +60,10 @@ function writeVggish(root: string): void {
       for (const frame of features) for (let j = 0; j < 6; j++) frame[(i * 6 + j) % 128] += 90;
     }
     fs.mkdirSync(path.join(root, 'vggish', clip.key.slice(0, 3)), { recursive: true });
-    fs.writeFileSync(path.join(root, 'vggish', clip.key.slice(0, 3), `${clip.key}.json`), JSON.stringify({ time_points: features.map((_, k) => Math.round(96 * k) / 100), features }));
+    fs.writeFileSync(
+      path.join(root, 'vggish', clip.key.slice(0, 3), `${clip.key}.json`),
+      JSON.stringify({ time_points: features.map((_, k) => Math.round(96 * k) / 100), features }),
+    );
   }
 }
 
@@ -59,8 +78,14 @@ test.serial('calmkit study: three variants, attention over the best one, the VGG
   for (const variant of COLUMNS) {
     const report = path.join(out, variant, 'report');
     for (const f of ['table.md', 'table.csv', 'table.json']) t.true(fs.existsSync(path.join(report, f)), `${variant}/${f}`);
-    t.true(fs.readdirSync(report).some((f) => f.endsWith('.png')), 'figures as PNG');
-    t.true(fs.readdirSync(report).some((f) => f.endsWith('.svg')), 'figures as SVG');
+    t.true(
+      fs.readdirSync(report).some((f) => f.endsWith('.png')),
+      'figures as PNG',
+    );
+    t.true(
+      fs.readdirSync(report).some((f) => f.endsWith('.svg')),
+      'figures as SVG',
+    );
     const probes = await ProbeSet.load(path.join(out, variant, 'probes.calmkit-probes.json'));
     t.is(probes.instruments.length + probes.skipped.length, 20);
     t.true(probes.instruments.length > 0);
@@ -75,11 +100,13 @@ test.serial('calmkit study: three variants, attention over the best one, the VGG
   const chosen = /^attention \((\w+)\)$/.exec(attention)?.[1];
   t.true(COLUMNS.includes(chosen!), attention);
   t.regex(stderr, new RegExp(`attention over the 1 s segments of ${chosen} \\(the lowest mean validation loss`));
-  const valLoss = await Promise.all(COLUMNS.map(async (v) => {
-    const set = await ProbeSet.load(path.join(out, v, 'probes.calmkit-probes.json'));
-    const losses = set.results.map((r) => r.configs[r.selected].bestValLoss);
-    return losses.reduce((a, b) => a + b, 0) / losses.length;
-  }));
+  const valLoss = await Promise.all(
+    COLUMNS.map(async (v) => {
+      const set = await ProbeSet.load(path.join(out, v, 'probes.calmkit-probes.json'));
+      const losses = set.results.map((r) => r.configs[r.selected].bestValLoss);
+      return losses.reduce((a, b) => a + b, 0) / losses.length;
+    }),
+  );
   t.is(COLUMNS[valLoss.indexOf(Math.min(...valLoss))]!, chosen!);
   const att = await ProbeSet.load(path.join(out, 'attention', 'probes.calmkit-probes.json'));
   t.true(att.attention);
@@ -103,7 +130,9 @@ test.serial('calmkit study: three variants, attention over the best one, the VGG
   // They trained on exactly the files' values: the frames in key order, and their mean over the 10 frames.
   const keys = OpenMIC.open(data, { audio: 'skip' }).keys;
   const frames = new Float32Array(keys.length * 1280);
-  keys.forEach((k, i) => frames.set((JSON.parse(fs.readFileSync(path.join(data, 'vggish', k.slice(0, 3), `${k}.json`), 'utf8')).features as number[][]).flat(), i * 1280));
+  keys.forEach((k, i) => {
+    frames.set((JSON.parse(fs.readFileSync(path.join(data, 'vggish', k.slice(0, 3), `${k}.json`), 'utf8')).features as number[][]).flat(), i * 1280);
+  });
   const means = new Float32Array(keys.length * 128);
   for (let i = 0; i < keys.length; i++) {
     for (let j = 0; j < 128; j++) {

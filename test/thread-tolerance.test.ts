@@ -38,7 +38,9 @@ test('1 and 2 threads: layer means within 1e-5 given the tokens, 99 % of the tok
     for (const [i, clip] of one.audio.entries()) {
       const other = two.audio[i]!.tokens;
       t.is(other.length, clip.tokens.length);
-      clip.tokens.forEach((tok, k) => (same += tok === other[k] ? 1 : 0));
+      clip.tokens.forEach((tok, k) => {
+        same += tok === other[k] ? 1 : 0;
+      });
       total += clip.tokens.length;
     }
     t.true(same / total >= 0.99, `${same} of ${total} tokens agree`);

@@ -6,7 +6,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { binding } from '../addon';
 import type { RawBenchOrigin } from '../addon';
-import { abortError, booleanArg, functionArg, integerArg, invalidArgument, native, nonEmptyString, numberArg, oneOf, optional, optionsObject, signalArg } from '../errors';
+import {
+  abortError,
+  booleanArg,
+  functionArg,
+  integerArg,
+  invalidArgument,
+  native,
+  nonEmptyString,
+  numberArg,
+  oneOf,
+  optional,
+  optionsObject,
+  signalArg,
+} from '../errors';
 import { JUKEBOX_PRESETS, PRECISION_CHOICES, type JukeboxPreset, type PrecisionChoice } from '../model';
 import { MATMUL_PRECISIONS, type MatmulPrecision } from '../probes';
 import { calmkitVersion, DEFAULT_DEVICE, type Device } from '../runtime';
@@ -79,7 +92,11 @@ function intList(name: string, value: unknown, range: { min: number; max?: numbe
   return value.map((v, i) => integerArg(`${name}[${i}]`, v, range));
 }
 
-async function runNative(start: (control: ReturnType<ReturnType<typeof binding>['control']>, onLine?: (l: string) => void) => Promise<string>, common: BenchCommon, what: string): Promise<unknown> {
+async function runNative(
+  start: (control: ReturnType<ReturnType<typeof binding>['control']>, onLine?: (l: string) => void) => Promise<string>,
+  common: BenchCommon,
+  what: string,
+): Promise<unknown> {
   const signal = signalArg('signal', common.signal);
   const onLine = functionArg<(line: string) => void>('onLine', common.onLine);
   if (signal?.aborted) throw abortError(`${what} was aborted`, signal);
@@ -96,9 +113,16 @@ async function runNative(start: (control: ReturnType<ReturnType<typeof binding>[
 /** Extraction throughput at a preset's real shapes (or a checkpoint's), against the GEMM peak and the reference. */
 export async function benchExtract(options?: ExtractBenchOptions): Promise<ExtractReport> {
   const o = optionsObject('options', options);
-  const modes: ReferenceMode[] = o.reference === undefined || o.reference === false ? [] : o.reference === true ? ['same-work'] : Array.isArray(o.reference) ? o.reference.map((m) => oneOf('reference', REFERENCE_MODES, m)) : (() => {
-    throw invalidArgument(`reference must be true, false or a list of ${REFERENCE_MODES.join(', ')}`, 'reference');
-  })();
+  const modes: ReferenceMode[] =
+    o.reference === undefined || o.reference === false
+      ? []
+      : o.reference === true
+        ? ['same-work']
+        : Array.isArray(o.reference)
+          ? o.reference.map((m) => oneOf('reference', REFERENCE_MODES, m))
+          : (() => {
+              throw invalidArgument(`reference must be true, false or a list of ${REFERENCE_MODES.join(', ')}`, 'reference');
+            })();
   const raw = {
     ...origin(optional(o, 'command', nonEmptyString)),
     preset: optional(o, 'preset', (n, v) => oneOf(n, JUKEBOX_PRESETS, v)),

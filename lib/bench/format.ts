@@ -32,14 +32,17 @@ export function table(head: string[], rows: string[][]): string {
 /** One line about the machine: CPU, cores, memory, LibTorch, BLAS, threads, GPU, and how loaded it was. */
 export function machineLine(m: BenchMachine): string {
   const flags = m.cpuFlags.filter((f) => ['avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'avx512_fp16'].includes(f));
-  const gpu = m.gpus.length ? `; ${m.gpus.map((g) => `${g.name} (${gib(g.memoryBytes)} GiB, sm ${g.computeCapability}, driver CUDA ${g.driverCuda || '?'})`).join(', ')}` : '; no GPU';
+  const gpu = m.gpus.length
+    ? `; ${m.gpus.map((g) => `${g.name} (${gib(g.memoryBytes)} GiB, sm ${g.computeCapability}, driver CUDA ${g.driverCuda || '?'})`).join(', ')}`
+    : '; no GPU';
   const load = m.loadAverage ? `; load ${m.loadAverage.map((x) => x.toFixed(2)).join(' ')} on ${m.usableCpus} CPUs` : '';
   return `${m.cpuModel} [${flags.join(' ')}], ${m.usableCpus} of ${m.logicalCpus} CPUs, ${gib(m.memoryBytes)} GiB; LibTorch ${m.libtorchVersion}${m.libtorchCuda ? ` (CUDA ${m.libtorchCuda})` : ''}, ${m.blas}, ${m.threads} threads${gpu}${load}`;
 }
 
 function extractText(r: ExtractReport): string {
   const c = r.config as Record<string, unknown>;
-  const layers = Number(c.layers), run = Number(c.layersRun);
+  const layers = Number(c.layers),
+    run = Number(c.layersRun);
   const lines = [
     `calmkit bench extract: ${c.model ? `model ${String(c.model)}` : `preset ${String(c.preset)}`} (width ${c.width}, n_ctx ${c.nCtx}), ` +
       `layers 1-${layers}${run < layers ? ` (blocks 1-${run} run, the rest extrapolated)` : ''}, ${c.device}, ${c.rounds} rounds after ${c.warmup} warm-up`,
@@ -47,7 +50,24 @@ function extractText(r: ExtractReport): string {
     `GEMM peaks: ${r.peaks.map((p) => `${p.dtype} ${fmt(p.gflopPerSecond, 4)} GFLOP/s (${p.kernel}, ${p.size}^3)`).join('; ')}`,
     '',
   ];
-  const head = ['row', 'load s', 'encode s', 'layer s', 'pool s', 'clip s', 'clips/s', 'tokens/s', 'GFLOP/s', 'of peak', 'RSS GiB', 'dev GiB', 'cos fp32', 'tokens', 'vs ref', 'vs ref CPU'];
+  const head = [
+    'row',
+    'load s',
+    'encode s',
+    'layer s',
+    'pool s',
+    'clip s',
+    'clips/s',
+    'tokens/s',
+    'GFLOP/s',
+    'of peak',
+    'RSS GiB',
+    'dev GiB',
+    'cos fp32',
+    'tokens',
+    'vs ref',
+    'vs ref CPU',
+  ];
   const rows = r.rows.map((x: ExtractRow) => [
     x.label,
     fmt(x.loadSeconds),
@@ -71,15 +91,31 @@ function extractText(r: ExtractReport): string {
   lines.push('');
   if (ref.status === 'ran') {
     const cc = ref.crossCheck;
-    lines.push(`reference: eager PyTorch ${ref.torch ?? ''} (${ref.python}), same device, same rounds` + (cc ? `; fp32 cross-check at layer ${cc.layer}: max difference ${cc.maxRelDifference.toExponential(1)} of the largest value, tokens ${(cc.tokenAgreement * 100).toFixed(1)}% equal` : ''));
-    lines.push('vs ref: the reference\'s clip time over calmkit\'s (> 1: calmkit faster); vs ref CPU: the same in CPU seconds of each process, steadier on a shared machine');
+    lines.push(
+      `reference: eager PyTorch ${ref.torch ?? ''} (${ref.python}), same device, same rounds` +
+        (cc
+          ? `; fp32 cross-check at layer ${cc.layer}: max difference ${cc.maxRelDifference.toExponential(1)} of the largest value, tokens ${(cc.tokenAgreement * 100).toFixed(1)}% equal`
+          : ''),
+    );
+    lines.push(
+      "vs ref: the reference's clip time over calmkit's (> 1: calmkit faster); vs ref CPU: the same in CPU seconds of each process, steadier on a shared machine",
+    );
     lines.push(
       table(
         ['reference row', 'encode s', 'layer s', 'clip s', 'calmkit clip s', 'calmkit x'],
         ref.rows.map((rr) => {
-          const mine = r.rows.find((x) => x.precision === rr.precision && x.tokens === rr.tokens && x.batch === 1) ?? r.rows.find((x) => x.precision === rr.precision && x.tokens === rr.tokens);
+          const mine =
+            r.rows.find((x) => x.precision === rr.precision && x.tokens === rr.tokens && x.batch === 1) ??
+            r.rows.find((x) => x.precision === rr.precision && x.tokens === rr.tokens);
           const mineClip = mine ? med(mine.clipSeconds) : null;
-          return [`${rr.mode}, ${rr.precision}, ${rr.tokens} tokens`, fmt(rr.encodeSeconds), fmt(rr.layerSeconds), fmt(rr.clipSeconds), fmt(mineClip), mineClip ? `${(rr.clipSeconds / mineClip).toFixed(2)}x` : '-'];
+          return [
+            `${rr.mode}, ${rr.precision}, ${rr.tokens} tokens`,
+            fmt(rr.encodeSeconds),
+            fmt(rr.layerSeconds),
+            fmt(rr.clipSeconds),
+            fmt(mineClip),
+            mineClip ? `${(rr.clipSeconds / mineClip).toFixed(2)}x` : '-',
+          ];
         }),
       ),
     );
@@ -102,7 +138,17 @@ function probesText(r: ProbeReport): string {
   lines.push(
     table(
       head,
-      r.rows.map((x) => [x.label, String(x.stacks), fmt(x.secondsPerEpoch), fmt(x.setupSeconds), fmt(x.targetSeconds, 4), fmt(x.stepsPerSecond, 4), fmt(x.gflopPerSecond, 4), fmt(x.floorSecondsPerEpoch), pct(x.floorFraction)]),
+      r.rows.map((x) => [
+        x.label,
+        String(x.stacks),
+        fmt(x.secondsPerEpoch),
+        fmt(x.setupSeconds),
+        fmt(x.targetSeconds, 4),
+        fmt(x.stepsPerSecond, 4),
+        fmt(x.gflopPerSecond, 4),
+        fmt(x.floorSecondsPerEpoch),
+        pct(x.floorFraction),
+      ]),
     ),
   );
   for (const n of r.notes) lines.push(`note: ${n}`);
@@ -111,11 +157,24 @@ function probesText(r: ProbeReport): string {
 
 function pipelineText(r: PipelineReport): string {
   const c = r.config as Record<string, unknown>;
-  const lines = [`calmkit bench pipeline: ${c.dataset} -> store, ${c.preset} (width ${c.width}), layers 1-${c.layers}, ${c.precision}, ${c.device}`, `machine: ${machineLine(r.machine)}`, ''];
+  const lines = [
+    `calmkit bench pipeline: ${c.dataset} -> store, ${c.preset} (width ${c.width}), layers 1-${c.layers}, ${c.precision}, ${c.device}`,
+    `machine: ${machineLine(r.machine)}`,
+    '',
+  ];
   lines.push(
     table(
       ['row', 'wall s', 'clips/s', 'model s/clip', 'decode s/clip', 'exposed s', 'model busy', 'goal'],
-      r.rows.map((x) => [x.label, fmt(x.wallSeconds), fmt(x.clipsPerSecond), fmt(x.modelSecondsPerClip), fmt(x.decodeSecondsPerClip), fmt(x.exposedSeconds), pct(x.modelBusyFraction), `${pct(x.goalModelBusyFraction)} ${x.goalMet ? 'met' : 'NOT met'}`]),
+      r.rows.map((x) => [
+        x.label,
+        fmt(x.wallSeconds),
+        fmt(x.clipsPerSecond),
+        fmt(x.modelSecondsPerClip),
+        fmt(x.decodeSecondsPerClip),
+        fmt(x.exposedSeconds),
+        pct(x.modelBusyFraction),
+        `${pct(x.goalModelBusyFraction)} ${x.goalMet ? 'met' : 'NOT met'}`,
+      ]),
     ),
   );
   for (const n of r.notes) lines.push(`note: ${n}`);
@@ -184,10 +243,15 @@ export interface Comparison {
  * speed over A's: for times A / B, for rates B / A, so above 1 always means B is better.
  */
 export function compareReports(a: BenchReport, b: BenchReport): Comparison {
-  if (a.kind !== b.kind) throw new BenchError('ERR_BENCH_MISMATCH', `cannot compare ${article(a.kind)} ${a.kind} report with ${article(b.kind)} ${b.kind} report (both must come from the same calmkit bench command)`);
+  if (a.kind !== b.kind)
+    throw new BenchError(
+      'ERR_BENCH_MISMATCH',
+      `cannot compare ${article(a.kind)} ${a.kind} report with ${article(b.kind)} ${b.kind} report (both must come from the same calmkit bench command)`,
+    );
   const out: Comparison = { kind: a.kind, rows: [], onlyInA: [], onlyInB: [] };
   const byKey = (r: BenchReport) => new Map((r.rows as unknown as Record<string, unknown>[]).map((row) => [rowKey(r.kind, row), row]));
-  const ra = byKey(a), rb = byKey(b);
+  const ra = byKey(a),
+    rb = byKey(b);
   for (const [key, rowA] of ra) {
     const rowB = rb.get(key);
     if (!rowB) {
@@ -208,12 +272,24 @@ export function compareReports(a: BenchReport, b: BenchReport): Comparison {
 /** compare's table: each matched row's figures for A and B and B's speed-up (>1: B better). */
 export function formatComparison(a: BenchReport, b: BenchReport, fileA: string, fileB: string): string {
   const c = compareReports(a, b);
-  const lines = [`A: ${fileA} (${a.createdAt}, ${a.host})`, `   ${machineLine(a.machine)}`, `B: ${fileB} (${b.createdAt}, ${b.host})`, `   ${machineLine(b.machine)}`, ''];
+  const lines = [
+    `A: ${fileA} (${a.createdAt}, ${a.host})`,
+    `   ${machineLine(a.machine)}`,
+    `B: ${fileB} (${b.createdAt}, ${b.host})`,
+    `   ${machineLine(b.machine)}`,
+    '',
+  ];
   const show = (name: string, v: number | null) => (METRICS[c.kind].find((m) => m.name === name)?.show ?? ((x: number | null | undefined) => fmt(x, 4)))(v);
   lines.push(
     table(
       ['row', 'figure', 'A', 'B', 'B vs A'],
-      c.rows.map((r) => [r.key, r.metric, show(r.metric, r.a), show(r.metric, r.b), r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x${r.better === 'b' ? ' better' : r.better === 'a' ? ' worse' : ''}`]),
+      c.rows.map((r) => [
+        r.key,
+        r.metric,
+        show(r.metric, r.a),
+        show(r.metric, r.b),
+        r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x${r.better === 'b' ? ' better' : r.better === 'a' ? ' worse' : ''}`,
+      ]),
     ),
   );
   if (c.onlyInA.length) lines.push(`only in A: ${c.onlyInA.join('; ')}`);

@@ -5,7 +5,19 @@ export type { ExtractBenchOptions, ProbeBenchOptions, ReferenceMode, BenchCommon
 export { benchPipeline, PIPELINE_BUSY_GOAL } from './pipeline';
 export type { PipelineBenchOptions } from './pipeline';
 export { BENCH_SCHEMA, BENCH_SCHEMA_VERSION, BENCH_KINDS, checkBenchReport, readBenchReport } from './schema';
-export type { BenchReport, ExtractReport, ProbeReport, PipelineReport, ExtractRow, ProbeRow, PipelineRow, BenchStat, BenchMachine, BenchPeak, BenchKind } from './schema';
+export type {
+  BenchReport,
+  ExtractReport,
+  ProbeReport,
+  PipelineReport,
+  ExtractRow,
+  ProbeRow,
+  PipelineRow,
+  BenchStat,
+  BenchMachine,
+  BenchPeak,
+  BenchKind,
+} from './schema';
 export { formatReport, formatComparison, compareReports, machineLine } from './format';
 export type { Comparison } from './format';
 export { reportSvg } from './svg';

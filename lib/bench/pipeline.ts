@@ -6,7 +6,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { binding } from '../addon';
-import { abortError, booleanArg, functionArg, integerArg, invalidArgument, nonEmptyString, nativeSync, oneOf, optional, optionsObject, signalArg } from '../errors';
+import {
+  abortError,
+  booleanArg,
+  functionArg,
+  integerArg,
+  invalidArgument,
+  nonEmptyString,
+  nativeSync,
+  oneOf,
+  optional,
+  optionsObject,
+  signalArg,
+} from '../errors';
 import { datasetItems, decodeForModel, extractToStore, LayerStores, resolveSettings, runModel } from '../extraction';
 import { DEFAULT_PRECISION, Jukebox, JUKEBOX_PRESETS, PRECISION_CHOICES, type JukeboxPreset, type PrecisionChoice } from '../model';
 import { calmkitVersion, DEFAULT_DEVICE, type Device } from '../runtime';
@@ -60,7 +72,8 @@ export async function benchPipeline(options: PipelineBenchOptions): Promise<Pipe
   const command = optional(o, 'command', nonEmptyString) ?? ['calmkit', ...process.argv.slice(2)].join(' ');
 
   const all = datasetItems(dataset);
-  if (all.length < 2) throw invalidArgument(`${dataset}: the pipeline benchmark needs at least 2 audio files (one warms the model up); found ${all.length}`, 'dataset');
+  if (all.length < 2)
+    throw invalidArgument(`${dataset}: the pipeline benchmark needs at least 2 audio files (one warms the model up); found ${all.length}`, 'dataset');
   const items = limit !== undefined ? all.slice(0, limit + 1) : all;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'calmkit-bench-pipeline-'));
   const startMachine = machine();
@@ -76,7 +89,12 @@ export async function benchPipeline(options: PipelineBenchOptions): Promise<Pipe
     if (signal?.aborted) throw abortError('the pipeline benchmark was aborted', signal);
     await using model = await Jukebox.load(file, { device, precision, verifyWeights, signal });
     const depth = layers !== undefined && modelFile !== undefined ? layers : model.info.depth;
-    const settings = resolveSettings({ model: { id: model.id, path: file, preset: model.info.preset }, modelLayers: model.info.depth, precision: model.info.precision, layers: [depth] });
+    const settings = resolveSettings({
+      model: { id: model.id, path: file, preset: model.info.preset },
+      modelLayers: model.info.depth,
+      precision: model.info.precision,
+      layers: [depth],
+    });
     // The first clip warms the model up (kernels, thread pools) and is not counted.
     const [warm, ...timed] = items;
     onLine(`warm-up: ${warm!.key}`);
@@ -121,7 +139,9 @@ export async function benchPipeline(options: PipelineBenchOptions): Promise<Pipe
       goalMet: busy / wall >= PIPELINE_BUSY_GOAL,
     };
     if (summary.failed.length) notes.push(`${summary.failed.length} clips failed: ${summary.failed.map((f) => `${f.key} (${f.code})`).join(', ')}`);
-    notes.push('model busy: the seconds the addon\'s compute thread spent in extraction calls (encoder, blocks, pooling); decode: the front-end\'s threads, summed');
+    notes.push(
+      "model busy: the seconds the addon's compute thread spent in extraction calls (encoder, blocks, pooling); decode: the front-end's threads, summed",
+    );
     const report: PipelineReport = {
       schema: BENCH_SCHEMA,
       schemaVersion: BENCH_SCHEMA_VERSION,

@@ -187,7 +187,15 @@ export interface ExtractReport extends ReportBase {
     crossCheck?: { tokens: number; layer: number; tokenAgreement: number; maxRelDifference: number; cosine: number; agrees: boolean };
     python?: string;
     torch?: string;
-    rows: { mode: string; precision: string; tokens: number; clipSecondsMeasured: BenchStat; encodeSeconds: number; layerSeconds: number; clipSeconds: number }[];
+    rows: {
+      mode: string;
+      precision: string;
+      tokens: number;
+      clipSecondsMeasured: BenchStat;
+      encodeSeconds: number;
+      layerSeconds: number;
+      clipSeconds: number;
+    }[];
     peakRssBytes?: number;
   };
 }
@@ -286,13 +294,24 @@ function typeOk(v: unknown, t: FieldType): boolean {
     case 'stat': {
       if (typeof v !== 'object' || v === null) return false;
       const s = v as Record<string, unknown>;
-      return ['median', 'min', 'max'].every((k) => typeOk(s[k], 'number?')) && Array.isArray(s.samples) && (s.samples as unknown[]).every((x) => typeOk(x, 'number'));
+      return (
+        ['median', 'min', 'max'].every((k) => typeOk(s[k], 'number?')) && Array.isArray(s.samples) && (s.samples as unknown[]).every((x) => typeOk(x, 'number'))
+      );
     }
   }
 }
 
 function describe(t: FieldType): string {
-  return { string: 'a string', number: 'a number', 'number?': 'a number or null', boolean: 'true or false', stat: 'a {median, min, max, samples} object', object: 'an object', 'object?': 'an object or null', array: 'an array' }[t];
+  return {
+    string: 'a string',
+    number: 'a number',
+    'number?': 'a number or null',
+    boolean: 'true or false',
+    stat: 'a {median, min, max, samples} object',
+    object: 'an object',
+    'object?': 'an object or null',
+    array: 'an array',
+  }[t];
 }
 
 function fail(source: string, message: string): never {
@@ -312,12 +331,25 @@ function checkFields(obj: Record<string, unknown>, spec: Record<string, FieldTyp
 export function checkBenchReport(value: unknown, source: string): BenchReport {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(source, 'not a calmkit benchmark report (the JSON is not an object)');
   const doc = value as Record<string, unknown>;
-  if (doc.schema !== BENCH_SCHEMA) fail(source, `not a calmkit benchmark report (schema ${JSON.stringify(doc.schema)}, expected "${BENCH_SCHEMA}"; write one with calmkit bench ... --json FILE)`);
+  if (doc.schema !== BENCH_SCHEMA)
+    fail(
+      source,
+      `not a calmkit benchmark report (schema ${JSON.stringify(doc.schema)}, expected "${BENCH_SCHEMA}"; write one with calmkit bench ... --json FILE)`,
+    );
   if (doc.schemaVersion !== BENCH_SCHEMA_VERSION) {
-    fail(source, `schema version ${JSON.stringify(doc.schemaVersion)}; this calmkit reads version ${BENCH_SCHEMA_VERSION}` + (typeof doc.schemaVersion === 'number' && doc.schemaVersion > BENCH_SCHEMA_VERSION ? ' (the file was written by a newer calmkit)' : ''));
+    fail(
+      source,
+      `schema version ${JSON.stringify(doc.schemaVersion)}; this calmkit reads version ${BENCH_SCHEMA_VERSION}` +
+        (typeof doc.schemaVersion === 'number' && doc.schemaVersion > BENCH_SCHEMA_VERSION ? ' (the file was written by a newer calmkit)' : ''),
+    );
   }
   if (!(BENCH_KINDS as readonly unknown[]).includes(doc.kind)) fail(source, `kind must be ${BENCH_KINDS.join(', ')}; got ${JSON.stringify(doc.kind)}`);
-  checkFields(doc, { createdAt: 'string', host: 'string', command: 'string', machine: 'object', config: 'object', peaks: 'array', rows: 'array', notes: 'array' }, '', source);
+  checkFields(
+    doc,
+    { createdAt: 'string', host: 'string', command: 'string', machine: 'object', config: 'object', peaks: 'array', rows: 'array', notes: 'array' },
+    '',
+    source,
+  );
   checkFields(doc.machine as Record<string, unknown>, MACHINE, 'machine.', source);
   (doc.peaks as unknown[]).forEach((p, i) => {
     if (!typeOk(p, 'object')) fail(source, `peaks[${i}] must be an object`);

@@ -21,20 +21,22 @@ interface Bar {
 function bars(r: BenchReport): { title: string; unit: string; bars: Bar[]; goal?: number } {
   if (r.kind === 'extract') {
     return {
-      title: 'calmkit bench extract: the blocks\' GFLOP/s inside their dtype\'s GEMM peak (same run, same device)',
+      title: "calmkit bench extract: the blocks' GFLOP/s inside their dtype's GEMM peak (same run, same device)",
       unit: 'GFLOP/s',
       bars: r.rows.map((x) => ({
         label: x.label,
         value: x.blocksGflopPerSecond,
         limit: x.peakGflopPerSecond,
         color: COLORS[x.precision] ?? '#888',
-        note: `${x.blocksGflopPerSecond.toFixed(0)} of ${x.peakGflopPerSecond.toFixed(0)} ${x.peakDtype} (${(x.peakFraction * 100).toFixed(0)}%)` + (x.reference ? `, ${x.reference.speedup.toFixed(2)}x eager` : ''),
+        note:
+          `${x.blocksGflopPerSecond.toFixed(0)} of ${x.peakGflopPerSecond.toFixed(0)} ${x.peakDtype} (${(x.peakFraction * 100).toFixed(0)}%)` +
+          (x.reference ? `, ${x.reference.speedup.toFixed(2)}x eager` : ''),
       })),
     };
   }
   if (r.kind === 'probes') {
     return {
-      title: 'calmkit bench probes: the grid\'s product GFLOP/s inside the GEMM peak',
+      title: "calmkit bench probes: the grid's product GFLOP/s inside the GEMM peak",
       unit: 'GFLOP/s',
       bars: r.rows.map((x) => ({
         label: x.label,
@@ -49,14 +51,24 @@ function bars(r: BenchReport): { title: string; unit: string; bars: Bar[]; goal?
     title: 'calmkit bench pipeline: the share of wall time the model is busy',
     unit: 'fraction of wall time',
     goal: r.rows[0]?.goalModelBusyFraction,
-    bars: r.rows.map((x) => ({ label: x.label, value: x.modelBusyFraction, limit: 1, color: COLORS[x.precision] ?? '#888', note: `${(x.modelBusyFraction * 100).toFixed(1)}% busy, ${x.clipsPerSecond.toFixed(3)} clips/s` })),
+    bars: r.rows.map((x) => ({
+      label: x.label,
+      value: x.modelBusyFraction,
+      limit: 1,
+      color: COLORS[x.precision] ?? '#888',
+      note: `${(x.modelBusyFraction * 100).toFixed(1)}% busy, ${x.clipsPerSecond.toFixed(3)} clips/s`,
+    })),
   };
 }
 
 /** The report as an SVG document. */
 export function reportSvg(r: BenchReport): string {
   const { title, unit, bars: rows, goal } = bars(r);
-  const W = 980, left = 300, barW = 420, rowH = 34, top = 70;
+  const W = 980,
+    left = 300,
+    barW = 420,
+    rowH = 34,
+    top = 70;
   const H = top + rows.length * rowH + 50;
   const max = Math.max(1e-9, ...rows.map((b) => Math.max(b.value || 0, b.limit || 0))) * 1.05;
   const x = (v: number) => left + (Math.max(0, v) / max) * barW;
@@ -82,13 +94,17 @@ export function reportSvg(r: BenchReport): string {
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
   for (let v = 0; v <= max; v += step) {
     out.push(`<line x1="${x(v)}" y1="${axisY}" x2="${x(v)}" y2="${axisY + 4}" stroke="#333"/>`);
-    out.push(`<text x="${x(v)}" y="${axisY + 16}" text-anchor="middle" fill="#333">${unit === 'GFLOP/s' ? String(Math.round(v)) : `${Math.round(v * 100)}%`}</text>`);
+    out.push(
+      `<text x="${x(v)}" y="${axisY + 16}" text-anchor="middle" fill="#333">${unit === 'GFLOP/s' ? String(Math.round(v)) : `${Math.round(v * 100)}%`}</text>`,
+    );
   }
-  out.push(`<text x="${left + barW / 2}" y="${axisY + 32}" text-anchor="middle" fill="#333">${esc(unit)}${unit === 'GFLOP/s' ? ' (dashed: the dtype\'s GEMM peak)' : ''}</text>`);
+  out.push(
+    `<text x="${left + barW / 2}" y="${axisY + 32}" text-anchor="middle" fill="#333">${esc(unit)}${unit === 'GFLOP/s' ? " (dashed: the dtype's GEMM peak)" : ''}</text>`,
+  );
   if (goal !== undefined) {
     out.push(`<line x1="${x(goal)}" y1="${top}" x2="${x(goal)}" y2="${axisY}" stroke="#c44e52" stroke-width="1.5"/>`);
     out.push(`<text x="${x(goal) + 4}" y="${top - 4}" fill="#c44e52">goal ${(goal * 100).toFixed(0)}%</text>`);
   }
   out.push('</svg>');
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }

@@ -17,7 +17,7 @@ export function register(program: Command): void {
     .action(async (opts: { out: string; clips: number; seed: number; jobs?: number; soundfont?: string }) => {
       await checkOutputs([{ flag: '--out', path: opts.out, kind: 'demo-data' }]);
       const progress = createProgress('render', opts.clips, 'clip');
-      let result;
+      let result: Awaited<ReturnType<typeof generateDemoData>>;
       try {
         result = await generateDemoData({
           out: opts.out,

@@ -18,10 +18,15 @@ function factLines(f: InstallFacts): string[] {
   const a = f.addon;
   const what = { source: 'built from source', prebuilt: 'prebuilt', explicit: 'CALMKIT_ADDON_PATH', none: 'none' }[a.kind];
   lines.push(`addon         ${a.file ? `${a.file} (${what})` : 'none found'}`);
-  if (a.prebuild) lines.push(`              built for torch ${a.prebuild.torch} (${a.prebuild.torchBuild}), glibc >= ${a.prebuild.glibc}${a.prebuild.cuda ? ', CPU and CUDA' : ''}`);
+  if (a.prebuild)
+    lines.push(
+      `              built for torch ${a.prebuild.torch} (${a.prebuild.torchBuild}), glibc >= ${a.prebuild.glibc}${a.prebuild.cuda ? ', CPU and CUDA' : ''}`,
+    );
   if (f.torch) {
     const t = f.torch.found;
-    lines.push(`torch         ${t ? `${t.version} at ${t.root} (from ${t.from})${t.cuda ? ', with its CUDA part' : ', CPU only'}` : f.torch.problem ?? 'not found'}`);
+    lines.push(
+      `torch         ${t ? `${t.version} at ${t.root} (from ${t.from})${t.cuda ? ', with its CUDA part' : ', CPU only'}` : (f.torch.problem ?? 'not found')}`,
+    );
     lines.push(`              looked at: ${f.torch.tried.join('; ')}`);
   }
   return lines;
@@ -38,7 +43,9 @@ function nativeLines(r: DoctorReport): string[] {
   if (r.cpuBf16.onednnIsa) lines.push(`              oneDNN ISA: ${r.cpuBf16.onednnIsa}`);
   if (r.cuda.devices.length) {
     for (const d of r.cuda.devices) {
-      lines.push(`cuda:${d.index}        ${d.name}, ${gib(d.totalMemory)} total, ${gib(d.freeMemory)} free, sm ${d.computeCapability}; precision auto -> ${d.autoPrecision}`);
+      lines.push(
+        `cuda:${d.index}        ${d.name}, ${gib(d.totalMemory)} total, ${gib(d.freeMemory)} free, sm ${d.computeCapability}; precision auto -> ${d.autoPrecision}`,
+      );
     }
   } else {
     lines.push(`cuda          none: ${r.cuda.unavailableReason}`);
@@ -49,7 +56,9 @@ function nativeLines(r: DoctorReport): string[] {
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('what calmkit runs on: platform, Node, addon, torch, BLAS, threads, bf16 on the CPU, CUDA devices; without an addon, what is missing and the fix')
+    .description(
+      'what calmkit runs on: platform, Node, addon, torch, BLAS, threads, bf16 on the CPU, CUDA devices; without an addon, what is missing and the fix',
+    )
     .option('--json', 'print JSON')
     .action((opts: { json?: boolean }) => {
       let report: DoctorReport | undefined;
@@ -72,7 +81,12 @@ export function register(program: Command): void {
       if (missing) {
         // stdout, not stderr: this is the report's last section, and doctor succeeded in making it.
         console.log(`\nmissing       the native addon does not load (${missing.code}), so LibTorch, BLAS, threads and devices are not reported:`);
-        console.log(missing.message.split('\n').map((l) => `  ${l}`).join('\n'));
+        console.log(
+          missing.message
+            .split('\n')
+            .map((l) => `  ${l}`)
+            .join('\n'),
+        );
       }
       for (const w of report?.warnings ?? []) console.error(`WARNING: ${w}`);
     });

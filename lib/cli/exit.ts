@@ -38,7 +38,8 @@ export function formatError(err: unknown, verbose: boolean): string {
   let line: string;
   if (err instanceof CalmkitError) line = `calmkit: ${err.code}: ${oneLine(err.message)}`;
   else if (isSystemError(err)) line = `calmkit: ${err.code}: ${err.path ? `${err.path}: ` : ''}${explainFsError(err)}`;
-  else if (err instanceof Error) line = `calmkit: internal error: ${oneLine(err.message)}${verbose ? '' : ' (run with --verbose or CALMKIT_DEBUG=1 for the stack)'}`;
+  else if (err instanceof Error)
+    line = `calmkit: internal error: ${oneLine(err.message)}${verbose ? '' : ' (run with --verbose or CALMKIT_DEBUG=1 for the stack)'}`;
   else line = `calmkit: internal error: ${oneLine(String(err))}`;
   if (!verbose) return line;
   const parts = [line];

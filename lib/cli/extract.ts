@@ -41,14 +41,18 @@ export function register(program: Command): void {
       async (signal) => {
         process.stderr.write(`extract: loading ${opts.model} (${opts.device}, ${opts.precision})\n`);
         await using model = await Jukebox.load(opts.model, { device: opts.device, precision: opts.precision, verifyWeights: opts.verifyWeights, signal });
-        const settings = settingsFromOptions({ id: model.id, path: opts.model, preset: model.info.preset, precision: model.info.precision }, opts, model.info.depth);
+        const settings = settingsFromOptions(
+          { id: model.id, path: opts.model, preset: model.info.preset, precision: model.info.precision },
+          opts,
+          model.info.depth,
+        );
         const stores = LayerStores.open(opts.out, settings, { create: true });
         process.stderr.write(
           `extract: ${plural(items.length, 'clip')}, settings ${settingsHash(settings)} (layers ${settings.layers.join(',')}, ${settings.pooling}, ${settings.formatting}), stores under ${opts.out}\n`,
         );
         // Created after loading: the rate and the ETA measure extraction alone.
         const progress = createProgress('extract', items.length, 'clip');
-        let summary;
+        let summary: Awaited<ReturnType<typeof extractToStore>>;
         try {
           summary = await extractToStore({
             model,
@@ -74,7 +78,7 @@ export function register(program: Command): void {
             (summary.aborted ? `; interrupted with ${plural(left, 'clip')} left` : ''),
           ...summary.failed.map((f) => `  failed ${f.key} (${f.input}): ${f.code}: ${f.message}`),
         ];
-        process.stdout.write(lines.join('\n') + '\n');
+        process.stdout.write(`${lines.join('\n')}\n`);
         if (!summary.aborted && summary.failed.length > 0) process.exitCode = EXIT.SOME_FAILED;
       },
       { message: 'calmkit extract: interrupted; flushing finished clips (they are kept; rerun to resume)' },

@@ -24,7 +24,21 @@ export function buildProgram(): Command {
     .description('Jukebox CALM representations and instrument-recognition probes')
     .version(calmkitVersion())
     .option('--verbose', 'on an error, print its stack and causes too (also CALMKIT_DEBUG=1)');
-  const commands = [registerDoctor, registerAudio, registerModel, registerDemoData, registerExtract, registerTrain, registerPredict, registerReport, registerStudy, registerStore, registerQueue, registerWorker, registerBench];
+  const commands = [
+    registerDoctor,
+    registerAudio,
+    registerModel,
+    registerDemoData,
+    registerExtract,
+    registerTrain,
+    registerPredict,
+    registerReport,
+    registerStudy,
+    registerStore,
+    registerQueue,
+    registerWorker,
+    registerBench,
+  ];
   for (const register of commands) register(program);
   return program;
 }

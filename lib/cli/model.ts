@@ -30,9 +30,9 @@ export function register(program: Command): void {
 
   model
     .command('init')
-    .description('write a random-weight checkpoint with jukebox\'s init scales (5b: the real shapes, about 5 GB for 36 layers)')
+    .description("write a random-weight checkpoint with jukebox's init scales (5b: the real shapes, about 5 GB for 36 layers)")
     .requiredOption('--preset <preset>', JUKEBOX_PRESETS.join(' | '), choice('--preset', JUKEBOX_PRESETS))
-    .option('--layers <n>', 'transformer blocks to keep (default: the preset\'s)', integer('--layers', { min: 1, max: 4096 }))
+    .option('--layers <n>', "transformer blocks to keep (default: the preset's)", integer('--layers', { min: 1, max: 4096 }))
     .option('--seed <s>', 'random seed', integer('--seed', { min: 0 }), 0)
     .requiredOption('--out <file>', 'checkpoint to write')
     .action(async (opts: { preset: JukeboxPreset; layers?: number; seed: number; out: string }) => {
@@ -40,7 +40,9 @@ export function register(program: Command): void {
       const started = Date.now();
       await Jukebox.writeRandomCheckpoint({ preset: opts.preset, layers: opts.layers, seed: opts.seed, out: opts.out });
       const info = await Jukebox.inspect(opts.out);
-      process.stdout.write(`wrote ${opts.out}: ${opts.preset}, ${info.depth} layers, ${bytes(info.fileBytes)} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+      process.stdout.write(
+        `wrote ${opts.out}: ${opts.preset}, ${info.depth} layers, ${bytes(info.fileBytes)} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+      );
     });
 
   model

@@ -17,7 +17,9 @@ export function integer(name: string, range: { min: number; max?: number }) {
   return (v: string): number => {
     const n = Number(v);
     if (!/^-?\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < range.min || n > max) {
-      throw new InvalidArgumentError(range.max === undefined ? `${name} must be an integer >= ${range.min}` : `${name} must be an integer in ${range.min}..${max}`);
+      throw new InvalidArgumentError(
+        range.max === undefined ? `${name} must be an integer >= ${range.min}` : `${name} must be an integer in ${range.min}..${max}`,
+      );
     }
     return n;
   };
@@ -51,9 +53,13 @@ export function commaList<T>(name: string, one: (v: string) => T) {
 
 /** "36" or "12,24,36": 1-based layer numbers. */
 export function layerList(v: string): number[] {
-  const parts = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const parts = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const out = parts.map((p) => Number(p));
-  if (out.length === 0 || !out.every((n, i) => /^\d+$/.test(parts[i]!) && n >= 1)) throw new InvalidArgumentError('--layers must be 1-based layer numbers, comma-separated (e.g. 36 or 12,24,36)');
+  if (out.length === 0 || !out.every((n, i) => /^\d+$/.test(parts[i]!) && n >= 1))
+    throw new InvalidArgumentError('--layers must be 1-based layer numbers, comma-separated (e.g. 36 or 12,24,36)');
   return out;
 }
 
@@ -103,7 +109,11 @@ export function addSettingsOptions(cmd: Command, { withAuto = false }: { withAut
 export type SettingsOptions = Omit<ExtractionSettings, 'model' | 'layers' | 'precision'> & { layers?: number[]; precision: PrecisionChoice };
 
 /** `precision` is the loaded model's (where `--precision auto` was allowed), else the flag's. */
-export function settingsFromOptions(model: { id: string; path?: string; preset?: string; precision?: JukeboxPrecision }, opts: SettingsOptions, modelLayers?: number): ExtractionSettings {
+export function settingsFromOptions(
+  model: { id: string; path?: string; preset?: string; precision?: JukeboxPrecision },
+  opts: SettingsOptions,
+  modelLayers?: number,
+): ExtractionSettings {
   return resolveSettings({
     model: { id: model.id, path: model.path, preset: model.preset },
     modelLayers,
@@ -151,7 +161,11 @@ export function gridSpec(text: string, base: ProbeGrid = PAPER_GRID): ProbeGrid 
       grid.hidden = v.split(';').map((h) => {
         const m = /^\[([\d,\s]*)\]$/.exec(h.trim());
         if (!m) throw new InvalidArgumentError(`--grid: hidden takes layer lists separated by ';', e.g. [];[512];[512,256]; got '${h}'`);
-        return m[1]!.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+        return m[1]!
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .map(Number);
       });
     } else if (k === 'dropout') grid.dropout = numbers(k, v);
     else if (k === 'l2') grid.l2 = numbers(k, v);
@@ -185,7 +199,12 @@ export function addTrainingFlags(cmd: Command): Command {
     .option('--gururani <csv>', 'gururani2019_trainval_split_keys.csv (for --validation gururani2019)')
     .option('--no-standardize', 'do not standardise features (default: train mean/std, as jukemir)')
     .option('--grid <spec>', "grid, e.g. 'hidden=[];[512] dropout=0.5 l2=0,1e-4' (default: the paper's 27 configs)", gridSpec)
-    .option('--probe-precision <p>', `${MATMUL_PRECISIONS.join(' | ')}: arithmetic of the probe trainer's products (bf16: faster on CPUs with AMX/AVX512-BF16)`, choice('--probe-precision', MATMUL_PRECISIONS), d.matmulPrecision);
+    .option(
+      '--probe-precision <p>',
+      `${MATMUL_PRECISIONS.join(' | ')}: arithmetic of the probe trainer's products (bf16: faster on CPUs with AMX/AVX512-BF16)`,
+      choice('--probe-precision', MATMUL_PRECISIONS),
+      d.matmulPrecision,
+    );
   return addDeviceOption(cmd);
 }
 
@@ -194,5 +213,14 @@ export function trainingOptions(f: TrainingFlags) {
   const partitions: PartitionOptions = { validation: f.validation, seed: f.seed };
   if (f.valFraction !== undefined) partitions.valFraction = f.valFraction;
   if (f.gururani) partitions.gururaniSplit = f.gururani;
-  return { partitions, epochs: f.epochs, batchSize: f.batch, seed: f.seed, grid: f.grid, standardize: f.standardize, device: f.device, matmulPrecision: f.probePrecision };
+  return {
+    partitions,
+    epochs: f.epochs,
+    batchSize: f.batch,
+    seed: f.seed,
+    grid: f.grid,
+    standardize: f.standardize,
+    device: f.device,
+    matmulPrecision: f.probePrecision,
+  };
 }

@@ -36,7 +36,7 @@ export function phaseProgress(): { onEvent: (e: StudyEvent) => void; stop: () =>
       if (e.phase === 'log') {
         const line = `${e.variant ? `[${e.variant}] ` : ''}${e.message}`;
         if (bar) bar.log(line);
-        else process.stderr.write(line + '\n');
+        else process.stderr.write(`${line}\n`);
       } else if (e.phase === 'extract') {
         switchTo(`x:${e.variant}`, `extract ${e.variant}`, e.progress.total, 'clip');
         const u = extractionUpdate(e.progress);

@@ -46,7 +46,17 @@ const WHAT: Record<OutputKind, string> = {
 };
 
 // What `calmkit study` writes at the top of its folder (lib/study/run.ts).
-const STUDY_ENTRIES = new Set(['concatenation', 'upsampling', 'untiled', 'attention', 'vggish-mean', 'vggish-attention', 'comparison.md', 'comparison.csv', 'comparison.json']);
+const STUDY_ENTRIES = new Set([
+  'concatenation',
+  'upsampling',
+  'untiled',
+  'attention',
+  'vggish-mean',
+  'vggish-attention',
+  'comparison.md',
+  'comparison.csv',
+  'comparison.json',
+]);
 
 function readJson(file: string): unknown {
   try {
@@ -75,7 +85,9 @@ function folderIsOurs(dir: string, kind: OutputKind): string | undefined {
     }
     case 'store-root': {
       // Only its layer-<L> folders are written; each must be empty or a feature store.
-      const bad = entries.filter((e) => /^layer-\d+$/.test(e.name) && !(e.isDirectory() && (isEmptyDir(path.join(dir, e.name)) || isFeatureStore(path.join(dir, e.name)))));
+      const bad = entries.filter(
+        (e) => /^layer-\d+$/.test(e.name) && !(e.isDirectory() && (isEmptyDir(path.join(dir, e.name)) || isFeatureStore(path.join(dir, e.name)))),
+      );
       return bad.length ? `${path.join(dir, bad[0]!.name)} is not a calmkit feature store` : undefined;
     }
     case 'study': {
@@ -139,7 +151,11 @@ function nearestExistingFolder(o: OutputPath, p: string): string {
     const st = statOf(dir);
     if (st) {
       if (!st.isDirectory()) {
-        throw new ArgumentError('ERR_OUTPUT_EXISTS', `${o.flag} ${o.path}: ${dir} exists and is a file, so calmkit cannot make a folder there; choose another path`, { input: o.path });
+        throw new ArgumentError(
+          'ERR_OUTPUT_EXISTS',
+          `${o.flag} ${o.path}: ${dir} exists and is a file, so calmkit cannot make a folder there; choose another path`,
+          { input: o.path },
+        );
       }
       return dir;
     }

@@ -20,7 +20,10 @@ export function register(program: Command): void {
       const p = await predictAudio(o.probes, o.model, files, { device: o.device, batchSize: o.batch });
       for (const f of p.failed) console.error(`${f.input}: ${f.code}: ${f.message}`);
       if (o.json) {
-        const rows = p.inputs.map((file, i) => ({ file, ...Object.fromEntries(p.instruments.map((name, k) => [name, p.probabilities[i * p.instruments.length + k]])) }));
+        const rows = p.inputs.map((file, i) => ({
+          file,
+          ...Object.fromEntries(p.instruments.map((name, k) => [name, p.probabilities[i * p.instruments.length + k]])),
+        }));
         console.log(JSON.stringify(rows, null, 2));
       } else {
         p.inputs.forEach((file, i) => {

@@ -129,8 +129,9 @@ class StatusLine {
   private draw(): void {
     if (this.midLine || this.text === '') return;
     const width = Math.max(10, (this.out.columns || 80) - 3);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces (a label must not move the cursor)
     const chars = Array.from(this.text.replace(/[\u0000-\u001f\u007f]/g, ' '));
-    const line = chars.length > width ? chars.slice(0, width - 1).join('') + '…' : chars.join('');
+    const line = chars.length > width ? `${chars.slice(0, width - 1).join('')}…` : chars.join('');
     this.rawWrite(`\r${line}\x1b[K`);
     this.shown = true;
   }
@@ -183,7 +184,10 @@ export function createProgress(label: string, total: number | undefined, unit = 
   // A rate or an ETA from less than a unit's worth of a second is noise: shown once there is something to go on.
   const rate = () => (done > 0 && seconds() >= 0.5 ? [formatRate(done, seconds(), unit)] : []);
   const eta = () => (tot === undefined ? [] : [`ETA ${done > 0 ? formatDuration(((tot - done) * seconds()) / done) : '?'}`]);
-  const summary = () => `${count()}${failed()} in ${seconds().toFixed(1)} s${rate().map((r) => ` (${r})`).join('')}`;
+  const summary = () =>
+    `${count()}${failed()} in ${seconds().toFixed(1)} s${rate()
+      .map((r) => ` (${r})`)
+      .join('')}`;
 
   if (plainProgressWanted()) {
     const interval = plainIntervalMs();
@@ -196,7 +200,7 @@ export function createProgress(label: string, total: number | undefined, unit = 
       lastLine = Date.now();
       printedWhole = Math.floor(done);
       printedFinal = finished();
-      process.stderr.write(line() + '\n');
+      process.stderr.write(`${line()}\n`);
     };
     return {
       update(d, e) {
@@ -213,7 +217,7 @@ export function createProgress(label: string, total: number | undefined, unit = 
         tot = t;
       },
       log(l) {
-        process.stderr.write(l + '\n');
+        process.stderr.write(`${l}\n`);
       },
       stop() {
         if (!finished() && tot !== undefined) process.stderr.write(`${label}: stopped at ${count()}${failed()} after ${seconds().toFixed(1)} s\n`);
@@ -253,7 +257,7 @@ export function createProgress(label: string, total: number | undefined, unit = 
       tot = t;
     },
     log(l) {
-      process.stderr.write(l + '\n');
+      process.stderr.write(`${l}\n`);
     },
     stop() {
       clearInterval(tick);

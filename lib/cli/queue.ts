@@ -59,7 +59,9 @@ export function register(program: Command): void {
     const settings = settingsFromOptions(model, opts, modelLayers);
     const r = await addJobs({ redis: opts.redis, queue: opts.queue, items, settings, attempts: opts.attempts, retryFailed: opts.retryFailed });
     process.stdout.write(
-      `queue ${opts.queue}: added ${r.added} job(s), ${r.existing} already queued` + (opts.retryFailed ? `, ${r.retried} failed job(s) retried` : '') + ` (settings ${r.settingsHash})\n`,
+      `queue ${opts.queue}: added ${r.added} job(s), ${r.existing} already queued` +
+        (opts.retryFailed ? `, ${r.retried} failed job(s) retried` : '') +
+        ` (settings ${r.settingsHash})\n`,
     );
   });
 
@@ -73,7 +75,7 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (opts: { redis: string; queue: string; minutes: number; failed: number; json?: boolean }) => {
       const s = await queueStatus({ redis: opts.redis, queue: opts.queue, windowMinutes: opts.minutes, failedLimit: opts.failed });
-      process.stdout.write((opts.json ? JSON.stringify(s, null, 2) : formatStatus(s)) + '\n');
+      process.stdout.write(`${opts.json ? JSON.stringify(s, null, 2) : formatStatus(s)}\n`);
     });
 
   queue
@@ -81,6 +83,6 @@ export function register(program: Command): void {
     .description('the id of a checkpoint, as jobs and stores name it (sha256 of size, first and last MiB)')
     .argument('<file>', 'checkpoint')
     .action((file: string) => {
-      process.stdout.write(modelId(file) + '\n');
+      process.stdout.write(`${modelId(file)}\n`);
     });
 }

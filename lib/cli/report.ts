@@ -14,12 +14,12 @@ export function register(program: Command): void {
       .requiredOption('--probes <file>', 'a probe set')
       .requiredOption('--out <dir>', 'where to write'),
   ).action(async (o: { probes: string; out: string; allowMissing?: boolean }) => {
-      await checkOutputs([{ flag: '--out', path: o.out, kind: 'report' }]);
-      const probes = await ProbeSet.load(o.probes);
-      const files = await writeReport(probes, o.out, { allowMissing: o.allowMissing === true });
-      printTable(probes);
-      console.log(`report: ${o.out} (${files.map((f) => path.basename(f)).join(', ')})`);
-      const note = figureNote();
-      if (note) console.error(note);
-    });
+    await checkOutputs([{ flag: '--out', path: o.out, kind: 'report' }]);
+    const probes = await ProbeSet.load(o.probes);
+    const files = await writeReport(probes, o.out, { allowMissing: o.allowMissing === true });
+    printTable(probes);
+    console.log(`report: ${o.out} (${files.map((f) => path.basename(f)).join(', ')})`);
+    const note = figureNote();
+    if (note) console.error(note);
+  });
 }

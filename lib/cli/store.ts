@@ -25,11 +25,18 @@ export function register(program: Command): void {
         if (d.ok) console.log(`ok       ${what} (${d.clips} clip${d.clips === 1 ? '' : 's'}${d.version === 1 ? ', format 1: checked by its sha256' : ''})`);
         else console.log(`DAMAGED  ${what}: ${d.message} [${show(report.corrupt.find((c) => c.shard === d.shard)?.keys)}]`);
       }
-      console.log(`${report.shards} shard${report.shards === 1 ? '' : 's'}, ${report.entries} clips, ${report.duplicates} duplicate${report.duplicates === 1 ? '' : 's'}, ${report.corrupt.length} damaged`);
-      if (report.version1Shards > 0) console.log(`${report.version1Shards} shard(s) of format 1 (no entry checksums: each read proves the whole shard by its sha256); \`calmkit store upgrade ${dir}\` seals them`);
+      console.log(
+        `${report.shards} shard${report.shards === 1 ? '' : 's'}, ${report.entries} clips, ${report.duplicates} duplicate${report.duplicates === 1 ? '' : 's'}, ${report.corrupt.length} damaged`,
+      );
+      if (report.version1Shards > 0)
+        console.log(
+          `${report.version1Shards} shard(s) of format 1 (no entry checksums: each read proves the whole shard by its sha256); \`calmkit store upgrade ${dir}\` seals them`,
+        );
       if (report.repaired) {
         const r = report.repaired;
-        console.log(`moved ${r.files.length} file(s) to ${r.quarantine} (nothing deleted); ${r.clips} clip(s) to re-extract${r.unknownShards ? `, and those of ${r.unknownShards} shard(s) no record names` : ''}: run the same \`calmkit extract\` again`);
+        console.log(
+          `moved ${r.files.length} file(s) to ${r.quarantine} (nothing deleted); ${r.clips} clip(s) to re-extract${r.unknownShards ? `, and those of ${r.unknownShards} shard(s) no record names` : ''}: run the same \`calmkit extract\` again`,
+        );
       } else if (!report.ok) {
         console.log(`run \`calmkit store verify ${dir} --repair\` to move the damaged files aside`);
         process.exitCode = EXIT.ERROR;

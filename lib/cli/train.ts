@@ -12,13 +12,15 @@ import { checkOutputs } from './outputs';
 
 export function register(program: Command): void {
   addTrainingFlags(
-    addAllowMissingFlag(program
-      .command('train')
-      .description('train the probe grid per instrument on stored features; writes a probe set and its report')
-      .requiredOption('--dataset <root>', 'OpenMIC-layout dataset (labels, class map, partitions)')
-      .requiredOption('--features <dir>', 'a feature store (one layer: e.g. OUT/layer-36); a segments store trains attention probes')
-      .requiredOption('--out <file>', 'the probe set file to write')
-      .option('--report <dir>', 'also write Table I and the figures here')),
+    addAllowMissingFlag(
+      program
+        .command('train')
+        .description('train the probe grid per instrument on stored features; writes a probe set and its report')
+        .requiredOption('--dataset <root>', 'OpenMIC-layout dataset (labels, class map, partitions)')
+        .requiredOption('--features <dir>', 'a feature store (one layer: e.g. OUT/layer-36); a segments store trains attention probes')
+        .requiredOption('--out <file>', 'the probe set file to write')
+        .option('--report <dir>', 'also write Table I and the figures here'),
+    ),
   ).action(async (o: TrainingFlags & { dataset: string; features: string; out: string; report?: string; allowMissing?: boolean }) => {
     await checkOutputs([{ flag: '--out', path: o.out, kind: 'probe-set' }, o.report !== undefined && { flag: '--report', path: o.report, kind: 'report' }]);
     await withInterrupt(async (signal) => {
@@ -38,7 +40,8 @@ export function register(program: Command): void {
           onProgress: (p) => progress.onEvent({ phase: 'train', variant: 'probes', progress: p }),
         });
         progress.stop();
-        if (missing.length) console.error(`${missing.length} labelled clips have no features in ${o.features}: trained without them (--allow-missing; the probe set records it)`);
+        if (missing.length)
+          console.error(`${missing.length} labelled clips have no features in ${o.features}: trained without them (--allow-missing; the probe set records it)`);
         await probes.save(o.out);
         printTable(probes);
         console.log(`probe set: ${o.out}`);

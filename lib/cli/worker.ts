@@ -36,7 +36,12 @@ export function register(program: Command): void {
     .option('--batch <n>', 'clips per forward pass (default 1 on cpu, 8 on cuda)', integer('--batch', { min: 1 }))
     .option('--concurrency <n>', 'jobs held at once (default 2 x batch)', integer('--concurrency', { min: 1 }))
     .option('--batch-wait <ms>', 'longest wait for a partial batch to fill', integer('--batch-wait', { min: 0 }), 200)
-    .option('--lock-duration <ms>', 'job lock lifetime; a dead worker\'s jobs return to the queue after about this', integer('--lock-duration', { min: 1000 }), 60_000)
+    .option(
+      '--lock-duration <ms>',
+      "job lock lifetime; a dead worker's jobs return to the queue after about this",
+      integer('--lock-duration', { min: 1000 }),
+      60_000,
+    )
     .option('--stalled-interval <ms>', 'how often to look for stalled jobs', integer('--stalled-interval', { min: 100 }), 30_000)
     .option('--max-stalled <n>', 'stalls a job may survive before it fails', integer('--max-stalled', { min: 0 }), 2)
     .option('--progress-seconds <s>', 'seconds between progress lines (0: none)', integer('--progress-seconds', { min: 0 }), 10)
@@ -79,11 +84,14 @@ export function register(program: Command): void {
           }
           if (poll) clearInterval(poll);
           status?.stop();
-          worker.close().then(() => resolve(), (err) => {
-            process.stderr.write(`worker ${worker.id}: error while stopping: ${(err as Error).message}\n`);
-            process.exitCode = 1;
-            resolve();
-          });
+          worker.close().then(
+            () => resolve(),
+            (err) => {
+              process.stderr.write(`worker ${worker.id}: error while stopping: ${(err as Error).message}\n`);
+              process.exitCode = 1;
+              resolve();
+            },
+          );
         };
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);

@@ -1,7 +1,7 @@
 // Seeded little arrangements for the demo dataset: for each clip, short phrases for 1-4 of the 20 OpenMIC
 // instruments, as MIDI for fluidsynth's General MIDI SoundFont. The point is not music but audio in which the
 // labelled instruments are really audible, each with a timbre and register a probe can pick up.
-import { Rng } from '../random';
+import type { Rng } from '../random';
 import { controlChange, encodeSmf, noteOff, noteOn, programChange, tempoEvent, trackName, meta, type MidiEvent } from './midi';
 
 export type Style = 'melody' | 'sustain' | 'chords' | 'strum' | 'tremolo' | 'bass' | 'arpeggio' | 'drums' | 'cymbals';
@@ -131,7 +131,10 @@ export function composeClip(instruments: readonly string[], rng: Rng, seconds = 
           if (style === 'chords') {
             for (let t = t0; t < t0 + bar; t += beat * 2) for (const p of chord) note(t, beat * 2 - 20, p, vel(80));
           } else if (style === 'strum') {
-            for (let t = t0; t < t0 + bar; t += beat) chord.forEach((p, k) => note(t + k * 25, beat - 40, p, vel(85)));
+            for (let t = t0; t < t0 + bar; t += beat)
+              chord.forEach((p, k) => {
+                note(t + k * 25, beat - 40, p, vel(85));
+              });
           } else {
             for (let t = t0, k = 0; t < t0 + bar; t += beat / 2, k++) note(t, beat / 2 - 10, chord[k % 3]!, vel(85));
           }
@@ -147,7 +150,8 @@ export function composeClip(instruments: readonly string[], rng: Rng, seconds = 
         }
         case 'bass': {
           const rootNote = pool[rng.int(0, Math.min(pool.length - 1, 6))]!;
-          for (let t = t0; t < t0 + bar; t += beat) note(t, beat * 0.9, rng.next() < 0.75 ? rootNote : pool[Math.min(pool.length - 1, pool.indexOf(rootNote) + 4)]!, vel(95));
+          for (let t = t0; t < t0 + bar; t += beat)
+            note(t, beat * 0.9, rng.next() < 0.75 ? rootNote : pool[Math.min(pool.length - 1, pool.indexOf(rootNote) + 4)]!, vel(95));
           break;
         }
         case 'drums': {
@@ -163,7 +167,8 @@ export function composeClip(instruments: readonly string[], rng: Rng, seconds = 
         case 'cymbals': {
           const useRide = rng.next() < 0.5;
           if (rng.next() < 0.5) note(t0, beat, CYMBAL_NOTES.crash, vel(100));
-          for (let t = t0; t < t0 + bar; t += beat / 2) note(t, beat / 4, useRide ? CYMBAL_NOTES.ride : rng.next() < 0.15 ? CYMBAL_NOTES.openHat : CYMBAL_NOTES.closedHat, vel(85));
+          for (let t = t0; t < t0 + bar; t += beat / 2)
+            note(t, beat / 4, useRide ? CYMBAL_NOTES.ride : rng.next() < 0.15 ? CYMBAL_NOTES.openHat : CYMBAL_NOTES.closedHat, vel(85));
           break;
         }
       }

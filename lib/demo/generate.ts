@@ -81,7 +81,10 @@ export function planDemoData(clips: number, seed: number): { clips: DemoClip[]; 
     const smallest = artists.map((a) => ({ a, n: clipsPlan.filter((p) => p.artistId === a).length })).sort((x, y) => x.n - y.n || x.a - y.a)[0]!;
     for (const m of clipsPlan) if (m.artistId === smallest.a) m.split = 'test';
   }
-  const counters = { train: { pos: new Array<number>(20).fill(0), neg: new Array<number>(20).fill(0) }, test: { pos: new Array<number>(20).fill(0), neg: new Array<number>(20).fill(0) } };
+  const counters = {
+    train: { pos: new Array<number>(20).fill(0), neg: new Array<number>(20).fill(0) },
+    test: { pos: new Array<number>(20).fill(0), neg: new Array<number>(20).fill(0) },
+  };
   // The least-used instrument of this split (ties broken at random), so every class gets positives and
   // negatives in train and test even in a small demo set.
   const drawBalanced = (counts: number[], exclude: Set<number>): number => {
@@ -106,7 +109,11 @@ export function planDemoData(clips: number, seed: number): { clips: DemoClip[]; 
     const composition = composeClip(names, new Rng(`${seed}:demo-clip:${clip.key}`));
     midi.set(clip.key, composition.midi);
     // relevance = 0.5 +/- conf/2 as in the release; conf > 0 so no label is exactly 0.5.
-    const label = (instrument: string, sign: 1 | -1) => ({ instrument, relevance: round5(0.5 + (sign * (0.3 + 0.7 * rng.next())) / 2), numResponses: rng.int(2, 5) });
+    const label = (instrument: string, sign: 1 | -1) => ({
+      instrument,
+      relevance: round5(0.5 + (sign * (0.3 + 0.7 * rng.next())) / 2),
+      numResponses: rng.int(2, 5),
+    });
     const labels = [...names.map((n) => label(n, 1)), label(OPENMIC_INSTRUMENTS[absent]!, -1)].sort((a, b) => (a.instrument < b.instrument ? -1 : 1));
     planned.push({ ...clip, bpm: composition.bpm, parts: composition.parts, labels });
   }
@@ -148,7 +155,10 @@ export async function generateDemoData(options: DemoDataOptions): Promise<DemoDa
     oggenc: options.oggenc ?? process.env.CALMKIT_OGGENC ?? 'oggenc',
     soundfont: options.soundfont ?? process.env.CALMKIT_SOUNDFONT ?? DEFAULT_SOUNDFONT,
   };
-  if (!fs.existsSync(tools.soundfont)) throw new DataError('ERR_DATA_DEMO_TOOL', `SoundFont ${tools.soundfont} not found (apt-get install fluid-soundfont-gm, or set CALMKIT_SOUNDFONT)`, { input: tools.soundfont });
+  if (!fs.existsSync(tools.soundfont))
+    throw new DataError('ERR_DATA_DEMO_TOOL', `SoundFont ${tools.soundfont} not found (apt-get install fluid-soundfont-gm, or set CALMKIT_SOUNDFONT)`, {
+      input: tools.soundfont,
+    });
   if (fs.existsSync(out) && fs.readdirSync(out).length > 0 && !fs.existsSync(path.join(out, DEMO_DESCRIPTION))) {
     throw new ArgumentError('ERR_INVALID_ARGUMENT', `${out} exists, is not empty and is not a calmkit demo dataset; refusing to write into it`, { input: out });
   }
@@ -162,7 +172,10 @@ export async function generateDemoData(options: DemoDataOptions): Promise<DemoDa
   // first, marked incomplete, so that an interrupted run can be re-run into the same folder.
   for (const sub of ['audio', 'midi', 'partitions', 'checksums']) fs.rmSync(path.join(out, sub), { recursive: true, force: true });
   const describe = (complete: boolean) =>
-    w(DEMO_DESCRIPTION, `${JSON.stringify({ generator: 'calmkit demo-data', version: 1, complete, seed, clips: plan.clips.length, sampleRate: DEMO_SAMPLE_RATE, frames: DEMO_FRAMES, soundfont: path.basename(tools.soundfont), truth: plan.clips }, null, 1)}\n`);
+    w(
+      DEMO_DESCRIPTION,
+      `${JSON.stringify({ generator: 'calmkit demo-data', version: 1, complete, seed, clips: plan.clips.length, sampleRate: DEMO_SAMPLE_RATE, frames: DEMO_FRAMES, soundfont: path.basename(tools.soundfont), truth: plan.clips }, null, 1)}\n`,
+    );
   describe(false);
   for (const c of plan.clips) {
     const sub = c.key.slice(0, 3);
@@ -177,7 +190,13 @@ export async function generateDemoData(options: DemoDataOptions): Promise<DemoDa
     await runPool(plan.clips, jobs, async (c) => {
       const sub = c.key.slice(0, 3);
       const serial = Number.parseInt(crypto.createHash('sha256').update(`${seed}:${c.key}`).digest('hex').slice(0, 7), 16);
-      await renderClip(tools, path.join(out, 'midi', sub, `${c.key}.mid`), path.join(scratch, `${c.key}.raw`), path.join(out, 'audio', sub, `${c.key}.ogg`), serial);
+      await renderClip(
+        tools,
+        path.join(out, 'midi', sub, `${c.key}.mid`),
+        path.join(scratch, `${c.key}.raw`),
+        path.join(out, 'audio', sub, `${c.key}.ogg`),
+        serial,
+      );
       done++;
       options.onProgress?.({ done, total: plan.clips.length, key: c.key, elapsedMs: Date.now() - started });
     });
@@ -191,12 +210,46 @@ export async function generateDemoData(options: DemoDataOptions): Promise<DemoDa
   w('class-map.json', JSON.stringify(Object.fromEntries(OPENMIC_INSTRUMENTS.map((n, i) => [n, i])), null, 4));
   w('partitions/split01_train.csv', train.map((k) => `${k}\n`).join(''));
   w('partitions/split01_test.csv', test.map((k) => `${k}\n`).join(''));
-  w('openmic-2018-aggregated-labels.csv', ['sample_key,instrument,relevance,num_responses', ...plan.clips.flatMap((c) => c.labels.map((l) => `${c.key},${l.instrument},${l.relevance},${l.numResponses}`))].join('\n') + '\n');
+  w(
+    'openmic-2018-aggregated-labels.csv',
+    `${[
+      'sample_key,instrument,relevance,num_responses',
+      ...plan.clips.flatMap((c) => c.labels.map((l) => `${c.key},${l.instrument},${l.relevance},${l.numResponses}`)),
+    ].join('\n')}\n`,
+  );
   w(
     'openmic-2018-metadata.csv',
-    ['track_id,album_id,artist_id,artist_name,license_title,track_title,sample_key,start_time', ...plan.clips.map((c) => [c.trackId, `${c.artistId}.0`, c.artistId, `Demo Artist ${c.artistId}`, 'Attribution 4.0 International', `Demo ${c.parts.map((p) => p.instrument).join(', ')}`, c.key, c.startMs / 1000].map(csvField).join(','))].join('\n') + '\n',
+    `${[
+      'track_id,album_id,artist_id,artist_name,license_title,track_title,sample_key,start_time',
+      ...plan.clips.map((c) =>
+        [
+          c.trackId,
+          `${c.artistId}.0`,
+          c.artistId,
+          `Demo Artist ${c.artistId}`,
+          'Attribution 4.0 International',
+          `Demo ${c.parts.map((p) => p.instrument).join(', ')}`,
+          c.key,
+          c.startMs / 1000,
+        ]
+          .map(csvField)
+          .join(','),
+      ),
+    ].join('\n')}\n`,
   );
-  w('checksums/openmic-2018-audio.csv', [',md5', ...plan.clips.map((c) => `${c.key},${crypto.createHash('md5').update(fs.readFileSync(path.join(out, 'audio', c.key.slice(0, 3), `${c.key}.ogg`))).digest('hex')}`)].join('\n') + '\n');
+  w(
+    'checksums/openmic-2018-audio.csv',
+    `${[
+      ',md5',
+      ...plan.clips.map(
+        (c) =>
+          `${c.key},${crypto
+            .createHash('md5')
+            .update(fs.readFileSync(path.join(out, 'audio', c.key.slice(0, 3), `${c.key}.ogg`)))
+            .digest('hex')}`,
+      ),
+    ].join('\n')}\n`,
+  );
   describe(true);
   return { out, clips: plan.clips, train, test, renderSeconds };
 }

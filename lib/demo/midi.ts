@@ -31,8 +31,14 @@ export const tempoEvent = (tick: number, bpm: number): MidiEvent => {
 };
 export const trackName = (name: string): MidiEvent => meta(0, 0x03, [...Buffer.from(name, 'latin1')]);
 export const programChange = (tick: number, channel: number, program: number): MidiEvent => ({ tick, bytes: [0xc0 | channel, program & 0x7f] });
-export const controlChange = (tick: number, channel: number, controller: number, value: number): MidiEvent => ({ tick, bytes: [0xb0 | channel, controller & 0x7f, value & 0x7f] });
-export const noteOn = (tick: number, channel: number, note: number, velocity: number): MidiEvent => ({ tick, bytes: [0x90 | channel, note & 0x7f, Math.max(1, velocity & 0x7f)] });
+export const controlChange = (tick: number, channel: number, controller: number, value: number): MidiEvent => ({
+  tick,
+  bytes: [0xb0 | channel, controller & 0x7f, value & 0x7f],
+});
+export const noteOn = (tick: number, channel: number, note: number, velocity: number): MidiEvent => ({
+  tick,
+  bytes: [0x90 | channel, note & 0x7f, Math.max(1, velocity & 0x7f)],
+});
 export const noteOff = (tick: number, channel: number, note: number): MidiEvent => ({ tick, bytes: [0x80 | channel, note & 0x7f, 0] });
 
 // At equal ticks: meta and controller set-up first, then note-offs, then note-ons, so a repeated note is

@@ -41,7 +41,28 @@ function run(cmd: string, args: string[], stdin?: Buffer): Promise<void> {
 export async function renderClip(tools: RenderTools, midiFile: string, rawFile: string, oggFile: string, serial: number): Promise<void> {
   // dynamic-sample-loading reads only the samples a MIDI file uses: ~0.25 s per render instead of ~0.9 s
   // spent loading the whole 148 MB SoundFont; the audio is bit-identical.
-  await run(tools.fluidsynth, ['-ni', '-q', '-g', '0.5', '-o', 'synth.dynamic-sample-loading=1', '-o', 'synth.cpu-cores=1', '-T', 'raw', '-O', 's16', '-E', 'little', '-r', String(DEMO_SAMPLE_RATE), '-F', rawFile, tools.soundfont, midiFile]);
+  await run(tools.fluidsynth, [
+    '-ni',
+    '-q',
+    '-g',
+    '0.5',
+    '-o',
+    'synth.dynamic-sample-loading=1',
+    '-o',
+    'synth.cpu-cores=1',
+    '-T',
+    'raw',
+    '-O',
+    's16',
+    '-E',
+    'little',
+    '-r',
+    String(DEMO_SAMPLE_RATE),
+    '-F',
+    rawFile,
+    tools.soundfont,
+    midiFile,
+  ]);
   const rendered = fs.readFileSync(rawFile);
   const bytes = DEMO_FRAMES * 2 * 2;
   const pcm = Buffer.alloc(bytes);

@@ -2,11 +2,10 @@
 // `addJobs` (one job per clip) and `queueStatus`. What a worker does with the jobs is queue-worker.ts.
 import { Queue, type ConnectionOptions } from 'bullmq';
 import { CalmkitError, QueueError } from '../errors';
-import { resolveSettings, settingsHash, type ExtractionSettings } from '../recipe';
+import { settingsHash, type ExtractionSettings } from '../recipe';
 import type { WorkItem } from './work-items';
 
 export const DEFAULT_QUEUE = 'calmkit-extract';
-
 
 export interface QueueJobData {
   v: 1;
@@ -51,7 +50,8 @@ export function redisConnection(url: string, options: RedisOptions = {}): Connec
   } catch {
     throw new QueueError('ERR_QUEUE_REDIS_URL', `'${url}' is not a Redis URL (redis://[user:password@]host:port[/db])`, { input: url });
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new QueueError('ERR_QUEUE_REDIS_URL', `'${url}': the scheme must be redis:// or rediss://`, { input: url });
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new QueueError('ERR_QUEUE_REDIS_URL', `'${url}': the scheme must be redis:// or rediss://`, { input: url });
   const db = u.pathname && u.pathname !== '/' ? Number(u.pathname.slice(1)) : 0;
   if (!Number.isInteger(db) || db < 0) throw new QueueError('ERR_QUEUE_REDIS_URL', `'${url}': the database must be a non-negative integer`, { input: url });
   const maxBackoff = options.maxBackoffMs ?? 5000;
@@ -90,7 +90,8 @@ async function withQueue<T>(url: string, name: string, fn: (queue: Queue) => Pro
 }
 
 export function checkQueueName(name: string): string {
-  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new QueueError('ERR_QUEUE_NAME', `queue name '${name}' may use only letters, digits, '_', '.', '-'`, { input: name });
+  if (!/^[A-Za-z0-9_.-]+$/.test(name))
+    throw new QueueError('ERR_QUEUE_NAME', `queue name '${name}' may use only letters, digits, '_', '.', '-'`, { input: name });
   return name;
 }
 

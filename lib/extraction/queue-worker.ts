@@ -13,7 +13,7 @@ import { Jukebox, modelId, type JukeboxDevice, type PrecisionChoice } from '../m
 import { LayerStores, type LayerWriters } from './layer-stores';
 import { modelMismatches, resolveSettings, settingsHash, type ExtractionSettings } from '../recipe';
 import { decodeForModel, runModel, type Decoded } from './run';
-import { checkQueueName, DEFAULT_QUEUE, jobIdFor, redisConnection, type QueueJobData, type QueueJobResult } from './queue-client';
+import { checkQueueName, DEFAULT_QUEUE, redisConnection, type QueueJobData, type QueueJobResult } from './queue-client';
 
 export interface WorkerOptions {
   redis: string;
@@ -107,7 +107,7 @@ export class ExtractionWorker {
     // Batching pays on a GPU; on a CPU the forward pass is already compute-bound per clip.
     this.batch = opts.batch ?? (model.info.device.startsWith('cuda') ? 8 : 1);
     this.batchWaitMs = opts.batchWaitMs ?? 200;
-    this.log = opts.log ?? ((line) => process.stderr.write(line + '\n'));
+    this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
   }
 
   /** Loads the model, then starts taking jobs. */
@@ -145,7 +145,9 @@ export class ExtractionWorker {
     });
     const every = (o.progressSeconds ?? 10) * 1000;
     if (every > 0) this.progressTimer = setInterval(() => this.log(this.progressLine()), every).unref();
-    this.log(`worker ${this.id}: model ${o.model} (${this.modelId.slice(0, 24)}...), ${this.model.info.device}/${this.model.info.precision}, batch ${this.batch}, concurrency ${concurrency}, store ${o.store}`);
+    this.log(
+      `worker ${this.id}: model ${o.model} (${this.modelId.slice(0, 24)}...), ${this.model.info.device}/${this.model.info.precision}, batch ${this.batch}, concurrency ${concurrency}, store ${o.store}`,
+    );
   }
 
   private progressLine(): string {
@@ -192,7 +194,8 @@ export class ExtractionWorker {
       throw new UnrecoverableError(`ERR_QUEUE_JOB: job ${job.id} (${data.key}): bad settings: ${(err as Error).message}`);
     }
     const hash = settingsHash(settings);
-    if (hash !== data.settingsHash) throw new UnrecoverableError(`ERR_QUEUE_JOB: job ${job.id} (${data.key}): its settings hash to ${hash}, not the ${data.settingsHash} it names`);
+    if (hash !== data.settingsHash)
+      throw new UnrecoverableError(`ERR_QUEUE_JOB: job ${job.id} (${data.key}): its settings hash to ${hash}, not the ${data.settingsHash} it names`);
     const mismatch = modelMismatches(settings, { id: this.modelId, precision: this.model.info.precision, depth: this.model.info.depth }).map((m) =>
       m.field === 'model'
         ? `model ${m.wanted}${settings.model.path ? ` (${settings.model.path})` : ''}, this worker serves ${m.has} (${this.opts.model})`
@@ -332,7 +335,9 @@ export class ExtractionWorker {
       for (const g of this.groups.values()) g.writers.close({ manifest: true });
       this.model.dispose();
       const stats = this.getStats();
-      this.log(`worker ${this.id}: stopped: ${stats.completed} done (${stats.skipped} already stored), ${stats.failed} failed in ${stats.seconds.toFixed(1)} s (${stats.rate.toFixed(2)} clips/s)`);
+      this.log(
+        `worker ${this.id}: stopped: ${stats.completed} done (${stats.skipped} already stored), ${stats.failed} failed in ${stats.seconds.toFixed(1)} s (${stats.rate.toFixed(2)} clips/s)`,
+      );
       return stats;
     })();
     return this.closing;

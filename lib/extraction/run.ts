@@ -121,7 +121,10 @@ export async function runModel(
   };
   const run = async (group: Decoded[]) => {
     // The samples went through the front-end in decodeForModel: they go to the model as they are.
-    const feats = await model.extractPrepared(group.map((d) => ({ samples: d.samples!, label: d.item.input })), options);
+    const feats = await model.extractPrepared(
+      group.map((d) => ({ samples: d.samples!, label: d.item.input })),
+      options,
+    );
     group.forEach((d, i) => {
       const layers: Record<number, { data: Float32Array; shape: number[] }> = {};
       for (const l of settings.layers) layers[l] = { data: feats[i]!.layers[l]!.data, shape: feats[i]!.layers[l]!.shape };

@@ -18,10 +18,12 @@ export interface WorkItem {
  * scanned for audio files, keyed by file name without extension.
  */
 export function datasetItems(root: string): WorkItem[] {
-  if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new DataError('ERR_DATA_NOT_FOUND', `dataset root ${root} is not a directory`, { input: root });
+  if (!fs.existsSync(root) || !fs.statSync(root).isDirectory())
+    throw new DataError('ERR_DATA_NOT_FOUND', `dataset root ${root} is not a directory`, { input: root });
   if (fs.existsSync(path.join(root, 'class-map.json'))) return openmicItems(OpenMIC.open(root, { audio: 'skip', npz: 'ignore' }));
   const files = listAudioFiles(root);
-  if (files.length === 0) throw new DataError('ERR_DATA_NOT_FOUND', `no audio files under ${root} (looked for ${AUDIO_EXTENSIONS.join(' ')}) and no class-map.json`, { input: root });
+  if (files.length === 0)
+    throw new DataError('ERR_DATA_NOT_FOUND', `no audio files under ${root} (looked for ${AUDIO_EXTENSIONS.join(' ')}) and no class-map.json`, { input: root });
   return fileItems(files);
 }
 
@@ -34,7 +36,9 @@ export function openmicItems(ds: OpenMIC): WorkItem[] {
 /** Files as work items, key = base name without extension; two files with one key are a DataError. */
 export function fileItems(files: readonly string[]): WorkItem[] {
   if (!Array.isArray(files)) throw invalidArgument(`files must be an array of paths; got ${describeValue(files)}`, 'files');
-  files.forEach((f, i) => nonEmptyString(`files[${i}]`, f));
+  files.forEach((f, i) => {
+    nonEmptyString(`files[${i}]`, f);
+  });
   const byKey = new Map<string, string>();
   for (const f of files) {
     const base = path.basename(f);
@@ -42,7 +46,10 @@ export function fileItems(files: readonly string[]): WorkItem[] {
     const key = ext ? base.slice(0, -ext.length) : base;
     if (key === '') throw new DataError('ERR_DATA_DUPLICATE_KEY', `cannot derive a sample key from ${f}`, { input: f });
     const prev = byKey.get(key);
-    if (prev !== undefined) throw new DataError('ERR_DATA_DUPLICATE_KEY', `${prev} and ${f} both have the sample key '${key}' (keys are file names without extension); rename one`, { input: f });
+    if (prev !== undefined)
+      throw new DataError('ERR_DATA_DUPLICATE_KEY', `${prev} and ${f} both have the sample key '${key}' (keys are file names without extension); rename one`, {
+        input: f,
+      });
     byKey.set(key, path.resolve(f));
   }
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, input]) => ({ key, input }));

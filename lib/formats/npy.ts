@@ -12,7 +12,16 @@ export const NPY_DTYPES: readonly NpyDtype[] = ['<f8', '<f4', '<f2', '<i8', '<i4
 
 const ITEM_SIZE: Record<NpyDtype, number> = { '<f8': 8, '<f4': 4, '<f2': 2, '<i8': 8, '<i4': 4, '|u1': 1, '|b1': 1 };
 // numpy spells one-byte types with either byte-order mark depending on version and how the dtype was made.
-const DTYPE_ALIASES: Record<string, NpyDtype> = { '<u1': '|u1', '|i1': '|u1', '<b1': '|b1', '=f4': '<f4', '=f8': '<f8', '=f2': '<f2', '=i8': '<i8', '=i4': '<i4' };
+const DTYPE_ALIASES: Record<string, NpyDtype> = {
+  '<u1': '|u1',
+  '|i1': '|u1',
+  '<b1': '|b1',
+  '=f4': '<f4',
+  '=f8': '<f8',
+  '=f2': '<f2',
+  '=i8': '<i8',
+  '=i4': '<i4',
+};
 
 /**
  * What a decoded array holds: float types decode to Float32Array/Float64Array (float16 is widened to
@@ -84,7 +93,10 @@ function parseHeaderDict(text: string, name: string): { descr: string; fortran: 
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(text);
   const shape = /'shape'\s*:\s*\(([^)]*)\)/.exec(text);
   if (!descr || !fortran || !shape) throw formatError(name, `cannot parse header ${JSON.stringify(text.trim())}`);
-  const dims = shape[1]!.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const dims = shape[1]!
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   const parsed = dims.map((d) => (/^\d+L?$/.test(d) ? Number.parseInt(d, 10) : NaN));
   if (parsed.some((d) => !Number.isSafeInteger(d))) throw formatError(name, `bad shape (${shape[1]})`);
   return { descr: descr[1]!, fortran: fortran[1] === 'True', shape: parsed };
@@ -117,7 +129,12 @@ export function decodeNpyHeader(head: Uint8Array, name = '<buffer>'): NpyHeader 
 /** Bytes needed to hold the whole header, from the first 12 bytes of the file. */
 export function npyHeaderLength(first12: Uint8Array, name = '<buffer>'): number {
   const buf = Buffer.from(first12.buffer, first12.byteOffset, first12.byteLength);
-  if (buf.length < 10 || !buf.subarray(0, 6).equals(MAGIC)) throw formatError(name, buf.length < 10 ? `only ${buf.length} bytes` : 'bad magic (not an .npy file)', buf.length < 10 ? 'ERR_DATA_NPY_TRUNCATED' : 'ERR_DATA_NPY_FORMAT');
+  if (buf.length < 10 || !buf.subarray(0, 6).equals(MAGIC))
+    throw formatError(
+      name,
+      buf.length < 10 ? `only ${buf.length} bytes` : 'bad magic (not an .npy file)',
+      buf.length < 10 ? 'ERR_DATA_NPY_TRUNCATED' : 'ERR_DATA_NPY_FORMAT',
+    );
   const major = buf[6]!;
   if (major === 1) return 10 + buf.readUInt16LE(8);
   if (buf.length < 12) throw formatError(name, 'header truncated', 'ERR_DATA_NPY_TRUNCATED');
@@ -132,13 +149,19 @@ export function decodeElements(dtype: NpyDtype, bytes: Uint8Array, count: number
   const copy = new Uint8Array(n);
   copy.set(bytes.subarray(0, n));
   switch (dtype) {
-    case '<f8': return new Float64Array(copy.buffer, 0, count);
-    case '<f4': return new Float32Array(copy.buffer, 0, count);
-    case '<f2': return halfToFloat32(new Uint16Array(copy.buffer, 0, count));
-    case '<i8': return new BigInt64Array(copy.buffer, 0, count);
-    case '<i4': return new Int32Array(copy.buffer, 0, count);
+    case '<f8':
+      return new Float64Array(copy.buffer, 0, count);
+    case '<f4':
+      return new Float32Array(copy.buffer, 0, count);
+    case '<f2':
+      return halfToFloat32(new Uint16Array(copy.buffer, 0, count));
+    case '<i8':
+      return new BigInt64Array(copy.buffer, 0, count);
+    case '<i4':
+      return new Int32Array(copy.buffer, 0, count);
     case '|u1':
-    case '|b1': return copy;
+    case '|b1':
+      return copy;
   }
 }
 
@@ -146,18 +169,24 @@ export function decodeElements(dtype: NpyDtype, bytes: Uint8Array, count: number
 export function encodeElements(dtype: NpyDtype, data: ArrayLike<number> | BigInt64Array): Uint8Array {
   const count = data.length;
   switch (dtype) {
-    case '<f8': return new Uint8Array(Float64Array.from(data as ArrayLike<number>).buffer);
-    case '<f4': return new Uint8Array((data instanceof Float32Array ? data.slice() : Float32Array.from(data as ArrayLike<number>)).buffer);
-    case '<f2': return new Uint8Array(float32ToHalf(data as ArrayLike<number>).buffer);
+    case '<f8':
+      return new Uint8Array(Float64Array.from(data as ArrayLike<number>).buffer);
+    case '<f4':
+      return new Uint8Array((data instanceof Float32Array ? data.slice() : Float32Array.from(data as ArrayLike<number>)).buffer);
+    case '<f2':
+      return new Uint8Array(float32ToHalf(data as ArrayLike<number>).buffer);
     case '<i8': {
       if (data instanceof BigInt64Array) return new Uint8Array(data.slice().buffer);
       const out = new BigInt64Array(count);
       for (let i = 0; i < count; i++) out[i] = BigInt(Math.trunc((data as ArrayLike<number>)[i]!));
       return new Uint8Array(out.buffer);
     }
-    case '<i4': return new Uint8Array(Int32Array.from(data as ArrayLike<number>).buffer);
-    case '|u1': return Uint8Array.from(data as ArrayLike<number>);
-    case '|b1': return Uint8Array.from(data as ArrayLike<number>, (v) => (v ? 1 : 0));
+    case '<i4':
+      return new Uint8Array(Int32Array.from(data as ArrayLike<number>).buffer);
+    case '|u1':
+      return Uint8Array.from(data as ArrayLike<number>);
+    case '|b1':
+      return Uint8Array.from(data as ArrayLike<number>, (v) => (v ? 1 : 0));
   }
 }
 

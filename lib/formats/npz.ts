@@ -54,10 +54,15 @@ function decodeMember(data: Uint8Array, name: string): NpzMember {
   const headerText = Buffer.from(data.buffer, data.byteOffset, Math.min(headerLen, data.byteLength)).toString('latin1');
   if (/'descr'\s*:\s*'\|O'/.test(headerText)) {
     const shapeMatch = /'shape'\s*:\s*\(([^)]*)\)/.exec(headerText);
-    const shape = (shapeMatch?.[1] ?? '').split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+    const shape = (shapeMatch?.[1] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map(Number);
     const arr = unpickleStringArray(data.subarray(headerLen), name);
     const count = shape.reduce((a, b) => a * b, 1);
-    if (count !== arr.values.length) throw new DataError('ERR_DATA_NPZ', `${name}: header shape (${shape.join(', ')}) but ${arr.values.length} pickled values`, { input: name });
+    if (count !== arr.values.length)
+      throw new DataError('ERR_DATA_NPZ', `${name}: header shape (${shape.join(', ')}) but ${arr.values.length} pickled values`, { input: name });
     return { dtype: '|O', shape, values: arr.values };
   }
   return decodeNpy(data, name);

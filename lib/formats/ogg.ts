@@ -44,7 +44,8 @@ export function oggVorbisInfo(file: string): OggVorbisInfo {
     pages++;
     pos = body + bodyLen;
   }
-  if (!ident || ident.length < 30 || ident[0] !== 1 || ident.toString('latin1', 1, 7) !== 'vorbis') throw bad('first packet is not a Vorbis identification header');
+  if (!ident || ident.length < 30 || ident[0] !== 1 || ident.toString('latin1', 1, 7) !== 'vorbis')
+    throw bad('first packet is not a Vorbis identification header');
   return {
     channels: ident[11]!,
     sampleRate: ident.readUInt32LE(12),

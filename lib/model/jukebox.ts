@@ -4,11 +4,36 @@
 import { binding } from '../addon';
 import type { RawControl, RawJukeboxEvent, RawJukeboxHandle, RawJukeboxInfo, RawJukeboxInput, RawJukeboxResult } from '../addon';
 import { loadAudio, type AudioInput, type LoadAudioOptions } from '../audio';
-import { abortError, AbortError, ArgumentError, booleanArg, describeValue, DisposedError, functionArg, integerArg, invalidArgument, native, nativeSync, nonEmptyString, oneOf, optional, optionsObject, signalArg } from '../errors';
+import {
+  abortError,
+  ArgumentError,
+  booleanArg,
+  describeValue,
+  DisposedError,
+  functionArg,
+  integerArg,
+  invalidArgument,
+  native,
+  nativeSync,
+  nonEmptyString,
+  oneOf,
+  optional,
+  optionsObject,
+  signalArg,
+} from '../errors';
 import { DEFAULT_DEVICE, type Device } from '../runtime';
 import { modelId } from './checkpoint-id';
 import { ChunkChannel } from './chunk-channel';
-import { DEFAULT_PRECISION, PRECISION_CHOICES, resolveExtractOptions, type JukeboxPooling, type JukeboxPrecision, type JukeboxWindows, type PrecisionChoice, type ResolvedExtractOptions } from './options';
+import {
+  DEFAULT_PRECISION,
+  PRECISION_CHOICES,
+  resolveExtractOptions,
+  type JukeboxPooling,
+  type JukeboxPrecision,
+  type JukeboxWindows,
+  type PrecisionChoice,
+  type ResolvedExtractOptions,
+} from './options';
 
 export type { JukeboxPooling, JukeboxPrecision, JukeboxWindows } from './options';
 export { CALM_LAYER } from './options';
@@ -154,7 +179,10 @@ function checkInput(input: unknown, i: number, many: boolean): void {
       return;
     }
   }
-  throw invalidArgument(`${name} must be a path, a Uint8Array, { samples: Float32Array, sampleRate } or { tokens: Int32Array }; got ${describeValue(input)}`, name);
+  throw invalidArgument(
+    `${name} must be a path, a Uint8Array, { samples: Float32Array, sampleRate } or { tokens: Int32Array }; got ${describeValue(input)}`,
+    name,
+  );
 }
 
 /**
@@ -162,7 +190,9 @@ function checkInput(input: unknown, i: number, many: boolean): void {
  * `segmentSeconds` at the model's token rate (sampleRate / hop), rounded, at least 1.
  */
 export function segmentTokensOf(o: { segmentTokens?: number; segmentSeconds?: number }, info: Pick<JukeboxInfo, 'hop' | 'sampleRate'>): number {
-  return nativeSync(() => binding().jukeboxSegmentTokens({ segmentTokens: o.segmentTokens, segmentSeconds: o.segmentSeconds, hop: info.hop, sampleRate: info.sampleRate }));
+  return nativeSync(() =>
+    binding().jukeboxSegmentTokens({ segmentTokens: o.segmentTokens, segmentSeconds: o.segmentSeconds, hop: info.hop, sampleRate: info.sampleRate }),
+  );
 }
 
 export class Jukebox {
@@ -185,7 +215,7 @@ export class Jukebox {
     const device = optional(o, 'device', nonEmptyString) ?? DEFAULT_DEVICE;
     const verifyWeights = optional(o, 'verifyWeights', booleanArg) ?? true;
     const signal = signalArg('signal', o.signal);
-    throwIfAborted(signal, 'loading ' + path, path);
+    throwIfAborted(signal, `loading ${path}`, path);
     const handle = await native(() => binding().jukeboxLoad(path, { device, precision, verifyWeights }), path);
     // Loading cannot be interrupted half-way; an abort during it releases the loaded model at once.
     if (signal?.aborted) {
@@ -250,7 +280,9 @@ export class Jukebox {
     options = optionsObject('options', options);
     const many = Array.isArray(input);
     const inputs = many ? input : [input];
-    inputs.forEach((x, i) => checkInput(x, i, many));
+    inputs.forEach((x, i) => {
+      checkInput(x, i, many);
+    });
     const features = await this.#collect(inputs, options, (resolved) => this.#prepare(inputs, options, resolved));
     return many ? features : features[0]!;
   }
@@ -259,7 +291,10 @@ export class Jukebox {
    * @internal extract() for clips that went through the front-end already (decoded, fitted and cropped for this
    * model, as the extraction pipeline's decodeForModel does): their samples go to the model as they are.
    */
-  async extractPrepared(clips: readonly PreparedClip[], options: Omit<JukeboxExtractOptions, 'formatting' | 'targetSeconds' | 'factor' | 'normalise'> = {}): Promise<JukeboxFeatures[]> {
+  async extractPrepared(
+    clips: readonly PreparedClip[],
+    options: Omit<JukeboxExtractOptions, 'formatting' | 'targetSeconds' | 'factor' | 'normalise'> = {},
+  ): Promise<JukeboxFeatures[]> {
     return this.#collect(clips, options, async () => {
       if (clips.length === 0) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'no inputs given');
       return clips.map((c) => ({ samples: c.samples, label: c.label }));
@@ -300,21 +335,32 @@ export class Jukebox {
   stream(input: JukeboxInput | JukeboxInput[], options?: JukeboxExtractOptions): AsyncIterable<JukeboxChunk> {
     const opts = optionsObject('options', options);
     const inputs = Array.isArray(input) ? input : [input];
-    inputs.forEach((x, i) => checkInput(x, i, Array.isArray(input)));
+    inputs.forEach((x, i) => {
+      checkInput(x, i, Array.isArray(input));
+    });
     const width = this.#info.width;
     return {
       [Symbol.asyncIterator]: (): AsyncIterator<JukeboxChunk> => {
         const channel = new ChunkChannel<JukeboxChunk>();
         const run = async () => {
           const resolved = this.#resolve({ ...opts, pooling: opts.pooling ?? 'none' });
-          return this.#run((r) => this.#prepare(inputs, opts, r), resolved, opts, (chunk) => channel.push(chunk), false, (c) => channel.attach(c));
+          return this.#run(
+            (r) => this.#prepare(inputs, opts, r),
+            resolved,
+            opts,
+            (chunk) => channel.push(chunk),
+            false,
+            (c) => channel.attach(c),
+          );
         };
         const finished = run().then(
           (result) => {
             // Pooled modes have nothing to stream while running: their features come with the result.
-            result.clips.forEach((clip, i) =>
-              clip.layers.forEach((l) => channel.push({ clip: i, layer: l.layer, window: 0, start: 0, shape: [l.shape.length === 1 ? 1 : l.shape[0]!, width], data: l.data })),
-            );
+            result.clips.forEach((clip, i) => {
+              clip.layers.forEach((l) => {
+                channel.push({ clip: i, layer: l.layer, window: 0, start: 0, shape: [l.shape.length === 1 ? 1 : l.shape[0]!, width], data: l.data });
+              });
+            });
             channel.end();
           },
           (e: unknown) => channel.fail(e),
@@ -361,7 +407,8 @@ export class Jukebox {
       inputs.map(async (input, i): Promise<RawJukeboxInput> => {
         const label = inputLabel(input, i);
         if (isTokens(input)) {
-          if (!(input.tokens instanceof Int32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `${label}: tokens must be an Int32Array`, { input: label });
+          if (!(input.tokens instanceof Int32Array))
+            throw new ArgumentError('ERR_INVALID_ARGUMENT', `${label}: tokens must be an Int32Array`, { input: label });
           return { tokens: input.tokens, label };
         }
         const audio = await loadAudio(input, {
@@ -424,7 +471,13 @@ export class Jukebox {
           binding().jukeboxExtract(
             live,
             raw,
-            { layers: resolved.layers, pooling: resolved.pooling, windows: resolved.windows, segmentTokens: resolved.segmentTokens, segmentSeconds: resolved.segmentSeconds },
+            {
+              layers: resolved.layers,
+              pooling: resolved.pooling,
+              windows: resolved.windows,
+              segmentTokens: resolved.segmentTokens,
+              segmentSeconds: resolved.segmentSeconds,
+            },
             control,
             onEvent,
           ),

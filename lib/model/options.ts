@@ -83,10 +83,12 @@ export function resolveExtractOptions(o: ExtractOptionsInput, model?: { depth: n
       throw invalidArgument('segments pooling needs a segment length: exactly one of segmentTokens and segmentSeconds', 'pooling');
     }
     if (o.segmentTokens !== undefined) {
-      if (!Number.isInteger(o.segmentTokens) || o.segmentTokens < 1) throw invalidArgument(`segmentTokens must be a positive integer; got ${o.segmentTokens}`, 'segmentTokens');
+      if (!Number.isInteger(o.segmentTokens) || o.segmentTokens < 1)
+        throw invalidArgument(`segmentTokens must be a positive integer; got ${o.segmentTokens}`, 'segmentTokens');
       out.segmentTokens = o.segmentTokens;
     } else {
-      if (!(o.segmentSeconds! > 0) || !Number.isFinite(o.segmentSeconds)) throw invalidArgument(`segmentSeconds must be a positive number; got ${o.segmentSeconds}`, 'segmentSeconds');
+      if (!(o.segmentSeconds! > 0) || !Number.isFinite(o.segmentSeconds))
+        throw invalidArgument(`segmentSeconds must be a positive number; got ${o.segmentSeconds}`, 'segmentSeconds');
       out.segmentSeconds = o.segmentSeconds;
     }
   } else if (o.segmentTokens !== undefined || o.segmentSeconds !== undefined) {

@@ -4,7 +4,11 @@ import { binding } from '../addon';
 import { nativeSync } from '../errors';
 
 /** Timing-conditioning bins (spec 3.2) for the 5B's label, or for other hyperparameters. */
-export function jukeboxTimingBins(hparams?: Parameters<ReturnType<typeof binding>['_jukeboxTimingBins']>[0]): { total: number; absolute: Int32Array; relative: Int32Array } {
+export function jukeboxTimingBins(hparams?: Parameters<ReturnType<typeof binding>['_jukeboxTimingBins']>[0]): {
+  total: number;
+  absolute: Int32Array;
+  relative: Int32Array;
+} {
   return nativeSync(() => binding()._jukeboxTimingBins(hparams));
 }
 

@@ -145,13 +145,19 @@ export class OpenMIC {
   static open(root: string, options?: OpenMICOptions): OpenMIC {
     nonEmptyString('root', root);
     options = optionsObject('options', options);
-    if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new DataError('ERR_DATA_NOT_FOUND', `OpenMIC root ${root} is not a directory`, { input: root });
+    if (!fs.existsSync(root) || !fs.statSync(root).isDirectory())
+      throw new DataError('ERR_DATA_NOT_FOUND', `OpenMIC root ${root} is not a directory`, { input: root });
     const f = (rel: string) => path.join(root, rel);
     const instruments = readClassMap(f(RELEASE_FILES.classMap));
     const trainList = readKeyList(f(RELEASE_FILES.train), 'split file', RELEASE_KEY);
     const testList = readKeyList(f(RELEASE_FILES.test), 'split file', RELEASE_KEY);
     for (const k of testList.keys) {
-      if (trainList.lines.has(k)) throw new DataError('ERR_DATA_SPLIT', `${f(RELEASE_FILES.test)}:${testList.lines.get(k)}: '${k}' is also in ${f(RELEASE_FILES.train)}:${trainList.lines.get(k)}`, { input: f(RELEASE_FILES.test) });
+      if (trainList.lines.has(k))
+        throw new DataError(
+          'ERR_DATA_SPLIT',
+          `${f(RELEASE_FILES.test)}:${testList.lines.get(k)}: '${k}' is also in ${f(RELEASE_FILES.train)}:${trainList.lines.get(k)}`,
+          { input: f(RELEASE_FILES.test) },
+        );
     }
     const allKeys = new Set([...trainList.keys, ...testList.keys]);
     const report: OpenMICReport = { labelSource: 'csv', labelRows: 0, unlabelledRows: [], skipped: [], corrections: [], droppedLabelRows: 0 };
@@ -202,11 +208,18 @@ export class OpenMIC {
     const audioPath = (key: string) => path.join(root, 'audio', key.slice(0, 3), `${key}.ogg`);
     const audioMode = options.audio ?? 'require';
     if (audioMode !== 'ignore') {
-      for (const [list, file] of [[trainList, f(RELEASE_FILES.train)], [testList, f(RELEASE_FILES.test)]] as const) {
+      for (const [list, file] of [
+        [trainList, f(RELEASE_FILES.train)],
+        [testList, f(RELEASE_FILES.test)],
+      ] as const) {
         for (const k of list.keys) {
           if (skipped.has(k) || fs.existsSync(audioPath(k))) continue;
           if (audioMode === 'require') {
-            throw new DataError('ERR_DATA_MISSING_AUDIO', `${file}:${list.lines.get(k)}: no audio for '${k}' (expected ${audioPath(k)}); pass { audio: 'skip' } to leave such clips out`, { input: audioPath(k) });
+            throw new DataError(
+              'ERR_DATA_MISSING_AUDIO',
+              `${file}:${list.lines.get(k)}: no audio for '${k}' (expected ${audioPath(k)}); pass { audio: 'skip' } to leave such clips out`,
+              { input: audioPath(k) },
+            );
           }
           skipped.add(k);
           report.skipped.push({ key: k, reason: 'missing-audio', detail: `${audioPath(k)} does not exist` });
@@ -241,7 +254,8 @@ export class OpenMIC {
     nonEmptyString('audioDir', options.audioDir);
     nonEmptyString('labelsCsv', options.labelsCsv);
     const { audioDir, labelsCsv } = options;
-    if (!fs.existsSync(audioDir) || !fs.statSync(audioDir).isDirectory()) throw new DataError('ERR_DATA_NOT_FOUND', `audio folder ${audioDir} is not a directory`, { input: audioDir });
+    if (!fs.existsSync(audioDir) || !fs.statSync(audioDir).isDirectory())
+      throw new DataError('ERR_DATA_NOT_FOUND', `audio folder ${audioDir} is not a directory`, { input: audioDir });
     const instruments = typeof options.classMap === 'string' ? readClassMap(options.classMap) : classMapFromObject(options.classMap);
     const audio = scanAudio(audioDir);
     const mode = options.audio ?? 'require';
@@ -249,8 +263,10 @@ export class OpenMIC {
     const skipped = new Set<string>();
     const rows = readAggregatedLabels(labelsCsv, instruments).filter((r) => {
       if (audio.has(r.key)) return true;
-      if (mode === 'require') throw new DataError('ERR_DATA_MISSING_AUDIO', `${labelsCsv}:${r.line}: no audio file for '${r.key}' under ${audioDir}`, { input: labelsCsv });
-      if (!skipped.has(r.key)) report.skipped.push({ key: r.key, reason: 'missing-audio', detail: `labelled in ${labelsCsv}:${r.line} but no audio under ${audioDir}` });
+      if (mode === 'require')
+        throw new DataError('ERR_DATA_MISSING_AUDIO', `${labelsCsv}:${r.line}: no audio file for '${r.key}' under ${audioDir}`, { input: labelsCsv });
+      if (!skipped.has(r.key))
+        report.skipped.push({ key: r.key, reason: 'missing-audio', detail: `labelled in ${labelsCsv}:${r.line} but no audio under ${audioDir}` });
       skipped.add(r.key);
       report.droppedLabelRows++;
       return false;
@@ -268,13 +284,15 @@ export class OpenMIC {
         return list.keys.map((k) => ({ key: k, where: `${v}:${list.lines.get(k)}` }));
       };
       const keep = (items: { key: string; where: string }[]) =>
-        items.filter(({ key, where }) => {
-          if (audio.has(key)) return true;
-          if (mode === 'require') throw new DataError('ERR_DATA_MISSING_AUDIO', `${where}: no audio file for '${key}' under ${audioDir}`, { input: key });
-          report.skipped.push({ key, reason: 'missing-audio', detail: `${where} names it but no audio under ${audioDir}` });
-          relevance.delete(key);
-          return false;
-        }).map((i) => i.key);
+        items
+          .filter(({ key, where }) => {
+            if (audio.has(key)) return true;
+            if (mode === 'require') throw new DataError('ERR_DATA_MISSING_AUDIO', `${where}: no audio file for '${key}' under ${audioDir}`, { input: key });
+            report.skipped.push({ key, reason: 'missing-audio', detail: `${where} names it but no audio under ${audioDir}` });
+            relevance.delete(key);
+            return false;
+          })
+          .map((i) => i.key);
       train = keep(load(split.train, 'train'));
       test = keep(load(split.test, 'test'));
       const trainSet = new Set(train);
@@ -289,7 +307,16 @@ export class OpenMIC {
       train = keys.slice(nTest);
     }
     const metadata = options.metadataCsv ? readMetadata(options.metadataCsv) : undefined;
-    return new OpenMIC({ instruments, train, test, relevance, audioPath: (k) => audio.get(k) ?? path.join(audioDir, k), metadata, metadataPath: options.metadataCsv, report });
+    return new OpenMIC({
+      instruments,
+      train,
+      test,
+      relevance,
+      audioPath: (k) => audio.get(k) ?? path.join(audioDir, k),
+      metadata,
+      metadataPath: options.metadataCsv,
+      report,
+    });
   }
 
   /** All clip keys (train then test order is not implied: sorted). */
@@ -307,7 +334,8 @@ export class OpenMIC {
 
   private instrumentIndex(instrument: number | string): number {
     const i = typeof instrument === 'number' ? instrument : this.instruments.indexOf(instrument);
-    if (!Number.isInteger(i) || i < 0 || i >= this.instruments.length) throw new ArgumentError('ERR_INVALID_ARGUMENT', `unknown instrument ${JSON.stringify(instrument)}`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.instruments.length)
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', `unknown instrument ${JSON.stringify(instrument)}`);
     return i;
   }
 
@@ -385,7 +413,12 @@ export class OpenMIC {
         gururaniKeys: (explicit) => {
           const candidates = explicit ? [explicit] : this.root ? RELEASE_FILES.gururani.map((g) => path.join(this.root!, g)) : [];
           const file = candidates.find((c) => fs.existsSync(c));
-          if (!file) throw new DataError('ERR_DATA_NOT_FOUND', `the Gururani et al. 2019 train/val split was not found (looked for ${candidates.join(', ') || 'nothing: pass gururaniSplit'})`, { input: candidates[0] });
+          if (!file)
+            throw new DataError(
+              'ERR_DATA_NOT_FOUND',
+              `the Gururani et al. 2019 train/val split was not found (looked for ${candidates.join(', ') || 'nothing: pass gururaniSplit'})`,
+              { input: candidates[0] },
+            );
           const s = readGururaniSplit(file);
           return { train: new Set(s.train), val: new Set(s.val), file };
         },
@@ -421,11 +454,17 @@ export class OpenMIC {
    * (`time_points` and `features`, as the release ships them). JSON clips may have fewer frames than the longest:
    * they are zero-padded at the end and `validFrames` gives every clip's real count (present only then).
    */
-  vggishFeatures(keys: readonly string[] = this.keys, options: { source?: 'npz' | 'json' } = {}): { keys: string[]; data: Float32Array; shape: number[]; source: 'npz' | 'json'; validFrames?: Int32Array } {
+  vggishFeatures(
+    keys: readonly string[] = this.keys,
+    options: { source?: 'npz' | 'json' } = {},
+  ): { keys: string[]; data: Float32Array; shape: number[]; source: 'npz' | 'json'; validFrames?: Int32Array } {
     const source = options.source ?? this.vggishSource();
     if (source === 'json') return this.vggishFromJson(keys);
     const file = this.root ? path.join(this.root, RELEASE_FILES.npz) : undefined;
-    if (!file || !fs.existsSync(file)) throw new DataError('ERR_DATA_NOT_FOUND', `no ${RELEASE_FILES.npz} and no ${RELEASE_FILES.vggish}/ folder under ${this.root ?? 'this dataset'}`, { input: file });
+    if (!file || !fs.existsSync(file))
+      throw new DataError('ERR_DATA_NOT_FOUND', `no ${RELEASE_FILES.npz} and no ${RELEASE_FILES.vggish}/ folder under ${this.root ?? 'this dataset'}`, {
+        input: file,
+      });
     const m = readNpz(file, { names: ['X', 'sample_key'] });
     const x = m.get('X');
     const sk = m.get('sample_key');
@@ -446,8 +485,13 @@ export class OpenMIC {
   }
 
   /** md5 of each clip's audio against checksums/openmic-2018-audio.csv (release layout only). */
-  verifyChecksums(keys: readonly string[] = this.keys): { checked: number; mismatched: { key: string; expected: string; actual: string }[]; missing: string[] } {
-    if (!this.checksumsPath) throw new DataError('ERR_DATA_NOT_FOUND', `no checksums/openmic-2018-audio.csv under ${this.root ?? 'this dataset'}`, { input: this.root });
+  verifyChecksums(keys: readonly string[] = this.keys): {
+    checked: number;
+    mismatched: { key: string; expected: string; actual: string }[];
+    missing: string[];
+  } {
+    if (!this.checksumsPath)
+      throw new DataError('ERR_DATA_NOT_FOUND', `no checksums/openmic-2018-audio.csv under ${this.root ?? 'this dataset'}`, { input: this.root });
     const sums = readChecksums(this.checksumsPath);
     const mismatched: { key: string; expected: string; actual: string }[] = [];
     const missing: string[] = [];
@@ -458,7 +502,10 @@ export class OpenMIC {
         missing.push(k);
         continue;
       }
-      const actual = crypto.createHash('md5').update(fs.readFileSync(this.audioPath(k))).digest('hex');
+      const actual = crypto
+        .createHash('md5')
+        .update(fs.readFileSync(this.audioPath(k)))
+        .digest('hex');
       checked++;
       if (actual !== expected) mismatched.push({ key: k, expected, actual });
     }
@@ -471,14 +518,18 @@ export class OpenMIC {
     const frames = Math.max(0, ...clips.map((c) => c.frames));
     const data = new Float32Array(keys.length * frames * width);
     clips.forEach((c, i) => {
-      if (c.width !== width) throw new DataError('ERR_DATA_VGGISH', `${this.vggishPath(keys[i]!)}: ${c.width} values per frame, but ${this.vggishPath(keys[0]!)} has ${width}`, { input: this.vggishPath(keys[i]!) });
+      if (c.width !== width)
+        throw new DataError('ERR_DATA_VGGISH', `${this.vggishPath(keys[i]!)}: ${c.width} values per frame, but ${this.vggishPath(keys[0]!)} has ${width}`, {
+          input: this.vggishPath(keys[i]!),
+        });
       data.set(c.values, i * frames * width);
     });
     const validFrames = Int32Array.from(clips, (c) => c.frames);
     const shape = [keys.length, frames, width];
-    return validFrames.some((f) => f < frames) ? { keys: keys.slice(), data, shape, source: 'json', validFrames } : { keys: keys.slice(), data, shape, source: 'json' };
+    return validFrames.some((f) => f < frames)
+      ? { keys: keys.slice(), data, shape, source: 'json', validFrames }
+      : { keys: keys.slice(), data, shape, source: 'json' };
   }
-
 }
 
 /** One release VGGish JSON file: {"time_points": [t0, ...], "features": [[128 values], ...]}, one row per time point. */
@@ -488,7 +539,11 @@ function readVggishJson(file: string): { frames: number; width: number; values: 
     doc = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (err) {
     const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new DataError(missing ? 'ERR_DATA_NOT_FOUND' : 'ERR_DATA_VGGISH', `${file}: ${missing ? 'no such VGGish file' : `not JSON (${(err as Error).message})`}`, { input: file, cause: err });
+    throw new DataError(
+      missing ? 'ERR_DATA_NOT_FOUND' : 'ERR_DATA_VGGISH',
+      `${file}: ${missing ? 'no such VGGish file' : `not JSON (${(err as Error).message})`}`,
+      { input: file, cause: err },
+    );
   }
   const fail = (why: string): never => {
     throw new DataError('ERR_DATA_VGGISH', `${file}: ${why}`, { input: file });
@@ -540,7 +595,9 @@ function applyCorrections(relevance: Map<string, Float64Array>, keys: Set<string
       continue;
     }
     v[i] = 1;
-    report.corrections.push(previous === 0.5 ? { key: c.key, instrument: c.instrument, action: 'added' } : { key: c.key, instrument: c.instrument, action: 'overridden', previous });
+    report.corrections.push(
+      previous === 0.5 ? { key: c.key, instrument: c.instrument, action: 'added' } : { key: c.key, instrument: c.instrument, action: 'overridden', previous },
+    );
   }
 }
 
@@ -565,7 +622,11 @@ function readReleaseNpz(file: string, nInstruments: number, splitKeys: Set<strin
   const n = keys.length;
   if (yTrue.dtype === '|O' || yMask.dtype === '|O') throw new DataError('ERR_DATA_NPZ', `${file}: Y_true/Y_mask must be numeric`, { input: file });
   if (yTrue.shape.join() !== `${n},${nInstruments}` || yMask.shape.join() !== `${n},${nInstruments}`) {
-    throw new DataError('ERR_DATA_NPZ', `${file}: Y_true [${yTrue.shape}] and Y_mask [${yMask.shape}] must be [${n}, ${nInstruments}] (sample_key count x class-map size)`, { input: file });
+    throw new DataError(
+      'ERR_DATA_NPZ',
+      `${file}: Y_true [${yTrue.shape}] and Y_mask [${yMask.shape}] must be [${n}, ${nInstruments}] (sample_key count x class-map size)`,
+      { input: file },
+    );
   }
   if (n !== splitKeys.size) throw new DataError('ERR_DATA_NPZ', `${file}: ${n} sample keys, but the split files hold ${splitKeys.size}`, { input: file });
   for (let i = 0; i < n; i++) {
@@ -601,7 +662,11 @@ function crossCheckNpz(npz: ReleaseNpz, csv: Map<string, Map<number, LabelRow>>,
     for (let i = 0; i < mask.length; i++) {
       const row = rows?.get(i);
       if (Boolean(mask[i]) !== (row !== undefined) || (row && Math.abs(rel![i]! - row.relevance) > 1e-6)) {
-        throw new DataError('ERR_DATA_NPZ', `${file}: Y_true/Y_mask of '${key}' (instrument ${i}) disagree with the labels CSV${row ? ` line ${row.line}` : ''}`, { input: file });
+        throw new DataError(
+          'ERR_DATA_NPZ',
+          `${file}: Y_true/Y_mask of '${key}' (instrument ${i}) disagree with the labels CSV${row ? ` line ${row.line}` : ''}`,
+          { input: file },
+        );
       }
     }
   }

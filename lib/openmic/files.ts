@@ -70,7 +70,9 @@ export function classMapFromObject(doc: unknown, file = '<class map>'): string[]
   const names: string[] = new Array(entries.length);
   for (const [name, idx] of entries) {
     if (!Number.isInteger(idx) || (idx as number) < 0 || (idx as number) >= entries.length || names[idx as number] !== undefined) {
-      throw new DataError('ERR_DATA_CLASS_MAP', `${file}: index ${JSON.stringify(idx)} of '${name}' is not a distinct integer in [0, ${entries.length})`, { input: file });
+      throw new DataError('ERR_DATA_CLASS_MAP', `${file}: index ${JSON.stringify(idx)} of '${name}' is not a distinct integer in [0, ${entries.length})`, {
+        input: file,
+      });
     }
     names[idx as number] = name;
   }
@@ -86,7 +88,8 @@ export function readKeyList(file: string, what: string, keyPattern?: RegExp): { 
   text.split(/\r?\n/).forEach((raw, i) => {
     const key = raw.trim();
     if (key.length === 0) return;
-    if (keyPattern && !keyPattern.test(key)) throw new DataError('ERR_DATA_SPLIT', `${file}:${i + 1}: '${key}' is not a sample key (${keyPattern.source})`, { input: file });
+    if (keyPattern && !keyPattern.test(key))
+      throw new DataError('ERR_DATA_SPLIT', `${file}:${i + 1}: '${key}' is not a sample key (${keyPattern.source})`, { input: file });
     if (lines.has(key)) throw new DataError('ERR_DATA_SPLIT', `${file}:${i + 1}: '${key}' repeats line ${lines.get(key)}`, { input: file });
     lines.set(key, i + 1);
     keys.push(key);
@@ -119,15 +122,20 @@ export function readAggregatedLabels(file: string, instruments: readonly string[
     if (key.length === 0) throw new DataError('ERR_DATA_LABEL', `${where}: empty sample_key`, { input: file });
     const name = (record.instrument ?? '').trim();
     const instrument = index.get(name);
-    if (instrument === undefined) throw new DataError('ERR_DATA_UNKNOWN_INSTRUMENT', `${where}: unknown instrument '${name}' (the class map has ${instruments.join(', ')})`, { input: file });
+    if (instrument === undefined)
+      throw new DataError('ERR_DATA_UNKNOWN_INSTRUMENT', `${where}: unknown instrument '${name}' (the class map has ${instruments.join(', ')})`, {
+        input: file,
+      });
     const relText = (record.relevance ?? '').trim();
     const relevance = Number(relText);
-    if (!NUMBER.test(relText) || !(relevance >= 0 && relevance <= 1)) throw new DataError('ERR_DATA_LABEL', `${where}: relevance '${relText}' is not a number in [0, 1]`, { input: file });
+    if (!NUMBER.test(relText) || !(relevance >= 0 && relevance <= 1))
+      throw new DataError('ERR_DATA_LABEL', `${where}: relevance '${relText}' is not a number in [0, 1]`, { input: file });
     let numResponses: number | null = null;
     if (hasResponses) {
       const t = (record.num_responses ?? '').trim();
       const v = Number(t);
-      if (!NUMBER.test(t) || !Number.isInteger(v) || v < 0) throw new DataError('ERR_DATA_LABEL', `${where}: num_responses '${t}' is not a non-negative integer`, { input: file });
+      if (!NUMBER.test(t) || !Number.isInteger(v) || v < 0)
+        throw new DataError('ERR_DATA_LABEL', `${where}: num_responses '${t}' is not a non-negative integer`, { input: file });
       numResponses = v;
     }
     const pair = `${key}\u0000${name}`;

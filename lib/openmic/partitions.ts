@@ -78,12 +78,19 @@ export function buildPartitions(src: PartitionSource, options: PartitionOptions 
   const names = options.instruments ?? src.instruments.slice();
   for (const n of names) if (!src.instruments.includes(n)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `unknown instrument '${n}'`);
   if (rule === 'artist' && !src.hasMetadata) {
-    throw new DataError('ERR_DATA_METADATA', 'artist-disjoint validation needs openmic-2018-metadata.csv (artist_id), which this dataset does not have', { input: src.metadataPath });
+    throw new DataError('ERR_DATA_METADATA', 'artist-disjoint validation needs openmic-2018-metadata.csv (artist_id), which this dataset does not have', {
+      input: src.metadataPath,
+    });
   }
   const gururani = rule === 'gururani2019' ? src.gururaniKeys(options.gururaniSplit) : undefined;
   if (gururani) {
     const missing = src.train.filter((k) => !gururani.train.has(k) && !gururani.val.has(k));
-    if (missing.length > 0) throw new DataError('ERR_DATA_SPLIT', `${gururani.file}: ${missing.length} train key(s) of this dataset are not in the Gururani split, e.g. '${missing[0]}'`, { input: gururani.file });
+    if (missing.length > 0)
+      throw new DataError(
+        'ERR_DATA_SPLIT',
+        `${gururani.file}: ${missing.length} train key(s) of this dataset are not in the Gururani split, e.g. '${missing[0]}'`,
+        { input: gururani.file },
+      );
   }
 
   return names.map((instrument) => {
@@ -95,16 +102,27 @@ export function buildPartitions(src: PartitionSource, options: PartitionOptions 
     if (rule === 'none') val = [];
     else if (rule === 'gururani2019') val = trainAll.filter((k) => gururani!.val.has(k));
     else if (rule === 'stratified') val = stratifiedFold(trainAll, t, frac, new Rng(`${seed}:stratified:${instrument}`));
-    else val = artistFold(trainAll, t, (k) => {
-      const a = src.artistOf(k);
-      if (a === undefined) throw new DataError('ERR_DATA_METADATA', `${src.metadataPath}: no metadata row (artist_id) for '${k}'`, { input: src.metadataPath });
-      return a;
-    }, frac, new Rng(`${seed}:artist:${instrument}`));
+    else
+      val = artistFold(
+        trainAll,
+        t,
+        (k) => {
+          const a = src.artistOf(k);
+          if (a === undefined)
+            throw new DataError('ERR_DATA_METADATA', `${src.metadataPath}: no metadata row (artist_id) for '${k}'`, { input: src.metadataPath });
+          return a;
+        },
+        frac,
+        new Rng(`${seed}:artist:${instrument}`),
+      );
     const valSet = new Set(val);
     return {
       instrument,
       index,
-      train: part(trainAll.filter((k) => !valSet.has(k)), t),
+      train: part(
+        trainAll.filter((k) => !valSet.has(k)),
+        t,
+      ),
       val: part(val, t),
       test: part(labelled(src.test), t),
     };

@@ -106,8 +106,14 @@ export function encodeProbeFile(state: unknown, format: 1 | 2 = 1): Buffer {
   out.writeUInt32LE(format, MAGIC.length);
   out.writeUInt32LE(header.length, MAGIC.length + 4);
   header.copy(out, headStart);
-  blobs.forEach((b, i) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(out, blobStart + refs[i]!.offset));
-  crypto.createHash('sha256').update(out.subarray(0, total - 32)).digest().copy(out, total - 32);
+  blobs.forEach((b, i) => {
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(out, blobStart + refs[i]!.offset);
+  });
+  crypto
+    .createHash('sha256')
+    .update(out.subarray(0, total - 32))
+    .digest()
+    .copy(out, total - 32);
   return out;
 }
 
@@ -119,7 +125,10 @@ export function decodeProbeFile(buf: Buffer, label: string): unknown {
   if (buf.length < MAGIC.length + 8 + 32 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) fail('wrong magic or too short');
   const format = buf.readUInt32LE(MAGIC.length);
   if (!READABLE_FORMATS.includes(format)) fail(`format ${format} is not supported (this calmkit reads formats ${READABLE_FORMATS.join(' and ')})`);
-  const digest = crypto.createHash('sha256').update(buf.subarray(0, buf.length - 32)).digest();
+  const digest = crypto
+    .createHash('sha256')
+    .update(buf.subarray(0, buf.length - 32))
+    .digest();
   if (!digest.equals(buf.subarray(buf.length - 32))) fail('checksum mismatch (truncated or corrupted)');
   const headerLength = buf.readUInt32LE(MAGIC.length + 4);
   const headStart = MAGIC.length + 8;

@@ -57,7 +57,8 @@ export function expandGrid(grid: ProbeGrid): ProbeConfig[] {
   const bad = (msg: string): never => {
     throw new ArgumentError('ERR_INVALID_ARGUMENT', `grid: ${msg}`, { input: 'grid' });
   };
-  if (!grid || typeof grid !== 'object' || !Array.isArray(grid.hidden) || !Array.isArray(grid.dropout) || !Array.isArray(grid.l2)) bad('needs hidden, dropout and l2 arrays');
+  if (!grid || typeof grid !== 'object' || !Array.isArray(grid.hidden) || !Array.isArray(grid.dropout) || !Array.isArray(grid.l2))
+    bad('needs hidden, dropout and l2 arrays');
   if (grid.hidden.some((h) => !Array.isArray(h) || h.some((x) => typeof x !== 'number'))) bad('hidden sizes must be arrays of positive integers');
   if ([...grid.dropout, ...grid.l2].some((x) => typeof x !== 'number')) bad('dropout and l2 must be numbers');
   if (grid.attention !== undefined && typeof grid.attention !== 'boolean') bad('attention must be true or false');
@@ -71,7 +72,8 @@ export function expandGrid(grid: ProbeGrid): ProbeConfig[] {
   const out: ProbeConfig[] = [];
   for (const hidden of grid.hidden) {
     for (const dropout of grid.dropout) {
-      for (const l2 of grid.l2) out.push({ hidden: [...hidden], dropout, l2, ...(attention ? { attention: true as const } : {}), ...(head !== undefined ? { head } : {}) });
+      for (const l2 of grid.l2)
+        out.push({ hidden: [...hidden], dropout, l2, ...(attention ? { attention: true as const } : {}), ...(head !== undefined ? { head } : {}) });
     }
   }
   return out;

@@ -77,7 +77,9 @@ function rankingMetrics(scores: ArrayLike<number>, targets: ArrayLike<number>, p
 
 /** An array or typed array of numbers, else an ArgumentError naming it. */
 function numberList(name: string, v: unknown): void {
-  const ok = Array.isArray(v) ? v.every((x) => typeof x === 'number') : ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array);
+  const ok = Array.isArray(v)
+    ? v.every((x) => typeof x === 'number')
+    : ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array);
   if (!ok) throw invalidArgument(`${name} must be an array or typed array of numbers; got ${describeValue(v)}`, name);
 }
 

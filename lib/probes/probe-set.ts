@@ -278,17 +278,23 @@ export class ProbeSet {
     if (!(features instanceof Float32Array)) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'features must be a Float32Array');
     const dim = this.info.dim;
     if (opts.segments !== undefined && (this.info.segments === undefined || !Number.isInteger(opts.segments) || opts.segments < 1)) {
-      throw new ArgumentError('ERR_INVALID_ARGUMENT', this.info.segments === undefined ? 'segments applies to attention probes only' : `segments must be a positive integer; got ${opts.segments}`);
+      throw new ArgumentError(
+        'ERR_INVALID_ARGUMENT',
+        this.info.segments === undefined ? 'segments applies to attention probes only' : `segments must be a positive integer; got ${opts.segments}`,
+      );
     }
     const segments = opts.segments ?? this.info.segments;
     const per = dim * (segments ?? 1);
     const n = opts.n ?? features.length / per;
     if (!Number.isInteger(n) || n < 1 || n * per !== features.length) {
       const shape = segments ? `n x ${segments} segments x ${dim}` : `n x ${dim}`;
-      throw new DataError('ERR_DATA_MISMATCH', `features has ${features.length} values; expected ${shape} (n = ${opts.n ?? 'length / ' + per})`);
+      throw new DataError('ERR_DATA_MISMATCH', `features has ${features.length} values; expected ${shape} (n = ${opts.n ?? `length / ${per}`})`);
     }
     if (segments === undefined && (opts.validSegments !== undefined || opts.attentionWeights)) {
-      throw new ArgumentError('ERR_INVALID_ARGUMENT', 'validSegments, segments and attentionWeights apply to attention probes only; this probe set reads one vector per clip');
+      throw new ArgumentError(
+        'ERR_INVALID_ARGUMENT',
+        'validSegments, segments and attentionWeights apply to attention probes only; this probe set reads one vector per clip',
+      );
     }
     if (opts.validSegments !== undefined && (!(opts.validSegments instanceof Int32Array) || opts.validSegments.length !== n)) {
       throw new ArgumentError('ERR_INVALID_ARGUMENT', `validSegments must be an Int32Array with one count per clip (${n})`);
@@ -299,7 +305,9 @@ export class ProbeSet {
     let probabilities: Float32Array;
     let attentionWeights: Float32Array | undefined;
     if (segments !== undefined) {
-      const out = await native(() => binding().predictSegmentProbes(features, dim, segments, opts.validSegments ?? null, nets, device, opts.attentionWeights === true));
+      const out = await native(() =>
+        binding().predictSegmentProbes(features, dim, segments, opts.validSegments ?? null, nets, device, opts.attentionWeights === true),
+      );
       probabilities = out.probabilities;
       attentionWeights = out.weights;
     } else {
@@ -374,7 +382,15 @@ function checkState(state: ProbeSetState, file: string): void {
   if (!Number.isInteger(info.dim) || info.dim < 1 || !Array.isArray(info.grid)) fail('missing dim or grid');
   if (info.segments !== undefined && (!Number.isInteger(info.segments) || info.segments < 1)) fail('segments must be a positive integer');
   const sized = (l: ProbeLayer | undefined) =>
-    !!l && Number.isSafeInteger(l.in) && Number.isSafeInteger(l.out) && l.in > 0 && l.out > 0 && l.weight instanceof Float32Array && l.weight.length === l.in * l.out && l.bias instanceof Float32Array && l.bias.length === l.out;
+    !!l &&
+    Number.isSafeInteger(l.in) &&
+    Number.isSafeInteger(l.out) &&
+    l.in > 0 &&
+    l.out > 0 &&
+    l.weight instanceof Float32Array &&
+    l.weight.length === l.in * l.out &&
+    l.bias instanceof Float32Array &&
+    l.bias.length === l.out;
   const finite = (a: Float32Array) => a.every((v) => Number.isFinite(v));
   // Every number a prediction uses: finite weights and biases, finite means, positive finite standard deviations.
   const checkNet = (net: ProbeNet | undefined, what: string) => {
@@ -383,16 +399,19 @@ function checkState(state: ProbeSetState, file: string): void {
       if (!sized(l)) fail(`${what}: layer ${i} has the wrong size`);
       if (!finite(l.weight) || !finite(l.bias)) fail(`${what}: layer ${i} has a NaN or infinite weight or bias`);
     }
-    if (net.attention !== undefined && (!sized(net.attention) || !finite(net.attention.weight) || !finite(net.attention.bias))) fail(`${what}: its attention layer has the wrong size or a NaN or infinite weight`);
+    if (net.attention !== undefined && (!sized(net.attention) || !finite(net.attention.weight) || !finite(net.attention.bias)))
+      fail(`${what}: its attention layer has the wrong size or a NaN or infinite weight`);
     if (net.headLayers !== undefined) {
       if (typeof net.head !== 'string' || !Array.isArray(net.headLayers)) fail(`${what}: its head's weights lack the head's name`);
       for (const [i, l] of net.headLayers.entries()) {
-        if (!sized(l) || !finite(l.weight) || !finite(l.bias)) fail(`${what}: weight ${i} of its ${net.head} head has the wrong size or a NaN or infinite value`);
+        if (!sized(l) || !finite(l.weight) || !finite(l.bias))
+          fail(`${what}: weight ${i} of its ${net.head} head has the wrong size or a NaN or infinite value`);
       }
     }
     if ((net.mean === undefined) !== (net.std === undefined)) fail(`${what} has a mean without a standard deviation or the reverse`);
     if (net.mean !== undefined) {
-      if (!(net.mean instanceof Float32Array) || !(net.std instanceof Float32Array) || net.mean.length !== info.dim || net.std.length !== info.dim) fail(`${what}: its mean and standard deviation must have ${info.dim} values`);
+      if (!(net.mean instanceof Float32Array) || !(net.std instanceof Float32Array) || net.mean.length !== info.dim || net.std.length !== info.dim)
+        fail(`${what}: its mean and standard deviation must have ${info.dim} values`);
       if (!finite(net.mean)) fail(`${what}: its mean has a NaN or infinite value`);
       if (!net.std!.every((v) => Number.isFinite(v) && v > 0)) fail(`${what}: its standard deviations must be positive and finite`);
     }
@@ -404,7 +423,9 @@ function checkState(state: ProbeSetState, file: string): void {
     seen.add(r.instrument);
     checkNet(r.net, `the probe of '${r.instrument}'`);
     if (r.linear !== undefined) checkNet(r.linear.net, `the linear probe of '${r.instrument}'`);
-    r.configs.forEach((c, i) => c?.net !== undefined && checkNet(c.net, `config ${i} of '${r.instrument}'`));
+    r.configs.forEach((c, i) => {
+      c?.net !== undefined && checkNet(c.net, `config ${i} of '${r.instrument}'`);
+    });
     const layers = r.net?.layers;
     if (!Array.isArray(layers) || layers.length === 0 || layers[0]!.in !== info.dim || layers[layers.length - 1]!.out !== 1) {
       fail(`the probe of '${r.instrument}' does not map ${info.dim} features to one logit`);
@@ -413,7 +434,9 @@ function checkState(state: ProbeSetState, file: string): void {
     const att = r.net.attention;
     // The attention head reads segments, the MLP one vector per clip; another head's reading is the core's to check.
     if (r.net.head === undefined && (att !== undefined) !== (info.segments !== undefined)) {
-      fail(`the probe of '${r.instrument}' ${att ? 'has an attention layer but the set records no segments' : 'lacks the attention layer its segment features need'}`);
+      fail(
+        `the probe of '${r.instrument}' ${att ? 'has an attention layer but the set records no segments' : 'lacks the attention layer its segment features need'}`,
+      );
     }
     if (att && (!sized(att) || att.in !== layers[layers.length - 1]!.in || att.out !== 1)) fail(`the attention layer of '${r.instrument}' has the wrong size`);
   }

@@ -40,7 +40,12 @@ const fmt = (v: number, digits = 3) => (Number.isFinite(v) ? v.toFixed(digits) :
 const hiddenLabel = (h: number[], attention?: boolean) => configLabel({ hidden: h, attention: attention ? true : undefined });
 
 function tableNotes(missingClips = 0): string[] {
-  const missing = missingClips > 0 ? [`${missingClips} labelled clip${missingClips === 1 ? '' : 's'} of the partitions had no features and ${missingClips === 1 ? 'was' : 'were'} left out (trained with --allow-missing): every split, the test split included, lacks ${missingClips === 1 ? 'it' : 'them'}, so these figures are not over the full test set.`] : [];
+  const missing =
+    missingClips > 0
+      ? [
+          `${missingClips} labelled clip${missingClips === 1 ? '' : 's'} of the partitions had no features and ${missingClips === 1 ? 'was' : 'were'} left out (trained with --allow-missing): every split, the test split included, lacks ${missingClips === 1 ? 'it' : 'them'}, so these figures are not over the full test set.`,
+        ]
+      : [];
   return [
     ...missing,
     'Selection: per instrument, the config with the lowest validation loss (BCE on the natural validation split).',
@@ -59,12 +64,40 @@ export function tableMarkdown(table: ProbeTable, missingClips = 0): string {
     line(head),
     line(head.map((_, i) => (i < 2 ? '---' : '---:'))),
     ...table.rows.map((r) =>
-      line([r.instrument, hiddenLabel(r.hidden, r.attention), String(r.l2), String(r.dropout), fmt(r.valLoss, 4), fmt(r.valAccuracy), fmt(r.precision), fmt(r.recall), fmt(r.f1), fmt(r.accuracy), fmt(r.averagePrecision), fmt(r.rocAuc)]),
+      line([
+        r.instrument,
+        hiddenLabel(r.hidden, r.attention),
+        String(r.l2),
+        String(r.dropout),
+        fmt(r.valLoss, 4),
+        fmt(r.valAccuracy),
+        fmt(r.precision),
+        fmt(r.recall),
+        fmt(r.f1),
+        fmt(r.accuracy),
+        fmt(r.averagePrecision),
+        fmt(r.rocAuc),
+      ]),
     ),
-    line(['**Macro (present class)**', '', '', '', '', '', fmt(m.precision), fmt(m.recall), `**${fmt(m.f1Present)}**`, fmt(m.accuracy), fmt(m.averagePrecision), fmt(m.rocAuc)]),
+    line([
+      '**Macro (present class)**',
+      '',
+      '',
+      '',
+      '',
+      '',
+      fmt(m.precision),
+      fmt(m.recall),
+      `**${fmt(m.f1Present)}**`,
+      fmt(m.accuracy),
+      fmt(m.averagePrecision),
+      fmt(m.rocAuc),
+    ]),
     line(['**Macro F1 (present/absent averaged)**', '', '', '', '', '', '', '', `**${fmt(m.f1PresentAbsent)}**`, '', '', '']),
   ];
-  return `${lines.join('\n')}\n\n${tableNotes(missingClips).map((n) => `- ${n}`).join('\n')}\n`;
+  return `${lines.join('\n')}\n\n${tableNotes(missingClips)
+    .map((n) => `- ${n}`)
+    .join('\n')}\n`;
 }
 
 function csvCell(v: string | number): string {
@@ -73,16 +106,40 @@ function csvCell(v: string | number): string {
 }
 
 export function tableCsv(table: ProbeTable): string {
-  const cols: (keyof TableRow)[] = ['instrument', 'hidden', 'l2', 'dropout', 'valLoss', 'valAccuracy', 'precision', 'recall', 'f1', 'accuracy', 'averagePrecision', 'rocAuc', 'f1PresentAbsent', 'testPositives', 'testNegatives'];
+  const cols: (keyof TableRow)[] = [
+    'instrument',
+    'hidden',
+    'l2',
+    'dropout',
+    'valLoss',
+    'valAccuracy',
+    'precision',
+    'recall',
+    'f1',
+    'accuracy',
+    'averagePrecision',
+    'rocAuc',
+    'f1PresentAbsent',
+    'testPositives',
+    'testNegatives',
+  ];
   const rows = table.rows.map((r) => cols.map((c) => csvCell(c === 'hidden' ? hiddenLabel(r.hidden, r.attention) : (r[c] as string | number))).join(','));
   const m = table.macro;
   const macro = (name: string, v: Partial<Record<keyof TableRow, number>>) => cols.map((c) => csvCell(c === 'instrument' ? name : (v[c] ?? ''))).join(',');
-  return [
+  return `${[
     cols.join(','),
     ...rows,
-    macro('MACRO', { precision: m.precision, recall: m.recall, f1: m.f1Present, accuracy: m.accuracy, averagePrecision: m.averagePrecision, rocAuc: m.rocAuc, f1PresentAbsent: m.f1PresentAbsent }),
+    macro('MACRO', {
+      precision: m.precision,
+      recall: m.recall,
+      f1: m.f1Present,
+      accuracy: m.accuracy,
+      averagePrecision: m.averagePrecision,
+      rocAuc: m.rocAuc,
+      f1PresentAbsent: m.f1PresentAbsent,
+    }),
     macro('MACRO_F1_PRESENT_ABSENT', { f1: m.f1PresentAbsent }),
-  ].join('\n') + '\n';
+  ].join('\n')}\n`;
 }
 
 export function tableJson(set: ProbeSet): string {
@@ -103,7 +160,12 @@ function thin(length: number, max: number): number[] {
 }
 
 /** One small panel per instrument, five to a row, each with its own y scale. */
-function perInstrumentPanels(title: string | { text: string; subtitle: string }, values: Record<string, unknown>[], mark: unknown, encoding: Record<string, unknown>): VlSpec {
+function perInstrumentPanels(
+  title: string | { text: string; subtitle: string },
+  values: Record<string, unknown>[],
+  mark: unknown,
+  encoding: Record<string, unknown>,
+): VlSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title,
@@ -122,26 +184,40 @@ function curvesSpec(set: ProbeSet, metric: 'valLoss' | 'valAccuracy', maxPoints:
       const series = c[metric];
       for (const e of thin(series.length, maxPoints)) {
         if (!Number.isFinite(series[e])) continue;
-        values.push({ instrument: r.instrument, config: k, architecture: hiddenLabel(c.config.hidden, c.config.attention), selected: k === r.selected, epoch: e + 1, value: series[e] });
+        values.push({
+          instrument: r.instrument,
+          config: k,
+          architecture: hiddenLabel(c.config.hidden, c.config.attention),
+          selected: k === r.selected,
+          epoch: e + 1,
+          value: series[e],
+        });
       }
     });
   }
   const title = metric === 'valLoss' ? 'Validation loss (BCE)' : 'Validation accuracy';
-  return perInstrumentPanels(`${title} per epoch; thick line = selected config`, values, { type: 'line', clip: true }, {
-    x: { field: 'epoch', type: 'quantitative', title: 'epoch' },
-    y: { field: 'value', type: 'quantitative', title: metric === 'valLoss' ? 'loss' : 'accuracy', scale: { zero: false } },
-    detail: { field: 'config', type: 'nominal' },
-    color: { field: 'architecture', type: 'nominal', title: 'hidden layers' },
-    strokeWidth: { condition: { test: 'datum.selected', value: 2.5 }, value: 0.6 },
-    opacity: { condition: { test: 'datum.selected', value: 1 }, value: 0.35 },
-  });
+  return perInstrumentPanels(
+    `${title} per epoch; thick line = selected config`,
+    values,
+    { type: 'line', clip: true },
+    {
+      x: { field: 'epoch', type: 'quantitative', title: 'epoch' },
+      y: { field: 'value', type: 'quantitative', title: metric === 'valLoss' ? 'loss' : 'accuracy', scale: { zero: false } },
+      detail: { field: 'config', type: 'nominal' },
+      color: { field: 'architecture', type: 'nominal', title: 'hidden layers' },
+      strokeWidth: { condition: { test: 'datum.selected', value: 2.5 }, value: 0.6 },
+      opacity: { condition: { test: 'datum.selected', value: 1 }, value: 0.35 },
+    },
+  );
 }
 
 function histogramSpec(set: ProbeSet): VlSpec {
   const values: Record<string, unknown>[] = [];
   for (const r of set.results) {
     const probs = r.configs[r.selected]!.testProbabilities;
-    probs.forEach((p, i) => values.push({ instrument: r.instrument, probability: p, label: r.testTargets[i] ? 'present' : 'absent' }));
+    probs.forEach((p, i) => {
+      values.push({ instrument: r.instrument, probability: p, label: r.testTargets[i] ? 'present' : 'absent' });
+    });
   }
   return perInstrumentPanels('Predicted P(present) on test, selected probe per instrument (threshold 0.5)', values, 'bar', {
     x: { field: 'probability', type: 'quantitative', bin: { extent: [0, 1], step: 0.05 }, title: 'P(present)' },
@@ -199,7 +275,7 @@ function attentionSpec(set: ProbeSet, clips: number): VlSpec | undefined {
     const probs = r.configs[r.selected]!.testProbabilities;
     const present = Array.from(r.testTargets.keys()).filter((i) => r.testTargets[i] === 1);
     present.sort((a, b) => probs[b]! - probs[a]! || a - b);
-    present.slice(0, clips).forEach((i, rank) => {
+    present.slice(0, clips).forEach((i) => {
       const clip = `#${i + 1} (P ${probs[i]!.toFixed(2)})`;
       for (let s = 0; s < S; s++) {
         const [start, end] = span(s);
@@ -287,7 +363,11 @@ export async function writeReport(set: ProbeSet, dir: string, options: ReportOpt
     return await writeReportFiles(set, dir, options);
   } catch (err) {
     // A full disk, a read-only folder, a file in the way: a ProbeError naming the path, never a bare ENOSPC.
-    if (isSystemError(err)) throw new ProbeError('ERR_PROBE_REPORT', `cannot write the report to ${dir}: ${err.path ? `${err.path}: ` : ''}${explainFsError(err)}`, { input: err.path ?? dir, cause: err });
+    if (isSystemError(err))
+      throw new ProbeError('ERR_PROBE_REPORT', `cannot write the report to ${dir}: ${err.path ? `${err.path}: ` : ''}${explainFsError(err)}`, {
+        input: err.path ?? dir,
+        cause: err,
+      });
     throw err;
   }
 }
@@ -296,7 +376,8 @@ async function writeReportFiles(set: ProbeSet, dir: string, options: ReportOptio
   const maxCurvePoints = options.maxCurvePoints ?? 200;
   const maxWeightColumns = options.maxWeightColumns ?? 480;
   if (!Number.isInteger(maxCurvePoints) || maxCurvePoints < 2) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'maxCurvePoints must be an integer >= 2');
-  if (!Number.isInteger(maxWeightColumns) || maxWeightColumns < 1) throw new ArgumentError('ERR_INVALID_ARGUMENT', 'maxWeightColumns must be a positive integer');
+  if (!Number.isInteger(maxWeightColumns) || maxWeightColumns < 1)
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', 'maxWeightColumns must be a positive integer');
   fs.mkdirSync(dir, { recursive: true });
   const files: string[] = [];
   const put = (name: string, text: string) => {
@@ -311,7 +392,11 @@ async function writeReportFiles(set: ProbeSet, dir: string, options: ReportOptio
 
   const missing = missingFigurePackages();
   if (missing.includes('vega') || missing.includes('vega-lite')) return files;
-  const render = { png: (options.png ?? true) && !missing.includes('@resvg/resvg-js'), pngScale: options.pngScale ?? 1.5, fontFiles: options.fontFiles ?? defaultFonts() };
+  const render = {
+    png: (options.png ?? true) && !missing.includes('@resvg/resvg-js'),
+    pngScale: options.pngScale ?? 1.5,
+    fontFiles: options.fontFiles ?? defaultFonts(),
+  };
   files.push(...(await renderChart(curvesSpec(set, 'valLoss', maxCurvePoints), path.join(dir, 'curves-val-loss'), render)));
   files.push(...(await renderChart(curvesSpec(set, 'valAccuracy', maxCurvePoints), path.join(dir, 'curves-val-accuracy'), render)));
   files.push(...(await renderChart(histogramSpec(set), path.join(dir, 'test-probabilities'), render)));

@@ -9,7 +9,18 @@ import { checkRecipe, type FeatureRecipe } from '../recipe';
 import { DEFAULT_DEVICE, type Device } from '../runtime';
 import { ATTENTION_GRID, gridConfigs, PAPER_GRID, type ProbeConfig, type ProbeGrid } from './grid';
 import { binaryMetrics } from './metrics';
-import { MATMUL_PRECISIONS, PROBE_THRESHOLD, ProbeSet, type MatmulPrecision, type SegmentTimes, type ClassCounts, type ConfigResult, type InstrumentResult, type ProbeSetInfo, type SkippedInstrument } from './probe-set';
+import {
+  MATMUL_PRECISIONS,
+  PROBE_THRESHOLD,
+  ProbeSet,
+  type MatmulPrecision,
+  type SegmentTimes,
+  type ClassCounts,
+  type ConfigResult,
+  type InstrumentResult,
+  type ProbeSetInfo,
+  type SkippedInstrument,
+} from './probe-set';
 
 /** Rows of the shared feature matrix and their 0/1 targets (1 = the instrument is present). */
 export interface ProbeSplit {
@@ -197,7 +208,9 @@ function counts(s: ProbeSplit): ClassCounts {
 function checkSplitTypes(task: ProbeTask, which: 'train' | 'val' | 'test'): void {
   const s = task[which];
   if (!s || !(s.rows instanceof Int32Array) || !(s.targets instanceof Uint8Array)) {
-    throw new ArgumentError('ERR_INVALID_ARGUMENT', `instrument '${task.instrument}' ${which} must be { rows: Int32Array, targets: Uint8Array }`, { input: task.instrument });
+    throw new ArgumentError('ERR_INVALID_ARGUMENT', `instrument '${task.instrument}' ${which} must be { rows: Int32Array, targets: Uint8Array }`, {
+      input: task.instrument,
+    });
   }
 }
 
@@ -262,42 +275,53 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
     }
     trained.push(task);
   }
-  if (trained.length === 0) throw new DataError('ERR_DATA_SINGLE_CLASS', `no instrument can be trained: ${skipped.map((s) => `${s.instrument} (${s.reason})`).join('; ')}`);
+  if (trained.length === 0)
+    throw new DataError('ERR_DATA_SINGLE_CLASS', `no instrument can be trained: ${skipped.map((s) => `${s.instrument} (${s.reason})`).join('; ')}`);
   if (options.signal?.aborted) throw abortError('probe training was aborted before it started', options.signal);
 
   const rawTasks: RawProbeTask[] = trained.map((t) => ({ instrument: t.instrument, train: t.train, val: t.val, test: t.test }));
-  const rawConfigs: RawProbeConfig[] = grid.map((c) => ({ hidden: c.hidden, dropout: c.dropout, l2: c.l2, attention: c.attention === true, ...(c.head ? { head: c.head } : {}) }));
+  const rawConfigs: RawProbeConfig[] = grid.map((c) => ({
+    hidden: c.hidden,
+    dropout: c.dropout,
+    l2: c.l2,
+    attention: c.attention === true,
+    ...(c.head ? { head: c.head } : {}),
+  }));
   const onProgress = options.onProgress ? (p: RawProbeProgress) => options.onProgress!({ ...p }) : undefined;
-  const raw = await native(() => {
-    const control = binding().control();
-    const job = binding().trainProbeGrid(
-      features,
-      dim,
-      rawTasks,
-      rawConfigs,
-      {
-        epochs,
-        batchSize,
-        lr,
-        seed,
-        standardize,
-        device: resolved.device,
-        maxStackBytes: resolved.maxStackBytes,
-        maxProbesPerStack: resolved.maxProbesPerStack,
-        keepAllWeights: resolved.keepAllWeights,
-        batchedStep: resolved.batchedStep,
-        matmulPrecision,
-        threads: resolved.threads,
-        segments: segments ?? 0,
-        validSegments: options.validSegments,
-      },
-      control,
-      onProgress,
-    );
-    const onAbort = () => binding().cancel(control);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    return job.finally(() => options.signal?.removeEventListener('abort', onAbort));
-  }, undefined, options.signal);
+  const raw = await native(
+    () => {
+      const control = binding().control();
+      const job = binding().trainProbeGrid(
+        features,
+        dim,
+        rawTasks,
+        rawConfigs,
+        {
+          epochs,
+          batchSize,
+          lr,
+          seed,
+          standardize,
+          device: resolved.device,
+          maxStackBytes: resolved.maxStackBytes,
+          maxProbesPerStack: resolved.maxProbesPerStack,
+          keepAllWeights: resolved.keepAllWeights,
+          batchedStep: resolved.batchedStep,
+          matmulPrecision,
+          threads: resolved.threads,
+          segments: segments ?? 0,
+          validSegments: options.validSegments,
+        },
+        control,
+        onProgress,
+      );
+      const onAbort = () => binding().cancel(control);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      return job.finally(() => options.signal?.removeEventListener('abort', onAbort));
+    },
+    undefined,
+    options.signal,
+  );
 
   const rowsInMatrix = features.length / (dim * (segments ?? 1));
   const info: ProbeSetInfo = {
@@ -325,7 +349,7 @@ export async function trainProbeGrid(options: TrainProbeGridOptions): Promise<Pr
 function assemble(raw: RawProbeGridResult, tasks: ProbeTask[], grid: ProbeConfig[]): InstrumentResult[] {
   return tasks.map((task, t) => {
     const configs = grid.map((config, c): ConfigResult => {
-      const p = raw.probes[t * grid.length + c]!;  // task-major, one per (task, config)
+      const p = raw.probes[t * grid.length + c]!; // task-major, one per (task, config)
       const result: ConfigResult = {
         configIndex: c,
         config,

@@ -29,8 +29,21 @@ export interface DoctorReport {
    * `native`: those products run on bf16 instructions, so `precision: 'auto'` picks bf16 (`autoPrecision`).
    * `isaLimit`: ONEDNN_MAX_CPU_ISA when set.
    */
-  cpuBf16: { avx512Bf16: boolean; amxBf16: boolean; native: boolean; matmulKernel: string; linearKernel: string | null; onednnIsa: string | null; isaLimit: string | null; basis: string; autoPrecision: AutoPrecision };
-  cuda: { devices: { index: number; name: string; totalMemory: number; freeMemory: number; computeCapability: string; autoPrecision: AutoPrecision }[]; unavailableReason: string | null };
+  cpuBf16: {
+    avx512Bf16: boolean;
+    amxBf16: boolean;
+    native: boolean;
+    matmulKernel: string;
+    linearKernel: string | null;
+    onednnIsa: string | null;
+    isaLimit: string | null;
+    basis: string;
+    autoPrecision: AutoPrecision;
+  };
+  cuda: {
+    devices: { index: number; name: string; totalMemory: number; freeMemory: number; computeCapability: string; autoPrecision: AutoPrecision }[];
+    unavailableReason: string | null;
+  };
   warnings: string[];
 }
 
@@ -43,7 +56,7 @@ export function doctor(): DoctorReport {
         'Install libopenblas0-openmp (sudo apt-get install libopenblas0-openmp).',
     );
   } else if (raw.blas.name.includes('pthread')) {
-    warnings.push('OpenBLAS is the pthread variant: its threads do not follow torch\'s setting. Prefer libopenblas0-openmp.');
+    warnings.push("OpenBLAS is the pthread variant: its threads do not follow torch's setting. Prefer libopenblas0-openmp.");
   }
   return {
     platform: `${os.type()} ${os.release()}`,
@@ -68,7 +81,10 @@ export function doctor(): DoctorReport {
       basis: raw.cpuBf16.basis,
       autoPrecision: raw.autoPrecisionCpu as AutoPrecision,
     },
-    cuda: { devices: raw.cudaDevices.map((d) => ({ ...d, autoPrecision: d.autoPrecision as AutoPrecision })), unavailableReason: raw.cudaDevices.length ? null : raw.cudaUnavailableReason },
+    cuda: {
+      devices: raw.cudaDevices.map((d) => ({ ...d, autoPrecision: d.autoPrecision as AutoPrecision })),
+      unavailableReason: raw.cudaDevices.length ? null : raw.cudaUnavailableReason,
+    },
     warnings,
   };
 }

@@ -44,7 +44,11 @@ export function installFacts(): InstallFacts {
     memoryBytes: os.totalmem(),
     addon: { kind: plan.kind, file: plan.file ?? null, prebuild: m ? { torch: m.torch, torchBuild: m.torchBuild, cuda: m.cuda, glibc: m.glibc } : null },
     torch: t
-      ? { found: t.found ? { root: t.found.root, version: t.found.version, from: t.found.from, cuda: t.found.cuda } : null, tried: t.tried, problem: t.problem ?? null }
+      ? {
+          found: t.found ? { root: t.found.root, version: t.found.version, from: t.found.from, cuda: t.found.cuda } : null,
+          tried: t.tried,
+          problem: t.problem ?? null,
+        }
       : null,
     missing: addonBlocker(plan) ?? null,
   };

@@ -55,7 +55,9 @@ function normaliseSpec(spec: StoreSpec): StoreSpec {
 
 function specDifferences(a: StoreSpec, b: StoreSpec): string[] {
   const fields = ['model', 'layers', 'pooling', 'formatting', 'dtype', 'extra'] as const;
-  return fields.filter((f) => canonicalJson(a[f] ?? null) !== canonicalJson(b[f] ?? null)).map((f) => `${f}: store has ${canonicalJson(a[f] ?? null)}, asked for ${canonicalJson(b[f] ?? null)}`);
+  return fields
+    .filter((f) => canonicalJson(a[f] ?? null) !== canonicalJson(b[f] ?? null))
+    .map((f) => `${f}: store has ${canonicalJson(a[f] ?? null)}, asked for ${canonicalJson(b[f] ?? null)}`);
 }
 
 function reason(err: unknown): string {
@@ -109,8 +111,14 @@ export class FeatureStore {
       // A folder with a store's shards or manifest but no store.json lost it (deleted, renamed, a partial copy):
       // making a new one would let other settings' features mix with these.
       const leftovers = exists(path.join(dir, MANIFEST_FILE)) || listing(path.join(dir, SHARDS)).some((n) => /\.(npy|json)$/.test(n));
-      if (leftovers) throw storeError('ERR_DATA_STORE_CORRUPT', `${file} is missing, but ${dir} holds a feature store's shards or manifest: store.json was deleted or renamed (restore it; a new one is not made over existing shards)`, file);
-      if (!options.create) throw storeError('ERR_DATA_STORE_NOT_FOUND', `no feature store at ${dir} (missing ${STORE_FILE}); pass { create: spec } to make one`, dir);
+      if (leftovers)
+        throw storeError(
+          'ERR_DATA_STORE_CORRUPT',
+          `${file} is missing, but ${dir} holds a feature store's shards or manifest: store.json was deleted or renamed (restore it; a new one is not made over existing shards)`,
+          file,
+        );
+      if (!options.create)
+        throw storeError('ERR_DATA_STORE_NOT_FOUND', `no feature store at ${dir} (missing ${STORE_FILE}); pass { create: spec } to make one`, dir);
       fs.mkdirSync(path.join(dir, SHARDS), { recursive: true });
       fs.mkdirSync(path.join(dir, TMP), { recursive: true });
       const tmp = path.join(dir, TMP, tempName(STORE_FILE));
@@ -128,7 +136,12 @@ export class FeatureStore {
     const stored = JSON.parse(canonicalJson(spec)) as StoreSpec;
     if (wanted) {
       const diff = specDifferences(stored, wanted);
-      if (diff.length > 0) throw storeError('ERR_DATA_STORE_SPEC', `feature store ${dir} holds different features (${diff.join('; ')}); use another directory rather than mixing`, dir);
+      if (diff.length > 0)
+        throw storeError(
+          'ERR_DATA_STORE_SPEC',
+          `feature store ${dir} holds different features (${diff.join('; ')}); use another directory rather than mixing`,
+          dir,
+        );
     }
     for (const sub of [SHARDS, TMP]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
     return new FeatureStore(dir, stored, version);
@@ -185,7 +198,12 @@ export class FeatureStore {
     const size = (e: StoreEntry) => e.shape.reduce((a, b) => a * b, 1);
     const dim = size(entries[0]!);
     const odd = entries.find((e) => size(e) !== dim);
-    if (odd) throw storeError('ERR_DATA_STORE_SHAPE', `readMatrix needs equal-sized entries: '${entries[0]!.key}' has shape [${entries[0]!.shape}], '${odd.key}' has [${odd.shape}]`, odd.key);
+    if (odd)
+      throw storeError(
+        'ERR_DATA_STORE_SHAPE',
+        `readMatrix needs equal-sized entries: '${entries[0]!.key}' has shape [${entries[0]!.shape}], '${odd.key}' has [${odd.shape}]`,
+        odd.key,
+      );
     const out = new Float32Array(entries.length * dim);
     this.readInto(entries, out, (i) => i * dim);
     return { data: out, rows: entries.length, dim };
@@ -209,7 +227,12 @@ export class FeatureStore {
     const shapes = entries.map(shapeOf);
     const width = shapes[0]![1];
     const wide = entries.findIndex((_, i) => shapes[i]![1] !== width);
-    if (wide >= 0) throw storeError('ERR_DATA_STORE_SHAPE', `readSegments needs one width: '${entries[0]!.key}' has shape [${entries[0]!.shape}], '${entries[wide]!.key}' has [${entries[wide]!.shape}]`, entries[wide]!.key);
+    if (wide >= 0)
+      throw storeError(
+        'ERR_DATA_STORE_SHAPE',
+        `readSegments needs one width: '${entries[0]!.key}' has shape [${entries[0]!.shape}], '${entries[wide]!.key}' has [${entries[wide]!.shape}]`,
+        entries[wide]!.key,
+      );
     const segments = Math.max(...shapes.map((sh) => sh[0]));
     const out = new Float32Array(entries.length * segments * width);
     this.readInto(entries, out, (i) => i * segments * width);
@@ -294,13 +317,19 @@ export class FeatureStore {
       const head = preadAll(opened.fd, sidecar.header!.bytes, 0);
       if (head.length !== sidecar.header!.bytes) fail('the file ends inside its header');
       if (crc32(head) !== sidecar.header!.crc32) fail('its header differs from its checksum');
-      let header;
+      let header: ReturnType<typeof decodeNpyHeader>;
       try {
         header = decodeNpyHeader(head, file);
       } catch (err) {
         return fail((err as Error).message, err);
       }
-      if (header.dtype !== sidecar.dtype || header.shape.length !== 2 || header.shape[0] !== sidecar.rows || header.shape[1] !== sidecar.dim || header.dataOffset !== head.length) {
+      if (
+        header.dtype !== sidecar.dtype ||
+        header.shape.length !== 2 ||
+        header.shape[0] !== sidecar.rows ||
+        header.shape[1] !== sidecar.dim ||
+        header.dataOffset !== head.length
+      ) {
         fail(`its header says ${header.dtype} [${header.shape}], its sidecar ${sidecar.dtype} [${sidecar.rows}, ${sidecar.dim}]`);
       }
       this.provenHeaders.set(sidecar, header.dataOffset);
@@ -328,7 +357,10 @@ export class FeatureStore {
       const { fd, dataOffset, file, sidecar } = this.openShard(shard);
       try {
         let crcOf = this.crcsByRow.get(sidecar);
-        if (!crcOf) this.crcsByRow.set(sidecar, (crcOf = new Map(sidecar.entries.map((e) => [e.row, e.crc32!]))));
+        if (!crcOf) {
+          crcOf = new Map(sidecar.entries.map((e) => [e.row, e.crc32!]));
+          this.crcsByRow.set(sidecar, crcOf);
+        }
         const rowBytes = sidecar.dim * item;
         idx.sort((a, b) => entries[a]!.row - entries[b]!.row);
         // One read per chunk of entries that sit next to each other in the shard.
@@ -350,7 +382,11 @@ export class FeatureStore {
           const got = preadInto(fd, buf, bytes, dataOffset + first.row * rowBytes);
           const count = j - i + 1;
           if (got < bytes) {
-            throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${file} ends early: ${clipList(idx.slice(i, j + 1).map((k) => entries[k]!.key))} cannot be read in full`, file);
+            throw storeError(
+              'ERR_DATA_STORE_CORRUPT',
+              `shard ${file} ends early: ${clipList(idx.slice(i, j + 1).map((k) => entries[k]!.key))} cannot be read in full`,
+              file,
+            );
           }
           // Every entry of the chunk checked by its CRC-32 in one call, before any of its values is decoded.
           const starts = new Float64Array(count);
@@ -363,8 +399,15 @@ export class FeatureStore {
           const crcs = crc32Ranges(buf, starts, lengths);
           for (let k = 0; k < count; k++) {
             if (crcs[k] === crcOf.get(entries[idx[i + k]!]!.row)) continue;
-            const bad = idx.slice(i, j + 1).map((x) => entries[x]!).filter((e, x) => crcs[x] !== crcOf!.get(e.row));
-            throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${file} is damaged: the bytes of ${clipList(bad.map((e) => e.key))} differ from their checksums (changed after writing)`, file);
+            const bad = idx
+              .slice(i, j + 1)
+              .map((x) => entries[x]!)
+              .filter((e, x) => crcs[x] !== crcOf!.get(e.row));
+            throw storeError(
+              'ERR_DATA_STORE_CORRUPT',
+              `shard ${file} is damaged: the bytes of ${clipList(bad.map((e) => e.key))} differ from their checksums (changed after writing)`,
+              file,
+            );
           }
           for (let k = i; k <= j; k++) {
             const e = entries[idx[k]!]!;
@@ -505,11 +548,11 @@ function proveVersion1(fd: number, size: number, sidecar: Sidecar, fail: (why: s
   const bytes = preadAll(fd, size, 0);
   if (bytes.length !== size) fail('it changed while it was read');
   if (crypto.createHash('sha256').update(bytes).digest('hex') !== sidecar.sha256) fail('its sha256 differs from its sidecar (changed after writing)');
-  let header;
+  let header: ReturnType<typeof decodeNpyHeader>;
   try {
     header = decodeNpyHeader(bytes.subarray(0, Math.min(bytes.length, 65536 + 12)), 'shard');
   } catch (err) {
-    return fail((err as Error).message);
+    fail((err as Error).message);
   }
   const item = sidecar.dtype === '<f2' ? 2 : 4;
   if (header.dataOffset + sidecar.rows * sidecar.dim * item !== size) fail(`${size} bytes, not its header and ${sidecar.rows} rows of ${sidecar.dim}`);
@@ -519,7 +562,9 @@ function proveVersion1(fd: number, size: number, sidecar: Sidecar, fail: (why: s
     Float64Array.from(sidecar.entries, (e) => header.dataOffset + e.row * rowBytes),
     Float64Array.from(sidecar.entries, (e) => e.rows * rowBytes),
   );
-  sidecar.entries.forEach((e, i) => (e.crc32 = crcs[i]));
+  sidecar.entries.forEach((e, i) => {
+    e.crc32 = crcs[i];
+  });
   sidecar.header = { bytes: header.dataOffset, crc32: crc32(bytes.subarray(0, header.dataOffset)) };
   sidecar.bytes = size;
 }

@@ -66,7 +66,10 @@ function versionOf(doc: Record<string, unknown>, sealed: boolean, file: string, 
   if (doc.version === 2 && sealed) return 2;
   if (doc.version === 1 && !sealed) return 1;
   if (doc.version === 2 || doc.version === 1) throw corrupt(file, sealed ? 'a version 1 file with a checksum' : 'a version 2 file without its checksum');
-  throw corrupt(file, `format version ${JSON.stringify(doc.version)} (this calmkit reads 1 and 2${typeof doc.version === 'number' && doc.version > 2 ? '; the store was written by a newer calmkit' : ''})`);
+  throw corrupt(
+    file,
+    `format version ${JSON.stringify(doc.version)} (this calmkit reads 1 and 2${typeof doc.version === 'number' && doc.version > 2 ? '; the store was written by a newer calmkit' : ''})`,
+  );
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -87,7 +90,8 @@ export function specProblem(spec: unknown): string | undefined {
   if (spec.extra !== undefined) {
     if (!isObject(spec.extra)) return 'extra must be an object';
     for (const [k, v] of Object.entries(spec.extra)) {
-      if (v !== null && typeof v !== 'string' && typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) return `extra.${k} must be a string, a finite number, a boolean or null`;
+      if (v !== null && typeof v !== 'string' && typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v)))
+        return `extra.${k} must be a string, a finite number, a boolean or null`;
     }
   }
   return undefined;
@@ -169,7 +173,8 @@ export function parseSidecar(bytes: Uint8Array, file: string, dtype: NpyDtype): 
     if (typeof key !== 'string' || key.length === 0) fail(`entry ${i} has no key`);
     if (keys.has(key as string)) fail(`key '${key}' appears twice`);
     keys.add(key as string);
-    if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) fail(`entry '${key}' has a bad shape ${JSON.stringify(shape)}`);
+    if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isSafeInteger(d) && d > 0))
+      fail(`entry '${key}' has a bad shape ${JSON.stringify(shape)}`);
     const sh = shape as number[];
     if (sh[sh.length - 1] !== dim) fail(`entry '${key}' has shape [${sh}] but the shard's width is ${dim}`);
     const size = sh.reduce((a, b) => a * b, 1);
@@ -189,7 +194,14 @@ export function parseSidecar(bytes: Uint8Array, file: string, dtype: NpyDtype): 
   if (next !== rows) fail(`its entries cover ${next} of its ${rows} rows`);
   const failures: SidecarFailure[] = [];
   for (const [i, f] of (doc.failures as unknown[]).entries()) {
-    if (!isObject(f) || typeof f.key !== 'string' || f.key.length === 0 || typeof f.code !== 'string' || typeof f.message !== 'string' || (f.input !== undefined && typeof f.input !== 'string')) {
+    if (
+      !isObject(f) ||
+      typeof f.key !== 'string' ||
+      f.key.length === 0 ||
+      typeof f.code !== 'string' ||
+      typeof f.message !== 'string' ||
+      (f.input !== undefined && typeof f.input !== 'string')
+    ) {
       fail(`failure record ${i} is malformed`);
     }
     const r = f as Record<string, string>;
@@ -200,7 +212,8 @@ export function parseSidecar(bytes: Uint8Array, file: string, dtype: NpyDtype): 
     const header = doc.header;
     if (!isObject(header) || !isCount(header.bytes) || header.bytes < 10 || !isCrc(header.crc32)) fail('header must be { bytes, crc32 }');
     const h = header as { bytes: number; crc32: number };
-    if (doc.bytes !== h.bytes + (dim as number) * (rows as number) * ITEM[dtype]!) fail(`bytes ${JSON.stringify(doc.bytes)} is not the header's ${h.bytes} plus ${rows} rows of ${dim}`);
+    if (doc.bytes !== h.bytes + (dim as number) * (rows as number) * ITEM[dtype]!)
+      fail(`bytes ${JSON.stringify(doc.bytes)} is not the header's ${h.bytes} plus ${rows} rows of ${dim}`);
     out.bytes = doc.bytes as number;
     out.header = { bytes: h.bytes, crc32: h.crc32 };
   } else {

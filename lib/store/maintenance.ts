@@ -108,14 +108,26 @@ export function verify(store: FeatureStore, options: VerifyOptions): VerifyRepor
   details.sort((a, b) => (a.shard === MANIFEST_FILE ? -1 : b.shard === MANIFEST_FILE ? 1 : a.shard < b.shard ? -1 : 1));
   let duplicates = 0;
   for (const list of s.shadowed.values()) duplicates += list.length;
-  const report: VerifyReport = { ok: corrupt.length === 0, shards: details.filter((d) => d.shard !== MANIFEST_FILE).length, entries: store.size, duplicates, corrupt, details, version1Shards };
+  const report: VerifyReport = {
+    ok: corrupt.length === 0,
+    shards: details.filter((d) => d.shard !== MANIFEST_FILE).length,
+    entries: store.size,
+    duplicates,
+    corrupt,
+    details,
+    version1Shards,
+  };
   if (corrupt.length > 0 && options.repair) {
     report.repaired = repair(store, corrupt);
     return report;
   }
   if (options.throwOnCorrupt && corrupt.length > 0) {
     const c = corrupt[0]!;
-    throw storeError('ERR_DATA_STORE_CORRUPT', `feature store ${store.dir}: ${corrupt.length} damaged file(s); first: ${c.message}`, c.shard === MANIFEST_FILE ? path.join(store.dir, MANIFEST_FILE) : path.join(store.dir, SHARDS, c.shard));
+    throw storeError(
+      'ERR_DATA_STORE_CORRUPT',
+      `feature store ${store.dir}: ${corrupt.length} damaged file(s); first: ${c.message}`,
+      c.shard === MANIFEST_FILE ? path.join(store.dir, MANIFEST_FILE) : path.join(store.dir, SHARDS, c.shard),
+    );
   }
   return report;
 }

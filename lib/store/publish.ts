@@ -29,7 +29,14 @@ function defaultWriterId(): string {
 
 /** A file-system failure while writing to the store, as ERR_DATA_STORE_IO naming the path (ENOSPC, EROFS, ...). */
 export function storeIo<T>(store: FeatureStore, doing: string, fn: () => T): T {
-  return withFsErrors(fn, (why, cause) => storeError('ERR_DATA_STORE_IO', `feature store ${store.dir}: cannot ${doing}: ${cause.path ? `${cause.path}: ` : ''}${why}`, cause.path ?? store.dir, cause));
+  return withFsErrors(fn, (why, cause) =>
+    storeError(
+      'ERR_DATA_STORE_IO',
+      `feature store ${store.dir}: cannot ${doing}: ${cause.path ? `${cause.path}: ` : ''}${why}`,
+      cause.path ?? store.dir,
+      cause,
+    ),
+  );
 }
 
 /** Publishes one shard; returns its file name. */
@@ -58,7 +65,9 @@ export function publishShard(
     Float64Array.from(entries, (e) => header.length + e.row * rowBytes),
     Float64Array.from(entries, (e) => e.rows * rowBytes),
   );
-  entries.forEach((e, i) => (e.crc32 = crcs[i]));
+  entries.forEach((e, i) => {
+    e.crc32 = crcs[i];
+  });
   const sidecar: Sidecar = {
     version: 2,
     writer: writerId,
@@ -82,7 +91,11 @@ export function publishShard(
         // The .npy link claims the name; the sidecar's link then publishes the shard.
         if (!publishNoClobber(npyTmp, path.join(store.dir, SHARDS, `${base}.npy`))) continue;
         if (!publishNoClobber(jsonTmp, path.join(store.dir, SHARDS, `${base}.json`))) {
-          throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${base}.json already exists though this writer claimed ${base}.npy: two writers share the id '${writerId}'?`, path.join(store.dir, SHARDS, `${base}.json`));
+          throw storeError(
+            'ERR_DATA_STORE_CORRUPT',
+            `shard ${base}.json already exists though this writer claimed ${base}.npy: two writers share the id '${writerId}'?`,
+            path.join(store.dir, SHARDS, `${base}.json`),
+          );
         }
         store.sidecarCache.set(`${base}.npy`, sidecar);
         return { name: `${base}.npy`, seq };
@@ -114,7 +127,17 @@ export function manifestDocument(store: FeatureStore, forget: ReadonlySet<string
     if (d.shard === MANIFEST_FILE || forget.has(d.shard)) continue;
     const recorded = s.record?.shards.get(d.shard)?.entry;
     const sidecar = store.sidecarCache.get(d.shard);
-    const base = recorded ?? (sidecar ? { rows: sidecar.rows, dim: sidecar.dim, keys: sidecar.entries.map((e) => e.key), rowStart: sidecar.entries.map((e) => e.row), shapes: sidecar.entries.map((e) => e.shape) } : { keys: d.keys ?? [] });
+    const base =
+      recorded ??
+      (sidecar
+        ? {
+            rows: sidecar.rows,
+            dim: sidecar.dim,
+            keys: sidecar.entries.map((e) => e.key),
+            rowStart: sidecar.entries.map((e) => e.row),
+            shapes: sidecar.entries.map((e) => e.shape),
+          }
+        : { keys: d.keys ?? [] });
     shards.push({ ...base, file: `${SHARDS}/${d.shard}`, damaged: d.message });
   }
   shards.sort((a, b) => (a.file < b.file ? -1 : 1));
@@ -171,9 +194,11 @@ export class StoreWriter {
 
   constructor(store: FeatureStore, options: WriterOptions) {
     const id = options.id ?? defaultWriterId();
-    if (typeof id !== 'string' || !/^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/.test(id)) throw new ArgumentError('ERR_INVALID_ARGUMENT', `writer id '${String(id)}' may use only letters, digits, '_', '.', '-'`);
+    if (typeof id !== 'string' || !/^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/.test(id))
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', `writer id '${String(id)}' may use only letters, digits, '_', '.', '-'`);
     const shardSize = options.shardSize ?? 256;
-    if (!Number.isInteger(shardSize) || shardSize < 1) throw new ArgumentError('ERR_INVALID_ARGUMENT', `shardSize must be a positive integer; got ${shardSize}`);
+    if (!Number.isInteger(shardSize) || shardSize < 1)
+      throw new ArgumentError('ERR_INVALID_ARGUMENT', `shardSize must be a positive integer; got ${shardSize}`);
     this.store = store;
     this.id = id;
     this.shardSize = shardSize;

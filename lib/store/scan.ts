@@ -178,7 +178,8 @@ export function scanStore(dir: string, spec: StoreSpec, dtype: NpyDtype, cache: 
         sidecar = parseSidecar(bytes, json, dtype);
         cache.set(name, sidecar);
       } catch (err) {
-        sidecarError = err instanceof DataError ? err.message.replace(`${json} is damaged: `, 'its sidecar is damaged: ') : `its sidecar cannot be read: ${reason(err)}`;
+        sidecarError =
+          err instanceof DataError ? err.message.replace(`${json} is damaged: `, 'its sidecar is damaged: ') : `its sidecar cannot be read: ${reason(err)}`;
       }
     }
     if (!sidecar) {
@@ -198,7 +199,8 @@ export function scanStore(dir: string, spec: StoreSpec, dtype: NpyDtype, cache: 
     }
     if (st instanceof Error) fail(name, `shard ${npy} (${clipList(keys)}) cannot be read: ${reason(st)}`, keys);
     else if (!st.isFile()) fail(name, `shard ${npy} (${clipList(keys)}) is not a regular file`, keys);
-    else if (sidecar.bytes !== undefined && st.size !== sidecar.bytes) fail(name, `shard ${npy} (${clipList(keys)}) has ${st.size} bytes; its sidecar says ${sidecar.bytes} (truncated or overwritten)`, keys);
+    else if (sidecar.bytes !== undefined && st.size !== sidecar.bytes)
+      fail(name, `shard ${npy} (${clipList(keys)}) has ${st.size} bytes; its sidecar says ${sidecar.bytes} (truncated or overwritten)`, keys);
     else if (st.size === 0) fail(name, `shard ${npy} (${clipList(keys)}) is empty`, keys);
     else {
       const problem = shapeProblem(spec, sidecar);
@@ -218,7 +220,11 @@ export function scanStore(dir: string, spec: StoreSpec, dtype: NpyDtype, cache: 
 function checkAgreement(dir: string, spec: StoreSpec, shards: Scan['shards'], damaged: CorruptShard[]): void {
   const mismatched = damaged.filter((d) => d.message.includes('disagrees with store.json'));
   if (mismatched.length > 0 && shards.every((s) => s.sidecar.entries.length === 0)) {
-    throw new DataError('ERR_DATA_STORE_SPEC', `feature store ${dir}: store.json (pooling '${spec.pooling}') disagrees with every shard; first: ${mismatched[0]!.message}`, { input: path.join(dir, 'store.json') });
+    throw new DataError(
+      'ERR_DATA_STORE_SPEC',
+      `feature store ${dir}: store.json (pooling '${spec.pooling}') disagrees with every shard; first: ${mismatched[0]!.message}`,
+      { input: path.join(dir, 'store.json') },
+    );
   }
   if (typeof spec.extra?.settings !== 'string') return;
   const width = majority(shards, (s) => (s.entries.length ? s.dim : undefined));
@@ -233,7 +239,8 @@ function checkAgreement(dir: string, spec: StoreSpec, shards: Scan['shards'], da
     let problem: string | undefined;
     if (sidecar.dim !== width) problem = `its width is ${sidecar.dim}, the store's other shards' ${width}`;
     const odd = segments === undefined ? undefined : sidecar.entries.find((e) => e.shape[0] !== segments);
-    if (!problem && odd) problem = `entry '${odd.key}' has ${odd.shape[0]} ${spec.pooling === 'segments' ? 'segments' : 'rows'}, every clip fitted by '${spec.formatting}' has ${segments} elsewhere in the store`;
+    if (!problem && odd)
+      problem = `entry '${odd.key}' has ${odd.shape[0]} ${spec.pooling === 'segments' ? 'segments' : 'rows'}, every clip fitted by '${spec.formatting}' has ${segments} elsewhere in the store`;
     if (problem) {
       damaged.push({ shard: name, code: 'ERR_DATA_STORE_CORRUPT', message: `shard ${file} disagrees with store.json: ${problem}`, keys });
       shards.splice(i, 1);

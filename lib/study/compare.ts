@@ -35,7 +35,14 @@ export function compareVariants(tables: { name: string; rows: TableRow[]; macroF
   const macro = Object.fromEntries(tables.map((t) => [t.name, t.macroF1]));
   const macroVsFirst = Object.fromEntries(names.map((n) => [n, macro[n]! - macro[names[0]!]!]));
   const extractionSecondsPerClip = Object.fromEntries(names.map((n) => [n, costs[n] ?? null]));
-  return { variants: names, rows, macro, macroDifference: names.length > 1 ? macro[names[1]!]! - macro[names[0]!]! : NaN, macroVsFirst, extractionSecondsPerClip };
+  return {
+    variants: names,
+    rows,
+    macro,
+    macroDifference: names.length > 1 ? macro[names[1]!]! - macro[names[0]!]! : NaN,
+    macroVsFirst,
+    extractionSecondsPerClip,
+  };
 }
 
 const fmt = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '—');
@@ -54,7 +61,7 @@ export function comparisonMarkdown(c: Comparison): string {
     return s === null || s === undefined ? 'n/a' : s.toFixed(s < 1 ? 3 : 2);
   };
   lines.push(`| extraction s/clip | ${c.variants.map(cost).join(' | ')} | |`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export function comparisonCsv(c: Comparison): string {
@@ -62,7 +69,7 @@ export function comparisonCsv(c: Comparison): string {
   for (const r of c.rows) lines.push([r.instrument, ...c.variants.map((v) => String(r.f1[v])), String(r.difference)].join(','));
   lines.push(['macro', ...c.variants.map((v) => String(c.macro[v])), String(c.macroDifference)].join(','));
   lines.push(['extraction_seconds_per_clip', ...c.variants.map((v) => String(c.extractionSecondsPerClip?.[v] ?? '')), ''].join(','));
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 function csvCell(s: string): string {

@@ -53,19 +53,25 @@ export async function predictAudio(
   const where = typeof probes === 'string' ? probes : 'the probe set';
   const recipe = set.info.recipe;
   if (!recipe) {
-    throw new ProbeError('ERR_PROBE_RECIPE', `${where} does not record how its features were made (trained on features from elsewhere); predict from features with probes.predict()`, {
-      input: typeof probes === 'string' ? probes : undefined,
-    });
+    throw new ProbeError(
+      'ERR_PROBE_RECIPE',
+      `${where} does not record how its features were made (trained on features from elsewhere); predict from features with probes.predict()`,
+      {
+        input: typeof probes === 'string' ? probes : undefined,
+      },
+    );
   }
   const inputs = typeof files === 'string' ? [files] : [...files];
-  if (inputs.length === 0 || inputs.some((f) => typeof f !== 'string' || f === '')) throw invalidArgument('files must be one or more audio file paths', 'files');
+  if (inputs.length === 0 || inputs.some((f) => typeof f !== 'string' || f === ''))
+    throw invalidArgument('files must be one or more audio file paths', 'files');
   const batchSize = options.batchSize ?? 1;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw invalidArgument(`batchSize must be a positive integer; got ${batchSize}`, 'batchSize');
 
   const path = typeof model === 'string' ? model : model.path;
   if (typeof model === 'string') checkModelServes(recipe, { id: modelId(model), path }, where);
   else checkModelServes(recipe, { id: model.id, path, precision: model.info.precision, depth: model.info.depth }, where);
-  const jukebox = typeof model === 'string' ? await Jukebox.load(model, { device: options.device, precision: recipe.precision, signal: options.signal }) : model;
+  const jukebox =
+    typeof model === 'string' ? await Jukebox.load(model, { device: options.device, precision: recipe.precision, signal: options.signal }) : model;
   try {
     const settings = settingsOfRecipe(recipe, { path });
     const rows: Float32Array[] = [];
@@ -92,18 +98,36 @@ export async function predictAudio(
     // the longest of the call.
     const odd = rows.findIndex((r) => (attention ? r.length % dim !== 0 || r.length === 0 : r.length !== dim));
     if (odd >= 0) {
-      throw new DataError('ERR_DATA_MISMATCH', `the features of ${predicted[odd]} have ${rows[odd]!.length} values; the probes take ${attention ? 'segments of ' : ''}${dim} (the recipe and the probes disagree)`, {
-        input: predicted[odd],
-      });
+      throw new DataError(
+        'ERR_DATA_MISMATCH',
+        `the features of ${predicted[odd]} have ${rows[odd]!.length} values; the probes take ${attention ? 'segments of ' : ''}${dim} (the recipe and the probes disagree)`,
+        {
+          input: predicted[odd],
+        },
+      );
     }
     const counts = Int32Array.from(rows, (r) => r.length / dim);
     const segments = attention ? Math.max(1, ...counts) : 1;
     const features = new Float32Array(rows.length * segments * dim);
-    rows.forEach((r, k) => features.set(r, k * segments * dim));
+    rows.forEach((r, k) => {
+      features.set(r, k * segments * dim);
+    });
     const padded = counts.some((c) => c < segments);
-    const empty: Predictions = { instruments: options.instruments ?? set.instruments, n: 0, probabilities: new Float32Array(0), present: new Uint8Array(0), threshold: PROBE_THRESHOLD, clips: [] };
+    const empty: Predictions = {
+      instruments: options.instruments ?? set.instruments,
+      n: 0,
+      probabilities: new Float32Array(0),
+      present: new Uint8Array(0),
+      threshold: PROBE_THRESHOLD,
+      clips: [],
+    };
     const predictions = rows.length
-      ? await set.predict(features, { n: rows.length, instruments: options.instruments, device: options.device, ...(attention ? { segments, ...(padded ? { validSegments: counts } : {}) } : {}) })
+      ? await set.predict(features, {
+          n: rows.length,
+          instruments: options.instruments,
+          device: options.device,
+          ...(attention ? { segments, ...(padded ? { validSegments: counts } : {}) } : {}),
+        })
       : empty;
     return { ...predictions, inputs: predicted, failed, recipe };
   } finally {

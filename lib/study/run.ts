@@ -15,7 +15,19 @@ import { defaultLayers, Jukebox, segmentTokensOf, type JukeboxInfo, type Precisi
 import type { Device } from '../runtime';
 import { OpenMIC, type PartitionOptions } from '../openmic';
 import { openmicItems, LayerStores, resolveSettings, type ExtractionSettings, type PipelineProgress, type WorkItem, extractToStore } from '../extraction';
-import { ATTENTION_GRID, MATMUL_PRECISIONS, PAPER_GRID, ProbeSet, TRAINING_DEFAULTS, writeReport, type MatmulPrecision, type ProbeGrid, type ProbeProgress, type SegmentTimes, type TableRow } from '../probes';
+import {
+  ATTENTION_GRID,
+  MATMUL_PRECISIONS,
+  PAPER_GRID,
+  ProbeSet,
+  TRAINING_DEFAULTS,
+  writeReport,
+  type MatmulPrecision,
+  type ProbeGrid,
+  type ProbeProgress,
+  type SegmentTimes,
+  type TableRow,
+} from '../probes';
 import { atomicReplace as replaceFile, readRegularFile, withFsErrors } from '../files';
 import type { StoreDtype } from '../store';
 import type { Formatting } from '../audio';
@@ -134,7 +146,11 @@ export interface StudyResult {
 function atomicReplace(file: string, data: string): void {
   withFsErrors(
     () => replaceFile(file, data),
-    (reason, cause) => new DataError('ERR_DATA_STUDY_IO', `cannot write ${file}: ${cause.path && cause.path !== file ? `${cause.path}: ` : ''}${reason}`, { input: file, cause }),
+    (reason, cause) =>
+      new DataError('ERR_DATA_STUDY_IO', `cannot write ${file}: ${cause.path && cause.path !== file ? `${cause.path}: ` : ''}${reason}`, {
+        input: file,
+        cause,
+      }),
   );
 }
 
@@ -167,7 +183,7 @@ function recordExtraction(dir: string, done: number, seconds: number): number | 
   }
   if (done > 0) {
     total = { clips: total.clips + done, seconds: total.seconds + seconds };
-    atomicReplace(file, JSON.stringify(total) + '\n');
+    atomicReplace(file, `${JSON.stringify(total)}\n`);
   }
   return total.clips > 0 ? total.seconds / total.clips : undefined;
 }
@@ -181,7 +197,10 @@ export function jukeboxSegmentTimes(settings: ExtractionSettings, info: Pick<Juk
   const tokenSeconds = info.hop / info.sampleRate;
   const k = segmentTokensOf(settings, info);
   const scale = settings.formatting === 'upsample' ? 1 / settings.factor! : 1;
-  const spans = Array.from({ length: segments }, (_, s): [number, number] => [s * k * tokenSeconds * scale, Math.min((s + 1) * k, info.nCtx) * tokenSeconds * scale]);
+  const spans = Array.from({ length: segments }, (_, s): [number, number] => [
+    s * k * tokenSeconds * scale,
+    Math.min((s + 1) * k, info.nCtx) * tokenSeconds * scale,
+  ]);
   const window = info.nCtx * tokenSeconds;
   const axis =
     settings.formatting === 'none'
@@ -217,7 +236,11 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
   };
   const attention = options.attention ?? true;
   if (options.attentionVariant !== undefined && !variants.some((v) => v.name === options.attentionVariant)) {
-    throw new ArgumentError('ERR_INVALID_ARGUMENT', `attentionVariant '${options.attentionVariant}' is not among the study's variants (${variants.map((v) => v.name).join(', ')})`, { input: options.attentionVariant });
+    throw new ArgumentError(
+      'ERR_INVALID_ARGUMENT',
+      `attentionVariant '${options.attentionVariant}' is not among the study's variants (${variants.map((v) => v.name).join(', ')})`,
+      { input: options.attentionVariant },
+    );
   }
   // Checked before any extraction, not when the first column trains.
   if (options.matmulPrecision !== undefined) oneOf('matmulPrecision', MATMUL_PRECISIONS, options.matmulPrecision);
@@ -250,7 +273,9 @@ export async function runStudy(options: StudyOptions): Promise<StudyResult> {
     if (attention) {
       const chosen = options.attentionVariant ?? bestVariant(results);
       const variant = variants.find((v) => v.name === chosen)!;
-      log(`attention over the ${segmentSeconds} s segments of ${variant.name}${options.attentionVariant ? '' : ' (the lowest mean validation loss of the mean-pooled variants)'}`);
+      log(
+        `attention over the ${segmentSeconds} s segments of ${variant.name}${options.attentionVariant ? '' : ' (the lowest mean validation loss of the mean-pooled variants)'}`,
+      );
       await run(await attentionColumn(ctx, variant, segmentSeconds, attentionTraining));
     }
     const vggish = options.vggish ?? 'auto';
@@ -286,7 +311,10 @@ function bestVariant(results: VariantResult[]): string {
 /** Extracts one settings' features of every clip into `<root>/layer-L` and records the time per clip. */
 async function extractStore(ctx: Context, name: string, root: string, settings: ExtractionSettings) {
   const stores = LayerStores.open(root, settings, { create: true });
-  ctx.log(`extracting layer ${ctx.layer} (${settings.formatting}, ${settings.pooling}${settings.segmentSeconds ? ` ${settings.segmentSeconds} s` : ''}) for ${ctx.items.length} clip${ctx.items.length === 1 ? '' : 's'}`, name);
+  ctx.log(
+    `extracting layer ${ctx.layer} (${settings.formatting}, ${settings.pooling}${settings.segmentSeconds ? ` ${settings.segmentSeconds} s` : ''}) for ${ctx.items.length} clip${ctx.items.length === 1 ? '' : 's'}`,
+    name,
+  );
   const summary = await extractToStore({
     model: ctx.model,
     items: ctx.items,
@@ -308,7 +336,11 @@ async function extractStore(ctx: Context, name: string, root: string, settings: 
   };
 }
 
-function settingsFor(ctx: Context, variant: StudyVariant, pooling: { pooling: 'mean' } | { pooling: 'segments'; segmentSeconds: number; dtype: StoreDtype }): ExtractionSettings {
+function settingsFor(
+  ctx: Context,
+  variant: StudyVariant,
+  pooling: { pooling: 'mean' } | { pooling: 'segments'; segmentSeconds: number; dtype: StoreDtype },
+): ExtractionSettings {
   return resolveSettings({
     model: { id: ctx.model.id, path: ctx.options.model, preset: ctx.model.info.preset },
     precision: ctx.model.info.precision,
@@ -336,7 +368,16 @@ async function meanColumn(ctx: Context, variant: StudyVariant, training: Trainin
     epochs: training.epochs,
     key: { settings: x.store.spec, keys: x.store.keys(), partitions: ctx.options.partitions ?? {}, training },
     train: (onProgress) =>
-      trainFromStore({ dataset: ctx.dataset, store: x.store, partitions: ctx.options.partitions, ...training, allowMissing: ctx.options.allowMissing, device: ctx.options.device, signal: ctx.options.signal, onProgress }),
+      trainFromStore({
+        dataset: ctx.dataset,
+        store: x.store,
+        partitions: ctx.options.partitions,
+        ...training,
+        allowMissing: ctx.options.allowMissing,
+        device: ctx.options.device,
+        signal: ctx.options.signal,
+        onProgress,
+      }),
     ...x,
   };
 }
@@ -412,9 +453,23 @@ function vggishColumns(ctx: Context, source: 'npz' | 'json', training: Training,
     train: (onProgress) => {
       const f = features();
       const segmentTimes: SegmentTimes | undefined = f.segments
-        ? { axis: 'seconds of the clip (VGGish frames of 0.96 s)', spans: Array.from({ length: f.segments }, (_, s): [number, number] => [0.96 * s, 0.96 * (s + 1)]) }
+        ? {
+            axis: 'seconds of the clip (VGGish frames of 0.96 s)',
+            spans: Array.from({ length: f.segments }, (_, s): [number, number] => [0.96 * s, 0.96 * (s + 1)]),
+          }
         : undefined;
-      return trainFromFeatures({ dataset: ctx.dataset, features: f, partitions: ctx.options.partitions, ...t, allowMissing: ctx.options.allowMissing, segmentTimes, manifest, device: ctx.options.device, signal: ctx.options.signal, onProgress });
+      return trainFromFeatures({
+        dataset: ctx.dataset,
+        features: f,
+        partitions: ctx.options.partitions,
+        ...t,
+        allowMissing: ctx.options.allowMissing,
+        segmentTimes,
+        manifest,
+        device: ctx.options.device,
+        signal: ctx.options.signal,
+        onProgress,
+      });
     },
   });
   return [column('vggish-mean', training, means), column('vggish-attention', attentionTraining, frames)];
@@ -424,7 +479,7 @@ function vggishColumns(ctx: Context, source: 'npz' | 'json', training: Training,
 async function runColumn(ctx: Context, c: Column): Promise<{ result: VariantResult; rows: TableRow[] }> {
   ctx.checkAbort();
   const probesFile = path.join(c.dir, 'probes.calmkit-probes.json');
-  const keyFile = probesFile + '.inputs';
+  const keyFile = `${probesFile}.inputs`;
   const key = trainingKey(c.key);
   let probes: ProbeSet;
   let reusedProbes = false;
@@ -433,10 +488,14 @@ async function runColumn(ctx: Context, c: Column): Promise<{ result: VariantResu
     reusedProbes = true;
     ctx.log(`reusing ${probesFile} (same features, partitions and training options)`, c.name);
   } else {
-    ctx.log(`training ${c.grid.hidden.length * c.grid.dropout.length * c.grid.l2.length} configs per instrument${c.grid.attention ? ' (attention probes)' : ''}, ${c.epochs} epochs`, c.name);
+    ctx.log(
+      `training ${c.grid.hidden.length * c.grid.dropout.length * c.grid.l2.length} configs per instrument${c.grid.attention ? ' (attention probes)' : ''}, ${c.epochs} epochs`,
+      c.name,
+    );
     const trained = await c.train((progress) => ctx.options.onEvent?.({ phase: 'train', variant: c.name, progress }));
     probes = trained.probes;
-    if (trained.missing.length) ctx.log(`${trained.missing.length} labelled clips have no features: trained without them (--allow-missing; the probe set and report record it)`, c.name);
+    if (trained.missing.length)
+      ctx.log(`${trained.missing.length} labelled clips have no features: trained without them (--allow-missing; the probe set and report record it)`, c.name);
     await probes.save(probesFile);
     atomicReplace(keyFile, key);
   }
@@ -454,8 +513,8 @@ async function runColumn(ctx: Context, c: Column): Promise<{ result: VariantResu
 
 function finish(out: string, layer: number, variants: VariantResult[], comparison: Comparison): StudyResult {
   const files = [path.join(out, 'comparison.md'), path.join(out, 'comparison.csv'), path.join(out, 'comparison.json')];
-  atomicReplace(files[0]!, `# Test F1 per instrument, layer ${layer}\n\n` + comparisonMarkdown(comparison));
+  atomicReplace(files[0]!, `# Test F1 per instrument, layer ${layer}\n\n${comparisonMarkdown(comparison)}`);
   atomicReplace(files[1]!, comparisonCsv(comparison));
-  atomicReplace(files[2]!, JSON.stringify({ layer, ...comparison }, null, 2) + '\n');
+  atomicReplace(files[2]!, `${JSON.stringify({ layer, ...comparison }, null, 2)}\n`);
   return { out, layer, variants, comparison, files };
 }

@@ -25,7 +25,9 @@ constexpr uint16_t kZip64Extra = 0x0001;
 constexpr size_t kCrcChunk = size_t(4) << 20;
 
 uint16_t u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t u32(const uint8_t* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24); }
+uint32_t u32(const uint8_t* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+}
 uint64_t u64(const uint8_t* p) { return uint64_t(u32(p)) | (uint64_t(u32(p + 4)) << 32); }
 
 class Fail {
@@ -80,7 +82,8 @@ End readEnd(const Source& src, const Fail& fail) {
     auto loc = readExactly(src, endPos - kLocator64Bytes, kLocator64Bytes, fail, "the zip64 locator");
     if (u32(loc.data()) == kLocator64Sig) {
       const uint64_t e64Pos = u64(loc.data() + 8);
-      if (e64Pos > endPos - kLocator64Bytes || endPos - kLocator64Bytes - e64Pos < kEnd64Bytes) fail("the zip64 end record is out of place");
+      if (e64Pos > endPos - kLocator64Bytes || endPos - kLocator64Bytes - e64Pos < kEnd64Bytes)
+        fail("the zip64 end record is out of place");
       auto e64 = readExactly(src, e64Pos, kEnd64Bytes, fail, "the zip64 end record");
       if (u32(e64.data()) != kEnd64Sig) fail("the zip64 locator points at no zip64 end record");
       if (u32(e64.data() + 16) != 0 || u32(e64.data() + 20) != 0 || u64(e64.data() + 24) != u64(e64.data() + 32)) {
@@ -100,13 +103,14 @@ End readEnd(const Source& src, const Fail& fail) {
     fail("the central directory's size and offset do not meet the end record (" + std::to_string(end.cdSize) +
          " bytes at " + std::to_string(end.cdOffset) + ", end record at " + std::to_string(end.cdEnd) + ")");
   }
-  if (end.entries > end.cdSize / kCentralBytes) fail("the end record claims more entries than the central directory can hold");
+  if (end.entries > end.cdSize / kCentralBytes)
+    fail("the end record claims more entries than the central directory can hold");
   return end;
 }
 
 // The zip64 extended-information field replaces, in this order, whichever of the 32-bit fields are all ones.
-void applyZip64(const uint8_t* extra, size_t len, uint64_t& size, uint64_t& comp, uint64_t& offset, const std::string& name,
-                const Fail& fail) {
+void applyZip64(const uint8_t* extra, size_t len, uint64_t& size, uint64_t& comp, uint64_t& offset,
+                const std::string& name, const Fail& fail) {
   const bool needSize = size == 0xFFFFFFFF, needComp = comp == 0xFFFFFFFF, needOffset = offset == 0xFFFFFFFF;
   if (!needSize && !needComp && !needOffset) return;
   for (size_t i = 0; i + 4 <= len;) {
@@ -142,9 +146,12 @@ void checkDeflated(const Source& src, const Record& r, const Fail& fail) {
   size_t got = 0;
   const auto res = libdeflate_deflate_decompress(d, packed.data(), packed.size(), plain.data(), plain.size(), &got);
   libdeflate_free_decompressor(d);
-  if (res != LIBDEFLATE_SUCCESS || got != plain.size()) fail("record '" + r.name + "' does not inflate to its declared " + std::to_string(r.size) + " bytes");
+  if (res != LIBDEFLATE_SUCCESS || got != plain.size())
+    fail("record '" + r.name + "' does not inflate to its declared " + std::to_string(r.size) + " bytes");
   if (libdeflate_crc32(0, plain.data(), plain.size()) != r.crc32) {
-    throw Error(code::kModelFormat, fail.label() + ": record '" + r.name + "' is damaged: its bytes do not match the CRC-32 the archive stores (the file changed after it was written)");
+    throw Error(code::kModelFormat, fail.label() + ": record '" + r.name +
+                                        "' is damaged: its bytes do not match the CRC-32 the archive stores (the file "
+                                        "changed after it was written)");
   }
 #else
   (void)src;
@@ -219,7 +226,8 @@ std::vector<Record> readDirectory(const Source& src, const std::string& label, b
     const uint8_t* h = cd.data() + at;
     const uint16_t flags = u16(h + 8), method = u16(h + 10);
     const size_t nameLen = u16(h + 28), extraLen = u16(h + 30), commentLen = u16(h + 32);
-    if (cd.size() - at - kCentralBytes < nameLen + extraLen + commentLen) fail("central directory entry " + std::to_string(i) + " runs past the directory");
+    if (cd.size() - at - kCentralBytes < nameLen + extraLen + commentLen)
+      fail("central directory entry " + std::to_string(i) + " runs past the directory");
     Record r;
     r.name.assign(reinterpret_cast<const char*>(h + kCentralBytes), nameLen);
     r.crc32 = u32(h + 16);
@@ -228,40 +236,54 @@ std::vector<Record> readDirectory(const Source& src, const std::string& label, b
     r.headerOffset = u32(h + 42);
     applyZip64(h + kCentralBytes + nameLen, extraLen, r.size, comp, r.headerOffset, r.name, fail);
     at += kCentralBytes + nameLen + extraLen + commentLen;
-    if (r.name.empty() || r.name.find('\0') != std::string::npos) fail("central directory entry " + std::to_string(i) + " has no usable name");
+    if (r.name.empty() || r.name.find('\0') != std::string::npos)
+      fail("central directory entry " + std::to_string(i) + " has no usable name");
     if (!names.insert(r.name).second) fail("record '" + r.name + "' appears twice");
     if (flags & 0x0001) fail("record '" + r.name + "' is encrypted");
     r.stored = comp;
     r.deflated = method == 8;
-    if (method != 0 && method != 8) fail("record '" + r.name + "' uses compression method " + std::to_string(method) + " (only stored and deflated records are read)");
-    if (r.deflated && isStorageRecord(r.name)) fail("record '" + r.name + "' is a tensor storage but compressed; torch.jit.save stores them uncompressed");
-    if (r.deflated && r.size > kMaxDeflated) fail("record '" + r.name + "' would inflate to " + std::to_string(r.size) + " bytes, beyond the " + std::to_string(kMaxDeflated) + " a compressed record may hold");
-    if (!r.deflated && comp != r.size) fail("record '" + r.name + "' is stored with a compressed size (" + std::to_string(comp) + ") unlike its size (" + std::to_string(r.size) + ")");
+    if (method != 0 && method != 8)
+      fail("record '" + r.name + "' uses compression method " + std::to_string(method) +
+           " (only stored and deflated records are read)");
+    if (r.deflated && isStorageRecord(r.name))
+      fail("record '" + r.name + "' is a tensor storage but compressed; torch.jit.save stores them uncompressed");
+    if (r.deflated && r.size > kMaxDeflated)
+      fail("record '" + r.name + "' would inflate to " + std::to_string(r.size) + " bytes, beyond the " +
+           std::to_string(kMaxDeflated) + " a compressed record may hold");
+    if (!r.deflated && comp != r.size)
+      fail("record '" + r.name + "' is stored with a compressed size (" + std::to_string(comp) + ") unlike its size (" +
+           std::to_string(r.size) + ")");
 
     auto local = readExactly(src, r.headerOffset, kLocalBytes, fail, ("the local header of '" + r.name + "'").c_str());
     if (u32(local.data()) != kLocalSig) fail("record '" + r.name + "' has no local header where the directory says");
     const size_t localName = u16(local.data() + 26), localExtra = u16(local.data() + 28);
-    auto name = readExactly(src, r.headerOffset + kLocalBytes, localName, fail, ("the local name of '" + r.name + "'").c_str());
-    if (std::string(name.begin(), name.end()) != r.name) fail("record '" + r.name + "' has another name in its local header");
+    auto name =
+        readExactly(src, r.headerOffset + kLocalBytes, localName, fail, ("the local name of '" + r.name + "'").c_str());
+    if (std::string(name.begin(), name.end()) != r.name)
+      fail("record '" + r.name + "' has another name in its local header");
     if (u16(local.data() + 8) != method) fail("record '" + r.name + "': its local header gives another method");
     // Without a data descriptor (flag bit 3) the local header repeats the CRC and sizes; all ones defers to zip64.
     if (!(u16(local.data() + 6) & 0x0008)) {
       const uint32_t lcrc = u32(local.data() + 14), lcomp = u32(local.data() + 18), lsize = u32(local.data() + 22);
       const bool sizesOk = (lsize == 0xFFFFFFFF && lcomp == 0xFFFFFFFF) || (lsize == r.size && lcomp == r.stored);
-      if (lcrc != r.crc32 || !sizesOk) fail("record '" + r.name + "': its local header disagrees with the central directory (CRC or size)");
+      if (lcrc != r.crc32 || !sizesOk)
+        fail("record '" + r.name + "': its local header disagrees with the central directory (CRC or size)");
     }
     r.dataOffset = r.headerOffset + kLocalBytes + localName + localExtra;
     if (r.dataOffset > end.cdOffset || r.stored > end.cdOffset - r.dataOffset) {
-      fail("record '" + r.name + "' (" + std::to_string(r.stored) + " bytes at " + std::to_string(r.dataOffset) + ") runs into the central directory or past the end of the file");
+      fail("record '" + r.name + "' (" + std::to_string(r.stored) + " bytes at " + std::to_string(r.dataOffset) +
+           ") runs into the central directory or past the end of the file");
     }
     if (r.deflated && checkCrc) checkDeflated(src, r, fail);
     records.push_back(std::move(r));
   }
-  if (at != cd.size()) fail("the central directory holds " + std::to_string(cd.size() - at) + " bytes after its last entry");
+  if (at != cd.size())
+    fail("the central directory holds " + std::to_string(cd.size() - at) + " bytes after its last entry");
   // Records must not share bytes: sorted by position, each ends before the next one's header.
   std::vector<const Record*> byPos;
   for (const auto& r : records) byPos.push_back(&r);
-  std::sort(byPos.begin(), byPos.end(), [](const Record* a, const Record* b) { return a->headerOffset < b->headerOffset; });
+  std::sort(byPos.begin(), byPos.end(),
+            [](const Record* a, const Record* b) { return a->headerOffset < b->headerOffset; });
   for (size_t i = 1; i < byPos.size(); ++i) {
     if (byPos[i - 1]->dataOffset + byPos[i - 1]->stored > byPos[i]->headerOffset) {
       fail("records '" + byPos[i - 1]->name + "' and '" + byPos[i]->name + "' overlap");
@@ -279,7 +301,8 @@ size_t CheckedReader::size() const { return static_cast<size_t>(src_->size()); }
 
 size_t CheckedReader::read(uint64_t pos, void* buf, size_t n, const char*) const {
   auto it = byDataOffset_.find(pos);
-  if (it == byDataOffset_.end() || n == 0 || records_[it->second].deflated || records_[it->second].size != n) return src_->readAt(pos, buf, n);
+  if (it == byDataOffset_.end() || n == 0 || records_[it->second].deflated || records_[it->second].size != n)
+    return src_->readAt(pos, buf, n);
   const size_t index = it->second;
   const Record& r = records_[index];
   auto* p = static_cast<uint8_t*>(buf);

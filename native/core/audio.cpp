@@ -6,14 +6,14 @@
 #endif
 #include <sys/stat.h>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -78,7 +78,8 @@ Decoded readAll(SNDFILE* snd, const SF_INFO& info, const std::string& label) {
   out.format = formatName(info.format);
   if (info.channels <= 0) throw Error(code::kAudioDecode, label + ": the stream has no channels");
   // libsndfile allows up to 1024; the read buffer is 65536 frames of every channel, so bound it to what music has.
-  if (info.channels > 256) throw Error(code::kAudioDecode, label + ": implausible channel count " + std::to_string(info.channels));
+  if (info.channels > 256)
+    throw Error(code::kAudioDecode, label + ": implausible channel count " + std::to_string(info.channels));
   if (info.samplerate < kMinRate || info.samplerate > kMaxRate) {
     throw Error(code::kAudioDecode, label + ": implausible sample rate " + std::to_string(info.samplerate) + " Hz");
   }
@@ -144,7 +145,8 @@ Decoded decodeFile(const std::string& path) {
   if (f.fd < 0) {
     const std::string msg = path + ": " + f.reason;
     if (f.problem == files::Problem::NotFound) throw Error(code::kAudioNotFound, msg);
-    if (f.problem == files::Problem::IsDirectory) throw Error(code::kAudioIsDirectory, path + ": is a directory, not an audio file");
+    if (f.problem == files::Problem::IsDirectory)
+      throw Error(code::kAudioIsDirectory, path + ": is a directory, not an audio file");
     throw Error(code::kAudioUnreadable, msg);
   }
   // libsndfile reads with plain read(2); a regular file ignores O_NONBLOCK, but nothing should depend on that.
@@ -189,25 +191,36 @@ Decoded decodeMemory(const uint8_t* data, size_t size, const std::string& label)
 void encodeFile(const std::string& path, const float* x, int64_t frames, int channels, int sampleRate,
                 const std::string& container, const std::string& encoding) {
   if (channels <= 0 || channels > 64) throw Error(code::kInvalidArgument, path + ": channels must be 1..64");
-  if (sampleRate < kMinRate || sampleRate > kMaxRate) throw Error(code::kInvalidArgument, path + ": implausible sample rate");
+  if (sampleRate < kMinRate || sampleRate > kMaxRate)
+    throw Error(code::kInvalidArgument, path + ": implausible sample rate");
   if (frames <= 0) throw Error(code::kInvalidArgument, path + ": nothing to write (0 frames)");
   int sub = 0;
-  if (encoding == "float") sub = SF_FORMAT_FLOAT;
-  else if (encoding == "pcm16") sub = SF_FORMAT_PCM_16;
-  else if (encoding == "pcm24") sub = SF_FORMAT_PCM_24;
-  else throw Error(code::kInvalidArgument, path + ": encoding must be float, pcm16 or pcm24");
+  if (encoding == "float")
+    sub = SF_FORMAT_FLOAT;
+  else if (encoding == "pcm16")
+    sub = SF_FORMAT_PCM_16;
+  else if (encoding == "pcm24")
+    sub = SF_FORMAT_PCM_24;
+  else
+    throw Error(code::kInvalidArgument, path + ": encoding must be float, pcm16 or pcm24");
   int format = 0;
-  if (container == "wav") format = SF_FORMAT_WAV | sub;
-  else if (container == "flac") format = SF_FORMAT_FLAC | (sub == SF_FORMAT_FLOAT ? SF_FORMAT_PCM_24 : sub);
-  else if (container == "ogg") format = SF_FORMAT_OGG | SF_FORMAT_VORBIS;
-  else if (container == "mp3") format = SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III;
-  else throw Error(code::kInvalidArgument, path + ": container must be wav, flac, ogg or mp3");
+  if (container == "wav")
+    format = SF_FORMAT_WAV | sub;
+  else if (container == "flac")
+    format = SF_FORMAT_FLAC | (sub == SF_FORMAT_FLOAT ? SF_FORMAT_PCM_24 : sub);
+  else if (container == "ogg")
+    format = SF_FORMAT_OGG | SF_FORMAT_VORBIS;
+  else if (container == "mp3")
+    format = SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III;
+  else
+    throw Error(code::kInvalidArgument, path + ": container must be wav, flac, ogg or mp3");
   SF_INFO info;
   std::memset(&info, 0, sizeof(info));
   info.channels = channels;
   info.samplerate = sampleRate;
   info.format = format;
-  if (!sf_format_check(&info)) throw Error(code::kInvalidArgument, path + ": libsndfile cannot write this format combination");
+  if (!sf_format_check(&info))
+    throw Error(code::kInvalidArgument, path + ": libsndfile cannot write this format combination");
   static std::atomic<uint64_t> serial{0};
   std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(serial++);
   SNDFILE* snd = sf_open(tmp.c_str(), SFM_WRITE, &info);
@@ -226,7 +239,7 @@ void encodeFile(const std::string& path, const float* x, int64_t frames, int cha
   }
 }
 
-#else  // a core built without libsndfile and soxr (CALMKIT_AUDIO=OFF, e.g. for the Node-less GPU check)
+#else   // a core built without libsndfile and soxr (CALMKIT_AUDIO=OFF, e.g. for the Node-less GPU check)
 
 namespace {
 [[noreturn]] void noCodecs(const std::string& label) {
@@ -272,7 +285,8 @@ std::vector<float> resample(const std::vector<float>& x, double inRate, double o
   soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
   soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
   size_t done = 0;
-  soxr_error_t err = soxr_oneshot(inRate, outRate, 1, x.data(), x.size(), nullptr, y.data(), y.size(), &done, &io, &q, nullptr);
+  soxr_error_t err =
+      soxr_oneshot(inRate, outRate, 1, x.data(), x.size(), nullptr, y.data(), y.size(), &done, &io, &q, nullptr);
   if (err) throw Error(code::kInternal, std::string("soxr: ") + err);
   // soxr may deliver a sample or so short of the rounded-up length at the very end; those stay zero.
   return y;
@@ -298,10 +312,14 @@ FitMode parseFitMode(const std::string& s) {
 
 const char* fitModeName(FitMode m) {
   switch (m) {
-    case FitMode::Tile: return "tile";
-    case FitMode::Upsample: return "upsample";
-    case FitMode::Pad: return "pad";
-    default: return "none";
+    case FitMode::Tile:
+      return "tile";
+    case FitMode::Upsample:
+      return "upsample";
+    case FitMode::Pad:
+      return "pad";
+    default:
+      return "none";
   }
 }
 

@@ -70,7 +70,8 @@ struct Prepared {
 // The whole front-end on decoded audio. `label` names the input in errors.
 Prepared prepare(const Decoded& decoded, const PrepareOptions& opts, const std::string& label);
 // Same, for mono samples handed over with their rate.
-Prepared prepareSamples(const float* mono, int64_t n, double rate, const PrepareOptions& opts, const std::string& label);
+Prepared prepareSamples(const float* mono, int64_t n, double rate, const PrepareOptions& opts,
+                        const std::string& label);
 
 void validateOptions(const PrepareOptions& opts, const std::string& label);
 

@@ -28,7 +28,7 @@ inline constexpr int kSchemaVersion = 1;
 
 struct Events {
   std::function<void(const std::string& line)> log;  // one line per finished measurement
-  std::function<bool()> cancelled;                    // polled between passes and between blocks: ERR_ABORTED
+  std::function<bool()> cancelled;                   // polled between passes and between blocks: ERR_ABORTED
 };
 
 // What every report records about where it came from.
@@ -40,10 +40,10 @@ struct Origin {
 
 struct ExtractOptions {
   Origin origin;
-  std::string preset = "5b";   // tiny | demo | small | 5b, random weights; ignored with modelPath
-  std::string modelPath;       // a calmkit checkpoint instead of random weights
-  int64_t layers = 0;          // the clip is reported to this layer (0: the preset's or checkpoint's depth)
-  int64_t sampleLayers = 0;    // > 0: only this many blocks run, the rest extrapolated per attention kind
+  std::string preset = "5b";  // tiny | demo | small | 5b, random weights; ignored with modelPath
+  std::string modelPath;      // a calmkit checkpoint instead of random weights
+  int64_t layers = 0;         // the clip is reported to this layer (0: the preset's or checkpoint's depth)
+  int64_t sampleLayers = 0;   // > 0: only this many blocks run, the rest extrapolated per attention kind
   std::vector<std::string> precisions{"fp32"};  // fp32 | bf16 | fp16 | auto
   std::vector<int64_t> batches{1};
   std::vector<int64_t> tokens;  // empty: a full window (n_ctx)
@@ -66,12 +66,12 @@ struct ProbeOptions {
   Origin origin;
   int instruments = 20;
   int64_t dim = 4800, clips = 20000;
-  double scale = 1.0;                          // multiplies OpenMIC's per-class counts (quick runs)
-  std::vector<int64_t> epochs{1, 2};           // two or more epoch counts: time = setup + epochs x per epoch
+  double scale = 1.0;                 // multiplies OpenMIC's per-class counts (quick runs)
+  std::vector<int64_t> epochs{1, 2};  // two or more epoch counts: time = setup + epochs x per epoch
   std::vector<std::string> matmulPrecisions{"fp32"};
   std::string device = "cpu";
-  std::string mode = "vectorised";             // vectorised | one-at-a-time | batched
-  int64_t segments = 0;                        // > 0: the attention grid on this many segments per clip
+  std::string mode = "vectorised";  // vectorised | one-at-a-time | batched
+  int64_t segments = 0;             // > 0: the attention grid on this many segments per clip
   int64_t rounds = 1;
   int64_t targetEpochs = 800;
 };

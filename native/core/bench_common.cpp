@@ -28,9 +28,9 @@ namespace calmkit::bench {
 namespace {
 
 // The CPU flags a reader of a benchmark needs to place its numbers: vector width, FMA, bf16/fp16 arithmetic, AMX.
-const std::set<std::string> kReportedFlags{"avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                                           "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
-                                           "amx_int8", "asimd", "sve"};
+const std::set<std::string> kReportedFlags{"avx",      "avx2",     "fma",         "f16c",        "avx512f",
+                                           "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                                           "amx_tile", "amx_bf16", "amx_int8",    "asimd",       "sve"};
 
 std::string cpuInfoField(const std::string& name) {
   std::ifstream f("/proc/cpuinfo");
@@ -89,26 +89,38 @@ std::string machineJson() {
   double load[3] = {0, 0, 0};
   if (getloadavg(load, 3) == 3) m.arr("loadAverage", json::numbers({load[0], load[1], load[2]}));
   m.str("libtorchVersion", info.torchVersion);
-  if (info.builtWithCuda) m.str("libtorchCuda", info.cudaVersion);
-  else m.null("libtorchCuda");
+  if (info.builtWithCuda)
+    m.str("libtorchCuda", info.cudaVersion);
+  else
+    m.null("libtorchCuda");
   m.str("blas", info.blas.name).str("blasDetail", info.blas.detail);
-  m.integer("threads", info.threads).str("threadsSource", info.threadsSource).integer("interopThreads", info.interopThreads);
+  m.integer("threads", info.threads)
+      .str("threadsSource", info.threadsSource)
+      .integer("interopThreads", info.interopThreads);
   json::Object bf16;
-  bf16.boolean("native", info.bf16.native).boolean("avx512Bf16", info.bf16.avx512Bf16).boolean("amxBf16", info.bf16.amxBf16)
-      .str("matmulKernel", info.bf16.matmulKernel).str("onednnIsa", info.bf16.onednnIsa).str("isaLimit", info.bf16.isaLimit);
+  bf16.boolean("native", info.bf16.native)
+      .boolean("avx512Bf16", info.bf16.avx512Bf16)
+      .boolean("amxBf16", info.bf16.amxBf16)
+      .str("matmulKernel", info.bf16.matmulKernel)
+      .str("onednnIsa", info.bf16.onednnIsa)
+      .str("isaLimit", info.bf16.isaLimit);
   m.obj("cpuBf16", bf16);
   m.boolean("cpuBufferCache", memory::cacheEnabled());
   json::Array gpus;
   for (const auto& d : info.cudaDevices) {
     json::Object g;
-    g.integer("index", d.index).str("name", d.name).integer("memoryBytes", static_cast<int64_t>(d.totalMemory))
+    g.integer("index", d.index)
+        .str("name", d.name)
+        .integer("memoryBytes", static_cast<int64_t>(d.totalMemory))
         .str("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor))
         .str("driverCuda", d.driverVersion);
     gpus.obj(g);
   }
   m.arr("gpus", gpus);
-  if (info.cudaDevices.empty()) m.str("cudaUnavailableReason", info.cudaUnavailableReason);
-  else m.null("cudaUnavailableReason");
+  if (info.cudaDevices.empty())
+    m.str("cudaUnavailableReason", info.cudaUnavailableReason);
+  else
+    m.null("cudaUnavailableReason");
   return m.dump();
 }
 
@@ -117,7 +129,8 @@ double priorFlops(const jukebox::Hparams& hp, int64_t layers, int64_t tokens) {
                       2.0 * hp.width * hp.hidden();
   const int64_t bc = hp.blockCtx(), nb = (tokens + bc - 1) / bc;
   double attention = 0;
-  for (int64_t d = 0; d < layers; ++d) attention += 4.0 * static_cast<double>(tokens) * (d % 3 == 1 ? nb : bc) * hp.nState();
+  for (int64_t d = 0; d < layers; ++d)
+    attention += 4.0 * static_cast<double>(tokens) * (d % 3 == 1 ? nb : bc) * hp.nState();
   return 2.0 * macs * static_cast<double>(layers) * tokens + attention;
 }
 
@@ -208,20 +221,23 @@ struct Counts {
   const char* name;
   int trainPos, trainNeg, testPos, testNeg;
 };
-const Counts kOpenMic[20] = {
-    {"accordion", 374, 1159, 115, 423},  {"banjo", 592, 1148, 140, 338},      {"bass", 415, 1010, 134, 329},
-    {"cello", 598, 866, 226, 259},       {"clarinet", 396, 1349, 137, 503},   {"cymbals", 814, 485, 297, 139},
-    {"drums", 828, 495, 278, 146},       {"flute", 472, 1050, 175, 387},      {"guitar", 852, 362, 286, 150},
-    {"mallet_percussion", 522, 802, 211, 267}, {"mandolin", 652, 1185, 193, 434}, {"organ", 482, 977, 121, 310},
-    {"piano", 885, 420, 285, 130},       {"saxophone", 830, 906, 305, 324},   {"synthesizer", 823, 399, 268, 112},
-    {"trombone", 635, 1405, 228, 492},   {"trumpet", 828, 1303, 318, 467},    {"ukulele", 556, 1279, 182, 408},
-    {"violin", 779, 623, 394, 237},      {"voice", 764, 426, 224, 150}};
+const Counts kOpenMic[20] = {{"accordion", 374, 1159, 115, 423},  {"banjo", 592, 1148, 140, 338},
+                             {"bass", 415, 1010, 134, 329},       {"cello", 598, 866, 226, 259},
+                             {"clarinet", 396, 1349, 137, 503},   {"cymbals", 814, 485, 297, 139},
+                             {"drums", 828, 495, 278, 146},       {"flute", 472, 1050, 175, 387},
+                             {"guitar", 852, 362, 286, 150},      {"mallet_percussion", 522, 802, 211, 267},
+                             {"mandolin", 652, 1185, 193, 434},   {"organ", 482, 977, 121, 310},
+                             {"piano", 885, 420, 285, 130},       {"saxophone", 830, 906, 305, 324},
+                             {"synthesizer", 823, 399, 268, 112}, {"trombone", 635, 1405, 228, 492},
+                             {"trumpet", 828, 1303, 318, 467},    {"ukulele", 556, 1279, 182, 408},
+                             {"violin", 779, 623, 394, 237},      {"voice", 764, 426, 224, 150}};
 
 }  // namespace
 
 ProbeProblem probeProblem(int instruments, int64_t dim, int64_t clips, double scale) {
   if (instruments < 1 || instruments > 20) throw Error(code::kInvalidArgument, "instruments must be in 1..20");
-  if (dim < 1 || clips < 1 || !(scale > 0)) throw Error(code::kInvalidArgument, "dim, clips and scale must be positive");
+  if (dim < 1 || clips < 1 || !(scale > 0))
+    throw Error(code::kInvalidArgument, "dim, clips and scale must be positive");
   ProbeProblem out;
   std::mt19937_64 rng(12345);
   std::normal_distribution<float> normal;
@@ -231,10 +247,12 @@ ProbeProblem probeProblem(int instruments, int64_t dim, int64_t clips, double sc
   for (int t = 0; t < instruments; ++t) {
     const Counts& c = kOpenMic[t];
     auto scaled = [&](int k) { return std::max(4, static_cast<int>(std::lround(k * scale))); };
-    const int trPos = scaled(c.trainPos), trNeg = scaled(c.trainNeg), tePos = scaled(c.testPos), teNeg = scaled(c.testNeg);
+    const int trPos = scaled(c.trainPos), trNeg = scaled(c.trainNeg), tePos = scaled(c.testPos),
+              teNeg = scaled(c.testNeg);
     if (trPos + trNeg + tePos + teNeg > clips) {
-      throw Error(code::kInvalidArgument, std::string(c.name) + " needs " + std::to_string(trPos + trNeg + tePos + teNeg) +
-                                              " clips, more than the " + std::to_string(clips) + " given (raise clips or lower scale)");
+      throw Error(code::kInvalidArgument, std::string(c.name) + " needs " +
+                                              std::to_string(trPos + trNeg + tePos + teNeg) + " clips, more than the " +
+                                              std::to_string(clips) + " given (raise clips or lower scale)");
     }
     std::vector<float> w(static_cast<size_t>(dim));
     for (auto& v : w) v = normal(rng) / std::sqrt(static_cast<float>(dim));

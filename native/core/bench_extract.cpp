@@ -23,9 +23,9 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/extract.h"
+#include "core/json.h"
 #include "core/jukebox.h"
 #include "core/jukebox_attention.h"
-#include "core/json.h"
 #include "core/random_model.h"
 #include "core/reference_process.h"
 #include "core/runtime.h"
@@ -103,9 +103,12 @@ double median(std::vector<double> v) {
 
 const char* dtypeOf(jb::Precision p) {
   switch (p) {
-    case jb::Precision::Fp32: return "float32";
-    case jb::Precision::Bf16: return "bfloat16";
-    case jb::Precision::Fp16: return "float16";
+    case jb::Precision::Fp32:
+      return "float32";
+    case jb::Precision::Bf16:
+      return "bfloat16";
+    case jb::Precision::Fp16:
+      return "float16";
   }
   return "float32";
 }
@@ -177,13 +180,12 @@ std::vector<int64_t> readRawInt64(const std::string& path) {
   return v;
 }
 
-
 // One row's samples over the timed rounds, each per clip.
 struct Samples {
   std::vector<double> clip, encode, embed, blocks, perLayer, pool, clipExtrapolated, blocksExtrapolated, cpu;
   std::vector<double> encodeCpu, perLayerCpu, cpuExtrapolated;  // CPU seconds (all threads) per clip
-  std::vector<std::vector<double>> layers;  // per block index
-  profile::StepTimes steps;                 // with ExtractOptions::profile
+  std::vector<std::vector<double>> layers;                      // per block index
+  profile::StepTimes steps;                                     // with ExtractOptions::profile
   int64_t timedClips = 0;
   int64_t peakRss = 0, peakDevice = -1, rssBefore = 0;
 };
@@ -214,10 +216,13 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
   };
   if (o.rounds < 1) throw Error(code::kInvalidArgument, "rounds must be at least 1");
   if (o.warmup < 0) throw Error(code::kInvalidArgument, "warmup must be 0 or more");
-  if (o.layers < 0 || o.sampleLayers < 0) throw Error(code::kInvalidArgument, "layers and sampleLayers must be positive");
-  if (o.batches.empty() || o.precisions.empty()) throw Error(code::kInvalidArgument, "give at least one batch size and one precision");
+  if (o.layers < 0 || o.sampleLayers < 0)
+    throw Error(code::kInvalidArgument, "layers and sampleLayers must be positive");
+  if (o.batches.empty() || o.precisions.empty())
+    throw Error(code::kInvalidArgument, "give at least one batch size and one precision");
   for (int64_t b : o.batches) {
-    if (b < 1 || b > 256) throw Error(code::kInvalidArgument, "batch sizes must be in 1..256; got " + std::to_string(b));
+    if (b < 1 || b > 256)
+      throw Error(code::kInvalidArgument, "batch sizes must be in 1..256; got " + std::to_string(b));
   }
   runtime::configureThreads();
   const torch::Device device = device::resolve(o.device);
@@ -228,7 +233,8 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
   std::vector<std::string> notes;
   for (const auto& spec : o.precisions) {
     const jb::Precision p = jb::resolvePrecision(spec, device);
-    if (spec == "auto") notes.push_back(std::string("precision auto resolved to ") + jb::precisionName(p) + " on " + device.str());
+    if (spec == "auto")
+      notes.push_back(std::string("precision auto resolved to ") + jb::precisionName(p) + " on " + device.str());
     if (p != jb::Precision::Fp32) {
       device::checkMatmulDtype(device, p == jb::Precision::Fp16 ? torch::kFloat16 : torch::kBFloat16,
                                std::string("precision ") + jb::precisionName(p), "use fp32");
@@ -242,7 +248,8 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
     tokenCounts = o.tokens.empty() ? std::vector<int64_t>{h.nCtx} : o.tokens;
     for (int64_t t : tokenCounts) {
       if (t < 1 || t > h.nCtx) {
-        throw Error(code::kInvalidArgument, "tokens must be in 1.." + std::to_string(h.nCtx) + " (n_ctx); got " + std::to_string(t));
+        throw Error(code::kInvalidArgument,
+                    "tokens must be in 1.." + std::to_string(h.nCtx) + " (n_ctx); got " + std::to_string(t));
       }
     }
   };
@@ -263,8 +270,9 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
     checkTokens(hp);
     depthReported = o.layers ? o.layers : hp.depth;
     if (depthReported > hp.depth) {
-      throw Error(code::kInvalidArgument, "layers " + std::to_string(depthReported) + ": " + o.modelPath + " has layers 1.." +
-                                              std::to_string(hp.depth) + " (use sampleLayers to extrapolate past them)");
+      throw Error(code::kInvalidArgument, "layers " + std::to_string(depthReported) + ": " + o.modelPath +
+                                              " has layers 1.." + std::to_string(hp.depth) +
+                                              " (use sampleLayers to extrapolate past them)");
     }
     depthRun = o.sampleLayers ? std::min(o.sampleLayers, depthReported) : depthReported;
     hp.depth = depthRun;
@@ -279,13 +287,15 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
     hp.source = "calmkit bench, random weights, seed " + std::to_string(o.seed);
     jb::checkHparams(hp, "benchmark");
     checkTokens(hp);
-    log("drawing random weights at the " + o.preset + " shapes (" + std::to_string(depthRun) + " blocks) on " + device.str());
+    log("drawing random weights at the " + o.preset + " shapes (" + std::to_string(depthRun) + " blocks) on " +
+        device.str());
     auto t0 = Clock::now();
     torch::manual_seed(o.seed);
     tensors = jb::randomTensorsOn(hp, device);
     sync(device);
     drawSeconds = since(t0);
-    weights = "random, jukebox's init scales, drawn in memory on " + device.str() + " with seed " + std::to_string(o.seed);
+    weights =
+        "random, jukebox's init scales, drawn in memory on " + device.str() + " with seed " + std::to_string(o.seed);
   }
   const bool sampled = depthRun < depthReported;
 
@@ -341,14 +351,16 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
   // first pass); with fp32 alone and no reference there is nothing to compare, and --warmup warms up.
   std::map<std::pair<jb::Precision, int64_t>, json::Object> vsFp32;
   std::map<int64_t, Pooled> fp32Out;
-  const bool comparing = precisions.size() > 1 || precisions.front() != jb::Precision::Fp32 || !o.referencePython.empty();
+  const bool comparing =
+      precisions.size() > 1 || precisions.front() != jb::Precision::Fp32 || !o.referencePython.empty();
   for (int64_t t : comparing ? tokenCounts : std::vector<int64_t>{}) {
     fp32Out[t] = pooled(jb::Precision::Fp32, t);
     for (jb::Precision p : precisions) {
       if (p == jb::Precision::Fp32) continue;
       const Pooled mine = pooled(p, t);
       json::Object c;
-      c.integer("layer", depthRun).num("cosine", cosine(mine.last, fp32Out[t].last))
+      c.integer("layer", depthRun)
+          .num("cosine", cosine(mine.last, fp32Out[t].last))
           .num("maxRelDifference", maxRel(mine.last, fp32Out[t].last))
           .boolean("tokensIdentical", mine.tokens == fp32Out[t].tokens);
       vsFp32[{p, t}] = std::move(c);
@@ -360,7 +372,10 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
   std::unique_ptr<ReferenceProcess> ref;
   std::vector<RefRow> refRows;
   json::Object refReport;
-  std::string refStatus = o.referencePython.empty() ? "not run: " + (o.referenceAbsent.empty() ? std::string("not asked for") : o.referenceAbsent) : "";
+  std::string refStatus =
+      o.referencePython.empty()
+          ? "not run: " + (o.referenceAbsent.empty() ? std::string("not asked for") : o.referenceAbsent)
+          : "";
   if (!o.referencePython.empty()) {
     try {
       if (o.workDir.empty()) throw Error(code::kInvalidArgument, "the reference needs a work folder");
@@ -378,8 +393,11 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
       json::Array dtypes;
       for (jb::Precision p : precisions) dtypes.str(jb::precisionName(p));
       json::Object loadMsg;
-      loadMsg.str("cmd", "load").str("model", archive).integer("threads", runtime::collect().threads)
-          .str("device", device.is_cuda() ? device.str() : "cpu").arr("dtypes", dtypes);
+      loadMsg.str("cmd", "load")
+          .str("model", archive)
+          .integer("threads", runtime::collect().threads)
+          .str("device", device.is_cuda() ? device.str() : "cpu")
+          .arr("dtypes", dtypes);
       const json::Flat loaded = ref->call(loadMsg.dump());
       for (int64_t t : tokenCounts) {
         writeRaw(o.workDir + "/audio-" + std::to_string(t) + ".f32", inputs.at(t)[0].samples);
@@ -391,24 +409,40 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
       const int64_t t0 = tokenCounts.front();
       const std::string outDir = o.workDir;
       json::Object runMsg;
-      runMsg.str("cmd", "run").str("audio", o.workDir + "/audio-" + std::to_string(t0) + ".f32")
-          .arr("layers", json::Array().integer(depthRun)).str("out", outDir).boolean("raw", true).str("mode", "minimal")
-          .integer("crop", samplesFor[t0]).str("dtype", "fp32");
+      runMsg.str("cmd", "run")
+          .str("audio", o.workDir + "/audio-" + std::to_string(t0) + ".f32")
+          .arr("layers", json::Array().integer(depthRun))
+          .str("out", outDir)
+          .boolean("raw", true)
+          .str("mode", "minimal")
+          .integer("crop", samplesFor[t0])
+          .str("dtype", "fp32");
       ref->call(runMsg.dump());
       const std::vector<int64_t> refTokens = readRawInt64(outDir + "/tokens.i64");
       json::Object withTokens;
-      withTokens.str("cmd", "run").str("audio", o.workDir + "/audio-" + std::to_string(t0) + ".f32")
-          .arr("layers", json::Array().integer(depthRun)).str("out", outDir).boolean("raw", true).str("mode", "minimal")
-          .integer("crop", samplesFor[t0]).str("dtype", "fp32").str("tokens", o.workDir + "/tokens-" + std::to_string(t0) + ".i32");
+      withTokens.str("cmd", "run")
+          .str("audio", o.workDir + "/audio-" + std::to_string(t0) + ".f32")
+          .arr("layers", json::Array().integer(depthRun))
+          .str("out", outDir)
+          .boolean("raw", true)
+          .str("mode", "minimal")
+          .integer("crop", samplesFor[t0])
+          .str("dtype", "fp32")
+          .str("tokens", o.workDir + "/tokens-" + std::to_string(t0) + ".i32");
       ref->call(withTokens.dump());
       const std::vector<float> refLast = readRawFloats(outDir + "/layer" + std::to_string(depthRun) + ".f32");
       const double rel = maxRel(fp32Out[t0].last, refLast);
       json::Object cross;
-      cross.integer("tokens", t0).integer("layer", depthRun).num("tokenAgreement", agreement(fp32Out[t0].tokens, refTokens))
-          .num("maxRelDifference", rel).num("cosine", cosine(fp32Out[t0].last, refLast))
+      cross.integer("tokens", t0)
+          .integer("layer", depthRun)
+          .num("tokenAgreement", agreement(fp32Out[t0].tokens, refTokens))
+          .num("maxRelDifference", rel)
+          .num("cosine", cosine(fp32Out[t0].last, refLast))
           .boolean("agrees", rel <= 1e-4);
-      refReport.obj("crossCheck", cross).num("loadSeconds", loaded.number("load_seconds").value_or(NAN))
-          .str("torch", loaded.string("torch").value_or("unknown")).str("python", o.referencePython)
+      refReport.obj("crossCheck", cross)
+          .num("loadSeconds", loaded.number("load_seconds").value_or(NAN))
+          .str("torch", loaded.string("torch").value_or("unknown"))
+          .str("python", o.referencePython)
           .str("script", o.referenceScript);
       if (rel > 1e-4) {
         notes.push_back("the reference's fp32 features differ from calmkit's by " + json::number(rel) +
@@ -505,7 +539,8 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
         s.encodeCpu.push_back(st.encodeCpu * per);
         s.perLayerCpu.push_back(blocksCpu / static_cast<double>(depthRun));
         // The clip's CPU time to the reported depth: the blocks not run at the mean CPU time of those that ran.
-        s.cpuExtrapolated.push_back(cpu * per + blocksCpu / static_cast<double>(depthRun) * static_cast<double>(depthReported - depthRun));
+        s.cpuExtrapolated.push_back(cpu * per + blocksCpu / static_cast<double>(depthRun) *
+                                                    static_cast<double>(depthReported - depthRun));
         s.timedClips += row.batch;
         s.peakRss = std::max(s.peakRss, statusBytes("VmHWM"));
         s.rssBefore = std::max(s.rssBefore, rss0);
@@ -514,8 +549,7 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
       char line[256];
       std::snprintf(line, sizeof line, "%s: %s, %lld tokens, batch %lld%s: %.3f s per clip (%.3f s per layer)",
                     roundName.c_str(), jb::precisionName(row.precision), static_cast<long long>(row.tokens),
-                    static_cast<long long>(row.batch), row.bufferCache ? "" : ", no buffer cache", wall * per,
-                    [&] {
+                    static_cast<long long>(row.batch), row.bufferCache ? "" : ", no buffer cache", wall * per, [&] {
                       double b = 0;
                       for (double v : st.blocks) b += v;
                       return b * per / static_cast<double>(depthRun);
@@ -527,8 +561,10 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
       checkCancel();
       try {
         json::Object msg;
-        msg.str("cmd", "run").str("audio", o.workDir + "/audio-" + std::to_string(rr.tokens) + ".f32")
-            .arr("layers", json::Array().integer(depthRun)).str("mode", rr.mode == "same-work" ? "minimal" : "jukemirlib")
+        msg.str("cmd", "run")
+            .str("audio", o.workDir + "/audio-" + std::to_string(rr.tokens) + ".f32")
+            .arr("layers", json::Array().integer(depthRun))
+            .str("mode", rr.mode == "same-work" ? "minimal" : "jukemirlib")
             .str("dtype", jb::precisionName(rr.precision));
         if (rr.mode == "same-work") msg.integer("crop", samplesFor[rr.tokens]);
         const json::Flat reply = ref->call(msg.dump());
@@ -577,24 +613,41 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
   doc.raw("machine", machineJson());
   json::Object config;
   config.str("device", device.str()).str("weights", weights);
-  if (o.modelPath.empty()) config.str("preset", o.preset).null("model");
-  else config.str("preset", hp.preset).str("model", o.modelPath);
-  config.integer("width", hp.width).integer("heads", hp.heads).integer("nCtx", hp.nCtx).integer("blockCtx", hp.blockCtx())
-      .integer("hop", hp.hop()).integer("layers", depthReported).integer("layersRun", depthRun).boolean("extrapolated", sampled);
+  if (o.modelPath.empty())
+    config.str("preset", o.preset).null("model");
+  else
+    config.str("preset", hp.preset).str("model", o.modelPath);
+  config.integer("width", hp.width)
+      .integer("heads", hp.heads)
+      .integer("nCtx", hp.nCtx)
+      .integer("blockCtx", hp.blockCtx())
+      .integer("hop", hp.hop())
+      .integer("layers", depthReported)
+      .integer("layersRun", depthRun)
+      .boolean("extrapolated", sampled);
   json::Array precisionNames;
   for (jb::Precision p : precisions) precisionNames.str(jb::precisionName(p));
   config.arr("precisions", precisionNames);
   json::Array tokenArr, batchArr;
   for (int64_t t : tokenCounts) tokenArr.integer(t);
   for (int64_t b : o.batches) batchArr.integer(b);
-  config.arr("tokens", tokenArr).arr("batches", batchArr).integer("rounds", o.rounds).integer("warmup", o.warmup)
-      .integer("seed", static_cast<int64_t>(o.seed)).num("drawSeconds", drawSeconds)
-      .str("pooling", "mean").str("peakRssKind", peakResettable ? "per row (VmHWM reset before each pass)" : "process peak since start");
+  config.arr("tokens", tokenArr)
+      .arr("batches", batchArr)
+      .integer("rounds", o.rounds)
+      .integer("warmup", o.warmup)
+      .integer("seed", static_cast<int64_t>(o.seed))
+      .num("drawSeconds", drawSeconds)
+      .str("pooling", "mean")
+      .str("peakRssKind", peakResettable ? "per row (VmHWM reset before each pass)" : "process peak since start");
   doc.obj("config", config);
   json::Array peakArr;
   for (const auto& [d, p] : peaks) {
     json::Object po;
-    po.str("dtype", d).str("device", device.str()).str("kernel", p.kernel).integer("size", p.size).num("gflopPerSecond", p.gflopPerSecond);
+    po.str("dtype", d)
+        .str("device", device.str())
+        .str("kernel", p.kernel)
+        .integer("size", p.size)
+        .num("gflopPerSecond", p.gflopPerSecond);
     peakArr.obj(po);
   }
   doc.arr("peaks", peakArr);
@@ -612,13 +665,20 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
     std::snprintf(label, sizeof label, "%s, %lld tokens, batch %lld%s", jb::precisionName(row.precision),
                   static_cast<long long>(row.tokens), static_cast<long long>(row.batch),
                   row.bufferCache ? "" : ", no buffer cache");
-    ro.str("label", label).str("precision", jb::precisionName(row.precision)).integer("tokens", row.tokens)
-        .integer("batch", row.batch).boolean("cpuBufferCache", row.bufferCache)
+    ro.str("label", label)
+        .str("precision", jb::precisionName(row.precision))
+        .integer("tokens", row.tokens)
+        .integer("batch", row.batch)
+        .boolean("cpuBufferCache", row.bufferCache)
         .str("blockKernels", models.at(row.precision).model->blockKernels())
         .num("loadSeconds", models.at(row.precision).loadSeconds)
         .integer("loadRssGrowthBytes", models.at(row.precision).rssGrowth)
-        .obj("clipSeconds", stat(s.clipExtrapolated)).obj("encodeSeconds", stat(s.encode)).obj("embedSeconds", stat(s.embed))
-        .obj("layerSeconds", stat(s.perLayer)).obj("blocksSeconds", stat(s.blocksExtrapolated)).obj("poolSeconds", stat(s.pool));
+        .obj("clipSeconds", stat(s.clipExtrapolated))
+        .obj("encodeSeconds", stat(s.encode))
+        .obj("embedSeconds", stat(s.embed))
+        .obj("layerSeconds", stat(s.perLayer))
+        .obj("blocksSeconds", stat(s.blocksExtrapolated))
+        .obj("poolSeconds", stat(s.pool));
     if (sampled) ro.obj("clipSecondsMeasured", stat(s.clip)).obj("blocksSecondsMeasured", stat(s.blocks));
     json::Object byKind;
     {
@@ -628,8 +688,10 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
       }
       for (int k = 0; k < 3; ++k) {
         const char* name = jb::attnKindName(static_cast<jb::AttnKind>(k));
-        if (kinds[k].empty()) byKind.null(name);
-        else byKind.num(name, median(kinds[k]));
+        if (kinds[k].empty())
+          byKind.null(name);
+        else
+          byKind.num(name, median(kinds[k]));
       }
     }
     ro.obj("layerSecondsByKind", byKind);
@@ -645,23 +707,35 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
       for (const auto& [name, secs] : s.steps.cpuSeconds) profCpu.num(name, secs / clips);
       ro.obj("profileSeconds", prof).obj("profileCpuSeconds", profCpu);
     }
-    ro.num("clipsPerSecond", 1.0 / clipMedian).num("tokensPerSecond", static_cast<double>(row.tokens) / clipMedian)
-        .num("priorFlopsPerClip", prior).num("encoderFlopsPerClip", encoder)
-        .num("blocksGflopPerSecond", blocksGflops).num("clipGflopPerSecond", (prior + encoder) / clipMedian / 1e9)
-        .str("peakDtype", peak.dtype).num("peakGflopPerSecond", peak.gflopPerSecond)
+    ro.num("clipsPerSecond", 1.0 / clipMedian)
+        .num("tokensPerSecond", static_cast<double>(row.tokens) / clipMedian)
+        .num("priorFlopsPerClip", prior)
+        .num("encoderFlopsPerClip", encoder)
+        .num("blocksGflopPerSecond", blocksGflops)
+        .num("clipGflopPerSecond", (prior + encoder) / clipMedian / 1e9)
+        .str("peakDtype", peak.dtype)
+        .num("peakGflopPerSecond", peak.gflopPerSecond)
         .num("peakFraction", blocksGflops / peak.gflopPerSecond)
-        .num("cpuSecondsPerClip", median(s.cpuExtrapolated)).num("coresUsed", median(s.cpu) / median(s.clip))
-        .obj("encodeCpuSeconds", stat(s.encodeCpu)).obj("layerCpuSeconds", stat(s.perLayerCpu))
-        .integer("rssBeforeBytes", s.rssBefore).integer("peakRssBytes", s.peakRss);
-    if (s.peakDevice >= 0) ro.integer("peakDeviceBytes", s.peakDevice);
-    else ro.null("peakDeviceBytes");
+        .num("cpuSecondsPerClip", median(s.cpuExtrapolated))
+        .num("coresUsed", median(s.cpu) / median(s.clip))
+        .obj("encodeCpuSeconds", stat(s.encodeCpu))
+        .obj("layerCpuSeconds", stat(s.perLayerCpu))
+        .integer("rssBeforeBytes", s.rssBefore)
+        .integer("peakRssBytes", s.peakRss);
+    if (s.peakDevice >= 0)
+      ro.integer("peakDeviceBytes", s.peakDevice);
+    else
+      ro.null("peakDeviceBytes");
     auto vs = vsFp32.find({row.precision, row.tokens});
-    if (vs != vsFp32.end()) ro.obj("vsFp32", vs->second);
-    else ro.null("vsFp32");
+    if (vs != vsFp32.end())
+      ro.obj("vsFp32", vs->second);
+    else
+      ro.null("vsFp32");
     // The same-work reference at this precision and token count, per clip (it runs one clip at a time).
     const RefRow* match = nullptr;
     for (const auto& rr : refRows) {
-      if (rr.mode == "same-work" && rr.precision == row.precision && rr.tokens == row.tokens && !rr.clip.empty()) match = &rr;
+      if (rr.mode == "same-work" && rr.precision == row.precision && rr.tokens == row.tokens && !rr.clip.empty())
+        match = &rr;
     }
     if (match) {
       const double perLayer = median(match->prior) / static_cast<double>(depthRun);
@@ -671,11 +745,17 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
       const double perLayerCpu = median(match->priorCpu) / static_cast<double>(depthRun);
       const double refCpu = median(match->encodeCpu) + perLayerCpu * static_cast<double>(depthReported);
       json::Object rj;
-      rj.str("mode", "same-work").obj("clipSecondsMeasured", stat(match->clip)).num("encodeSeconds", median(match->encode))
-          .num("layerSeconds", perLayer).num("clipSeconds", refClip)
-          .num("speedup", refClip / clipMedian).num("layerSpeedup", perLayer / median(s.perLayer))
-          .num("encodeCpuSeconds", median(match->encodeCpu)).num("layerCpuSeconds", perLayerCpu)
-          .num("cpuSecondsPerClip", refCpu).num("cpuSpeedup", refCpu / median(s.cpuExtrapolated))
+      rj.str("mode", "same-work")
+          .obj("clipSecondsMeasured", stat(match->clip))
+          .num("encodeSeconds", median(match->encode))
+          .num("layerSeconds", perLayer)
+          .num("clipSeconds", refClip)
+          .num("speedup", refClip / clipMedian)
+          .num("layerSpeedup", perLayer / median(s.perLayer))
+          .num("encodeCpuSeconds", median(match->encodeCpu))
+          .num("layerCpuSeconds", perLayerCpu)
+          .num("cpuSecondsPerClip", refCpu)
+          .num("cpuSpeedup", refCpu / median(s.cpuExtrapolated))
           .num("layerCpuSpeedup", perLayerCpu / median(s.perLayerCpu));
       ro.obj("reference", rj);
     } else {
@@ -691,8 +771,12 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
     if (rr.clip.empty()) continue;
     const double perLayer = median(rr.prior) / static_cast<double>(depthRun);
     json::Object rj;
-    rj.str("mode", rr.mode).str("precision", jb::precisionName(rr.precision)).integer("tokens", rr.tokens)
-        .obj("clipSecondsMeasured", stat(rr.clip)).num("encodeSeconds", median(rr.encode)).num("layerSeconds", perLayer)
+    rj.str("mode", rr.mode)
+        .str("precision", jb::precisionName(rr.precision))
+        .integer("tokens", rr.tokens)
+        .obj("clipSecondsMeasured", stat(rr.clip))
+        .num("encodeSeconds", median(rr.encode))
+        .num("layerSeconds", perLayer)
         .num("clipSeconds", median(rr.encode) + perLayer * static_cast<double>(depthReported));
     refRowArr.obj(rj);
   }
@@ -700,9 +784,11 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
   doc.obj("reference", refReport);
 
   if (sampled) {
-    notes.push_back("blocks 1-" + std::to_string(depthRun) + " ran; the clip to layer " + std::to_string(depthReported) +
+    notes.push_back("blocks 1-" + std::to_string(depthRun) + " ran; the clip to layer " +
+                    std::to_string(depthReported) +
                     " is extrapolated: in each pass, each block not run costs the mean of that pass's blocks of its " +
-                    "attention kind (row, column, previous block) (clipSeconds, blocksSeconds; the measured ones are clipSecondsMeasured, blocksSecondsMeasured)");
+                    "attention kind (row, column, previous block) (clipSeconds, blocksSeconds; the measured ones are "
+                    "clipSecondsMeasured, blocksSecondsMeasured)");
   }
   notes.push_back("peakRssBytes is the whole process's: every model of the run and the weights they were made from");
   json::Array noteArr;

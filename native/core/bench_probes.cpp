@@ -58,13 +58,15 @@ std::string runProbes(const ProbeOptions& o, const Events& ev) {
   std::sort(epochs.begin(), epochs.end());
   epochs.erase(std::unique(epochs.begin(), epochs.end()), epochs.end());
   if (epochs.size() < 2 || epochs.front() < 1) {
-    throw Error(code::kInvalidArgument, "epochs needs two or more different counts >= 1 (a line through them gives the cost of an epoch)");
+    throw Error(code::kInvalidArgument,
+                "epochs needs two or more different counts >= 1 (a line through them gives the cost of an epoch)");
   }
   if (o.rounds < 1) throw Error(code::kInvalidArgument, "rounds must be at least 1");
   if (o.mode != "vectorised" && o.mode != "one-at-a-time" && o.mode != "batched") {
     throw Error(code::kInvalidArgument, "mode must be vectorised, one-at-a-time or batched; got '" + o.mode + "'");
   }
-  if (o.segments < 0 || o.targetEpochs < 1) throw Error(code::kInvalidArgument, "segments must be >= 0 and targetEpochs >= 1");
+  if (o.segments < 0 || o.targetEpochs < 1)
+    throw Error(code::kInvalidArgument, "segments must be >= 0 and targetEpochs >= 1");
   std::vector<probes::MatmulPrecision> precisions;
   for (const auto& p : o.matmulPrecisions) precisions.push_back(probes::parseMatmulPrecision(p));
   if (precisions.empty()) throw Error(code::kInvalidArgument, "give at least one matmul precision");
@@ -121,11 +123,13 @@ std::string runProbes(const ProbeOptions& o, const Events& ev) {
         s.probes = static_cast<int64_t>(res.probes.size());
         s.device = res.device;
         double acc = 0;
-        for (size_t t = 0; t < res.tasks.size(); ++t) acc += res.probes[t * configs.size() + res.tasks[t].selected].bestValAcc;
+        for (size_t t = 0; t < res.tasks.size(); ++t)
+          acc += res.probes[t * configs.size() + res.tasks[t].selected].bestValAcc;
         s.meanSelectedValAcc = acc / static_cast<double>(res.tasks.size());
         char line[200];
-        std::snprintf(line, sizeof line, "round %lld/%lld: %s products, %lld epochs: %.2f s", static_cast<long long>(r + 1),
-                      static_cast<long long>(o.rounds), probes::matmulPrecisionName(p), static_cast<long long>(e), res.seconds);
+        std::snprintf(line, sizeof line, "round %lld/%lld: %s products, %lld epochs: %.2f s",
+                      static_cast<long long>(r + 1), static_cast<long long>(o.rounds), probes::matmulPrecisionName(p),
+                      static_cast<long long>(e), res.seconds);
         log(line);
       }
     }
@@ -133,7 +137,8 @@ std::string runProbes(const ProbeOptions& o, const Events& ev) {
 
   std::map<std::string, Peak> peaks;
   std::set<std::string> dtypes{"float32"};
-  for (probes::MatmulPrecision p : precisions) dtypes.insert(p == probes::MatmulPrecision::kBf16 ? "bfloat16" : "float32");
+  for (probes::MatmulPrecision p : precisions)
+    dtypes.insert(p == probes::MatmulPrecision::kBf16 ? "bfloat16" : "float32");
   for (const auto& d : dtypes) {
     log("measuring the " + d + " GEMM peak on " + device.str());
     peaks[d] = measurePeak(d, device.str());
@@ -152,15 +157,29 @@ std::string runProbes(const ProbeOptions& o, const Events& ev) {
   json::Array epochArr;
   for (int64_t e : epochs) epochArr.integer(e);
   json::Object config;
-  config.str("device", device.str()).str("mode", o.mode).integer("instruments", o.instruments).integer("dim", o.dim)
-      .integer("clips", o.clips).num("scale", o.scale).integer("segments", o.segments).integer("configs", static_cast<int64_t>(configs.size()))
-      .integer("batchSize", B).arr("epochs", epochArr).integer("targetEpochs", o.targetEpochs).integer("rounds", o.rounds)
-      .str("problem", "synthetic: standard-normal clips, OpenMIC-2018's per-class counts, a noisy linear rule per instrument");
+  config.str("device", device.str())
+      .str("mode", o.mode)
+      .integer("instruments", o.instruments)
+      .integer("dim", o.dim)
+      .integer("clips", o.clips)
+      .num("scale", o.scale)
+      .integer("segments", o.segments)
+      .integer("configs", static_cast<int64_t>(configs.size()))
+      .integer("batchSize", B)
+      .arr("epochs", epochArr)
+      .integer("targetEpochs", o.targetEpochs)
+      .integer("rounds", o.rounds)
+      .str("problem",
+           "synthetic: standard-normal clips, OpenMIC-2018's per-class counts, a noisy linear rule per instrument");
   doc.obj("config", config);
   json::Array peakArr;
   for (const auto& [d, p] : peaks) {
     json::Object po;
-    po.str("dtype", d).str("device", device.str()).str("kernel", p.kernel).integer("size", p.size).num("gflopPerSecond", p.gflopPerSecond);
+    po.str("dtype", d)
+        .str("device", device.str())
+        .str("kernel", p.kernel)
+        .integer("size", p.size)
+        .num("gflopPerSecond", p.gflopPerSecond);
     peakArr.obj(po);
   }
   doc.arr("peaks", peakArr);
@@ -184,27 +203,42 @@ std::string runProbes(const ProbeOptions& o, const Events& ev) {
     const double setup = (sy - perEpoch * sx) / n;
     const std::string dtype = p == probes::MatmulPrecision::kBf16 ? "bfloat16" : "float32";
     // Training products at the step's precision; validation and test always fp32.
-    const double floorPerEpoch = trainFlops / (peaks.at(dtype).gflopPerSecond * 1e9) + evalFlops / (peaks.at("float32").gflopPerSecond * 1e9);
+    const double floorPerEpoch =
+        trainFlops / (peaks.at(dtype).gflopPerSecond * 1e9) + evalFlops / (peaks.at("float32").gflopPerSecond * 1e9);
     json::Object ro;
     char label[96];
     std::snprintf(label, sizeof label, "%s products, %s, %lld probes", probes::matmulPrecisionName(p), o.mode.c_str(),
                   static_cast<long long>(s.probes));
-    ro.str("label", label).str("matmulPrecision", probes::matmulPrecisionName(p)).str("mode", o.mode).str("device", s.device)
-        .integer("dim", o.dim).integer("probes", s.probes).integer("stacks", s.stacks).obj("secondsAtEpochs", atEpochs)
-        .num("secondsPerEpoch", perEpoch).num("setupSeconds", setup).integer("targetEpochs", o.targetEpochs)
-        .num("targetSeconds", setup + perEpoch * static_cast<double>(o.targetEpochs)).integer("stepsPerEpoch", stepsPerEpoch)
-        .num("stepsPerSecond", static_cast<double>(stepsPerEpoch) / perEpoch).num("flopsPerEpoch", trainFlops + evalFlops)
-        .num("testFlops", testFlops).num("gflopPerSecond", (trainFlops + evalFlops) / perEpoch / 1e9)
-        .str("peakDtype", dtype).num("peakGflopPerSecond", peaks.at(dtype).gflopPerSecond)
-        .num("floorSecondsPerEpoch", floorPerEpoch).num("floorFraction", floorPerEpoch / perEpoch)
+    ro.str("label", label)
+        .str("matmulPrecision", probes::matmulPrecisionName(p))
+        .str("mode", o.mode)
+        .str("device", s.device)
+        .integer("dim", o.dim)
+        .integer("probes", s.probes)
+        .integer("stacks", s.stacks)
+        .obj("secondsAtEpochs", atEpochs)
+        .num("secondsPerEpoch", perEpoch)
+        .num("setupSeconds", setup)
+        .integer("targetEpochs", o.targetEpochs)
+        .num("targetSeconds", setup + perEpoch * static_cast<double>(o.targetEpochs))
+        .integer("stepsPerEpoch", stepsPerEpoch)
+        .num("stepsPerSecond", static_cast<double>(stepsPerEpoch) / perEpoch)
+        .num("flopsPerEpoch", trainFlops + evalFlops)
+        .num("testFlops", testFlops)
+        .num("gflopPerSecond", (trainFlops + evalFlops) / perEpoch / 1e9)
+        .str("peakDtype", dtype)
+        .num("peakGflopPerSecond", peaks.at(dtype).gflopPerSecond)
+        .num("floorSecondsPerEpoch", floorPerEpoch)
+        .num("floorFraction", floorPerEpoch / perEpoch)
         .num("meanSelectedValAccuracy", s.meanSelectedValAcc);
     rows.obj(ro);
   }
   doc.arr("rows", rows);
   json::Array notes;
-  notes.str("the FLOPs count the products: forward, weight gradients and input gradients below the first layer for " +
-            std::string("every step, validation every epoch (test once, not in flopsPerEpoch); the floor is their time at ") +
-            "the measured GEMM peak, the rest (Adam, masks, sampling) is not in it");
+  notes.str(
+      "the FLOPs count the products: forward, weight gradients and input gradients below the first layer for " +
+      std::string("every step, validation every epoch (test once, not in flopsPerEpoch); the floor is their time at ") +
+      "the measured GEMM peak, the rest (Adam, masks, sampling) is not in it");
   doc.arr("notes", notes);
   return doc.dump();
 }

@@ -5,10 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <iterator>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -33,10 +33,10 @@ bool enabledFromEnv() {
 struct State {
   std::mutex mu;
   std::atomic<int> scopes{0};
-  std::atomic<int64_t> tracked{0};                 // entries in `blocks`
+  std::atomic<int64_t> tracked{0};  // entries in `blocks`
   std::atomic<bool> enabled{enabledFromEnv()};
-  std::unordered_map<void*, size_t> blocks;        // every buffer the cache made, in use or free: its size class
-  std::multimap<size_t, void*> free;               // cached buffers by size class
+  std::unordered_map<void*, size_t> blocks;  // every buffer the cache made, in use or free: its size class
+  std::multimap<size_t, void*> free;         // cached buffers by size class
   int64_t cachedBytes = 0, peakCachedBytes = 0, hits = 0, misses = 0;
   int64_t capBytes = 0;
 };

@@ -29,18 +29,26 @@ struct AttrDesc {
   std::function<c10::IValue(const Hparams&)> get;
 };
 
-#define CK_INT(attr, member)                                                           \
-  AttrDesc{attr, AttrDesc::Int, [](Hparams& h, const c10::IValue& v) { h.member = v.toInt(); }, \
-           [](const Hparams& h) { return c10::IValue(h.member); }}
-#define CK_FLOAT(attr, member)                                                              \
-  AttrDesc{attr, AttrDesc::Float, [](Hparams& h, const c10::IValue& v) { h.member = v.toDouble(); }, \
-           [](const Hparams& h) { return c10::IValue(h.member); }}
+#define CK_INT(attr, member)                                                             \
+  AttrDesc {                                                                             \
+    attr, AttrDesc::Int, [](Hparams& h, const c10::IValue& v) { h.member = v.toInt(); }, \
+        [](const Hparams& h) { return c10::IValue(h.member); }                           \
+  }
+#define CK_FLOAT(attr, member)                                                                \
+  AttrDesc {                                                                                  \
+    attr, AttrDesc::Float, [](Hparams& h, const c10::IValue& v) { h.member = v.toDouble(); }, \
+        [](const Hparams& h) { return c10::IValue(h.member); }                                \
+  }
 #define CK_STR(attr, member)                                                                   \
-  AttrDesc{attr, AttrDesc::Str, [](Hparams& h, const c10::IValue& v) { h.member = v.toStringRef(); }, \
-           [](const Hparams& h) { return c10::IValue(h.member); }}
-#define CK_INTS(attr, member)                                                                   \
-  AttrDesc{attr, AttrDesc::IntList, [](Hparams& h, const c10::IValue& v) { h.member = v.toIntVector(); }, \
-           [](const Hparams& h) { return c10::IValue(h.member); }}
+  AttrDesc {                                                                                   \
+    attr, AttrDesc::Str, [](Hparams& h, const c10::IValue& v) { h.member = v.toStringRef(); }, \
+        [](const Hparams& h) { return c10::IValue(h.member); }                                 \
+  }
+#define CK_INTS(attr, member)                                                                      \
+  AttrDesc {                                                                                       \
+    attr, AttrDesc::IntList, [](Hparams& h, const c10::IValue& v) { h.member = v.toIntVector(); }, \
+        [](const Hparams& h) { return c10::IValue(h.member); }                                     \
+  }
 
 const std::vector<AttrDesc>& attrTable() {
   static const std::vector<AttrDesc> table = {
@@ -88,30 +96,42 @@ const std::vector<AttrDesc>& attrTable() {
 
 c10::TypePtr attrType(AttrDesc::Kind k) {
   switch (k) {
-    case AttrDesc::Int: return c10::IntType::get();
-    case AttrDesc::Float: return c10::FloatType::get();
-    case AttrDesc::Str: return c10::StringType::get();
-    case AttrDesc::IntList: return c10::ListType::ofInts();
+    case AttrDesc::Int:
+      return c10::IntType::get();
+    case AttrDesc::Float:
+      return c10::FloatType::get();
+    case AttrDesc::Str:
+      return c10::StringType::get();
+    case AttrDesc::IntList:
+      return c10::ListType::ofInts();
   }
   return c10::IntType::get();
 }
 
 bool attrMatches(AttrDesc::Kind k, const c10::IValue& v) {
   switch (k) {
-    case AttrDesc::Int: return v.isInt();
-    case AttrDesc::Float: return v.isDouble() || v.isInt();
-    case AttrDesc::Str: return v.isString();
-    case AttrDesc::IntList: return v.isIntList();
+    case AttrDesc::Int:
+      return v.isInt();
+    case AttrDesc::Float:
+      return v.isDouble() || v.isInt();
+    case AttrDesc::Str:
+      return v.isString();
+    case AttrDesc::IntList:
+      return v.isIntList();
   }
   return false;
 }
 
 const char* kindName(AttrDesc::Kind k) {
   switch (k) {
-    case AttrDesc::Int: return "int";
-    case AttrDesc::Float: return "float";
-    case AttrDesc::Str: return "str";
-    case AttrDesc::IntList: return "List[int]";
+    case AttrDesc::Int:
+      return "int";
+    case AttrDesc::Float:
+      return "float";
+    case AttrDesc::Str:
+      return "str";
+    case AttrDesc::IntList:
+      return "List[int]";
   }
   return "?";
 }
@@ -128,7 +148,8 @@ std::string shapeString(c10::IntArrayRef s) {
 // Reports at most this many problems: a wrong-preset file would otherwise list thousands of keys.
 constexpr size_t kMaxListed = 12;
 
-[[noreturn]] void throwProblems(const std::string& label, const std::string& what, const std::vector<std::string>& problems) {
+[[noreturn]] void throwProblems(const std::string& label, const std::string& what,
+                                const std::vector<std::string>& problems) {
   std::ostringstream o;
   o << label << ": " << what << " (" << problems.size() << " problem" << (problems.size() == 1 ? "" : "s") << "): ";
   for (size_t i = 0; i < problems.size() && i < kMaxListed; ++i) o << (i ? "; " : "") << problems[i];
@@ -145,7 +166,8 @@ void readAttributes(const torch::jit::Module& m, Hparams& hp, const std::string&
     }
     c10::IValue v = m.attr(a.name);
     if (!attrMatches(a.kind, v)) {
-      problems.push_back(std::string("attribute '") + a.name + "' should be " + kindName(a.kind) + ", is " + v.tagKind());
+      problems.push_back(std::string("attribute '") + a.name + "' should be " + kindName(a.kind) + ", is " +
+                         v.tagKind());
       continue;
     }
     if (a.kind == AttrDesc::Float && v.isInt()) v = c10::IValue(static_cast<double>(v.toInt()));
@@ -214,10 +236,12 @@ void checkHparams(const Hparams& hp, const std::string& label) {
     if (!ok) p.push_back(msg);
   };
   auto within = [&](int64_t v, int64_t lo, int64_t hi, const char* name) {
-    need(v >= lo && v <= hi, std::string(name) + " is " + std::to_string(v) + ", outside " + std::to_string(lo) + ".." + std::to_string(hi));
+    need(v >= lo && v <= hi, std::string(name) + " is " + std::to_string(v) + ", outside " + std::to_string(lo) + ".." +
+                                 std::to_string(hi));
   };
   auto real = [&](double v, double lo, double hi, const char* name) {
-    need(std::isfinite(v) && v >= lo && v <= hi, std::string(name) + " is " + std::to_string(v) + ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    need(std::isfinite(v) && v >= lo && v <= hi, std::string(name) + " is " + std::to_string(v) + ", outside [" +
+                                                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
   };
   // Each value on its own first. The bounds lie far above any real Jukebox (whose values are in
   // docs/contracts.md), so a damaged or hostile header fails here rather than in a huge allocation or an
@@ -242,7 +266,8 @@ void checkHparams(const Hparams& hp, const std::string& label) {
   within(hp.heads, 1, 1024, "heads");
   real(hp.mAttn, 1e-3, 16, "m_attn");
   real(hp.mMlp, 1e-3, 16, "m_mlp");
-  need(hp.attnOrder == 2, "only attn_order 2 (row, column, previous block) is implemented; got " + std::to_string(hp.attnOrder));
+  need(hp.attnOrder == 2,
+       "only attn_order 2 (row, column, previous block) is implemented; got " + std::to_string(hp.attnOrder));
   within(hp.blocks, 1, 1 << 20, "blocks");
   within(hp.bins, 1, 1 << 20, "bins");
   within(hp.yBinsGenre, 1, 1 << 20, "y_bins_genre");
@@ -258,20 +283,25 @@ void checkHparams(const Hparams& hp, const std::string& label) {
   if (!p.empty()) throwProblems(label, "inconsistent hyperparameters", p);
 
   // Then the relations and every derived quantity, in long double so that none can overflow while it is judged.
-  need(hp.maxDuration >= hp.minDuration + 1, "need min_duration + 1 s <= max_duration (the timing bins divide by their difference)");
+  need(hp.maxDuration >= hp.minDuration + 1,
+       "need min_duration + 1 s <= max_duration (the timing bins divide by their difference)");
   need(hp.nCtx % hp.blocks == 0, "n_ctx must be a multiple of blocks");
   need(hp.nState() > 0 && hp.nState() % hp.heads == 0, "int(width * m_attn) must be a positive multiple of heads");
   need(hp.hidden() > 0, "int(width * m_mlp) must be positive");
   need(hp.vqState() > 0, "int(vq_width * vq_m_conv) must be positive");
   long double hop = 1;
-  for (size_t i = 0; i < hp.vqDownsT.size(); ++i) hop *= std::pow(static_cast<long double>(hp.vqStridesT[i]), static_cast<long double>(hp.vqDownsT[i]));
+  for (size_t i = 0; i < hp.vqDownsT.size(); ++i)
+    hop *= std::pow(static_cast<long double>(hp.vqStridesT[i]), static_cast<long double>(hp.vqDownsT[i]));
   need(hop <= 65536, "the hop (product of strides_t ** downs_t) must be at most 65536");
   // The encoder's dilations grow as growth ** j (j < vq_depth) and its receptive field sums them, scaled by the
   // strides below them: both must stay far inside what a convolution's padding and the front-end's crop hold.
   constexpr long double kMaxSamples = 2147483647.0L;  // 2^31 - 1: about 13.5 hours at 44.1 kHz
-  const long double maxDilation = hp.vqDepth > 0 ? std::pow(static_cast<long double>(hp.vqDilationGrowthRate), static_cast<long double>(hp.vqDepth - 1)) : 1;
-  need(maxDilation <= kMaxSamples, "vq_dilation_growth_rate " + std::to_string(hp.vqDilationGrowthRate) + " ** (vq_depth " +
-                                       std::to_string(hp.vqDepth) + " - 1) makes a dilation beyond 2^31 samples");
+  const long double maxDilation = hp.vqDepth > 0 ? std::pow(static_cast<long double>(hp.vqDilationGrowthRate),
+                                                            static_cast<long double>(hp.vqDepth - 1))
+                                                 : 1;
+  need(maxDilation <= kMaxSamples, "vq_dilation_growth_rate " + std::to_string(hp.vqDilationGrowthRate) +
+                                       " ** (vq_depth " + std::to_string(hp.vqDepth) +
+                                       " - 1) makes a dilation beyond 2^31 samples");
   long double rf = 1, jump = 1;
   for (size_t b = 0; b < hp.vqDownsT.size(); ++b) {
     for (int64_t i = 0; i < hp.vqDownsT[b]; ++i) {
@@ -285,8 +315,10 @@ void checkHparams(const Hparams& hp, const std::string& label) {
   const long double window = static_cast<long double>(hp.nCtx) * hop;
   char rfText[32];
   std::snprintf(rfText, sizeof rfText, "%.3g", static_cast<double>(rf));
-  need(rf + hop <= kMaxSamples, std::string("the encoder's receptive field (") + rfText + " samples) must stay under 2^31 samples");
-  need(window + rf + 2 * hop <= kMaxSamples, "a window plus the encoder's margin (n_ctx * hop + receptive field) must stay under 2^31 samples");
+  need(rf + hop <= kMaxSamples,
+       std::string("the encoder's receptive field (") + rfText + " samples) must stay under 2^31 samples");
+  need(window + rf + 2 * hop <= kMaxSamples,
+       "a window plus the encoder's margin (n_ctx * hop + receptive field) must stay under 2^31 samples");
   need(static_cast<long double>(hp.maxDuration) * hp.sampleRate <= static_cast<long double>(int64_t(1) << 50),
        "max_duration * sample_rate is too large for the timing bins");
   if (!p.empty()) throwProblems(label, "inconsistent hyperparameters", p);
@@ -381,13 +413,20 @@ std::vector<TensorSpec> expectedTensors(const Hparams& hp) {
 
 std::string dtypeName(torch::ScalarType t) {
   switch (t) {
-    case torch::kFloat32: return "float32";
-    case torch::kFloat16: return "float16";
-    case torch::kBFloat16: return "bfloat16";
-    case torch::kFloat64: return "float64";
-    case torch::kInt64: return "int64";
-    case torch::kInt32: return "int32";
-    default: return c10::toString(t);
+    case torch::kFloat32:
+      return "float32";
+    case torch::kFloat16:
+      return "float16";
+    case torch::kBFloat16:
+      return "bfloat16";
+    case torch::kFloat64:
+      return "float64";
+    case torch::kInt64:
+      return "int64";
+    case torch::kInt32:
+      return "int32";
+    default:
+      return c10::toString(t);
   }
 }
 
@@ -402,7 +441,8 @@ int64_t viewExtent(const torch::Tensor& t) {
   for (int64_t d = 0; d < t.dim(); ++d) {
     if (t.stride(d) < 0) return -1;
     int64_t step;
-    if (__builtin_mul_overflow(t.size(d) - 1, t.stride(d), &step) || __builtin_add_overflow(far, step, &far)) return INT64_MAX;
+    if (__builtin_mul_overflow(t.size(d) - 1, t.stride(d), &step) || __builtin_add_overflow(far, step, &far))
+      return INT64_MAX;
   }
   return far + 1;
 }
@@ -454,8 +494,8 @@ std::string describeNonFinite(const torch::Tensor& t) {
     if (r.first) nan = (p[r.second] & 0x03FFu) != 0;
   }
   if (r.first == 0) return "";
-  return "holds " + std::to_string(r.first) + " non-finite value" + (r.first == 1 ? "" : "s") + " (" + (nan ? "NaN" : "Inf") +
-         " at " + indexString(r.second, t.sizes()) + (r.first == 1 ? ")" : " first)");
+  return "holds " + std::to_string(r.first) + " non-finite value" + (r.first == 1 ? "" : "s") + " (" +
+         (nan ? "NaN" : "Inf") + " at " + indexString(r.second, t.sizes()) + (r.first == 1 ? ")" : " first)");
 }
 
 Checkpoint loadFrom(std::shared_ptr<const archive::Source> src, const std::string& label, const LoadOptions& options) {
@@ -464,13 +504,17 @@ Checkpoint loadFrom(std::shared_ptr<const archive::Source> src, const std::strin
   torch::jit::Module m;
   try {
     // Debug records are never read: calmkit needs none of them, and each would be one more thing to parse.
-    m = torch::jit::load(std::static_pointer_cast<caffe2::serialize::ReadAdapterInterface>(reader), torch::kCPU, /*load_debug_files=*/false);
+    m = torch::jit::load(std::static_pointer_cast<caffe2::serialize::ReadAdapterInterface>(reader), torch::kCPU,
+                         /*load_debug_files=*/false);
   } catch (const std::exception& e) {
     if (reader->refused()) {
       const auto& r = reader->records()[reader->damaged().back()];
-      throw Error(code::kModelFormat, label + ": record '" + r.name + "' is damaged: its bytes do not match the CRC-32 the archive stores (the file changed after it was written)");
+      throw Error(code::kModelFormat, label + ": record '" + r.name +
+                                          "' is damaged: its bytes do not match the CRC-32 the archive stores (the "
+                                          "file changed after it was written)");
     }
-    throw Error(code::kModelFormat, label + ": not a readable TorchScript archive (truncated or another format): " + torchMessage(e.what()));
+    throw Error(code::kModelFormat, label + ": not a readable TorchScript archive (truncated or another format): " +
+                                        torchMessage(e.what()));
   }
   Checkpoint ck;
   ck.fileBytes = static_cast<int64_t>(src->size());
@@ -490,11 +534,13 @@ Checkpoint loadFrom(std::shared_ptr<const archive::Source> src, const std::strin
     const torch::Tensor& t = it->second;
     bool ok = true;
     if (t.sizes() != c10::IntArrayRef(spec.shape)) {
-      problems.push_back("'" + spec.key + "' has shape " + shapeString(t.sizes()) + ", expected " + shapeString(spec.shape));
+      problems.push_back("'" + spec.key + "' has shape " + shapeString(t.sizes()) + ", expected " +
+                         shapeString(spec.shape));
       ok = false;
     }
     if (t.scalar_type() != spec.dtype) {
-      problems.push_back("'" + spec.key + "' has dtype " + dtypeName(t.scalar_type()) + ", expected " + dtypeName(spec.dtype));
+      problems.push_back("'" + spec.key + "' has dtype " + dtypeName(t.scalar_type()) + ", expected " +
+                         dtypeName(spec.dtype));
       ok = false;
     }
     if (!ok || t.numel() == 0) continue;
@@ -504,20 +550,25 @@ Checkpoint loadFrom(std::shared_ptr<const archive::Source> src, const std::strin
     const int64_t needBytes = static_cast<int64_t>(t.numel()) * itemBytes;
     const archive::Record* rec = reader->recordAt(t.storage().data());
     if (!rec) {
-      problems.push_back("'" + spec.key + "': its data record is empty or was not read whole (" + std::to_string(needBytes) + " bytes of " +
-                         dtypeName(t.scalar_type()) + " " + shapeString(t.sizes()) + " expected)");
+      problems.push_back("'" + spec.key + "': its data record is empty or was not read whole (" +
+                         std::to_string(needBytes) + " bytes of " + dtypeName(t.scalar_type()) + " " +
+                         shapeString(t.sizes()) + " expected)");
       continue;
     }
     attributed.insert(rec);
     const int64_t extent = viewExtent(t);
-    if (static_cast<uint64_t>(t.storage().nbytes()) != rec->size || extent < 0 || extent > static_cast<int64_t>(rec->size) / itemBytes) {
-      problems.push_back("'" + spec.key + "': its data record '" + rec->name + "' holds " + std::to_string(rec->size) + " bytes; " +
-                         dtypeName(t.scalar_type()) + " " + shapeString(t.sizes()) + " needs " + std::to_string(needBytes));
+    if (static_cast<uint64_t>(t.storage().nbytes()) != rec->size || extent < 0 ||
+        extent > static_cast<int64_t>(rec->size) / itemBytes) {
+      problems.push_back("'" + spec.key + "': its data record '" + rec->name + "' holds " + std::to_string(rec->size) +
+                         " bytes; " + dtypeName(t.scalar_type()) + " " + shapeString(t.sizes()) + " needs " +
+                         std::to_string(needBytes));
       continue;
     }
     if (!options.verifyWeights) continue;
-    if (std::find(reader->damaged().begin(), reader->damaged().end(), static_cast<size_t>(rec - reader->records().data())) != reader->damaged().end()) {
-      problems.push_back("'" + spec.key + "': its data record '" + rec->name + "' is damaged (its bytes do not match the archive's CRC-32)");
+    if (std::find(reader->damaged().begin(), reader->damaged().end(),
+                  static_cast<size_t>(rec - reader->records().data())) != reader->damaged().end()) {
+      problems.push_back("'" + spec.key + "': its data record '" + rec->name +
+                         "' is damaged (its bytes do not match the archive's CRC-32)");
       continue;
     }
     if (!t.is_contiguous()) {
@@ -530,7 +581,8 @@ Checkpoint loadFrom(std::shared_ptr<const archive::Source> src, const std::strin
   // A damaged record that feeds no tensor calmkit uses still means the file is not what was written.
   for (size_t i : reader->damaged()) {
     const auto* rec = &reader->records()[i];
-    if (!attributed.count(rec)) problems.push_back("record '" + rec->name + "' is damaged (its bytes do not match the archive's CRC-32)");
+    if (!attributed.count(rec))
+      problems.push_back("record '" + rec->name + "' is damaged (its bytes do not match the archive's CRC-32)");
   }
   if (!problems.empty()) throwProblems(label, "checkpoint is not sound", problems);
   return ck;

@@ -46,7 +46,7 @@ struct Hparams {
   int64_t condArtist = 0;
   int64_t condGenre = 0;
 
-  int64_t hop() const;            // samples per top-level token
+  int64_t hop() const;  // samples per top-level token
   int64_t blockCtx() const { return nCtx / blocks; }
   int64_t nState() const { return static_cast<int64_t>(static_cast<double>(width) * mAttn); }
   int64_t hidden() const { return static_cast<int64_t>(static_cast<double>(width) * mMlp); }
@@ -94,7 +94,8 @@ struct LoadOptions {
 // missing keys, wrong shapes or dtypes).
 Checkpoint loadCheckpoint(const std::string& path, const LoadOptions& options = {});
 // The same from archive bytes in memory (`label` names them in errors): the fuzz target's entry.
-Checkpoint loadCheckpointBytes(const uint8_t* data, size_t size, const std::string& label, const LoadOptions& options = {});
+Checkpoint loadCheckpointBytes(const uint8_t* data, size_t size, const std::string& label,
+                               const LoadOptions& options = {});
 
 // Writes tensors (state_dict names) and hyperparameters as a TorchScript archive.
 void saveCheckpoint(const Hparams& hp, const std::map<std::string, torch::Tensor>& tensors, const std::string& path);

@@ -24,8 +24,8 @@ torch::Device resolve(const std::string& spec) {
       throw Error(code::kDevice, "device '" + spec + "' is not available: " + runtime::cudaUnavailableReason());
     }
     if (index >= static_cast<int64_t>(torch::cuda::device_count())) {
-      throw Error(code::kDevice, "device '" + spec + "' is not available: " + std::to_string(torch::cuda::device_count()) +
-                                     " CUDA device(s) visible");
+      throw Error(code::kDevice, "device '" + spec + "' is not available: " +
+                                     std::to_string(torch::cuda::device_count()) + " CUDA device(s) visible");
     }
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
@@ -38,8 +38,8 @@ void checkMatmulDtype(torch::Device device, c10::ScalarType dtype, const std::st
     auto a = torch::ones({2, 2}, torch::TensorOptions().dtype(dtype).device(device));
     (void)torch::addmm(a, a, a);
   } catch (const std::exception&) {
-    throw Error(code::kDevice, what + " is not supported on " + device.str() + " by this LibTorch (" + TORCH_VERSION +
-                                   "); " + advice);
+    throw Error(code::kDevice,
+                what + " is not supported on " + device.str() + " by this LibTorch (" + TORCH_VERSION + "); " + advice);
   }
 }
 

@@ -87,7 +87,8 @@ Plan planClip(const Hparams& hp, const ClipInput& c, bool allWindows) {
     if (c.tokens.empty()) throw Error(code::kInvalidArgument, c.label + ": no tokens");
     for (int64_t t : c.tokens) {
       if (t < 0 || t >= hp.bins) {
-        throw Error(code::kInvalidArgument, c.label + ": token " + std::to_string(t) + " outside 0.." + std::to_string(hp.bins - 1));
+        throw Error(code::kInvalidArgument,
+                    c.label + ": token " + std::to_string(t) + " outside 0.." + std::to_string(hp.bins - 1));
       }
     }
     p.tokensTotal = static_cast<int64_t>(c.tokens.size());
@@ -97,8 +98,9 @@ Plan planClip(const Hparams& hp, const ClipInput& c, bool allWindows) {
     p.samples = static_cast<int64_t>(c.samples.size());
     p.tokensTotal = encodedLength(hp, p.samples);
     if (p.tokensTotal < 1) {
-      throw Error(code::kAudioEmpty, c.label + ": " + std::to_string(p.samples) + " samples is shorter than one token (" +
-                                         std::to_string(hp.hop()) + " samples)");
+      throw Error(code::kAudioEmpty, c.label + ": " + std::to_string(p.samples) +
+                                         " samples is shorter than one token (" + std::to_string(hp.hop()) +
+                                         " samples)");
     }
   }
   p.windows = allWindows ? (p.tokensTotal + hp.nCtx - 1) / hp.nCtx : 1;
@@ -183,7 +185,8 @@ ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, c
           if (collectNone) keep(li, rowsCpu);
           return;
         }
-        pooledRows.emplace_back(li, (opts.pooling == Pooling::Mean ? hf.mean(1, true) : segmentMeans(hf, segTokens))[0]);
+        pooledRows.emplace_back(li,
+                                (opts.pooling == Pooling::Mean ? hf.mean(1, true) : segmentMeans(hf, segTokens))[0]);
       };
       auto between = [&](int blocksDone) {
         checkCancel();
@@ -196,7 +199,8 @@ ExtractResult extract(const Model& model, const std::vector<ClipInput>& clips, c
       {
         profile::Stage stage(profile::StageKind::Pool);
         torch::Tensor tokensCpu = tokens.to(torch::kCPU).contiguous();
-        out.tokens.insert(out.tokens.end(), tokensCpu.data_ptr<int64_t>(), tokensCpu.data_ptr<int64_t>() + tokensCpu.numel());
+        out.tokens.insert(out.tokens.end(), tokensCpu.data_ptr<int64_t>(),
+                          tokensCpu.data_ptr<int64_t>() + tokensCpu.numel());
         for (auto& [li, t] : pooledRows) keep(li, t.to(torch::kCPU).contiguous());
       }
       progress.blocksDone = layers.back();

@@ -17,11 +17,11 @@ Pooling parsePooling(const std::string& s);
 bool parseWindows(const std::string& s);
 
 struct ExtractOptions {
-  std::vector<int> layers;        // 1-based; sorted and de-duplicated by validateLayers
+  std::vector<int> layers;  // 1-based; sorted and de-duplicated by validateLayers
   Pooling pooling = Pooling::Mean;
-  int64_t segmentTokens = 0;      // segments: tokens per segment (or from segmentSeconds)
+  int64_t segmentTokens = 0;  // segments: tokens per segment (or from segmentSeconds)
   double segmentSeconds = 0.0;
-  bool allWindows = false;        // false: the first window only (jukemir)
+  bool allWindows = false;  // false: the first window only (jukemir)
 };
 
 // Sorted unique layers in 1..depth, else ERR_INVALID_ARGUMENT naming the bad ones.
@@ -44,7 +44,7 @@ struct LayerFeatures {
 };
 
 struct ClipFeatures {
-  std::vector<int64_t> tokens;   // the tokens the prior saw, window after window
+  std::vector<int64_t> tokens;  // the tokens the prior saw, window after window
   std::vector<LayerFeatures> layers;
   int64_t windows = 0;
 };

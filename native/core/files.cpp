@@ -21,12 +21,17 @@ Opened fail(Problem p, std::string reason) {
 Opened fromErrno(int err) {
   switch (err) {
     case ENOENT:
-    case ENOTDIR: return fail(Problem::NotFound, "no such file");
-    case ELOOP: return fail(Problem::SymlinkLoop, "symlink loop (too many levels of symbolic links)");
+    case ENOTDIR:
+      return fail(Problem::NotFound, "no such file");
+    case ELOOP:
+      return fail(Problem::SymlinkLoop, "symlink loop (too many levels of symbolic links)");
     case EACCES:
-    case EPERM: return fail(Problem::Denied, "permission denied");
-    case ENAMETOOLONG: return fail(Problem::Other, "the path is too long");
-    default: return fail(Problem::Other, std::string("cannot open: ") + std::strerror(err));
+    case EPERM:
+      return fail(Problem::Denied, "permission denied");
+    case ENAMETOOLONG:
+      return fail(Problem::Other, "the path is too long");
+    default:
+      return fail(Problem::Other, std::string("cannot open: ") + std::strerror(err));
   }
 }
 

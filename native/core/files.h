@@ -10,10 +10,10 @@ namespace calmkit::files {
 enum class Problem { None, NotFound, IsDirectory, NotRegular, SymlinkLoop, Denied, Other };
 
 struct Opened {
-  int fd = -1;          // open for reading (O_CLOEXEC), or -1 with a problem
-  uint64_t size = 0;    // bytes, from fstat of the open descriptor
+  int fd = -1;        // open for reading (O_CLOEXEC), or -1 with a problem
+  uint64_t size = 0;  // bytes, from fstat of the open descriptor
   Problem problem = Problem::None;
-  std::string reason;   // e.g. "no such file", "is a FIFO (named pipe), not a regular file", "symlink loop"
+  std::string reason;  // e.g. "no such file", "is a FIFO (named pipe), not a regular file", "symlink loop"
 };
 
 // stat, then open with O_NONBLOCK (a FIFO without a writer cannot hold the open), then fstat of the descriptor

@@ -114,11 +114,21 @@ std::string readString(const std::string& s, size_t& i) {
     }
     if (++i >= s.size()) break;
     switch (s[i]) {
-      case 'n': out += '\n'; break;
-      case 't': out += '\t'; break;
-      case 'r': out += '\r'; break;
-      case 'b': out += '\b'; break;
-      case 'f': out += '\f'; break;
+      case 'n':
+        out += '\n';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
       case 'u': {
         if (i + 4 >= s.size()) bad(s, "short \\u escape");
         const long cp = std::strtol(s.substr(i + 1, 4).c_str(), nullptr, 16);
@@ -136,7 +146,8 @@ std::string readString(const std::string& s, size_t& i) {
         i += 4;
         break;
       }
-      default: out += s[i];
+      default:
+        out += s[i];
     }
   }
   bad(s, "unterminated string");
@@ -161,7 +172,8 @@ std::string readRaw(const std::string& s, size_t& i) {
     if (c == ',' && depth == 0) break;
   }
   std::string raw = s.substr(start, i - start);
-  while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' || raw.back() == '\t')) raw.pop_back();
+  while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' || raw.back() == '\t'))
+    raw.pop_back();
   return raw;
 }
 

@@ -34,8 +34,9 @@ void checkBins(const torch::Tensor& bins, int64_t tBins, const char* what) {
   int64_t lo = bins.min().item<int64_t>(), hi = bins.max().item<int64_t>();
   if (lo < 0 || hi >= tBins) {
     throw Error(code::kModelFormat, std::string("the conditioning label puts the ") + what + " timing bins in [" +
-                                        std::to_string(lo) + ", " + std::to_string(hi) + "], outside [0, t_bins=" +
-                                        std::to_string(tBins) + "): check cond_total_length, cond_offset, min/max_duration");
+                                        std::to_string(lo) + ", " + std::to_string(hi) +
+                                        "], outside [0, t_bins=" + std::to_string(tBins) +
+                                        "): check cond_total_length, cond_offset, min/max_duration");
   }
 }
 }  // namespace
@@ -49,9 +50,12 @@ Precision parsePrecision(const std::string& s) {
 
 const char* precisionName(Precision p) {
   switch (p) {
-    case Precision::Fp32: return "fp32";
-    case Precision::Fp16: return "fp16";
-    case Precision::Bf16: return "bf16";
+    case Precision::Fp32:
+      return "fp32";
+    case Precision::Fp16:
+      return "fp16";
+    case Precision::Bf16:
+      return "bf16";
   }
   return "?";
 }
@@ -133,9 +137,10 @@ std::shared_ptr<Model> Model::load(const std::string& path, const std::string& d
                                    const LoadOptions& options) {
   const torch::Device device = device::resolve(deviceSpec);
   if (precision != Precision::Fp32) {
-    device::checkMatmulDtype(device, precision == Precision::Fp16 ? torch::kFloat16 : torch::kBFloat16,
-                             std::string("precision ") + precisionName(precision),
-                             std::string("use fp32") + (device.is_cpu() ? " or bf16 on the CPU, or fp16 on a GPU" : ""));
+    device::checkMatmulDtype(
+        device, precision == Precision::Fp16 ? torch::kFloat16 : torch::kBFloat16,
+        std::string("precision ") + precisionName(precision),
+        std::string("use fp32") + (device.is_cpu() ? " or bf16 on the CPU, or fp16 on a GPU" : ""));
   }
   return fromCheckpoint(loadCheckpoint(path, options), device, precision);
 }
@@ -154,7 +159,9 @@ std::shared_ptr<Model> Model::fromCheckpoint(Checkpoint&& ck, torch::Device devi
   m->fileBytes_ = ck.fileBytes;
   m->device_ = device;
   m->precision_ = precision;
-  m->stream_ = precision == Precision::Fp16 ? torch::kFloat16 : precision == Precision::Bf16 ? torch::kBFloat16 : torch::kFloat32;
+  m->stream_ = precision == Precision::Fp16   ? torch::kFloat16
+               : precision == Precision::Bf16 ? torch::kBFloat16
+                                              : torch::kFloat32;
   if (device.is_cuda()) {
     // Faithful codes need float32 convolutions (TF32 can flip near-tie VQ codes); fp32 mode also needs fp32 GEMMs.
     at::globalContext().setAllowTF32CuDNN(false);
@@ -167,7 +174,8 @@ std::shared_ptr<Model> Model::fromCheckpoint(Checkpoint&& ck, torch::Device devi
   for (auto it = ck.tensors.begin(); it != ck.tensors.end(); it = ck.tensors.erase(it)) {
     if (!wanted.count(it->first)) continue;
     torch::Tensor t = it->second.to(device);
-    const bool blockTensor = it->first.rfind("prior.transformer.", 0) == 0 && it->first.find(".ln_") == std::string::npos;
+    const bool blockTensor =
+        it->first.rfind("prior.transformer.", 0) == 0 && it->first.find(".ln_") == std::string::npos;
     if (precision != Precision::Fp32 && blockTensor && !packForOnednn) t = t.to(m->stream_);
     m->t_.emplace(it->first, std::move(t));
   }
@@ -223,7 +231,8 @@ void Model::packBlocksForOnednn() {
   auto pack = [&](const std::string& prefix, double weightScale, double biasScale) {
     // Stored (n_in, n_out) fp16 weights, scaled in fp32 and rounded once to bf16 in oneDNN's [out, in] layout.
     torch::Tensor w = (param(prefix + ".w").to(torch::kFloat32).t() * weightScale).to(torch::kBFloat16).contiguous();
-    PackedLinear out{onednn::packWeight(w, kPackedChunkRows), (param(prefix + ".b").to(torch::kFloat32) * biasScale).to(torch::kBFloat16)};
+    PackedLinear out{onednn::packWeight(w, kPackedChunkRows),
+                     (param(prefix + ".b").to(torch::kFloat32) * biasScale).to(torch::kBFloat16)};
     t_.erase(prefix + ".w");
     t_.erase(prefix + ".b");
     return out;
@@ -375,7 +384,8 @@ torch::Tensor Model::blockPacked(int64_t index, const torch::Tensor& x) const {
   return out.view({B, L, W});
 }
 
-torch::Tensor& Model::Workspace::get(const std::string& name, c10::IntArrayRef sizes, const torch::TensorOptions& opts) {
+torch::Tensor& Model::Workspace::get(const std::string& name, c10::IntArrayRef sizes,
+                                     const torch::TensorOptions& opts) {
   torch::Tensor& t = buffers[name];
   if (!t.defined() || t.sizes() != sizes || t.dtype() != opts.dtype() || t.device() != opts.device()) {
     t = torch::empty(sizes, opts);

@@ -27,9 +27,9 @@ Precision autoPrecision(torch::Device device);
 Precision resolvePrecision(const std::string& spec, torch::Device device);
 
 struct TimingBins {
-  int64_t total = 0;               // total-length bin (n_time 1)
-  std::vector<int64_t> absolute;   // [n_ctx]
-  std::vector<int64_t> relative;   // [n_ctx]
+  int64_t total = 0;              // total-length bin (n_time 1)
+  std::vector<int64_t> absolute;  // [n_ctx]
+  std::vector<int64_t> relative;  // [n_ctx]
 };
 // Bins of jukebox's RangeEmbeddings for the label in the hyperparameters, with jukebox's float32 op order.
 TimingBins timingBins(const Hparams& hp);
@@ -91,7 +91,8 @@ class Model {
  private:
   Model() = default;
   torch::Tensor param(const std::string& key) const;
-  torch::Tensor conv1d(const torch::Tensor& x, const std::string& prefix, int64_t stride, int64_t padding, int64_t dilation) const;
+  torch::Tensor conv1d(const torch::Tensor& x, const std::string& prefix, int64_t stride, int64_t padding,
+                       int64_t dilation) const;
   torch::Tensor encoderLevel(torch::Tensor x, int64_t b) const;
   // Buffers one forward pass reuses from layer to layer, by name.
   struct Workspace {
@@ -116,8 +117,8 @@ class Model {
   Summary summary_;
   int64_t fileBytes_ = 0;
   std::map<std::string, torch::Tensor> t_;
-  torch::Tensor cond_;       // [n_ctx, width] timing conditioning, float32
-  torch::Tensor start_;      // [width] start vector (genre + artist), float32
+  torch::Tensor cond_;   // [n_ctx, width] timing conditioning, float32
+  torch::Tensor start_;  // [width] start vector (genre + artist), float32
   torch::Device device_ = torch::kCPU;
   Precision precision_ = Precision::Fp32;
   c10::ScalarType stream_ = torch::kFloat32;

@@ -30,9 +30,12 @@ torch::Tensor causalDrop(int64_t n, const torch::Device& device) {
 
 const char* attnKindName(AttnKind k) {
   switch (k) {
-    case AttnKind::Row: return "row";
-    case AttnKind::Column: return "column";
-    case AttnKind::PrevBlock: return "prev";
+    case AttnKind::Row:
+      return "row";
+    case AttnKind::Column:
+      return "column";
+    case AttnKind::PrevBlock:
+      return "prev";
   }
   return "?";
 }
@@ -57,8 +60,11 @@ torch::Tensor blockAttention(const torch::Tensor& q, const torch::Tensor& k, con
       return attend(qq, kk, vv, causalMask ? causalDrop(qq.size(3), q.device()) : torch::Tensor(), scale2);
     }
     // The flash kernel takes 4-D [batch, heads, n, d]; merging B and H is a view for one clip.
-    auto four = [](const torch::Tensor& x) { return x.reshape({x.size(0) * x.size(1), x.size(2), x.size(3), x.size(4)}); };
-    torch::Tensor out = at::scaled_dot_product_attention(four(qq), four(kk), four(vv), std::nullopt, 0.0, causalMask, scale2);
+    auto four = [](const torch::Tensor& x) {
+      return x.reshape({x.size(0) * x.size(1), x.size(2), x.size(3), x.size(4)});
+    };
+    torch::Tensor out =
+        at::scaled_dot_product_attention(four(qq), four(kk), four(vv), std::nullopt, 0.0, causalMask, scale2);
     return out.view(qq.sizes());
   };
   switch (kind) {

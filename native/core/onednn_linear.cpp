@@ -75,7 +75,8 @@ torch::Tensor packWeight(const torch::Tensor& weightOutIn, int64_t rowsHint) {
   return require().pack.call(weightOutIn.contiguous(), rowsHint);
 }
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& bias, const char* activation) {
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& bias,
+                     const char* activation) {
   return require().linear.call(x, packed, bias, activation, Scalars(), std::nullopt);
 }
 

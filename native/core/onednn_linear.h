@@ -15,7 +15,8 @@ bool available(c10::ScalarType dtype);
 torch::Tensor packWeight(const torch::Tensor& weightOutIn, int64_t rowsHint);
 
 // x [rows, in] @ W^T + bias, then `activation` ("none" or "swish": y * sigmoid(y)), rounded once to x's dtype.
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& bias, const char* activation);
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& bias,
+                     const char* activation);
 
 // x [rows, in] @ W^T + bias + residual, rounded once to x's dtype.
 torch::Tensor linearAdd(const torch::Tensor& x, const torch::Tensor& residual, const torch::Tensor& packed,

@@ -3,18 +3,18 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
-#include <algorithm>
 #include <unistd.h>
+#include <algorithm>
 
 #include <chrono>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "core/device.h"
 #include "core/error.h"
-#include "core/probes_kernels.h"
 #include "core/probes_heads.h"
+#include "core/probes_kernels.h"
 #include "core/probes_random.h"
 #include "core/probes_shared.h"
 #include "core/probes_stack.h"
@@ -40,8 +40,8 @@ void validateSplit(const Task& t, const Split& s, const char* which, int64_t n) 
                                            " is outside the feature matrix (" + std::to_string(n) + " rows)");
     }
     if (s.targets[i] > 1) {
-      throw Error(code::kDataMismatch, describeSplit(t, which) + ": targets must be 0 or 1; got " +
-                                           std::to_string(s.targets[i]));
+      throw Error(code::kDataMismatch,
+                  describeSplit(t, which) + ": targets must be 0 or 1; got " + std::to_string(s.targets[i]));
     }
   }
 }
@@ -101,8 +101,8 @@ void validateSegments(int64_t n, const std::vector<Config>& configs, const Optio
   if (opt.validSegments.empty()) return;
   if (opt.segments == 0) throw Error(code::kInvalidArgument, "validSegments needs segment features (segments >= 1)");
   if (static_cast<int64_t>(opt.validSegments.size()) != n) {
-    throw Error(code::kDataMismatch, "validSegments has " + std::to_string(opt.validSegments.size()) +
-                                         " entries for " + std::to_string(n) + " clips");
+    throw Error(code::kDataMismatch, "validSegments has " + std::to_string(opt.validSegments.size()) + " entries for " +
+                                         std::to_string(n) + " clips");
   }
   for (size_t i = 0; i < opt.validSegments.size(); ++i) {
     if (opt.validSegments[i] < 1 || opt.validSegments[i] > opt.segments) {
@@ -126,21 +126,24 @@ void checkMemory(int64_t dim, size_t tasks, const std::vector<Config>& configs, 
   const double limit = physical > 0 ? physical : 1e18;
   for (const auto& c : configs) {
     const Arch arch{c.hidden, &headNamed(c.head)};
-    const double bytes =
-        stackBytesPerProbe(dim, arch, opt.batchSize, arch.rowsPerClip(std::max<int64_t>(1, opt.segments)), opt.matmulPrecision);
+    const double bytes = stackBytesPerProbe(dim, arch, opt.batchSize,
+                                            arch.rowsPerClip(std::max<int64_t>(1, opt.segments)), opt.matmulPrecision);
     if (bytes > limit) {
       std::string h;
       for (auto x : c.hidden) h += (h.empty() ? "" : ", ") + std::to_string(x);
-      throw Error(code::kInvalidArgument, "a probe with hidden sizes [" + h + "] on " + std::to_string(dim) + " features (batch " +
-                                              std::to_string(opt.batchSize) + ") needs about " + gigabytes(bytes) +
-                                              " to train, more than this machine's memory (" + gigabytes(physical) + ")");
+      throw Error(code::kInvalidArgument, "a probe with hidden sizes [" + h + "] on " + std::to_string(dim) +
+                                              " features (batch " + std::to_string(opt.batchSize) + ") needs about " +
+                                              gigabytes(bytes) + " to train, more than this machine's memory (" +
+                                              gigabytes(physical) + ")");
     }
   }
   // Validation loss and accuracy per epoch for every probe.
-  const double curves = 8.0 * static_cast<double>(opt.epochs) * static_cast<double>(tasks) * static_cast<double>(configs.size());
+  const double curves =
+      8.0 * static_cast<double>(opt.epochs) * static_cast<double>(tasks) * static_cast<double>(configs.size());
   if (curves > limit) {
-    throw Error(code::kInvalidArgument, std::to_string(opt.epochs) + " epochs for " + std::to_string(tasks * configs.size()) +
-                                            " probes need about " + gigabytes(curves) + " of curves, more than this machine's memory (" +
+    throw Error(code::kInvalidArgument, std::to_string(opt.epochs) + " epochs for " +
+                                            std::to_string(tasks * configs.size()) + " probes need about " +
+                                            gigabytes(curves) + " of curves, more than this machine's memory (" +
                                             gigabytes(physical) + ")");
   }
 }
@@ -156,13 +159,14 @@ void checkNet(const Net& net, size_t k) {
     throw Error(code::kProbe, which + ": " + e.what());
   }
   if (net.layers.empty() || outs.size() != net.headLayers.size()) {
-    throw Error(code::kProbe, which + ": its " + net.head + " head needs " + std::to_string(outs.size()) + " weight(s), it has " +
-                                  std::to_string(net.headLayers.size()));
+    throw Error(code::kProbe, which + ": its " + net.head + " head needs " + std::to_string(outs.size()) +
+                                  " weight(s), it has " + std::to_string(net.headLayers.size()));
   }
   for (size_t i = 0; i < outs.size(); ++i) {
     const Layer& l = net.headLayers[i];
     if (l.in != net.layers.back().in || l.out != outs[i] || l.weight.size() != static_cast<size_t>(l.in * l.out)) {
-      throw Error(code::kProbe, which + ": the weight " + std::to_string(i) + " of its " + net.head + " head has the wrong size");
+      throw Error(code::kProbe,
+                  which + ": the weight " + std::to_string(i) + " of its " + net.head + " head has the wrong size");
     }
   }
 }
@@ -192,7 +196,8 @@ void validate(const float* features, int64_t n, int64_t dim, const std::vector<T
   if (configs.empty()) throw Error(code::kInvalidArgument, "the grid has no configs");
   if (opt.epochs < 1) throw Error(code::kInvalidArgument, "epochs must be at least 1");
   if (opt.threads < 0 || opt.threads > 65536) {
-    throw Error(code::kInvalidArgument, "threads must be 0 (by stack size) or 1..65536; got " + std::to_string(opt.threads));
+    throw Error(code::kInvalidArgument,
+                "threads must be 0 (by stack size) or 1..65536; got " + std::to_string(opt.threads));
   }
   if (opt.maxStackBytes < 0 || opt.maxProbesPerStack < 0) {
     throw Error(code::kInvalidArgument, "maxStackBytes and maxProbesPerStack must be 0 (no limit) or positive");
@@ -253,9 +258,22 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   auto started = std::chrono::steady_clock::now();
   validate(features, n, dim, tasks, configs, opt);
   const int64_t S = std::max<int64_t>(1, opt.segments);
-  Shared sh{features, n, dim, S, opt.validSegments,
+  Shared sh{features,
+            n,
+            dim,
+            S,
+            opt.validSegments,
             torch::from_blob(const_cast<float*>(features), {n * S, dim}, torch::kFloat),
-            tasks, configs, opt, device::resolve(opt.device), {}, {}, {}, {}, {}, {}};
+            tasks,
+            configs,
+            opt,
+            device::resolve(opt.device),
+            {},
+            {},
+            {},
+            {},
+            {},
+            {}};
   for (int32_t v : opt.validSegments) sh.padded = sh.padded || v < S;
   const int T = static_cast<int>(tasks.size()), C = static_cast<int>(configs.size());
   for (const auto& t : tasks) {
@@ -310,8 +328,8 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
     int64_t cap = static_cast<int64_t>(group.size());
     if (opt.maxProbesPerStack > 0) cap = std::min(cap, opt.maxProbesPerStack);
     if (opt.maxStackBytes > 0) {
-      const auto per = static_cast<int64_t>(
-          stackBytesPerProbe(dim, arch, opt.batchSize, arch.rowsPerClip(S), opt.matmulPrecision));
+      const auto per =
+          static_cast<int64_t>(stackBytesPerProbe(dim, arch, opt.batchSize, arch.rowsPerClip(S), opt.matmulPrecision));
       cap = std::min(cap, std::max<int64_t>(1, opt.maxStackBytes / per));
     }
     for (size_t i = 0; i < group.size(); i += cap) {
@@ -324,7 +342,8 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   const int threadsBefore = at::get_num_threads();
   try {
     for (size_t s = 0; s < stacks.size(); ++s) {
-      setThreadsHere(threadsFor(opt, dim, stacks[s].first, static_cast<int64_t>(stacks[s].second.size()), threadsBefore));
+      setThreadsHere(
+          threadsFor(opt, dim, stacks[s].first, static_cast<int64_t>(stacks[s].second.size()), threadsBefore));
       // Every product of the stack's training, evaluation and test probabilities on oneMKL's one-thread kernel,
       // whatever the thread counts of the process and of the stack (predict does the same, so it reproduces the
       // test probabilities). Set after setThreadsHere, which may set oneMKL's threads too (at::set_num_threads).
@@ -348,7 +367,8 @@ std::vector<float> predict(const float* features, int64_t n, int64_t dim, const 
   for (size_t k = 0; k < nets.size(); ++k) {
     checkNet(nets[k], k);
     if (headNamed(nets[k].head).readsSegments()) {
-      throw Error(code::kProbe, "probe " + std::to_string(k) + " is an " + nets[k].head + " probe: it reads segment features");
+      throw Error(code::kProbe,
+                  "probe " + std::to_string(k) + " is an " + nets[k].head + " probe: it reads segment features");
     }
     if (nets[k].layers.empty() || nets[k].layers[0].in != dim) {
       throw Error(code::kDataMismatch, "features have " + std::to_string(dim) + " columns but probe " +
@@ -358,8 +378,8 @@ std::vector<float> predict(const float* features, int64_t n, int64_t dim, const 
   }
   for (int64_t i = 0; i < n * dim; ++i) {
     if (!std::isfinite(features[i])) {
-      throw Error(code::kDataNotFinite, "feature row " + std::to_string(i / dim) + " has a non-finite value at column " +
-                                            std::to_string(i % dim));
+      throw Error(code::kDataNotFinite, "feature row " + std::to_string(i / dim) +
+                                            " has a non-finite value at column " + std::to_string(i % dim));
     }
   }
   auto X = torch::from_blob(const_cast<float*>(features), {n, dim}, torch::kFloat).to(device);
@@ -394,10 +414,11 @@ SegmentPrediction predictSegments(const float* features, int64_t n, int64_t segm
   c10::InferenceMode inference;
   SerialBlas serial;  // the trainer's products (trainGrid)
   auto device = device::resolve(deviceName);
-  if (n < 1 || segments < 1) throw Error(code::kDataMismatch, "predict needs at least one clip of at least one segment");
+  if (n < 1 || segments < 1)
+    throw Error(code::kDataMismatch, "predict needs at least one clip of at least one segment");
   if (!valid.empty() && static_cast<int64_t>(valid.size()) != n) {
-    throw Error(code::kDataMismatch, "validSegments has " + std::to_string(valid.size()) + " entries for " +
-                                         std::to_string(n) + " clips");
+    throw Error(code::kDataMismatch,
+                "validSegments has " + std::to_string(valid.size()) + " entries for " + std::to_string(n) + " clips");
   }
   auto realOf = [&](int64_t i) -> int64_t { return valid.empty() ? segments : valid[i]; };
   for (int64_t i = 0; i < n; ++i) {
@@ -409,7 +430,8 @@ SegmentPrediction predictSegments(const float* features, int64_t n, int64_t segm
   for (size_t k = 0; k < nets.size(); ++k) {
     checkNet(nets[k], k);
     if (!headNamed(nets[k].head).readsSegments()) {
-      throw Error(code::kProbe, "probe " + std::to_string(k) + " is an " + nets[k].head + " probe: it reads one vector per clip");
+      throw Error(code::kProbe,
+                  "probe " + std::to_string(k) + " is an " + nets[k].head + " probe: it reads one vector per clip");
     }
     if (nets[k].layers.empty() || nets[k].layers[0].in != dim) {
       throw Error(code::kDataMismatch, "features have " + std::to_string(dim) + " columns but probe " +
@@ -440,9 +462,8 @@ SegmentPrediction predictSegments(const float* features, int64_t n, int64_t segm
   if (withWeights) out.weights.resize(static_cast<size_t>(n) * nets.size() * segments);
   auto tensorOf = [&](const Layer& L, bool asBias) {
     const std::vector<float>& v = asBias ? L.bias : L.weight;
-    auto t = torch::from_blob(const_cast<float*>(v.data()), asBias ? std::vector<int64_t>{L.out}
-                                                                       : std::vector<int64_t>{L.in, L.out},
-                              torch::kFloat);
+    auto t = torch::from_blob(const_cast<float*>(v.data()),
+                              asBias ? std::vector<int64_t>{L.out} : std::vector<int64_t>{L.in, L.out}, torch::kFloat);
     return t.to(device);
   };
   for (size_t k = 0; k < nets.size(); ++k) {

@@ -77,8 +77,13 @@ std::vector<float> toVector(const torch::Tensor& t) {
 class StackEval {
  public:
   StackEval(Shared& sh, const Arch& arch, const std::vector<ProbeSpec>& ps, StackParams& prm)
-      : sh_(sh), head_(*arch.head), ps_(ps), prm_(prm), P_(static_cast<int64_t>(ps.size())),
-        S_(arch.rowsPerClip(sh.segments)), linear_(arch.hidden.empty() && !head_.readsSegments()) {}
+      : sh_(sh),
+        head_(*arch.head),
+        ps_(ps),
+        prm_(prm),
+        P_(static_cast<int64_t>(ps.size())),
+        S_(arch.rowsPerClip(sh.segments)),
+        linear_(arch.hidden.empty() && !head_.readsSegments()) {}
 
   void evaluate(Result& res, int64_t epoch, std::vector<float>& bestLoss) {
     withEvalRows(0, [&](int64_t p, const torch::Tensor& x, const torch::Tensor& valid) {

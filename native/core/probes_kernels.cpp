@@ -27,19 +27,19 @@ constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;  // torch.optim.Adam
 // keep(k) is draw base + k of the stream `key`. These dominate a probe step when written for the x86-64
 // baseline, which has no 64-bit vector multiply for the hash; the AVX-512 build of the same loop (vpmullq) runs
 // ~19x faster and gives the same bits, so it is compiled twice and chosen at run time.
-#define CALMKIT_DROPOUT_ROW(name, attrs)                                                                          \
-  attrs void name(float* __restrict o, const float* __restrict x, const float* __restrict mu,                    \
-                  const float* __restrict sd, int64_t n, uint64_t key, int64_t base, float keep, float scale) {  \
-    if (!x) {                                                                                                      \
-      for (int64_t k = 0; k < n; ++k) o[k] = uniform01(key, base + k) < keep ? scale : 0.0f;                      \
-    } else if (mu) {                                                                                               \
-      for (int64_t k = 0; k < n; ++k) {                                                                            \
-        float v = (x[k] - mu[k]) / sd[k];                                                                          \
-        o[k] = uniform01(key, base + k) < keep ? v * scale : 0.0f;                                                 \
-      }                                                                                                            \
-    } else {                                                                                                       \
-      for (int64_t k = 0; k < n; ++k) o[k] = uniform01(key, base + k) < keep ? x[k] * scale : 0.0f;               \
-    }                                                                                                              \
+#define CALMKIT_DROPOUT_ROW(name, attrs)                                                                        \
+  attrs void name(float* __restrict o, const float* __restrict x, const float* __restrict mu,                   \
+                  const float* __restrict sd, int64_t n, uint64_t key, int64_t base, float keep, float scale) { \
+    if (!x) {                                                                                                   \
+      for (int64_t k = 0; k < n; ++k) o[k] = uniform01(key, base + k) < keep ? scale : 0.0f;                    \
+    } else if (mu) {                                                                                            \
+      for (int64_t k = 0; k < n; ++k) {                                                                         \
+        float v = (x[k] - mu[k]) / sd[k];                                                                       \
+        o[k] = uniform01(key, base + k) < keep ? v * scale : 0.0f;                                              \
+      }                                                                                                         \
+    } else {                                                                                                    \
+      for (int64_t k = 0; k < n; ++k) o[k] = uniform01(key, base + k) < keep ? x[k] * scale : 0.0f;             \
+    }                                                                                                           \
   }
 
 CALMKIT_DROPOUT_ROW(dropoutRowBaseline, )
@@ -174,18 +174,18 @@ struct AdamStep {
 // ran 40% slower than the fp32 one), so like the dropout rows it is compiled twice and chosen at run time. The
 // file is built with -ffp-contract=off (CMakeLists.txt): no FMA is formed, so both builds round exactly as the
 // fp32 loop does.
-#define CALMKIT_ADAM_HALF(name, attrs)                                                                             \
-  attrs void name(const AdamStep& a, float* __restrict w, const float* __restrict g, float* __restrict m,        \
-                  float* __restrict v, int64_t n, uint16_t* __restrict half) {                                     \
-    for (int64_t i = 0; i < n; ++i) {                                                                              \
-      float gi = g[i] + a.wd * w[i];                                                                               \
-      float mi = m[i] * a.b1 + a.c1 * gi;                                                                          \
-      float vi = v[i] * a.b2 + a.c2 * gi * gi;                                                                     \
-      m[i] = mi;                                                                                                   \
-      v[i] = vi;                                                                                                   \
-      w[i] -= a.stepSize * (mi / (std::sqrt(vi) / a.bc2Sqrt + a.eps));                                            \
-      half[i] = roundBf16(w[i]);                                                                                   \
-    }                                                                                                              \
+#define CALMKIT_ADAM_HALF(name, attrs)                                                                    \
+  attrs void name(const AdamStep& a, float* __restrict w, const float* __restrict g, float* __restrict m, \
+                  float* __restrict v, int64_t n, uint16_t* __restrict half) {                            \
+    for (int64_t i = 0; i < n; ++i) {                                                                     \
+      float gi = g[i] + a.wd * w[i];                                                                      \
+      float mi = m[i] * a.b1 + a.c1 * gi;                                                                 \
+      float vi = v[i] * a.b2 + a.c2 * gi * gi;                                                            \
+      m[i] = mi;                                                                                          \
+      v[i] = vi;                                                                                          \
+      w[i] -= a.stepSize * (mi / (std::sqrt(vi) / a.bc2Sqrt + a.eps));                                    \
+      half[i] = roundBf16(w[i]);                                                                          \
+    }                                                                                                     \
   }
 
 CALMKIT_ADAM_HALF(adamHalfBaseline, )
@@ -237,13 +237,11 @@ SerialBlas::~SerialBlas() {
 }
 
 void initThreadsHere() {
-  at::get_num_threads();                    // LibTorch's own copy of the once-per-thread flag
-  at::internal::lazy_init_num_threads();    // this library's copy (the function is inline)
+  at::get_num_threads();                  // LibTorch's own copy of the once-per-thread flag
+  at::internal::lazy_init_num_threads();  // this library's copy (the function is inline)
 }
 
-const char* bf16GemmKernel() {
-  return mklGemmBf16 ? "mkl gemm_bf16bf16f32" : "fp32 gemm on bf16-rounded operands";
-}
+const char* bf16GemmKernel() { return mklGemmBf16 ? "mkl gemm_bf16bf16f32" : "fp32 gemm on bf16-rounded operands"; }
 
 void adamProbe(Param& prm, const ProbeSpec& spec, int64_t p, int64_t step, double lr) {
   int64_t per = prm.value.numel() / prm.value.size(0);
@@ -313,8 +311,9 @@ void gradAdamProbeBf16(Param& prm, const ProbeSpec& spec, int64_t p, int64_t ste
     for (int64_t k = k0; k < k1; ++k) {
       int64_t r0 = k * kGradRowsBf16, r = std::min(kGradRowsBf16, in - r0);
       if (mkl) {
-        mklGemmBf16(kRowMajor, kTrans, kNoTrans, static_cast<int>(r), static_cast<int>(out), static_cast<int>(rows), 1.0f,
-                    a + r0, static_cast<int>(in), d, static_cast<int>(out), 0.0f, storage.data(), static_cast<int>(out));
+        mklGemmBf16(kRowMajor, kTrans, kNoTrans, static_cast<int>(r), static_cast<int>(out), static_cast<int>(rows),
+                    1.0f, a + r0, static_cast<int>(in), d, static_cast<int>(out), 0.0f, storage.data(),
+                    static_cast<int>(out));
       } else {
         auto g = torch::from_blob(storage.data(), {r, out}, torch::kFloat);
         at::mm_out(g, Af.narrow(1, r0, r).t(), dzf);
@@ -345,7 +344,8 @@ torch::Tensor mmBf16(const torch::Tensor& a, const torch::Tensor& b) {
   return out;
 }
 
-void adamTensor(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps, double lr) {
+void adamTensor(Param& prm, const std::vector<ProbeSpec>& ps, int64_t pa, const std::vector<int64_t>& steps,
+                double lr) {
   std::vector<float> wd(pa), stepSize(pa), bc2Sqrt(pa);
   for (int64_t p = 0; p < pa; ++p) {
     double t = static_cast<double>(steps[p]);

@@ -39,7 +39,8 @@ torch::Tensor forwardClips(const torch::Tensor& x, int64_t S, const torch::Tenso
     torch::Tensor v = valid.defined() ? valid.narrow(0, at, clips) : valid;
     if (clips < kForwardRows) {
       block = torch::constant_pad_nd(block, {0, 0, 0, (kForwardRows - clips) * S});
-      if (v.defined()) v = torch::constant_pad_nd(v.to(torch::kInt), {0, 0, 0, kForwardRows - clips}, 1).to(torch::kBool);
+      if (v.defined())
+        v = torch::constant_pad_nd(v.to(torch::kInt), {0, 0, 0, kForwardRows - clips}, 1).to(torch::kBool);
     }
     out.push_back(net(block, v).narrow(0, 0, clips));
   }

@@ -37,9 +37,9 @@ Scaler fitScaler(const torch::Tensor& X, const Split& train);
 struct Shared {
   const float* features;
   int64_t n, dim;
-  int64_t segments;  // rows of `dim` values per clip: 1 when each clip is one vector
+  int64_t segments;                           // rows of `dim` values per clip: 1 when each clip is one vector
   const std::vector<int32_t>& validSegments;  // per clip, or empty (all segments real)
-  torch::Tensor X;  // CPU view of the features, [n * segments, dim]
+  torch::Tensor X;                            // CPU view of the features, [n * segments, dim]
   const std::vector<Task>& tasks;
   const std::vector<Config>& configs;
   const Options& opt;

@@ -52,8 +52,16 @@ class CpuProbeStep final : public StepOps {
   CpuProbeStep(int64_t p, bool bf16, const torch::Tensor& inputs, const std::vector<torch::Tensor>& masks,
                const torch::Tensor& y, torch::Tensor valid, const ProbeSpec& spec, int64_t step, double lr,
                Tracer* tracer)
-      : p_(p), bf16_(bf16), inputs_(inputs), masks_(masks), y_(y), valid_(std::move(valid)), spec_(spec),
-        step_(step), lr_(lr), tracer_(tracer) {}
+      : p_(p),
+        bf16_(bf16),
+        inputs_(inputs),
+        masks_(masks),
+        y_(y),
+        valid_(std::move(valid)),
+        spec_(spec),
+        step_(step),
+        lr_(lr),
+        tracer_(tracer) {}
   torch::Tensor input() const override { return inputs_[p_]; }
   torch::Tensor mask(size_t l) const override { return masks_[l][p_]; }
   torch::Tensor targets() const override { return y_[0]; }
@@ -88,8 +96,16 @@ class BatchedStep final : public StepOps {
   BatchedStep(int64_t pa, bool bf16, torch::Tensor inputs, const std::vector<torch::Tensor>& masks,
               const torch::Tensor& y, torch::Tensor valid, const std::vector<ProbeSpec>& ps,
               const std::vector<int64_t>& steps, double lr, Tracer* tracer)
-      : pa_(pa), bf16_(bf16), inputs_(std::move(inputs)), masks_(masks), y_(y), valid_(std::move(valid)), ps_(ps),
-        steps_(steps), lr_(lr), tracer_(tracer) {}
+      : pa_(pa),
+        bf16_(bf16),
+        inputs_(std::move(inputs)),
+        masks_(masks),
+        y_(y),
+        valid_(std::move(valid)),
+        ps_(ps),
+        steps_(steps),
+        lr_(lr),
+        tracer_(tracer) {}
   torch::Tensor input() const override { return inputs_; }
   torch::Tensor mask(size_t l) const override { return masks_[l]; }
   torch::Tensor targets() const override { return y_; }

@@ -34,9 +34,9 @@ struct Config {
 };
 
 struct Progress {
-  int64_t epoch = 0, epochs = 0;      // epochs finished in the current stack
-  int64_t stack = 0, stacks = 0;      // which stack of probes is training
-  int64_t probes = 0;                 // probes in the current stack
+  int64_t epoch = 0, epochs = 0;  // epochs finished in the current stack
+  int64_t stack = 0, stacks = 0;  // which stack of probes is training
+  int64_t probes = 0;             // probes in the current stack
   int64_t probesDone = 0, probesTotal = 0;
 };
 
@@ -68,7 +68,7 @@ struct Options {
   int64_t maxStackBytes = 0;
   int64_t maxProbesPerStack = 0;
   bool keepAllWeights = false;  // return the kept weights of every probe, not only the selected ones
-  int threads = 0;  // intra-op threads while training; 0 = by stack size (1 for small stacks, else all)
+  int threads = 0;              // intra-op threads while training; 0 = by stack size (1 for small stacks, else all)
   // Step every stack with batched products over the stack (bmm/baddbmm) and Adam in tensor operations, the step
   // CUDA uses, on any device: checks that path's arithmetic on a machine without a GPU.
   bool batchedStep = false;
@@ -107,8 +107,8 @@ struct ProbeResult {
   std::vector<float> valLoss, valAcc;  // one entry per epoch
   int64_t bestEpoch = -1;              // 0-based epoch whose weights were kept; -1: none improved on +inf
   double bestValLoss = 0, bestValAcc = 0;
-  std::vector<float> testProb;         // P(present) for each test row, with the kept weights
-  std::vector<float> testWeights;      // heads that weigh segments: each test clip's weights over its S segments [test][S]
+  std::vector<float> testProb;     // P(present) for each test row, with the kept weights
+  std::vector<float> testWeights;  // heads that weigh segments: each test clip's weights over its S segments [test][S]
   bool hasNet = false;
   Net net;
 };
@@ -116,7 +116,7 @@ struct ProbeResult {
 struct TaskResult {
   int selected = -1;  // config index (into the grid): lowest validation loss, ties to the earlier config
   Net selectedNet;
-  int linear = -1;    // config index of the best zero-hidden-layer probe on one vector per clip, -1 when none
+  int linear = -1;  // config index of the best zero-hidden-layer probe on one vector per clip, -1 when none
   Net linearNet;
 };
 

@@ -46,7 +46,8 @@ torch::Tensor syntheticAudio(int64_t clips, int64_t n, at::Generator& gen) {
   torch::Tensor sweep = torch::empty({clips, 1}, torch::kFloat64).uniform_(-400.0, 400.0, gen);
   torch::Tensor phase = 2 * M_PI * (f0 * t + 0.5 * sweep * t * t);
   torch::Tensor x = phase.sin() + 0.5 * (2 * phase).sin() + 0.25 * (3 * phase).sin();
-  torch::Tensor envelope = (t * torch::empty({clips, 1}, torch::kFloat64).uniform_(1.0, 8.0, gen) * 2 * M_PI).sin().abs();
+  torch::Tensor envelope =
+      (t * torch::empty({clips, 1}, torch::kFloat64).uniform_(1.0, 8.0, gen) * 2 * M_PI).sin().abs();
   x = x * envelope + torch::empty({clips, n}, torch::kFloat64).normal_(0.0, 0.3, gen) * (1 - envelope);
   return (x / x.abs().amax(1, true)).to(torch::kFloat32);
 }
@@ -55,7 +56,8 @@ torch::Tensor syntheticAudio(int64_t clips, int64_t n, at::Generator& gen) {
 
 namespace {
 
-std::map<std::string, torch::Tensor> drawTensors(const Hparams& hp, std::optional<at::Generator> gen, torch::Device device) {
+std::map<std::string, torch::Tensor> drawTensors(const Hparams& hp, std::optional<at::Generator> gen,
+                                                 torch::Device device) {
   checkHparams(hp, "model init");
   std::map<std::string, torch::Tensor> out;
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
@@ -123,7 +125,8 @@ void writeRandomModel(const Hparams& hp, uint64_t seed, const std::string& path)
     ck.tensors[out + "weight"] = ck.tensors[out + "weight"].div(sigma.view({-1, 1, 1})).contiguous();
     ck.tensors[out + "bias"] = ck.tensors[out + "bias"].sub(mu).div(sigma).contiguous();
     flat = flat.sub(mu).div(sigma);
-    torch::Tensor pick = torch::randperm(flat.size(0), gen, torch::kInt64).narrow(0, 0, std::min(flat.size(0), hp.vqLBins));
+    torch::Tensor pick =
+        torch::randperm(flat.size(0), gen, torch::kInt64).narrow(0, 0, std::min(flat.size(0), hp.vqLBins));
     if (pick.size(0) < hp.vqLBins) pick = torch::randint(0, flat.size(0), {hp.vqLBins}, gen, torch::kInt64);
     torch::Tensor k = flat.index_select(0, pick);
     // A little noise breaks exact duplicates between entries, which would make ties.

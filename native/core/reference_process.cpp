@@ -22,7 +22,8 @@ namespace calmkit::bench {
 ReferenceProcess::ReferenceProcess(const std::string& python, const std::string& script, const std::string& logPath)
     : logPath_(logPath) {
   int toChild[2], fromChild[2];
-  if (pipe2(toChild, O_CLOEXEC) != 0) throw Error(code::kInternal, "reference: cannot make a pipe: " + std::string(std::strerror(errno)));
+  if (pipe2(toChild, O_CLOEXEC) != 0)
+    throw Error(code::kInternal, "reference: cannot make a pipe: " + std::string(std::strerror(errno)));
   if (pipe2(fromChild, O_CLOEXEC) != 0) {
     close(toChild[0]);
     close(toChild[1]);

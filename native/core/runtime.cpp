@@ -5,12 +5,12 @@
 #endif
 #include <cstdlib>
 
-#include <dlfcn.h>
-#include <link.h>
-#include <sched.h>
 #include <ATen/Version.h>
 #include <ATen/cpu/Utils.h>
 #include <ATen/native/verbose_wrapper.h>
+#include <dlfcn.h>
+#include <link.h>
+#include <sched.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -74,7 +74,8 @@ std::string loadedTorchDir() {
 
 // Why CUDA is out of reach when the LibTorch in the process has no CUDA part (libtorch_cuda was not loaded).
 [[maybe_unused]] std::string noCudaPart() {
-  return "the LibTorch loaded (" + loadedTorchDir() + ") has no CUDA part (no libtorch_cuda.so beside it: a CPU-only torch)";
+  return "the LibTorch loaded (" + loadedTorchDir() +
+         ") has no CUDA part (no libtorch_cuda.so beside it: a CPU-only torch)";
 }
 
 int findLibrary(struct dl_phdr_info* info, size_t, void* data) {
@@ -111,8 +112,8 @@ class CudaDriver {
     if (!usable()) return "the NVIDIA driver's libcuda.so.1 lacks the CUDA driver API";
     int version = 0;
     version_(&version);
-    const std::string driver = "the NVIDIA driver (CUDA " + std::to_string(version / 1000) + "." +
-                               std::to_string((version % 1000) / 10) + ")";
+    const std::string driver =
+        "the NVIDIA driver (CUDA " + std::to_string(version / 1000) + "." + std::to_string((version % 1000) / 10) + ")";
     std::string reason;
     const int rc = init_(0);
     int count = 0;
@@ -121,7 +122,8 @@ class CudaDriver {
     } else if (rc != 0) {
       reason = driver + " did not initialise (CUresult " + std::to_string(rc) + ")";
     } else {
-      reason = driver + " sees " + std::to_string(count) + " device(s) that this LibTorch cannot use (a driver older than its CUDA?)";
+      reason = driver + " sees " + std::to_string(count) +
+               " device(s) that this LibTorch cannot use (a driver older than its CUDA?)";
     }
     const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
     if (visible) reason += std::string(" (CUDA_VISIBLE_DEVICES='") + visible + "')";
@@ -266,7 +268,8 @@ CpuBf16 probeCpuBf16() {
     // No oneDNN line for LibTorch's product: it ran on ATen's own kernel (oneDNN has no bf16 kernel here).
     const bool onednn = !r.matmulKernel.empty();
     if (!onednn) r.matmulKernel = "ATen built-in gemm (no oneDNN bf16 kernel for this CPU)";
-    const bool bf16Isa = r.onednnIsa.find("bfloat16") != std::string::npos || r.onednnIsa.find("AMX") != std::string::npos;
+    const bool bf16Isa =
+        r.onednnIsa.find("bfloat16") != std::string::npos || r.onednnIsa.find("AMX") != std::string::npos;
     r.native = onednn && bf16Isa;
     r.basis = onednn ? "oneDNN's log: the bf16 matmul ran on oneDNN with ISA \"" + r.onednnIsa + "\""
                      : "oneDNN's log: no oneDNN kernel ran the bf16 matmul";
@@ -413,7 +416,8 @@ Info collect() {
       d.index = i;
       if (!driver.describe(i, d)) d.name = "CUDA device " + std::to_string(i);
       try {
-        d.freeMemory = c10::getDeviceAllocator(c10::DeviceType::CUDA)->getMemoryInfo(static_cast<c10::DeviceIndex>(i)).first;
+        d.freeMemory =
+            c10::getDeviceAllocator(c10::DeviceType::CUDA)->getMemoryInfo(static_cast<c10::DeviceIndex>(i)).first;
       } catch (const std::exception&) {
         // Free memory is a nicety; the device list stands without it.
       }

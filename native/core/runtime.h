@@ -16,8 +16,8 @@ struct CudaDevice {
 };
 
 struct BlasInfo {
-  std::string name;     // "OpenBLAS (openmp)", "OpenBLAS (pthread)", "reference BLAS (netlib)", "MKL", "unknown"
-  std::string detail;   // library path or openblas_get_config()
+  std::string name;    // "OpenBLAS (openmp)", "OpenBLAS (pthread)", "reference BLAS (netlib)", "MKL", "unknown"
+  std::string detail;  // library path or openblas_get_config()
   bool isReference = false;
 };
 
@@ -26,14 +26,14 @@ struct BlasInfo {
 // linear of core/onednn_linear.h), captured once per process. A product that leaves no oneDNN line ran on
 // ATen's portable loop (oneDNN has no bf16 kernel below AVX-512: about 100x slower than fp32).
 struct CpuBf16 {
-  bool avx512Bf16 = false;      // CPUID: AVX512_BF16 (vdpbf16ps)
-  bool amxBf16 = false;         // CPUID: AMX-BF16 tiles
-  std::string isaLimit;         // ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) when set: caps what oneDNN may use
-  std::string onednnIsa;        // oneDNN's description of the instruction set it dispatches to ("" if unseen)
-  std::string matmulKernel;     // LibTorch's bf16 matmul: "oneDNN <implementation>" or "ATen portable loop"
-  std::string linearKernel;     // the fused linear's: "oneDNN <implementation>", or "" when it does not run
-  bool native = false;          // bf16 products run on bf16 instructions (AVX512_BF16 or AMX) here
-  std::string basis;            // how `native` was decided
+  bool avx512Bf16 = false;   // CPUID: AVX512_BF16 (vdpbf16ps)
+  bool amxBf16 = false;      // CPUID: AMX-BF16 tiles
+  std::string isaLimit;      // ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) when set: caps what oneDNN may use
+  std::string onednnIsa;     // oneDNN's description of the instruction set it dispatches to ("" if unseen)
+  std::string matmulKernel;  // LibTorch's bf16 matmul: "oneDNN <implementation>" or "ATen portable loop"
+  std::string linearKernel;  // the fused linear's: "oneDNN <implementation>", or "" when it does not run
+  bool native = false;       // bf16 products run on bf16 instructions (AVX512_BF16 or AMX) here
+  std::string basis;         // how `native` was decided
 };
 const CpuBf16& cpuBf16();
 
@@ -42,11 +42,11 @@ int cudaComputeCapability(int index);
 
 struct Info {
   std::string torchVersion;
-  std::string torchDir;        // the folder libtorch_cpu was loaded from (asked of the dynamic loader)
+  std::string torchDir;  // the folder libtorch_cpu was loaded from (asked of the dynamic loader)
   bool builtWithCuda = false;
-  std::string cudaVersion;     // runtime CUDA version LibTorch was built with, "" without CUDA
+  std::string cudaVersion;  // runtime CUDA version LibTorch was built with, "" without CUDA
   int threads = 1;
-  std::string threadsSource;   // "CALMKIT_THREADS", "OMP_NUM_THREADS", "cores"
+  std::string threadsSource;  // "CALMKIT_THREADS", "OMP_NUM_THREADS", "cores"
   int interopThreads = 1;
   BlasInfo blas;
   bool mkldnn = false;
@@ -71,7 +71,8 @@ BlasInfo detectBlas();
 
 // The machine's matrix-product peak as measured now: the best of `repeats` timings of an (m x k) @ (k x n)
 // product in `dtype` ("float32", "bfloat16", "float16") on `device` ("cpu", "cuda"); GFLOP/s.
-double measureGemmGflops(int64_t m, int64_t n, int64_t k, const std::string& dtype, const std::string& device, int repeats);
+double measureGemmGflops(int64_t m, int64_t n, int64_t k, const std::string& dtype, const std::string& device,
+                         int repeats);
 Info collect();
 // Why CUDA cannot be used here, in words ("no NVIDIA driver: ...", "this build's LibTorch has no CUDA ...").
 std::string cudaUnavailableReason();

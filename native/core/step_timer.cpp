@@ -62,8 +62,12 @@ Stage::~Stage() {
       times_->encode += s;
       times_->encodeCpu += cpu;
       break;
-    case StageKind::Embed: times_->embed += s; break;
-    case StageKind::Pool: times_->pool += s; break;
+    case StageKind::Embed:
+      times_->embed += s;
+      break;
+    case StageKind::Pool:
+      times_->pool += s;
+      break;
     case StageKind::Block:
       if (block_ >= 0) {
         const size_t b = static_cast<size_t>(block_);

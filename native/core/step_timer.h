@@ -12,9 +12,10 @@
 namespace calmkit::profile {
 
 struct StepTimes {
-  torch::Device device = torch::kCPU;  // CUDA work is asynchronous: each step synchronises it
-  std::map<std::string, double> seconds;     // wall clock
-  std::map<std::string, double> cpuSeconds;  // this process's CPU time (all threads): the work, even on a shared machine
+  torch::Device device = torch::kCPU;     // CUDA work is asynchronous: each step synchronises it
+  std::map<std::string, double> seconds;  // wall clock
+  std::map<std::string, double>
+      cpuSeconds;  // this process's CPU time (all threads): the work, even on a shared machine
   std::map<std::string, int64_t> calls;
 };
 

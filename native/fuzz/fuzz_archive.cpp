@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // A checkpoint that loads was proven sound: reading every tensor must be safe.
     double sum = 0;
     for (const auto& [key, t] : ck.tensors) {
-      if (t.numel() > 0 && (t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kFloat16)) sum += t.to(torch::kFloat32).sum().item<double>();
+      if (t.numel() > 0 && (t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kFloat16))
+        sum += t.to(torch::kFloat32).sum().item<double>();
     }
     if (sum != sum) std::abort();  // every weight is finite, so no sum of them is NaN
   } catch (const calmkit::Error&) {

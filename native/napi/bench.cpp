@@ -19,7 +19,8 @@ namespace {
 // after the promise settles.
 class LineSender {
  public:
-  LineSender(std::shared_ptr<Control> ctl, std::optional<Napi::ThreadSafeFunction> tsfn) : ctl_(std::move(ctl)), tsfn_(std::move(tsfn)) {}
+  LineSender(std::shared_ptr<Control> ctl, std::optional<Napi::ThreadSafeFunction> tsfn)
+      : ctl_(std::move(ctl)), tsfn_(std::move(tsfn)) {}
 
   void send(const std::string& line) {
     if (!tsfn_) return;
@@ -99,7 +100,8 @@ Napi::Value Run(const Napi::CallbackInfo& info, std::function<std::string(const 
   Napi::Env env = info.Env();
   auto ctl = GetControl(info[1]);
   std::optional<Napi::ThreadSafeFunction> tsfn;
-  if (info[2].IsFunction()) tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "calmkit-bench-lines", 0, 1);
+  if (info[2].IsFunction())
+    tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "calmkit-bench-lines", 0, 1);
   auto sender = std::make_shared<LineSender>(ctl, tsfn);
   // runtime::cpuBf16 captures oneDNN's log on stdout once per process: probe here, on the JS thread, while
   // nothing else can write to stdout (the machine's facts in every report read it).
@@ -146,7 +148,8 @@ Napi::Value BenchExtract(const Napi::CallbackInfo& info) {
   opts.referenceJukemirlib = GetBool(o, "referenceJukemirlib", false);
   opts.workDir = GetString(o, "workDir", "");
   for (const auto& m : Strings(o, "bufferCache", {})) {
-    if (m != "on" && m != "off") ThrowCoded(info.Env(), calmkit::code::kInvalidArgument, "bufferCache takes 'on' and 'off'; got '" + m + "'");
+    if (m != "on" && m != "off")
+      ThrowCoded(info.Env(), calmkit::code::kInvalidArgument, "bufferCache takes 'on' and 'off'; got '" + m + "'");
     opts.bufferCache.push_back(m == "on");
   }
   return Run(info, [opts](const calmkit::bench::Events& ev) { return calmkit::bench::runExtract(opts, ev); });

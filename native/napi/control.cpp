@@ -39,9 +39,7 @@ Napi::Value Consumed(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-std::shared_ptr<Control> GetControl(const Napi::Value& v) {
-  return Unwrap<ControlBox>(v, kControlTag, "control")->ctl;
-}
+std::shared_ptr<Control> GetControl(const Napi::Value& v) { return Unwrap<ControlBox>(v, kControlTag, "control")->ctl; }
 
 void InitControl(Napi::Env env, Napi::Object exports) {
   exports.Set("control", Napi::Function::New(env, NewControl, "control"));

@@ -14,8 +14,8 @@ Napi::Float32Array ToFloat32Array(Napi::Env env, std::vector<float>&& data) {
     delete owned;
     buf = Napi::ArrayBuffer::New(env, 0);
   } else {
-    buf = Napi::ArrayBuffer::New(env, owned->data(), n * sizeof(float),
-                                 [](Napi::Env, void*, std::vector<float>* v) { delete v; }, owned);
+    buf = Napi::ArrayBuffer::New(
+        env, owned->data(), n * sizeof(float), [](Napi::Env, void*, std::vector<float>* v) { delete v; }, owned);
   }
   return Napi::Float32Array::New(env, n, buf, 0);
 }
@@ -27,8 +27,8 @@ Napi::Float32Array TensorToFloat32Array(Napi::Env env, const torch::Tensor& t) {
     delete owned;
     return Napi::Float32Array::New(env, 0);
   }
-  auto buf = Napi::ArrayBuffer::New(env, owned->data_ptr<float>(), n * sizeof(float),
-                                    [](Napi::Env, void*, torch::Tensor* p) { delete p; }, owned);
+  auto buf = Napi::ArrayBuffer::New(
+      env, owned->data_ptr<float>(), n * sizeof(float), [](Napi::Env, void*, torch::Tensor* p) { delete p; }, owned);
   return Napi::Float32Array::New(env, n, buf, 0);
 }
 
@@ -40,7 +40,8 @@ Napi::Int32Array ToInt32Array(Napi::Env env, const std::vector<int64_t>& v) {
 
 Napi::Array ToNumberArray(Napi::Env env, const std::vector<int64_t>& v) {
   auto a = Napi::Array::New(env, v.size());
-  for (size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(v[i])));
+  for (size_t i = 0; i < v.size(); ++i)
+    a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(v[i])));
   return a;
 }
 
@@ -61,7 +62,8 @@ double GetNumber(const Napi::Object& o, const char* key, double fallback) {
 bool GetBool(const Napi::Object& o, const char* key, bool fallback) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return fallback;
-  if (!v.IsBoolean()) ThrowCoded(o.Env(), code::kInvalidArgument, std::string("option '") + key + "' must be a boolean");
+  if (!v.IsBoolean())
+    ThrowCoded(o.Env(), code::kInvalidArgument, std::string("option '") + key + "' must be a boolean");
   return v.As<Napi::Boolean>().Value();
 }
 

@@ -9,8 +9,8 @@
 
 #include "core/error.h"
 #include "core/extract.h"
-#include "core/runtime.h"
 #include "core/random_model.h"
+#include "core/runtime.h"
 #include "napi/async.h"
 #include "napi/control.h"
 #include "napi/convert.h"
@@ -56,8 +56,10 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   try {
     // "auto" on the CPU reads runtime::cpuBf16, which captures oneDNN's log on stdout once per process: probe
     // here, on the JS thread, while nothing else can write to stdout.
-    if (precision == "auto") (void)calmkit::runtime::cpuBf16();
-    else (void)jb::resolvePrecision(precision, torch::kCPU);
+    if (precision == "auto")
+      (void)calmkit::runtime::cpuBf16();
+    else
+      (void)jb::resolvePrecision(precision, torch::kCPU);
   } catch (const calmkit::Error& e) {
     ThrowCoded(env, e.code(), e.what());
   }
@@ -201,7 +203,8 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
 // in flight; the job ends only after every event has run on the JS thread, so none arrives after the result.
 class JsSink : public jb::Sink {
  public:
-  JsSink(std::shared_ptr<Control> ctl, std::optional<Napi::ThreadSafeFunction> tsfn) : ctl_(std::move(ctl)), tsfn_(std::move(tsfn)) {}
+  JsSink(std::shared_ptr<Control> ctl, std::optional<Napi::ThreadSafeFunction> tsfn)
+      : ctl_(std::move(ctl)), tsfn_(std::move(tsfn)) {}
 
   void chunk(size_t clip, int layer, int64_t window, int64_t start, torch::Tensor rows) override {
     if (!tsfn_) return;
@@ -239,9 +242,7 @@ class JsSink : public jb::Sink {
     });
   }
 
-  bool cancelled() override {
-    return ctl_->isCancelled();
-  }
+  bool cancelled() override { return ctl_->isCancelled(); }
 
   // Waits for all events to be delivered, then releases the function.
   void finish() {
@@ -262,18 +263,19 @@ class JsSink : public jb::Sink {
     }
     auto ctl = ctl_;
     auto* job = new std::function<Napi::Value(Napi::Env)>(std::move(make));
-    napi_status st = tsfn_->BlockingCall(job, [ctl](Napi::Env env, Napi::Function fn, std::function<Napi::Value(Napi::Env)>* job) {
-      std::unique_ptr<std::function<Napi::Value(Napi::Env)>> own(job);
-      if (env != nullptr && fn != nullptr) {
-        Napi::HandleScope scope(env);
-        try {
-          fn.Call({(*own)(env)});
-        } catch (const Napi::Error&) {
-          // A throwing listener must not take the job down; the JS side reports its own errors.
-        }
-      }
-      markDelivered(ctl);
-    });
+    napi_status st =
+        tsfn_->BlockingCall(job, [ctl](Napi::Env env, Napi::Function fn, std::function<Napi::Value(Napi::Env)>* job) {
+          std::unique_ptr<std::function<Napi::Value(Napi::Env)>> own(job);
+          if (env != nullptr && fn != nullptr) {
+            Napi::HandleScope scope(env);
+            try {
+              fn.Call({(*own)(env)});
+            } catch (const Napi::Error&) {
+              // A throwing listener must not take the job down; the JS side reports its own errors.
+            }
+          }
+          markDelivered(ctl);
+        });
     if (st != napi_ok) {
       delete job;
       markDelivered(ctl);

@@ -38,9 +38,8 @@ pr::Task ReadTask(const Napi::Value& v, const std::string& label) {
 pr::Config ReadConfig(const Napi::Value& v, const std::string& label) {
   auto o = ObjectAt(v, label);
   pr::Config c;
-  c.hidden = MapArray(o.Get("hidden"), label + ".hidden", [](const Napi::Value& h, const std::string& what) -> int64_t {
-    return IntegerAt(h, what);
-  });
+  c.hidden = MapArray(o.Get("hidden"), label + ".hidden",
+                      [](const Napi::Value& h, const std::string& what) -> int64_t { return IntegerAt(h, what); });
   c.dropout = GetNumber(o, "dropout", c.dropout);
   c.l2 = GetNumber(o, "l2", c.l2);
   // `attention: true` is the attention head's spelling in the TS API; `head` names any head of the core's registry.
@@ -49,12 +48,14 @@ pr::Config ReadConfig(const Napi::Value& v, const std::string& label) {
 }
 
 // The row-major feature matrix (copied) and its width: rows of `dim` values, a whole number of them.
-std::pair<std::shared_ptr<std::vector<float>>, int64_t> ReadFeatures(const Napi::Value& data, const Napi::Value& width) {
+std::pair<std::shared_ptr<std::vector<float>>, int64_t> ReadFeatures(const Napi::Value& data,
+                                                                     const Napi::Value& width) {
   auto features = std::make_shared<std::vector<float>>(CopyFloat32(data, "features"));
   const int64_t dim = IntegerAt(width, "dim", 1);  // the divisor below
   if (features->size() % static_cast<size_t>(dim) != 0) {
-    ThrowCoded(data.Env(), calmkit::code::kDataMismatch,
-               "features has " + std::to_string(features->size()) + " values, not a multiple of dim " + std::to_string(dim));
+    ThrowCoded(
+        data.Env(), calmkit::code::kDataMismatch,
+        "features has " + std::to_string(features->size()) + " values, not a multiple of dim " + std::to_string(dim));
   }
   return {features, dim};
 }
@@ -69,7 +70,8 @@ struct BorrowedFeatures {
   int64_t n = 0, dim = 0;
 };
 
-std::shared_ptr<BorrowedFeatures> BorrowFeatures(const Napi::Value& data, const Napi::Value& width, int64_t rowsPerClip) {
+std::shared_ptr<BorrowedFeatures> BorrowFeatures(const Napi::Value& data, const Napi::Value& width,
+                                                 int64_t rowsPerClip) {
   if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
     ThrowCoded(data.Env(), calmkit::code::kInvalidArgument, "features must be a Float32Array");
   }
@@ -157,7 +159,8 @@ Napi::Value NetToJs(Napi::Env env, pr::Net& net) {
   } else if (net.head != pr::kMlpHead) {
     o.Set("head", net.head);
     auto hl = Napi::Array::New(env, net.headLayers.size());
-    for (size_t k = 0; k < net.headLayers.size(); ++k) hl.Set(static_cast<uint32_t>(k), LayerToJs(env, net.headLayers[k]));
+    for (size_t k = 0; k < net.headLayers.size(); ++k)
+      hl.Set(static_cast<uint32_t>(k), LayerToJs(env, net.headLayers[k]));
     o.Set("headLayers", hl);
   }
   return o;
@@ -195,7 +198,8 @@ pr::Net NetFromJs(const Napi::Value& v, const std::string& label) {
       net.headLayers.push_back(LayerFromJs(hl.Get(k), label + ".headLayers[" + std::to_string(k) + "]"));
     }
   }
-  if (!net.mean.empty() && (net.mean.size() != static_cast<size_t>(net.layers[0].in) || net.std.size() != net.mean.size())) {
+  if (!net.mean.empty() &&
+      (net.mean.size() != static_cast<size_t>(net.layers[0].in) || net.std.size() != net.mean.size())) {
     ThrowCoded(v.Env(), calmkit::code::kProbe, label + ": standardisation does not match the input size");
   }
   return net;
@@ -302,7 +306,8 @@ Napi::Value PredictProbes(const Napi::CallbackInfo& info) {
   std::string device = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "cpu";
   int64_t n = static_cast<int64_t>(features->size()) / dim;
   return Submit<std::vector<float>>(
-      env, computeExecutor(), [features, nets, n, dim, device] { return pr::predict(features->data(), n, dim, *nets, device); },
+      env, computeExecutor(),
+      [features, nets, n, dim, device] { return pr::predict(features->data(), n, dim, *nets, device); },
       [](Napi::Env env, std::vector<float>& out) -> Napi::Value { return ToFloat32Array(env, std::move(out)); });
 }
 

@@ -1,6 +1,6 @@
 // Binding of runtime facts: doctor().
-#include "core/jukebox.h"
 #include "core/runtime.h"
+#include "core/jukebox.h"
 #include "napi/async.h"
 #include "napi/convert.h"
 #include "napi/exports.h"
@@ -45,7 +45,8 @@ Napi::Value Doctor(const Napi::CallbackInfo& info) {
     dv.Set("totalMemory", Napi::Number::New(env, static_cast<double>(d.totalMemory)));
     dv.Set("freeMemory", Napi::Number::New(env, static_cast<double>(d.freeMemory)));
     dv.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
-    dv.Set("autoPrecision", calmkit::jukebox::precisionName(calmkit::jukebox::autoPrecision(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(d.index)))));
+    dv.Set("autoPrecision", calmkit::jukebox::precisionName(calmkit::jukebox::autoPrecision(
+                                torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(d.index)))));
     devs.Set(static_cast<uint32_t>(i), dv);
   }
   o.Set("cudaDevices", devs);

@@ -70,17 +70,18 @@ Napi::Value AttentionJs(const Napi::CallbackInfo& info) {
   try {
     const jb::AttnKind kind = jb::parseAttnKind(info[4].As<Napi::String>().Utf8Value());
     const std::string implName = info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "batched";
-    if (implName != "batched" && implName != "fused") ThrowCoded(env, code::kInvalidArgument, "impl must be batched or fused");
+    if (implName != "batched" && implName != "fused")
+      ThrowCoded(env, code::kInvalidArgument, "impl must be batched or fused");
     const jb::AttnImpl impl = implName == "fused" ? jb::AttnImpl::Fused : jb::AttnImpl::Batched;
     c10::InferenceMode guard;
     auto t = [&](std::vector<float>& x) { return torch::from_blob(x.data(), shape, torch::kFloat32); };
-    torch::Tensor out = jb::blockAttention(t(q), t(k), t(v), kind, bc, 1.0 / std::sqrt(static_cast<double>(shape[3])), impl);
+    torch::Tensor out =
+        jb::blockAttention(t(q), t(k), t(v), kind, bc, 1.0 / std::sqrt(static_cast<double>(shape[3])), impl);
     return TensorToFloat32Array(env, out.clone());
   } catch (const calmkit::Error& e) {
     ThrowCoded(env, e.code(), e.what());
   }
 }
-
 
 // _probeKeepDraws(seeds, n, keeps): the dropout draws of the streams mix64(seed) (one per seed, each with its
 // keep probability), by the host kernel the per-probe CPU step uses and by the tensor hash the batched step runs
@@ -106,7 +107,9 @@ Napi::Value ProbeKeepDrawsJs(const Napi::CallbackInfo& info) {
     for (int64_t i = 0; i < n; ++i) host[p * n + i] = row[i] != 0.0f;
   }
   c10::InferenceMode guard;
-  auto t = calmkit::probes::keepDraws(torch::tensor(keys, torch::kLong), n, torch::tensor(keep)).to(torch::kUInt8).contiguous();
+  auto t = calmkit::probes::keepDraws(torch::tensor(keys, torch::kLong), n, torch::tensor(keep))
+               .to(torch::kUInt8)
+               .contiguous();
   auto tensor = Napi::Uint8Array::New(env, static_cast<size_t>(P * n));
   std::copy_n(t.data_ptr<uint8_t>(), P * n, tensor.Data());
   auto o = Napi::Object::New(env);

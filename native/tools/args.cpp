@@ -57,9 +57,11 @@ std::vector<int> parseLayers(const std::string& s) {
   return out;
 }
 
-void writeNpy(const std::string& path, const void* data, size_t bytes, const char* descr, const std::vector<int64_t>& shape) {
+void writeNpy(const std::string& path, const void* data, size_t bytes, const char* descr,
+              const std::vector<int64_t>& shape) {
   std::string dims;
-  for (size_t i = 0; i < shape.size(); ++i) dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
+  for (size_t i = 0; i < shape.size(); ++i)
+    dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
   std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
   const size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');

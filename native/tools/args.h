@@ -29,7 +29,8 @@ double toDouble(const std::string& s, const std::string& what);
 std::vector<int> parseLayers(const std::string& s);
 
 // .npy format 1.0: little-endian, C order.
-void writeNpy(const std::string& path, const void* data, size_t bytes, const char* descr, const std::vector<int64_t>& shape);
+void writeNpy(const std::string& path, const void* data, size_t bytes, const char* descr,
+              const std::vector<int64_t>& shape);
 
 // The core's JSON writer (core/json.h): one object, fields in insertion order, non-finite numbers as null.
 using JsonObject = calmkit::json::Object;

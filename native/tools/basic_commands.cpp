@@ -19,12 +19,14 @@ namespace {
 Register doctor("doctor", "LibTorch, BLAS, threads and CUDA devices", [](int, char**) {
   auto r = calmkit::runtime::collect();
   std::cout << "libtorch: " << r.torchVersion << " (" << r.torchDir << ")\n"
-            << "built with CUDA: " << (r.builtWithCuda ? "yes" : "no") << (r.cudaVersion.empty() ? "" : " " + r.cudaVersion) << "\n"
+            << "built with CUDA: " << (r.builtWithCuda ? "yes" : "no")
+            << (r.cudaVersion.empty() ? "" : " " + r.cudaVersion) << "\n"
             << "BLAS: " << r.blas.name << " " << r.blas.detail << "\n"
             << "threads: " << r.threads << " (" << r.threadsSource << ")\n"
-            << "cpu bf16: " << (r.bf16.native ? "native" : "not native") << " (avx512_bf16 " << (r.bf16.avx512Bf16 ? "yes" : "no")
-            << ", amx_bf16 " << (r.bf16.amxBf16 ? "yes" : "no")
-            << (r.bf16.isaLimit.empty() ? "" : ", ONEDNN_MAX_CPU_ISA=" + r.bf16.isaLimit) << "); bf16 matmul: " << r.bf16.matmulKernel
+            << "cpu bf16: " << (r.bf16.native ? "native" : "not native") << " (avx512_bf16 "
+            << (r.bf16.avx512Bf16 ? "yes" : "no") << ", amx_bf16 " << (r.bf16.amxBf16 ? "yes" : "no")
+            << (r.bf16.isaLimit.empty() ? "" : ", ONEDNN_MAX_CPU_ISA=" + r.bf16.isaLimit)
+            << "); bf16 matmul: " << r.bf16.matmulKernel
             << "; fused linear: " << (r.bf16.linearKernel.empty() ? "not available" : r.bf16.linearKernel)
             << (r.bf16.onednnIsa.empty() ? "" : "; oneDNN ISA: " + r.bf16.onednnIsa) << "\n";
   for (auto& d : r.cudaDevices) {
@@ -41,8 +43,8 @@ Register gemm("gemm", "[M N K [dtype [device]]]: measured matrix-product GFLOP/s
           k = argc > 2 ? std::atoll(argv[2]) : 1200;
   std::string dtype = argc > 3 ? argv[3] : "float32", device = argc > 4 ? argv[4] : "cpu";
   double g = calmkit::runtime::measureGemmGflops(m, n, k, dtype, device, 5);
-  std::printf("{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"dtype\":\"%s\",\"device\":\"%s\",\"gflops\":%.2f}\n",
-              (long long)m, (long long)n, (long long)k, dtype.c_str(), device.c_str(), g);
+  std::printf("{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"dtype\":\"%s\",\"device\":\"%s\",\"gflops\":%.2f}\n", (long long)m,
+              (long long)n, (long long)k, dtype.c_str(), device.c_str(), g);
   return 0;
 });
 

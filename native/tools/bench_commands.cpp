@@ -65,8 +65,10 @@ void emit(const Args& a, const std::string& doc) {
 class WorkDir {
  public:
   std::string make() {
-    std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : std::string("/tmp")) + "/calmkit-bench-XXXXXX";
-    if (!mkdtemp(tmpl.data())) throw Error(code::kInternal, "cannot make a temporary folder: " + std::string(std::strerror(errno)));
+    std::string tmpl =
+        (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : std::string("/tmp")) + "/calmkit-bench-XXXXXX";
+    if (!mkdtemp(tmpl.data()))
+      throw Error(code::kInternal, "cannot make a temporary folder: " + std::string(std::strerror(errno)));
     path_ = tmpl;
     return path_;
   }
@@ -113,7 +115,8 @@ int benchExtract(int argc, char** argv) {
   if (a.has("cpu-buffer-cache")) {
     // on,off: rows with calmkit's CPU buffer cache and without it, interleaved (a diagnostic of what it buys).
     for (const auto& m : list(a.get("cpu-buffer-cache", ""))) {
-      if (m != "on" && m != "off") throw Error(code::kInvalidArgument, "--cpu-buffer-cache takes on, off or on,off; got '" + m + "'");
+      if (m != "on" && m != "off")
+        throw Error(code::kInvalidArgument, "--cpu-buffer-cache takes on, off or on,off; got '" + m + "'");
       o.bufferCache.push_back(m == "on");
     }
   }
@@ -153,14 +156,18 @@ int benchProbes(int argc, char** argv) {
 
 Register bench(
     "bench",
-    "extract [--preset 5b|small|demo|tiny | --model FILE] [--layers N] [--sample-layers K] [--precision fp32[,bf16,fp16,auto]] "
+    "extract [--preset 5b|small|demo|tiny | --model FILE] [--layers N] [--sample-layers K] [--precision "
+    "fp32[,bf16,fp16,auto]] "
     "[--batch 1[,4]] [--tokens 8192[,3445]] [--device cpu|cuda|cuda:N|auto] [--rounds 3] [--warmup 1] [--seed 0] "
-    "[--reference PYTHON [--reference-script PATH] [--jukemirlib]] [--profile] [--cpu-buffer-cache on,off] [--json FILE]\n"
+    "[--reference PYTHON [--reference-script PATH] [--jukemirlib]] [--profile] [--cpu-buffer-cache on,off] [--json "
+    "FILE]\n"
     "        | probes [--dim 4800] [--instruments 20] [--clips 20000] [--scale 1] [--epochs 1,2] "
-    "[--matmul-precision fp32[,bf16]] [--mode vectorised|one-at-a-time|batched] [--segments S] [--device cpu] [--json FILE]:\n"
+    "[--matmul-precision fp32[,bf16]] [--mode vectorised|one-at-a-time|batched] [--segments S] [--device cpu] [--json "
+    "FILE]:\n"
     "        the benchmark engine of `calmkit bench`; the report (schema calmkit-bench) to --json FILE or stdout",
     [](int argc, char** argv) {
-      if (argc < 1) throw Error(code::kInvalidArgument, "usage: calmkit-core bench extract|probes [options] (see --help)");
+      if (argc < 1)
+        throw Error(code::kInvalidArgument, "usage: calmkit-core bench extract|probes [options] (see --help)");
       const std::string sub = argv[0];
       if (sub == "extract") return benchExtract(argc - 1, argv + 1);
       if (sub == "probes") return benchProbes(argc - 1, argv + 1);

@@ -11,8 +11,8 @@
 
 #include "core/bench.h"
 #include "core/checkpoint.h"
-#include "core/error.h"
 #include "core/device.h"
+#include "core/error.h"
 #include "core/extract.h"
 #include "core/random_model.h"
 #include "tools/args.h"
@@ -37,7 +37,8 @@ struct Pooled {
   std::vector<std::vector<float>> layers;  // per requested layer, the pooled row
 };
 
-std::vector<Pooled> run(const jb::Model& model, const std::vector<jb::ClipInput>& clips, const std::vector<int>& layers) {
+std::vector<Pooled> run(const jb::Model& model, const std::vector<jb::ClipInput>& clips,
+                        const std::vector<int>& layers) {
   jb::ExtractOptions o;
   o.layers = layers;
   jb::Sink sink;
@@ -107,8 +108,9 @@ Register checkDevice(
       jb::Hparams hp = hparamsFrom(a, "small");
       const uint64_t seed = static_cast<uint64_t>(toInt(a.get("seed", "0"), "--seed"));
       hp.source = "check-device, seed " + std::to_string(seed);
-      const std::string file = (std::filesystem::temp_directory_path() /
-                                ("calmkit-check-device-" + std::to_string(::getpid()) + ".pt")).string();
+      const std::string file =
+          (std::filesystem::temp_directory_path() / ("calmkit-check-device-" + std::to_string(::getpid()) + ".pt"))
+              .string();
       jb::writeRandomModel(hp, seed, file);
       auto cpu = jb::Model::load(file, "cpu", jb::Precision::Fp32);
       auto fp32 = jb::Model::load(file, device, jb::Precision::Fp32);
@@ -138,7 +140,8 @@ Register checkDevice(
       for (size_t i = 0; i < clips.size(); ++i) {
         tokensIdentical = tokensIdentical && onCpu[i].tokens == alone[i].tokens;
         lowTokens = lowTokens && half[i].tokens == alone[i].tokens && bfloat[i].tokens == alone[i].tokens;
-        batchInvariant = batchInvariant && sameBytes(batch[i], alone[i]) && sameBytes(batchReversed[clips.size() - 1 - i], alone[i]);
+        batchInvariant =
+            batchInvariant && sameBytes(batch[i], alone[i]) && sameBytes(batchReversed[clips.size() - 1 - i], alone[i]);
         for (size_t l = 0; l < layers.size(); ++l) {
           fp32Rel = std::max(fp32Rel, maxRel(alone[i].layers[l], onCpu[i].layers[l]));
           fp16Cos = std::min(fp16Cos, cosine(half[i].layers[l], alone[i].layers[l]));
@@ -146,12 +149,19 @@ Register checkDevice(
         }
       }
       JsonObject j;
-      j.str("check", "check-device").str("device", fp32->device().str()).str("preset", hp.preset)
-          .integer("width", hp.width).integer("layers", hp.depth).integer("clips", static_cast<int64_t>(clips.size()))
-          .boolean("tokensIdenticalToCpu", tokensIdentical).num("fp32MaxRelToCpu", fp32Rel)
+      j.str("check", "check-device")
+          .str("device", fp32->device().str())
+          .str("preset", hp.preset)
+          .integer("width", hp.width)
+          .integer("layers", hp.depth)
+          .integer("clips", static_cast<int64_t>(clips.size()))
+          .boolean("tokensIdenticalToCpu", tokensIdentical)
+          .num("fp32MaxRelToCpu", fp32Rel)
           .boolean("fp32Within1e5", fp32Rel <= 1e-5 && tokensIdentical)
-          .boolean("halfPrecisionTokensIdentical", lowTokens).num("fp16CosineToFp32", fp16Cos)
-          .num("bf16CosineToFp32", bf16Cos).boolean("halfPrecisionCosineAtLeast0999", fp16Cos >= 0.999 && bf16Cos >= 0.999)
+          .boolean("halfPrecisionTokensIdentical", lowTokens)
+          .num("fp16CosineToFp32", fp16Cos)
+          .num("bf16CosineToFp32", bf16Cos)
+          .boolean("halfPrecisionCosineAtLeast0999", fp16Cos >= 0.999 && bf16Cos >= 0.999)
           .boolean("batchInvariant", batchInvariant);
       std::printf("%s\n", j.dump().c_str());
       return 0;

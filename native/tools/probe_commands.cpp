@@ -44,19 +44,32 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) throw std::runtime_error("missing value after " + k);
       return argv[++i];
     };
-    if (k == "--instruments") a.instruments = std::stoi(next());
-    else if (k == "--dim") a.dim = std::stoll(next());
-    else if (k == "--clips") a.clips = std::stoll(next());
-    else if (k == "--epochs") a.epochs = std::stoll(next());
-    else if (k == "--scale") a.scale = std::stod(next());
-    else if (k == "--one-at-a-time") a.oneAtATime = true;
-    else if (k == "--batched") a.batched = true;
-    else if (k == "--matmul-precision") a.matmulPrecision = next();
-    else if (k == "--segments") a.segments = std::stoll(next());
-    else if (k == "--padded") a.padded = true;
-    else if (k == "--max-stack-bytes") a.maxStackBytes = std::stoll(next());
-    else if (k == "--device") a.device = next();
-    else throw std::runtime_error("unknown option " + k);
+    if (k == "--instruments")
+      a.instruments = std::stoi(next());
+    else if (k == "--dim")
+      a.dim = std::stoll(next());
+    else if (k == "--clips")
+      a.clips = std::stoll(next());
+    else if (k == "--epochs")
+      a.epochs = std::stoll(next());
+    else if (k == "--scale")
+      a.scale = std::stod(next());
+    else if (k == "--one-at-a-time")
+      a.oneAtATime = true;
+    else if (k == "--batched")
+      a.batched = true;
+    else if (k == "--matmul-precision")
+      a.matmulPrecision = next();
+    else if (k == "--segments")
+      a.segments = std::stoll(next());
+    else if (k == "--padded")
+      a.padded = true;
+    else if (k == "--max-stack-bytes")
+      a.maxStackBytes = std::stoll(next());
+    else if (k == "--device")
+      a.device = next();
+    else
+      throw std::runtime_error("unknown option " + k);
   }
   a.instruments = std::clamp(a.instruments, 1, 20);
   return a;
@@ -98,9 +111,11 @@ uint64_t fingerprint(const pr::Result& r) {
 
 Register probeGrid(
     "probe-grid",
-    "[--instruments 20] [--epochs 1] [--dim 4800] [--clips 20000] [--scale 1] [--one-at-a-time] [--batched] [--device cpu] "
+    "[--instruments 20] [--epochs 1] [--dim 4800] [--clips 20000] [--scale 1] [--one-at-a-time] [--batched] [--device "
+    "cpu] "
     "[--matmul-precision fp32|bf16] "
-    "[--segments S [--padded]]: train the 27-config probe grid (with --segments: the 18-config attention grid on S segments per "
+    "[--segments S [--padded]]: train the 27-config probe grid (with --segments: the 18-config attention grid on S "
+    "segments per "
     "clip) on synthetic OpenMIC-sized data, print JSON",
     [](int argc, char** argv) {
       Args a = parse(argc, argv);
@@ -134,13 +149,16 @@ Register probeGrid(
       auto info = calmkit::runtime::collect();
       std::printf(
           "{\"mode\":\"%s\",\"device\":\"%s\",\"instruments\":%d,\"probes\":%zu,\"stacks\":%lld,\"epochs\":%lld,"
-          "\"dim\":%lld,\"segments\":%lld,\"seconds\":%.3f,\"probesPerSecond\":%.4f,\"meanSelectedValAcc\":%.4f,\"threads\":%d,"
+          "\"dim\":%lld,\"segments\":%lld,\"seconds\":%.3f,\"probesPerSecond\":%.4f,\"meanSelectedValAcc\":%.4f,"
+          "\"threads\":%d,"
           "\"torch\":\"%s\",\"dropoutKernel\":\"%s\",\"matmulPrecision\":\"%s\",\"bf16Gemm\":\"%s\","
           "\"testProbabilitySum\":%.17g,\"fingerprint\":\"%016llx\"}\n",
-          a.oneAtATime ? "one-at-a-time" : a.batched ? "vectorised-batched" : "vectorised", r.device.c_str(), a.instruments, r.probes.size(),
-          static_cast<long long>(r.stacks), static_cast<long long>(a.epochs), static_cast<long long>(a.dim),
-          static_cast<long long>(a.segments), r.seconds,
-          r.probes.size() / r.seconds, meanAcc, info.threads, info.torchVersion.c_str(), pr::dropoutKernel(),
+          a.oneAtATime ? "one-at-a-time"
+          : a.batched  ? "vectorised-batched"
+                       : "vectorised",
+          r.device.c_str(), a.instruments, r.probes.size(), static_cast<long long>(r.stacks),
+          static_cast<long long>(a.epochs), static_cast<long long>(a.dim), static_cast<long long>(a.segments),
+          r.seconds, r.probes.size() / r.seconds, meanAcc, info.threads, info.torchVersion.c_str(), pr::dropoutKernel(),
           pr::matmulPrecisionName(opt.matmulPrecision), pr::bf16GemmKernel(), probSum,
           static_cast<unsigned long long>(fingerprint(r)));
       return 0;

@@ -56,11 +56,11 @@ export async function makeDataset(root: string, good: number, bad: BadKind[] = [
   const all = [...goodKeys, ...Object.keys(badKeys)].sort();
   const test = all.filter((_, i) => i % 4 === 3);
   const train = all.filter((_, i) => i % 4 !== 3);
-  fs.writeFileSync(path.join(root, 'partitions', 'split01_train.csv'), train.join('\n') + '\n');
-  fs.writeFileSync(path.join(root, 'partitions', 'split01_test.csv'), test.join('\n') + '\n');
+  fs.writeFileSync(path.join(root, 'partitions', 'split01_train.csv'), `${train.join('\n')}\n`);
+  fs.writeFileSync(path.join(root, 'partitions', 'split01_test.csv'), `${test.join('\n')}\n`);
   fs.writeFileSync(
     path.join(root, 'openmic-2018-aggregated-labels.csv'),
-    'sample_key,instrument,relevance,num_responses\n' + all.map((k, i) => `${k},${OPENMIC_INSTRUMENTS[i % 20]},0.9,3`).join('\n') + '\n',
+    `sample_key,instrument,relevance,num_responses\n${all.map((k, i) => `${k},${OPENMIC_INSTRUMENTS[i % 20]},0.9,3`).join('\n')}\n`,
   );
   return { good: goodKeys.sort(), bad: badKeys };
 }
@@ -146,9 +146,28 @@ export class RedisServer {
 
   async start(): Promise<void> {
     fs.mkdirSync(this.dir, { recursive: true });
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--protected-mode', 'yes'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        this.dir,
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--save',
+        '',
+        '--protected-mode',
+        'yes',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     this.child = child;
     let ready = false;
     child.stdout!.on('data', (d: Buffer) => {

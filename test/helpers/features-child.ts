@@ -11,7 +11,10 @@ import { synthAudio } from './model';
   const audio = [1, 2, 3, 4].map((seed) => ({ samples: synthAudio(n, seed), sampleRate: 44100 }));
   const tokens = [5, 6].map((seed) => ({ tokens: Int32Array.from({ length: model.info.nCtx }, (_, i) => (i * (seed * 7 + 3) + seed) % model.info.bins) }));
   const run = async (inputs: typeof audio | typeof tokens) =>
-    (await model.extract(inputs, { layers })).map((f) => ({ tokens: Array.from(f.tokens), layers: Object.fromEntries(layers.map((l) => [l, Array.from(f.layers[l]!.data)])) }));
+    (await model.extract(inputs, { layers })).map((f) => ({
+      tokens: Array.from(f.tokens),
+      layers: Object.fromEntries(layers.map((l) => [l, Array.from(f.layers[l]!.data)])),
+    }));
   process.stdout.write(JSON.stringify({ threads: process.env.CALMKIT_THREADS, audio: await run(audio), tokens: await run(tokens) }));
   model.dispose();
 })().catch((e) => {

@@ -68,7 +68,8 @@ function check(input: Buffer): string | undefined {
       const s = parseSidecar(body, label, dtype);
       let row = 0;
       for (const e of s.entries) {
-        if (e.row !== row || e.shape[e.shape.length - 1] !== s.dim || e.rows * s.dim !== e.shape.reduce((a, b) => a * b, 1)) return `entry ${e.key} breaks the tiling`;
+        if (e.row !== row || e.shape[e.shape.length - 1] !== s.dim || e.rows * s.dim !== e.shape.reduce((a, b) => a * b, 1))
+          return `entry ${e.key} breaks the tiling`;
         row += e.rows;
       }
       if (row !== s.rows) return 'the entries do not cover the rows';
@@ -112,6 +113,8 @@ for (;;) {
   const out = Buffer.alloc(5 + ids.length * 4);
   out[0] = problem ? 1 : 0;
   out.writeUInt32LE(ids.length, 1);
-  ids.forEach((id, i) => out.writeUInt32LE(id, 5 + i * 4));
+  ids.forEach((id, i) => {
+    out.writeUInt32LE(id, 5 + i * 4);
+  });
   fs.writeSync(3, out);
 }

@@ -19,7 +19,11 @@ export type PrecisionRun = {
   const auto = await Jukebox.load(file!, { precision: 'auto' });
   const out: Partial<PrecisionRun> = { cpuBf16: doctor().cpuBf16, auto: auto.info.precision, features: { fp32: [], bf16: [] } };
   auto.dispose();
-  const { windowSamples, encoderMarginSamples, depth } = (await Jukebox.inspect(file!)) as { windowSamples: number; encoderMarginSamples: number; depth: number };
+  const { windowSamples, encoderMarginSamples, depth } = (await Jukebox.inspect(file!)) as {
+    windowSamples: number;
+    encoderMarginSamples: number;
+    depth: number;
+  };
   const layers = Array.from({ length: depth }, (_, i) => i + 1);
   // A full window, a short clip (not a whole number of attention blocks) and a clip of two windows.
   const clips = [windowSamples + encoderMarginSamples, Math.round(windowSamples * 0.45) + 77, Math.round(windowSamples * 1.5)].map((n, i) => ({

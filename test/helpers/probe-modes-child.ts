@@ -12,7 +12,7 @@ function maxDiff(a: ProbeSet, b: ProbeSet): { probabilities: number; valLoss: nu
     for (let i = 0; i < x.length; i++) w = Math.max(w, Math.abs(x[i]! - y[i]!));
     return w;
   };
-  a.results.forEach((r, i) =>
+  a.results.forEach((r, i) => {
     r.configs.forEach((c, k) => {
       const o = b.results[i]!.configs[k]!;
       out.probabilities = worst(c.testProbabilities, o.testProbabilities, out.probabilities);
@@ -21,8 +21,8 @@ function maxDiff(a: ProbeSet, b: ProbeSet): { probabilities: number; valLoss: nu
         out.weights = worst(l.weight, o.net!.layers[j]!.weight, out.weights);
         out.weights = worst(l.bias, o.net!.layers[j]!.bias, out.weights);
       });
-    }),
-  );
+    });
+  });
   return out;
 }
 

@@ -27,7 +27,11 @@ function build(kind: 'mean' | 'segments'): { dir: string; keys: string[]; values
   for (let c = 0; c < clips; c++) {
     const shape = kind === 'mean' ? [16] : [3, 8];
     const n = shape.reduce((a, b) => a * b, 1);
-    w.put(`clip${String(c).padStart(2, '0')}`, Float32Array.from({ length: n }, (_, i) => Math.sin(c * 31 + i) * 4), shape);
+    w.put(
+      `clip${String(c).padStart(2, '0')}`,
+      Float32Array.from({ length: n }, (_, i) => Math.sin(c * 31 + i) * 4),
+      shape,
+    );
     if (c === 2) w.fail(`broken${c}`, { input: `/audio/broken${c}.ogg`, code: 'ERR_AUDIO_DECODE', message: 'cannot decode' });
   }
   w.close();
@@ -114,7 +118,13 @@ function repaired(dir: string, kind: string, good: { keys: string[]; values: Flo
     const lost = good.keys.filter((k) => !keys.includes(k));
     const named = new Set(report.corrupt.flatMap((c) => c.keys ?? []));
     const unnamed = lost.filter((k) => !named.has(k));
-    return { repairOk: mismatch === undefined && after.verify().ok && (unnamed.length === 0 || (report.repaired?.unknownShards ?? 0) > 0), lost: lost.length, mismatch, unnamed, quarantined: report.repaired?.files.length ?? 0 };
+    return {
+      repairOk: mismatch === undefined && after.verify().ok && (unnamed.length === 0 || (report.repaired?.unknownShards ?? 0) > 0),
+      lost: lost.length,
+      mismatch,
+      unnamed,
+      quarantined: report.repaired?.files.length ?? 0,
+    };
   } catch (err) {
     return { repairOk: false, repairError: String((err as Error)?.message ?? err) };
   }
@@ -122,7 +132,14 @@ function repaired(dir: string, kind: string, good: { keys: string[]; values: Flo
 
 for (const kind of ['mean', 'segments'] as const) {
   const good = build(kind);
-  const files = ['store.json', 'manifest.json', ...fs.readdirSync(path.join(good.dir, 'shards')).sort().map((f) => `shards/${f}`)];
+  const files = [
+    'store.json',
+    'manifest.json',
+    ...fs
+      .readdirSync(path.join(good.dir, 'shards'))
+      .sort()
+      .map((f) => `shards/${f}`),
+  ];
   let n = 0;
   for (const file of files) {
     for (const [what, damage] of damages) {

@@ -8,13 +8,13 @@ const store = FeatureStore.open(dir!, { create: spec });
 const w = store.writer({ id: id!, shardSize: Number(shardSizeS) });
 // Writer 'b...' adds 0.5 so a test can tell whose copy of a duplicated key won.
 const bias = id!.startsWith('b') ? 0.5 : 0;
-const valueOf = (i: number, dim: number) => Float32Array.from({ length: dim }, (_, j) => i * 1000 + j + bias);
+const valueAt = (i: number, dim: number) => Float32Array.from({ length: dim }, (_, j) => i * 1000 + j + bias);
 if (mode === 'forever') {
   const dim = 8000;
-  for (let i = 0; ; i++) w.put(`big${String(i).padStart(7, '0')}`, valueOf(i, dim));
+  for (let i = 0; ; i++) w.put(`big${String(i).padStart(7, '0')}`, valueAt(i, dim));
 } else {
   for (let i = Number(fromS); i < Number(toS); i++) {
-    w.put(`key${String(i).padStart(4, '0')}`, valueOf(i, 8));
+    w.put(`key${String(i).padStart(4, '0')}`, valueAt(i, 8));
     if (i % 5 === 0) w.fail(`bad${i}`, { input: `/audio/bad${i}.ogg`, code: 'ERR_AUDIO_DECODE', message: 'cannot decode' });
   }
   w.close();
