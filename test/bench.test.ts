@@ -314,8 +314,11 @@ test('an aborted benchmark rejects with AbortError and leaves the addon usable',
 // whole Jukebox.extract calls from tokens, to layer 6 and to layer 1, over 5 layers, so the constant parts of a
 // call (the N-API hop, embedding, pooling, copies) cancel. Both run core::extract on the same weights in this
 // process with the same threads, so they can differ only by timing noise: the rounds alternate the two (drift
-// on a shared machine hits both) and the medians of 7 are compared, within the issue's 15 %.
-test('the per-layer time agrees within 15 % with a direct timing of Jukebox.extract on the same model', async (t) => {
+// on a shared machine hits both), within the issue's 15 %. Serial: this file's other tests use the addon's compute
+// pool too, and a direct timing (wall time around the call) would count the wait behind them (seen: -36 %). Minima
+// of 7, not medians: other test files load the 2 cores, and the least disturbed sample is the closest to the quiet
+// time on both sides.
+test.serial('the per-layer time agrees within 15 % with a direct timing of Jukebox.extract on the same model', async (t) => {
   const file = path.join(tmp, 'small6.pt');
   await Jukebox.writeRandomCheckpoint({ preset: 'small', layers: 6, seed: 3, out: file });
   await using model = await Jukebox.load(file);
@@ -328,17 +331,17 @@ test('the per-layer time agrees within 15 % with a direct timing of Jukebox.extr
   };
   await time(6);
   const engine: number[] = [],
-    direct: number[] = [];
+    to6: number[] = [],
+    to1: number[] = [];
   for (let r = 0; r < 7; r++) {
     const report = await benchExtract({ model: file, tokens: [1024], rounds: 1, warmup: 0 });
     engine.push(report.rows[0]!.layerSeconds.median!);
-    const t6 = await time(6);
-    const t1 = await time(1);
-    direct.push((t6 - t1) / 5);
+    to6.push(await time(6));
+    to1.push(await time(1));
   }
-  const med = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
-  const e = med(engine),
-    d = med(direct);
+  // Five blocks more: the clip to layer 6 less the clip to layer 1 (the same encoding, embedding and pooling).
+  const e = Math.min(...engine),
+    d = (Math.min(...to6) - Math.min(...to1)) / 5;
   t.log(`per layer: engine ${e.toFixed(4)} s, direct ${d.toFixed(4)} s (${((e / d - 1) * 100).toFixed(1)} %)`);
   t.true(Math.abs(e / d - 1) <= 0.15, `engine ${e} s vs direct ${d} s per layer`);
 });
