@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/checkpoint.h"
+#include "core/json.h"
 #include "core/probes.h"
 
 namespace calmkit::bench {
@@ -82,6 +83,9 @@ std::string runProbes(const ProbeOptions& options, const Events& events);
 // The schema's "machine" object (JSON text): CPU model and flags, cores, memory, OS, load, LibTorch, BLAS,
 // threads, bf16 on the CPU, GPUs and driver.
 std::string machineJson();
+
+// The fields every report starts with: schema and version, kind, createdAt (UTC), where it came from, the machine.
+json::Object reportHead(const char* kind, const Origin& origin);
 
 // FLOPs of one clip's prior pass over layers 1..L on T tokens (spec 7.2): the four projections plus the attention
 // products as computed (whole blocks, masked entries included).

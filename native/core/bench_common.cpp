@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -65,6 +66,18 @@ c10::ScalarType scalarType(const std::string& dtype) {
 }
 
 }  // namespace
+
+json::Object reportHead(const char* kind, const Origin& origin) {
+  json::Object doc;
+  doc.str("schema", kSchema).integer("schemaVersion", kSchemaVersion).str("kind", kind);
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  doc.str("createdAt", buf);
+  doc.str("calmkitVersion", origin.calmkitVersion).str("host", origin.host).str("command", origin.command);
+  doc.raw("machine", machineJson());
+  return doc;
+}
 
 std::string machineJson() {
   const runtime::Info info = runtime::collect();

@@ -408,28 +408,23 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
       // where the VQ argmin has near-ties), and the reference's own tokens from the same audio.
       const int64_t t0 = tokenCounts.front();
       const std::string outDir = o.workDir;
-      json::Object runMsg;
-      runMsg.str("cmd", "run")
-          .str("audio", o.workDir + "/audio-" + std::to_string(t0) + ".f32")
-          .arr("layers", json::Array().integer(depthRun))
-          .str("out", outDir)
-          .boolean("raw", true)
-          .str("mode", "minimal")
-          .integer("crop", samplesFor[t0])
-          .str("dtype", "fp32");
-      ref->call(runMsg.dump());
+      // One fp32 pass of the reference on the clip of t0 tokens, encoding it itself or given calmkit's tokens.
+      auto crossCheckRun = [&](bool givenTokens) {
+        json::Object msg;
+        msg.str("cmd", "run")
+            .str("audio", o.workDir + "/audio-" + std::to_string(t0) + ".f32")
+            .arr("layers", json::Array().integer(depthRun))
+            .str("out", outDir)
+            .boolean("raw", true)
+            .str("mode", "minimal")
+            .integer("crop", samplesFor[t0])
+            .str("dtype", "fp32");
+        if (givenTokens) msg.str("tokens", o.workDir + "/tokens-" + std::to_string(t0) + ".i32");
+        ref->call(msg.dump());
+      };
+      crossCheckRun(false);
       const std::vector<int64_t> refTokens = readRawInt64(outDir + "/tokens.i64");
-      json::Object withTokens;
-      withTokens.str("cmd", "run")
-          .str("audio", o.workDir + "/audio-" + std::to_string(t0) + ".f32")
-          .arr("layers", json::Array().integer(depthRun))
-          .str("out", outDir)
-          .boolean("raw", true)
-          .str("mode", "minimal")
-          .integer("crop", samplesFor[t0])
-          .str("dtype", "fp32")
-          .str("tokens", o.workDir + "/tokens-" + std::to_string(t0) + ".i32");
-      ref->call(withTokens.dump());
+      crossCheckRun(true);
       const std::vector<float> refLast = readRawFloats(outDir + "/layer" + std::to_string(depthRun) + ".f32");
       const double rel = maxRel(fp32Out[t0].last, refLast);
       json::Object cross;
@@ -601,16 +596,7 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
   }
 
   // ---- the report ----
-  json::Object doc;
-  doc.str("schema", kSchema).integer("schemaVersion", kSchemaVersion).str("kind", "extract");
-  {
-    const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    doc.str("createdAt", buf);
-  }
-  doc.str("calmkitVersion", o.origin.calmkitVersion).str("host", o.origin.host).str("command", o.origin.command);
-  doc.raw("machine", machineJson());
+  json::Object doc = reportHead("extract", o.origin);
   json::Object config;
   config.str("device", device.str()).str("weights", weights);
   if (o.modelPath.empty())

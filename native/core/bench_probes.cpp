@@ -4,7 +4,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <map>
 #include <set>
@@ -144,16 +143,7 @@ std::string runProbes(const ProbeOptions& o, const Events& ev) {
     peaks[d] = measurePeak(d, device.str());
   }
 
-  json::Object doc;
-  doc.str("schema", kSchema).integer("schemaVersion", kSchemaVersion).str("kind", "probes");
-  {
-    const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-    doc.str("createdAt", buf);
-  }
-  doc.str("calmkitVersion", o.origin.calmkitVersion).str("host", o.origin.host).str("command", o.origin.command);
-  doc.raw("machine", machineJson());
+  json::Object doc = reportHead("probes", o.origin);
   json::Array epochArr;
   for (int64_t e : epochs) epochArr.integer(e);
   json::Object config;

@@ -92,16 +92,10 @@ export const SMALL = {
 };
 export const HOP = 128;
 
-export function makeCkptArgs(out: string, extra: string[] = []): string[] {
+/** The hyperparameter flags make_checkpoint.py and export_ref both take, from SMALL. */
+function sharedShapeArgs(): string[] {
   const s = SMALL;
   return [
-    MAKE_CKPT,
-    '--out',
-    out,
-    '--width',
-    `${s.width}`,
-    '--n-ctx',
-    `${s.nCtx}`,
     '--depth-full',
     `${s.depthFull}`,
     '--m-attn',
@@ -128,8 +122,12 @@ export function makeCkptArgs(out: string, extra: string[] = []): string[] {
     `${s.vqWidth}`,
     '--vq-depth',
     `${s.vqDepth}`,
-    ...extra,
   ];
+}
+
+export function makeCkptArgs(out: string, extra: string[] = []): string[] {
+  const s = SMALL;
+  return [MAKE_CKPT, '--out', out, '--width', `${s.width}`, '--n-ctx', `${s.nCtx}`, ...sharedShapeArgs(), ...extra];
 }
 
 export function exportArgs(dir: string, out: string, layers: number, extra: string[] = []): string[] {
@@ -152,32 +150,7 @@ export function exportArgs(dir: string, out: string, layers: number, extra: stri
     `${s.nCtx}`,
     '--blocks',
     `${s.blocks}`,
-    '--depth-full',
-    `${s.depthFull}`,
-    '--m-attn',
-    `${s.mAttn}`,
-    '--m-mlp',
-    `${s.mMlp}`,
-    '--bins',
-    `${s.bins}`,
-    '--y-bins-genre',
-    `${s.yBinsGenre}`,
-    '--y-bins-artist',
-    `${s.yBinsArtist}`,
-    '--t-bins',
-    `${s.tBins}`,
-    '--vq-downs',
-    s.vqDowns.join(','),
-    '--vq-strides',
-    s.vqStrides.join(','),
-    '--vq-emb-width',
-    `${s.vqEmbWidth}`,
-    '--vq-l-bins',
-    `${s.vqLBins}`,
-    '--vq-width',
-    `${s.vqWidth}`,
-    '--vq-depth',
-    `${s.vqDepth}`,
+    ...sharedShapeArgs(),
     ...extra,
   ];
 }
