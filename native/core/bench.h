@@ -15,6 +15,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,14 @@ struct Peak {
   int64_t size = 0;    // the square product size (m = n = k) that reached it
   double gflopPerSecond = 0;
 };
+// The schema's "peaks" array: one object per dtype measured on `device`.
+json::Array peaksJson(const std::map<std::string, Peak>& peaks, const std::string& device);
+
+// How far a pooled row is from a reference row: cosine, and the largest difference relative to the largest
+// magnitude of `ref` (the figures every precision and device check reports).
+double cosine(const std::vector<float>& a, const std::vector<float>& b);
+double maxRel(const std::vector<float>& a, const std::vector<float>& ref);
+
 // The dtype's matrix-product peak on `device` now: square products of growing size until one takes ~0.3 s, each
 // the best of up to 10 repetitions (~1 s), the best of torch.mm and (for half precision on a CPU with oneDNN)
 // the packed linear the bf16 blocks run on.

@@ -79,6 +79,40 @@ json::Object reportHead(const char* kind, const Origin& origin) {
   return doc;
 }
 
+json::Array peaksJson(const std::map<std::string, Peak>& peaks, const std::string& device) {
+  json::Array out;
+  for (const auto& [dtype, p] : peaks) {
+    json::Object po;
+    po.str("dtype", dtype)
+        .str("device", device)
+        .str("kernel", p.kernel)
+        .integer("size", p.size)
+        .num("gflopPerSecond", p.gflopPerSecond);
+    out.obj(po);
+  }
+  return out;
+}
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ab += static_cast<double>(a[i]) * b[i];
+    aa += static_cast<double>(a[i]) * a[i];
+    bb += static_cast<double>(b[i]) * b[i];
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+// The largest difference relative to the largest magnitude of `ref`.
+double maxRel(const std::vector<float>& a, const std::vector<float>& ref) {
+  double d = 0, s = 0;
+  for (size_t i = 0; i < a.size() && i < ref.size(); ++i) {
+    d = std::max(d, std::fabs(static_cast<double>(a[i]) - ref[i]));
+    s = std::max(s, std::fabs(static_cast<double>(ref[i])));
+  }
+  return s > 0 ? d / s : d;
+}
+
 std::string machineJson() {
   const runtime::Info info = runtime::collect();
   json::Object m;

@@ -127,26 +127,6 @@ struct Pooled {
   std::vector<float> last;  // the deepest layer's pooled row
 };
 
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ab += static_cast<double>(a[i]) * b[i];
-    aa += static_cast<double>(a[i]) * a[i];
-    bb += static_cast<double>(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
-}
-
-// The largest difference relative to the largest magnitude of `ref`.
-double maxRel(const std::vector<float>& a, const std::vector<float>& ref) {
-  double d = 0, s = 0;
-  for (size_t i = 0; i < a.size() && i < ref.size(); ++i) {
-    d = std::max(d, std::fabs(static_cast<double>(a[i]) - ref[i]));
-    s = std::max(s, std::fabs(static_cast<double>(ref[i])));
-  }
-  return s > 0 ? d / s : d;
-}
-
 double agreement(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   const size_t n = std::min(a.size(), b.size());
   if (n == 0) return 0;
@@ -626,17 +606,7 @@ std::string runExtract(const ExtractOptions& o, const Events& ev) {
       .str("pooling", "mean")
       .str("peakRssKind", peakResettable ? "per row (VmHWM reset before each pass)" : "process peak since start");
   doc.obj("config", config);
-  json::Array peakArr;
-  for (const auto& [d, p] : peaks) {
-    json::Object po;
-    po.str("dtype", d)
-        .str("device", device.str())
-        .str("kernel", p.kernel)
-        .integer("size", p.size)
-        .num("gflopPerSecond", p.gflopPerSecond);
-    peakArr.obj(po);
-  }
-  doc.arr("peaks", peakArr);
+  doc.arr("peaks", peaksJson(peaks, device.str()));
 
   json::Array rowArr;
   for (const Row& row : rows) {

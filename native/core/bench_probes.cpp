@@ -162,17 +162,7 @@ std::string runProbes(const ProbeOptions& o, const Events& ev) {
       .str("problem",
            "synthetic: standard-normal clips, OpenMIC-2018's per-class counts, a noisy linear rule per instrument");
   doc.obj("config", config);
-  json::Array peakArr;
-  for (const auto& [d, p] : peaks) {
-    json::Object po;
-    po.str("dtype", d)
-        .str("device", device.str())
-        .str("kernel", p.kernel)
-        .integer("size", p.size)
-        .num("gflopPerSecond", p.gflopPerSecond);
-    peakArr.obj(po);
-  }
-  doc.arr("peaks", peakArr);
+  doc.arr("peaks", peaksJson(peaks, device.str()));
 
   json::Array rows;
   for (probes::MatmulPrecision p : precisions) {

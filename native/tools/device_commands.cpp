@@ -24,6 +24,8 @@ namespace {
 namespace jb = calmkit::jukebox;
 using calmkit::Error;
 namespace code = calmkit::code;
+using calmkit::bench::cosine;
+using calmkit::bench::maxRel;
 
 jb::ClipInput audioClip(int64_t n, uint64_t seed, const std::string& label) {
   jb::ClipInput c;
@@ -52,25 +54,6 @@ std::vector<Pooled> run(const jb::Model& model, const std::vector<jb::ClipInput>
     out.push_back(std::move(p));
   }
   return out;
-}
-
-double maxRel(const std::vector<float>& a, const std::vector<float>& ref) {
-  double d = 0, s = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    d = std::max(d, std::fabs(static_cast<double>(a[i]) - ref[i]));
-    s = std::max(s, std::fabs(static_cast<double>(ref[i])));
-  }
-  return s > 0 ? d / s : d;
-}
-
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ab += static_cast<double>(a[i]) * b[i];
-    aa += static_cast<double>(a[i]) * a[i];
-    bb += static_cast<double>(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
 }
 
 bool sameBytes(const Pooled& a, const Pooled& b) {
