@@ -10,65 +10,11 @@
 #include "napi/async.h"
 #include "napi/control.h"
 #include "napi/convert.h"
+#include "napi/events.h"
 #include "napi/exports.h"
 
 namespace calmkit_napi {
 namespace {
-
-// Progress lines to a JS function; the job waits until every line has run on the JS thread, so none arrives
-// after the promise settles.
-class LineSender {
- public:
-  LineSender(std::shared_ptr<Control> ctl, std::optional<Napi::ThreadSafeFunction> tsfn)
-      : ctl_(std::move(ctl)), tsfn_(std::move(tsfn)) {}
-
-  void send(const std::string& line) {
-    if (!tsfn_) return;
-    {
-      std::lock_guard<std::mutex> lock(ctl_->mu);
-      ++ctl_->sent;
-    }
-    auto ctl = ctl_;
-    auto* text = new std::string(line);
-    napi_status st = tsfn_->BlockingCall(text, [ctl](Napi::Env env, Napi::Function fn, std::string* text) {
-      std::unique_ptr<std::string> own(text);
-      if (env != nullptr && fn != nullptr) {
-        Napi::HandleScope scope(env);
-        try {
-          fn.Call({Napi::String::New(env, *own)});
-        } catch (const Napi::Error&) {
-          // A throwing listener must not take the benchmark down.
-        }
-      }
-      delivered(ctl);
-    });
-    if (st != napi_ok) {
-      delete text;
-      delivered(ctl);
-    }
-  }
-
-  void finish() {
-    if (!tsfn_) return;
-    {
-      std::unique_lock<std::mutex> lock(ctl_->mu);
-      ctl_->cv.wait(lock, [&] { return ctl_->delivered >= ctl_->sent; });
-    }
-    tsfn_->Release();
-    tsfn_.reset();
-  }
-
- private:
-  static void delivered(const std::shared_ptr<Control>& ctl) {
-    {
-      std::lock_guard<std::mutex> lock(ctl->mu);
-      ++ctl->delivered;
-    }
-    ctl->cv.notify_all();
-  }
-  std::shared_ptr<Control> ctl_;
-  std::optional<Napi::ThreadSafeFunction> tsfn_;
-};
 
 std::vector<std::string> Strings(const Napi::Object& o, const char* key, const std::vector<std::string>& fallback) {
   Napi::Value v = o.Get(key);
@@ -102,7 +48,7 @@ Napi::Value Run(const Napi::CallbackInfo& info, std::function<std::string(const 
   std::optional<Napi::ThreadSafeFunction> tsfn;
   if (info[2].IsFunction())
     tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "calmkit-bench-lines", 0, 1);
-  auto sender = std::make_shared<LineSender>(ctl, tsfn);
+  auto sender = std::make_shared<EventSender>(ctl, tsfn);
   // runtime::cpuBf16 captures oneDNN's log on stdout once per process: probe here, on the JS thread, while
   // nothing else can write to stdout (the machine's facts in every report read it).
   (void)calmkit::runtime::cpuBf16();
@@ -110,7 +56,9 @@ Napi::Value Run(const Napi::CallbackInfo& info, std::function<std::string(const 
       env, computeExecutor(),
       [work, sender, ctl] {
         calmkit::bench::Events ev;
-        ev.log = [sender](const std::string& line) { sender->send(line); };
+        ev.log = [sender](const std::string& line) {
+          sender->send([line](Napi::Env env) { return Napi::String::New(env, line); });
+        };
         ev.cancelled = [ctl] { return ctl->isCancelled(); };
         try {
           std::string doc = work(ev);

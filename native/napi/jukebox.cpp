@@ -14,6 +14,7 @@
 #include "napi/async.h"
 #include "napi/control.h"
 #include "napi/convert.h"
+#include "napi/events.h"
 #include "napi/exports.h"
 
 namespace calmkit_napi {
@@ -204,17 +205,17 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
 class JsSink : public jb::Sink {
  public:
   JsSink(std::shared_ptr<Control> ctl, std::optional<Napi::ThreadSafeFunction> tsfn)
-      : ctl_(std::move(ctl)), tsfn_(std::move(tsfn)) {}
+      : ctl_(ctl), events_(std::move(ctl), std::move(tsfn)) {}
 
   void chunk(size_t clip, int layer, int64_t window, int64_t start, torch::Tensor rows) override {
-    if (!tsfn_) return;
+    if (!events_.active()) return;
     {
       std::unique_lock<std::mutex> lock(ctl_->mu);
       ctl_->cv.wait(lock, [&] { return ctl_->cancelled || ctl_->pending < kMaxPendingChunks; });
       if (ctl_->cancelled) throw calmkit::Error(code::kAborted, "extraction aborted");
       ++ctl_->pending;
     }
-    send([clip, layer, window, start, rows](Napi::Env env) {
+    events_.send([clip, layer, window, start, rows](Napi::Env env) {
       auto o = Napi::Object::New(env);
       o.Set("type", "chunk");
       o.Set("clip", Napi::Number::New(env, static_cast<double>(clip)));
@@ -228,8 +229,8 @@ class JsSink : public jb::Sink {
   }
 
   void progress(const jb::Progress& p) override {
-    if (!tsfn_) return;
-    send([p](Napi::Env env) {
+    if (!events_.active()) return;
+    events_.send([p](Napi::Env env) {
       auto o = Napi::Object::New(env);
       o.Set("type", "progress");
       o.Set("clipsDone", Napi::Number::New(env, static_cast<double>(p.clipsDone)));
@@ -245,53 +246,11 @@ class JsSink : public jb::Sink {
   bool cancelled() override { return ctl_->isCancelled(); }
 
   // Waits for all events to be delivered, then releases the function.
-  void finish() {
-    if (!tsfn_) return;
-    {
-      std::unique_lock<std::mutex> lock(ctl_->mu);
-      ctl_->cv.wait(lock, [&] { return ctl_->delivered >= ctl_->sent; });
-    }
-    tsfn_->Release();
-    tsfn_.reset();
-  }
+  void finish() { events_.finish(); }
 
  private:
-  void send(std::function<Napi::Value(Napi::Env)> make) {
-    {
-      std::lock_guard<std::mutex> lock(ctl_->mu);
-      ++ctl_->sent;
-    }
-    auto ctl = ctl_;
-    auto* job = new std::function<Napi::Value(Napi::Env)>(std::move(make));
-    napi_status st =
-        tsfn_->BlockingCall(job, [ctl](Napi::Env env, Napi::Function fn, std::function<Napi::Value(Napi::Env)>* job) {
-          std::unique_ptr<std::function<Napi::Value(Napi::Env)>> own(job);
-          if (env != nullptr && fn != nullptr) {
-            Napi::HandleScope scope(env);
-            try {
-              fn.Call({(*own)(env)});
-            } catch (const Napi::Error&) {
-              // A throwing listener must not take the job down; the JS side reports its own errors.
-            }
-          }
-          markDelivered(ctl);
-        });
-    if (st != napi_ok) {
-      delete job;
-      markDelivered(ctl);
-    }
-  }
-
-  static void markDelivered(const std::shared_ptr<Control>& ctl) {
-    {
-      std::lock_guard<std::mutex> lock(ctl->mu);
-      ++ctl->delivered;
-    }
-    ctl->cv.notify_all();
-  }
-
   std::shared_ptr<Control> ctl_;
-  std::optional<Napi::ThreadSafeFunction> tsfn_;
+  EventSender events_;
 };
 
 std::vector<jb::ClipInput> ReadInputs(const Napi::Value& v) {
