@@ -12,6 +12,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/json.h"
+#include "core/probes_heads.h"
 
 namespace calmkit::bench {
 namespace {
@@ -39,10 +40,11 @@ ProbeShape shapeOf(const probes::Config& c, int64_t dim) {
     if (l > 0) s.macsAfterFirst += m;
     in = outs[l];
   }
-  if (c.head == "attention") {  // its score vector per segment (probes_heads.cpp)
-    const double m = static_cast<double>(c.hidden.empty() ? dim : c.hidden.back());
-    s.macs += m;
-    s.macsAfterFirst += m;
+  // The head's own weights, each [last hidden width, out] over every row (attention: its score vector).
+  const double last = static_cast<double>(c.hidden.empty() ? dim : c.hidden.back());
+  for (int64_t out : probes::headNamed(c.head).weightOuts()) {
+    s.macs += last * static_cast<double>(out);
+    s.macsAfterFirst += last * static_cast<double>(out);
   }
   return s;
 }
