@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { itemSize } from '../lib/formats';
 import { crc32Ranges, checksumImplementation } from '../lib/store/checksum';
 import { interleaved, machine, median, parseArgs, report } from './harness';
 
@@ -59,7 +60,7 @@ function checksumWork(store: Store): { seconds: number; cpu: number } {
   let buf = new Uint8Array(0);
   for (const { name, sidecar } of store.state.shards) {
     const { fd, dataOffset } = store.openShard(name);
-    const rowBytes = sidecar.dim * (sidecar.dtype === '<f2' ? 2 : 4);
+    const rowBytes = sidecar.dim * itemSize(sidecar.dtype);
     try {
       for (let i = 0; i < sidecar.entries.length; ) {
         let j = i;

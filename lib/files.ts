@@ -120,6 +120,21 @@ export function explainFsError(err: NodeJS.ErrnoException): string {
   }
 }
 
+/** The reason an fs call failed, in words: explainFsError's for a system error, else the error's message. */
+export function fsReason(err: unknown): string {
+  if (isSystemError(err)) return explainFsError(err);
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The names in a folder, or none where it cannot be listed (missing, not a folder): for sweeps that may find nothing. */
+export function namesIn(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
 /**
  * Runs `fn`; a system error it throws becomes `wrap(reason)` (a typed CalmkitError naming the target), anything
  * else passes through. Where calmkit writes files, so a path that cannot be written is never a raw EEXIST.

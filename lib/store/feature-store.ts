@@ -13,8 +13,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ArgumentError, nonEmptyString, optionsObject } from '../errors';
-import { openRegular, publishNoClobber, readRegularFile, tempName, withFsErrors, writeDurableExclusive, isSystemError, explainFsError } from '../files';
-import { decodeNpyHeader, halfToFloat32, type NpyDtype } from '../formats';
+import { fsReason, isSystemError, namesIn, openRegular, publishNoClobber, readRegularFile, tempName, withFsErrors, writeDurableExclusive } from '../files';
+import { decodeNpyHeader, halfToFloat32, itemSize, type NpyDtype } from '../formats';
 import { canonicalJson } from './canonical-json';
 import { crc32, crc32Ranges } from './checksum';
 import { DTYPES, type StoreSpec } from './dtype';
@@ -58,10 +58,6 @@ function specDifferences(a: StoreSpec, b: StoreSpec): string[] {
   return fields
     .filter((f) => canonicalJson(a[f] ?? null) !== canonicalJson(b[f] ?? null))
     .map((f) => `${f}: store has ${canonicalJson(a[f] ?? null)}, asked for ${canonicalJson(b[f] ?? null)}`);
-}
-
-function reason(err: unknown): string {
-  return isSystemError(err) ? explainFsError(err) : err instanceof Error ? err.message : String(err);
 }
 
 export class FeatureStore {
@@ -110,7 +106,7 @@ export class FeatureStore {
     if (!exists(file)) {
       // A folder with a store's shards or manifest but no store.json lost it (deleted, renamed, a partial copy):
       // making a new one would let other settings' features mix with these.
-      const leftovers = exists(path.join(dir, MANIFEST_FILE)) || listing(path.join(dir, SHARDS)).some((n) => /\.(npy|json)$/.test(n));
+      const leftovers = exists(path.join(dir, MANIFEST_FILE)) || namesIn(path.join(dir, SHARDS)).some((n) => /\.(npy|json)$/.test(n));
       if (leftovers)
         throw storeError(
           'ERR_DATA_STORE_CORRUPT',
@@ -130,7 +126,7 @@ export class FeatureStore {
     try {
       bytes = readRegularFile(file);
     } catch (err) {
-      throw storeError('ERR_DATA_STORE_CORRUPT', `${file} cannot be read: ${reason(err)}`, file, err);
+      throw storeError('ERR_DATA_STORE_CORRUPT', `${file} cannot be read: ${fsReason(err)}`, file, err);
     }
     const { version, spec } = parseStoreJson(bytes, file);
     const stored = JSON.parse(canonicalJson(spec)) as StoreSpec;
@@ -301,7 +297,7 @@ export class FeatureStore {
     } catch (err) {
       // Out of file descriptors or a failing disk says nothing about the shard: an I/O error, not damage.
       const transient = isSystemError(err) && ['EMFILE', 'ENFILE', 'EIO', 'ENOMEM', 'EINTR'].includes(err.code!);
-      throw storeError(transient ? 'ERR_DATA_STORE_IO' : 'ERR_DATA_STORE_CORRUPT', `shard ${file} (${clips()}) cannot be read: ${reason(err)}`, file, err);
+      throw storeError(transient ? 'ERR_DATA_STORE_IO' : 'ERR_DATA_STORE_CORRUPT', `shard ${file} (${clips()}) cannot be read: ${fsReason(err)}`, file, err);
     }
     const fail = (why: string, cause?: unknown): never => {
       throw storeError('ERR_DATA_STORE_CORRUPT', `shard ${file} (${clips()}) is damaged: ${why}`, file, cause);
@@ -351,7 +347,7 @@ export class FeatureStore {
       list.push(i);
       byShard.set(e.shard, list);
     });
-    const item = this.dtype === '<f2' ? 2 : 4;
+    const item = itemSize(this.dtype);
     let buf = new Uint8Array(0);
     for (const [shard, idx] of byShard) {
       const { fd, dataOffset, file, sidecar } = this.openShard(shard);
@@ -506,14 +502,6 @@ export class FeatureStore {
   }
 }
 
-function listing(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
 function exists(file: string): boolean {
   try {
     fs.lstatSync(file);
@@ -554,7 +542,7 @@ function proveVersion1(fd: number, size: number, sidecar: Sidecar, fail: (why: s
   } catch (err) {
     fail((err as Error).message);
   }
-  const item = sidecar.dtype === '<f2' ? 2 : 4;
+  const item = itemSize(sidecar.dtype);
   if (header.dataOffset + sidecar.rows * sidecar.dim * item !== size) fail(`${size} bytes, not its header and ${sidecar.rows} rows of ${sidecar.dim}`);
   const rowBytes = sidecar.dim * item;
   const crcs = crc32Ranges(

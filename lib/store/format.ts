@@ -7,7 +7,7 @@
 // is the CRC-32 of every byte after them, to the end of the file. It is plain JSON (numpy users json.load it), the
 // check needs no JSON canonical form, and a reader proves the bytes before it parses them.
 import { DataError, type CalmkitErrorCode } from '../errors';
-import type { NpyDtype } from '../formats';
+import { itemSize, type NpyDtype } from '../formats';
 import { crc32 } from './checksum';
 import { DTYPES, type StoreSpec } from './dtype';
 
@@ -145,8 +145,6 @@ export interface Sidecar {
   failures: SidecarFailure[];
 }
 
-const ITEM: Record<string, number> = { '<f4': 4, '<f2': 2 };
-
 /**
  * A shard's sidecar, proven: sealed (version 2), the store's dtype, entries with unique keys and shapes whose last
  * axis is the shard's width, tiling rows 0..rows in order, and (version 2) the file size its header and rows give.
@@ -162,7 +160,7 @@ export function parseSidecar(bytes: Uint8Array, file: string, dtype: NpyDtype): 
   const { dim, rows } = doc;
   if (!isCount(dim) || !isCount(rows)) fail('dim and rows must be non-negative integers');
   if (((dim as number) === 0) !== ((rows as number) === 0)) fail(`dim ${dim} and rows ${rows}: only a shard without entries has no width`);
-  if (!Number.isSafeInteger((dim as number) * (rows as number) * ITEM[dtype]!)) fail('dim x rows is too large');
+  if (!Number.isSafeInteger((dim as number) * (rows as number) * itemSize(dtype))) fail('dim x rows is too large');
   if (!Array.isArray(doc.entries) || !Array.isArray(doc.failures)) fail('entries and failures must be arrays');
   const entries: SidecarEntry[] = [];
   const keys = new Set<string>();
@@ -212,7 +210,7 @@ export function parseSidecar(bytes: Uint8Array, file: string, dtype: NpyDtype): 
     const header = doc.header;
     if (!isObject(header) || !isCount(header.bytes) || header.bytes < 10 || !isCrc(header.crc32)) fail('header must be { bytes, crc32 }');
     const h = header as { bytes: number; crc32: number };
-    if (doc.bytes !== h.bytes + (dim as number) * (rows as number) * ITEM[dtype]!)
+    if (doc.bytes !== h.bytes + (dim as number) * (rows as number) * itemSize(dtype))
       fail(`bytes ${JSON.stringify(doc.bytes)} is not the header's ${h.bytes} plus ${rows} rows of ${dim}`);
     out.bytes = doc.bytes as number;
     out.header = { bytes: h.bytes, crc32: h.crc32 };

@@ -5,8 +5,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CalmkitError } from '../errors';
-import { atomicReplace, fsyncDir, isSystemError, readRegularFile } from '../files';
+import { atomicReplace, fsyncDir, isSystemError, namesIn, readRegularFile } from '../files';
 import { crc32Ranges } from './checksum';
+import { itemSize } from '../formats';
 import { MANIFEST_FILE, QUARANTINE, SHARDS, STORE_FILE, TMP, encodeSidecar, encodeStoreJson, parseSidecar, storeError, type Sidecar } from './format';
 import { clipList, removedName, type CorruptShard } from './scan';
 import { storeIo, updateManifest } from './publish';
@@ -56,7 +57,7 @@ const CHUNK = 8 * 2 ** 20;
 function checkShardData(store: FeatureStore, name: string): string[] {
   const { fd, dataOffset, sidecar } = store.openShard(name, { fresh: true });
   try {
-    const rowBytes = sidecar.dim * (sidecar.dtype === '<f2' ? 2 : 4);
+    const rowBytes = sidecar.dim * itemSize(sidecar.dtype);
     const bad: string[] = [];
     let buf = new Uint8Array(0);
     for (let i = 0; i < sidecar.entries.length; ) {
@@ -215,8 +216,8 @@ export function cleanup(store: FeatureStore, options: { maxAgeMs?: number }): st
       // Best effort: a leftover that cannot be removed (no permission) stays as harmless as it was.
     }
   };
-  for (const name of safeList(path.join(store.dir, TMP))) remove(path.join(store.dir, TMP, name));
-  const names = new Set(safeList(path.join(store.dir, SHARDS)));
+  for (const name of namesIn(path.join(store.dir, TMP))) remove(path.join(store.dir, TMP, name));
+  const names = new Set(namesIn(path.join(store.dir, SHARDS)));
   const recorded = store.state.record?.shards;
   for (const name of names) {
     const m = /^(.+)\.(npy|json|removed)$/.exec(name);
@@ -245,7 +246,7 @@ export function cleanup(store: FeatureStore, options: { maxAgeMs?: number }): st
 
 export function lastSeq(store: FeatureStore, writerId: string): number {
   let max = -1;
-  for (const name of safeList(path.join(store.dir, SHARDS))) {
+  for (const name of namesIn(path.join(store.dir, SHARDS))) {
     // Tombstones count: a removed shard's name is never reused (a manifest may still list it).
     const m = /^(.+)-(\d{6,})\.(npy|json|removed)$/.exec(name);
     if (m && m[1] === writerId) max = Math.max(max, Number(m[2]));
@@ -276,12 +277,4 @@ export function upgrade(store: FeatureStore): UpgradeReport {
   }
   updateManifest(store);
   return { shards, storeJson };
-}
-
-function safeList(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
 }

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ArgumentError } from '../errors';
 import { atomicReplace, isSystemError, publishNoClobber, readRegularFile, tempName, withFsErrors, writeDurableExclusive } from '../files';
-import { encodeElements, encodeNpyHeader } from '../formats';
+import { encodeElements, encodeNpyHeader, itemSize } from '../formats';
 import { crc32, crc32Ranges } from './checksum';
 import { MANIFEST_FILE, SHARDS, TMP, encodeManifest, encodeSidecar, storeError, type Sidecar, type SidecarFailure } from './format';
 import type { FeatureStore, FailureInfo } from './feature-store';
@@ -59,7 +59,7 @@ export function publishShard(
     row += it.data.length / dim;
   }
   const npy = Buffer.concat([header, encodeElements(store.dtype, body)]);
-  const rowBytes = dim * (store.dtype === '<f2' ? 2 : 4);
+  const rowBytes = dim * itemSize(store.dtype);
   const crcs = crc32Ranges(
     npy,
     Float64Array.from(entries, (e) => header.length + e.row * rowBytes),

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DataError } from '../errors';
-import { explainFsError, isSystemError, readRegularFile } from '../files';
+import { fsReason, isSystemError, readRegularFile } from '../files';
 import type { NpyDtype } from '../formats';
 import type { StoreSpec } from './dtype';
 import { MANIFEST_FILE, SHARDS, SHARD_RE, parseManifest, parseSidecar, type ManifestRecord, type Sidecar } from './format';
@@ -66,11 +66,6 @@ export function clipList(keys: readonly string[], max = 5): string {
   return `${keys.length} clip${keys.length === 1 ? '' : 's'}: ${shown}${keys.length > max ? ', ...' : ''}`;
 }
 
-function reason(err: unknown): string {
-  if (isSystemError(err)) return explainFsError(err);
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** The names in shards/; a missing folder is an empty listing (the record then says what is gone). */
 function listShards(dir: string): string[] {
   const shards = path.join(dir, SHARDS);
@@ -78,7 +73,7 @@ function listShards(dir: string): string[] {
     return fs.readdirSync(shards);
   } catch (err) {
     if (isSystemError(err) && err.code === 'ENOENT') return [];
-    throw new DataError('ERR_DATA_STORE_CORRUPT', `feature store ${dir}: cannot list ${shards}: ${reason(err)}`, { input: shards, cause: err });
+    throw new DataError('ERR_DATA_STORE_CORRUPT', `feature store ${dir}: cannot list ${shards}: ${fsReason(err)}`, { input: shards, cause: err });
   }
 }
 
@@ -88,12 +83,12 @@ function readRecord(dir: string): { record?: ManifestRecord; damage?: CorruptSha
     fs.lstatSync(file);
   } catch (err) {
     if (isSystemError(err) && err.code === 'ENOENT') return {};
-    return { damage: { shard: MANIFEST_FILE, code: 'ERR_DATA_STORE_CORRUPT', message: `${file} cannot be read: ${reason(err)}` } };
+    return { damage: { shard: MANIFEST_FILE, code: 'ERR_DATA_STORE_CORRUPT', message: `${file} cannot be read: ${fsReason(err)}` } };
   }
   try {
     return { record: parseManifest(readRegularFile(file), file) };
   } catch (err) {
-    const message = err instanceof DataError ? err.message : `${file} cannot be read: ${reason(err)}`;
+    const message = err instanceof DataError ? err.message : `${file} cannot be read: ${fsReason(err)}`;
     return { damage: { shard: MANIFEST_FILE, code: 'ERR_DATA_STORE_CORRUPT', message } };
   }
 }
@@ -179,7 +174,7 @@ export function scanStore(dir: string, spec: StoreSpec, dtype: NpyDtype, cache: 
         cache.set(name, sidecar);
       } catch (err) {
         sidecarError =
-          err instanceof DataError ? err.message.replace(`${json} is damaged: `, 'its sidecar is damaged: ') : `its sidecar cannot be read: ${reason(err)}`;
+          err instanceof DataError ? err.message.replace(`${json} is damaged: `, 'its sidecar is damaged: ') : `its sidecar cannot be read: ${fsReason(err)}`;
       }
     }
     if (!sidecar) {
@@ -197,7 +192,7 @@ export function scanStore(dir: string, spec: StoreSpec, dtype: NpyDtype, cache: 
       const unpublished = st instanceof Error ? isSystemError(st) && st.code === 'ENOENT' : st.isFile() && st.size === 0;
       if (unpublished && !recorded) continue;
     }
-    if (st instanceof Error) fail(name, `shard ${npy} (${clipList(keys)}) cannot be read: ${reason(st)}`, keys);
+    if (st instanceof Error) fail(name, `shard ${npy} (${clipList(keys)}) cannot be read: ${fsReason(st)}`, keys);
     else if (!st.isFile()) fail(name, `shard ${npy} (${clipList(keys)}) is not a regular file`, keys);
     else if (sidecar.bytes !== undefined && st.size !== sidecar.bytes)
       fail(name, `shard ${npy} (${clipList(keys)}) has ${st.size} bytes; its sidecar says ${sidecar.bytes} (truncated or overwritten)`, keys);
