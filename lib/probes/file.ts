@@ -122,7 +122,7 @@ export function decodeProbeFile(buf: Buffer, label: string): unknown {
   const fail = (why: string): never => {
     throw new ProbeError('ERR_PROBE_FILE', `${label} is not a valid calmkit probe set: ${why}`, { input: label });
   };
-  if (buf.length < MAGIC.length + 8 + 32 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) fail('wrong magic or too short');
+  if (buf.length < MAGIC.length + 8 + 32 || !isProbeFileHead(buf)) fail('wrong magic or too short');
   const format = buf.readUInt32LE(MAGIC.length);
   if (!READABLE_FORMATS.includes(format)) fail(`format ${format} is not supported (this calmkit reads formats ${READABLE_FORMATS.join(' and ')})`);
   const digest = crypto

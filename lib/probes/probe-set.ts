@@ -421,6 +421,7 @@ function checkState(state: ProbeSetState, file: string): void {
     if (typeof r.instrument !== 'string' || !Array.isArray(r.configs) || !r.configs[r.selected]) fail('an instrument lacks its configs');
     if (seen.has(r.instrument)) fail(`instrument '${r.instrument}' has two entries`);
     seen.add(r.instrument);
+    // Every layer's size and values (this net's, its linear twin's, each config's); below, how the layers chain.
     checkNet(r.net, `the probe of '${r.instrument}'`);
     if (r.linear !== undefined) checkNet(r.linear.net, `the linear probe of '${r.instrument}'`);
     r.configs.forEach((c, i) => {
@@ -430,7 +431,6 @@ function checkState(state: ProbeSetState, file: string): void {
     if (!Array.isArray(layers) || layers.length === 0 || layers[0]!.in !== info.dim || layers[layers.length - 1]!.out !== 1) {
       fail(`the probe of '${r.instrument}' does not map ${info.dim} features to one logit`);
     }
-    for (const l of layers) if (!sized(l)) fail(`the probe of '${r.instrument}' has a layer of the wrong size`);
     const att = r.net.attention;
     // The attention head reads segments, the MLP one vector per clip; another head's reading is the core's to check.
     if (r.net.head === undefined && (att !== undefined) !== (info.segments !== undefined)) {
@@ -438,7 +438,7 @@ function checkState(state: ProbeSetState, file: string): void {
         `the probe of '${r.instrument}' ${att ? 'has an attention layer but the set records no segments' : 'lacks the attention layer its segment features need'}`,
       );
     }
-    if (att && (!sized(att) || att.in !== layers[layers.length - 1]!.in || att.out !== 1)) fail(`the attention layer of '${r.instrument}' has the wrong size`);
+    if (att && (att.in !== layers[layers.length - 1]!.in || att.out !== 1)) fail(`the attention layer of '${r.instrument}' has the wrong size`);
   }
   if (!Array.isArray(state.skipped)) state.skipped = [];
   if (info.recipe !== undefined) {
