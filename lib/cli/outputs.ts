@@ -76,8 +76,8 @@ function isEmptyDir(dir: string): boolean {
 
 /** Whether the existing folder `dir` is calmkit's of this kind; a reason when it is not. */
 function folderIsOurs(dir: string, kind: OutputKind): string | undefined {
-  if (isEmptyDir(dir)) return undefined;
   const entries = fs.readdirSync(dir, { withFileTypes: true });
+  if (entries.length === 0) return undefined;
   switch (kind) {
     case 'report': {
       const t = readJson(path.join(dir, 'table.json')) as Record<string, unknown> | undefined;
