@@ -359,6 +359,25 @@ Result trainGrid(const float* features, int64_t n, int64_t dim, const std::vecto
   return res;
 }
 
+namespace {
+
+// A trained net's weights as tensors on `device`, for netLogits: layers [in, out] with their biases, and the head's
+// own weights, which have no bias (the attention logit's would shift every segment of a clip alike).
+NetTensors tensorsOf(const Net& net, const torch::Device& device) {
+  auto on = [&](const std::vector<float>& v, std::vector<int64_t> shape) {
+    return torch::from_blob(const_cast<float*>(v.data()), shape, torch::kFloat).to(device);
+  };
+  NetTensors t;
+  for (const Layer& L : net.layers) {
+    t.w.push_back(on(L.weight, {L.in, L.out}));
+    t.b.push_back(on(L.bias, {L.out}));
+  }
+  for (const Layer& L : net.headLayers) t.head.push_back(on(L.weight, {L.in, L.out}));
+  return t;
+}
+
+}  // namespace
+
 std::vector<float> predict(const float* features, int64_t n, int64_t dim, const std::vector<Net>& nets,
                            const std::string& deviceName) {
   c10::InferenceMode inference;
@@ -391,18 +410,9 @@ std::vector<float> predict(const float* features, int64_t n, int64_t dim, const 
       auto mu = torch::tensor(net.mean).to(device), sd = torch::tensor(net.std).to(device);
       h = (X - mu) / sd;
     }
-    std::vector<torch::Tensor> ws, bs;
-    for (const Layer& L : net.layers) {
-      ws.push_back(torch::from_blob(const_cast<float*>(L.weight.data()), {L.in, L.out}, torch::kFloat).to(device));
-      bs.push_back(torch::from_blob(const_cast<float*>(L.bias.data()), {L.out}, torch::kFloat).to(device));
-    }
-    h = forwardRows(h, [&](torch::Tensor x) {
-      for (size_t l = 0; l < ws.size(); ++l) {
-        x = torch::addmm(bs[l], x, ws[l]);
-        if (l + 1 < ws.size()) x = x.relu_();
-      }
-      return x;
-    });
+    const Head& head = headNamed(net.head);
+    const NetTensors tensors = tensorsOf(net, device);
+    h = forwardRows(h, [&](const torch::Tensor& x) { return netLogits(head, tensors, x, 1, {}); });
     out.select(1, static_cast<int64_t>(k)).copy_(torch::sigmoid(h).view(-1).to(torch::kCPU));
   }
   return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
@@ -460,29 +470,18 @@ SegmentPrediction predictSegments(const float* features, int64_t n, int64_t segm
   SegmentPrediction out;
   out.probabilities.resize(static_cast<size_t>(n) * nets.size());
   if (withWeights) out.weights.resize(static_cast<size_t>(n) * nets.size() * segments);
-  auto tensorOf = [&](const Layer& L, bool asBias) {
-    const std::vector<float>& v = asBias ? L.bias : L.weight;
-    auto t = torch::from_blob(const_cast<float*>(v.data()),
-                              asBias ? std::vector<int64_t>{L.out} : std::vector<int64_t>{L.in, L.out}, torch::kFloat);
-    return t.to(device);
-  };
   for (size_t k = 0; k < nets.size(); ++k) {
     const Net& net = nets[k];
     // Standardised exactly as the trainer does (subtract, divide), padding zeroed.
     torch::Tensor h = X;
     if (!net.mean.empty()) h = (X - torch::tensor(net.mean).to(device)) / torch::tensor(net.std).to(device);
     if (validDev.defined()) h = h.masked_fill(validDev.logical_not().view({-1, 1}), 0.0f);
-    NetTensors tensors;
-    for (const Layer& L : net.layers) {
-      tensors.w.push_back(tensorOf(L, false));
-      tensors.b.push_back(tensorOf(L, true));
-    }
-    // A head's own weights have no bias (the attention logit's would shift every segment of a clip alike).
-    for (const Layer& L : net.headLayers) tensors.head.push_back(tensorOf(L, false));
+    const Head& head = headNamed(net.head);
+    const NetTensors tensors = tensorsOf(net, device);
     std::vector<torch::Tensor> weightBlocks;
     auto logits = forwardClips(h, segments, validDev, [&](const torch::Tensor& x, const torch::Tensor& v) {
       torch::Tensor w;
-      auto z = netLogits(headNamed(net.head), tensors, x, segments, v, withWeights ? &w : nullptr);
+      auto z = netLogits(head, tensors, x, segments, v, withWeights ? &w : nullptr);
       if (w.defined()) weightBlocks.push_back(w);
       return z;
     });

@@ -97,12 +97,6 @@ const Head& headNamed(const std::string& name) {
   throw Error(code::kInvalidArgument, "unknown probe head '" + name + "' (the heads are " + known + ")");
 }
 
-std::vector<std::string> headNames() {
-  std::vector<std::string> out;
-  for (const Head* h : kHeads) out.emplace_back(h->name());
-  return out;
-}
-
 torch::Tensor netLogits(const Head& head, const NetTensors& net, const torch::Tensor& x, int64_t S,
                         const torch::Tensor& valid, torch::Tensor* weights) {
   const size_t L = net.w.size();

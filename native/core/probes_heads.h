@@ -56,8 +56,6 @@ class Head {
 
 // The registry: the head of that name, or kInvalidArgument naming the heads there are.
 const Head& headNamed(const std::string& name);
-// Every head's name, in the registry's order.
-std::vector<std::string> headNames();
 
 // A probe's logits [clips, 1] for standardised rows x (S per clip; [clips * S, in]): the shared layers, then the head.
 torch::Tensor netLogits(const Head& head, const NetTensors& net, const torch::Tensor& x, int64_t S,
