@@ -15,11 +15,14 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-inline uint64_t hashString(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
+// FNV-1a over n bytes, continuing from `h` (its offset basis for a fresh hash).
+inline uint64_t hashBytes(const void* data, size_t n, uint64_t h = 0xcbf29ce484222325ULL) {
+  const auto* c = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ c[i]) * 0x100000001b3ULL;
   return h;
 }
+
+inline uint64_t hashString(const std::string& s) { return hashBytes(s.data(), s.size()); }
 
 inline uint64_t hashDouble(double v) {
   uint64_t bits;

@@ -14,6 +14,7 @@
 #include "core/bench.h"
 #include "core/probes.h"
 #include "core/probes_kernels.h"
+#include "core/probes_random.h"
 #include "core/runtime.h"
 #include "tools/commands.h"
 
@@ -78,11 +79,8 @@ Args parse(int argc, char** argv) {
 // FNV-1a over the bytes of everything a run returns (every probe's curves, test probabilities and attention weights,
 // every selected net): equal fingerprints mean the same results bit for bit (refactors must keep it).
 uint64_t fingerprint(const pr::Result& r) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  auto bytes = [&h](const void* data, size_t n) {
-    const auto* c = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) h = (h ^ c[i]) * 0x100000001b3ULL;
-  };
+  uint64_t h = pr::hashBytes(nullptr, 0);
+  auto bytes = [&h](const void* data, size_t n) { h = pr::hashBytes(data, n, h); };
   auto floats = [&](const std::vector<float>& v) { bytes(v.data(), v.size() * sizeof(float)); };
   auto net = [&](const pr::Net& n) {
     floats(n.mean);
