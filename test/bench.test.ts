@@ -365,7 +365,7 @@ test.serial('the per-layer time agrees within 15 % with a direct timing of Jukeb
       const sum = each.reduce((x, y) => x + y, 0);
       t.true(rel(blocks[0]!, sum) < 3e-8, `blocks ${blocks[0]} vs the sum ${sum}`);
     }
-    engine.push(...layer.map((v) => v!));
+    engine.push(...layer);
     for (let i = 0; i < rounds; i++) {
       toLast.push(await time(depth));
       toFirst.push(await time(1));
