@@ -89,7 +89,12 @@ export function addonPlan(env: NodeJS.ProcessEnv = process.env): AddonPlan {
   return plan;
 }
 
-let cached: { binding: RawBinding; path: string } | undefined;
+let cached: { binding: RawBinding; path: string; plan: AddonPlan } | undefined;
+
+/** The plan the loaded addon came from (undefined before a load succeeded): what a second addonPlan() would search for again. */
+export function loadedPlan(): AddonPlan | undefined {
+  return cached?.plan;
+}
 
 export function addonPath(): string {
   return loadAddon().path;
@@ -118,7 +123,7 @@ function addonLoadError(problem: string, fixes: string[], cause?: unknown): Addo
   return err;
 }
 
-export function loadAddon(): { binding: RawBinding; path: string } {
+export function loadAddon(): { binding: RawBinding; path: string; plan: AddonPlan } {
   if (cached) return cached;
   defaultOpenMpSettings();
   const plan = addonPlan();
@@ -137,7 +142,7 @@ export function loadAddon(): { binding: RawBinding; path: string } {
     }
   }
   try {
-    cached = { binding: require(file) as RawBinding, path: file };
+    cached = { binding: require(file) as RawBinding, path: file, plan };
     return cached;
   } catch (err) {
     const { problem, fixes } = requireFailure(err, plan);

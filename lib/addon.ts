@@ -5,7 +5,7 @@ import * as bindings from '../bindings';
 import type { RawBinding } from '../bindings';
 import { NativeError } from './errors';
 
-export { packageRoot, addonPlan, addonBlocker } from '../bindings';
+export { packageRoot, addonPlan, addonBlocker, loadedPlan } from '../bindings';
 export type { AddonPlan, PrebuildManifest, TorchLocation, TorchSearch } from '../bindings';
 // The raw surface's types (bindings/raw.ts), for the files of lib/ that hand values to it.
 export type * from '../bindings/raw';

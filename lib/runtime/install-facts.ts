@@ -2,7 +2,7 @@
 // addon would load (a source build, the prebuilt one, none) and, for the prebuilt one, which torch it would run beside.
 // `calmkit doctor` prints these first, so it reports what it can even where the addon does not load.
 import os from 'node:os';
-import { addonBlocker, addonPlan } from '../addon';
+import { addonBlocker, addonPlan, loadedPlan } from '../addon';
 import { calmkitVersion } from './package';
 
 export interface InstallFacts {
@@ -29,7 +29,9 @@ export interface InstallFacts {
 }
 
 export function installFacts(): InstallFacts {
-  const plan = addonPlan();
+  // Once the addon has loaded (doctor loads it first), its plan: searching again would find the same torch, at the
+  // cost of a python3 run where that is how torch was found.
+  const plan = loadedPlan() ?? addonPlan();
   const m = plan.manifest;
   const t = plan.torch;
   const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
