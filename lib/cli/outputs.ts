@@ -11,6 +11,7 @@ import { ArgumentError } from '../errors';
 import { Jukebox } from '../model';
 import { isProbeFileHead, PROBE_FILE_MAGIC_BYTES } from '../probes';
 import { DEMO_DESCRIPTION } from '../demo';
+import { STUDY_ENTRIES } from '../study';
 
 /** What a command writes at a path. */
 export type OutputKind =
@@ -45,18 +46,8 @@ const WHAT: Record<OutputKind, string> = {
   'demo-data': 'a calmkit demo dataset',
 };
 
-// What `calmkit study` writes at the top of its folder (lib/study/run.ts).
-const STUDY_ENTRIES = new Set([
-  'concatenation',
-  'upsampling',
-  'untiled',
-  'attention',
-  'vggish-mean',
-  'vggish-attention',
-  'comparison.md',
-  'comparison.csv',
-  'comparison.json',
-]);
+// What `calmkit study` writes at the top of its folder, from lib/study.
+const STUDY_NAMES: ReadonlySet<string> = new Set(STUDY_ENTRIES);
 
 function readJson(file: string): unknown {
   try {
@@ -91,7 +82,7 @@ function folderIsOurs(dir: string, kind: OutputKind): string | undefined {
       return bad.length ? `${path.join(dir, bad[0]!.name)} is not a calmkit feature store` : undefined;
     }
     case 'study': {
-      const other = entries.filter((e) => !STUDY_ENTRIES.has(e.name));
+      const other = entries.filter((e) => !STUDY_NAMES.has(e.name));
       return other.length ? `it holds ${other[0]!.name}, which a study does not write` : undefined;
     }
     case 'demo-data':

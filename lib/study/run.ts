@@ -56,6 +56,19 @@ export const UNTILED_VARIANT: StudyVariant = Object.freeze({ name: 'untiled', fo
 /** The variants `calmkit study` runs by default: the paper's two and the untiled clip. */
 export const STUDY_VARIANTS: readonly StudyVariant[] = Object.freeze([...PAPER_VARIANTS, UNTILED_VARIANT]);
 
+/** The comparison of every column, in three forms, at the top of a study's folder. */
+const COMPARISON_FILES = ['comparison.md', 'comparison.csv', 'comparison.json'] as const;
+
+/**
+ * Every name `calmkit study` writes at the top of its folder: a folder per mean variant, per other column kind
+ * (the attention column, the release's VGGish columns), and the comparison files. The CLI's output check reads it.
+ */
+export const STUDY_ENTRIES: readonly string[] = Object.freeze([
+  ...STUDY_VARIANTS.map((v) => v.name),
+  ...(['attention', 'vggish-mean', 'vggish-attention'] satisfies ColumnKind[]),
+  ...COMPARISON_FILES,
+]);
+
 /** What made a column's features. */
 export type ColumnKind = 'mean' | 'attention' | 'vggish-mean' | 'vggish-attention';
 
@@ -512,7 +525,7 @@ async function runColumn(ctx: Context, c: Column): Promise<{ result: VariantResu
 }
 
 function finish(out: string, layer: number, variants: VariantResult[], comparison: Comparison): StudyResult {
-  const files = [path.join(out, 'comparison.md'), path.join(out, 'comparison.csv'), path.join(out, 'comparison.json')];
+  const files = COMPARISON_FILES.map((f) => path.join(out, f));
   atomicReplace(files[0]!, `# Test F1 per instrument, layer ${layer}\n\n${comparisonMarkdown(comparison)}`);
   atomicReplace(files[1]!, comparisonCsv(comparison));
   atomicReplace(files[2]!, `${JSON.stringify({ layer, ...comparison }, null, 2)}\n`);
