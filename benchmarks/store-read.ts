@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { itemSize } from '../lib/formats';
+import { entryRuns } from '../lib/store/maintenance';
 import { crc32Ranges, checksumImplementation } from '../lib/store/checksum';
 import { interleaved, machine, median, parseArgs, report } from './harness';
 
@@ -52,9 +53,8 @@ function cpuSeconds(): number {
   return (u.user + u.system) / 1e6;
 }
 
-/** The checksum work of a whole-store read: each 8 MiB chunk of every shard read, then CRC-32 of its entries (timed alone). */
+/** The checksum work of a whole-store read: each chunk (entryRuns, as verify reads) of every shard read, then CRC-32 of its entries (timed alone). */
 function checksumWork(store: Store): { seconds: number; cpu: number } {
-  const chunk = 8 * 2 ** 20;
   let seconds = 0;
   let cpu = 0;
   let buf = new Uint8Array(0);
@@ -62,13 +62,7 @@ function checksumWork(store: Store): { seconds: number; cpu: number } {
     const { fd, dataOffset } = store.openShard(name);
     const rowBytes = sidecar.dim * itemSize(sidecar.dtype);
     try {
-      for (let i = 0; i < sidecar.entries.length; ) {
-        let j = i;
-        while (j + 1 < sidecar.entries.length && (sidecar.entries[j + 1]!.row + sidecar.entries[j + 1]!.rows - sidecar.entries[i]!.row) * rowBytes <= chunk)
-          j++;
-        const run = sidecar.entries.slice(i, j + 1);
-        const first = run[0]!.row;
-        const bytes = (run[run.length - 1]!.row + run[run.length - 1]!.rows - first) * rowBytes;
+      for (const { run, first, bytes } of entryRuns(sidecar.entries, rowBytes)) {
         if (buf.length < bytes) buf = new Uint8Array(bytes);
         fs.readSync(fd, buf, 0, bytes, dataOffset + first * rowBytes);
         const starts = Float64Array.from(run, (e) => (e.row - first) * rowBytes);
@@ -78,7 +72,6 @@ function checksumWork(store: Store): { seconds: number; cpu: number } {
         crc32Ranges(buf, starts, lengths);
         seconds += Number(process.hrtime.bigint() - t0) / 1e9;
         cpu += cpuSeconds() - c0;
-        i = j + 1;
       }
     } finally {
       fs.closeSync(fd);

@@ -45,7 +45,7 @@ export interface OpenStoreOptions {
 }
 
 /** Largest read of a matrix read (several small entries per read; an entry larger than this is one read). */
-const READ_CHUNK_BYTES = 8 * 2 ** 20;
+export const READ_CHUNK_BYTES = 8 * 2 ** 20;
 
 function normaliseSpec(spec: StoreSpec): StoreSpec {
   const problem = specProblem(spec);

@@ -11,7 +11,7 @@ import { itemSize } from '../formats';
 import { MANIFEST_FILE, QUARANTINE, SHARDS, STORE_FILE, TMP, encodeSidecar, encodeStoreJson, parseSidecar, storeError, type Sidecar } from './format';
 import { clipList, removedName, type CorruptShard } from './scan';
 import { storeIo, updateManifest } from './publish';
-import { preadInto, type FeatureStore } from './feature-store';
+import { READ_CHUNK_BYTES, preadInto, type FeatureStore } from './feature-store';
 
 /** What verify() found in one shard. */
 export interface ShardStatus {
@@ -51,7 +51,23 @@ export interface UpgradeReport {
   storeJson: boolean;
 }
 
-const CHUNK = 8 * 2 ** 20;
+/**
+ * A shard's entries (in row order, rows next to each other) in runs of at most READ_CHUNK_BYTES (one entry when an
+ * entry is larger): each run's entries, its first row, and its bytes, for one read and one crc32Ranges call.
+ */
+export function* entryRuns<E extends { row: number; rows: number }>(
+  entries: readonly E[],
+  rowBytes: number,
+): Generator<{ run: E[]; first: number; bytes: number }> {
+  for (let i = 0; i < entries.length; ) {
+    let j = i;
+    while (j + 1 < entries.length && (entries[j + 1]!.row + entries[j + 1]!.rows - entries[i]!.row) * rowBytes <= READ_CHUNK_BYTES) j++;
+    const run = entries.slice(i, j + 1);
+    const first = run[0]!.row;
+    yield { run, first, bytes: (run[run.length - 1]!.row + run[run.length - 1]!.rows - first) * rowBytes };
+    i = j + 1;
+  }
+}
 
 /** Reads a whole shard through its CRC-32s; returns the keys whose bytes differ (openShard checks the rest). */
 function checkShardData(store: FeatureStore, name: string): string[] {
@@ -60,24 +76,18 @@ function checkShardData(store: FeatureStore, name: string): string[] {
     const rowBytes = sidecar.dim * itemSize(sidecar.dtype);
     const bad: string[] = [];
     let buf = new Uint8Array(0);
-    for (let i = 0; i < sidecar.entries.length; ) {
-      let j = i;
-      while (j + 1 < sidecar.entries.length && (sidecar.entries[j + 1]!.row + sidecar.entries[j + 1]!.rows - sidecar.entries[i]!.row) * rowBytes <= CHUNK) j++;
-      const first = sidecar.entries[i]!;
-      const run = sidecar.entries.slice(i, j + 1);
-      const bytes = (run[run.length - 1]!.row + run[run.length - 1]!.rows - first.row) * rowBytes;
+    for (const { run, first, bytes } of entryRuns(sidecar.entries, rowBytes)) {
       if (buf.length < bytes) buf = new Uint8Array(bytes);
-      const got = preadInto(fd, buf, bytes, dataOffset + first.row * rowBytes);
+      const got = preadInto(fd, buf, bytes, dataOffset + first * rowBytes);
       if (got < bytes) throw storeError('ERR_DATA_STORE_CORRUPT', `shard ends early`, name);
       const crcs = crc32Ranges(
         buf,
-        Float64Array.from(run, (e) => (e.row - first.row) * rowBytes),
+        Float64Array.from(run, (e) => (e.row - first) * rowBytes),
         Float64Array.from(run, (e) => e.rows * rowBytes),
       );
       run.forEach((e, k) => {
         if (crcs[k] !== e.crc32) bad.push(e.key);
       });
-      i = j + 1;
     }
     return bad;
   } finally {
